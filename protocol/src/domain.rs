@@ -1,0 +1,25 @@
+//! Domain-separation strings.
+//!
+//! Every signature and every hash that could be confused with another is
+//! prefixed with one of these, so a signature made for one purpose can never
+//! be replayed as another (an envelope signature as a receipt, say). Each is
+//! NUL-terminated so that no string is a prefix of another.
+
+/// Signature over an envelope's header, body commitment and ciphertext digest.
+pub const ENVELOPE_SIGNATURE: &[u8] = b"comity/v1/envelope-signature\0";
+/// HPKE `info` for the key schedule of an envelope.
+pub const HPKE_INFO: &[u8] = b"comity/v1/hpke-info\0";
+/// Prefix of the AEAD associated data of an envelope.
+pub const ENVELOPE_AAD: &[u8] = b"comity/v1/envelope-aad\0";
+/// Hiding commitment to the plaintext (salt, encoded body).
+pub const BODY_COMMITMENT: &[u8] = b"comity/v1/body-commitment\0";
+/// Digest of the HPKE encapsulated key and ciphertext.
+pub const CIPHERTEXT_DIGEST: &[u8] = b"comity/v1/ciphertext-digest\0";
+/// Digest of a whole encoded envelope (what receipts and the audit log name).
+pub const ENVELOPE_DIGEST: &[u8] = b"comity/v1/envelope-digest\0";
+/// Signature of a receipt by the recipient.
+pub const RECEIPT_SIGNATURE: &[u8] = b"comity/v1/receipt-signature\0";
+/// Signature by an identity key over its current encryption key.
+pub const ENCRYPTION_KEY_SIGNATURE: &[u8] = b"comity/v1/encryption-key-signature\0";
+/// Checksum inside a printed node id.
+pub const NODE_ID_CHECKSUM: &[u8] = b"comity/v1/node-id-checksum\0";

@@ -1,0 +1,140 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{envelope_digest, Envelope, EnvelopeError};
+use crate::digest::Digest;
+use crate::domain;
+use crate::identity::{signing_input, verify_signature, Identity, NodeId, PeerKeys};
+use crate::ids::MessageId;
+use crate::time::Timestamp;
+
+/// The receiving node's rules for the outer check.
+#[derive(Clone, Debug)]
+pub struct CheckPolicy {
+    /// The receiver's clock (the protocol never reads one).
+    pub now: Timestamp,
+    /// How far in the future `created_at` may be (clock skew between nodes).
+    pub max_future_skew: Duration,
+    /// How old `created_at` may be. Senders stop retrying before this.
+    pub max_age: Duration,
+    /// Largest framed envelope accepted (at most the codec's hard ceiling).
+    pub max_envelope_bytes: usize,
+}
+
+/// The peers this node has pinned, by node id.
+pub trait PinnedPeers {
+    fn pinned(&self, id: &NodeId) -> Option<&PeerKeys>;
+}
+
+impl PinnedPeers for HashMap<NodeId, PeerKeys> {
+    fn pinned(&self, id: &NodeId) -> Option<&PeerKeys> {
+        self.get(id)
+    }
+}
+
+impl PinnedPeers for [PeerKeys] {
+    fn pinned(&self, id: &NodeId) -> Option<&PeerKeys> {
+        self.iter().find(|p| p.id() == id)
+    }
+}
+
+/// The receiver's de-duplication index: for a (sender, message id) already
+/// accepted, the digest of the envelope that was accepted.
+///
+/// Ids are scoped by sender so that one peer cannot block another's
+/// messages by reusing its ids.
+pub trait SeenMessages {
+    fn seen(&self, sender: &NodeId, id: &MessageId) -> Option<Digest>;
+}
+
+impl SeenMessages for HashMap<(NodeId, MessageId), Digest> {
+    fn seen(&self, sender: &NodeId, id: &MessageId) -> Option<Digest> {
+        self.get(&(*sender, *id)).copied()
+    }
+}
+
+/// An envelope that passed the outer check; only this can be opened.
+#[derive(Clone, Debug)]
+pub struct CheckedEnvelope {
+    pub envelope: Envelope,
+    /// [`super::envelope_digest`] of the bytes received.
+    pub digest: Digest,
+    pub(super) sender: PeerKeys,
+}
+
+impl CheckedEnvelope {
+    pub fn sender(&self) -> &PeerKeys {
+        &self.sender
+    }
+}
+
+/// The outer check: everything that can be decided without decrypting.
+///
+/// In order: size, frame and decoding, recipient, recipient key, pinned
+/// sender, signature, time window, replay. The signature is verified before
+/// the time and replay checks so that [`EnvelopeError::Stale`],
+/// [`EnvelopeError::FromFuture`] and [`EnvelopeError::IdReused`] are
+/// attributable to the sender, not to whoever forged the bytes.
+pub fn check(
+    bytes: &[u8],
+    me: &Identity,
+    peers: &(impl PinnedPeers + ?Sized),
+    seen: &(impl SeenMessages + ?Sized),
+    policy: &CheckPolicy,
+) -> Result<CheckedEnvelope, EnvelopeError> {
+    if bytes.len() > policy.max_envelope_bytes {
+        return Err(EnvelopeError::TooLarge {
+            len: bytes.len(),
+            max: policy.max_envelope_bytes,
+        });
+    }
+    let envelope = Envelope::from_bytes(bytes)?;
+    let h = &envelope.header;
+    if h.recipient != me.id() {
+        return Err(EnvelopeError::WrongRecipient {
+            recipient: h.recipient,
+        });
+    }
+    if h.recipient_key != me.encryption_cert().public_key {
+        return Err(EnvelopeError::UnknownEncryptionKey);
+    }
+    let sender = peers
+        .pinned(&h.sender)
+        .ok_or(EnvelopeError::UnknownSender { sender: h.sender })?;
+
+    let to_verify = signing_input(domain::ENVELOPE_SIGNATURE, &envelope.signed_part());
+    if !verify_signature(sender.verifying_key(), &to_verify, &envelope.signature) {
+        return Err(EnvelopeError::BadSignature { sender: h.sender });
+    }
+
+    if h.created_at > policy.now.saturating_add(policy.max_future_skew) {
+        return Err(EnvelopeError::FromFuture {
+            created_at: h.created_at,
+            now: policy.now,
+        });
+    }
+    if h.created_at < policy.now.saturating_sub(policy.max_age) {
+        return Err(EnvelopeError::Stale {
+            created_at: h.created_at,
+            now: policy.now,
+        });
+    }
+
+    let digest = envelope_digest(bytes);
+    if let Some(first) = seen.seen(&h.sender, &h.id) {
+        return Err(if first == digest {
+            EnvelopeError::AlreadyReceived { id: h.id, digest }
+        } else {
+            EnvelopeError::IdReused {
+                id: h.id,
+                first,
+                now: digest,
+            }
+        });
+    }
+    Ok(CheckedEnvelope {
+        sender: sender.clone(),
+        envelope,
+        digest,
+    })
+}

@@ -1,0 +1,60 @@
+use bincode::{Decode, Encode};
+
+use super::open::decode_body;
+use super::{body_commitment, EnvelopeError, EnvelopeHeader, SignedPart};
+use crate::codec::{self, MAX_FRAME_BYTES};
+use crate::digest::Digest;
+use crate::domain;
+use crate::identity::{signing_input, verify_signature};
+use crate::message::Body;
+
+/// Proof of origin: the recipient can hand this to a third party (a court,
+/// an auditor), who checks with nothing but the sender's node id that the
+/// sender signed exactly this body to this recipient at this time.
+///
+/// It reveals the plaintext (that is its purpose) and nothing else: no
+/// secret key, and the ciphertext only by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct OriginProof {
+    pub header: EnvelopeHeader,
+    /// `salt ‖ encode(body)`, as committed to.
+    pub plaintext: Vec<u8>,
+    pub ciphertext_digest: Digest,
+    pub signature: [u8; 64],
+}
+
+impl OriginProof {
+    /// Verifies the proof against the sender named in its header and returns
+    /// the body the sender signed.
+    pub fn verify(&self) -> Result<Body, EnvelopeError> {
+        let sender = self.header.sender;
+        let key = sender
+            .verifying_key()
+            .map_err(|_| EnvelopeError::UnknownSender { sender })?;
+        let signed = SignedPart {
+            header: self.header.clone(),
+            body_commitment: body_commitment(&self.plaintext),
+            ciphertext_digest: self.ciphertext_digest,
+        };
+        let input = signing_input(domain::ENVELOPE_SIGNATURE, &signed);
+        if !verify_signature(&key, &input, &self.signature) {
+            return Err(EnvelopeError::BadSignature { sender });
+        }
+        let body = decode_body(&self.plaintext)?;
+        if body.kind() != self.header.kind {
+            return Err(EnvelopeError::KindMismatch {
+                header: self.header.kind,
+                body: body.kind(),
+            });
+        }
+        Ok(body)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, codec::EncodeError> {
+        codec::encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, codec::DecodeError> {
+        codec::decode::<_, MAX_FRAME_BYTES>(bytes)
+    }
+}

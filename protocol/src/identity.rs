@@ -1,0 +1,284 @@
+//! Node identities.
+//!
+//! A node is its Ed25519 identity key: the [`NodeId`] operators pin is that
+//! public key. Encryption uses a separate X25519 key whose public half is
+//! signed by the identity key ([`EncryptionKeyCert`]), so it can rotate
+//! without re-pinning.
+
+mod keyfile;
+mod node_id;
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as _, Serializable};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::codec::{self, DecodeError, FrameType};
+use crate::domain;
+use crate::time::Timestamp;
+
+pub use keyfile::KeyFileError;
+pub use node_id::{NodeId, ParseNodeIdError};
+
+/// The HPKE KEM of the envelope: DHKEM(X25519, HKDF-SHA256).
+pub(crate) type Kem = X25519HkdfSha256;
+pub(crate) type KemPrivateKey = <Kem as hpke::Kem>::PrivateKey;
+pub(crate) type KemPublicKey = <Kem as hpke::Kem>::PublicKey;
+
+/// Why a key or a signature over a key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a valid Ed25519 public key")]
+    BadIdentityKey,
+    #[error("not a valid X25519 public key")]
+    BadEncryptionKey,
+    #[error("encryption key is signed by {found}, expected {expected}")]
+    CertForOtherNode { expected: NodeId, found: NodeId },
+    #[error("the identity key's signature over the encryption key does not verify")]
+    BadCertSignature,
+    #[error("cannot decode encryption-key certificate: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// The signed statement "node N encrypts to X25519 key K since T".
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct EncryptionKeyCert {
+    pub node: NodeId,
+    pub public_key: [u8; 32],
+    pub created_at: Timestamp,
+    pub signature: [u8; 64],
+}
+
+#[derive(Encode)]
+struct EncryptionKeyCertSigned<'a> {
+    node: &'a NodeId,
+    public_key: &'a [u8; 32],
+    created_at: Timestamp,
+}
+
+impl EncryptionKeyCert {
+    const MAX_BYTES: usize = 1024;
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let body = EncryptionKeyCertSigned {
+            node: &self.node,
+            public_key: &self.public_key,
+            created_at: self.created_at,
+        };
+        signing_input(domain::ENCRYPTION_KEY_SIGNATURE, &body)
+    }
+
+    /// Checks the signature and the key; returns the key ready to encrypt to.
+    pub fn verify(&self) -> Result<(), KeyError> {
+        let vk = self.node.verifying_key()?;
+        let sig = Signature::from_bytes(&self.signature);
+        vk.verify_strict(&self.signed_bytes(), &sig)
+            .map_err(|_| KeyError::BadCertSignature)?;
+        KemPublicKey::from_bytes(&self.public_key).map_err(|_| KeyError::BadEncryptionKey)?;
+        Ok(())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // A fixed-size struct of arrays and integers always encodes.
+        codec::encode_frame(FrameType::EncryptionKeyCert, self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        Ok(codec::decode_frame::<_, { Self::MAX_BYTES }>(
+            FrameType::EncryptionKeyCert,
+            bytes,
+        )?)
+    }
+}
+
+/// What a node knows about a pinned peer: its identity and a verified
+/// encryption key. Constructing one verifies the certificate, so holding a
+/// `PeerKeys` means the keys belong together.
+#[derive(Clone, Debug)]
+pub struct PeerKeys {
+    id: NodeId,
+    verifying: VerifyingKey,
+    encryption: KemPublicKey,
+    cert: EncryptionKeyCert,
+}
+
+impl PeerKeys {
+    /// Accepts `cert` only if it is a valid certificate by the pinned `id`.
+    pub fn new(id: NodeId, cert: EncryptionKeyCert) -> Result<Self, KeyError> {
+        if cert.node != id {
+            return Err(KeyError::CertForOtherNode {
+                expected: id,
+                found: cert.node,
+            });
+        }
+        cert.verify()?;
+        let verifying = id.verifying_key()?;
+        let encryption =
+            KemPublicKey::from_bytes(&cert.public_key).map_err(|_| KeyError::BadEncryptionKey)?;
+        Ok(PeerKeys {
+            id,
+            verifying,
+            encryption,
+            cert,
+        })
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    pub fn cert(&self) -> &EncryptionKeyCert {
+        &self.cert
+    }
+
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.verifying
+    }
+
+    pub(crate) fn encryption_key(&self) -> &KemPublicKey {
+        &self.encryption
+    }
+}
+
+/// A node's secret keys. Never printed: `Debug` shows only the node id.
+pub struct Identity {
+    signing: SigningKey,
+    encryption: KemPrivateKey,
+    encryption_seed: Zeroizing<[u8; 32]>,
+    cert: EncryptionKeyCert,
+    peer_keys: PeerKeys,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Fresh keys from the operating system's random generator.
+    pub fn generate(now: Timestamp) -> Self {
+        Self::generate_from(&mut rand::rng(), now)
+    }
+
+    pub fn generate_from<R: RngCore + ?Sized>(rng: &mut R, now: Timestamp) -> Self {
+        let mut id_seed = Zeroizing::new([0u8; 32]);
+        let mut enc_seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut id_seed[..]);
+        rng.fill_bytes(&mut enc_seed[..]);
+        Self::from_seeds(&id_seed, &enc_seed, now)
+    }
+
+    /// Deterministic keys from two 32-byte seeds: the Ed25519 secret key, and
+    /// the input keying material of HPKE's `DeriveKeyPair` for X25519.
+    pub fn from_seeds(identity_seed: &[u8; 32], encryption_seed: &[u8; 32], created_at: Timestamp) -> Self {
+        let signing = SigningKey::from_bytes(identity_seed);
+        let (encryption, enc_pub) = Kem::derive_keypair(encryption_seed);
+        let node = NodeId(signing.verifying_key().to_bytes());
+        let mut cert = EncryptionKeyCert {
+            node,
+            public_key: enc_pub.to_bytes().into(),
+            created_at,
+            signature: [0u8; 64],
+        };
+        cert.signature = signing.sign(&cert.signed_bytes()).to_bytes();
+        let peer_keys = PeerKeys {
+            id: node,
+            verifying: signing.verifying_key(),
+            encryption: enc_pub,
+            cert: cert.clone(),
+        };
+        Identity {
+            signing,
+            encryption,
+            encryption_seed: Zeroizing::new(*encryption_seed),
+            cert,
+            peer_keys,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.peer_keys.id
+    }
+
+    /// What peers need to pin and encrypt to this node.
+    pub fn public(&self) -> &PeerKeys {
+        &self.peer_keys
+    }
+
+    pub fn encryption_cert(&self) -> &EncryptionKeyCert {
+        &self.cert
+    }
+
+    /// Signs `domain ‖ message` (domain separation is the caller's choice of
+    /// a constant from [`crate::domain`]).
+    pub(crate) fn sign(&self, signing_input: &[u8]) -> [u8; 64] {
+        self.signing.sign(signing_input).to_bytes()
+    }
+
+    pub(crate) fn encryption_key(&self) -> &KemPrivateKey {
+        &self.encryption
+    }
+
+    /// The Ed25519 secret, for building a TLS certificate for the transport.
+    pub fn ed25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+}
+
+/// `domain ‖ encode(value)`: the bytes every Comity signature covers.
+pub(crate) fn signing_input<T: Encode>(domain: &[u8], value: &T) -> Vec<u8> {
+    let mut out = domain.to_vec();
+    // Our signed structs are plain arrays, integers and byte strings:
+    // encoding into a Vec cannot fail.
+    let _ = codec::encode_into(value, &mut out);
+    out
+}
+
+/// Verifies an Ed25519 signature strictly (no malleable or small-order keys).
+pub(crate) fn verify_signature(key: &VerifyingKey, signing_input: &[u8], signature: &[u8; 64]) -> bool {
+    key.verify_strict(signing_input, &Signature::from_bytes(signature))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_verifies_and_binds_node() {
+        let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
+        let b = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(5));
+        assert!(a.encryption_cert().verify().is_ok());
+        assert!(PeerKeys::new(a.id(), a.encryption_cert().clone()).is_ok());
+        assert_eq!(
+            PeerKeys::new(b.id(), a.encryption_cert().clone()).unwrap_err(),
+            KeyError::CertForOtherNode {
+                expected: b.id(),
+                found: a.id()
+            }
+        );
+        let mut forged = a.encryption_cert().clone();
+        forged.public_key = b.encryption_cert().public_key;
+        assert_eq!(forged.verify(), Err(KeyError::BadCertSignature));
+    }
+
+    #[test]
+    fn cert_bytes_round_trip() {
+        let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
+        let bytes = a.encryption_cert().to_bytes();
+        assert_eq!(&EncryptionKeyCert::from_bytes(&bytes).unwrap(), a.encryption_cert());
+    }
+
+    #[test]
+    fn debug_does_not_show_secrets() {
+        let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
+        let s = format!("{a:?}");
+        assert!(s.contains(&a.id().to_string()));
+        assert!(!s.contains("0101"));
+    }
+}
