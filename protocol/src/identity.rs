@@ -19,7 +19,7 @@ use crate::codec::{self, DecodeError, FrameType};
 use crate::domain;
 use crate::time::Timestamp;
 
-pub use keyfile::KeyFileError;
+pub use keyfile::{KeyFileError, MAX_KEY_FILE_BYTES};
 pub use node_id::{NodeId, ParseNodeIdError};
 
 /// The HPKE KEM of the envelope: DHKEM(X25519, HKDF-SHA256).

@@ -1,0 +1,43 @@
+//! Default values and the bounds validation enforces, in one place so the
+//! docs, the example file and the code agree.
+
+/// Secret key file, relative to the config file's directory.
+pub const IDENTITY_KEY: &str = "keys/node.key";
+/// Where the node's store and audit log live.
+pub const DATA_DIR: &str = "data";
+/// The admin API's Unix socket.
+pub const ADMIN_SOCKET: &str = "comity.sock";
+
+/// 4 MiB: ample for a formal request with its text, well under the ceiling.
+pub const MAX_MESSAGE_BYTES: u32 = 4 * 1024 * 1024;
+/// Smallest accepted message limit; below it ordinary requests would not fit.
+pub const MIN_MESSAGE_BYTES: u32 = 4096;
+pub const MAX_STREAMS_PER_PEER: u32 = 16;
+pub const STREAMS_PER_PEER_CEILING: u32 = 1024;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+pub const CONNECTIONS_PER_PEER_CEILING: u32 = 16;
+pub const CLOCK_SKEW_SECS: u32 = 300;
+pub const CLOCK_SKEW_CEILING_SECS: u32 = 86_400;
+pub const MAX_MESSAGE_AGE_DAYS: u32 = 14;
+pub const MESSAGE_AGE_CEILING_DAYS: u32 = 365;
+pub const HANDSHAKE_TIMEOUT_SECS: u32 = 10;
+pub const HANDSHAKE_TIMEOUT_CEILING_SECS: u32 = 300;
+pub const IDLE_TIMEOUT_SECS: u32 = 60;
+pub const IDLE_TIMEOUT_CEILING_SECS: u32 = 86_400;
+
+pub const INITIAL_BACKOFF_MS: u32 = 500;
+pub const MAX_BACKOFF_SECS: u32 = 300;
+/// A day: a longer cap would leave a returning peer waiting for no reason.
+pub const MAX_BACKOFF_CEILING_SECS: u32 = 86_400;
+pub const MULTIPLIER: f64 = 2.0;
+pub const MULTIPLIER_CEILING: f64 = 10.0;
+pub const JITTER: f64 = 0.2;
+
+pub const LOG_LEVEL: &str = "info";
+
+/// A config file is a few kilobytes; refuse anything larger than this.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Longest node or peer name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Unix socket paths are limited to 108 bytes including the final NUL (Linux).
+pub const MAX_SOCKET_PATH_BYTES: usize = 107;

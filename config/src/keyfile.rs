@@ -1,0 +1,138 @@
+//! The node's secret key file on disk: created 0600 from the first byte,
+//! refused when group or others can read it (as ssh does).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use comity_protocol::identity::KeyFileError;
+use comity_protocol::Identity;
+use zeroize::Zeroizing;
+
+pub use comity_protocol::identity::MAX_KEY_FILE_BYTES;
+
+/// Why a key file could not be written or loaded. Never contains key
+/// material: only paths, modes, sizes and the parser's redacted reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileIoError {
+    #[error("refusing to overwrite the existing key file {}: it holds this node's identity; move it away first if you really mean to replace it", path.display())]
+    Exists { path: PathBuf },
+    #[error("cannot {action} key file {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {} has mode {mode:04o}, so group or others may access it; secret keys must be private: run `chmod 600 {}`", path.display(), path.display())]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("key file {} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("key file {} is {len} bytes; a Comity key file is at most {max} bytes (is this the right file?)", path.display(), max = MAX_KEY_FILE_BYTES)]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("key file {} is not a Comity key file: not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("key file {} is not a valid Comity key file: {source}", path.display())]
+    Parse { path: PathBuf, source: KeyFileError },
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> KeyFileIoError + 'a {
+    move |source| KeyFileIoError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `identity` to a new file at `path` with mode 0600, creating
+/// missing parent directories with mode 0700. Refuses to overwrite. The
+/// file and its directory are fsynced, so a crash right after this returns
+/// cannot lose the node's identity.
+pub fn write_new_key_file(path: &Path, identity: &Identity) -> Result<(), KeyFileIoError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create the directory of", path))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyFileIoError::Exists {
+                path: path.to_path_buf(),
+            },
+            _ => io_err("create", path)(e),
+        })?;
+    let text = identity.to_key_file();
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("write", path));
+    if let Err(e) = written {
+        // A half-written key file would block the retry (Exists).
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync the directory of", path))
+}
+
+/// Loads the identity from `path`, refusing a file that group or others
+/// may access, a non-regular file and an oversize one, before reading it.
+pub fn load_key_file(path: &Path) -> Result<Identity, KeyFileIoError> {
+    // O_NONBLOCK: opening a FIFO planted at the path must not hang; it is
+    // refused below as not a regular file. No effect on regular files.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    // The opened file's metadata, not the path's: no check-then-swap race.
+    let meta = file.metadata().map_err(io_err("inspect", path))?;
+    if !meta.is_file() {
+        return Err(KeyFileIoError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileIoError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let max = MAX_KEY_FILE_BYTES as u64;
+    let too_large = |len| KeyFileIoError::TooLarge {
+        path: path.to_path_buf(),
+        len,
+    };
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    // Capacity up front so no reallocation leaves unzeroized copies.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    if bytes.len() > MAX_KEY_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyFileIoError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
+    Identity::from_key_file(text).map_err(|source| KeyFileIoError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}

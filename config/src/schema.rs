@@ -1,0 +1,228 @@
+//! The typed configuration of one node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use comity_protocol::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::country::CountryCode;
+use crate::defaults;
+use crate::env::EnvOverride;
+
+/// A node's whole configuration, as loaded: defaults applied, environment
+/// overrides applied, relative paths resolved, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: NodeSection,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    pub log: LogSection,
+    /// `[[peer]]` in the file: the pinned peers.
+    pub peers: Vec<PeerConfig>,
+    /// Directory relative paths were resolved against (the config file's).
+    pub(crate) base_dir: PathBuf,
+    pub(crate) env_overrides: Vec<EnvOverride>,
+}
+
+/// `[node]`: who this node is and where it keeps things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSection {
+    /// Human name shown to peers' operators, e.g. "Ministry of Justice of
+    /// Arcadia". Required.
+    pub name: String,
+    /// This node's country. Required.
+    pub country: CountryCode,
+    /// Secret key file (mode 0600). Default `keys/node.key`.
+    pub identity_key: PathBuf,
+    /// Store and audit log directory. Default `data`.
+    pub data_dir: PathBuf,
+    /// QUIC (UDP) address to listen on; an IP, not a host name. Required.
+    pub listen: SocketAddr,
+    /// Admin API Unix socket. Default `comity.sock`.
+    pub admin_socket: PathBuf,
+    /// Prometheus metrics and health endpoint (HTTP). Default: none (off);
+    /// it is opt-in and should be a loopback address.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[limits]`: bounds on what peers may make this node do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest envelope accepted or sent, in bytes. Default 4 MiB; at most
+    /// the protocol ceiling `MAX_FRAME_BYTES` (16 MiB).
+    pub max_message_bytes: u32,
+    /// Concurrent QUIC streams a peer may open. Default 16.
+    pub max_streams_per_peer: u32,
+    /// Concurrent connections from one peer. Default 2.
+    pub max_connections_per_peer: u32,
+    /// Envelopes dated further in the future than this are refused.
+    /// Default 300 s.
+    pub clock_skew_secs: u32,
+    /// Envelopes older than this are refused as stale, and the sender marks
+    /// undelivered ones failed (expired). Default 14 days.
+    pub max_message_age_days: u32,
+    /// QUIC/TLS handshake must finish within this. Default 10 s.
+    pub handshake_timeout_secs: u32,
+    /// An idle connection is closed after this. Default 60 s.
+    pub idle_timeout_secs: u32,
+}
+
+/// `[retry]`: how the sender retries a peer that is down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Delay after the first failure. Default 500 ms.
+    pub initial_backoff_ms: u32,
+    /// Cap on any delay. Default 300 s.
+    pub max_backoff_secs: u32,
+    /// Growth factor per failed attempt, 1–10. Default 2.0.
+    pub multiplier: f64,
+    /// Fraction, 0–1, by which each delay is randomly shortened so that
+    /// nodes do not retry in lockstep. Default 0.2.
+    pub jitter: f64,
+}
+
+/// `[log]`: structured logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `comity_node=debug`.
+    /// Default `info`; `RUST_LOG`, if set, is for the daemon to prefer.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One `[[peer]]`: a pinned node of another country.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's node id, as its operator read it out (`comity id`).
+    pub id: NodeId,
+    /// `host:port`; the host may be a DNS name, resolved at each connect.
+    pub address: String,
+    /// Human name for listings. Default empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Unique among peers: the CLI addresses peers by it (`--to CC`).
+    pub country: CountryCode,
+}
+
+impl Config {
+    /// A configuration with every default, for `comity init` to fill in and
+    /// write with [`Config::to_toml_string`]. Paths stay relative.
+    pub fn new(node: NodeSection) -> Config {
+        Config {
+            node,
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            log: LogSection::default(),
+            peers: Vec::new(),
+            base_dir: PathBuf::new(),
+            env_overrides: Vec::new(),
+        }
+    }
+
+    /// The directory relative paths were resolved against (empty for
+    /// [`Config::new`]).
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// Which environment variables overrode the file, for the daemon to log.
+    pub fn env_overrides(&self) -> &[EnvOverride] {
+        &self.env_overrides
+    }
+
+    /// The peer that `--to CC` means.
+    pub fn peer_by_country(&self, country: CountryCode) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.country == country)
+    }
+
+    pub fn peer_by_id(&self, id: &NodeId) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| &p.id == id)
+    }
+}
+
+impl NodeSection {
+    /// The three required fields; everything else at its default.
+    pub fn new(name: impl Into<String>, country: CountryCode, listen: SocketAddr) -> Self {
+        NodeSection {
+            name: name.into(),
+            country,
+            identity_key: PathBuf::from(defaults::IDENTITY_KEY),
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            listen,
+            admin_socket: PathBuf::from(defaults::ADMIN_SOCKET),
+            metrics_listen: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            max_streams_per_peer: defaults::MAX_STREAMS_PER_PEER,
+            max_connections_per_peer: defaults::MAX_CONNECTIONS_PER_PEER,
+            clock_skew_secs: defaults::CLOCK_SKEW_SECS,
+            max_message_age_days: defaults::MAX_MESSAGE_AGE_DAYS,
+            handshake_timeout_secs: defaults::HANDSHAKE_TIMEOUT_SECS,
+            idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl Limits {
+    /// `max_message_bytes` as a length to compare buffers against.
+    pub fn max_message_len(&self) -> usize {
+        usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
+    }
+
+    pub fn clock_skew(&self) -> Duration {
+        Duration::from_secs(self.clock_skew_secs.into())
+    }
+
+    pub fn max_message_age(&self) -> Duration {
+        Duration::from_secs(u64::from(self.max_message_age_days) * 86_400)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs.into())
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.into())
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff_ms: defaults::INITIAL_BACKOFF_MS,
+            max_backoff_secs: defaults::MAX_BACKOFF_SECS,
+            multiplier: defaults::MULTIPLIER,
+            jitter: defaults::JITTER,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: defaults::LOG_LEVEL.to_string(),
+        }
+    }
+}

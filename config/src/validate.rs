@@ -1,0 +1,267 @@
+//! Checks that need the whole typed config. Each error names its key and
+//! says what to write instead.
+
+use std::collections::HashMap;
+
+use comity_protocol::codec::MAX_FRAME_BYTES;
+
+use crate::address::{parse_host_port, ADDRESS_FIX};
+use crate::defaults as d;
+use crate::env::label;
+use crate::error::{invalid, ConfigError};
+use crate::schema::Config;
+
+impl Config {
+    /// Checks every rule; returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_node()?;
+        self.validate_limits()?;
+        self.validate_retry()?;
+        self.validate_peers()
+    }
+
+    fn label(&self, key: &str) -> String {
+        label(key, &self.env_overrides)
+    }
+
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        let n = &self.node;
+        check_name(&n.name, &self.label("node.name"), true)?;
+        if n.listen.port() == 0 {
+            return Err(invalid(
+                self.label("node.listen"),
+                "port 0 would pick a random port that peers cannot pin",
+                "choose a fixed port, e.g. \"0.0.0.0:7400\"",
+            ));
+        }
+        if n.metrics_listen.is_some_and(|m| m.port() == 0) {
+            return Err(invalid(
+                self.label("node.metrics_listen"),
+                "port 0 would pick a random port that Prometheus cannot scrape",
+                "choose a fixed port, e.g. \"127.0.0.1:9400\", or remove the key",
+            ));
+        }
+        for (key, p) in [
+            ("node.identity_key", &n.identity_key),
+            ("node.data_dir", &n.data_dir),
+            ("node.admin_socket", &n.admin_socket),
+        ] {
+            if p.as_os_str().is_empty() {
+                return Err(invalid(self.label(key), "is empty", "give a path"));
+            }
+        }
+        let sock = n.admin_socket.as_os_str().len();
+        if sock > d::MAX_SOCKET_PATH_BYTES {
+            return Err(invalid(
+                self.label("node.admin_socket"),
+                format!(
+                    "{} is {sock} bytes long; Unix socket paths are limited to {} bytes",
+                    n.admin_socket.display(),
+                    d::MAX_SOCKET_PATH_BYTES
+                ),
+                "use a shorter path, e.g. an absolute one such as \"/run/comity/comity.sock\"",
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid(
+                "log.level",
+                "is empty",
+                "use e.g. \"info\", or remove the key",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let ceiling = u32::try_from(MAX_FRAME_BYTES).unwrap_or(u32::MAX);
+        let mb = l.max_message_bytes;
+        let key = self.label("limits.max_message_bytes");
+        if mb > ceiling {
+            return Err(invalid(
+                key,
+                format!("{mb} is above the protocol ceiling of {ceiling}"),
+                format!("use at most {ceiling}"),
+            ));
+        }
+        if mb < d::MIN_MESSAGE_BYTES {
+            return Err(invalid(
+                key,
+                format!("{mb} is too small for an ordinary request"),
+                format!(
+                    "use at least {} (default {})",
+                    d::MIN_MESSAGE_BYTES,
+                    d::MAX_MESSAGE_BYTES
+                ),
+            ));
+        }
+        let ranges = [
+            (
+                "limits.max_streams_per_peer",
+                l.max_streams_per_peer,
+                d::STREAMS_PER_PEER_CEILING,
+                d::MAX_STREAMS_PER_PEER,
+            ),
+            (
+                "limits.max_connections_per_peer",
+                l.max_connections_per_peer,
+                d::CONNECTIONS_PER_PEER_CEILING,
+                d::MAX_CONNECTIONS_PER_PEER,
+            ),
+            (
+                "limits.clock_skew_secs",
+                l.clock_skew_secs,
+                d::CLOCK_SKEW_CEILING_SECS,
+                d::CLOCK_SKEW_SECS,
+            ),
+            (
+                "limits.max_message_age_days",
+                l.max_message_age_days,
+                d::MESSAGE_AGE_CEILING_DAYS,
+                d::MAX_MESSAGE_AGE_DAYS,
+            ),
+            (
+                "limits.handshake_timeout_secs",
+                l.handshake_timeout_secs,
+                d::HANDSHAKE_TIMEOUT_CEILING_SECS,
+                d::HANDSHAKE_TIMEOUT_SECS,
+            ),
+            (
+                "limits.idle_timeout_secs",
+                l.idle_timeout_secs,
+                d::IDLE_TIMEOUT_CEILING_SECS,
+                d::IDLE_TIMEOUT_SECS,
+            ),
+        ];
+        for (key, v, max, default) in ranges {
+            check_range(
+                &self.label(key),
+                u64::from(v),
+                1,
+                max.into(),
+                default.into(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn validate_retry(&self) -> Result<(), ConfigError> {
+        let r = &self.retry;
+        check_range(
+            "retry.initial_backoff_ms",
+            r.initial_backoff_ms.into(),
+            1,
+            u64::from(d::MAX_BACKOFF_CEILING_SECS) * 1000,
+            d::INITIAL_BACKOFF_MS.into(),
+        )?;
+        check_range(
+            "retry.max_backoff_secs",
+            r.max_backoff_secs.into(),
+            1,
+            d::MAX_BACKOFF_CEILING_SECS.into(),
+            d::MAX_BACKOFF_SECS.into(),
+        )?;
+        if r.initial_backoff() > r.max_backoff() {
+            return Err(invalid(
+                "retry.max_backoff_secs",
+                format!(
+                    "{} s is shorter than retry.initial_backoff_ms ({} ms)",
+                    r.max_backoff_secs, r.initial_backoff_ms
+                ),
+                "make the cap at least the initial backoff",
+            ));
+        }
+        if !(1.0..=d::MULTIPLIER_CEILING).contains(&r.multiplier) {
+            return Err(invalid(
+                "retry.multiplier",
+                format!("{} is outside 1.0..=10.0", r.multiplier),
+                format!(
+                    "use a growth factor between 1.0 and 10.0 (default {:?})",
+                    d::MULTIPLIER
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&r.jitter) {
+            return Err(invalid(
+                "retry.jitter",
+                format!("{} is outside 0.0..=1.0", r.jitter),
+                format!("use a fraction between 0.0 and 1.0 (default {})", d::JITTER),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_peers(&self) -> Result<(), ConfigError> {
+        let mut ids = HashMap::new();
+        let mut countries = HashMap::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            let key = |k: &str| format!("peer[{i}].{k}");
+            parse_host_port(&p.address)
+                .map_err(|e| invalid(key("address"), e.to_string(), ADDRESS_FIX))?;
+            check_name(&p.name, &key("name"), false)?;
+            if p.country == self.node.country {
+                return Err(invalid(
+                    key("country"),
+                    format!("{} is this node's own country (node.country)", p.country),
+                    "a peer is another country's authority: check the peer's country and node.country",
+                ));
+            }
+            if let Some(j) = ids.insert(p.id, i) {
+                return Err(invalid(
+                    key("id"),
+                    format!("is the same node id as peer[{j}].id"),
+                    "each peer is pinned once: remove one of the two [[peer]] tables",
+                ));
+            }
+            if let Some(j) = countries.insert(p.country, i) {
+                return Err(invalid(
+                    key("country"),
+                    format!("{} is also the country of peer[{j}]", p.country),
+                    "peers are addressed by country (`--to CC`), so each needs its own: remove or correct one of them",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_range(key: &str, v: u64, min: u64, max: u64, default: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&v) {
+        return Ok(());
+    }
+    let problem = if v < min {
+        format!("{v} is below the minimum of {min}")
+    } else {
+        format!("{v} is above the maximum of {max}")
+    };
+    Err(invalid(
+        key,
+        problem,
+        format!("use a value from {min} to {max} (default {default})"),
+    ))
+}
+
+fn check_name(name: &str, key: &str, required: bool) -> Result<(), ConfigError> {
+    if required && name.trim().is_empty() {
+        return Err(invalid(
+            key,
+            "is empty",
+            "give the authority's name, e.g. \"Ministry of Justice of Arcadia\"",
+        ));
+    }
+    if name.chars().count() > d::MAX_NAME_CHARS {
+        return Err(invalid(
+            key,
+            format!("is {} characters long", name.chars().count()),
+            format!("shorten it to at most {} characters", d::MAX_NAME_CHARS),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            key,
+            "contains control characters (e.g. a newline)",
+            "write it on one line",
+        ));
+    }
+    Ok(())
+}
