@@ -54,6 +54,7 @@ mod load;
 mod raw;
 mod retry;
 mod schema;
+mod template;
 mod validate;
 
 pub use address::{parse_host_port, AddressError};
@@ -63,6 +64,7 @@ pub use env::{EnvOverride, ENV_OVERRIDES};
 pub use error::ConfigError;
 pub use keyfile::{load_key_file, write_new_key_file, KeyFileIoError};
 pub use schema::{Config, Limits, LogFormat, LogSection, NodeSection, PeerConfig, RetryPolicy};
+pub use template::commented_config;
 
 /// The fully commented example configuration.
 pub const EXAMPLE_TOML: &str = include_str!("../comity.example.toml");

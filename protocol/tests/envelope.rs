@@ -1,15 +1,17 @@
 //! The envelope's guarantees, one test per way of attacking it.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::fixtures::*;
 use comity_protocol::codec::DecodeError;
 use comity_protocol::envelope::{check, seal, Envelope, EnvelopeError};
 use comity_protocol::receipt::{Receipt, ReceiptError};
 use comity_protocol::{MessageId, Timestamp};
+use common::fixtures::*;
 
 fn sealed_a_to_b() -> (comity_protocol::envelope::SealedEnvelope, MessageId) {
     let (a, b) = (arcadia(), borduria());
@@ -60,7 +62,11 @@ fn flipped_bit_in_ciphertext_or_signature_is_a_bad_signature() {
         let mut bytes = sealed.bytes.clone();
         bytes[pos] ^= 0x10;
         let err = check(&bytes, &b, &pins(&[&a]), &no_history(), &policy()).unwrap_err();
-        assert_eq!(err, EnvelopeError::BadSignature { sender: a.id() }, "byte {pos}");
+        assert_eq!(
+            err,
+            EnvelopeError::BadSignature { sender: a.id() },
+            "byte {pos}"
+        );
     }
 }
 
@@ -83,8 +89,14 @@ fn changed_header_field_is_a_bad_signature() {
     e.body_commitment.0[0] ^= 1;
     edits.push(e);
     for e in edits {
-        let err = check(&e.to_bytes().unwrap(), &b, &pins(&[&a]), &no_history(), &policy())
-            .unwrap_err();
+        let err = check(
+            &e.to_bytes().unwrap(),
+            &b,
+            &pins(&[&a]),
+            &no_history(),
+            &policy(),
+        )
+        .unwrap_err();
         assert_eq!(err, EnvelopeError::BadSignature { sender: a.id() });
     }
 }
@@ -107,9 +119,20 @@ fn unpinned_signer_is_refused() {
     let b = borduria();
     let (sealed, _) = sealed_a_to_b();
     // Borduria pins only Carpania.
-    let err = check(&sealed.bytes, &b, &pins(&[&carpania()]), &no_history(), &policy())
-        .unwrap_err();
-    assert_eq!(err, EnvelopeError::UnknownSender { sender: arcadia().id() });
+    let err = check(
+        &sealed.bytes,
+        &b,
+        &pins(&[&carpania()]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        EnvelopeError::UnknownSender {
+            sender: arcadia().id()
+        }
+    );
 }
 
 /// Borduria, having received a message signed by Arcadia, re-encrypts it to
@@ -126,15 +149,29 @@ fn surreptitious_forwarding_is_refused_by_the_third_node() {
 
     // The re-encryption: same plaintext, sealed by B (the only one who can)
     // to Carpania's key, keeping Arcadia's signature.
-    let b_to_c = seal(&b, c.public(), opened.header.id, NOW, &opened.body, &mut rng(9)).unwrap();
+    let b_to_c = seal(
+        &b,
+        c.public(),
+        opened.header.id,
+        NOW,
+        &opened.body,
+        &mut rng(9),
+    )
+    .unwrap();
     let reencrypted = Envelope::from_bytes(&b_to_c.bytes).unwrap();
 
     // (1) Header re-addressed to Carpania, sender still Arcadia.
     let mut forged = reencrypted.clone();
     forged.header.sender = a.id();
     forged.signature = original.signature;
-    let err = check(&forged.to_bytes().unwrap(), &c, &pins(&[&a, &b]), &no_history(), &policy())
-        .unwrap_err();
+    let err = check(
+        &forged.to_bytes().unwrap(),
+        &c,
+        &pins(&[&a, &b]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap_err();
     assert_eq!(err, EnvelopeError::BadSignature { sender: a.id() });
 
     // (2) Arcadia's signed header kept as is (still says "to Borduria"),
@@ -142,12 +179,25 @@ fn surreptitious_forwarding_is_refused_by_the_third_node() {
     let mut forged = original.clone();
     forged.encapsulated_key = reencrypted.encapsulated_key;
     forged.ciphertext = reencrypted.ciphertext.clone();
-    let err = check(&forged.to_bytes().unwrap(), &c, &pins(&[&a, &b]), &no_history(), &policy())
-        .unwrap_err();
+    let err = check(
+        &forged.to_bytes().unwrap(),
+        &c,
+        &pins(&[&a, &b]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap_err();
     assert_eq!(err, EnvelopeError::WrongRecipient { recipient: b.id() });
 
     // (3) The whole original envelope, untouched, passed on.
-    let err = check(&sealed.bytes, &c, &pins(&[&a, &b]), &no_history(), &policy()).unwrap_err();
+    let err = check(
+        &sealed.bytes,
+        &c,
+        &pins(&[&a, &b]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap_err();
     assert_eq!(err, EnvelopeError::WrongRecipient { recipient: b.id() });
 }
 
@@ -189,7 +239,15 @@ fn stale_and_future_timestamps_are_refused() {
     let (a, b) = (arcadia(), borduria());
     let p = policy();
     let future = Timestamp(NOW.0 + 301_000);
-    let s = seal(&a, b.public(), MessageId([1; 16]), future, &mla_request(5), &mut rng(4)).unwrap();
+    let s = seal(
+        &a,
+        b.public(),
+        MessageId([1; 16]),
+        future,
+        &mla_request(5),
+        &mut rng(4),
+    )
+    .unwrap();
     assert_eq!(
         check(&s.bytes, &b, &pins(&[&a]), &no_history(), &p).unwrap_err(),
         EnvelopeError::FromFuture {
@@ -198,7 +256,15 @@ fn stale_and_future_timestamps_are_refused() {
         }
     );
     let old = NOW.saturating_sub(Duration::from_secs(15 * 24 * 3600));
-    let s = seal(&a, b.public(), MessageId([2; 16]), old, &mla_request(5), &mut rng(5)).unwrap();
+    let s = seal(
+        &a,
+        b.public(),
+        MessageId([2; 16]),
+        old,
+        &mla_request(5),
+        &mut rng(5),
+    )
+    .unwrap();
     assert_eq!(
         check(&s.bytes, &b, &pins(&[&a]), &no_history(), &p).unwrap_err(),
         EnvelopeError::Stale {
@@ -211,7 +277,15 @@ fn stale_and_future_timestamps_are_refused() {
         Timestamp(NOW.0 + 299_000),
         NOW.saturating_sub(Duration::from_secs(13 * 24 * 3600)),
     ] {
-        let s = seal(&a, b.public(), MessageId([3; 16]), t, &mla_request(5), &mut rng(6)).unwrap();
+        let s = seal(
+            &a,
+            b.public(),
+            MessageId([3; 16]),
+            t,
+            &mla_request(5),
+            &mut rng(6),
+        )
+        .unwrap();
         assert!(check(&s.bytes, &b, &pins(&[&a]), &no_history(), &p).is_ok());
     }
 }
@@ -221,9 +295,19 @@ fn truncated_input_is_refused_at_every_length() {
     let (a, b) = (arcadia(), borduria());
     let (sealed, _) = sealed_a_to_b();
     for n in 0..sealed.bytes.len() {
-        let err = check(&sealed.bytes[..n], &b, &pins(&[&a]), &no_history(), &policy())
-            .unwrap_err();
-        assert_eq!(err, EnvelopeError::Decode(DecodeError::Truncated), "length {n}");
+        let err = check(
+            &sealed.bytes[..n],
+            &b,
+            &pins(&[&a]),
+            &no_history(),
+            &policy(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            EnvelopeError::Decode(DecodeError::Truncated),
+            "length {n}"
+        );
     }
 }
 
@@ -240,7 +324,10 @@ fn length_field_claiming_gigabytes_is_refused_without_allocating() {
     bytes[at..at + 8].copy_from_slice(&(3u64 << 30).to_le_bytes());
     let err = check(&bytes, &b, &pins(&[&a]), &no_history(), &policy()).unwrap_err();
     assert!(
-        matches!(err, EnvelopeError::Decode(DecodeError::LengthExceedsLimit { .. })),
+        matches!(
+            err,
+            EnvelopeError::Decode(DecodeError::LengthExceedsLimit { .. })
+        ),
         "{err:?}"
     );
 }
@@ -252,7 +339,10 @@ fn trailing_bytes_are_refused() {
     let mut bytes = sealed.bytes.clone();
     bytes.extend_from_slice(&[0, 0, 0]);
     let err = check(&bytes, &b, &pins(&[&a]), &no_history(), &policy()).unwrap_err();
-    assert_eq!(err, EnvelopeError::Decode(DecodeError::TrailingBytes { extra: 3 }));
+    assert_eq!(
+        err,
+        EnvelopeError::Decode(DecodeError::TrailingBytes { extra: 3 })
+    );
 }
 
 #[test]
@@ -279,7 +369,14 @@ fn envelope_sealed_to_an_old_encryption_key_is_refused() {
     // Borduria rotated its encryption key (same identity, new X25519 key).
     let b_new = comity_protocol::Identity::from_seeds(&[0xb1; 32], &[0xbb; 32], NOW);
     assert_eq!(b_new.id(), b_old.id());
-    let err = check(&sealed.bytes, &b_new, &pins(&[&a]), &no_history(), &policy()).unwrap_err();
+    let err = check(
+        &sealed.bytes,
+        &b_new,
+        &pins(&[&a]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap_err();
     assert_eq!(err, EnvelopeError::UnknownEncryptionKey);
 }
 
@@ -302,7 +399,10 @@ fn origin_proof_convinces_a_third_party_and_nothing_else() {
     let mut altered = proof.clone();
     let n = altered.plaintext.len();
     altered.plaintext[n - 1] ^= 1;
-    assert_eq!(altered.verify().unwrap_err(), EnvelopeError::BadSignature { sender: a.id() });
+    assert_eq!(
+        altered.verify().unwrap_err(),
+        EnvelopeError::BadSignature { sender: a.id() }
+    );
 }
 
 #[test]
@@ -313,7 +413,8 @@ fn receipt_is_verified_by_the_sender() {
     let receipt = Receipt::sign(&b, &checked, NOW);
     let bytes = receipt.to_bytes().unwrap();
     let back = Receipt::from_bytes(&bytes).unwrap();
-    back.verify(&a.id(), b.public(), &id, &sealed.digest).unwrap();
+    back.verify(&a.id(), b.public(), &id, &sealed.digest)
+        .unwrap();
 
     assert_eq!(
         back.verify(&a.id(), c.public(), &id, &sealed.digest),

@@ -4,17 +4,19 @@
 //! regenerate with `COMITY_WRITE_VECTORS=1 cargo test -p comity-protocol
 //! --test known_answers` and say so in the commit.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod common;
 
 use std::path::PathBuf;
 
-use common::fixtures::*;
 use comity_protocol::envelope::{check, seal};
 use comity_protocol::message::{
     Body, BusinessStatus, Offence, Restrictions, SpontaneousInformation, StatusUpdate, Thread,
 };
 use comity_protocol::receipt::Receipt;
 use comity_protocol::{EncryptionKeyCert, Identity, MessageId, Timestamp};
+use common::fixtures::*;
 use serde_json::{json, Value};
 
 struct Case {
@@ -101,8 +103,15 @@ fn identity_json(i: &Identity, seeds: (u8, u8)) -> Value {
 fn compute() -> Value {
     let mut out = Vec::new();
     for c in cases() {
-        let sealed = seal(&c.from, c.to.public(), c.id, c.created_at, &c.body, &mut rng(c.rng_seed))
-            .unwrap();
+        let sealed = seal(
+            &c.from,
+            c.to.public(),
+            c.id,
+            c.created_at,
+            &c.body,
+            &mut rng(c.rng_seed),
+        )
+        .unwrap();
         let checked = check(
             &sealed.bytes,
             &c.to,
@@ -178,8 +187,7 @@ fn vectors_match_the_committed_file() {
 /// the checks of the current code.
 #[test]
 fn committed_envelopes_and_receipts_verify() {
-    let committed: Value =
-        serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
     let ids = [arcadia(), borduria(), carpania()];
     for (c, want) in cases().iter().zip(committed["cases"].as_array().unwrap()) {
         let bytes = hex::decode(want["envelope"].as_str().unwrap()).unwrap();

@@ -1,0 +1,8 @@
+use anyhow::{bail, Result};
+
+pub fn run() -> Result<()> {
+    bail!(
+        "not yet: the local three-country demo network arrives once the node, \
+         audit log and admin CLI are built"
+    )
+}

@@ -1,0 +1,80 @@
+//! `comity init`: a new node on disk, ready for `comityd --config`.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use comity_config::{commented_config, write_new_key_file, CountryCode, NodeSection};
+use comity_protocol::{Identity, Timestamp};
+
+const CONFIG_FILE: &str = "comity.toml";
+
+pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool) -> Result<()> {
+    let country: CountryCode = country.parse()?;
+    let node = NodeSection::new(name, country, listen);
+    let config_path = dir.join(CONFIG_FILE);
+    let key_path = dir.join(&node.identity_key);
+    for existing in [&config_path, &key_path] {
+        if existing.exists() {
+            bail!(
+                "{} already exists: {} holds a node; refusing to overwrite it \
+                 (choose another --dir)",
+                existing.display(),
+                dir.display()
+            );
+        }
+    }
+    let text = commented_config(&node)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join(&node.data_dir))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+
+    let identity = Identity::generate(Timestamp::now());
+    write_new_key_file(&key_path, &identity)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&config_path)
+        .with_context(|| format!("cannot create {}", config_path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+
+    let id = identity.id();
+    let pin = format!(
+        "comity peer add --id {id} --addr {listen} --name {:?} --country {country}",
+        name
+    );
+    if json {
+        let v = serde_json::json!({
+            "id": id.to_string(),
+            "config": config_path,
+            "identity_key": key_path,
+            "pin_command": pin,
+        });
+        println!("{v}");
+    } else {
+        println!("Created node {name:?} ({country}) in {}", dir.display());
+        println!("  node id:  {id}");
+        println!("  config:   {}", config_path.display());
+        println!(
+            "  keys:     {} (mode 0600, keep it secret)",
+            key_path.display()
+        );
+        println!();
+        println!("Give this line to the operators of the peers that will pin this node:");
+        println!("  {pin}");
+        if listen.ip().is_unspecified() {
+            println!("  (replace {} with an address they can reach)", listen.ip());
+        }
+        println!();
+        println!("Start it with: comityd --config {}", config_path.display());
+    }
+    Ok(())
+}
