@@ -55,7 +55,16 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("envelope_1KiB");
     g.throughput(Throughput::Elements(1));
     g.bench_function("seal", |bench| {
-        bench.iter(|| seal(&a, b.public(), MessageId::random(), now, black_box(&body), &mut rng))
+        bench.iter(|| {
+            seal(
+                &a,
+                b.public(),
+                MessageId::random(),
+                now,
+                black_box(&body),
+                &mut rng,
+            )
+        })
     });
     let sealed = seal(&a, b.public(), MessageId::random(), now, &body, &mut rng).expect("seal");
     g.bench_function("outer_check", |bench| {
@@ -70,9 +79,7 @@ fn bench(c: &mut Criterion) {
     });
     let receipt = Receipt::sign(&b, &checked, now);
     g.bench_function("receipt_verify", |bench| {
-        bench.iter(|| {
-            black_box(&receipt).verify(&a.id(), b.public(), &sealed.id, &sealed.digest)
-        })
+        bench.iter(|| black_box(&receipt).verify(&a.id(), b.public(), &sealed.id, &sealed.digest))
     });
     g.bench_function("receipt_decode_verify", |bench| {
         let bytes = receipt.to_bytes().expect("encode");

@@ -175,7 +175,11 @@ impl Identity {
 
     /// Deterministic keys from two 32-byte seeds: the Ed25519 secret key, and
     /// the input keying material of HPKE's `DeriveKeyPair` for X25519.
-    pub fn from_seeds(identity_seed: &[u8; 32], encryption_seed: &[u8; 32], created_at: Timestamp) -> Self {
+    pub fn from_seeds(
+        identity_seed: &[u8; 32],
+        encryption_seed: &[u8; 32],
+        created_at: Timestamp,
+    ) -> Self {
         let signing = SigningKey::from_bytes(identity_seed);
         let (encryption, enc_pub) = Kem::derive_keypair(encryption_seed);
         let node = NodeId(signing.verifying_key().to_bytes());
@@ -240,7 +244,11 @@ pub(crate) fn signing_input<T: Encode>(domain: &[u8], value: &T) -> Vec<u8> {
 }
 
 /// Verifies an Ed25519 signature strictly (no malleable or small-order keys).
-pub(crate) fn verify_signature(key: &VerifyingKey, signing_input: &[u8], signature: &[u8; 64]) -> bool {
+pub(crate) fn verify_signature(
+    key: &VerifyingKey,
+    signing_input: &[u8],
+    signature: &[u8; 64],
+) -> bool {
     key.verify_strict(signing_input, &Signature::from_bytes(signature))
         .is_ok()
 }
@@ -271,7 +279,10 @@ mod tests {
     fn cert_bytes_round_trip() {
         let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
         let bytes = a.encryption_cert().to_bytes();
-        assert_eq!(&EncryptionKeyCert::from_bytes(&bytes).unwrap(), a.encryption_cert());
+        assert_eq!(
+            &EncryptionKeyCert::from_bytes(&bytes).unwrap(),
+            a.encryption_cert()
+        );
     }
 
     #[test]

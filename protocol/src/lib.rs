@@ -30,6 +30,6 @@ pub mod receipt;
 pub mod time;
 
 pub use digest::Digest;
-pub use ids::MessageId;
 pub use identity::{EncryptionKeyCert, Identity, NodeId, PeerKeys};
+pub use ids::MessageId;
 pub use time::Timestamp;

@@ -22,10 +22,18 @@ pub enum EnvelopeError {
     #[error("signature does not verify: the envelope was altered or not made by {sender}")]
     BadSignature { sender: NodeId },
     #[error("envelope is dated {created_at}, more than the allowed skew ahead of now ({now})")]
-    FromFuture { created_at: Timestamp, now: Timestamp },
+    FromFuture {
+        created_at: Timestamp,
+        now: Timestamp,
+    },
     #[error("envelope is dated {created_at}, older than the maximum age (now {now})")]
-    Stale { created_at: Timestamp, now: Timestamp },
-    #[error("message {id} was already received with this exact envelope (a replay or a retransmission)")]
+    Stale {
+        created_at: Timestamp,
+        now: Timestamp,
+    },
+    #[error(
+        "message {id} was already received with this exact envelope (a replay or a retransmission)"
+    )]
     AlreadyReceived { id: MessageId, digest: Digest },
     #[error("message id {id} was already received with different content")]
     IdReused {

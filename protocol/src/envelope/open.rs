@@ -3,8 +3,8 @@ use hpke::kdf::HkdfSha256;
 use hpke::{Deserializable, OpModeR};
 
 use super::{
-    associated_data, body_commitment, CheckedEnvelope, EnvelopeError, EnvelopeHeader,
-    OriginProof, Plaintext,
+    associated_data, body_commitment, CheckedEnvelope, EnvelopeError, EnvelopeHeader, OriginProof,
+    Plaintext,
 };
 use crate::codec::{self, MAX_FRAME_BYTES};
 use crate::digest::Digest;

@@ -57,15 +57,16 @@ pub fn seal<R: CryptoRng + RngCore>(
     let commitment = body_commitment(&plaintext);
     let aad = associated_data(&header, &commitment);
 
-    let (enc, tag) = hpke::single_shot_seal_in_place_detached::<ChaCha20Poly1305, HkdfSha256, Kem, R>(
-        &OpModeS::Base,
-        recipient.encryption_key(),
-        domain::HPKE_INFO,
-        &mut plaintext,
-        &aad,
-        rng,
-    )
-    .map_err(|_| SealError::Encrypt)?;
+    let (enc, tag) =
+        hpke::single_shot_seal_in_place_detached::<ChaCha20Poly1305, HkdfSha256, Kem, R>(
+            &OpModeS::Base,
+            recipient.encryption_key(),
+            domain::HPKE_INFO,
+            &mut plaintext,
+            &aad,
+            rng,
+        )
+        .map_err(|_| SealError::Encrypt)?;
     let mut ciphertext = plaintext;
     ciphertext.extend_from_slice(&tag.to_bytes());
 

@@ -94,9 +94,11 @@ impl Identity {
                     })?;
                     set_once(&mut node_id, v, "node-id")?;
                 }
-                "identity-seed" => {
-                    set_once(&mut id_seed, seed(value, line, "identity-seed")?, "identity-seed")?
-                }
+                "identity-seed" => set_once(
+                    &mut id_seed,
+                    seed(value, line, "identity-seed")?,
+                    "identity-seed",
+                )?,
                 "encryption-seed" => set_once(
                     &mut enc_seed,
                     seed(value, line, "encryption-seed")?,
@@ -140,7 +142,11 @@ fn set_once<T>(slot: &mut Option<T>, v: T, field: &'static str) -> Result<(), Ke
     Ok(())
 }
 
-fn seed(value: &str, line: usize, field: &'static str) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
+fn seed(
+    value: &str,
+    line: usize,
+    field: &'static str,
+) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
     let bad = || KeyFileError::BadValue { line, field };
     let bytes = Zeroizing::new(STANDARD.decode(value).map_err(|_| bad())?);
     let mut out = Zeroizing::new([0u8; 32]);

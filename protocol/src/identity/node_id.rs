@@ -33,7 +33,9 @@ pub enum ParseNodeIdError {
     WrongLength { expected: usize, found: usize },
     #[error("character {character:?} at position {position} cannot appear in a node id (letters a-z and digits 2-7 only)")]
     BadCharacter { character: char, position: usize },
-    #[error("checksum mismatch: the node id was mistyped or misread; compare it again with its owner")]
+    #[error(
+        "checksum mismatch: the node id was mistyped or misread; compare it again with its owner"
+    )]
     Checksum,
     #[error("the node id does not encode a valid Ed25519 public key")]
     NotAKey,
@@ -178,7 +180,10 @@ mod tests {
                 let mut t = s.clone().into_bytes();
                 t[pos] = c as u8;
                 let t = String::from_utf8(t).unwrap();
-                assert!(t.parse::<NodeId>().is_err(), "typo at {pos} -> {c} accepted");
+                assert!(
+                    t.parse::<NodeId>().is_err(),
+                    "typo at {pos} -> {c} accepted"
+                );
             }
         }
     }
