@@ -33,6 +33,8 @@ pub enum FrameType {
     Envelope = 1,
     Receipt = 2,
     EncryptionKeyCert = 3,
+    Session = 4,
+    OriginProof = 5,
 }
 
 impl FrameType {
@@ -41,6 +43,8 @@ impl FrameType {
             1 => Some(FrameType::Envelope),
             2 => Some(FrameType::Receipt),
             3 => Some(FrameType::EncryptionKeyCert),
+            4 => Some(FrameType::Session),
+            5 => Some(FrameType::OriginProof),
             _ => None,
         }
     }
@@ -77,6 +81,12 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot encode value: {0}")]
 pub struct EncodeError(String);
+
+impl EncodeError {
+    pub fn new(why: &str) -> Self {
+        EncodeError(why.to_string())
+    }
+}
 
 fn encode_config() -> Configuration<LittleEndian, Fixint, NoLimit> {
     config::standard()

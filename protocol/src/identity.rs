@@ -70,13 +70,13 @@ impl EncryptionKeyCert {
         signing_input(domain::ENCRYPTION_KEY_SIGNATURE, &body)
     }
 
-    /// Checks the signature and the key; returns the key ready to encrypt to.
+    /// Checks the signature and that the key can be encrypted to.
     pub fn verify(&self) -> Result<(), KeyError> {
         let vk = self.node.verifying_key()?;
         let sig = Signature::from_bytes(&self.signature);
         vk.verify_strict(&self.signed_bytes(), &sig)
             .map_err(|_| KeyError::BadCertSignature)?;
-        KemPublicKey::from_bytes(&self.public_key).map_err(|_| KeyError::BadEncryptionKey)?;
+        usable_encryption_key(&self.public_key)?;
         Ok(())
     }
 
@@ -115,8 +115,7 @@ impl PeerKeys {
         }
         cert.verify()?;
         let verifying = id.verifying_key()?;
-        let encryption =
-            KemPublicKey::from_bytes(&cert.public_key).map_err(|_| KeyError::BadEncryptionKey)?;
+        let encryption = usable_encryption_key(&cert.public_key)?;
         Ok(PeerKeys {
             id,
             verifying,
@@ -234,6 +233,40 @@ impl Identity {
     }
 }
 
+/// Any 32 bytes decode as an X25519 key, but a low-order point gives an
+/// all-zero shared secret, which HPKE refuses: a trial encapsulation (with
+/// a fixed ephemeral key; nothing is sent) finds such keys when the
+/// certificate is checked rather than at the first seal.
+fn usable_encryption_key(bytes: &[u8; 32]) -> Result<KemPublicKey, KeyError> {
+    let key = KemPublicKey::from_bytes(bytes).map_err(|_| KeyError::BadEncryptionKey)?;
+    let mut fixed = FixedEphemeral;
+    hpke::setup_sender::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem, FixedEphemeral>(
+        &hpke::OpModeS::Base,
+        &key,
+        b"",
+        &mut fixed,
+    )
+    .map_err(|_| KeyError::BadEncryptionKey)?;
+    Ok(key)
+}
+
+/// A constant "random" source, only for the trial encapsulation above.
+struct FixedEphemeral;
+
+impl hpke::rand_core::RngCore for FixedEphemeral {
+    fn next_u32(&mut self) -> u32 {
+        0x5a5a_5a5a
+    }
+    fn next_u64(&mut self) -> u64 {
+        0x5a5a_5a5a_5a5a_5a5a
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.fill(0x5a);
+    }
+}
+
+impl hpke::rand_core::CryptoRng for FixedEphemeral {}
+
 /// `domain ‖ encode(value)`: the bytes every Comity signature covers.
 pub(crate) fn signing_input<T: Encode>(domain: &[u8], value: &T) -> Vec<u8> {
     let mut out = domain.to_vec();
@@ -273,6 +306,19 @@ mod tests {
         let mut forged = a.encryption_cert().clone();
         forged.public_key = b.encryption_cert().public_key;
         assert_eq!(forged.verify(), Err(KeyError::BadCertSignature));
+    }
+
+    #[test]
+    fn low_order_encryption_key_is_refused_even_when_signed() {
+        let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
+        let mut cert = a.encryption_cert().clone();
+        cert.public_key = [0u8; 32];
+        cert.signature = a.sign(&cert.signed_bytes());
+        assert_eq!(cert.verify(), Err(KeyError::BadEncryptionKey));
+        assert_eq!(
+            PeerKeys::new(a.id(), cert).unwrap_err(),
+            KeyError::BadEncryptionKey
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!   size limit on every decode.
 //! * [`envelope`]: seal, outer check, open — signed and HPKE-encrypted.
 //! * [`receipt`]: signed proof that a recipient durably holds an envelope.
+//! * [`session`]: the frames two nodes exchange on a QUIC stream.
 //!
 //! The wire format is specified in `docs/protocol.md`.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod receipt;
+pub mod session;
 pub mod time;
 
 pub use digest::Digest;

@@ -9,12 +9,12 @@ use bincode::{Decode, Encode};
 use crate::codec::{self, DecodeError, EncodeError, FrameType};
 use crate::digest::Digest;
 use crate::domain;
-use crate::envelope::{CheckedEnvelope, OpenedMessage};
+use crate::envelope::OpenedMessage;
 use crate::identity::{signing_input, verify_signature, Identity, NodeId, PeerKeys};
 use crate::ids::MessageId;
 use crate::time::Timestamp;
 
-/// A framed receipt is about 230 bytes.
+/// A framed receipt is 190 bytes.
 pub const MAX_RECEIPT_BYTES: usize = 1024;
 
 /// What the receipt states; signed by `recipient`.
@@ -58,22 +58,11 @@ pub enum ReceiptError {
 }
 
 impl Receipt {
-    /// Signs a receipt for an envelope this node has durably stored.
-    pub fn sign(me: &Identity, received: &CheckedEnvelope, received_at: Timestamp) -> Receipt {
-        Self::sign_statement(
-            me,
-            ReceiptStatement {
-                sender: received.envelope.header.sender,
-                recipient: me.id(),
-                message_id: received.envelope.header.id,
-                envelope_digest: received.digest,
-                received_at,
-            },
-        )
-    }
-
-    /// Signs a receipt for an opened message.
-    pub fn for_opened(me: &Identity, opened: &OpenedMessage, received_at: Timestamp) -> Receipt {
+    /// Signs a receipt for a message this node opened, validated and is
+    /// about to store durably (the caller sends it only after the flush).
+    /// Only an opened message can be receipted: a receipt never vouches for
+    /// a body that failed to decrypt or validate.
+    pub fn sign(me: &Identity, opened: &OpenedMessage, received_at: Timestamp) -> Receipt {
         Self::sign_statement(
             me,
             ReceiptStatement {
@@ -128,9 +117,15 @@ impl Receipt {
         self.verify_signature_only(recipient)
     }
 
-    /// Checks only the signature (for a third party holding the receipt and
-    /// the recipient's keys).
+    /// Checks only that `signer` is the recipient named and signed it (for a
+    /// third party holding the receipt and the recipient's keys).
     pub fn verify_signature_only(&self, signer: &PeerKeys) -> Result<(), ReceiptError> {
+        if self.statement.recipient != *signer.id() {
+            return Err(ReceiptError::WrongSigner {
+                expected: *signer.id(),
+                found: self.statement.recipient,
+            });
+        }
         let input = signing_input(domain::RECEIPT_SIGNATURE, &self.statement);
         if verify_signature(signer.verifying_key(), &input, &self.signature) {
             Ok(())

@@ -235,6 +235,23 @@ fn replay_of_a_known_id_is_detected_and_told_apart_from_reuse() {
 }
 
 #[test]
+fn retransmission_of_an_accepted_envelope_is_answered_even_when_old() {
+    let (a, b) = (arcadia(), borduria());
+    let (sealed, id) = sealed_a_to_b();
+    let mut seen = HashMap::new();
+    seen.insert((a.id(), id), sealed.digest);
+    let mut later = policy();
+    later.now = NOW.saturating_add(Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(
+        check(&sealed.bytes, &b, &pins(&[&a]), &seen, &later).unwrap_err(),
+        EnvelopeError::AlreadyReceived {
+            id,
+            digest: sealed.digest
+        }
+    );
+}
+
+#[test]
 fn stale_and_future_timestamps_are_refused() {
     let (a, b) = (arcadia(), borduria());
     let p = policy();
@@ -409,8 +426,11 @@ fn origin_proof_convinces_a_third_party_and_nothing_else() {
 fn receipt_is_verified_by_the_sender() {
     let (a, b, c) = (arcadia(), borduria(), carpania());
     let (sealed, id) = sealed_a_to_b();
-    let checked = check(&sealed.bytes, &b, &pins(&[&a]), &no_history(), &policy()).unwrap();
-    let receipt = Receipt::sign(&b, &checked, NOW);
+    let opened = check(&sealed.bytes, &b, &pins(&[&a]), &no_history(), &policy())
+        .unwrap()
+        .open(&b)
+        .unwrap();
+    let receipt = Receipt::sign(&b, &opened, NOW);
     let bytes = receipt.to_bytes().unwrap();
     let back = Receipt::from_bytes(&bytes).unwrap();
     back.verify(&a.id(), b.public(), &id, &sealed.digest)
@@ -442,12 +462,18 @@ fn receipt_is_verified_by_the_sender() {
         Err(ReceiptError::BadSignature)
     );
     // A receipt signed by someone else but claiming to be Borduria's.
-    let mut by_c = Receipt::sign(&c, &checked, NOW);
+    let mut by_c = Receipt::sign(&c, &opened, NOW);
     by_c.statement.recipient = b.id();
     assert_eq!(
         by_c.verify(&a.id(), b.public(), &id, &sealed.digest),
         Err(ReceiptError::BadSignature)
     );
+    // A third party checking a signature names who should have signed.
+    assert!(back.verify_signature_only(b.public()).is_ok());
+    assert!(matches!(
+        back.verify_signature_only(c.public()),
+        Err(ReceiptError::WrongSigner { .. })
+    ));
     // Receipt frames are not envelopes and vice versa.
     assert!(Receipt::from_bytes(&sealed.bytes).is_err());
     assert!(Envelope::from_bytes(&bytes).is_err());

@@ -123,7 +123,7 @@ fn compute() -> Value {
         let envelope = checked.envelope.clone();
         let opened = checked.clone().open(&c.to).unwrap();
         assert_eq!(opened.body, c.body);
-        let receipt = Receipt::sign(&c.to, &checked, Timestamp(c.created_at.0 + 250));
+        let receipt = Receipt::sign(&c.to, &opened, Timestamp(c.created_at.0 + 250));
         out.push(json!({
             "name": c.name,
             "sender_node_id": c.from.id().to_string(),

@@ -71,10 +71,13 @@ impl CheckedEnvelope {
 /// The outer check: everything that can be decided without decrypting.
 ///
 /// In order: size, frame and decoding, recipient, recipient key, pinned
-/// sender, signature, time window, replay. The signature is verified before
-/// the time and replay checks so that [`EnvelopeError::Stale`],
-/// [`EnvelopeError::FromFuture`] and [`EnvelopeError::IdReused`] are
-/// attributable to the sender, not to whoever forged the bytes.
+/// sender, signature, replay, time window. The signature is verified before
+/// the replay and time checks so that [`EnvelopeError::IdReused`],
+/// [`EnvelopeError::Stale`] and [`EnvelopeError::FromFuture`] are
+/// attributable to the sender, not to whoever forged the bytes; the errors
+/// before it are not. Replay comes before time so that a retransmission of
+/// an envelope already accepted is always answered with its receipt
+/// ([`EnvelopeError::AlreadyReceived`]), however old it has become.
 pub fn check(
     bytes: &[u8],
     me: &Identity,
@@ -107,6 +110,18 @@ pub fn check(
         return Err(EnvelopeError::BadSignature { sender: h.sender });
     }
 
+    let digest = envelope_digest(bytes);
+    if let Some(first) = seen.seen(&h.sender, &h.id) {
+        return Err(if first == digest {
+            EnvelopeError::AlreadyReceived { id: h.id, digest }
+        } else {
+            EnvelopeError::IdReused {
+                id: h.id,
+                first,
+                now: digest,
+            }
+        });
+    }
     if h.created_at > policy.now.saturating_add(policy.max_future_skew) {
         return Err(EnvelopeError::FromFuture {
             created_at: h.created_at,
@@ -120,18 +135,6 @@ pub fn check(
         });
     }
 
-    let digest = envelope_digest(bytes);
-    if let Some(first) = seen.seen(&h.sender, &h.id) {
-        return Err(if first == digest {
-            EnvelopeError::AlreadyReceived { id: h.id, digest }
-        } else {
-            EnvelopeError::IdReused {
-                id: h.id,
-                first,
-                now: digest,
-            }
-        });
-    }
     Ok(CheckedEnvelope {
         sender: sender.clone(),
         envelope,

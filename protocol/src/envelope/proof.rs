@@ -2,7 +2,7 @@ use bincode::{Decode, Encode};
 
 use super::open::decode_body;
 use super::{body_commitment, EnvelopeError, EnvelopeHeader, SignedPart};
-use crate::codec::{self, MAX_FRAME_BYTES};
+use crate::codec::{self, FrameType, MAX_FRAME_BYTES};
 use crate::digest::Digest;
 use crate::domain;
 use crate::identity::{signing_input, verify_signature};
@@ -25,7 +25,9 @@ pub struct OriginProof {
 
 impl OriginProof {
     /// Verifies the proof against the sender named in its header and returns
-    /// the body the sender signed.
+    /// the body the sender signed. It proves who signed what, to whom and
+    /// when they said it was; judging whether that time was plausible is the
+    /// reader's business.
     pub fn verify(&self) -> Result<Body, EnvelopeError> {
         let sender = self.header.sender;
         let key = sender
@@ -47,14 +49,15 @@ impl OriginProof {
                 body: body.kind(),
             });
         }
+        body.validate()?;
         Ok(body)
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, codec::EncodeError> {
-        codec::encode(self)
+        codec::encode_frame(FrameType::OriginProof, self)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, codec::DecodeError> {
-        codec::decode::<_, MAX_FRAME_BYTES>(bytes)
+        codec::decode_frame::<_, MAX_FRAME_BYTES>(FrameType::OriginProof, bytes)
     }
 }

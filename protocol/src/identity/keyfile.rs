@@ -84,7 +84,7 @@ impl Identity {
         let mut enc_seed: Option<Zeroizing<[u8; 32]>> = None;
         let mut created: Option<Timestamp> = None;
         for (line, l) in lines {
-            let (field, value) = l.split_once(' ').unwrap_or((l, ""));
+            let (field, value) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
             let value = value.trim();
             match field {
                 "node-id" => {
@@ -112,10 +112,18 @@ impl Identity {
                     set_once(&mut created, Timestamp(v), "encryption-created-at")?;
                 }
                 other => {
+                    // Echo the name only if it looks like one: a damaged
+                    // line may hold a secret.
+                    let looks_like_a_name = other.len() <= 32
+                        && other.chars().all(|c| c.is_ascii_lowercase() || c == '-');
                     return Err(KeyFileError::UnknownField {
                         line,
-                        field: other.chars().take(40).collect(),
-                    })
+                        field: if looks_like_a_name {
+                            other.to_string()
+                        } else {
+                            "(not shown)".to_string()
+                        },
+                    });
                 }
             }
         }
@@ -198,6 +206,15 @@ mod tests {
             Identity::from_key_file(&missing).unwrap_err(),
             KeyFileError::Missing("encryption-seed")
         );
+    }
+
+    #[test]
+    fn a_damaged_secret_line_is_not_echoed() {
+        let a = Identity::from_seeds(&[9; 32], &[2; 32], Timestamp(0));
+        let text = a.to_key_file().replace("identity-seed ", "identity-seed:");
+        let err = Identity::from_key_file(&text).unwrap_err().to_string();
+        assert!(!err.contains("CQkJ"), "{err}");
+        assert!(err.contains("not shown"), "{err}");
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl NodeId {
     /// are of small order (such keys could "verify" forged signatures).
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::BadIdentityKey)?;
-        if vk.is_weak() {
+        // Non-canonical encodings (y >= p) decompress, but strict RFC 8032
+        // implementations refuse them: so do we.
+        if vk.is_weak() || vk.to_bytes() != self.0 {
             return Err(KeyError::BadIdentityKey);
         }
         Ok(vk)

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ParseValueError;
 
-/// What a message is. The kind travels outside the encrypted body (as a
-/// one-byte code) so a node can route and rate-limit before decrypting;
+/// What a message is. The kind travels outside the encrypted body (in the
+/// envelope header, as its bincode variant index, a u32 from 0) so a node
+/// can route and rate-limit before decrypting;
 /// the opened body must then agree with it ([`Body::kind`](super::Body::kind)).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,

@@ -1,0 +1,195 @@
+//! What two nodes say to each other on a QUIC stream.
+//!
+//! The dialing node sends envelopes; the accepting node answers each with a
+//! receipt or a rejection, on the same bidirectional stream, pipelined: the
+//! sender does not wait for one answer before sending the next envelope.
+//!
+//! On the stream every frame is a 4-byte big-endian length followed by that
+//! many bytes of a framed [`SessionFrame`] (`MAGIC ‖ VERSION ‖ 4 ‖ payload`).
+//! Each side's first frame is [`SessionFrame::Hello`].
+
+use bincode::{Decode, Encode};
+
+use crate::codec::{self, DecodeError, EncodeError, FrameType, MAX_FRAME_BYTES};
+use crate::envelope::EnvelopeError;
+use crate::identity::EncryptionKeyCert;
+use crate::ids::MessageId;
+
+/// Bytes of the length prefix before every frame on a stream.
+pub const LENGTH_PREFIX: usize = 4;
+/// Largest session frame: an envelope at the codec's ceiling plus framing.
+pub const MAX_SESSION_FRAME: usize = MAX_FRAME_BYTES + 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum SessionFrame {
+    /// First frame on each side: the sender's current encryption key, which
+    /// the peer verifies against the node id it pinned.
+    Hello { cert: EncryptionKeyCert },
+    /// A framed envelope (see [`crate::envelope`]).
+    Envelope(Vec<u8>),
+    /// A framed receipt (see [`crate::receipt`]), sent only once the
+    /// envelope is durably stored.
+    Receipt(Vec<u8>),
+    /// The envelope with this id was refused.
+    Rejected {
+        id: MessageId,
+        reason: RejectReason,
+        detail: String,
+    },
+}
+
+/// Why the receiver refused an envelope: what the sender should do next
+/// depends on it (see [`RejectReason::is_permanent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum RejectReason {
+    TooLarge,
+    Malformed,
+    WrongRecipient,
+    UnknownEncryptionKey,
+    UnknownSender,
+    /// The envelope's sender is not the peer on this connection.
+    SenderMismatch,
+    BadSignature,
+    FromFuture,
+    Stale,
+    IdReused,
+    Decrypt,
+    Invalid,
+    /// The receiver could not store it now (e.g. disk error): try again.
+    Unavailable,
+}
+
+impl RejectReason {
+    /// Retrying the same envelope cannot succeed. `FromFuture` may succeed
+    /// once clocks agree and `UnknownEncryptionKey` after re-sealing, so
+    /// neither is permanent; `Unavailable` is the receiver's own trouble.
+    pub fn is_permanent(self) -> bool {
+        !matches!(
+            self,
+            RejectReason::FromFuture
+                | RejectReason::UnknownEncryptionKey
+                | RejectReason::Unavailable
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::TooLarge => "too-large",
+            RejectReason::Malformed => "malformed",
+            RejectReason::WrongRecipient => "wrong-recipient",
+            RejectReason::UnknownEncryptionKey => "unknown-encryption-key",
+            RejectReason::UnknownSender => "unknown-sender",
+            RejectReason::SenderMismatch => "sender-mismatch",
+            RejectReason::BadSignature => "bad-signature",
+            RejectReason::FromFuture => "from-future",
+            RejectReason::Stale => "stale",
+            RejectReason::IdReused => "id-reused",
+            RejectReason::Decrypt => "decrypt",
+            RejectReason::Invalid => "invalid",
+            RejectReason::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl EnvelopeError {
+    /// The reason to tell the sender. `None` for a duplicate, which is
+    /// answered with the original receipt instead.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        Some(match self {
+            EnvelopeError::TooLarge { .. } => RejectReason::TooLarge,
+            EnvelopeError::Decode(_) => RejectReason::Malformed,
+            EnvelopeError::WrongRecipient { .. } => RejectReason::WrongRecipient,
+            EnvelopeError::UnknownEncryptionKey => RejectReason::UnknownEncryptionKey,
+            EnvelopeError::UnknownSender { .. } => RejectReason::UnknownSender,
+            EnvelopeError::BadSignature { .. } => RejectReason::BadSignature,
+            EnvelopeError::FromFuture { .. } => RejectReason::FromFuture,
+            EnvelopeError::Stale { .. } => RejectReason::Stale,
+            EnvelopeError::AlreadyReceived { .. } => return None,
+            EnvelopeError::IdReused { .. } => RejectReason::IdReused,
+            EnvelopeError::Decrypt | EnvelopeError::CommitmentMismatch => RejectReason::Decrypt,
+            EnvelopeError::BodyDecode(_)
+            | EnvelopeError::KindMismatch { .. }
+            | EnvelopeError::Invalid(_) => RejectReason::Invalid,
+        })
+    }
+}
+
+impl SessionFrame {
+    /// `length ‖ frame`, ready to write to a stream.
+    pub fn to_wire(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = vec![0u8; LENGTH_PREFIX];
+        out.extend_from_slice(&codec::MAGIC);
+        out.push(codec::VERSION);
+        out.push(FrameType::Session as u8);
+        codec::encode_into(self, &mut out)?;
+        let len = u32::try_from(out.len() - LENGTH_PREFIX)
+            .map_err(|_| EncodeError::new("session frame longer than 4 GiB"))?;
+        out[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+        Ok(out)
+    }
+
+    /// Decodes the bytes after the length prefix.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SessionFrame, DecodeError> {
+        codec::decode_frame::<_, MAX_SESSION_FRAME>(FrameType::Session, bytes)
+    }
+
+    /// Reads a length prefix; refuses lengths above `max` before anything
+    /// is allocated for the frame.
+    pub fn length(prefix: [u8; LENGTH_PREFIX], max: usize) -> Result<usize, DecodeError> {
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > max.min(MAX_SESSION_FRAME) {
+            return Err(DecodeError::TooLarge {
+                len,
+                max: max.min(MAX_SESSION_FRAME),
+            });
+        }
+        Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn frames_round_trip_through_the_wire_form() {
+        let id = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
+        let frames = [
+            SessionFrame::Hello {
+                cert: id.encryption_cert().clone(),
+            },
+            SessionFrame::Envelope(vec![1, 2, 3]),
+            SessionFrame::Receipt(vec![4; 100]),
+            SessionFrame::Rejected {
+                id: MessageId([9; 16]),
+                reason: RejectReason::IdReused,
+                detail: "id reused".into(),
+            },
+        ];
+        for f in frames {
+            let wire = f.to_wire().unwrap();
+            let len = SessionFrame::length(wire[..4].try_into().unwrap(), 1 << 20).unwrap();
+            assert_eq!(len, wire.len() - 4);
+            assert_eq!(SessionFrame::from_bytes(&wire[4..]).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn oversize_length_prefix_is_refused() {
+        assert_eq!(
+            SessionFrame::length((u32::MAX).to_be_bytes(), 1 << 20),
+            Err(DecodeError::TooLarge {
+                len: u32::MAX as usize,
+                max: 1 << 20
+            })
+        );
+    }
+}
