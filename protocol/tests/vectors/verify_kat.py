@@ -1,0 +1,86 @@
+"""Independent check of Comity's wire format (docs/protocol.md) in Python.
+
+Re-derives every identity, certificate, envelope (signature, HPKE
+decryption built by hand from RFC 9180, commitment, digests) and receipt in
+kat-v1.json, sharing no code with the Rust implementation.
+
+    python3 -m pip install cryptography
+    python3 protocol/tests/vectors/verify_kat.py protocol/tests/vectors/kat-v1.json
+"""
+# Independent re-implementation of the Comity v1 wire format from docs/protocol.md
+import json, hashlib, hmac, struct, base64, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey, Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives import serialization
+
+D = lambda s: s.encode() + b"\0"
+ENVELOPE_SIGNATURE=D("comity/v1/envelope-signature"); HPKE_INFO=D("comity/v1/hpke-info")
+ENVELOPE_AAD=D("comity/v1/envelope-aad"); BODY_COMMITMENT=D("comity/v1/body-commitment")
+CIPHERTEXT_DIGEST=D("comity/v1/ciphertext-digest"); ENVELOPE_DIGEST=D("comity/v1/envelope-digest")
+RECEIPT_SIGNATURE=D("comity/v1/receipt-signature"); ENCRYPTION_KEY_SIGNATURE=D("comity/v1/encryption-key-signature")
+NODE_ID_CHECKSUM=D("comity/v1/node-id-checksum")
+sha = lambda *p: hashlib.sha256(b"".join(p)).digest()
+
+def ext(salt, ikm): return hmac.new(salt or b"\0"*32, ikm, hashlib.sha256).digest()
+def exp(prk, info, L):
+    out=b""; t=b""; i=1
+    while len(out)<L:
+        t=hmac.new(prk, t+info+bytes([i]), hashlib.sha256).digest(); out+=t; i+=1
+    return out[:L]
+KEM_SUITE=b"KEM"+struct.pack(">H",0x20); HPKE_SUITE=b"HPKE"+struct.pack(">HHH",0x20,1,3)
+def lext(suite, salt, label, ikm): return ext(salt, b"HPKE-v1"+suite+label+ikm)
+def lexp(suite, prk, label, info, L): return exp(prk, struct.pack(">H",L)+b"HPKE-v1"+suite+label+info, L)
+def derive_keypair(ikm):
+    prk=lext(KEM_SUITE,b"",b"dkp_prk",ikm); sk=lexp(KEM_SUITE,prk,b"sk",b"",32)
+    priv=X25519PrivateKey.from_private_bytes(sk)
+    return priv, priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def hpke_open(priv, pkR, enc, info, aad, ct):
+    dh=priv.exchange(X25519PublicKey.from_public_bytes(enc))
+    prk=lext(KEM_SUITE,b"",b"eae_prk",dh); ss=lexp(KEM_SUITE,prk,b"shared_secret",enc+pkR,32)
+    psk_id_hash=lext(HPKE_SUITE,b"",b"psk_id_hash",b""); info_hash=lext(HPKE_SUITE,b"",b"info_hash",info)
+    ctx=b"\x00"+psk_id_hash+info_hash; secret=lext(HPKE_SUITE,ss,b"secret",b"")
+    key=lexp(HPKE_SUITE,secret,b"key",ctx,32); nonce=lexp(HPKE_SUITE,secret,b"base_nonce",ctx,12)
+    return ChaCha20Poly1305(key).decrypt(nonce, ct, aad)
+
+def node_id(key):
+    raw=key+sha(NODE_ID_CHECKSUM,key)[:3]
+    s=base64.b32encode(raw).decode().lower().rstrip("=")
+    assert len(s)==56
+    return "-".join(s[i:i+8] for i in range(0,56,8))
+
+def frame(b, ty):
+    assert b[:4]==b"CMTY" and b[4]==1 and b[5]==ty, b[:6]; return b[6:]
+
+kat=json.load(open(sys.argv[1]))
+ids={}
+for name,i in kat["identities"].items():
+    sk=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(i["identity_seed"]))
+    pk=sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert pk.hex()==i["public_key"]; assert node_id(pk)==i["node_id"], (node_id(pk), i["node_id"])
+    epriv, epub = derive_keypair(bytes.fromhex(i["encryption_seed"]))
+    assert epub.hex()==i["encryption_public_key"]
+    c=frame(bytes.fromhex(i["encryption_key_cert"]),3); assert len(c)==136
+    assert c[:32]==pk and c[32:64]==epub and struct.unpack("<Q",c[64:72])[0]==i["encryption_created_at"]
+    Ed25519PublicKey.from_public_bytes(pk).verify(c[72:136], ENCRYPTION_KEY_SIGNATURE+c[:72])
+    ids[pk]=(name,epriv,epub,sk)
+    print("identity", name, "ok")
+for case in kat["cases"]:
+    fb=bytes.fromhex(case["envelope"]); p=frame(fb,1)
+    hdr=p[:124]; sender,recipient,rkey,mid=hdr[:32],hdr[32:64],hdr[64:96],hdr[96:112]
+    kind,=struct.unpack("<I",hdr[112:116]); created,=struct.unpack("<Q",hdr[116:124])
+    enc=p[124:156]; comm=p[156:188]; n,=struct.unpack("<Q",p[188:196]); ct=p[196:196+n]; sig=p[196+n:]
+    assert len(sig)==64
+    assert created==case["created_at"] and mid.hex()==case["message_id"]
+    cdig=sha(CIPHERTEXT_DIGEST,enc,ct); assert cdig.hex()==case["ciphertext_digest"]
+    Ed25519PublicKey.from_public_bytes(sender).verify(sig, ENVELOPE_SIGNATURE+hdr+comm+cdig)
+    name,epriv,epub,rsk=ids[recipient]; assert rkey==epub
+    pt=hpke_open(epriv, epub, enc, HPKE_INFO, ENVELOPE_AAD+hdr+comm, ct)
+    assert sha(BODY_COMMITMENT,pt)==comm and pt.hex()==case["plaintext"]
+    bk,=struct.unpack("<I",pt[32:36]); assert bk==kind
+    edig=sha(ENVELOPE_DIGEST,fb); assert edig.hex()==case["envelope_digest"]
+    r=frame(bytes.fromhex(case["receipt"]),2); assert len(r)==184
+    assert r[:32]==sender and r[32:64]==recipient and r[64:80]==mid and r[80:112]==edig
+    assert struct.unpack("<Q",r[112:120])[0]==case["receipt_received_at"]
+    Ed25519PublicKey.from_public_bytes(recipient).verify(r[120:184], RECEIPT_SIGNATURE+r[:120])
+    print("case ok:", case["name"], "kind", kind, "len", len(fb))
