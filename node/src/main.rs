@@ -1,9 +1,16 @@
-//! `comityd`: a Comity node in the foreground.
+//! `comityd`: a Comity node in the foreground. SIGTERM or SIGINT stops it
+//! gracefully (stop accepting, answer what is held, flush, exit 0).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use comity_config::{Config, LogFormat};
+use comity_node::shutdown::Shutdown;
+use comity_node::Node;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
 
 #[derive(Debug, Parser)]
 #[command(name = "comityd", version, about = "The Comity node daemon")]
@@ -14,34 +21,109 @@ struct Args {
     /// Check the configuration and keys, then exit.
     #[arg(long)]
     check: bool,
+    /// Log format; overrides `[log] format` in the configuration.
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match comity_config::Config::load(&args.config) {
+    let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("comityd: {}: {e}", args.config.display());
             return ExitCode::from(1);
         }
     };
-    let identity = match comity_config::load_key_file(&config.node.identity_key) {
-        Ok(i) => i,
+    let json = match args.log_format.as_deref() {
+        None => config.log.format == LogFormat::Json,
+        Some("json") => true,
+        Some("text") => false,
+        Some(other) => {
+            eprintln!("comityd: --log-format must be text or json, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log.level, json);
+    if args.check {
+        return match comity_config::load_key_file(&config.node.identity_key) {
+            Ok(identity) => {
+                println!(
+                    "configuration and keys are valid; node id {}",
+                    identity.id()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("comityd: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("comityd: {e}");
+            eprintln!("comityd: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    if args.check {
-        println!(
-            "configuration and keys are valid; node id {}",
-            identity.id()
-        );
-        return ExitCode::SUCCESS;
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("comityd: {e:#}");
+            ExitCode::from(1)
+        }
     }
-    eprintln!(
-        "comityd: node {}: the network service is not built yet",
-        identity.id()
-    );
-    ExitCode::from(1)
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMITY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    for o in config.env_overrides() {
+        info!(
+            variable = o.var,
+            key = o.key,
+            "configuration overridden by the environment"
+        );
+    }
+    let socket = config.node.admin_socket.clone();
+    let node = Arc::new(Node::start(config).await?);
+    let admin_stop = Shutdown::new();
+    let mut admin = tokio::spawn(comity_node::admin::serve(
+        node.clone(),
+        socket,
+        admin_stop.signal(),
+    ));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let admin_ended = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM received"); None }
+        _ = int.recv() => { info!("SIGINT received"); None }
+        r = &mut admin => Some(r),
+    };
+    admin_stop.trigger();
+    let admin_error = match admin_ended {
+        None => admin.await.ok().and_then(Result::err),
+        Some(r) => Some(r.map_err(|e| anyhow::anyhow!("admin API task: {e}"))?.err()).flatten(),
+    };
+    node.shutdown().await?;
+    match admin_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

@@ -46,9 +46,8 @@ pub enum RejectReason {
     Malformed,
     WrongRecipient,
     UnknownEncryptionKey,
+    /// Not a pinned peer, or not the peer on this connection.
     UnknownSender,
-    /// The envelope's sender is not the peer on this connection.
-    SenderMismatch,
     BadSignature,
     FromFuture,
     Stale,
@@ -79,7 +78,6 @@ impl RejectReason {
             RejectReason::WrongRecipient => "wrong-recipient",
             RejectReason::UnknownEncryptionKey => "unknown-encryption-key",
             RejectReason::UnknownSender => "unknown-sender",
-            RejectReason::SenderMismatch => "sender-mismatch",
             RejectReason::BadSignature => "bad-signature",
             RejectReason::FromFuture => "from-future",
             RejectReason::Stale => "stale",
@@ -88,6 +86,12 @@ impl RejectReason {
             RejectReason::Invalid => "invalid",
             RejectReason::Unavailable => "unavailable",
         }
+    }
+}
+
+impl serde::Serialize for RejectReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

@@ -1,0 +1,398 @@
+//! Sending to one peer: connect, say hello, pipeline envelopes, take
+//! receipts; on any failure put the unacknowledged messages back and retry
+//! with exponential backoff.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use comity_protocol::envelope::seal;
+use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::{Digest, MessageId, PeerKeys, Timestamp};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::events::Event;
+use crate::node::Shared;
+use crate::peers::Peer;
+use crate::shutdown::ShutdownSignal;
+use crate::store::{OutboundState, OutboundStatus};
+use crate::transport::tls::SERVER_NAME;
+use crate::transport::{client_config, wire};
+
+/// Envelopes written and not yet answered, per connection.
+const WINDOW: usize = 256;
+/// On shutdown, how long to wait for receipts of what was already sent.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("{0}")]
+    Wire(#[from] crate::transport::wire::WireError),
+    #[error("peer broke the protocol: {0}")]
+    Protocol(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("timed out waiting for the peer")]
+    Timeout,
+}
+
+/// Runs until shutdown: the life of one peer's outgoing traffic.
+pub async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut stop: ShutdownSignal) {
+    let mut failures: u32 = 0;
+    loop {
+        while peer.queue.is_empty() {
+            tokio::select! {
+                _ = peer.queue.wait() => {}
+                _ = stop.triggered() => return,
+            }
+        }
+        if stop.is_triggered() {
+            return;
+        }
+        match session(&shared, &peer, stop.clone()).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                let delay = shared.config.retry.delay(failures, rand::random::<f64>());
+                failures = failures.saturating_add(1);
+                warn!(peer = %peer.id().short(), error = %e, retry_in = ?delay, "delivery interrupted");
+                peer.set_error(e.to_string());
+                shared.emit(Event::PeerDisconnected {
+                    peer: peer.id(),
+                    error: e.to_string(),
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.triggered() => return,
+                }
+            }
+        }
+    }
+}
+
+struct InFlight {
+    order: VecDeque<MessageId>,
+    entries: HashMap<MessageId, (Digest, OwnedSemaphorePermit)>,
+}
+
+impl InFlight {
+    fn take_all(&mut self) -> Vec<MessageId> {
+        let ids = self
+            .order
+            .drain(..)
+            .filter(|id| self.entries.contains_key(id))
+            .collect();
+        self.entries.clear();
+        ids
+    }
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    mut stop: ShutdownSignal,
+) -> Result<(), SessionError> {
+    let limits = &shared.config.limits;
+    let addr = tokio::net::lookup_host(peer.config.address.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| SessionError::Resolve(peer.config.address.clone()))?;
+    let client = client_config(&shared.tls, peer.id(), limits)
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let connecting = shared
+        .endpoint
+        .connect_with(client, addr, SERVER_NAME)
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let conn = tokio::time::timeout(limits.handshake_timeout(), connecting)
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+
+    let (mut send, mut recv) = conn.open_bi().await?;
+    wire::write_frame(
+        &mut send,
+        &SessionFrame::Hello {
+            cert: shared.identity.encryption_cert().clone(),
+        },
+    )
+    .await?;
+    let hello = tokio::time::timeout(
+        limits.handshake_timeout(),
+        wire::read_frame(&mut recv, 4096),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout)??;
+    let keys = match hello {
+        Some(SessionFrame::Hello { cert }) => PeerKeys::new(peer.id(), cert)
+            .map_err(|e| SessionError::Protocol(format!("bad encryption key: {e}")))?,
+        _ => return Err(SessionError::Protocol("expected hello".into())),
+    };
+    if shared.store.peer_key(&peer.id())?.as_ref() != Some(keys.cert()) {
+        shared.store.put_peer_key(keys.cert())?;
+    }
+    peer.set_connected(true);
+    shared.emit(Event::PeerConnected { peer: peer.id() });
+    info!(peer = %peer.id().short(), %addr, "connected");
+
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let in_flight = Arc::new(Mutex::new(InFlight {
+        order: VecDeque::new(),
+        entries: HashMap::new(),
+    }));
+
+    let reader = read_answers(shared, peer, &keys, &mut recv, &in_flight);
+    let writer = async {
+        loop {
+            let permit = tokio::select! {
+                p = window.clone().acquire_owned() => p.map_err(|_| SessionError::Protocol("window closed".into()))?,
+                _ = stop.triggered() => break,
+            };
+            let id = loop {
+                if let Some(id) = peer.queue.pop() {
+                    break Some(id);
+                }
+                tokio::select! {
+                    _ = peer.queue.wait() => {}
+                    _ = stop.triggered() => break None,
+                }
+            };
+            let Some(id) = id else { break };
+            let Some((bytes, digest, attempt)) = prepare(shared, peer, &keys, id).await? else {
+                continue;
+            };
+            {
+                let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                f.order.push_back(id);
+                f.entries.insert(id, (digest, permit));
+                peer.set_in_flight(f.entries.len());
+            }
+            if let Err(e) = wire::write_frame(&mut send, &SessionFrame::Envelope(bytes)).await {
+                return Err(e.into());
+            }
+            shared.emit(Event::Sent {
+                id,
+                peer: peer.id(),
+                attempt,
+            });
+        }
+        // Shutting down: stop sending; give receipts of what was sent a
+        // moment to arrive.
+        let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+        while window.available_permits() < WINDOW && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = send.finish();
+        Ok::<(), SessionError>(())
+    };
+
+    let result = tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    };
+    let unanswered = in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take_all();
+    if !unanswered.is_empty() {
+        debug!(peer = %peer.id().short(), count = unanswered.len(), "requeueing unanswered messages");
+        peer.queue.requeue_front(unanswered.into_iter());
+    }
+    peer.set_in_flight(0);
+    conn.close(0u32.into(), b"bye");
+    if result.is_ok() {
+        peer.set_connected(false);
+    }
+    result
+}
+
+/// Loads (sealing it first if needed) the envelope for `id`; `None` when
+/// the message is no longer to be sent (delivered, failed, or expired now).
+async fn prepare(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    keys: &PeerKeys,
+    id: MessageId,
+) -> Result<Option<(Vec<u8>, Digest, u32)>, SessionError> {
+    let Some((mut msg, mut status)) = shared.store.outbound(&id)? else {
+        warn!(%id, "queued message missing from the store");
+        return Ok(None);
+    };
+    if status.state.is_final() {
+        return Ok(None);
+    }
+    let limits = &shared.config.limits;
+    let expires = msg
+        .created_at
+        .saturating_add(limits.max_message_age())
+        .saturating_sub(limits.clock_skew());
+    if Timestamp::now() >= expires {
+        fail(
+            shared,
+            peer,
+            &mut status,
+            id,
+            "expired: not delivered within the maximum message age".into(),
+        )?;
+        return Ok(None);
+    }
+    let (bytes, digest) = match (&msg.envelope, msg.digest) {
+        (Some(b), Some(d)) => (b.clone(), d),
+        _ => {
+            let sealed = seal(
+                &shared.identity,
+                keys,
+                id,
+                msg.created_at,
+                &msg.body,
+                &mut rand::rng(),
+            );
+            let sealed = match sealed {
+                Ok(s) if s.bytes.len() <= limits.max_message_len() => s,
+                Ok(s) => {
+                    let why = format!(
+                        "sealed envelope is {} bytes, above limits.max_message_bytes",
+                        s.bytes.len()
+                    );
+                    fail(shared, peer, &mut status, id, why)?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    fail(shared, peer, &mut status, id, format!("cannot seal: {e}"))?;
+                    return Ok(None);
+                }
+            };
+            msg.envelope = Some(sealed.bytes.clone());
+            msg.digest = Some(sealed.digest);
+            shared.store.put_outbound_message(&msg)?;
+            // Once sent, this exact envelope must be what is re-sent after a
+            // crash: make it durable first.
+            shared.store.commit().await?;
+            (sealed.bytes, sealed.digest)
+        }
+    };
+    status.state = OutboundState::Sent;
+    status.attempts = status.attempts.saturating_add(1);
+    status.sent_at = Some(Timestamp::now());
+    shared.store.put_outbound_status(&id, &status)?;
+    Ok(Some((bytes, digest, status.attempts)))
+}
+
+fn fail(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    status: &mut OutboundStatus,
+    id: MessageId,
+    reason: String,
+) -> Result<(), SessionError> {
+    warn!(%id, peer = %peer.id().short(), %reason, "message failed");
+    status.state = OutboundState::Failed;
+    status.last_error = Some(reason.clone());
+    shared.store.put_outbound_status(&id, status)?;
+    shared.emit(Event::Failed {
+        id,
+        peer: peer.id(),
+        reason,
+    });
+    Ok(())
+}
+
+async fn read_answers(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    keys: &PeerKeys,
+    recv: &mut quinn::RecvStream,
+    in_flight: &Arc<Mutex<InFlight>>,
+) -> Result<(), SessionError> {
+    let me = shared.identity.id();
+    loop {
+        let frame = match wire::read_frame(recv, 64 * 1024).await? {
+            None => return Err(SessionError::Protocol("peer closed the stream".into())),
+            Some(f) => f,
+        };
+        peer.contact();
+        let (id, outcome) = match frame {
+            SessionFrame::Receipt(bytes) => match Receipt::from_bytes(&bytes) {
+                Ok(r) => (r.statement.message_id, Ok((r, bytes))),
+                Err(e) => {
+                    warn!(peer = %peer.id().short(), error = %e, "undecodable receipt");
+                    continue;
+                }
+            },
+            SessionFrame::Rejected { id, reason, detail } => (id, Err((reason, detail))),
+            _ => return Err(SessionError::Protocol("unexpected frame".into())),
+        };
+        let digest = in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .get(&id)
+            .map(|(d, _)| *d);
+        let Some(digest) = digest else {
+            debug!(%id, "answer for a message not in flight");
+            continue;
+        };
+        let answered = || {
+            let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            f.entries.remove(&id);
+            peer.set_in_flight(f.entries.len());
+        };
+        let Some((_, mut status)) = shared.store.outbound(&id)? else {
+            continue;
+        };
+        match outcome {
+            Ok((receipt, bytes)) => {
+                if let Err(e) = receipt.verify(&me, keys, &id, &digest) {
+                    // Left in flight: resent after the next reconnect.
+                    warn!(%id, error = %e, "receipt refused");
+                    status.last_error = Some(format!("receipt refused: {e}"));
+                    shared.store.put_outbound_status(&id, &status)?;
+                    continue;
+                }
+                answered();
+                status.state = OutboundState::Delivered;
+                status.delivered_at = Some(Timestamp::now());
+                status.receipt = Some(bytes);
+                status.last_error = None;
+                shared.store.put_outbound_status(&id, &status)?;
+                let shared2 = shared.clone();
+                let peer_id = peer.id();
+                // Delivered counts once the receipt is on disk; the commit
+                // coalesces with others (group commit).
+                tokio::spawn(async move {
+                    if shared2.store.commit().await.is_ok() {
+                        shared2.emit(Event::Delivered { id, peer: peer_id });
+                    }
+                });
+            }
+            Err((reason, detail)) => {
+                let error = format!("refused by peer ({reason}): {detail}");
+                if reason.is_permanent() {
+                    answered();
+                    fail(shared, peer, &mut status, id, error)?;
+                    continue;
+                }
+                // The peer may accept it later: keep it (it is requeued with
+                // everything else in flight) and back off.
+                status.last_error = Some(error.clone());
+                if reason == RejectReason::UnknownEncryptionKey {
+                    // Re-seal to the key the peer presents next time.
+                    if let Some((mut msg, _)) = shared.store.outbound(&id)? {
+                        msg.envelope = None;
+                        msg.digest = None;
+                        shared.store.put_outbound_message(&msg)?;
+                    }
+                }
+                shared.store.put_outbound_status(&id, &status)?;
+                return Err(SessionError::Protocol(error));
+            }
+        }
+    }
+}

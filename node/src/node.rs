@@ -1,0 +1,443 @@
+//! A running node: the library API that `comityd`, the admin API and the
+//! tests drive.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use comity_config::{Config, KeyFileIoError, PeerConfig};
+use comity_protocol::envelope::seal;
+use comity_protocol::message::{Body, InvalidMessage};
+use comity_protocol::{codec, Identity, MessageId, NodeId, PeerKeys, Timestamp};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::delivery::{inbound, outbound};
+use crate::events::Event;
+use crate::peers::{Peer, PeerStatus};
+use crate::shutdown::Shutdown;
+use crate::store::{
+    InboundMessage, OutboundMessage, OutboundState, OutboundStatus, Rejection, Store, StoreError,
+};
+use crate::transport::endpoint::EndpointError;
+use crate::transport::{server_endpoint, Pins, TlsIdentity};
+
+/// Everything the node's tasks share.
+pub(crate) struct Shared {
+    pub identity: Identity,
+    pub config: Config,
+    pub store: Store,
+    pub endpoint: quinn::Endpoint,
+    pub tls: TlsIdentity,
+    pub pins: Pins,
+    peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    events: broadcast::Sender<Event>,
+    connections: Mutex<HashMap<NodeId, usize>>,
+}
+
+impl Shared {
+    pub fn emit(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn peer(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Reserves one of the peer's allowed inbound connections; released
+    /// when the slot is dropped.
+    pub fn connection_slot(self: &Arc<Self>, peer: NodeId) -> Option<ConnectionSlot> {
+        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(peer).or_insert(0);
+        if *n >= self.config.limits.max_connections_per_peer as usize {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            shared: self.clone(),
+            peer,
+        })
+    }
+}
+
+pub(crate) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    peer: NodeId,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] KeyFileIoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0} is not a pinned peer (see `comity peer list`)")]
+    UnknownPeer(NodeId),
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidMessage),
+    #[error("message is {len} bytes sealed, above limits.max_message_bytes ({max})")]
+    TooLarge { len: usize, max: usize },
+    #[error("cannot seal: {0}")]
+    Seal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An outgoing message as operators list it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxEntry {
+    pub id: MessageId,
+    pub peer: NodeId,
+    pub kind: comity_protocol::message::MessageKind,
+    pub created_at: Timestamp,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub has_receipt: bool,
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] stops nothing
+/// cleanly; call `shutdown`.
+pub struct Node {
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.shared.identity.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Loads the key file named in `config` and starts.
+    pub async fn start(config: Config) -> Result<Node, StartError> {
+        let identity = comity_config::load_key_file(&config.node.identity_key)?;
+        Self::start_with(config, identity).await
+    }
+
+    /// Opens the store, binds the endpoint, starts one sender per pinned
+    /// peer and the receiver, and queues every message not yet delivered.
+    pub async fn start_with(config: Config, identity: Identity) -> Result<Node, StartError> {
+        std::fs::create_dir_all(&config.node.data_dir).map_err(|source| StartError::Io {
+            path: config.node.data_dir.display().to_string(),
+            source,
+        })?;
+        let store = Store::open(&config.node.data_dir.join("store"))?;
+        let tls = TlsIdentity::new(&identity).map_err(EndpointError::from)?;
+        let pins = Pins::new(config.peers.iter().map(|p| p.id));
+        let (events, _) = broadcast::channel(4096);
+        let refused_events = events.clone();
+        let on_refused = Arc::new(move |key: NodeId| {
+            warn!(key = %key, "refused a connection from a key that is not pinned");
+            let _ = refused_events.send(Event::PeerRefused { key });
+        });
+        let endpoint = server_endpoint(
+            config.node.listen,
+            &tls,
+            pins.clone(),
+            on_refused,
+            &config.limits,
+        )?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|p| (p.id, Arc::new(Peer::new(p.clone()))))
+            .collect();
+        let shared = Arc::new(Shared {
+            identity,
+            config,
+            store,
+            endpoint,
+            tls,
+            pins,
+            peers: RwLock::new(peers),
+            events,
+            connections: Mutex::new(HashMap::new()),
+        });
+        let node = Node {
+            shared,
+            shutdown: Shutdown::new(),
+            tasks: TaskTracker::new(),
+        };
+        node.requeue_pending()?;
+        node.tasks.spawn(inbound::accept_loop(
+            node.shared.clone(),
+            node.shutdown.signal(),
+        ));
+        let peers: Vec<_> = node
+            .shared
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for peer in peers {
+            node.tasks.spawn(outbound::run(
+                node.shared.clone(),
+                peer,
+                node.shutdown.signal(),
+            ));
+        }
+        info!(
+            id = %node.id(),
+            listen = %node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "node started"
+        );
+        Ok(node)
+    }
+
+    /// Puts every message accepted but not delivered back in its peer's
+    /// queue, oldest first.
+    fn requeue_pending(&self) -> Result<(), StoreError> {
+        let mut pending = Vec::new();
+        for r in self.shared.store.outbound_all() {
+            let (msg, status) = r?;
+            if !status.state.is_final() {
+                pending.push((msg.created_at, msg.id, msg.peer));
+            }
+        }
+        pending.sort();
+        let n = pending.len();
+        for (_, id, peer_id) in pending {
+            match self.shared.peer(&peer_id) {
+                Some(peer) => peer.queue.push(id),
+                None => warn!(%id, peer = %peer_id, "pending message for a peer no longer pinned"),
+            }
+        }
+        if n > 0 {
+            info!(count = n, "resuming delivery of pending messages");
+        }
+        Ok(())
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.shared.identity.id()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The UDP address actually bound (useful when listening on port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.shared.endpoint.local_addr()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Accepts a message for `to`: validated, sealed if the peer's key is
+    /// known, written and flushed. When this returns, the message will not
+    /// be lost.
+    pub async fn submit(&self, to: NodeId, body: Body) -> Result<MessageId, SubmitError> {
+        body.validate()?;
+        let peer = self.shared.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
+        let max = self.shared.config.limits.max_message_len();
+        let id = MessageId::random();
+        let created_at = Timestamp::now();
+        let mut msg = OutboundMessage {
+            id,
+            peer: to,
+            kind: body.kind(),
+            body,
+            created_at,
+            envelope: None,
+            digest: None,
+        };
+        match self.shared.store.peer_key(&to)? {
+            Some(cert) => {
+                let keys = PeerKeys::new(to, cert).map_err(|e| SubmitError::Seal(e.to_string()))?;
+                let sealed = seal(
+                    &self.shared.identity,
+                    &keys,
+                    id,
+                    created_at,
+                    &msg.body,
+                    &mut rand::rng(),
+                )
+                .map_err(|e| SubmitError::Seal(e.to_string()))?;
+                if sealed.bytes.len() > max {
+                    return Err(SubmitError::TooLarge {
+                        len: sealed.bytes.len(),
+                        max,
+                    });
+                }
+                msg.envelope = Some(sealed.bytes);
+                msg.digest = Some(sealed.digest);
+            }
+            None => {
+                // Sealed at first contact; refuse now what could never fit.
+                let len = codec::encode(&msg.body)
+                    .map(|b| b.len())
+                    .unwrap_or(usize::MAX);
+                let sealed_estimate = len.saturating_add(ENVELOPE_OVERHEAD);
+                if sealed_estimate > max {
+                    return Err(SubmitError::TooLarge {
+                        len: sealed_estimate,
+                        max,
+                    });
+                }
+            }
+        }
+        self.shared
+            .store
+            .insert_outbound(&msg, &OutboundStatus::queued())?;
+        self.shared.store.commit().await?;
+        self.shared.emit(Event::Accepted { id, peer: to });
+        peer.queue.push(id);
+        Ok(id)
+    }
+
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.shared
+            .store
+            .outbound_all()
+            .map(|r| {
+                r.map(|(m, s)| OutboxEntry {
+                    id: m.id,
+                    peer: m.peer,
+                    kind: m.kind,
+                    created_at: m.created_at,
+                    state: s.state.name(),
+                    attempts: s.attempts,
+                    last_error: s.last_error.clone().or_else(|| {
+                        (s.state != OutboundState::Delivered)
+                            .then(|| self.shared.peer(&m.peer).and_then(|p| p.last_error()))
+                            .flatten()
+                    }),
+                    delivered_at: s.delivered_at,
+                    has_receipt: s.receipt.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn outbound(
+        &self,
+        id: &MessageId,
+    ) -> Result<Option<(OutboundMessage, OutboundStatus)>, StoreError> {
+        self.shared.store.outbound(id)
+    }
+
+    pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
+        self.shared.store.inbound_all().collect()
+    }
+
+    pub fn rejections(&self) -> Result<Vec<Rejection>, StoreError> {
+        self.shared.store.rejections().collect()
+    }
+
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let mut v: Vec<_> = self
+            .shared
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| p.status())
+            .collect();
+        v.sort_by(|a, b| a.country.cmp(&b.country));
+        v
+    }
+
+    /// Pins a new peer at run time: it may connect from now on, and a
+    /// sender starts for it. (Persisting it in the config is the caller's.)
+    pub fn add_peer(&self, config: PeerConfig) -> Result<(), SubmitError> {
+        let id = config.id;
+        let peer = Arc::new(Peer::new(config));
+        {
+            let mut peers = self.shared.peers.write().unwrap_or_else(|p| p.into_inner());
+            if peers.contains_key(&id) {
+                return Ok(());
+            }
+            peers.insert(id, peer.clone());
+        }
+        self.shared.pins.insert(id);
+        self.tasks.spawn(outbound::run(
+            self.shared.clone(),
+            peer,
+            self.shutdown.signal(),
+        ));
+        Ok(())
+    }
+
+    /// The pinned peer with this configuration entry, by id.
+    pub fn peer_config(&self, id: &NodeId) -> Option<PeerConfig> {
+        self.shared.peer(id).map(|p| p.config.clone())
+    }
+
+    /// Graceful stop: no new work; senders wait briefly for receipts of
+    /// what they sent; receivers answer what they hold; the store is
+    /// flushed. Safe to call more than once.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        info!("shutting down");
+        self.shutdown.trigger();
+        self.tasks.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop within 10 s");
+        }
+        self.shared.endpoint.close(0u32.into(), b"shutdown");
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.shared.endpoint.wait_idle(),
+        )
+        .await;
+        self.shared.store.flush()?;
+        info!("stopped");
+        Ok(())
+    }
+
+    /// [`Node::shutdown`], then release the store so the same data
+    /// directory can be opened again in this process.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.shutdown().await?;
+        let store = self.shared.store.clone();
+        drop(self);
+        store.close().await
+    }
+}
+
+/// Upper bound of what sealing adds to an encoded body (header, keys,
+/// commitment, salt, tag, signature, framing).
+const ENVELOPE_OVERHEAD: usize = 512;

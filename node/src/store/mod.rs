@@ -1,0 +1,291 @@
+//! The node's durable state, in sled. Nothing outside this module knows it
+//! is sled: keep it that way so the engine can be swapped.
+//!
+//! Durability rule (DESIGN.md): sled writes are durable only after a flush.
+//! Callers write, then await [`Store::commit`] (group commit) before they
+//! tell anyone — the CLI that a message is accepted, a peer that a message
+//! is received.
+//!
+//! Trees and keys:
+//! * `outbox`: `m ‖ id` → [`OutboundMessage`], `s ‖ id` → [`OutboundStatus`]
+//! * `inbox`: `m ‖ sender ‖ id` → [`InboundMessage`], `d ‖ sender ‖ id` → [`SeenEntry`]
+//! * `rejections`: sequence (u64 BE) → [`Rejection`]
+//! * `peer_keys`: node id → the peer's latest encryption-key certificate
+
+mod commit;
+pub mod records;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bincode::{Decode, Encode};
+use comity_protocol::codec;
+use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
+
+pub use commit::CommitError;
+use commit::Committer;
+pub use records::*;
+
+/// Records are our own, but a damaged disk is untrusted input too.
+const MAX_RECORD: usize = 2 * codec::MAX_FRAME_BYTES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store record {key} is damaged: {why}")]
+    Corrupt { key: String, why: String },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
+    #[error("another process holds the store at {path} (is comityd already running?)")]
+    Locked { path: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    outbox: sled::Tree,
+    inbox: sled::Tree,
+    rejections: sled::Tree,
+    peer_keys: sled::Tree,
+    committer: Committer,
+    flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Serialises "is this (sender, id) new? then insert it", so two copies
+    /// of one message arriving at once cannot both be taken as new.
+    inbound_gate: Arc<Mutex<()>>,
+}
+
+fn encode<T: Encode>(v: &T) -> Result<Vec<u8>> {
+    codec::encode(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    codec::decode::<T, MAX_RECORD>(bytes).map_err(|e| StoreError::Corrupt {
+        key: hex_key(key),
+        why: e.to_string(),
+    })
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Must run inside a tokio
+    /// runtime (the group-commit flusher is a task).
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked {
+                        path: dir.display().to_string(),
+                    }
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let (committer, flusher) = Committer::start(db.clone());
+        Ok(Store {
+            outbox: db.open_tree("outbox")?,
+            inbox: db.open_tree("inbox")?,
+            rejections: db.open_tree("rejections")?,
+            peer_keys: db.open_tree("peer_keys")?,
+            committer,
+            flusher: Arc::new(Mutex::new(Some(flusher))),
+            inbound_gate: Arc::new(Mutex::new(())),
+            db,
+        })
+    }
+
+    /// Flushes and releases the database. Waits until every other clone of
+    /// this `Store` is dropped too (sled keeps its lock until then).
+    pub async fn close(self) -> Result<()> {
+        self.db.flush_async().await?;
+        let flusher = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(self);
+        if let Some(task) = flusher {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// Resolves once every write made before the call is on disk.
+    pub async fn commit(&self) -> Result<()> {
+        Ok(self.committer.commit().await?)
+    }
+
+    /// Flushes synchronously (at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // --- outbox ---
+
+    /// Writes a new outgoing message and its status atomically.
+    pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b'm', &[&msg.id.0]), encode(msg)?);
+        batch.insert(key(b's', &[&msg.id.0]), encode(status)?);
+        self.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Rewrites the immutable part (once, when sealing).
+    pub fn put_outbound_message(&self, msg: &OutboundMessage) -> Result<()> {
+        self.outbox.insert(key(b'm', &[&msg.id.0]), encode(msg)?)?;
+        Ok(())
+    }
+
+    pub fn put_outbound_status(&self, id: &MessageId, status: &OutboundStatus) -> Result<()> {
+        self.outbox.insert(key(b's', &[&id.0]), encode(status)?)?;
+        Ok(())
+    }
+
+    pub fn outbound(&self, id: &MessageId) -> Result<Option<(OutboundMessage, OutboundStatus)>> {
+        let mk = key(b'm', &[&id.0]);
+        let sk = key(b's', &[&id.0]);
+        match (self.outbox.get(&mk)?, self.outbox.get(&sk)?) {
+            (Some(m), Some(s)) => Ok(Some((decode(&mk, &m)?, decode(&sk, &s)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every outgoing message's status, in id order.
+    pub fn outbound_statuses(
+        &self,
+    ) -> impl Iterator<Item = Result<(MessageId, OutboundStatus)>> + '_ {
+        self.outbox.scan_prefix([b's']).map(|kv| {
+            let (k, v) = kv?;
+            let id = message_id_at(&k, 1)?;
+            Ok((id, decode(&k, &v)?))
+        })
+    }
+
+    /// Every outgoing message with its status, in id order.
+    pub fn outbound_all(
+        &self,
+    ) -> impl Iterator<Item = Result<(OutboundMessage, OutboundStatus)>> + '_ {
+        self.outbound_statuses().map(move |r| {
+            let (id, status) = r?;
+            let mk = key(b'm', &[&id.0]);
+            match self.outbox.get(&mk)? {
+                None => Err(StoreError::Corrupt {
+                    key: hex_key(&mk),
+                    why: "status without message".into(),
+                }),
+                Some(m) => Ok((decode(&mk, &m)?, status)),
+            }
+        })
+    }
+
+    // --- inbox ---
+
+    pub fn seen(&self, sender: &NodeId, id: &MessageId) -> Result<Option<SeenEntry>> {
+        let k = key(b'd', &[&sender.0, &id.0]);
+        self.inbox.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Inserts a received message unless (sender, id) is already known;
+    /// returns the existing entry in that case. Atomic: the message and its
+    /// de-duplication entry are written together.
+    pub fn insert_inbound_if_new(&self, msg: &InboundMessage) -> Result<Option<SeenEntry>> {
+        let _gate = self.inbound_gate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = self.seen(&msg.sender, &msg.id)? {
+            return Ok(Some(existing));
+        }
+        let seen = SeenEntry {
+            digest: msg.digest,
+            receipt: msg.receipt.clone(),
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?);
+        batch.insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?);
+        self.inbox.apply_batch(batch)?;
+        Ok(None)
+    }
+
+    pub fn inbound(&self, sender: &NodeId, id: &MessageId) -> Result<Option<InboundMessage>> {
+        let k = key(b'm', &[&sender.0, &id.0]);
+        self.inbox.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// Every received message, by sender then id.
+    pub fn inbound_all(&self) -> impl Iterator<Item = Result<InboundMessage>> + '_ {
+        self.inbox.scan_prefix([b'm']).map(|kv| {
+            let (k, v) = kv?;
+            decode(&k, &v)
+        })
+    }
+
+    pub fn inbound_count(&self) -> usize {
+        self.inbox.scan_prefix([b'd']).count()
+    }
+
+    // --- rejections ---
+
+    pub fn record_rejection(&self, r: &Rejection) -> Result<()> {
+        let seq = self.db.generate_id()?;
+        self.rejections.insert(seq.to_be_bytes(), encode(r)?)?;
+        Ok(())
+    }
+
+    pub fn rejections(&self) -> impl Iterator<Item = Result<Rejection>> + '_ {
+        self.rejections.iter().map(|kv| {
+            let (k, v) = kv?;
+            decode(&k, &v)
+        })
+    }
+
+    // --- peers' encryption keys ---
+
+    pub fn peer_key(&self, peer: &NodeId) -> Result<Option<EncryptionKeyCert>> {
+        match self.peer_keys.get(peer.0)? {
+            None => Ok(None),
+            Some(v) => {
+                EncryptionKeyCert::from_bytes(&v)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: hex_key(&peer.0),
+                        why: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    pub fn put_peer_key(&self, cert: &EncryptionKeyCert) -> Result<()> {
+        self.peer_keys.insert(cert.node.0, cert.to_bytes())?;
+        Ok(())
+    }
+}
+
+fn message_id_at(k: &[u8], at: usize) -> Result<MessageId> {
+    k.get(at..at + 16)
+        .and_then(|s| <[u8; 16]>::try_from(s).ok())
+        .map(MessageId)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: hex_key(k),
+            why: "key too short".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+use comity_protocol::message::{Body, Consultation, MessageKind, Thread};
+use comity_protocol::{Digest, MessageId, NodeId, Timestamp};
+
+use super::*;
+
+fn body() -> Body {
+    Body::Consultation(Consultation {
+        regarding: None,
+        subject: "Before a formal request".into(),
+        body: "Would you accept a request on this basis?".into(),
+        thread: Thread::default(),
+    })
+}
+
+fn inbound(sender: u8, id: u8, digest: u8) -> InboundMessage {
+    InboundMessage {
+        id: MessageId([id; 16]),
+        sender: NodeId([sender; 32]),
+        kind: MessageKind::Consultation,
+        body: body(),
+        created_at: Timestamp(1),
+        received_at: Timestamp(2),
+        envelope: vec![1, 2, 3],
+        digest: Digest([digest; 32]),
+        receipt: vec![digest; 4],
+    }
+}
+
+#[tokio::test]
+async fn outbound_round_trip_and_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let msg = OutboundMessage {
+        id: MessageId([1; 16]),
+        peer: NodeId([2; 32]),
+        kind: MessageKind::Consultation,
+        body: body(),
+        created_at: Timestamp(3),
+        envelope: None,
+        digest: None,
+    };
+    store
+        .insert_outbound(&msg, &OutboundStatus::queued())
+        .unwrap();
+    store.commit().await.unwrap();
+    let mut status = OutboundStatus::queued();
+    status.state = OutboundState::Delivered;
+    store.put_outbound_status(&msg.id, &status).unwrap();
+    let (m, s) = store.outbound(&msg.id).unwrap().unwrap();
+    assert_eq!(m, msg);
+    assert_eq!(s.state, OutboundState::Delivered);
+    let all: Vec<_> = store.outbound_all().collect::<Result<_>>().unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+#[tokio::test]
+async fn inbound_is_inserted_once_per_sender_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store
+        .insert_inbound_if_new(&inbound(1, 1, 7))
+        .unwrap()
+        .is_none());
+    // Same sender and id, other content: the first stays.
+    let existing = store
+        .insert_inbound_if_new(&inbound(1, 1, 8))
+        .unwrap()
+        .unwrap();
+    assert_eq!(existing.digest, Digest([7; 32]));
+    assert_eq!(
+        store
+            .inbound(&NodeId([1; 32]), &MessageId([1; 16]))
+            .unwrap()
+            .unwrap()
+            .digest,
+        Digest([7; 32])
+    );
+    // Another sender may use the same id.
+    assert!(store
+        .insert_inbound_if_new(&inbound(2, 1, 9))
+        .unwrap()
+        .is_none());
+    assert_eq!(store.inbound_count(), 2);
+}
+
+#[tokio::test]
+async fn committed_writes_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.insert_inbound_if_new(&inbound(1, 1, 7)).unwrap();
+    store.commit().await.unwrap();
+    store.close().await.unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.inbound_count(), 1);
+}
+
+#[tokio::test]
+async fn damaged_record_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .inbox
+        .insert(key(b'm', &[&[1u8; 32], &[1u8; 16]]), vec![0xff; 10])
+        .unwrap();
+    let r: Vec<_> = store.inbound_all().collect();
+    assert!(matches!(r[0], Err(StoreError::Corrupt { .. })));
+}

@@ -1,0 +1,64 @@
+//! The node's one UDP socket: it accepts pinned peers and dials them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use comity_config::Limits;
+use comity_protocol::NodeId;
+
+use super::tls::{client_crypto, server_crypto, OnRefused, Pins, TlsIdentity, TlsSetupError};
+
+/// Per-connection limits: streams a peer may open, idle timeout, flow
+/// control windows (which are also the backpressure on a fast sender).
+fn transport(limits: &Limits) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(limits.max_streams_per_peer.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((4u32 << 20).into())
+        .receive_window((8u32 << 20).into())
+        .send_window(8 << 20);
+    let idle = limits.idle_timeout();
+    if let Ok(timeout) = quinn::IdleTimeout::try_from(idle) {
+        t.max_idle_timeout(Some(timeout));
+    }
+    t.keep_alive_interval(Some((idle / 3).max(Duration::from_secs(1))));
+    t
+}
+
+/// Binds `listen` and accepts connections from pinned peers only.
+pub fn server_endpoint(
+    listen: SocketAddr,
+    tls: &TlsIdentity,
+    pins: Pins,
+    on_refused: OnRefused,
+    limits: &Limits,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let crypto = server_crypto(tls, pins, on_refused)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(limits)));
+    quinn::Endpoint::server(server, listen).map_err(|source| EndpointError::Bind { listen, source })
+}
+
+/// A client configuration that accepts only the peer `expected`.
+pub fn client_config(
+    tls: &TlsIdentity,
+    expected: NodeId,
+    limits: &Limits,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let crypto = client_crypto(tls, expected)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport(limits)));
+    Ok(config)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("cannot listen on {listen}: {source} (is another node using this port?)")]
+    Bind {
+        listen: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}

@@ -1,0 +1,8 @@
+//! QUIC between pinned peers: TLS setup, the endpoint, and frames on streams.
+
+pub mod endpoint;
+pub mod tls;
+pub mod wire;
+
+pub use endpoint::{client_config, server_endpoint};
+pub use tls::{peer_of, Pins, TlsIdentity};

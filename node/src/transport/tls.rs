@@ -1,0 +1,313 @@
+//! Mutual TLS 1.3 between pinned peers.
+//!
+//! Each node presents a self-signed certificate whose key *is* its Ed25519
+//! identity key. Names, issuers and dates in certificates mean nothing
+//! here: trust is the pin. Both sides check the other's key against the
+//! node ids they pinned — the server refuses unpinned clients during the
+//! handshake, the client refuses a server whose key is not the one it
+//! dialled — and rustls checks that the peer holds the private key
+//! (the TLS 1.3 CertificateVerify signature).
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use comity_protocol::{Identity, NodeId};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+
+/// ALPN of Comity's protocol version 1 over QUIC.
+pub const ALPN: &[u8] = b"comity/1";
+/// The name the client asks for; certificates carry it, nobody checks it.
+pub const SERVER_NAME: &str = "comity";
+
+/// RFC 8410 PKCS#8 v1 wrapping of an Ed25519 seed: a fixed 16-byte prefix.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix and the key.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot make the TLS certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC crypto configuration: {0}")]
+    Quic(String),
+}
+
+/// The set of pinned node ids, shared with the server verifier so that
+/// `peer add` takes effect without a restart.
+#[derive(Clone, Debug, Default)]
+pub struct Pins(Arc<RwLock<HashSet<NodeId>>>);
+
+impl Pins {
+    pub fn new(ids: impl IntoIterator<Item = NodeId>) -> Self {
+        Pins(Arc::new(RwLock::new(ids.into_iter().collect())))
+    }
+
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    pub fn insert(&self, id: NodeId) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(id);
+    }
+
+    pub fn remove(&self, id: &NodeId) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+/// Called with the key of every client refused at the handshake (for the
+/// log and the audit trail).
+pub type OnRefused = Arc<dyn Fn(NodeId) + Send + Sync>;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The node's certificate and key, made from its identity.
+pub struct TlsIdentity {
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl TlsIdentity {
+    pub fn new(identity: &Identity) -> Result<TlsIdentity, TlsSetupError> {
+        let seed = identity.ed25519_secret();
+        let mut pkcs8 = zeroize::Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
+        pkcs8.extend_from_slice(&seed[..]);
+        let key = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+        let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key, &rcgen::PKCS_ED25519)?;
+        let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, identity.id().to_string());
+        let cert = params.self_signed(&key_pair)?;
+        Ok(TlsIdentity {
+            cert: cert.der().clone(),
+            key,
+        })
+    }
+
+    fn chain(&self) -> Vec<CertificateDer<'static>> {
+        vec![self.cert.clone()]
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+/// The node id whose Ed25519 key a certificate carries.
+pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<NodeId, rustls::Error> {
+    let bad = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| bad())?;
+    let spki = ee.subject_public_key_info();
+    let key = spki
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(bad)?;
+    Ok(NodeId(key))
+}
+
+/// The pinned node id of the peer on an established QUIC connection.
+pub fn peer_of(conn: &quinn::Connection) -> Option<NodeId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    node_id_of(certs.first()?).ok()
+}
+
+fn not_pinned() -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+}
+
+#[derive(Debug)]
+struct PinnedClients {
+    pins: Pins,
+    provider: Arc<CryptoProvider>,
+    on_refused: OnRefusedDebug,
+}
+
+struct OnRefusedDebug(OnRefused);
+
+impl std::fmt::Debug for OnRefusedDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnRefused")
+    }
+}
+
+impl ClientCertVerifier for PinnedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let id = node_id_of(end_entity)?;
+        if self.pins.contains(&id) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            (self.on_refused.0)(id);
+            Err(not_pinned())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+#[derive(Debug)]
+struct PinnedServer {
+    expected: NodeId,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if node_id_of(end_entity)? == self.expected {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(not_pinned())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// Server side: TLS 1.3 only, client certificates mandatory and pinned.
+pub fn server_crypto(
+    me: &TlsIdentity,
+    pins: Pins,
+    on_refused: OnRefused,
+) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsSetupError> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedClients {
+        pins,
+        provider: provider.clone(),
+        on_refused: OnRefusedDebug(on_refused),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(me.chain(), me.key())?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicServerConfig::try_from(config)
+        .map_err(|e| TlsSetupError::Quic(e.to_string()))
+}
+
+/// Client side, for dialling the peer `expected` and nobody else.
+pub fn client_crypto(
+    me: &TlsIdentity,
+    expected: NodeId,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsSetupError> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedServer {
+        expected,
+        provider: provider.clone(),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(me.chain(), me.key())?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(config)
+        .map_err(|e| TlsSetupError::Quic(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comity_protocol::Timestamp;
+
+    #[test]
+    fn certificate_carries_the_identity_key() {
+        let id = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
+        let tls = TlsIdentity::new(&id).unwrap();
+        assert_eq!(node_id_of(&tls.cert).unwrap(), id.id());
+    }
+
+    #[test]
+    fn garbage_certificate_is_an_error() {
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01, 0xff]);
+        assert!(node_id_of(&junk).is_err());
+    }
+}
