@@ -167,12 +167,17 @@ impl Node {
             warn!(key = %key, "refused a connection from a key that is not pinned");
             let _ = refused_events.send(Event::PeerRefused { key });
         });
+        let reset_key = comity_protocol::Digest::of(
+            b"comity/v1/quic-stateless-reset-key\0",
+            &[&identity.ed25519_secret()[..]],
+        );
         let endpoint = server_endpoint(
             config.node.listen,
             &tls,
             pins.clone(),
             on_refused,
             &config.limits,
+            &reset_key.0,
         )?;
         let peers = config
             .peers

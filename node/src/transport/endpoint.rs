@@ -27,17 +27,36 @@ fn transport(limits: &Limits) -> quinn::TransportConfig {
 }
 
 /// Binds `listen` and accepts connections from pinned peers only.
+///
+/// `reset_key` keys QUIC stateless resets. Deriving it from the node's
+/// identity (rather than at random per process) means a node restarted
+/// after a crash can reset its peers' stale connections at once, instead of
+/// leaving them to wait for the idle timeout.
 pub fn server_endpoint(
     listen: SocketAddr,
     tls: &TlsIdentity,
     pins: Pins,
     on_refused: OnRefused,
     limits: &Limits,
+    reset_key: &[u8; 32],
 ) -> Result<quinn::Endpoint, EndpointError> {
     let crypto = server_crypto(tls, pins, on_refused)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport(limits)));
-    quinn::Endpoint::server(server, listen).map_err(|source| EndpointError::Bind { listen, source })
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.reset_key(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        reset_key,
+    )));
+    let bind = |source| EndpointError::Bind { listen, source };
+    let socket = std::net::UdpSocket::bind(listen).map_err(bind)?;
+    quinn::Endpoint::new(
+        endpoint_config,
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind)
 }
 
 /// A client configuration that accepts only the peer `expected`.
