@@ -1,6 +1,8 @@
 //! Reliable exactly-once delivery between real `comityd` processes on
 //! 127.0.0.1, through restarts, `kill -9` and SIGTERM.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -65,6 +65,8 @@ pub struct PeerStatus {
     pub connected: bool,
     pub last_contact: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// When the sender will next try to connect, while backing off.
+    pub next_attempt: Option<Timestamp>,
     /// Messages accepted for this peer and not yet delivered.
     pub pending: usize,
 }
@@ -81,6 +83,7 @@ struct PeerState {
     connected: bool,
     last_contact: Option<Timestamp>,
     last_error: Option<String>,
+    next_attempt: Option<Timestamp>,
     in_flight: usize,
 }
 
@@ -112,13 +115,16 @@ impl Peer {
         if connected {
             s.last_contact = Some(Timestamp::now());
             s.last_error = None;
+            s.next_attempt = None;
         }
     }
 
-    pub fn set_error(&self, error: String) {
+    /// Records a failed attempt and when the next one will be.
+    pub fn set_error(&self, error: String, next_attempt: Timestamp) {
         let mut s = self.state();
         s.connected = false;
         s.last_error = Some(error);
+        s.next_attempt = Some(next_attempt);
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -139,6 +145,7 @@ impl Peer {
             connected: s.connected,
             last_contact: s.last_contact,
             last_error: s.last_error.clone(),
+            next_attempt: s.next_attempt,
             pending: s.in_flight + self.queue.len(),
         }
     }

@@ -63,7 +63,7 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut stop: ShutdownSignal)
                 let delay = shared.config.retry.delay(failures, rand::random::<f64>());
                 failures = failures.saturating_add(1);
                 warn!(peer = %peer.id().short(), error = %e, retry_in = ?delay, "delivery interrupted");
-                peer.set_error(e.to_string());
+                peer.set_error(e.to_string(), Timestamp::now().saturating_add(delay));
                 shared.emit(Event::PeerDisconnected {
                     peer: peer.id(),
                     error: e.to_string(),

@@ -1,0 +1,98 @@
+//! The library API driven directly, two nodes in one process: start,
+//! submit, follow events, list, shut down, restart on the same store.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use comity_config::Config;
+use comity_node::{Event, Node};
+use comity_protocol::{Identity, Timestamp};
+use comity_tests::{free_port, request_body};
+
+struct Spec {
+    dir: tempfile::TempDir,
+    identity_text: String,
+    port: u16,
+}
+
+fn spec() -> Spec {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::generate(Timestamp::now());
+    Spec {
+        identity_text: identity.to_key_file().to_string(),
+        dir,
+        port: free_port(),
+    }
+}
+
+fn config(me: &Spec, country: &str, peer: &Spec, peer_country: &str) -> (Config, Identity) {
+    let identity = Identity::from_key_file(&me.identity_text).unwrap();
+    let peer_id = Identity::from_key_file(&peer.identity_text).unwrap().id();
+    let text = format!(
+        "[node]\nname = \"{country}\"\ncountry = \"{country}\"\nlisten = \"127.0.0.1:{}\"\n\
+         [[peer]]\nid = \"{peer_id}\"\naddress = \"127.0.0.1:{}\"\ncountry = \"{peer_country}\"\n",
+        me.port, peer.port
+    );
+    (
+        Config::from_toml_str(&text, me.dir.path(), &|_| None).unwrap(),
+        identity,
+    )
+}
+
+async fn next_delivered(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Event {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("event within 20 s")
+            .unwrap();
+        if matches!(e, Event::Delivered { .. }) {
+            return e;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_deliver_list_and_restart() {
+    let (sa, sb) = (spec(), spec());
+    let (ca, ia) = config(&sa, "AR", &sb, "BO");
+    let (cb, ib) = config(&sb, "BO", &sa, "AR");
+    let b_id = ib.id();
+    let a = Node::start_with(ca.clone(), ia).await.unwrap();
+    let b = Node::start_with(cb, ib).await.unwrap();
+    let mut a_events = a.subscribe();
+    let mut b_events = b.subscribe();
+
+    let id = a.submit(b_id, request_body("Bank records")).await.unwrap();
+    assert_eq!(
+        next_delivered(&mut a_events).await,
+        Event::Delivered { id, peer: b_id }
+    );
+    let received = loop {
+        match b_events.recv().await.unwrap() {
+            Event::Received { id, .. } => break id,
+            _ => continue,
+        }
+    };
+    assert_eq!(received, id);
+    let outbox = a.outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].state, "delivered");
+    assert!(outbox[0].has_receipt);
+    assert_eq!(b.inbox().unwrap()[0].id, id);
+    assert!(a.peers()[0].connected);
+
+    // Unknown peers are refused before anything is stored.
+    let stranger = Identity::generate(Timestamp::now()).id();
+    assert!(a.submit(stranger, request_body("x")).await.is_err());
+    assert_eq!(a.outbox().unwrap().len(), 1);
+
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    // The same store opens again with everything in it.
+    let a = Node::start_with(ca, Identity::from_key_file(&sa.identity_text).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.outbox().unwrap()[0].state, "delivered");
+    a.close().await.unwrap();
+}

@@ -1,0 +1,215 @@
+//! Pinning between real `comityd` processes on 127.0.0.1: a node talks
+//! only to the keys it pinned, in both directions — as a server it refuses
+//! clients it has not pinned, as a client it refuses a server that does not
+//! present the pinned key — and nothing is delivered until the operators'
+//! pins agree.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use comity_tests::{http, request_body, TestNode};
+use serde_json::{json, Value};
+
+const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
+const LONG: Duration = Duration::from_secs(30);
+/// Several retries at the test configuration's backoff (100 ms .. 1 s).
+const SEVERAL_RETRIES: Duration = Duration::from_millis(2500);
+const REFUSED: &str = "refused a connection from a key that is not pinned";
+
+/// The outbox entry of `id` on `node`, as the operator lists it.
+fn outbox_entry(node: &TestNode, id: &str) -> Value {
+    node.get("/v1/messages?box=outbox")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in {}'s outbox", node.name))
+        .clone()
+}
+
+/// Lines of `node`'s log that report refusing the key `of`.
+fn refusals_of(node: &TestNode, of: &TestNode) -> usize {
+    let id = of.id.to_string();
+    node.log()
+        .lines()
+        .filter(|l| l.contains(REFUSED) && l.contains(&id))
+        .count()
+}
+
+/// `id` is still waiting on `node`: queued, not delivered, with an error
+/// the operator can read. Returns the error.
+fn assert_still_queued(node: &TestNode, id: &str) -> String {
+    let m = outbox_entry(node, id);
+    assert_eq!(m["state"], "queued", "{m}");
+    assert_eq!(node.outbox_count("delivered"), 0);
+    m["last_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no last_error: {m}"))
+        .to_string()
+}
+
+/// `to` holds exactly the messages `ids` from `from` (after both stopped).
+fn assert_received_once(from: &TestNode, to: &TestNode, ids: &[&str]) {
+    let snap = to.snapshot();
+    let mut got: Vec<String> = snap
+        .inbound
+        .iter()
+        .filter(|m| m.sender == from.id)
+        .map(|m| m.id.to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// (a) C pins A, A has not pinned C: A refuses C at the handshake, logs
+/// C's key, and stores nothing; C keeps the message queued with the error.
+/// Once A's operator pins C, the same message goes through.
+#[test]
+fn a_server_refuses_a_client_whose_key_it_has_not_pinned() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut c = TestNode::new(COMITYD, "Prosecutor General of Carpania", "CP");
+    c.pin(&a);
+    a.start();
+    c.start();
+
+    let id = c.send(&a, "from a node Arcadia never pinned");
+    a.wait_until(LONG, "A to log that it refused C's key", || {
+        refusals_of(&a, &c) > 0
+    });
+    c.wait_until(LONG, "the refusal as C's last error", || {
+        outbox_entry(&c, &id)["last_error"].is_string()
+    });
+    std::thread::sleep(SEVERAL_RETRIES);
+    let error = assert_still_queued(&c, &id);
+    println!("C's last error: {error}");
+    assert!(
+        refusals_of(&a, &c) >= 2,
+        "C retries and A refuses every attempt:\n{}",
+        a.log()
+    );
+    assert_eq!(a.inbox_count(), 0);
+    assert_eq!(a.get("/v1/node")["inbox"], 0);
+    // A cannot even address C: C is nobody to A.
+    let (status, v) = http::post(
+        &a.socket(),
+        "/v1/messages",
+        &json!({"to": c.country, "body": request_body("to a stranger")}),
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["code"], "unknown-peer", "{v}");
+
+    // A's operator pins C: the queued message is delivered on C's next try.
+    assert!(a.sigterm().success());
+    a.pin(&c);
+    a.start();
+    c.wait_until(LONG, "delivery once A pins C", || {
+        c.outbox_count("delivered") == 1
+    });
+    assert!(a.sigterm().success());
+    assert!(c.sigterm().success());
+    assert_received_once(&c, &a, &[&id]);
+    assert_eq!(a.snapshot().rejections, 0);
+}
+
+/// (b) A pins C, C has not pinned A: C refuses A at the handshake; A's
+/// messages stay queued with the error and C's inbox stays empty.
+#[test]
+fn a_client_is_refused_by_a_server_that_has_not_pinned_it() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut c = TestNode::new(COMITYD, "Prosecutor General of Carpania", "CP");
+    a.pin(&c);
+    a.start();
+    c.start();
+
+    let ids = [
+        a.send(&c, "to a node that never pinned Arcadia (1)"),
+        a.send(&c, "to a node that never pinned Arcadia (2)"),
+    ];
+    c.wait_until(LONG, "C to log that it refused A's key", || {
+        refusals_of(&c, &a) > 0
+    });
+    a.wait_until(LONG, "the refusal as A's last error", || {
+        ids.iter()
+            .all(|id| outbox_entry(&a, id)["last_error"].is_string())
+    });
+    std::thread::sleep(SEVERAL_RETRIES);
+    for id in &ids {
+        let error = assert_still_queued(&a, id);
+        println!("A's last error for {id}: {error}");
+    }
+    assert!(refusals_of(&c, &a) >= 2, "{}", c.log());
+    assert_eq!(c.inbox_count(), 0);
+
+    // C's operator pins A: both go through.
+    assert!(c.sigterm().success());
+    c.pin(&a);
+    c.start();
+    a.wait_until(LONG, "delivery once C pins A", || {
+        a.outbox_count("delivered") == 2
+    });
+    assert!(a.sigterm().success());
+    assert!(c.sigterm().success());
+    assert_received_once(&a, &c, &[&ids[0], &ids[1]]);
+}
+
+/// A pinned B's id at an address where D listens. D pins A, so D would
+/// accept A: only A's check of the server's key can refuse, and it does.
+/// Nothing reaches D; A's message waits with the reason. Once A's pin
+/// points at B's real address, it is delivered to B.
+#[test]
+fn a_pinned_id_at_an_address_with_a_different_key_is_refused() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut b = TestNode::new(COMITYD, "Attorney General of Borduria", "BO");
+    let mut d = TestNode::new(COMITYD, "Impostor of Borduria", "DA");
+    a.pin_as(b.id, d.port, &b.name, &b.country);
+    d.pin(&a);
+    b.pin(&a);
+    a.start();
+    d.start();
+
+    let id = a.send(&b, "meant for Borduria");
+    a.wait_until(LONG, "the wrong key as A's last error", || {
+        outbox_entry(&a, &id)["last_error"].is_string()
+    });
+    std::thread::sleep(SEVERAL_RETRIES);
+    let error = assert_still_queued(&a, &id);
+    println!("A's last error: {error}");
+    assert!(
+        error.contains("cannot connect"),
+        "the handshake itself failed: {error}"
+    );
+    // D saw A try (it accepts A's key) and got nothing.
+    assert_eq!(d.inbox_count(), 0);
+    assert_eq!(refusals_of(&d, &a), 0, "D never refused A: A refused D");
+    // A's peer list says it is not connected to "B".
+    let peers = a.get("/v1/peers");
+    let pb = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["country"] == "BO")
+        .unwrap();
+    assert_eq!(pb["connected"], false, "{pb}");
+
+    // Correct the pin: B's id at B's address.
+    assert!(a.sigterm().success());
+    let config = std::fs::read_to_string(a.config_path()).unwrap();
+    let wrong = format!("address = \"127.0.0.1:{}\"", d.port);
+    assert_eq!(config.matches(&wrong).count(), 1, "{config}");
+    let right = format!("address = \"127.0.0.1:{}\"", b.port);
+    std::fs::write(a.config_path(), config.replace(&wrong, &right)).unwrap();
+    b.start();
+    a.start();
+    a.wait_until(LONG, "delivery to the real B", || {
+        a.outbox_count("delivered") == 1
+    });
+    assert_eq!(d.inbox_count(), 0);
+    assert!(a.sigterm().success());
+    assert!(b.sigterm().success());
+    assert!(d.sigterm().success());
+    assert_received_once(&a, &b, &[&id]);
+    assert_eq!(d.snapshot().inbound.len(), 0);
+}
