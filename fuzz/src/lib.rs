@@ -195,7 +195,7 @@ pub fn sample_bodies() -> Vec<(&'static str, Body)> {
             Body::Request(Request {
                 request_type: RequestType::MutualLegalAssistance,
                 legal_basis: LegalBasis::UncacArt46,
-                offence: offence.clone(),
+                offence: Some(offence.clone()),
                 urgency: Urgency::Urgent,
                 deadline: Some(Date::new(2026, 12, 31).expect("valid date")),
                 language: Language::new("es-419").expect("valid language"),
@@ -210,7 +210,7 @@ pub fn sample_bodies() -> Vec<(&'static str, Body)> {
             Body::Request(Request {
                 request_type: RequestType::Other("Asset tracing".into()),
                 legal_basis: LegalBasis::Treaty("Bilateral MLA treaty 1999".into()),
-                offence: offence.clone(),
+                offence: Some(offence.clone()),
                 urgency: Urgency::Normal,
                 deadline: None,
                 language: Language::default(),

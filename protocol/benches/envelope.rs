@@ -23,10 +23,10 @@ fn request_1kib() -> Body {
     Body::Request(Request {
         request_type: RequestType::MutualLegalAssistance,
         legal_basis: LegalBasis::UncacArt46,
-        offence: Offence {
+        offence: Some(Offence {
             description: "Bribery of a national public official".into(),
             iccs: IccsCode::new("07031").expect("valid"),
-        },
+        }),
         urgency: Urgency::Urgent,
         deadline: None,
         language: Language::default(),

@@ -277,10 +277,10 @@ pub fn request_body(subject: &str) -> Body {
     Body::Request(Request {
         request_type: RequestType::MutualLegalAssistance,
         legal_basis: LegalBasis::UncacArt46,
-        offence: Offence {
+        offence: Some(Offence {
             description: "Bribery of a national public official".into(),
             iccs: IccsCode::new("07031").unwrap(),
-        },
+        }),
         urgency: Urgency::Normal,
         deadline: None,
         language: Language::default(),
@@ -294,4 +294,11 @@ pub fn request_body(subject: &str) -> Body {
 pub fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+impl TestNode {
+    /// The process id of the running `comityd`, if it is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }

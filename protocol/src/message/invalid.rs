@@ -33,6 +33,8 @@ pub enum InvalidMessage {
     BadLanguage { tag: String },
     #[error("restrictions.use_restrictions: {count} restrictions, at most {max} allowed")]
     TooManyRestrictions { max: usize, count: usize },
+    #[error("a {request_type} request must name the offence (description and ICCS code)")]
+    OffenceRequired { request_type: &'static str },
     #[error("reply answers {in_reply_to} but its thread says it answers {thread_in_reply_to}")]
     InconsistentReply {
         in_reply_to: MessageId,

@@ -20,7 +20,11 @@ use super::{
 pub struct Request {
     pub request_type: RequestType,
     pub legal_basis: LegalBasis,
-    pub offence: Offence,
+    /// Required where the request is about a person's liability for a
+    /// specific offence (see [`RequestType::requires_offence`]); optional
+    /// for, say, service of documents.
+    #[serde(default)]
+    pub offence: Option<Offence>,
     #[serde(default)]
     pub urgency: Urgency,
     /// The date by which the requesting State needs execution, if any.
@@ -40,7 +44,15 @@ impl Request {
     pub fn validate(&self) -> Result<(), InvalidMessage> {
         self.request_type.validate()?;
         self.legal_basis.validate()?;
-        self.offence.validate()?;
+        match &self.offence {
+            Some(o) => o.validate()?,
+            None if self.request_type.requires_offence() => {
+                return Err(InvalidMessage::OffenceRequired {
+                    request_type: self.request_type.name(),
+                })
+            }
+            None => {}
+        }
         if let Some(d) = &self.deadline {
             d.check("deadline")?;
         }
@@ -118,6 +130,18 @@ impl RequestType {
     ];
 
     /// The CLI name, without the text of `other:`.
+    /// Extradition, provisional arrest and the transfer of proceedings are
+    /// decided offence by offence (dual criminality, speciality): the
+    /// requested State cannot act on them without knowing the offence.
+    pub fn requires_offence(&self) -> bool {
+        matches!(
+            self,
+            RequestType::Extradition
+                | RequestType::ProvisionalArrest
+                | RequestType::TransferOfProceedings
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             RequestType::MutualLegalAssistance => "mla",

@@ -7,10 +7,10 @@ fn request() -> Request {
     Request {
         request_type: RequestType::MutualLegalAssistance,
         legal_basis: LegalBasis::UncacArt46,
-        offence: Offence {
+        offence: Some(Offence {
             description: "Bribery of a foreign public official".into(),
             iccs: IccsCode::new("07031").unwrap(),
-        },
+        }),
         urgency: Urgency::Urgent,
         deadline: Some(Date::new(2026, 6, 30).unwrap()),
         language: Language::new("fr").unwrap(),
@@ -116,9 +116,22 @@ fn validate_rejects() {
             },
         ),
         (
-            |r| r.offence.description = " ".into(),
+            |r| {
+                if let Some(o) = r.offence.as_mut() {
+                    o.description = " ".into()
+                }
+            },
             InvalidMessage::Empty {
                 field: "offence.description",
+            },
+        ),
+        (
+            |r| {
+                r.request_type = RequestType::Extradition;
+                r.offence = None;
+            },
+            InvalidMessage::OffenceRequired {
+                request_type: "extradition",
             },
         ),
         (

@@ -53,10 +53,10 @@ pub fn mla_request(body_len: usize) -> Body {
     Body::Request(Request {
         request_type: RequestType::MutualLegalAssistance,
         legal_basis: LegalBasis::UncacArt46,
-        offence: Offence {
+        offence: Some(Offence {
             description: "Bribery of a national public official".into(),
             iccs: IccsCode::new("07031").expect("valid ICCS code"),
-        },
+        }),
         urgency: Urgency::Urgent,
         deadline: None,
         language: Language::default(),

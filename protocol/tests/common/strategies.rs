@@ -122,7 +122,7 @@ pub fn any_request() -> impl Strategy<Value = Request> {
         (
             any_request_type(),
             any_legal_basis(),
-            any_offence(),
+            option::of(any_offence()),
             any_urgency(),
             option::of(any_date()),
         ),
@@ -139,9 +139,16 @@ pub fn any_request() -> impl Strategy<Value = Request> {
                 (request_type, legal_basis, offence, urgency, deadline),
                 (language, case_refs, subject, body, thread),
             )| Request {
+                // Types that need an offence always get one.
+                offence: match offence {
+                    None if request_type.requires_offence() => Some(Offence {
+                        description: "Laundering of proceeds of crime".into(),
+                        iccs: IccsCode::new("0703").expect("valid"),
+                    }),
+                    o => o,
+                },
                 request_type,
                 legal_basis,
-                offence,
                 urgency,
                 deadline,
                 language,
