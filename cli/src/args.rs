@@ -1,16 +1,17 @@
 //! The command-line grammar (clap derive). Kept apart from what the
-//! commands do so completions and the man page can be generated from it.
+//! commands do so completions and the man page are generated from it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "comity",
     version,
-    about = "Operate a Comity node: secure exchange of requests for international cooperation in criminal matters"
+    about = "Operate a Comity node: secure exchange of requests for international cooperation in criminal matters",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error."
 )]
 pub struct Cli {
     /// The node's configuration file.
@@ -37,7 +38,6 @@ pub enum Command {
         /// QUIC address peers will connect to.
         #[arg(long, value_name = "ADDR:PORT")]
         listen: SocketAddr,
-        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -46,6 +46,269 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pin, list and unpin peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Send a request or spontaneous information.
+    #[command(subcommand)]
+    Send(SendCommand),
+    /// List messages sent and received.
+    Messages {
+        /// Only messages received.
+        #[arg(long, conflicts_with = "outbox")]
+        inbox: bool,
+        /// Only messages sent.
+        #[arg(long)]
+        outbox: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message: content, delivery state, receipt, business history.
+    Show {
+        /// The message id (32 hex digits).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a business status update about a message (e.g. registered, executed).
+    Status {
+        /// The message the status is about.
+        id: String,
+        /// registered, in-execution, additional-information-needed,
+        /// partially-executed, executed, refused, postponed, withdrawn,
+        /// acknowledged.
+        #[arg(long, value_name = "STATE")]
+        set: String,
+        /// Free text for the other authority.
+        #[arg(long)]
+        note: Option<String>,
+        /// Your reference for the case (required with --set registered).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+        /// Grounds for refusal (required with --set refused).
+        #[arg(long)]
+        grounds: Option<String>,
+        /// What is needed (required with --set additional-information-needed).
+        #[arg(long)]
+        details: Option<String>,
+        /// Why it is postponed (required with --set postponed).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Until when it is postponed (YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the execution result of a request back to its requester.
+    Reply {
+        /// The request being answered.
+        id: String,
+        #[arg(long)]
+        subject: String,
+        #[command(flatten)]
+        body: BodyArgs,
+        /// Only part of the request is executed by this reply.
+        #[arg(long)]
+        partial: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Statistics on requests sent and received.
+    Stats {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Export and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run a local three-country network end to end.
-    Demo,
+    Demo {
+        /// Keep the network's files in DIR for inspection.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Pin a peer (persisted in the configuration, effective at once).
+    Add {
+        /// The peer's node id, as its operator reads it from `comity id`.
+        #[arg(long)]
+        id: String,
+        /// Where it listens.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, value_name = "CC")]
+        country: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pinned peers with connection state, last contact, pending count, last error.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpin a peer (by node id or country code).
+    Remove {
+        /// Node id or country code.
+        peer: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BodyArgs {
+    /// The text of the message.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Read the text from a file (UTF-8).
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendCommand {
+    /// A formal request (MLA, extradition, freezing, ...).
+    Request(RequestArgs),
+    /// Spontaneous information (UNCAC art. 46(4), UNTOC art. 18(4)).
+    Info(InfoArgs),
+    /// A consultation before a formal request or before refusing one.
+    Consultation(ConsultationArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The peer: its country code (or node id).
+    #[arg(long, value_name = "CC")]
+    pub to: String,
+    /// mla, extradition, provisional-arrest, transfer-of-sentenced-persons,
+    /// transfer-of-proceedings, freezing, confiscation, asset-return,
+    /// law-enforcement, joint-investigation, videoconference,
+    /// service-of-documents, other:TEXT.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub request_type: String,
+    /// untoc-16, untoc-18, uncac-44, uncac-46, 1988-6, 1988-7,
+    /// treaty:NAME, reciprocity, other:TEXT.
+    #[arg(long, value_name = "BASIS")]
+    pub legal_basis: String,
+    #[arg(long)]
+    pub subject: String,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// Expeditious handling (UNCAC art. 46(24)).
+    #[arg(long)]
+    pub urgent: bool,
+    /// Date by which execution is needed (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    pub deadline: Option<String>,
+    /// The offence, in words (required for extradition, provisional
+    /// arrest, transfer of proceedings).
+    #[arg(long, requires = "iccs")]
+    pub offence: Option<String>,
+    /// ICCS code of the offence (e.g. 0703), for statistics.
+    #[arg(long, requires = "offence")]
+    pub iccs: Option<String>,
+    /// Language of the text (e.g. en, fr, es).
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    /// Your case reference.
+    #[arg(long)]
+    pub our_ref: Option<String>,
+    /// The other authority's case reference, if known.
+    #[arg(long)]
+    pub their_ref: Option<String>,
+    /// The message this follows up (same thread).
+    #[arg(long, value_name = "MSGID")]
+    pub in_reply_to: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[arg(long, value_name = "CC")]
+    pub to: String,
+    #[arg(long)]
+    pub subject: String,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// A condition on use (UNCAC art. 46(5)); repeat for several.
+    #[arg(long = "restriction", value_name = "TEXT")]
+    pub restrictions: Vec<String>,
+    /// Ask the receiver to keep it confidential.
+    #[arg(long)]
+    pub confidential: bool,
+    #[arg(long, requires = "iccs")]
+    pub offence: Option<String>,
+    #[arg(long, requires = "offence")]
+    pub iccs: Option<String>,
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    #[arg(long)]
+    pub our_ref: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsultationArgs {
+    #[arg(long, value_name = "CC")]
+    pub to: String,
+    #[arg(long)]
+    pub subject: String,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// The message the consultation is about.
+    #[arg(long, value_name = "MSGID")]
+    pub regarding: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write this node's audit log as a self-contained bundle (daemon running).
+    Export {
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+    /// Verify an exported bundle offline: exit 0 only if everything holds.
+    Verify {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an inclusion proof for one message's entries (daemon running).
+    Proof {
+        /// The message id.
+        id: String,
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
+    /// Verify an inclusion proof file offline.
+    VerifyProof {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }

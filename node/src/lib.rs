@@ -8,11 +8,13 @@
 //! receipt) → its inbox.
 
 pub mod admin;
+pub mod business;
 pub(crate) mod delivery;
 pub mod events;
 pub mod node;
 pub mod peers;
 pub mod shutdown;
+pub mod stats;
 pub mod store;
 pub mod transport;
 

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -92,7 +92,7 @@ fn init_logging(level: &str, json: bool) {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     for o in config.env_overrides() {
         info!(
             variable = o.var,
@@ -106,6 +106,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut admin = tokio::spawn(comity_node::admin::serve(
         node.clone(),
         socket,
+        Some(config_path),
         admin_stop.signal(),
     ));
 

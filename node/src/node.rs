@@ -214,11 +214,9 @@ impl Node {
             .cloned()
             .collect();
         for peer in peers {
-            node.tasks.spawn(outbound::run(
-                node.shared.clone(),
-                peer,
-                node.shutdown.signal(),
-            ));
+            let stop = peer.stop.signal();
+            node.tasks
+                .spawn(outbound::run(node.shared.clone(), peer, stop));
         }
         info!(
             id = %node.id(),
@@ -273,6 +271,17 @@ impl Node {
     /// known, written and flushed. When this returns, the message will not
     /// be lost.
     pub async fn submit(&self, to: NodeId, body: Body) -> Result<MessageId, SubmitError> {
+        self.submit_with(to, body, |_, _| Ok(())).await
+    }
+
+    /// [`Node::submit`], with `also` writing more records that become
+    /// durable in the same flush as the message (e.g. a business event).
+    pub(crate) async fn submit_with(
+        &self,
+        to: NodeId,
+        body: Body,
+        also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
+    ) -> Result<MessageId, SubmitError> {
         body.validate()?;
         let peer = self.shared.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
         let max = self.shared.config.limits.max_message_len();
@@ -325,6 +334,7 @@ impl Node {
         self.shared
             .store
             .insert_outbound(&msg, &OutboundStatus::queued())?;
+        also(&self.shared.store, id)?;
         self.shared.store.commit().await?;
         self.shared.emit(Event::Accepted { id, peer: to });
         peer.queue.push(id);
@@ -355,11 +365,19 @@ impl Node {
             .collect()
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
     pub fn outbound(
         &self,
         id: &MessageId,
     ) -> Result<Option<(OutboundMessage, OutboundStatus)>, StoreError> {
         self.shared.store.outbound(id)
+    }
+
+    pub fn inbound_by_id(&self, id: &MessageId) -> Result<Option<InboundMessage>, StoreError> {
+        self.shared.store.inbound_by_id(id)
     }
 
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
@@ -383,9 +401,11 @@ impl Node {
         v
     }
 
-    /// Pins a new peer at run time: it may connect from now on, and a
-    /// sender starts for it. (Persisting it in the config is the caller's.)
-    pub fn add_peer(&self, config: PeerConfig) -> Result<(), SubmitError> {
+    /// Pins a new peer at run time: it may connect from now on, a sender
+    /// starts for it, and messages still pending for it (from before it was
+    /// removed) are queued again. Persisting it in the config is the
+    /// caller's job.
+    pub fn add_peer(&self, config: PeerConfig) -> Result<(), StoreError> {
         let id = config.id;
         let peer = Arc::new(Peer::new(config));
         {
@@ -396,12 +416,43 @@ impl Node {
             peers.insert(id, peer.clone());
         }
         self.shared.pins.insert(id);
-        self.tasks.spawn(outbound::run(
-            self.shared.clone(),
-            peer,
-            self.shutdown.signal(),
-        ));
+        let mut pending = Vec::new();
+        for r in self.shared.store.outbound_all() {
+            let (m, s) = r?;
+            if m.peer == id && !s.state.is_final() {
+                pending.push((m.created_at, m.id));
+            }
+        }
+        pending.sort();
+        for (_, msg) in pending {
+            peer.queue.push(msg);
+        }
+        let stop = peer.stop.signal();
+        self.tasks
+            .spawn(outbound::run(self.shared.clone(), peer, stop));
+        info!(peer = %id, "peer pinned");
         Ok(())
+    }
+
+    /// Unpins a peer: new connections from it are refused, envelopes on its
+    /// open connections are refused, its sender stops. Messages pending for
+    /// it stay in the outbox (and resume if it is pinned again).
+    pub fn remove_peer(&self, id: &NodeId) -> bool {
+        self.shared.pins.remove(id);
+        let removed = self
+            .shared
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        match removed {
+            Some(peer) => {
+                peer.stop.trigger();
+                info!(peer = %id, "peer unpinned");
+                true
+            }
+            None => false,
+        }
     }
 
     /// The pinned peer with this configuration entry, by id.
@@ -415,6 +466,15 @@ impl Node {
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         info!("shutting down");
         self.shutdown.trigger();
+        for peer in self
+            .shared
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            peer.stop.trigger();
+        }
         self.tasks.close();
         if tokio::time::timeout(std::time::Duration::from_secs(10), self.tasks.wait())
             .await

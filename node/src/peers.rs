@@ -75,6 +75,8 @@ pub struct PeerStatus {
 pub struct Peer {
     pub config: PeerConfig,
     pub queue: SendQueue,
+    /// Stops this peer's sender (when the peer is removed, or at shutdown).
+    pub stop: crate::shutdown::Shutdown,
     state: Mutex<PeerState>,
 }
 
@@ -92,6 +94,7 @@ impl Peer {
         Peer {
             config,
             queue: SendQueue::default(),
+            stop: crate::shutdown::Shutdown::new(),
             state: Mutex::new(PeerState::default()),
         }
     }

@@ -157,6 +157,34 @@ impl SessionFrame {
     }
 }
 
+/// Bytes of a session frame needed by [`peek_envelope_id`].
+pub const ENVELOPE_ID_PREFIX: usize = 136;
+
+/// The message id of an `Envelope` session frame, read from its first
+/// [`ENVELOPE_ID_PREFIX`] bytes without decoding the rest: lets a receiver
+/// refuse an envelope larger than it accepts by name (`TooLarge`, a
+/// permanent refusal) instead of only closing the stream, which the sender
+/// would take for a transient failure and retry.
+///
+/// Layout: session frame header (6) ‖ variant u32 = 1 (4) ‖ length u64 (8)
+/// ‖ envelope frame header (6) ‖ sender (32) ‖ recipient (32) ‖ recipient
+/// key (32) ‖ id (16).
+pub fn peek_envelope_id(prefix: &[u8]) -> Option<MessageId> {
+    let p = prefix.get(..ENVELOPE_ID_PREFIX)?;
+    let header = |at: usize, ty: FrameType| {
+        p[at..at + 4] == codec::MAGIC && p[at + 4] == codec::VERSION && p[at + 5] == ty as u8
+    };
+    if !header(0, FrameType::Session) || p[6..10] != 1u32.to_le_bytes() {
+        return None;
+    }
+    if !header(18, FrameType::Envelope) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&p[120..136]);
+    Some(MessageId(id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +212,34 @@ mod tests {
             assert_eq!(len, wire.len() - 4);
             assert_eq!(SessionFrame::from_bytes(&wire[4..]).unwrap(), f);
         }
+    }
+
+    #[test]
+    fn envelope_id_is_found_in_the_frame_prefix() {
+        let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
+        let b = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
+        let body = crate::message::Body::Consultation(crate::message::Consultation {
+            regarding: None,
+            subject: "s".into(),
+            body: "b".into(),
+            thread: Default::default(),
+        });
+        let id = MessageId([0x5a; 16]);
+        let sealed =
+            crate::envelope::seal(&a, b.public(), id, Timestamp(1), &body, &mut rand::rng())
+                .unwrap();
+        let wire = SessionFrame::Envelope(sealed.bytes).to_wire().unwrap();
+        assert_eq!(peek_envelope_id(&wire[LENGTH_PREFIX..]), Some(id));
+        assert_eq!(
+            peek_envelope_id(&wire[LENGTH_PREFIX..LENGTH_PREFIX + 100]),
+            None
+        );
+        let hello = SessionFrame::Hello {
+            cert: a.encryption_cert().clone(),
+        }
+        .to_wire()
+        .unwrap();
+        assert_eq!(peek_envelope_id(&hello[LENGTH_PREFIX..]), None);
     }
 
     #[test]

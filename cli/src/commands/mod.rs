@@ -1,14 +1,24 @@
+mod audit;
 mod demo;
 mod id;
 mod init;
+mod messages;
+mod peer;
+mod send;
+mod stats;
+mod status;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::CommandFactory;
 
 use crate::args::{Cli, Command};
+use crate::client::{self, Client};
 
 pub fn run(cli: Cli) -> Result<()> {
+    let config = cli.config;
+    let client = || -> Result<Client> { client::for_config(&config_path(config.clone())?) };
     match cli.command {
         Command::Init {
             dir,
@@ -17,8 +27,57 @@ pub fn run(cli: Cli) -> Result<()> {
             listen,
             json,
         } => init::run(&dir, &name, &country, listen, json),
-        Command::Id { json } => id::run(&config_path(cli.config)?, json),
-        Command::Demo => demo::run(),
+        Command::Id { json } => id::run(&config_path(config)?, json),
+        Command::Peer(cmd) => peer::run(&client()?, cmd),
+        Command::Send(cmd) => send::run(&client()?, cmd),
+        Command::Messages {
+            inbox,
+            outbox,
+            json,
+        } => messages::list(&client()?, inbox, outbox, json),
+        Command::Show { id, json } => messages::show(&client()?, &id, json),
+        Command::Status {
+            id,
+            set,
+            note,
+            reference,
+            grounds,
+            details,
+            reason,
+            until,
+            json,
+        } => status::set(
+            &client()?,
+            &id,
+            status::StatusArgs {
+                set,
+                note,
+                reference,
+                grounds,
+                details,
+                reason,
+                until,
+            },
+            json,
+        ),
+        Command::Reply {
+            id,
+            subject,
+            body,
+            partial,
+            json,
+        } => status::reply(&client()?, &id, subject, &body, partial, json),
+        Command::Stats { format } => stats::run(&client()?, format),
+        Command::Audit(cmd) => audit::run(config.as_deref(), cmd),
+        Command::Demo { keep } => demo::run(keep),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "comity", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
     }
 }
 
@@ -30,6 +89,6 @@ fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// Loads the config, naming the file in errors.
-fn load_config(path: &std::path::Path) -> Result<comity_config::Config> {
+fn load_config(path: &Path) -> Result<comity_config::Config> {
     comity_config::Config::load(path).with_context(|| format!("{}", path.display()))
 }

@@ -18,13 +18,14 @@ pub use socket::SocketError;
 pub async fn serve(
     node: Arc<Node>,
     path: PathBuf,
+    config_path: Option<PathBuf>,
     mut stop: ShutdownSignal,
 ) -> Result<(), SocketError> {
     let path = path.as_path();
     let listener = socket::bind(path)?;
     info!(socket = %path.display(), "admin API listening");
     let body_limit = node.config().limits.max_message_len() * 2 + 64 * 1024;
-    let app = routes::router(node, body_limit);
+    let app = routes::router(node, config_path, body_limit);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.triggered().await })
         .await;

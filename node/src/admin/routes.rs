@@ -3,28 +3,238 @@
 
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use comity_protocol::message::Body;
+use comity_protocol::ids::ParseMessageIdError;
+use comity_protocol::message::{Body, BusinessStatus};
 use comity_protocol::{MessageId, NodeId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::business::BusinessError;
 use crate::node::{Node, SubmitError};
 
-type AppState = Arc<Node>;
+#[derive(Clone)]
+pub struct AppState {
+    node: Arc<Node>,
+    /// Where `peer add`/`peer remove` persist (None: run-time only).
+    config_path: Option<PathBuf>,
+}
 
-pub fn router(node: Arc<Node>, body_limit: usize) -> Router {
+impl std::ops::Deref for AppState {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
-        .route("/v1/peers", get(peers))
+        .route("/v1/peers", get(peers).post(add_peer))
+        .route("/v1/peers/{id}", delete(remove_peer))
         .route("/v1/messages", get(list_messages).post(submit))
         .route("/v1/messages/{id}", get(show_message))
+        .route("/v1/messages/{id}/status", post(set_status))
+        .route("/v1/messages/{id}/reply", post(reply))
+        .route("/v1/stats", get(stats))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(node)
+        .with_state(AppState { node, config_path })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint (see docs/admin-api.md)",
+    )
+}
+
+fn parse_json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
+}
+
+fn parse_id(id: &str) -> Result<MessageId, ApiError> {
+    id.parse().map_err(|e: ParseMessageIdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())
+    })
+}
+
+fn config_error(e: comity_config::ConfigError) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-config",
+        e.to_string(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerRequest {
+    id: NodeId,
+    address: String,
+    #[serde(default)]
+    name: String,
+    country: String,
+}
+
+async fn add_peer(
+    State(state): State<AppState>,
+    body: Result<Json<PeerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let req = parse_json(body)?;
+    let country: comity_config::CountryCode =
+        req.country
+            .parse()
+            .map_err(|e: comity_config::ParseCountryError| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-peer",
+                    e.to_string(),
+                )
+            })?;
+    if req.id == state.id() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-peer",
+            "that is this node's own id",
+        ));
+    }
+    if state
+        .peers()
+        .iter()
+        .any(|p| p.id == req.id || p.country == country.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "peer-exists",
+            format!(
+                "a peer with this id or country ({country}) is already pinned; remove it first"
+            ),
+        ));
+    }
+    comity_config::parse_host_port(&req.address).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-peer",
+            e.to_string(),
+        )
+    })?;
+    let peer = comity_config::PeerConfig {
+        id: req.id,
+        address: req.address,
+        name: req.name,
+        country,
+    };
+    if let Some(path) = &state.config_path {
+        comity_config::Config::add_peer_to_file(path, &peer).map_err(config_error)?;
+    }
+    state.add_peer(peer).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": req.id, "persisted": state.config_path.is_some()})),
+    ))
+}
+
+async fn remove_peer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = resolve_peer(&state, &id)?;
+    if let Some(path) = &state.config_path {
+        if state.config().peers.iter().any(|p| p.id == id) || state.peer_config(&id).is_some() {
+            match comity_config::Config::remove_peer_from_file(path, &id) {
+                Ok(_) => {}
+                // Pinned at run time only, or already removed from the file.
+                Err(comity_config::ConfigError::Invalid { .. }) => {}
+                Err(e) => return Err(config_error(e)),
+            }
+        }
+    }
+    if !state.remove_peer(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-peer",
+            format!("{id} is not pinned"),
+        ));
+    }
+    Ok(Json(json!({"id": id, "removed": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: BusinessStatus,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<StatusRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = parse_id(&id)?;
+    let req = parse_json(body)?;
+    let update = state
+        .set_status(id, req.status, req.note)
+        .await
+        .map_err(business_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": update, "regarding": id})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyRequest {
+    subject: String,
+    body: String,
+    #[serde(default)]
+    partial: bool,
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ReplyRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = parse_id(&id)?;
+    let req = parse_json(body)?;
+    let reply = state
+        .reply(id, req.subject, req.body, req.partial)
+        .await
+        .map_err(business_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": reply, "in_reply_to": id})),
+    ))
+}
+
+fn business_error(e: BusinessError) -> ApiError {
+    match e {
+        BusinessError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+        }
+        BusinessError::NotAllowed(_) | BusinessError::Transition(_) => {
+            ApiError::new(StatusCode::CONFLICT, "not-allowed", e.to_string())
+        }
+        BusinessError::Submit(s) => submit_error(s),
+        BusinessError::Store(s) => ApiError::internal(s),
+    }
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Json<crate::stats::Stats>, ApiError> {
+    state.stats().map(Json).map_err(ApiError::internal)
 }
 
 pub struct ApiError {
@@ -94,31 +304,32 @@ struct Submitted {
 
 async fn submit(
     State(node): State<AppState>,
-    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
-    let Json(req) =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let req = parse_json(body)?;
     let peer = resolve_peer(&node, &req.to)?;
-    match node.submit(peer, req.body).await {
-        Ok(id) => Ok((
-            StatusCode::CREATED,
-            Json(Submitted {
-                id,
-                peer,
-                state: "queued",
-            }),
-        )),
-        Err(e @ (SubmitError::Invalid(_) | SubmitError::TooLarge { .. })) => Err(ApiError::new(
+    let id = node.submit(peer, req.body).await.map_err(submit_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Submitted {
+            id,
+            peer,
+            state: "queued",
+        }),
+    ))
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Invalid(_) | SubmitError::TooLarge { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-message",
             e.to_string(),
-        )),
-        Err(e @ SubmitError::UnknownPeer(_)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown-peer",
-            e.to_string(),
-        )),
-        Err(e) => Err(ApiError::internal(e)),
+        ),
+        SubmitError::UnknownPeer(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
+        }
+        e => ApiError::internal(e),
     }
 }
 
@@ -127,9 +338,6 @@ fn resolve_peer(node: &Node, to: &str) -> Result<NodeId, ApiError> {
         return Ok(id);
     }
     if let Ok(cc) = to.parse::<comity_config::CountryCode>() {
-        if let Some(p) = node.config().peer_by_country(cc) {
-            return Ok(p.id);
-        }
         if let Some(p) = node.peers().into_iter().find(|p| p.country == cc.as_str()) {
             return Ok(p.id);
         }
@@ -213,15 +421,36 @@ async fn list_messages(
     Ok(Json(out))
 }
 
+#[derive(Serialize)]
+struct HistoryView {
+    status: BusinessStatus,
+    note: Option<String>,
+    at: Timestamp,
+    by: NodeId,
+    /// "us" or "peer".
+    from: &'static str,
+    update: MessageId,
+}
+
 async fn show_message(
     State(node): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: MessageId = id
-        .parse()
-        .map_err(|e: comity_protocol::ids::ParseMessageIdError| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())
-        })?;
+    let id = parse_id(&id)?;
+    let me = node.id();
+    let history: Vec<HistoryView> = node
+        .business_history(&id)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|e| HistoryView {
+            from: if e.by == me { "us" } else { "peer" },
+            status: e.status,
+            note: e.note,
+            at: e.at,
+            by: e.by,
+            update: e.update,
+        })
+        .collect();
     if let Some((m, s)) = node.outbound(&id).map_err(ApiError::internal)? {
         return Ok(Json(json!({
             "id": m.id,
@@ -236,28 +465,28 @@ async fn show_message(
             "delivered_at": s.delivered_at,
             "envelope_digest": m.digest,
             "receipt": s.receipt.as_ref().map(hex::encode),
+            "history": history,
             "body": m.body,
         })));
     }
-    for m in node.inbox().map_err(ApiError::internal)? {
-        if m.id == id {
-            return Ok(Json(json!({
-                "id": m.id,
-                "direction": "inbound",
-                "kind": m.kind,
-                "peer": m.sender,
-                "created_at": m.created_at,
-                "received_at": m.received_at,
-                "state": "received",
-                "envelope_digest": m.digest,
-                "receipt": hex::encode(&m.receipt),
-                "body": m.body,
-            })));
-        }
+    if let Some(m) = node.inbound_by_id(&id).map_err(ApiError::internal)? {
+        return Ok(Json(json!({
+            "id": m.id,
+            "direction": "inbound",
+            "kind": m.kind,
+            "peer": m.sender,
+            "created_at": m.created_at,
+            "received_at": m.received_at,
+            "state": "received",
+            "envelope_digest": m.digest,
+            "receipt": hex::encode(&m.receipt),
+            "history": history,
+            "body": m.body,
+        })));
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
         "not-found",
-        format!("no message {id}"),
+        format!("no message {id} on this node"),
     ))
 }

@@ -12,6 +12,7 @@ use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::business;
 use crate::events::Event;
 use crate::node::Shared;
 use crate::shutdown::ShutdownSignal;
@@ -134,16 +135,35 @@ async fn serve_stream(
     let writer = tokio::spawn(write_answers(shared.store.clone(), send, rx));
     let max_frame = limits.max_message_len() + 64;
     loop {
-        let frame = tokio::select! {
-            f = wire::read_frame(&mut recv, max_frame) => f,
+        let incoming = tokio::select! {
+            f = wire::read_incoming(&mut recv, max_frame) => f,
             _ = stop.triggered() => break,
         };
-        let answer = match frame {
-            Ok(None) => break,
-            Ok(Some(SessionFrame::Envelope(bytes))) => {
+        let answer = match incoming {
+            Ok(wire::Incoming::End) => break,
+            Ok(wire::Incoming::Frame(SessionFrame::Envelope(bytes))) => {
                 Answer::Frame(receive(&shared, peer, &keys, &bytes))
             }
-            Ok(Some(_)) => {
+            Ok(wire::Incoming::Oversize { len, id: Some(id) }) => {
+                let detail = format!("{len} bytes, above this node's limit of {max_frame}");
+                Answer::Frame(reject(
+                    &shared,
+                    peer,
+                    Some(id),
+                    &[],
+                    RejectReason::TooLarge,
+                    detail,
+                ))
+            }
+            Ok(wire::Incoming::Oversize { len, id: None }) => {
+                record_bad_stream(
+                    &shared,
+                    peer,
+                    &format!("oversize frame ({len} bytes) that is not an envelope"),
+                );
+                Answer::Close("oversize frame")
+            }
+            Ok(wire::Incoming::Frame(_)) => {
                 record_bad_stream(&shared, peer, "unexpected frame type");
                 Answer::Close("unexpected frame")
             }
@@ -211,6 +231,17 @@ impl SeenMessages for SeenIn<'_> {
 /// One envelope from `peer`: the answer to send once the store is flushed.
 fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> SessionFrame {
     let now = Timestamp::now();
+    if !shared.pins.contains(&peer) {
+        let detail = "this peer is no longer pinned".to_string();
+        return reject(
+            shared,
+            peer,
+            envelope_id(bytes),
+            bytes,
+            RejectReason::UnknownSender,
+            detail,
+        );
+    }
     let limits = &shared.config.limits;
     let policy = CheckPolicy {
         now,
@@ -264,6 +295,10 @@ fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> Sess
     };
     let id = opened.header.id;
     let kind = opened.header.kind;
+    let status_update = match &opened.body {
+        comity_protocol::message::Body::StatusUpdate(u) => Some(u.clone()),
+        _ => None,
+    };
     let record = InboundMessage {
         id,
         sender: opened.header.sender,
@@ -277,6 +312,12 @@ fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> Sess
     };
     match shared.store.insert_inbound_if_new(&record) {
         Ok(None) => {
+            if let Some(update) = status_update {
+                if let Err(e) = business::on_status_received(&shared.store, peer, id, &update, now)
+                {
+                    warn!(error = %e, "cannot record a status update");
+                }
+            }
             shared.emit(Event::Received {
                 id,
                 from: peer,
@@ -326,6 +367,9 @@ fn reject(
     reason: RejectReason,
     detail: String,
 ) -> SessionFrame {
+    // Errors may quote the sender's own strings: bound what is logged,
+    // stored and sent back.
+    let detail: String = detail.chars().take(200).collect();
     warn!(peer = %peer.short(), ?id, %reason, %detail, "envelope refused");
     let rejection = Rejection {
         at: Timestamp::now(),

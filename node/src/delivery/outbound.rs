@@ -321,10 +321,9 @@ async fn read_answers(
         let (id, outcome) = match frame {
             SessionFrame::Receipt(bytes) => match Receipt::from_bytes(&bytes) {
                 Ok(r) => (r.statement.message_id, Ok((r, bytes))),
-                Err(e) => {
-                    warn!(peer = %peer.id().short(), error = %e, "undecodable receipt");
-                    continue;
-                }
+                // Its message stays in flight: reconnect, resend, and let
+                // the peer answer again.
+                Err(e) => return Err(SessionError::Protocol(format!("undecodable receipt: {e}"))),
             },
             SessionFrame::Rejected { id, reason, detail } => (id, Err((reason, detail))),
             _ => return Err(SessionError::Protocol("unexpected frame".into())),
@@ -350,11 +349,13 @@ async fn read_answers(
         match outcome {
             Ok((receipt, bytes)) => {
                 if let Err(e) = receipt.verify(&me, keys, &id, &digest) {
-                    // Left in flight: resent after the next reconnect.
-                    warn!(%id, error = %e, "receipt refused");
+                    // Left in flight: the session ends, the message is
+                    // resent after reconnecting, and the peer answers again.
                     status.last_error = Some(format!("receipt refused: {e}"));
                     shared.store.put_outbound_status(&id, &status)?;
-                    continue;
+                    return Err(SessionError::Protocol(format!(
+                        "receipt for {id} refused: {e}"
+                    )));
                 }
                 answered();
                 status.state = OutboundState::Delivered;

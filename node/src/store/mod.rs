@@ -8,7 +8,9 @@
 //!
 //! Trees and keys:
 //! * `outbox`: `m ‖ id` → [`OutboundMessage`], `s ‖ id` → [`OutboundStatus`]
-//! * `inbox`: `m ‖ sender ‖ id` → [`InboundMessage`], `d ‖ sender ‖ id` → [`SeenEntry`]
+//! * `inbox`: `m ‖ sender ‖ id` → [`InboundMessage`], `d ‖ sender ‖ id` → [`SeenEntry`],
+//!   `i ‖ id` → sender (to find a received message by id alone)
+//! * `business`: `regarding id ‖ sequence` → [`BusinessEvent`]
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
 
@@ -52,6 +54,7 @@ pub struct Store {
     inbox: sled::Tree,
     rejections: sled::Tree,
     peer_keys: sled::Tree,
+    business: sled::Tree,
     committer: Committer,
     flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Serialises "is this (sender, id) new? then insert it", so two copies
@@ -104,6 +107,7 @@ impl Store {
             inbox: db.open_tree("inbox")?,
             rejections: db.open_tree("rejections")?,
             peer_keys: db.open_tree("peer_keys")?,
+            business: db.open_tree("business")?,
             committer,
             flusher: Arc::new(Mutex::new(Some(flusher))),
             inbound_gate: Arc::new(Mutex::new(())),
@@ -219,6 +223,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?);
         batch.insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?);
+        batch.insert(key(b'i', &[&msg.id.0]), &msg.sender.0[..]);
         self.inbox.apply_batch(batch)?;
         Ok(None)
     }
@@ -226,6 +231,20 @@ impl Store {
     pub fn inbound(&self, sender: &NodeId, id: &MessageId) -> Result<Option<InboundMessage>> {
         let k = key(b'm', &[&sender.0, &id.0]);
         self.inbox.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// A received message by id alone (ids are random: a clash between
+    /// senders is possible in principle; the first one received is found).
+    pub fn inbound_by_id(&self, id: &MessageId) -> Result<Option<InboundMessage>> {
+        let k = key(b'i', &[&id.0]);
+        let Some(sender) = self.inbox.get(&k)? else {
+            return Ok(None);
+        };
+        let sender = <[u8; 32]>::try_from(&sender[..]).map_err(|_| StoreError::Corrupt {
+            key: hex_key(&k),
+            why: "sender is not 32 bytes".into(),
+        })?;
+        self.inbound(&NodeId(sender), id)
     }
 
     /// Every received message, by sender then id.
@@ -238,6 +257,28 @@ impl Store {
 
     pub fn inbound_count(&self) -> usize {
         self.inbox.scan_prefix([b'd']).count()
+    }
+
+    // --- business history ---
+
+    pub fn append_business(&self, regarding: &MessageId, event: &BusinessEvent) -> Result<()> {
+        let seq = self.db.generate_id()?;
+        self.business.insert(
+            key(b'b', &[&regarding.0, &seq.to_be_bytes()]),
+            encode(event)?,
+        )?;
+        Ok(())
+    }
+
+    /// The business history of a message, oldest first.
+    pub fn business_history(&self, regarding: &MessageId) -> Result<Vec<BusinessEvent>> {
+        self.business
+            .scan_prefix(key(b'b', &[&regarding.0]))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
     }
 
     // --- rejections ---

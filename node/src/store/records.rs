@@ -94,6 +94,19 @@ pub struct SeenEntry {
     pub receipt: Vec<u8>,
 }
 
+/// One step of a request's business life (registered, in execution, …),
+/// as sent by this node or received from the peer.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BusinessEvent {
+    pub status: comity_protocol::message::BusinessStatus,
+    pub note: Option<String>,
+    pub at: Timestamp,
+    /// The node that sent the status update.
+    pub by: NodeId,
+    /// The status-update message that carried it.
+    pub update: MessageId,
+}
+
 /// An envelope this node refused, kept for operators and auditors.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Rejection {

@@ -56,8 +56,9 @@ impl NodeId {
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| KeyError::BadIdentityKey)?;
         // Non-canonical encodings (y >= p) decompress, but strict RFC 8032
-        // implementations refuse them: so do we.
-        if vk.is_weak() || vk.to_bytes() != self.0 {
+        // implementations refuse them: so do we. (`to_bytes` would return
+        // the input as given; compressing the point again re-encodes it.)
+        if vk.is_weak() || vk.to_edwards().compress().to_bytes() != self.0 {
             return Err(KeyError::BadIdentityKey);
         }
         Ok(vk)
@@ -210,6 +211,20 @@ mod tests {
         );
         let msg = ParseNodeIdError::Checksum.to_string();
         assert!(msg.contains("mistyped"));
+    }
+
+    #[test]
+    fn non_canonical_key_encoding_is_refused() {
+        // y = p + 3 (p = 2^255 - 19) decompresses to a point, but is not the
+        // canonical encoding of it.
+        let mut y = [0xffu8; 32];
+        y[0] = 0xf0;
+        y[31] = 0x7f;
+        assert!(
+            VerifyingKey::from_bytes(&y).is_ok(),
+            "premise: it decompresses"
+        );
+        assert_eq!(NodeId(y).verifying_key(), Err(KeyError::BadIdentityKey));
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl MessageKind {
     /// The CLI names, in code order.
     pub const NAMES: &[&str] = &["request", "info", "status", "reply", "consultation"];
 
-    /// The wire code. Fixed forever: codes are signed into envelopes.
+    /// A stable number for the kind (1–5), for logs and statistics. Not what
+    /// the wire carries: envelopes encode the kind as its variant index (0–4).
     pub fn code(self) -> u8 {
         match self {
             MessageKind::Request => 1,

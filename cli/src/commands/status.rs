@@ -1,0 +1,100 @@
+//! `comity status` and `comity reply`: the receiving authority reports
+//! progress; the requester may withdraw.
+
+use anyhow::{bail, Result};
+use comity_protocol::message::{BusinessStatus, Date};
+use comity_protocol::MessageId;
+use serde_json::json;
+
+use crate::args::BodyArgs;
+use crate::client::Client;
+use crate::output;
+
+pub struct StatusArgs {
+    pub set: String,
+    pub note: Option<String>,
+    pub reference: Option<String>,
+    pub grounds: Option<String>,
+    pub details: Option<String>,
+    pub reason: Option<String>,
+    pub until: Option<String>,
+}
+
+fn required(value: Option<String>, flag: &str, state: &str) -> Result<String> {
+    match value {
+        Some(v) => Ok(v),
+        None => bail!("--set {state} needs {flag}"),
+    }
+}
+
+/// The status the flags describe, with the details each state needs.
+fn status(a: StatusArgs) -> Result<(BusinessStatus, Option<String>)> {
+    let name = a.set.trim().to_ascii_lowercase();
+    let s = match name.as_str() {
+        "registered" => BusinessStatus::Registered {
+            reference: required(a.reference, "--ref THEIR_REF (your case reference)", &name)?,
+        },
+        "in-execution" => BusinessStatus::InExecution,
+        "additional-information-needed" => BusinessStatus::AdditionalInformationNeeded {
+            details: required(a.details.or(a.note.clone()), "--details TEXT", &name)?,
+        },
+        "partially-executed" => BusinessStatus::PartiallyExecuted,
+        "executed" => BusinessStatus::Executed,
+        "refused" => BusinessStatus::Refused {
+            grounds: required(a.grounds, "--grounds TEXT (the grounds for refusal)", &name)?,
+        },
+        "postponed" => BusinessStatus::Postponed {
+            reason: required(a.reason, "--reason TEXT", &name)?,
+            until: a.until.as_deref().map(str::parse::<Date>).transpose()?,
+        },
+        "withdrawn" => BusinessStatus::Withdrawn,
+        "acknowledged" => BusinessStatus::Acknowledged,
+        other => bail!(
+            "unknown state {other:?}; valid states: {}",
+            BusinessStatus::NAMES.join(", ")
+        ),
+    };
+    s.validate()?;
+    Ok((s, a.note))
+}
+
+pub fn set(client: &Client, id: &str, args: StatusArgs, json: bool) -> Result<()> {
+    let id: MessageId = id.parse()?;
+    let (status, note) = status(args)?;
+    let name = status.name();
+    let v = client.post(
+        &format!("/v1/messages/{id}/status"),
+        &json!({"status": status, "note": note}),
+    )?;
+    if json {
+        output::json(&v);
+    } else {
+        println!(
+            "{name} sent regarding {id} (update {})",
+            output::text(&v["id"])
+        );
+    }
+    Ok(())
+}
+
+pub fn reply(
+    client: &Client,
+    id: &str,
+    subject: String,
+    body: &BodyArgs,
+    partial: bool,
+    json: bool,
+) -> Result<()> {
+    let id: MessageId = id.parse()?;
+    let text = super::send::body_text(body)?;
+    let v = client.post(
+        &format!("/v1/messages/{id}/reply"),
+        &json!({"subject": subject, "body": text, "partial": partial}),
+    )?;
+    if json {
+        output::json(&v);
+    } else {
+        println!("reply {} sent regarding {id}", output::text(&v["id"]));
+    }
+    Ok(())
+}

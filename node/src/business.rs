@@ -1,0 +1,194 @@
+//! The business side of a request: status updates (registered, in
+//! execution, …), replies with the execution result, and the history both
+//! authorities see. UNCAC art. 46(13) and seed 003 §§44-47: the requesting
+//! State must be able to follow its request.
+
+use comity_protocol::message::{
+    Body, BusinessStatus, InvalidTransition, MessageKind, Reply, StatusUpdate, Thread,
+};
+use comity_protocol::{MessageId, NodeId, Timestamp};
+use tracing::warn;
+
+use crate::node::{Node, SubmitError};
+use crate::store::{BusinessEvent, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusinessError {
+    #[error("no message {0} on this node (see `comity messages`)")]
+    NotFound(MessageId),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("invalid transition: {0}")]
+    Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which side of a message this node is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// We sent it (we are the requester).
+    Sent,
+    /// We received it (we execute it).
+    Received,
+}
+
+struct Original {
+    peer: NodeId,
+    kind: MessageKind,
+    side: Side,
+    thread: Thread,
+}
+
+impl Node {
+    fn original(&self, id: &MessageId) -> Result<Original, BusinessError> {
+        let store = self.store();
+        if let Some(m) = store.inbound_by_id(id)? {
+            return Ok(Original {
+                peer: m.sender,
+                kind: m.kind,
+                side: Side::Received,
+                thread: m.body.thread().cloned().unwrap_or_default(),
+            });
+        }
+        if let Some((m, _)) = store.outbound(id)? {
+            return Ok(Original {
+                peer: m.peer,
+                kind: m.kind,
+                side: Side::Sent,
+                thread: m.body.thread().cloned().unwrap_or_default(),
+            });
+        }
+        Err(BusinessError::NotFound(*id))
+    }
+
+    /// Sends a status update about message `id` to the other authority and
+    /// records it in the history, after checking that this side may send
+    /// it and that it may follow the current status.
+    pub async fn set_status(
+        &self,
+        id: MessageId,
+        status: BusinessStatus,
+        note: Option<String>,
+    ) -> Result<MessageId, BusinessError> {
+        let original = self.original(&id)?;
+        let not_allowed = |s: &str| Err(BusinessError::NotAllowed(s.to_string()));
+        match (original.kind, &status) {
+            (MessageKind::SpontaneousInformation, BusinessStatus::Acknowledged) => {}
+            (MessageKind::SpontaneousInformation, _) => {
+                return not_allowed(
+                    "spontaneous information is acknowledged (--set acknowledged), not executed",
+                )
+            }
+            (MessageKind::Request, BusinessStatus::Acknowledged) => {
+                return not_allowed(
+                    "acknowledged is for spontaneous information; register a request instead (--set registered --ref REF)",
+                )
+            }
+            (MessageKind::Request, _) => {}
+            (kind, _) => {
+                return not_allowed(&format!(
+                    "status updates are about requests and spontaneous information, not a {kind}"
+                ))
+            }
+        }
+        match (original.side, status.sent_by_requester()) {
+            (Side::Received, true) => {
+                return not_allowed("only the requesting authority can withdraw its request")
+            }
+            (Side::Sent, false) => {
+                return not_allowed(&format!(
+                    "you sent this message: only the receiving authority reports {:?}; you may only withdraw it",
+                    status.name()
+                ))
+            }
+            _ => {}
+        }
+        let history = self.store().business_history(&id)?;
+        status.may_follow(history.last().map(|e| &e.status))?;
+        let body = Body::StatusUpdate(StatusUpdate {
+            regarding: id,
+            status: status.clone(),
+            note: note.clone(),
+        });
+        let me = self.id();
+        let update = self
+            .submit_with(original.peer, body, |store, update| {
+                store.append_business(
+                    &id,
+                    &BusinessEvent {
+                        status,
+                        note,
+                        at: Timestamp::now(),
+                        by: me,
+                        update,
+                    },
+                )
+            })
+            .await?;
+        Ok(update)
+    }
+
+    /// Sends the execution result of request `id` back to its requester, in
+    /// the same thread.
+    pub async fn reply(
+        &self,
+        id: MessageId,
+        subject: String,
+        body: String,
+        partial: bool,
+    ) -> Result<MessageId, BusinessError> {
+        let original = self.original(&id)?;
+        if original.side != Side::Received || original.kind != MessageKind::Request {
+            return Err(BusinessError::NotAllowed(
+                "a reply answers a request this node received".into(),
+            ));
+        }
+        let reply = Body::Reply(Reply {
+            in_reply_to: id,
+            subject,
+            body,
+            partial,
+            thread: Thread::replying_to(id, &original.thread),
+        });
+        Ok(self.submit(original.peer, reply).await?)
+    }
+
+    /// The business history of message `id`, oldest first.
+    pub fn business_history(&self, id: &MessageId) -> Result<Vec<BusinessEvent>, StoreError> {
+        self.store().business_history(id)
+    }
+}
+
+/// Records a status update received from `from`, if it is about a message
+/// exchanged with `from` (anything else is kept as a message but changes no
+/// history).
+pub(crate) fn on_status_received(
+    store: &Store,
+    from: NodeId,
+    update_id: MessageId,
+    update: &StatusUpdate,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let regarding = update.regarding;
+    let ours = store
+        .outbound(&regarding)?
+        .is_some_and(|(m, _)| m.peer == from);
+    let theirs = store.inbound(&from, &regarding)?.is_some();
+    if !(ours || theirs) {
+        warn!(%regarding, peer = %from.short(), "status update about a message not exchanged with this peer");
+        return Ok(());
+    }
+    store.append_business(
+        &regarding,
+        &BusinessEvent {
+            status: update.status.clone(),
+            note: update.note.clone(),
+            at,
+            by: from,
+            update: update_id,
+        },
+    )
+}
