@@ -1,0 +1,493 @@
+//! The operator's workflow through the real binaries only: `comity init`,
+//! `comityd`, `comity peer add`, `send`, `messages`, `show`, `status`,
+//! `stats`; and bad input through the CLI and the admin socket.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use comity_tests::{free_port, http};
+use serde_json::Value;
+
+const COMITY: &str = env!("CARGO_BIN_EXE_comity");
+
+fn comityd() -> PathBuf {
+    let p = Path::new(COMITY).with_file_name("comityd");
+    assert!(
+        p.exists(),
+        "build comityd first (cargo build --workspace): {}",
+        p.display()
+    );
+    p
+}
+
+/// One node made by `comity init`, and its daemon while it runs.
+struct Node {
+    dir: tempfile::TempDir,
+    country: String,
+    id: String,
+    port: u16,
+    daemon: Option<Child>,
+}
+
+impl Node {
+    fn init(name: &str, country: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let out = comity(&[
+            "init",
+            "--dir",
+            dir.path().join("node").to_str().unwrap(),
+            "--name",
+            name,
+            "--country",
+            country,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Node {
+            dir,
+            country: country.into(),
+            id: v["id"].as_str().unwrap().into(),
+            port,
+            daemon: None,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("node/comity.toml")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("node/comity.sock")
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("comityd.log")).unwrap();
+        let child = Command::new(comityd())
+            .arg("--config")
+            .arg(self.config())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        wait_for(
+            || http::get(&self.socket(), "/v1/node").is_ok(),
+            "admin socket",
+        );
+    }
+
+    /// `comity --config <this node> args…`
+    fn run(&self, args: &[&str]) -> Output {
+        let config = self.config();
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        comity(&all)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "comity {args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn pin(&self, other: &Node) {
+        let addr = format!("127.0.0.1:{}", other.port);
+        let out = self.run(&[
+            "peer",
+            "add",
+            "--id",
+            &other.id,
+            "--addr",
+            &addr,
+            "--name",
+            "peer",
+            "--country",
+            &other.country,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn comity(args: &[&str]) -> Output {
+    Command::new(COMITY)
+        .args(args)
+        .env_remove("COMITY_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn pair() -> (Node, Node) {
+    let mut a = Node::init("Ministry of Justice of Arcadia", "AR");
+    let mut b = Node::init("Attorney General of Borduria", "BO");
+    a.start();
+    b.start();
+    a.pin(&b);
+    b.pin(&a);
+    (a, b)
+}
+
+fn state_of(node: &Node, id: &str) -> String {
+    node.json(&["show", id, "--json"])["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn request_walks_from_sending_to_executed_through_the_cli() {
+    let (a, b) = pair();
+    let sent = a.json(&[
+        "send",
+        "request",
+        "--to",
+        "BO",
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        "Bank records of Example Holdings",
+        "--body",
+        "Please provide the records.",
+        "--urgent",
+        "--deadline",
+        "2027-01-31",
+        "--offence",
+        "Bribery",
+        "--iccs",
+        "07031",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_string();
+    wait_for(
+        || state_of(&a, &id) == "delivered",
+        "delivered on the sender",
+    );
+
+    let inbox = b.json(&["messages", "--inbox", "--json"]);
+    let m = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .expect("in B's inbox");
+    assert_eq!(m["kind"], "request");
+    assert_eq!(m["peer"], a.id.as_str());
+    let outbox = a.json(&["messages", "--outbox", "--json"]);
+    assert_eq!(outbox[0]["state"], "delivered");
+
+    // B walks it through its business states.
+    for args in [
+        vec![
+            "status",
+            &id,
+            "--set",
+            "registered",
+            "--ref",
+            "BO-AG-2026-5531",
+        ],
+        vec![
+            "status",
+            &id,
+            "--set",
+            "in-execution",
+            "--note",
+            "Bank contacted",
+        ],
+        vec!["status", &id, "--set", "executed"],
+    ] {
+        let out = b.run(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    // An invalid transition is refused with a reason.
+    let out = b.run(&["status", &id, "--set", "registered", "--ref", "again"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("final"), "{}", stderr(&out));
+
+    // A sees the history.
+    wait_for(
+        || {
+            a.json(&["show", &id, "--json"])["history"]
+                .as_array()
+                .map(|h| h.len())
+                == Some(3)
+        },
+        "three status updates at the requester",
+    );
+    let shown = a.json(&["show", &id, "--json"]);
+    let states: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["registered", "in-execution", "executed"]);
+    assert_eq!(
+        shown["history"][0]["status"]["reference"],
+        "BO-AG-2026-5531"
+    );
+    let human = a.run(&["show", &id]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("executed"));
+
+    // Statistics on both sides.
+    let stats = a.json(&["stats", "--format", "json"]);
+    assert_eq!(stats["sent"]["requests"], 1);
+    assert_eq!(stats["sent"]["by_type"]["mla"], 1);
+    assert_eq!(stats["sent"]["by_legal_basis"]["uncac-46"], 1);
+    assert_eq!(stats["sent"]["by_offence_section"]["07"], 1);
+    assert_eq!(stats["sent"]["by_peer"]["BO"], 1);
+    assert_eq!(stats["sent"]["by_state"]["executed"], 1);
+    assert_eq!(stats["sent"]["time_to_final"]["count"], 1);
+    let stats_b = b.json(&["stats", "--format", "json"]);
+    assert_eq!(stats_b["received"]["requests"], 1);
+    assert_eq!(stats_b["received"]["by_state"]["executed"], 1);
+    let csv = a.run(&["stats", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert_eq!(csv.lines().next(), Some("direction,dimension,value,count"));
+    assert!(csv.contains("sent,type,mla,1"), "{csv}");
+
+    // Peers show their connection.
+    let peers = a.json(&["peer", "list", "--json"]);
+    assert_eq!(peers[0]["country"], "BO");
+    assert_eq!(peers[0]["pending"], 0);
+}
+
+#[test]
+fn spontaneous_information_is_acknowledged_with_its_restrictions_shown() {
+    let (a, b) = pair();
+    let sent = a.json(&[
+        "send",
+        "info",
+        "--to",
+        "BO",
+        "--subject",
+        "Transfers through shell companies",
+        "--body",
+        "We observed transfers.",
+        "--restriction",
+        "Not to be used as evidence without consent",
+        "--confidential",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_string();
+    wait_for(|| b.run(&["show", &id]).status.success(), "info received");
+    let shown = String::from_utf8_lossy(&b.run(&["show", &id]).stdout).into_owned();
+    assert!(
+        shown.contains("RESTRICTION on use: Not to be used as evidence without consent"),
+        "{shown}"
+    );
+    assert!(shown.contains("confidential"), "{shown}");
+    let out = b.run(&["status", &id, "--set", "executed"]);
+    assert_eq!(out.status.code(), Some(1), "info cannot be executed");
+    let out = b.run(&["status", &id, "--set", "acknowledged"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(
+        || a.json(&["show", &id, "--json"])["history"][0]["status"]["status"] == "acknowledged",
+        "acknowledgement at the sender",
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_the_node_carries_on() {
+    let (a, _b) = pair();
+    let send = |extra: &[&str]| {
+        let mut args = vec![
+            "send",
+            "request",
+            "--to",
+            "BO",
+            "--subject",
+            "S",
+            "--body",
+            "B",
+        ];
+        args.extend_from_slice(extra);
+        a.run(&args)
+    };
+    // Unknown request type: the error lists the valid values.
+    let out = send(&["--type", "mlaa", "--legal-basis", "uncac-46"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("valid values: mla, extradition"),
+        "{}",
+        stderr(&out)
+    );
+    // Unknown legal basis.
+    let out = send(&["--type", "mla", "--legal-basis", "uncac-99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("uncac-46"), "{}", stderr(&out));
+    // Missing required flag: a usage error.
+    let out = a.run(&[
+        "send",
+        "request",
+        "--to",
+        "BO",
+        "--type",
+        "mla",
+        "--subject",
+        "S",
+        "--body",
+        "B",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--legal-basis"), "{}", stderr(&out));
+    // Required per type: extradition needs the offence.
+    let out = send(&["--type", "extradition", "--legal-basis", "uncac-44"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("offence"), "{}", stderr(&out));
+    // Unknown peer.
+    let out = a.run(&[
+        "send",
+        "request",
+        "--to",
+        "ZZ",
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        "S",
+        "--body",
+        "B",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no pinned peer"), "{}", stderr(&out));
+    // Oversize body file.
+    let big = a.dir.path().join("big.txt");
+    std::fs::write(
+        &big,
+        vec![b'x'; comity_protocol::message::limits::MAX_BODY_BYTES + 1],
+    )
+    .unwrap();
+    let out = send(&[
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--body-file",
+        big.to_str().unwrap(),
+    ]);
+    assert!(out.status.code() == Some(2) || out.status.code() == Some(1));
+    // (--body and --body-file conflict: usage error; use a body file only.)
+    let out = a.run(&[
+        "send",
+        "request",
+        "--to",
+        "BO",
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        "S",
+        "--body-file",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at most"), "{}", stderr(&out));
+    // Malformed JSON straight to the socket.
+    let (status, v) =
+        http::post_raw(&a.socket(), "/v1/messages", b"{\"to\": \"BO\", \"body\": ").unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "bad-request");
+    let (status, v) = http::post_raw(
+        &a.socket(),
+        "/v1/messages",
+        b"{\"to\": \"BO\", \"body\": {\"kind\": \"request\"}}",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = http::post_raw(&a.socket(), "/v1/peers", &[0xff, 0xfe, 0x00]).unwrap();
+    assert_eq!(status, 400);
+    let (status, _) = http::get(&a.socket(), "/v1/nonexistent").unwrap();
+    assert_eq!(status, 404);
+    // A typo in a node id is caught by its checksum.
+    let mut typo = a.id.clone().into_bytes();
+    typo[3] = if typo[3] == b'a' { b'b' } else { b'a' };
+    let out = a.run(&[
+        "peer",
+        "add",
+        "--id",
+        std::str::from_utf8(&typo).unwrap(),
+        "--addr",
+        "127.0.0.1:1",
+        "--country",
+        "CC",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("mistyped"), "{}", stderr(&out));
+
+    // Nothing above disturbed the node: it still answers and sends.
+    let ok = send(&["--type", "mla", "--legal-basis", "uncac-46", "--json"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(
+        a.json(&["messages", "--outbox", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn admin_socket_is_0600_and_a_stopped_daemon_is_explained() {
+    let mut a = Node::init("Ministry of Justice of Arcadia", "AR");
+    let out = a.run(&["peer", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("comityd is not running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("comityd --config"),
+        "{}",
+        stderr(&out)
+    );
+    a.start();
+    let mode = std::fs::metadata(a.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let key = std::fs::metadata(a.dir.path().join("node/keys/node.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    // Usage errors exit 2.
+    assert_eq!(comity(&["send"]).status.code(), Some(2));
+    assert_eq!(comity(&["bogus"]).status.code(), Some(2));
+    // Completions and man page come from the same definitions.
+    let out = comity(&["completions", "bash"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("comity"));
+    let out = comity(&["man"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH comity"));
+}
