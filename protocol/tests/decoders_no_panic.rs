@@ -40,6 +40,7 @@ use comity_protocol::message::{
     Body, Date, IccsCode, Language, LegalBasis, MessageKind, RequestType, Urgency,
 };
 use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{peek_envelope_id, RejectReason, SessionFrame, LENGTH_PREFIX};
 use comity_protocol::{
     domain, Digest, EncryptionKeyCert, Identity, MessageId, NodeId, PeerKeys, Timestamp,
 };
@@ -383,6 +384,41 @@ fn proof_bytes(w: &'static World) -> Vec<&'static [u8]> {
     w.samples.iter().map(|s| s.proof.as_slice()).collect()
 }
 
+/// Session frames as they go on a stream, without the length prefix.
+fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
+    static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FRAMES
+        .get_or_init(|| {
+            let mut v: Vec<Vec<u8>> = w
+                .samples
+                .iter()
+                .flat_map(|s| {
+                    [
+                        SessionFrame::Envelope(s.bytes.clone()),
+                        SessionFrame::Receipt(s.receipt.clone()),
+                    ]
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|f| f.to_wire().unwrap()[LENGTH_PREFIX..].to_vec())
+                .collect();
+            v.push(
+                SessionFrame::Rejected {
+                    id: MessageId([1; 16]),
+                    reason: RejectReason::IdReused,
+                    detail: "id reused".into(),
+                }
+                .to_wire()
+                .unwrap()[LENGTH_PREFIX..]
+                    .to_vec(),
+            );
+            v
+        })
+        .iter()
+        .map(Vec::as_slice)
+        .collect()
+}
+
 fn cert_bytes(w: &'static World) -> Vec<&'static [u8]> {
     w.certs.iter().map(Vec::as_slice).collect()
 }
@@ -699,6 +735,21 @@ proptest! {
                 }
             }
             Err(_) => prop_assert!(original.is_none(), "original refused"),
+        }
+    }
+
+    /// What a peer's stream delivers: the length prefix, then the frame,
+    /// and the id peek used to refuse oversize envelopes by name.
+    #[test]
+    fn session_frame_decode(bytes in bytes_like(Some(FrameType::Session), session_bytes)) {
+        if bytes.len() >= LENGTH_PREFIX {
+            let prefix: [u8; LENGTH_PREFIX] = bytes[..LENGTH_PREFIX].try_into().unwrap();
+            let _ = SessionFrame::length(prefix, 1 << 20);
+        }
+        let _ = peek_envelope_id(&bytes);
+        if let Ok(f) = SessionFrame::from_bytes(&bytes) {
+            let wire = f.to_wire().map_err(|e| fail(e.to_string()))?;
+            prop_assert_eq!(&wire[LENGTH_PREFIX..], &bytes[..], "non-canonical session frame");
         }
     }
 
