@@ -1,1 +1,622 @@
+//! A pinned peer that misbehaves, against a real `comityd` on 127.0.0.1.
+//!
+//! The hostile peer H lives in this test process: its own identity, pinned
+//! by node A, speaking QUIC to A with the node's own client configuration
+//! and then saying whatever it likes on its streams. Meanwhile a
+//! well-behaved node B keeps exchanging messages with A. A must answer
+//! every bad envelope with a rejection (and record it), close a stream that
+//! breaks the framing without reading or allocating what a length prefix
+//! claims, keep serving everyone else, lose or change nothing it accepted,
+//! and still stop cleanly on SIGTERM.
 #![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use comity_config::Limits;
+use comity_node::store::OutboundState;
+use comity_node::transport::tls::SERVER_NAME;
+use comity_node::transport::{client_config, wire, TlsIdentity};
+use comity_protocol::envelope::{seal, Envelope, SealedEnvelope};
+use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
+use comity_tests::{free_port, request_body, Snapshot, TestNode};
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use rand::RngCore;
+use tokio::runtime::Runtime;
+use tokio::time::timeout;
+
+const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
+const LONG: Duration = Duration::from_secs(30);
+/// How long A may take to answer a frame or close a stream.
+const ANSWER: Duration = Duration::from_secs(5);
+/// `handshake_timeout_secs` in the test configuration.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------- nodes
+
+/// A and B pin each other; A also pins H (at an address nobody listens on:
+/// H only dials). Both nodes are started.
+fn setup() -> (TestNode, TestNode, Identity) {
+    let h = Identity::generate(Timestamp::now());
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut b = TestNode::new(COMITYD, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    a.start();
+    b.start();
+    (a, b, h)
+}
+
+/// Ids accepted by each side of the well-behaved pair.
+#[derive(Default)]
+struct Traffic {
+    b_to_a: Vec<String>,
+    a_to_b: Vec<String>,
+}
+
+/// Keeps sending from `from` to `to` until `done` (and at least 10).
+fn keep_sending(from: &TestNode, to: &TestNode, done: &AtomicBool) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < 10 || !done.load(Ordering::Relaxed) {
+        ids.push(from.send(to, &format!("during the attack {}", ids.len())));
+    }
+    ids
+}
+
+/// Runs `attack` while A and B exchange messages in both directions, with
+/// traffic delivered before it starts (`attack` gets the ids B sent then)
+/// and more sent after it ends; waits until all of it is delivered.
+fn under_attack<T>(
+    a: &TestNode,
+    b: &TestNode,
+    attack: impl FnOnce(&[String]) -> T,
+) -> (T, Traffic) {
+    let mut t = Traffic {
+        b_to_a: b.send_many(a, 20, 2),
+        a_to_b: a.send_many(b, 20, 2),
+    };
+    b.wait_until(LONG, "B->A before the attack", || {
+        b.outbox_count("delivered") == 20
+    });
+    a.wait_until(LONG, "A->B before the attack", || {
+        a.outbox_count("delivered") == 20
+    });
+
+    let done = AtomicBool::new(false);
+    let (result, during_b, during_a) = std::thread::scope(|s| {
+        let tb = s.spawn(|| keep_sending(b, a, &done));
+        let ta = s.spawn(|| keep_sending(a, b, &done));
+        let result = attack(&t.b_to_a);
+        done.store(true, Ordering::Relaxed);
+        (result, tb.join().unwrap(), ta.join().unwrap())
+    });
+    println!(
+        "during the attack: {} B->A, {} A->B accepted",
+        during_b.len(),
+        during_a.len()
+    );
+    t.b_to_a.extend(during_b);
+    t.a_to_b.extend(during_a);
+
+    t.b_to_a.extend(b.send_many(a, 20, 2));
+    t.a_to_b.extend(a.send_many(b, 20, 2));
+    let (nb, na) = (t.b_to_a.len() as u64, t.a_to_b.len() as u64);
+    b.wait_until(LONG, "all B->A delivered", || {
+        b.outbox_count("delivered") == nb
+    });
+    a.wait_until(LONG, "all A->B delivered", || {
+        a.outbox_count("delivered") == na
+    });
+    (result, t)
+}
+
+/// `to` holds exactly `ids` from `from`, each once and exactly as `from`
+/// sealed it, and `from` holds a verified receipt for each.
+fn assert_exchanged(
+    from: &TestNode,
+    from_snap: &Snapshot,
+    to: &TestNode,
+    to_snap: &Snapshot,
+    ids: &[String],
+) {
+    let sent: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(sent.len(), ids.len());
+    let received: Vec<String> = to_snap
+        .inbound
+        .iter()
+        .filter(|m| m.sender == from.id)
+        .map(|m| m.id.to_string())
+        .collect();
+    let received_set: BTreeSet<&str> = received.iter().map(String::as_str).collect();
+    assert_eq!(received.len(), received_set.len(), "stored twice");
+    assert_eq!(received_set, sent, "{} -> {}", from.name, to.name);
+    let mut receipts = 0;
+    for (msg, status) in &from_snap.outbound {
+        if msg.peer != to.id {
+            continue;
+        }
+        let held = to_snap
+            .inbound
+            .iter()
+            .find(|m| m.sender == from.id && m.id == msg.id)
+            .unwrap();
+        assert_eq!(Some(held.digest), msg.digest, "{} changed", msg.id);
+        assert_eq!(held.body, msg.body, "{} changed", msg.id);
+        assert_eq!(status.state, OutboundState::Delivered, "{}", msg.id);
+        let r = Receipt::from_bytes(status.receipt.as_ref().unwrap()).unwrap();
+        r.verify(&from.id, &to.keys, &msg.id, &msg.digest.unwrap())
+            .unwrap();
+        receipts += 1;
+    }
+    assert_eq!(receipts, ids.len());
+}
+
+/// A survived: it answers its admin API and counts the rejections; on
+/// SIGTERM both nodes exit 0; every message of the well-behaved pair is
+/// held exactly once with its receipt; A holds exactly `from_h` from H,
+/// with the digests of what was first accepted; A recorded exactly
+/// `rejections` rejections, B none.
+fn assert_survived(
+    mut a: TestNode,
+    mut b: TestNode,
+    h: &Identity,
+    traffic: &Traffic,
+    from_h: &[(MessageId, Digest)],
+    rejections: usize,
+) {
+    assert!(a.is_running(), "A died:\n{}", a.log());
+    let info = a.get("/v1/node");
+    assert_eq!(info["id"], a.id.to_string());
+    assert_eq!(info["rejected"], rejections, "{info}");
+    assert_eq!(
+        a.inbox_count(),
+        (traffic.b_to_a.len() + from_h.len()) as u64
+    );
+
+    let started = Instant::now();
+    let status = a.sigterm();
+    let stopping = started.elapsed();
+    println!("A stopped in {:.2} s", stopping.as_secs_f64());
+    assert!(status.success(), "A's exit status {status}:\n{}", a.log());
+    assert!(
+        stopping < Duration::from_secs(10),
+        "A took {stopping:?} to stop"
+    );
+    assert!(b.sigterm().success());
+    let (sa, sb) = (a.snapshot(), b.snapshot());
+    assert_exchanged(&b, &sb, &a, &sa, &traffic.b_to_a);
+    assert_exchanged(&a, &sa, &b, &sb, &traffic.a_to_b);
+
+    let mut got: Vec<(MessageId, Digest)> = sa
+        .inbound
+        .iter()
+        .filter(|m| m.sender == h.id())
+        .map(|m| (m.id, m.digest))
+        .collect();
+    got.sort_by_key(|(id, _)| id.0);
+    let mut want = from_h.to_vec();
+    want.sort_by_key(|(id, _)| id.0);
+    assert_eq!(got, want, "what A holds from H");
+    assert_eq!(sa.rejections, rejections, "A's recorded rejections");
+    assert_eq!(sb.rejections, 0);
+    assert_eq!(sa.inbound.len(), traffic.b_to_a.len() + from_h.len());
+}
+
+// ---------------------------------------------------------- the attacker
+
+/// H's QUIC client endpoint connected to A, as a pinned peer.
+async fn connect(h: &Identity, a: &TestNode) -> (Endpoint, Connection) {
+    let endpoint = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let conn = try_connect(&endpoint, h, a).await.unwrap();
+    (endpoint, conn)
+}
+
+async fn try_connect(
+    endpoint: &Endpoint,
+    h: &Identity,
+    a: &TestNode,
+) -> Result<Connection, quinn::ConnectionError> {
+    let config = client_config(&TlsIdentity::new(h).unwrap(), a.id, &Limits::default()).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
+    timeout(
+        ANSWER,
+        endpoint.connect_with(config, addr, SERVER_NAME).unwrap(),
+    )
+    .await
+    .expect("handshake within 5 s")
+}
+
+/// A new stream on which H and A have exchanged hellos; A's keys as its
+/// hello presents them.
+async fn stream(conn: &Connection, h: &Identity, a: NodeId) -> (SendStream, RecvStream, PeerKeys) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = SessionFrame::Hello {
+        cert: h.encryption_cert().clone(),
+    };
+    wire::write_frame(&mut send, &hello).await.unwrap();
+    match answer(&mut recv).await {
+        SessionFrame::Hello { cert } => {
+            let keys = PeerKeys::new(a, cert).unwrap();
+            (send, recv, keys)
+        }
+        other => panic!("A's first frame is not a hello: {other:?}"),
+    }
+}
+
+/// A's next frame on this stream.
+async fn answer(recv: &mut RecvStream) -> SessionFrame {
+    timeout(
+        ANSWER,
+        wire::read_frame(recv, 1 << 20, std::time::Duration::from_secs(10)),
+    )
+    .await
+    .expect("A answers within 5 s")
+    .unwrap()
+    .expect("a frame, not the end of the stream")
+}
+
+/// A ends the stream (finishes or resets it) without another frame.
+async fn assert_closed_by_a(recv: &mut RecvStream, after: &str) {
+    match timeout(
+        ANSWER,
+        wire::read_frame(recv, 1 << 20, std::time::Duration::from_secs(10)),
+    )
+    .await
+    {
+        Err(_) => panic!("A kept the stream open after {after}"),
+        Ok(Ok(Some(f))) => panic!("A answered {after} with {f:?}"),
+        Ok(Ok(None) | Err(_)) => {}
+    }
+}
+
+fn sealed(
+    from: &Identity,
+    to: &PeerKeys,
+    id: MessageId,
+    at: Timestamp,
+    subject: &str,
+) -> SealedEnvelope {
+    seal(from, to, id, at, &request_body(subject), &mut rand::rng()).unwrap()
+}
+
+fn envelope(bytes: Vec<u8>) -> Vec<u8> {
+    SessionFrame::Envelope(bytes).to_wire().unwrap()
+}
+
+fn assert_rejected(frame: &SessionFrame, id: MessageId, reason: RejectReason) {
+    match frame {
+        SessionFrame::Rejected {
+            id: got,
+            reason: r,
+            detail,
+        } => {
+            assert_eq!((*got, *r), (id, reason), "{detail}");
+            println!("rejected {reason}: {detail}");
+        }
+        other => panic!("expected a {reason} rejection of {id}, got {other:?}"),
+    }
+}
+
+fn vm_peak_kib(node: &TestNode) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPeak:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- tests
+
+/// Envelopes H has no right to send, pipelined on one stream: each gets
+/// its rejection, in order, between receipts for H's legitimate messages;
+/// a duplicate gets the very same receipt; a reused id cannot replace what
+/// was accepted.
+#[test]
+fn bad_envelopes_from_a_pinned_peer_are_rejected_and_change_nothing() {
+    let (a, b, h) = setup();
+    let rt = Runtime::new().unwrap();
+    let stranger = Identity::generate(Timestamp::now());
+
+    let (from_h, traffic) = under_attack(&a, &b, |b_ids| {
+        rt.block_on(async {
+            let (endpoint, conn) = connect(&h, &a).await;
+            let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
+            assert_eq!(a_keys.cert(), a.keys.cert(), "A's hello carries its key");
+            let now = Timestamp::now();
+
+            let good = sealed(&h, &a_keys, MessageId::random(), now, "legitimate");
+            let reused = sealed(&h, &a_keys, good.id, now, "same id, other content");
+            let to_b = sealed(&h, &b.keys, MessageId::random(), now, "for Borduria");
+            let not_h = sealed(&stranger, &a_keys, MessageId::random(), now, "not from H");
+            let month_ago = now.saturating_sub(Duration::from_secs(30 * 86_400));
+            let stale = sealed(&h, &a_keys, MessageId::random(), month_ago, "stale");
+            let tomorrow = now.saturating_add(Duration::from_secs(86_400));
+            let future = sealed(&h, &a_keys, MessageId::random(), tomorrow, "future");
+            let mut junk = vec![0u8; 300];
+            rand::rng().fill_bytes(&mut junk);
+            let forged = sealed(&h, &a_keys, MessageId::random(), now, "forged");
+            let mut e = Envelope::from_bytes(&forged.bytes).unwrap();
+            e.signature[0] ^= 1;
+            let forged_bytes = e.to_bytes().unwrap();
+            let good2 = sealed(&h, &a_keys, MessageId::random(), now, "legitimate too");
+            // The id of a message B sent A: it must not touch B's message.
+            let b_id: MessageId = b_ids[0].parse().unwrap();
+            let squat = sealed(&h, &a_keys, b_id, now, "an id B already used");
+
+            // All written before any answer is read: A answers in order.
+            let mut out = Vec::new();
+            for bytes in [
+                &good.bytes,
+                &good.bytes,
+                &reused.bytes,
+                &to_b.bytes,
+                &not_h.bytes,
+                &stale.bytes,
+                &future.bytes,
+                &junk,
+                &forged_bytes,
+                &good2.bytes,
+                &squat.bytes,
+            ] {
+                out.extend(envelope(bytes.clone()));
+            }
+            send.write_all(&out).await.unwrap();
+
+            let receipt_of = |frame: SessionFrame, s: &SealedEnvelope| match frame {
+                SessionFrame::Receipt(bytes) => {
+                    Receipt::from_bytes(&bytes)
+                        .unwrap()
+                        .verify(&h.id(), &a_keys, &s.id, &s.digest)
+                        .unwrap();
+                    bytes
+                }
+                other => panic!("expected a receipt for {}, got {other:?}", s.id),
+            };
+            let first = receipt_of(answer(&mut recv).await, &good);
+            let again = receipt_of(answer(&mut recv).await, &good);
+            assert_eq!(again, first, "a duplicate gets the same receipt");
+            assert_rejected(&answer(&mut recv).await, good.id, RejectReason::IdReused);
+            assert_rejected(
+                &answer(&mut recv).await,
+                to_b.id,
+                RejectReason::WrongRecipient,
+            );
+            assert_rejected(
+                &answer(&mut recv).await,
+                not_h.id,
+                RejectReason::UnknownSender,
+            );
+            assert_rejected(&answer(&mut recv).await, stale.id, RejectReason::Stale);
+            assert_rejected(
+                &answer(&mut recv).await,
+                future.id,
+                RejectReason::FromFuture,
+            );
+            assert_rejected(
+                &answer(&mut recv).await,
+                MessageId([0; 16]),
+                RejectReason::Malformed,
+            );
+            assert_rejected(
+                &answer(&mut recv).await,
+                forged.id,
+                RejectReason::BadSignature,
+            );
+            receipt_of(answer(&mut recv).await, &good2);
+            // Ids are per sender: H's message with B's id is H's own (a
+            // rejection would do as well); B's message stays as it was
+            // (checked in `assert_survived`).
+            let mut from_h = vec![(good.id, good.digest), (good2.id, good2.digest)];
+            match answer(&mut recv).await {
+                SessionFrame::Receipt(bytes) => {
+                    Receipt::from_bytes(&bytes)
+                        .unwrap()
+                        .verify(&h.id(), &a_keys, &squat.id, &squat.digest)
+                        .unwrap();
+                    from_h.push((squat.id, squat.digest));
+                }
+                SessionFrame::Rejected { id, reason, detail } => {
+                    assert_eq!(id, squat.id);
+                    println!("an id B used: rejected {reason}: {detail}");
+                }
+                other => panic!("unexpected answer {other:?}"),
+            }
+
+            // Later, on a new connection, the same bytes: the same receipt.
+            send.finish().unwrap();
+            assert_closed_by_a(&mut recv, "the end of H's stream").await;
+            conn.close(0u32.into(), b"done");
+            let conn = try_connect(&endpoint, &h, &a).await.unwrap();
+            let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
+            send.write_all(&envelope(good.bytes.clone())).await.unwrap();
+            let later = receipt_of(answer(&mut recv).await, &good);
+            assert_eq!(later, first, "a duplicate gets the same receipt, later too");
+            conn.close(0u32.into(), b"done");
+            endpoint.wait_idle().await;
+            from_h
+        })
+    });
+    // IdReused, WrongRecipient, UnknownSender, Stale, FromFuture, Malformed,
+    // BadSignature; and B's id, if A refused it.
+    let rejections = 7 + (3 - from_h.len());
+    assert_survived(a, b, &h, &traffic, &from_h, rejections);
+}
+
+/// Streams that break the session protocol: garbage frames, a length
+/// prefix of 1 GiB, frames of the wrong type, no hello, a forged hello, a
+/// stream that never finishes its hello, more connections than allowed.
+/// A closes each offending stream (or connection) alone: H's connection
+/// keeps working, and so does everyone else's.
+#[test]
+fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
+    let (a, b, h) = setup();
+    let rt = Runtime::new().unwrap();
+
+    let ((from_h, _still_open), traffic) = under_attack(&a, &b, |_| {
+        rt.block_on(async {
+            let (endpoint, conn) = connect(&h, &a).await;
+
+            // Half a length prefix, then silence: A gives up on the hello
+            // after its handshake timeout. Checked at the end.
+            let (mut silent_send, mut silent_recv) = conn.open_bi().await.unwrap();
+            silent_send.write_all(&[0, 0]).await.unwrap();
+            let silent_since = Instant::now();
+
+            // A frame of the announced length whose bytes are garbage.
+            let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
+            let mut garbage = 200u32.to_be_bytes().to_vec();
+            garbage.extend((0..200).map(|_| rand::random::<u8>()));
+            send.write_all(&garbage).await.unwrap();
+            assert_closed_by_a(&mut recv, "a garbage frame").await;
+
+            // A length prefix claiming 1 GiB, then a little: refused on the
+            // prefix alone (A closes without waiting for the rest) and
+            // without reserving the memory.
+            let peak_before = vm_peak_kib(&a);
+            let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
+            let mut huge = (1u32 << 30).to_be_bytes().to_vec();
+            huge.extend(vec![0x5a; 64 * 1024]);
+            let _ = send.write_all(&huge).await; // A may stop reading first
+            assert_closed_by_a(&mut recv, "a 1 GiB length prefix").await;
+            let grown_mib = vm_peak_kib(&a).saturating_sub(peak_before) / 1024;
+            println!("A's peak virtual memory grew by {grown_mib} MiB");
+            let claim = "input is 1073741824 bytes, more than the limit";
+            assert!(
+                a.log().contains(claim),
+                "{}",
+                comity_tests::tail(&a.log(), 20)
+            );
+            assert!(
+                grown_mib < 512,
+                "A reserved {grown_mib} MiB for a 1 GiB claim"
+            );
+
+            // A frame that is not A's to receive on this stream.
+            let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
+            let receipt_frame = SessionFrame::Receipt(vec![7; 40]).to_wire().unwrap();
+            send.write_all(&receipt_frame).await.unwrap();
+            assert_closed_by_a(&mut recv, "a receipt frame from the client").await;
+
+            // An envelope before any hello: no hello from A, no receipt.
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            let early = sealed(
+                &h,
+                &a_keys,
+                MessageId::random(),
+                Timestamp::now(),
+                "too early",
+            );
+            send.write_all(&envelope(early.bytes)).await.unwrap();
+            assert_closed_by_a(&mut recv, "an envelope instead of a hello").await;
+
+            // A hello whose encryption key H's identity did not sign.
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            let mut cert = h.encryption_cert().clone();
+            cert.public_key = *stranger_key();
+            wire::write_frame(&mut send, &SessionFrame::Hello { cert })
+                .await
+                .unwrap();
+            assert_closed_by_a(&mut recv, "a hello with a forged key").await;
+
+            // After all that, the connection still carries messages.
+            let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
+            let fine = sealed(
+                &h,
+                &a_keys,
+                MessageId::random(),
+                Timestamp::now(),
+                "still fine",
+            );
+            send.write_all(&envelope(fine.bytes.clone())).await.unwrap();
+            match answer(&mut recv).await {
+                SessionFrame::Receipt(r) => Receipt::from_bytes(&r)
+                    .unwrap()
+                    .verify(&h.id(), &a_keys, &fine.id, &fine.digest)
+                    .unwrap(),
+                other => panic!("expected a receipt, got {other:?}"),
+            }
+
+            // Connections: two per peer (the default); a third is closed.
+            let second = try_connect(&endpoint, &h, &a).await.unwrap();
+            let _ = stream(&second, &h, a.id).await; // A is serving it
+            let third = try_connect(&endpoint, &h, &a).await.unwrap();
+            match timeout(ANSWER, third.closed()).await {
+                Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+                    assert_eq!(c.reason.as_ref(), b"too many connections", "{c:?}");
+                }
+                Ok(other) => panic!("third connection ended otherwise: {other}"),
+                Err(_) => panic!("A accepted a third connection from one peer"),
+            }
+
+            // The silent stream was dropped after the handshake timeout.
+            assert_closed_by_a(&mut silent_recv, "half a hello").await;
+            let waited = silent_since.elapsed();
+            println!("silent stream closed after {:.2} s", waited.as_secs_f64());
+            assert!(waited >= HANDSHAKE_TIMEOUT - Duration::from_millis(500));
+            drop(silent_send);
+
+            // H leaves its connections open, one stream in the middle of a
+            // 1 MiB frame: A must still stop promptly and cleanly.
+            let (mut send, recv, _) = stream(&conn, &h, a.id).await;
+            let mut partial = (1u32 << 20).to_be_bytes().to_vec();
+            partial.extend([0x5a; 100]);
+            send.write_all(&partial).await.unwrap();
+            let kept = (endpoint, conn, second, send, recv);
+            (vec![(fine.id, fine.digest)], kept)
+        })
+    });
+    // Recorded: garbage frame, 1 GiB prefix, receipt frame from the
+    // client, envelope before any hello, forged hello, and the stream that
+    // stalled inside its first length prefix (no hello in time).
+    assert_survived(a, b, &h, &traffic, &from_h, 6);
+}
+
+/// An X25519 public key that H's identity never signed.
+fn stranger_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        Identity::generate(Timestamp::now())
+            .encryption_cert()
+            .public_key
+    })
+}
+
+/// GAP (bad input policy: "timeouts"): once A has read a frame's length
+/// prefix it waits for the rest with no deadline, and H's keep-alives stop
+/// the connection's idle timeout from ever firing. A pinned peer can so
+/// hold every stream it may open (2 connections × 16 streams by default),
+/// each with a buffer of up to `max_message_bytes` that A allocated from
+/// the prefix and filled with what H sent, for as long as it likes.
+/// Expected: a frame that stops arriving is dropped after a bounded time
+/// (here: within the idle timeout, 5 s, plus a margin).
+#[test]
+fn a_frame_that_stops_arriving_is_dropped_after_a_timeout() {
+    let (a, _b, h) = setup();
+    let rt = Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&h, &a).await;
+        let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
+        let mut partial = (1u32 << 20).to_be_bytes().to_vec();
+        partial.extend([0x5a; 100]);
+        send.write_all(&partial).await.unwrap();
+        let started = Instant::now();
+        match timeout(
+            Duration::from_secs(10),
+            wire::read_frame(&mut recv, 1 << 20, std::time::Duration::from_secs(10)),
+        )
+        .await
+        {
+            Err(_) => panic!("A still waits for the rest of the frame after 10 s"),
+            Ok(Ok(Some(f))) => panic!("A answered half a frame with {f:?}"),
+            Ok(Ok(None) | Err(_)) => {
+                println!("dropped after {:.1} s", started.elapsed().as_secs_f64());
+            }
+        }
+    });
+}

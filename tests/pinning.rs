@@ -7,13 +7,21 @@
 
 use std::time::Duration;
 
+use comity_config::Limits;
+use comity_node::transport::tls::SERVER_NAME;
+use comity_node::transport::{client_config, wire, TlsIdentity};
+use comity_protocol::session::SessionFrame;
+use comity_protocol::{Identity, Timestamp};
 use comity_tests::{http, request_body, TestNode};
 use serde_json::{json, Value};
+use tokio::time::timeout;
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const LONG: Duration = Duration::from_secs(30);
 /// Several retries at the test configuration's backoff (100 ms .. 1 s).
 const SEVERAL_RETRIES: Duration = Duration::from_millis(2500);
+/// How long A may take to answer or refuse.
+const ANSWER: Duration = Duration::from_secs(5);
 const REFUSED: &str = "refused a connection from a key that is not pinned";
 
 /// The outbox entry of `id` on `node`, as the operator lists it.
@@ -111,7 +119,6 @@ fn a_server_refuses_a_client_whose_key_it_has_not_pinned() {
     assert!(a.sigterm().success());
     assert!(c.sigterm().success());
     assert_received_once(&c, &a, &[&id]);
-    assert_eq!(a.snapshot().rejections, 0);
 }
 
 /// (b) A pins C, C has not pinned A: C refuses A at the handshake; A's
@@ -181,7 +188,9 @@ fn a_pinned_id_at_an_address_with_a_different_key_is_refused() {
         error.contains("cannot connect"),
         "the handshake itself failed: {error}"
     );
-    // D saw A try (it accepts A's key) and got nothing.
+    // D saw A try (it accepts A's key: A's own check aborted the
+    // handshake) and got nothing.
+    assert!(d.log().contains("handshake failed"), "{}", d.log());
     assert_eq!(d.inbox_count(), 0);
     assert_eq!(refusals_of(&d, &a), 0, "D never refused A: A refused D");
     // A's peer list says it is not connected to "B".
@@ -212,4 +221,91 @@ fn a_pinned_id_at_an_address_with_a_different_key_is_refused() {
     assert!(d.sigterm().success());
     assert_received_once(&a, &b, &[&id]);
     assert_eq!(d.snapshot().inbound.len(), 0);
+}
+
+/// At the protocol level: a client with an unpinned key completes nothing
+/// with A. Its connection is closed with a TLS error (the refusal happens
+/// in the handshake, A's verifier names the key), and A never says hello.
+#[test]
+fn an_unpinned_key_is_refused_in_the_handshake_before_any_stream() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    a.start();
+    let stranger = Identity::generate(Timestamp::now());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reason = rt.block_on(async {
+        let endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        let tls = TlsIdentity::new(&stranger).unwrap();
+        let config = client_config(&tls, a.id, &Limits::default()).unwrap();
+        let addr = ([127, 0, 0, 1], a.port).into();
+        let connecting = endpoint.connect_with(config, addr, SERVER_NAME).unwrap();
+        // With TLS 1.3 the client may finish its side of the handshake
+        // before the server has checked its certificate; the refusal then
+        // arrives as the connection's close.
+        let conn = match timeout(ANSWER, connecting).await.unwrap() {
+            Err(e) => return e,
+            Ok(c) => c,
+        };
+        let talk = async {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let hello = SessionFrame::Hello {
+                cert: stranger.encryption_cert().clone(),
+            };
+            let _ = wire::write_frame(&mut send, &hello).await;
+            match wire::read_frame(&mut recv, 4096, std::time::Duration::from_secs(10)).await {
+                Ok(f) => panic!("A answered an unpinned key: {f:?}"),
+                Err(_) => Ok::<(), quinn::ConnectionError>(()),
+            }
+        };
+        let _ = timeout(ANSWER, talk).await.expect("A closes within 5 s");
+        conn.close_reason().expect("the connection is closed")
+    });
+    println!("the stranger's connection: {reason}");
+    match &reason {
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            assert!(
+                close.error_code.to_string().contains("crypto")
+                    || format!("{close:?}").contains("crypto"),
+                "closed with a TLS alert: {close:?}"
+            );
+        }
+        other => panic!("refused otherwise than by a TLS alert: {other:?}"),
+    }
+    let key = stranger.id().to_string();
+    a.wait_until(LONG, "A to log the stranger's key", || {
+        a.log()
+            .lines()
+            .any(|l| l.contains(REFUSED) && l.contains(&key))
+    });
+    assert_eq!(a.inbox_count(), 0);
+    assert!(a.sigterm().success());
+}
+
+/// BUG (diagnostics): when a peer refuses this node's key, the operator's
+/// `last_error` reads "stream read: connection lost", which does not say
+/// that the peer refused us in the TLS handshake. The cause is there —
+/// quinn's `ReadError::ConnectionLost` carries `ConnectionClosed { error_code:
+/// crypto(31), reason: "invalid peer certificate:
+/// ApplicationVerificationFailure" }` — but `WireError`'s Display
+/// (`"stream read: {0}"`, node/src/transport/wire.rs) prints only the outer
+/// "connection lost", and `outbound::run` stores `e.to_string()`.
+#[test]
+fn the_operator_sees_that_the_peer_refused_our_key() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut c = TestNode::new(COMITYD, "Prosecutor General of Carpania", "CP");
+    c.pin(&a);
+    a.start();
+    c.start();
+    let id = c.send(&a, "from a node Arcadia never pinned");
+    a.wait_until(LONG, "A to refuse C", || refusals_of(&a, &c) > 0);
+    c.wait_until(LONG, "C's last error", || {
+        outbox_entry(&c, &id)["last_error"].is_string()
+    });
+    std::thread::sleep(SEVERAL_RETRIES);
+    let error = assert_still_queued(&c, &id);
+    assert!(
+        ["certificate", "handshake", "refused", "not pinned"]
+            .iter()
+            .any(|w| error.contains(w)),
+        "last_error does not say that A refused C's key: {error:?}"
+    );
 }

@@ -400,7 +400,7 @@ fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
                 })
                 .collect::<Vec<_>>()
                 .into_iter()
-                .map(|f| f.to_wire().unwrap()[LENGTH_PREFIX..].to_vec())
+                .map(|f| f.to_wire().expect("encodes")[LENGTH_PREFIX..].to_vec())
                 .collect();
             v.push(
                 SessionFrame::Rejected {
@@ -409,7 +409,7 @@ fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
                     detail: "id reused".into(),
                 }
                 .to_wire()
-                .unwrap()[LENGTH_PREFIX..]
+                .expect("encodes")[LENGTH_PREFIX..]
                     .to_vec(),
             );
             v

@@ -106,20 +106,21 @@ async fn serve_stream(
     let limits = &shared.config.limits;
     let hello = tokio::time::timeout(
         limits.handshake_timeout(),
-        wire::read_frame(&mut recv, 4096),
+        wire::read_frame(&mut recv, 4096, limits.handshake_timeout()),
     )
     .await;
     let keys = match hello {
         Ok(Ok(Some(SessionFrame::Hello { cert }))) => match PeerKeys::new(peer, cert) {
             Ok(k) => k,
             Err(e) => {
-                warn!(peer = %peer.short(), error = %e, "peer's encryption key refused");
+                record_bad_stream(&shared, peer, &format!("encryption key refused: {e}"));
                 let _ = recv.stop(1u32.into());
                 return;
             }
         },
+        Ok(Err(wire::WireError::Read(_))) | Ok(Ok(None)) => return,
         _ => {
-            debug!(peer = %peer.short(), "stream did not start with hello");
+            record_bad_stream(&shared, peer, "stream did not start with a hello");
             let _ = recv.stop(1u32.into());
             return;
         }
@@ -136,7 +137,7 @@ async fn serve_stream(
     let max_frame = limits.max_message_len() + 64;
     loop {
         let incoming = tokio::select! {
-            f = wire::read_incoming(&mut recv, max_frame) => f,
+            f = wire::read_incoming(&mut recv, max_frame, limits.handshake_timeout()) => f,
             _ = stop.triggered() => break,
         };
         let answer = match incoming {

@@ -62,11 +62,12 @@ pub async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut stop: ShutdownSignal)
             Err(e) => {
                 let delay = shared.config.retry.delay(failures, rand::random::<f64>());
                 failures = failures.saturating_add(1);
-                warn!(peer = %peer.id().short(), error = %e, retry_in = ?delay, "delivery interrupted");
-                peer.set_error(e.to_string(), Timestamp::now().saturating_add(delay));
+                let error = wire::describe(&e);
+                warn!(peer = %peer.id().short(), %error, retry_in = ?delay, "delivery interrupted");
+                peer.set_error(error.clone(), Timestamp::now().saturating_add(delay));
                 shared.emit(Event::PeerDisconnected {
                     peer: peer.id(),
-                    error: e.to_string(),
+                    error,
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -126,7 +127,7 @@ async fn session(
     .await?;
     let hello = tokio::time::timeout(
         limits.handshake_timeout(),
-        wire::read_frame(&mut recv, 4096),
+        wire::read_frame(&mut recv, 4096, limits.handshake_timeout()),
     )
     .await
     .map_err(|_| SessionError::Timeout)??;
@@ -313,7 +314,8 @@ async fn read_answers(
 ) -> Result<(), SessionError> {
     let me = shared.identity.id();
     loop {
-        let frame = match wire::read_frame(recv, 64 * 1024).await? {
+        let stall = shared.config.limits.handshake_timeout();
+        let frame = match wire::read_frame(recv, 64 * 1024, stall).await? {
             None => return Err(SessionError::Protocol("peer closed the stream".into())),
             Some(f) => f,
         };

@@ -1,5 +1,9 @@
 //! Session frames on a QUIC stream: a 4-byte big-endian length, then the
-//! frame. Reads are bounded by the configured maximum before allocating.
+//! frame. Reads are bounded by a maximum length, grow their buffer only as
+//! bytes arrive, and give up on a frame that stops arriving part-way
+//! (keep-alives would otherwise hold the stream, and its buffer, forever).
+
+use std::time::Duration;
 
 use comity_protocol::codec::DecodeError;
 use comity_protocol::session::{
@@ -10,7 +14,11 @@ use comity_protocol::MessageId;
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("stream read: {0}")]
-    Read(#[from] quinn::ReadExactError),
+    Read(#[from] quinn::ReadError),
+    #[error("stream ended inside a frame")]
+    Truncated,
+    #[error("no progress for {0:?} inside a frame")]
+    Stalled(Duration),
     #[error("stream write: {0}")]
     Write(#[from] quinn::WriteError),
     #[error("bad frame: {0}")]
@@ -19,21 +27,56 @@ pub enum WireError {
     Encode(String),
 }
 
+/// Chunks are appended as they arrive: memory follows the bytes received,
+/// not the length a peer claims.
+async fn read_into(
+    recv: &mut quinn::RecvStream,
+    out: &mut Vec<u8>,
+    want: usize,
+    stall: Duration,
+) -> Result<(), WireError> {
+    while out.len() < want {
+        let chunk = tokio::time::timeout(stall, recv.read_chunk(want - out.len(), true))
+            .await
+            .map_err(|_| WireError::Stalled(stall))??;
+        match chunk {
+            Some(c) => out.extend_from_slice(&c.bytes),
+            None => return Err(WireError::Truncated),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the length prefix: waits as long as it takes for the first byte
+/// (an idle stream is normal), then at most `stall` for the rest.
+async fn read_prefix(
+    recv: &mut quinn::RecvStream,
+    stall: Duration,
+) -> Result<Option<[u8; LENGTH_PREFIX]>, WireError> {
+    let mut buf = Vec::with_capacity(LENGTH_PREFIX);
+    match recv.read_chunk(LENGTH_PREFIX, true).await? {
+        None => return Ok(None),
+        Some(c) => buf.extend_from_slice(&c.bytes),
+    }
+    read_into(recv, &mut buf, LENGTH_PREFIX, stall).await?;
+    let mut prefix = [0u8; LENGTH_PREFIX];
+    prefix.copy_from_slice(&buf);
+    Ok(Some(prefix))
+}
+
 /// Reads one frame; `Ok(None)` when the peer finished the stream cleanly
 /// between frames.
 pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     max_len: usize,
+    stall: Duration,
 ) -> Result<Option<SessionFrame>, WireError> {
-    let mut prefix = [0u8; LENGTH_PREFIX];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(prefix) = read_prefix(recv, stall).await? else {
+        return Ok(None);
+    };
     let len = SessionFrame::length(prefix, max_len)?;
-    let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    read_into(recv, &mut buf, len, stall).await?;
     Ok(Some(SessionFrame::from_bytes(&buf)?))
 }
 
@@ -52,32 +95,31 @@ pub enum Incoming {
 }
 
 /// Like [`read_frame`], but a frame over `max_len` (and within the
-/// protocol's ceiling) is skipped in small pieces rather than refused, so
-/// the envelope can be refused by id and the stream kept.
+/// protocol's ceiling) is skipped rather than refused, so the envelope can
+/// be refused by id and the stream kept.
 pub async fn read_incoming(
     recv: &mut quinn::RecvStream,
     max_len: usize,
+    stall: Duration,
 ) -> Result<Incoming, WireError> {
-    let mut prefix = [0u8; LENGTH_PREFIX];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(Incoming::End),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(prefix) = read_prefix(recv, stall).await? else {
+        return Ok(Incoming::End);
+    };
     let len = SessionFrame::length(prefix, MAX_SESSION_FRAME)?;
     if len <= max_len {
-        let mut buf = vec![0u8; len];
-        recv.read_exact(&mut buf).await?;
+        let mut buf = Vec::with_capacity(len.min(64 * 1024));
+        read_into(recv, &mut buf, len, stall).await?;
         return Ok(Incoming::Frame(SessionFrame::from_bytes(&buf)?));
     }
-    let mut head = vec![0u8; ENVELOPE_ID_PREFIX.min(len)];
-    recv.read_exact(&mut head).await?;
+    let mut head = Vec::with_capacity(ENVELOPE_ID_PREFIX);
+    read_into(recv, &mut head, ENVELOPE_ID_PREFIX.min(len), stall).await?;
     let mut left = len - head.len();
-    let mut sink = vec![0u8; 64 * 1024];
     while left > 0 {
-        let n = left.min(sink.len());
-        recv.read_exact(&mut sink[..n]).await?;
-        left -= n;
+        let chunk = tokio::time::timeout(stall, recv.read_chunk(left, true))
+            .await
+            .map_err(|_| WireError::Stalled(stall))??
+            .ok_or(WireError::Truncated)?;
+        left -= chunk.bytes.len().min(left);
     }
     Ok(Incoming::Oversize {
         len,
@@ -94,4 +136,20 @@ pub async fn write_frame(
         .map_err(|e| WireError::Encode(e.to_string()))?;
     send.write_all(&bytes).await?;
     Ok(())
+}
+
+/// An error with its causes, for operators: "connection lost: aborted by
+/// peer: the cryptographic handshake failed: …" says more than the first.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cause = c.source();
+    }
+    s
 }
