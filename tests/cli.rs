@@ -429,9 +429,30 @@ fn bad_input_is_refused_clearly_and_the_node_carries_on() {
         b"{\"to\": \"BO\", \"body\": {\"kind\": \"request\"}}",
     )
     .unwrap();
-    assert_eq!(status, 400, "{v}");
+    // Well-formed JSON of the wrong shape: 422, still in the error format.
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (422, &Value::from("bad-request")),
+        "{v}"
+    );
     let (status, _) = http::post_raw(&a.socket(), "/v1/peers", &[0xff, 0xfe, 0x00]).unwrap();
     assert_eq!(status, 400);
+    // Status updates only through their own endpoint, which checks the rules.
+    let update =
+        comity_protocol::message::Body::StatusUpdate(comity_protocol::message::StatusUpdate {
+            regarding: comity_protocol::MessageId([0; 16]),
+            status: comity_protocol::message::BusinessStatus::Executed,
+            note: None,
+        });
+    let raw_status = serde_json::json!({"to": "BO", "body": update});
+    let (status, v) = http::post(&a.socket(), "/v1/messages", &raw_status).unwrap();
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid-message");
+    let (status, v) = http::get(&a.socket(), "/v1/messages?box=bogus").unwrap();
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (400, &Value::from("bad-request"))
+    );
     let (status, _) = http::get(&a.socket(), "/v1/nonexistent").unwrap();
     assert_eq!(status, 404);
     // A typo in a node id is caught by its checksum.
@@ -465,6 +486,20 @@ fn bad_input_is_refused_clearly_and_the_node_carries_on() {
 #[test]
 fn admin_socket_is_0600_and_a_stopped_daemon_is_explained() {
     let mut a = Node::init("Ministry of Justice of Arcadia", "AR");
+    // Something that is not a socket at the socket's path is never replaced.
+    std::fs::write(a.socket(), "operator's notes").unwrap();
+    let out = Command::new(comityd())
+        .arg("--config")
+        .arg(a.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a socket"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(a.socket()).unwrap(),
+        "operator's notes"
+    );
+    std::fs::remove_file(a.socket()).unwrap();
     let out = a.run(&["peer", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -9,7 +9,8 @@ pub const DATA_DIR: &str = "data";
 pub const ADMIN_SOCKET: &str = "comity.sock";
 
 /// 4 MiB: ample for a formal request with its text, well under the ceiling.
-pub const MAX_MESSAGE_BYTES: u32 = 4 * 1024 * 1024;
+/// A 4 MiB body plus room for the envelope around it.
+pub const MAX_MESSAGE_BYTES: u32 = 4 * 1024 * 1024 + 64 * 1024;
 /// Smallest accepted message limit; below it ordinary requests would not fit.
 pub const MIN_MESSAGE_BYTES: u32 = 4096;
 pub const MAX_STREAMS_PER_PEER: u32 = 16;

@@ -51,7 +51,7 @@ fn defaults_are_applied() {
     assert_eq!(c.node.data_dir, Path::new("/etc/comity/data"));
     assert_eq!(c.node.admin_socket, Path::new("/etc/comity/comity.sock"));
     assert_eq!(c.node.metrics_listen, None);
-    assert_eq!(c.limits.max_message_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.limits.max_message_bytes, 4 * 1024 * 1024 + 64 * 1024);
     assert_eq!(c.limits.max_streams_per_peer, 16);
     assert_eq!(c.limits.max_connections_per_peer, 2);
     assert_eq!(c.limits.clock_skew(), Duration::from_secs(300));

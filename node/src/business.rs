@@ -7,7 +7,6 @@ use comity_protocol::message::{
     Body, BusinessStatus, InvalidTransition, MessageKind, Reply, StatusUpdate, Thread,
 };
 use comity_protocol::{MessageId, NodeId, Timestamp};
-use tracing::warn;
 
 use crate::node::{Node, SubmitError};
 use crate::store::{BusinessEvent, Store, StoreError};
@@ -90,7 +89,8 @@ impl Node {
             (MessageKind::Request, _) => {}
             (kind, _) => {
                 return not_allowed(&format!(
-                    "status updates are about requests and spontaneous information, not a {kind}"
+                    "status updates are about requests and spontaneous information, not {}",
+                    with_article(kind.name())
                 ))
             }
         }
@@ -162,9 +162,58 @@ impl Node {
     }
 }
 
-/// Records a status update received from `from`, if it is about a message
-/// exchanged with `from` (anything else is kept as a message but changes no
-/// history).
+/// Whether a status update from `from` may be accepted: it must be about a
+/// message exchanged with `from`, sent by the side that owns that status
+/// (the requester withdraws, the receiving authority reports the rest), and
+/// follow the current status. Checked before the envelope is accepted, so
+/// a refused update fails at its sender rather than corrupting history.
+pub(crate) fn check_incoming_status(
+    store: &Store,
+    from: NodeId,
+    update: &StatusUpdate,
+) -> Result<(), String> {
+    let regarding = update.regarding;
+    let status = &update.status;
+    let kind = if let Some((m, _)) = store.outbound(&regarding).map_err(|e| e.to_string())? {
+        if m.peer != from {
+            return Err(format!("message {regarding} was not sent to you"));
+        }
+        if status.sent_by_requester() {
+            return Err(format!(
+                "{} is the requester's to send, and the requester is this node",
+                status.name()
+            ));
+        }
+        m.kind
+    } else if let Some(m) = store
+        .inbound(&from, &regarding)
+        .map_err(|e| e.to_string())?
+    {
+        if !status.sent_by_requester() {
+            return Err(format!(
+                "you sent message {regarding}: only its receiver reports {}",
+                status.name()
+            ));
+        }
+        m.kind
+    } else {
+        return Err(format!("no message {regarding} was exchanged with you"));
+    };
+    match (kind, status) {
+        (MessageKind::SpontaneousInformation, BusinessStatus::Acknowledged) => {}
+        (MessageKind::Request, s) if !matches!(s, BusinessStatus::Acknowledged) => {}
+        (kind, s) => return Err(format!("{} does not apply to a {kind}", s.name())),
+    }
+    let history = store
+        .business_history(&regarding)
+        .map_err(|e| e.to_string())?;
+    status
+        .may_follow(history.last().map(|e| &e.status))
+        .map_err(|e| e.to_string())
+}
+
+/// Records a status update received from `from`, already checked by
+/// [`check_incoming_status`].
 pub(crate) fn on_status_received(
     store: &Store,
     from: NodeId,
@@ -172,17 +221,8 @@ pub(crate) fn on_status_received(
     update: &StatusUpdate,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let regarding = update.regarding;
-    let ours = store
-        .outbound(&regarding)?
-        .is_some_and(|(m, _)| m.peer == from);
-    let theirs = store.inbound(&from, &regarding)?.is_some();
-    if !(ours || theirs) {
-        warn!(%regarding, peer = %from.short(), "status update about a message not exchanged with this peer");
-        return Ok(());
-    }
     store.append_business(
-        &regarding,
+        &update.regarding,
         &BusinessEvent {
             status: update.status.clone(),
             note: update.note.clone(),
@@ -191,4 +231,10 @@ pub(crate) fn on_status_received(
             update: update_id,
         },
     )
+}
+
+/// "a request", "an info".
+fn with_article(noun: &str) -> String {
+    let vowel = noun.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {noun}", if vowel { "an" } else { "a" })
 }

@@ -18,9 +18,7 @@ use crate::delivery::{inbound, outbound};
 use crate::events::Event;
 use crate::peers::{Peer, PeerStatus};
 use crate::shutdown::Shutdown;
-use crate::store::{
-    InboundMessage, OutboundMessage, OutboundState, OutboundStatus, Rejection, Store, StoreError,
-};
+use crate::store::{InboundMessage, OutboundMessage, OutboundStatus, Rejection, Store, StoreError};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
 
@@ -353,16 +351,22 @@ impl Node {
                     created_at: m.created_at,
                     state: s.state.name(),
                     attempts: s.attempts,
-                    last_error: s.last_error.clone().or_else(|| {
-                        (s.state != OutboundState::Delivered)
-                            .then(|| self.shared.peer(&m.peer).and_then(|p| p.last_error()))
-                            .flatten()
-                    }),
+                    last_error: self.last_error(&m, &s),
                     delivered_at: s.delivered_at,
                     has_receipt: s.receipt.is_some(),
                 })
             })
             .collect()
+    }
+
+    /// The message's own last error, or while it is pending, its peer's
+    /// (why the connection fails).
+    pub fn last_error(&self, m: &OutboundMessage, s: &OutboundStatus) -> Option<String> {
+        s.last_error.clone().or_else(|| {
+            (!s.state.is_final())
+                .then(|| self.shared.peer(&m.peer).and_then(|p| p.last_error()))
+                .flatten()
+        })
     }
 
     pub(crate) fn store(&self) -> &Store {

@@ -35,6 +35,8 @@ pub enum FrameType {
     EncryptionKeyCert = 3,
     Session = 4,
     OriginProof = 5,
+    /// One audit-log entry: the exact bytes of a Merkle leaf.
+    AuditEntry = 6,
 }
 
 impl FrameType {
@@ -45,6 +47,7 @@ impl FrameType {
             3 => Some(FrameType::EncryptionKeyCert),
             4 => Some(FrameType::Session),
             5 => Some(FrameType::OriginProof),
+            6 => Some(FrameType::AuditEntry),
             _ => None,
         }
     }

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod audit;
 pub mod codec;
 pub mod digest;
 pub mod domain;

@@ -36,7 +36,7 @@ fn status(a: StatusArgs) -> Result<(BusinessStatus, Option<String>)> {
         },
         "in-execution" => BusinessStatus::InExecution,
         "additional-information-needed" => BusinessStatus::AdditionalInformationNeeded {
-            details: required(a.details.or(a.note.clone()), "--details TEXT", &name)?,
+            details: required(a.details, "--details TEXT (what is needed)", &name)?,
         },
         "partially-executed" => BusinessStatus::PartiallyExecuted,
         "executed" => BusinessStatus::Executed,

@@ -45,8 +45,17 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/messages/{id}/reply", post(reply))
         .route("/v1/stats", get(stats))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(AppState { node, config_path })
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not take that method (see docs/admin-api.md)",
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -57,8 +66,23 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// Keeps axum's status (400 syntax, 413 too large, 415 not JSON, 422 wrong
+/// shape) but answers in our error format.
 fn parse_json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
+    body.map(|Json(v)| v).map_err(|e| {
+        let code = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-json",
+            _ => "bad-request",
+        };
+        ApiError::new(e.status(), code, e.body_text())
+    })
+}
+
+fn path_param(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
 }
 
@@ -68,12 +92,17 @@ fn parse_id(id: &str) -> Result<MessageId, ApiError> {
     })
 }
 
+/// Editing the config file failed: the peer's data made it invalid (the
+/// caller's fault) or the file could not be read or written (ours).
 fn config_error(e: comity_config::ConfigError) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-config",
-        e.to_string(),
-    )
+    match e {
+        comity_config::ConfigError::Invalid { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-peer",
+            e.to_string(),
+        ),
+        e => ApiError::internal(format!("configuration file: {e}")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -116,9 +145,11 @@ async fn add_peer(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "peer-exists",
-            format!(
-                "a peer with this id or country ({country}) is already pinned; remove it first"
-            ),
+            if state.peers().iter().any(|p| p.id == req.id) {
+                format!("node {} is already pinned; remove it first", req.id)
+            } else {
+                format!("a peer for {country} is already pinned; remove it first")
+            },
         ));
     }
     comity_config::parse_host_port(&req.address).map_err(|e| {
@@ -146,9 +177,9 @@ async fn add_peer(
 
 async fn remove_peer(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = resolve_peer(&state, &id)?;
+    let id = resolve_peer(&state, &path_param(id)?)?;
     if let Some(path) = &state.config_path {
         if state.config().peers.iter().any(|p| p.id == id) || state.peer_config(&id).is_some() {
             match comity_config::Config::remove_peer_from_file(path, &id) {
@@ -179,10 +210,10 @@ struct StatusRequest {
 
 async fn set_status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     body: Result<Json<StatusRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     let req = parse_json(body)?;
     let update = state
         .set_status(id, req.status, req.note)
@@ -205,10 +236,10 @@ struct ReplyRequest {
 
 async fn reply(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     body: Result<Json<ReplyRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     let req = parse_json(body)?;
     let reply = state
         .reply(id, req.subject, req.body, req.partial)
@@ -307,6 +338,16 @@ async fn submit(
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
     let req = parse_json(body)?;
+    match req.body {
+        Body::StatusUpdate(_) | Body::Reply(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-message",
+                "status updates and replies answer a message: use POST /v1/messages/{id}/status or /v1/messages/{id}/reply",
+            ))
+        }
+        _ => {}
+    }
     let peer = resolve_peer(&node, &req.to)?;
     let id = node.submit(peer, req.body).await.map_err(submit_error)?;
     Ok((
@@ -369,8 +410,10 @@ struct Listed {
 
 async fn list_messages(
     State(node): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Listed>>, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
     let (outbox, inbox) = match q.mailbox.as_deref() {
         None => (true, true),
         Some("outbox") => (true, false),
@@ -434,9 +477,9 @@ struct HistoryView {
 
 async fn show_message(
     State(node): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id)?)?;
     let me = node.id();
     let history: Vec<HistoryView> = node
         .business_history(&id)
@@ -460,7 +503,7 @@ async fn show_message(
             "created_at": m.created_at,
             "state": s.state.name(),
             "attempts": s.attempts,
-            "last_error": s.last_error,
+            "last_error": node.last_error(&m, &s),
             "sent_at": s.sent_at,
             "delivered_at": s.delivered_at,
             "envelope_digest": m.digest,

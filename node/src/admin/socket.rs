@@ -1,7 +1,7 @@
 //! Binding the admin socket: created 0600 from the start, a stale file from
 //! a crashed daemon replaced, a live daemon's socket never stolen.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use tokio::net::UnixListener;
@@ -22,19 +22,43 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         path: path.display().to_string(),
         source,
     };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(SocketError::InUse(path.display().to_string()));
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(io(std::io::Error::other(
+                "exists and is not a socket; refusing to replace it (check node.admin_socket)",
+            )))
         }
-        // Left by a daemon that did not shut down cleanly.
-        std::fs::remove_file(path).map_err(io)?;
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(SocketError::InUse(path.display().to_string())),
+            // Left by a daemon that did not shut down cleanly.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(io)?
+            }
+            Err(e) => return Err(io(e)),
+        },
     }
-    // Bind under a temporary name, restrict it, then move it into place, so
-    // the socket is never reachable with looser permissions.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(io)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(listener)
+    // Bind inside a fresh directory only we can enter, restrict the socket,
+    // then move it into place: it is never reachable with looser
+    // permissions, not even under a temporary name.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let private = parent.join(format!(".comity-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io)?;
+    let tmp = private.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result.map_err(io)
 }

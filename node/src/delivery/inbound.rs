@@ -300,6 +300,13 @@ fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> Sess
         comity_protocol::message::Body::StatusUpdate(u) => Some(u.clone()),
         _ => None,
     };
+    if let Some(update) = &status_update {
+        // A duplicate of an update already applied is answered with its
+        // receipt above (AlreadyReceived); this is a new one.
+        if let Err(why) = business::check_incoming_status(&shared.store, peer, update) {
+            return reject(shared, peer, Some(id), bytes, RejectReason::Invalid, why);
+        }
+    }
     let record = InboundMessage {
         id,
         sender: opened.header.sender,

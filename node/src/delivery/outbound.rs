@@ -112,10 +112,13 @@ async fn session(
         .endpoint
         .connect_with(client, addr, SERVER_NAME)
         .map_err(|e| SessionError::Connect(e.to_string()))?;
-    let conn = tokio::time::timeout(limits.handshake_timeout(), connecting)
-        .await
-        .map_err(|_| SessionError::Timeout)?
-        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    // Shutdown must not wait for a peer that does not answer.
+    let conn = tokio::select! {
+        c = tokio::time::timeout(limits.handshake_timeout(), connecting) => c,
+        _ = stop.triggered() => return Ok(()),
+    }
+    .map_err(|_| SessionError::Timeout)?
+    .map_err(|e| SessionError::Connect(e.to_string()))?;
 
     let (mut send, mut recv) = conn.open_bi().await?;
     wire::write_frame(
