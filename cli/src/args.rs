@@ -295,6 +295,13 @@ pub enum AuditCommand {
     /// Verify an exported bundle offline: exit 0 only if everything holds.
     Verify {
         path: PathBuf,
+        /// The node id the log must belong to, as known independently of
+        /// the bundle (otherwise the bundle's own key is believed).
+        #[arg(long, value_name = "NODEID")]
+        node: Option<String>,
+        /// A witness that must have cosigned the newest checkpoint; repeat.
+        #[arg(long = "witness", value_name = "NODEID")]
+        witnesses: Vec<String>,
         #[arg(long)]
         json: bool,
     },

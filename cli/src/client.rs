@@ -55,7 +55,6 @@ impl Client {
     }
 
     /// GET whose body is streamed to `out` (for large exports).
-    #[allow(dead_code)] // for `audit export`, which lands with the audit log
     pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
         let (status, mut reader) = self.send("GET", path, None)?;
         if status != 200 {

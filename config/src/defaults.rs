@@ -42,3 +42,8 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub const MAX_NAME_CHARS: usize = 200;
 /// Unix socket paths are limited to 108 bytes including the final NUL (Linux).
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Entries between checkpoints.
+pub const CHECKPOINT_ENTRIES: u32 = 1000;
+/// Seconds between checkpoints (when anything was added).
+pub const CHECKPOINT_INTERVAL_SECS: u32 = 60;

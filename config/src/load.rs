@@ -58,6 +58,7 @@ impl Config {
             limits: &self.limits,
             retry: &self.retry,
             log: &self.log,
+            audit: &self.audit,
             peer: &self.peers,
         };
         // Strings, u32s, f64s and enums only: TOML can represent them all.
@@ -87,6 +88,7 @@ struct Out<'a> {
     limits: &'a Limits,
     retry: &'a RetryPolicy,
     log: &'a LogSection,
+    audit: &'a crate::schema::AuditSection,
     #[serde(skip_serializing_if = "<[PeerConfig]>::is_empty")]
     peer: &'a [PeerConfig],
 }

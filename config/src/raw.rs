@@ -12,7 +12,9 @@ use crate::country::{CountryCode, COUNTRY_FIX};
 use crate::defaults;
 use crate::env::{label, EnvOverride};
 use crate::error::{excerpt, invalid, ConfigError};
-use crate::schema::{Config, Limits, LogSection, NodeSection, PeerConfig, RetryPolicy};
+use crate::schema::{
+    AuditSection, Config, Limits, LogSection, NodeSection, PeerConfig, RetryPolicy,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +27,8 @@ pub(crate) struct RawConfig {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub audit: AuditSection,
     #[serde(default, rename = "peer")]
     pub peers: Vec<RawPeer>,
 }
@@ -122,6 +126,7 @@ impl RawConfig {
             limits: self.limits,
             retry: self.retry,
             log: self.log,
+            audit: self.audit,
             peers,
             base_dir: base_dir.to_path_buf(),
             env_overrides: overrides,

@@ -19,6 +19,7 @@ pub struct Config {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub log: LogSection,
+    pub audit: AuditSection,
     /// `[[peer]]` in the file: the pinned peers.
     pub peers: Vec<PeerConfig>,
     /// Directory relative paths were resolved against (the config file's).
@@ -104,6 +105,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[audit]`: the tamper-evident audit log and its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Sign a checkpoint once this many entries were added since the last
+    /// one. Default 1000.
+    pub checkpoint_entries: u32,
+    /// …or this many seconds after the last one, if anything was added.
+    /// Default 60. (A checkpoint is also signed at shutdown.)
+    pub checkpoint_interval_secs: u32,
+    /// Record the audit log. Default true; `false` exists only to measure
+    /// what the log costs, and is refused unless
+    /// `COMITY_ALLOW_AUDIT_OFF=1` is set.
+    pub enabled: bool,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            checkpoint_entries: defaults::CHECKPOINT_ENTRIES,
+            checkpoint_interval_secs: defaults::CHECKPOINT_INTERVAL_SECS,
+            enabled: true,
+        }
+    }
+}
+
+impl AuditSection {
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_secs(self.checkpoint_interval_secs.into())
+    }
+}
+
 /// One `[[peer]]`: a pinned node of another country.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +161,7 @@ impl Config {
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             log: LogSection::default(),
+            audit: AuditSection::default(),
             peers: Vec::new(),
             base_dir: PathBuf::new(),
             env_overrides: Vec::new(),

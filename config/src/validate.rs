@@ -17,6 +17,7 @@ impl Config {
         self.validate_node()?;
         self.validate_limits()?;
         self.validate_retry()?;
+        self.validate_audit()?;
         self.validate_peers()
     }
 
@@ -67,6 +68,32 @@ impl Config {
                 "log.level",
                 "is empty",
                 "use e.g. \"info\", or remove the key",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        let a = &self.audit;
+        if a.checkpoint_entries == 0 {
+            return Err(invalid(
+                self.label("audit.checkpoint_entries"),
+                "is 0",
+                "use a positive number of entries, e.g. 1000",
+            ));
+        }
+        if a.checkpoint_interval_secs == 0 || a.checkpoint_interval_secs > 86_400 {
+            return Err(invalid(
+                self.label("audit.checkpoint_interval_secs"),
+                format!("{} is out of range", a.checkpoint_interval_secs),
+                "use 1 to 86400 seconds, e.g. 60",
+            ));
+        }
+        if !a.enabled && std::env::var_os("COMITY_ALLOW_AUDIT_OFF").is_none() {
+            return Err(invalid(
+                self.label("audit.enabled"),
+                "is false: the node would keep no audit log",
+                "remove the key (it exists only for benchmarks, with COMITY_ALLOW_AUDIT_OFF=1)",
             ));
         }
         Ok(())

@@ -114,6 +114,15 @@ impl Node {
             note: note.clone(),
         });
         let me = self.id();
+        self.audit_note(
+            crate::audit::Fact::new(
+                comity_protocol::audit::entry::AuditKind::StatusChanged,
+                comity_protocol::audit::entry::Actor::Operator,
+            )
+            .peer(original.peer)
+            .message(id)
+            .detail(status.name()),
+        );
         let update = self
             .submit_with(original.peer, body, |store, update| {
                 store.append_business(

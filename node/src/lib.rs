@@ -8,6 +8,7 @@
 //! receipt) → its inbox.
 
 pub mod admin;
+pub mod audit;
 pub mod business;
 pub(crate) mod delivery;
 pub mod events;

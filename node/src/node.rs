@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::audit::{AuditLog, Fact};
 use crate::delivery::{inbound, outbound};
 use crate::events::Event;
 use crate::peers::{Peer, PeerStatus};
@@ -21,6 +22,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{InboundMessage, OutboundMessage, OutboundStatus, Rejection, Store, StoreError};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
+use comity_protocol::audit::entry::{Actor, AuditKind};
 
 /// Everything the node's tasks share.
 pub(crate) struct Shared {
@@ -29,6 +31,7 @@ pub(crate) struct Shared {
     pub store: Store,
     pub endpoint: quinn::Endpoint,
     pub tls: TlsIdentity,
+    pub audit: Arc<AuditLog>,
     pub pins: Pins,
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
     events: broadcast::Sender<Event>,
@@ -91,6 +94,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,
@@ -157,12 +162,25 @@ impl Node {
             source,
         })?;
         let store = Store::open(&config.node.data_dir.join("store"))?;
+        let audit = Arc::new(
+            AuditLog::open(
+                store.clone(),
+                &identity.id(),
+                config.audit.checkpoint_entries.into(),
+                config.audit.enabled,
+            )
+            .map_err(|e| StartError::Audit(e.to_string()))?,
+        );
+        audit
+            .note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(env!("CARGO_PKG_VERSION")));
         let tls = TlsIdentity::new(&identity).map_err(EndpointError::from)?;
         let pins = Pins::new(config.peers.iter().map(|p| p.id));
         let (events, _) = broadcast::channel(4096);
         let refused_events = events.clone();
+        let refused_audit = audit.clone();
         let on_refused = Arc::new(move |key: NodeId| {
             warn!(key = %key, "refused a connection from a key that is not pinned");
+            refused_audit.note(Fact::new(AuditKind::PeerRefused, Actor::Node).peer(key));
             let _ = refused_events.send(Event::PeerRefused { key });
         });
         let reset_key = comity_protocol::Digest::of(
@@ -188,6 +206,7 @@ impl Node {
             store,
             endpoint,
             tls,
+            audit,
             pins,
             peers: RwLock::new(peers),
             events,
@@ -199,6 +218,8 @@ impl Node {
             tasks: TaskTracker::new(),
         };
         node.requeue_pending()?;
+        node.tasks
+            .spawn(checkpoints(node.shared.clone(), node.shutdown.signal()));
         node.tasks.spawn(inbound::accept_loop(
             node.shared.clone(),
             node.shutdown.signal(),
@@ -329,6 +350,13 @@ impl Node {
                 }
             }
         }
+        self.shared.audit.note(
+            Fact::new(AuditKind::MessageAccepted, Actor::Operator)
+                .peer(to)
+                .message(id)
+                .digest(msg.digest)
+                .detail(msg.kind.name()),
+        );
         self.shared
             .store
             .insert_outbound(&msg, &OutboundStatus::queued())?;
@@ -367,6 +395,18 @@ impl Node {
                 .then(|| self.shared.peer(&m.peer).and_then(|p| p.last_error()))
                 .flatten()
         })
+    }
+
+    pub(crate) fn audit_note(&self, fact: Fact<'_>) {
+        self.shared.audit.note(fact);
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.shared.audit
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -434,6 +474,9 @@ impl Node {
         let stop = peer.stop.signal();
         self.tasks
             .spawn(outbound::run(self.shared.clone(), peer, stop));
+        self.shared
+            .audit
+            .note(Fact::new(AuditKind::PeerAdded, Actor::Operator).peer(id));
         info!(peer = %id, "peer pinned");
         Ok(())
     }
@@ -452,6 +495,9 @@ impl Node {
         match removed {
             Some(peer) => {
                 peer.stop.trigger();
+                self.shared
+                    .audit
+                    .note(Fact::new(AuditKind::PeerRemoved, Actor::Operator).peer(*id));
                 info!(peer = %id, "peer unpinned");
                 true
             }
@@ -492,6 +538,11 @@ impl Node {
             self.shared.endpoint.wait_idle(),
         )
         .await;
+        let audit = &self.shared.audit;
+        audit.note(Fact::new(AuditKind::NodeStopped, Actor::Node));
+        if let Err(e) = audit.checkpoint(&self.shared.identity) {
+            warn!(error = %e, "cannot sign the final checkpoint");
+        }
         self.shared.store.flush()?;
         info!("stopped");
         Ok(())
@@ -510,3 +561,26 @@ impl Node {
 /// Upper bound of what sealing adds to an encoded body (header, keys,
 /// commitment, salt, tag, signature, framing).
 const ENVELOPE_OVERHEAD: usize = 512;
+
+/// Signs checkpoints: when enough entries accumulated, or periodically if
+/// anything was added. Each one is flushed before peers are offered it.
+async fn checkpoints(shared: Arc<Shared>, mut stop: crate::shutdown::ShutdownSignal) {
+    let mut tick = tokio::time::interval(shared.config.audit.checkpoint_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.audit.due.notified() => {}
+            _ = tick.tick() => {}
+            _ = stop.triggered() => return,
+        }
+        if let Err(e) = shared.audit.checkpoint(&shared.identity) {
+            warn!(error = %e, "cannot sign a checkpoint");
+            continue;
+        }
+        // Also publishes checkpoints signed elsewhere (export, proofs).
+        match shared.store.commit().await {
+            Ok(()) => shared.audit.publish(),
+            Err(e) => warn!(error = %e, "cannot flush a checkpoint"),
+        }
+    }
+}

@@ -11,6 +11,7 @@
 use bincode::{Decode, Encode};
 
 use crate::codec::{self, DecodeError, EncodeError, FrameType, MAX_FRAME_BYTES};
+use crate::digest::Digest;
 use crate::envelope::EnvelopeError;
 use crate::identity::EncryptionKeyCert;
 use crate::ids::MessageId;
@@ -36,7 +37,68 @@ pub enum SessionFrame {
         reason: RejectReason,
         detail: String,
     },
+    /// The dialler's newest signed checkpoint (C2SP signed note) for the
+    /// acceptor to witness, with a consistency proof from `old_size`, the
+    /// size the acceptor last cosigned (0 if never).
+    Checkpoint {
+        note: String,
+        old_size: u64,
+        proof: Vec<Digest>,
+    },
+    /// The acceptor's `cosignature/v1` line on the checkpoint of `size`.
+    Cosigned { size: u64, line: String },
+    /// The acceptor did not cosign the checkpoint of `size`. If
+    /// `witnessed_size` differs from the `old_size` sent, the dialler may
+    /// retry with a proof from `witnessed_size`; any other refusal is an
+    /// alarm.
+    CheckpointRefused {
+        size: u64,
+        witnessed_size: u64,
+        reason: WitnessRefusal,
+        detail: String,
+    },
 }
+
+/// Why a witness did not cosign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum WitnessRefusal {
+    /// The proof starts from a size other than the one last cosigned:
+    /// retry from `witnessed_size`. Not an alarm.
+    OldSizeMismatch,
+    /// The note is malformed, for another origin, or badly signed.
+    BadCheckpoint,
+    /// Smaller than what was already cosigned: the log was rolled back.
+    Shrank,
+    /// Same size as what was cosigned, different root: a fork.
+    Fork,
+    /// The consistency proof does not verify: history was rewritten.
+    Inconsistent,
+}
+
+impl WitnessRefusal {
+    /// Evidence that the log misbehaved (or was restored from a backup).
+    pub fn is_alarm(self) -> bool {
+        matches!(
+            self,
+            WitnessRefusal::Shrank | WitnessRefusal::Fork | WitnessRefusal::Inconsistent
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WitnessRefusal::OldSizeMismatch => "old-size-mismatch",
+            WitnessRefusal::BadCheckpoint => "bad-checkpoint",
+            WitnessRefusal::Shrank => "shrank",
+            WitnessRefusal::Fork => "fork",
+            WitnessRefusal::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+/// Bounds on the witnessing frames: a checkpoint note is a few hundred
+/// bytes, a proof at most 64 hashes (2^64 leaves).
+pub const MAX_CHECKPOINT_NOTE: usize = 8 * 1024;
+pub const MAX_PROOF_HASHES: usize = 64;
 
 /// Why the receiver refused an envelope: what the sender should do next
 /// depends on it (see [`RejectReason::is_permanent`]).

@@ -11,6 +11,37 @@ pub fn get(socket: &Path, path: &str) -> std::io::Result<(u16, Value)> {
     request(socket, "GET", path, None)
 }
 
+/// The body of a GET as text, whatever its type.
+pub fn get_raw(socket: &Path, path: &str) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: comity\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(
+            head.lines().next().unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        },
+    )
+}
+
 pub fn post(socket: &Path, path: &str, body: &Value) -> std::io::Result<(u16, Value)> {
     request(socket, "POST", path, Some(body.to_string().as_bytes()))
 }

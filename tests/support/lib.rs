@@ -52,7 +52,8 @@ impl TestNode {
             "[node]\nname = {name:?}\ncountry = {country:?}\nlisten = \"127.0.0.1:{port}\"\n\
              identity_key = \"keys/node.key\"\ndata_dir = \"data\"\nadmin_socket = \"admin.sock\"\n\n\
              [limits]\nhandshake_timeout_secs = 3\nidle_timeout_secs = 5\n\n\
-             [retry]\ninitial_backoff_ms = 100\nmax_backoff_secs = 1\n"
+             [retry]\ninitial_backoff_ms = 100\nmax_backoff_secs = 1\n\n\
+             [audit]\ncheckpoint_entries = 50\ncheckpoint_interval_secs = 1\n"
         );
         std::fs::write(dir.path().join("comity.toml"), config).unwrap();
         TestNode {
@@ -169,6 +170,17 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The node's secret keys (from its key file), for tests that must
+    /// forge what only this node could sign.
+    pub fn identity(&self) -> Identity {
+        comity_config::load_key_file(&self.dir().join("keys/node.key")).unwrap()
+    }
+
+    /// The raw body of a GET (for the audit export).
+    pub fn get_text(&self, path: &str) -> String {
+        http::get_raw(&self.socket(), path).unwrap()
     }
 
     pub fn get(&self, path: &str) -> Value {

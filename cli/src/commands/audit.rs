@@ -1,9 +1,151 @@
+//! `comity audit`: export and prove (through the daemon), verify (offline,
+//! with nothing but `comity-protocol`).
+
+use std::fs::File;
+use std::io::{BufReader, Write};
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
+use comity_protocol::audit::proof_file::verify_inclusion_file;
+use comity_protocol::{MessageId, NodeId};
 
 use crate::args::AuditCommand;
+use crate::client;
+use crate::output;
 
-pub fn run(_config: Option<&Path>, _cmd: AuditCommand) -> Result<()> {
-    bail!("not yet: the audit log arrives with its own issue")
+pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Export { out } => {
+            let client = client::for_config(&super::config_path(config.map(Path::to_path_buf))?)?;
+            let tmp = out.with_extension("partial");
+            let mut file = std::io::BufWriter::new(
+                File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+            );
+            let bytes = client.download("/v1/audit/export", &mut file)?;
+            file.flush()?;
+            drop(file);
+            std::fs::rename(&tmp, &out)?;
+            println!(
+                "audit log exported to {} ({bytes} bytes); check it with `comity audit verify {}`",
+                out.display(),
+                out.display()
+            );
+        }
+        AuditCommand::Verify {
+            path,
+            node,
+            witnesses,
+            json,
+        } => {
+            let options = VerifyOptions {
+                expected_node: node.as_deref().map(str::parse::<NodeId>).transpose()?,
+                required_witnesses: witnesses
+                    .iter()
+                    .map(|w| w.parse::<NodeId>())
+                    .collect::<Result<_, _>>()?,
+                threads: 0,
+            };
+            let file =
+                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let report = verify_bundle(BufReader::with_capacity(1 << 20, file), &options)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if json {
+                output::json(&serde_json::to_value(&report)?);
+            } else {
+                print_report(&report);
+            }
+            if !report.is_valid() {
+                bail!(
+                    "{}: the audit log does NOT verify ({} findings)",
+                    path.display(),
+                    report.findings.len() as u64 + report.findings_omitted
+                );
+            }
+        }
+        AuditCommand::Proof { id, out } => {
+            let id: MessageId = id.parse()?;
+            let client = client::for_config(&super::config_path(config.map(Path::to_path_buf))?)?;
+            let mut buf = Vec::new();
+            client.download(&format!("/v1/audit/proof/{id}"), &mut buf)?;
+            std::fs::write(&out, &buf)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("inclusion proof for {id} written to {}; check it with `comity audit verify-proof {}`", out.display(), out.display());
+        }
+        AuditCommand::VerifyProof { path, json } => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let report = verify_inclusion_file(&text).map_err(|e| {
+                anyhow::anyhow!("{}: the proof does NOT verify: {e}", path.display())
+            })?;
+            if json {
+                output::json(&serde_json::to_value(&report)?);
+            } else {
+                println!(
+                    "proof verified: {} entries about message {} are in the log of {}",
+                    report.entries.len(),
+                    report.message_id,
+                    report.node_id
+                );
+                println!(
+                    "  checkpoint: size {}, root {}",
+                    report.checkpoint_size, report.checkpoint_root
+                );
+                for c in &report.cosigners {
+                    println!(
+                        "  cosigned by: {}",
+                        serde_json::to_value(c)
+                            .map(|v| v.to_string())
+                            .unwrap_or_default()
+                    );
+                }
+                for e in &report.entries {
+                    println!(
+                        "  #{} {} {} {}",
+                        e.seq,
+                        output::time(&serde_json::Value::from(e.time.as_millis())),
+                        e.kind,
+                        e.detail
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_report(r: &comity_protocol::audit::bundle::Report) {
+    let node = r
+        .node_id
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "?".into());
+    if r.is_valid() {
+        println!("VERIFIED: the audit log of {node} is intact");
+    } else {
+        println!("FAILED: the audit log of {node} does not verify");
+    }
+    println!(
+        "  entries: {}, signed checkpoints: {}",
+        r.entries, r.checkpoints
+    );
+    if let Some(c) = &r.newest_checkpoint {
+        println!("  newest checkpoint: size {}, root {}", c.size, c.root);
+    }
+    if !r.node_pinned {
+        println!(
+            "  note: the node key was taken from the bundle itself; pass --node NODEID to pin it"
+        );
+    }
+    for w in &r.witnesses {
+        println!(
+            "  witness {}: cosigned {} checkpoints, newest size {}",
+            w.witness, w.cosigned_checkpoints, w.newest_size
+        );
+    }
+    for f in &r.findings {
+        println!("  PROBLEM: {f}");
+    }
+    if r.findings_omitted > 0 {
+        println!("  ... and {} more problems", r.findings_omitted);
+    }
 }

@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
     given.context(
         "no configuration given: pass --config DIR/comity.toml or set COMITY_CONFIG \
          (create a node with `comity init`)",

@@ -44,6 +44,8 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/messages/{id}/status", post(set_status))
         .route("/v1/messages/{id}/reply", post(reply))
         .route("/v1/stats", get(stats))
+        .route("/v1/audit/export", get(audit_export))
+        .route("/v1/audit/proof/{id}", get(audit_proof))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -311,6 +313,7 @@ async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Valu
         "outbox": by_state,
         "inbox": inbox,
         "rejected": node.rejections().map_err(ApiError::internal)?.len(),
+        "audit": audit_status(&node)?,
     })))
 }
 
@@ -532,4 +535,102 @@ async fn show_message(
         "not-found",
         format!("no message {id} on this node"),
     ))
+}
+
+fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
+    let audit = node.audit();
+    let witnesses: Vec<serde_json::Value> = node
+        .peers()
+        .iter()
+        .map(|p| json!({"peer": p.id, "country": p.country, "cosigned_size": audit.cosigned_by(&p.id)}))
+        .collect();
+    Ok(json!({
+        "origin": audit.origin(),
+        "entries": audit.size(),
+        "latest_checkpoint": *audit.latest().borrow(),
+        "witnesses": witnesses,
+        "alarms": audit.alarms().map_err(ApiError::internal)?,
+    }))
+}
+
+/// The whole log as a bundle (JSON Lines), streamed as it is written.
+async fn audit_export(State(node): State<AppState>) -> Result<Response, ApiError> {
+    node.audit_note(
+        crate::audit::Fact::new(
+            comity_protocol::audit::entry::AuditKind::AdminAction,
+            comity_protocol::audit::entry::Actor::Operator,
+        )
+        .detail("audit export"),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let node = node.node.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
+        let result = node
+            .audit()
+            .export(node.identity(), &node.id(), &mut w)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|_| std::io::Write::flush(&mut w));
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(ApiError::internal)
+}
+
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::other("client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn audit_proof(
+    State(node): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&path_param(id)?)?;
+    node.audit_note(
+        crate::audit::Fact::new(
+            comity_protocol::audit::entry::AuditKind::AdminAction,
+            comity_protocol::audit::entry::Actor::Operator,
+        )
+        .message(id)
+        .detail("audit proof"),
+    );
+    let node = node.node.clone();
+    let proof =
+        tokio::task::spawn_blocking(move || node.audit().proof(node.identity(), &node.id(), id))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    match proof {
+        Some(json) => Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(json))
+            .map_err(ApiError::internal)?),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no audit entry names message {id}"),
+        )),
+    }
 }

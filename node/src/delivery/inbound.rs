@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
+use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
 use comity_protocol::receipt::Receipt;
-use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::session::{RejectReason, SessionFrame, MAX_CHECKPOINT_NOTE, MAX_PROOF_HASHES};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::audit::Fact;
 use crate::business;
 use crate::events::Event;
 use crate::node::Shared;
@@ -145,6 +147,18 @@ async fn serve_stream(
             Ok(wire::Incoming::Frame(SessionFrame::Envelope(bytes))) => {
                 Answer::Frame(receive(&shared, peer, &keys, &bytes))
             }
+            Ok(wire::Incoming::Frame(SessionFrame::Checkpoint {
+                note,
+                old_size,
+                proof,
+            })) => {
+                if note.len() > MAX_CHECKPOINT_NOTE || proof.len() > MAX_PROOF_HASHES {
+                    record_bad_stream(&shared, peer, "oversize checkpoint or proof");
+                    Answer::Close("oversize checkpoint")
+                } else {
+                    Answer::Frame(witness(&shared, peer, &note, old_size, &proof))
+                }
+            }
             Ok(wire::Incoming::Oversize { len, id: Some(id) }) => {
                 let detail = format!("{len} bytes, above this node's limit of {max_frame}");
                 Answer::Frame(reject(
@@ -261,9 +275,18 @@ fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> Sess
     .and_then(|checked| checked.open(me));
     let opened = match result {
         Ok(o) => o,
-        Err(EnvelopeError::AlreadyReceived { id, .. }) => {
+        Err(EnvelopeError::AlreadyReceived { id, digest }) => {
             return match shared.store.seen(&peer, &id) {
-                Ok(Some(entry)) => SessionFrame::Receipt(entry.receipt),
+                Ok(Some(entry)) => {
+                    shared.audit.note(
+                        Fact::new(AuditKind::ReceiptSent, Actor::Node)
+                            .peer(peer)
+                            .message(id)
+                            .digest(Some(digest))
+                            .detail("duplicate"),
+                    );
+                    SessionFrame::Receipt(entry.receipt)
+                }
                 _ => reject(
                     shared,
                     peer,
@@ -318,9 +341,29 @@ fn receive(shared: &Shared, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> Sess
         digest: opened.envelope_digest,
         receipt: receipt_bytes.clone(),
     };
+    // The entries go first: whatever the store keeps of this, the log has.
+    shared.audit.note(
+        Fact::new(AuditKind::MessageReceived, Actor::Peer)
+            .peer(peer)
+            .message(id)
+            .digest(Some(record.digest))
+            .detail(kind.name()),
+    );
+    shared.audit.note(
+        Fact::new(AuditKind::ReceiptSent, Actor::Node)
+            .peer(peer)
+            .message(id)
+            .digest(Some(record.digest)),
+    );
     match shared.store.insert_inbound_if_new(&record) {
         Ok(None) => {
             if let Some(update) = status_update {
+                shared.audit.note(
+                    Fact::new(AuditKind::StatusChanged, Actor::Peer)
+                        .peer(peer)
+                        .message(update.regarding)
+                        .detail(update.status.name()),
+                );
                 if let Err(e) = business::on_status_received(&shared.store, peer, id, &update, now)
                 {
                     warn!(error = %e, "cannot record a status update");
@@ -387,6 +430,12 @@ fn reject(
         reason,
         detail: detail.clone(),
     };
+    shared.audit.note(
+        Fact::new(AuditKind::EnvelopeRejected, Actor::Node)
+            .peer(peer)
+            .digest((!bytes.is_empty()).then_some(rejection.digest))
+            .detail(reason.name()),
+    );
     if let Err(e) = shared.store.record_rejection(&rejection) {
         warn!(error = %e, "cannot record a rejection");
     }
@@ -408,6 +457,11 @@ fn record_bad_stream(shared: &Shared, peer: NodeId, why: &str) {
         reason: RejectReason::Malformed,
         detail: why.chars().take(200).collect(),
     };
+    shared.audit.note(
+        Fact::new(AuditKind::EnvelopeRejected, Actor::Node)
+            .peer(peer)
+            .detail(&rejection.detail),
+    );
     if let Err(e) = shared.store.record_rejection(&rejection) {
         warn!(error = %e, "cannot record a rejection");
     }
@@ -416,4 +470,51 @@ fn record_bad_stream(shared: &Shared, peer: NodeId, why: &str) {
         id: None,
         reason: RejectReason::Malformed,
     });
+}
+
+/// This node as `peer`'s witness: cosign its checkpoint if it extends the
+/// last one cosigned; otherwise refuse, and if the log misbehaved (rolled
+/// back, forked, rewritten), record it and raise an alarm.
+fn witness(
+    shared: &Shared,
+    peer: NodeId,
+    note: &str,
+    old_size: u64,
+    proof: &[Digest],
+) -> SessionFrame {
+    match shared
+        .audit
+        .witness(&shared.identity, &peer, note, old_size, proof)
+    {
+        Ok((size, line)) => {
+            shared.audit.note(
+                Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+                    .peer(peer)
+                    .detail(&size.to_string()),
+            );
+            SessionFrame::Cosigned { size, line }
+        }
+        Err(r) => {
+            if r.reason.is_alarm() {
+                let text = format!(
+                    "peer {peer} presented checkpoint {} that is not consistent with size {} cosigned before ({}): {}",
+                    r.size, r.witnessed_size, r.reason.name(), r.detail
+                );
+                shared.audit.note(
+                    Fact::new(AuditKind::CheckpointRefused, Actor::Node)
+                        .peer(peer)
+                        .detail(&format!("{} at size {}", r.reason.name(), r.size)),
+                );
+                shared.audit.alarm(&text);
+            } else {
+                debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "checkpoint not cosigned");
+            }
+            SessionFrame::CheckpointRefused {
+                size: r.size,
+                witnessed_size: r.witnessed_size,
+                reason: r.reason,
+                detail: r.detail.chars().take(200).collect(),
+            }
+        }
+    }
 }

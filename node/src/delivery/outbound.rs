@@ -6,13 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::seal;
 use comity_protocol::receipt::Receipt;
-use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
 use comity_protocol::{Digest, MessageId, PeerKeys, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::audit::Fact;
 use crate::events::Event;
 use crate::node::Shared;
 use crate::peers::Peer;
@@ -47,10 +49,14 @@ enum SessionError {
 /// Runs until shutdown: the life of one peer's outgoing traffic.
 pub async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut stop: ShutdownSignal) {
     let mut failures: u32 = 0;
+    let mut latest = shared.audit.latest();
     loop {
-        while peer.queue.is_empty() {
+        // Connect when there is something to send: messages, or a
+        // checkpoint this peer has not cosigned yet.
+        while peer.queue.is_empty() && *latest.borrow() <= shared.audit.cosigned_by(&peer.id()) {
             tokio::select! {
                 _ = peer.queue.wait() => {}
+                _ = latest.changed() => {}
                 _ = stop.triggered() => return,
             }
         }
@@ -139,7 +145,15 @@ async fn session(
             .map_err(|e| SessionError::Protocol(format!("bad encryption key: {e}")))?,
         _ => return Err(SessionError::Protocol("expected hello".into())),
     };
-    if shared.store.peer_key(&peer.id())?.as_ref() != Some(keys.cert()) {
+    let known = shared.store.peer_key(&peer.id())?;
+    if known.as_ref() != Some(keys.cert()) {
+        if known.is_some() {
+            shared.audit.note(
+                Fact::new(AuditKind::KeyChanged, Actor::Peer)
+                    .peer(peer.id())
+                    .detail("encryption key"),
+            );
+        }
         shared.store.put_peer_key(keys.cert())?;
     }
     peer.set_connected(true);
@@ -152,11 +166,16 @@ async fn session(
         entries: HashMap::new(),
     }));
 
-    let reader = read_answers(shared, peer, &keys, &mut recv, &in_flight);
+    let witnessing = Witnessing::default();
+    let reader = read_answers(shared, peer, &keys, &mut recv, &in_flight, &witnessing);
     let writer = async {
+        let mut latest = shared.audit.latest();
         loop {
+            offer_checkpoint(shared, peer, &witnessing, &latest, &mut send).await?;
             let permit = tokio::select! {
                 p = window.clone().acquire_owned() => p.map_err(|_| SessionError::Protocol("window closed".into()))?,
+                _ = latest.changed() => continue,
+                _ = witnessing.poke.notified() => continue,
                 _ = stop.triggered() => break,
             };
             let id = loop {
@@ -165,6 +184,12 @@ async fn session(
                 }
                 tokio::select! {
                     _ = peer.queue.wait() => {}
+                    _ = latest.changed() => {
+                        offer_checkpoint(shared, peer, &witnessing, &latest, &mut send).await?;
+                    }
+                    _ = witnessing.poke.notified() => {
+                        offer_checkpoint(shared, peer, &witnessing, &latest, &mut send).await?;
+                    }
                     _ = stop.triggered() => break None,
                 }
             };
@@ -215,6 +240,54 @@ async fn session(
         peer.set_connected(false);
     }
     result
+}
+
+/// This connection's part in having our checkpoints witnessed by the peer.
+#[derive(Default)]
+struct Witnessing {
+    /// The size the peer says it cosigned last, when it told us (a refusal
+    /// for an old-size mismatch); otherwise our record of its cosignatures.
+    from: Mutex<Option<u64>>,
+    /// The (old size, new size) last offered, so each is offered once.
+    offered: Mutex<Option<(u64, u64)>>,
+    /// Wakes the writer to offer again.
+    poke: tokio::sync::Notify,
+}
+
+/// Offers the peer our newest durable checkpoint with a consistency proof
+/// from what it last cosigned, unless already offered.
+async fn offer_checkpoint(
+    shared: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    w: &Witnessing,
+    latest: &tokio::sync::watch::Receiver<u64>,
+    send: &mut quinn::SendStream,
+) -> Result<(), SessionError> {
+    let newest = *latest.borrow();
+    let old = (*w.from.lock().unwrap_or_else(|p| p.into_inner()))
+        .unwrap_or_else(|| shared.audit.cosigned_by(&peer.id()));
+    if newest <= old || *w.offered.lock().unwrap_or_else(|p| p.into_inner()) == Some((old, newest))
+    {
+        return Ok(());
+    }
+    let offer = match shared.audit.offer(old) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(peer = %peer.id().short(), error = %e, "cannot offer a checkpoint");
+            return Ok(());
+        }
+    };
+    if let Some((size, note, proof)) = offer {
+        *w.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some((old, size));
+        let frame = SessionFrame::Checkpoint {
+            note,
+            old_size: old,
+            proof,
+        };
+        wire::write_frame(send, &frame).await?;
+        debug!(peer = %peer.id().short(), size, from = old, "checkpoint offered for witnessing");
+    }
+    Ok(())
 }
 
 /// Loads (sealing it first if needed) the envelope for `id`; `None` when
@@ -285,6 +358,13 @@ async fn prepare(
     status.state = OutboundState::Sent;
     status.attempts = status.attempts.saturating_add(1);
     status.sent_at = Some(Timestamp::now());
+    shared.audit.note(
+        Fact::new(AuditKind::MessageSent, Actor::Node)
+            .peer(peer.id())
+            .message(id)
+            .digest(Some(digest))
+            .detail(&format!("attempt {}", status.attempts)),
+    );
     shared.store.put_outbound_status(&id, &status)?;
     Ok(Some((bytes, digest, status.attempts)))
 }
@@ -297,6 +377,12 @@ fn fail(
     reason: String,
 ) -> Result<(), SessionError> {
     warn!(%id, peer = %peer.id().short(), %reason, "message failed");
+    shared.audit.note(
+        Fact::new(AuditKind::MessageFailed, Actor::Node)
+            .peer(peer.id())
+            .message(id)
+            .detail(&reason),
+    );
     status.state = OutboundState::Failed;
     status.last_error = Some(reason.clone());
     shared.store.put_outbound_status(&id, status)?;
@@ -314,6 +400,7 @@ async fn read_answers(
     keys: &PeerKeys,
     recv: &mut quinn::RecvStream,
     in_flight: &Arc<Mutex<InFlight>>,
+    witnessing: &Witnessing,
 ) -> Result<(), SessionError> {
     let me = shared.identity.id();
     loop {
@@ -331,6 +418,46 @@ async fn read_answers(
                 Err(e) => return Err(SessionError::Protocol(format!("undecodable receipt: {e}"))),
             },
             SessionFrame::Rejected { id, reason, detail } => (id, Err((reason, detail))),
+            SessionFrame::Cosigned { size, line } => {
+                match shared.audit.accept_cosignature(&peer.id(), size, &line) {
+                    Ok(()) => {
+                        shared.audit.note(
+                            Fact::new(AuditKind::CheckpointCosigned, Actor::Peer)
+                                .peer(peer.id())
+                                .detail(&size.to_string()),
+                        );
+                        *witnessing.from.lock().unwrap_or_else(|p| p.into_inner()) = Some(size);
+                    }
+                    Err(e) => warn!(peer = %peer.id().short(), error = %e, "cosignature refused"),
+                }
+                continue;
+            }
+            SessionFrame::CheckpointRefused {
+                size,
+                witnessed_size,
+                reason,
+                detail,
+            } => {
+                let ours = shared.audit.size();
+                if reason == WitnessRefusal::OldSizeMismatch && witnessed_size <= ours {
+                    *witnessing.from.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(witnessed_size);
+                    witnessing.poke.notify_one();
+                } else {
+                    let detail: String = detail.chars().take(200).collect();
+                    shared.audit.note(
+                        Fact::new(AuditKind::CheckpointRefused, Actor::Peer)
+                            .peer(peer.id())
+                            .detail(&format!("{} at size {size}", reason.name())),
+                    );
+                    shared.audit.alarm(&format!(
+                        "witness {} refused our checkpoint of size {size} ({}; it cosigned size {witnessed_size}, our log has {ours} entries): {detail}",
+                        peer.id(),
+                        reason.name()
+                    ));
+                }
+                continue;
+            }
             _ => return Err(SessionError::Protocol("unexpected frame".into())),
         };
         let digest = in_flight
@@ -363,6 +490,12 @@ async fn read_answers(
                     )));
                 }
                 answered();
+                shared.audit.note(
+                    Fact::new(AuditKind::ReceiptReceived, Actor::Peer)
+                        .peer(peer.id())
+                        .message(id)
+                        .digest(Some(digest)),
+                );
                 status.state = OutboundState::Delivered;
                 status.delivered_at = Some(Timestamp::now());
                 status.receipt = Some(bytes);

@@ -13,7 +13,9 @@
 //! * `business`: `regarding id ‖ sequence` → [`BusinessEvent`]
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
+//! * `audit`: the audit log (see [`audit`])
 
+pub mod audit;
 mod commit;
 pub mod records;
 
@@ -55,6 +57,7 @@ pub struct Store {
     rejections: sled::Tree,
     peer_keys: sled::Tree,
     business: sled::Tree,
+    audit: sled::Tree,
     committer: Committer,
     flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Serialises "is this (sender, id) new? then insert it", so two copies
@@ -108,6 +111,7 @@ impl Store {
             rejections: db.open_tree("rejections")?,
             peer_keys: db.open_tree("peer_keys")?,
             business: db.open_tree("business")?,
+            audit: db.open_tree("audit")?,
             committer,
             flusher: Arc::new(Mutex::new(Some(flusher))),
             inbound_gate: Arc::new(Mutex::new(())),

@@ -1,0 +1,496 @@
+//! The node's audit log: every event an entry in an RFC 6962 Merkle tree,
+//! checkpoints signed with the node's key, cosignatures from its peers, and
+//! this node's own duties as a witness of theirs. The math and formats are
+//! in `comity_protocol::audit`; the bytes live in `store::audit`.
+//!
+//! Durability: [`AuditLog::record`] writes the entry before the caller
+//! writes the event it describes, and both become durable at the caller's
+//! next commit (flush), so an event on disk never lacks its entry.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+
+use comity_protocol::audit::bundle::BundleWriter;
+use comity_protocol::audit::checkpoint::{
+    check_witness_update, cosign, open_checkpoint, origin_for, sign_checkpoint, verify_cosignature,
+    Checkpoint, WitnessError,
+};
+use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind, MAX_DETAIL_BYTES};
+use comity_protocol::audit::merkle::{consistency_proof, Frontier, SubtreeHashes};
+use comity_protocol::audit::proof_file::InclusionProofFile;
+use comity_protocol::session::WitnessRefusal;
+use comity_protocol::{Digest, Identity, MessageId, NodeId, Timestamp};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::store::audit::AuditAppend;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("audit log: {0}")]
+    Log(String),
+}
+
+fn log_err(e: impl std::fmt::Display) -> AuditError {
+    AuditError::Log(e.to_string())
+}
+
+/// Complete subtree hashes, read from the store.
+struct StoredHashes<'a>(&'a Store);
+
+impl SubtreeHashes for StoredHashes<'_> {
+    type Error = AuditError;
+
+    fn complete(&self, level: u32, index: u64) -> Result<Digest, AuditError> {
+        self.0.audit_node(level, index)?.ok_or_else(|| {
+            AuditError::Log(format!("missing tree node level {level} index {index}"))
+        })
+    }
+}
+
+/// One fact to record.
+pub struct Fact<'a> {
+    pub kind: AuditKind,
+    pub actor: Actor,
+    pub peer: Option<NodeId>,
+    pub message: Option<MessageId>,
+    pub digest: Option<Digest>,
+    pub detail: &'a str,
+}
+
+impl<'a> Fact<'a> {
+    pub fn new(kind: AuditKind, actor: Actor) -> Self {
+        Fact {
+            kind,
+            actor,
+            peer: None,
+            message: None,
+            digest: None,
+            detail: "",
+        }
+    }
+
+    pub fn peer(mut self, p: NodeId) -> Self {
+        self.peer = Some(p);
+        self
+    }
+
+    pub fn message(mut self, m: MessageId) -> Self {
+        self.message = Some(m);
+        self
+    }
+
+    pub fn digest(mut self, d: Option<Digest>) -> Self {
+        self.digest = d;
+        self
+    }
+
+    pub fn detail(mut self, d: &'a str) -> Self {
+        self.detail = d;
+        self
+    }
+}
+
+/// An entry's detail: one line, bounded.
+fn clean_detail(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    while out.len() > MAX_DETAIL_BYTES {
+        out.pop();
+    }
+    out
+}
+
+pub struct AuditLog {
+    store: Store,
+    origin: String,
+    enabled: bool,
+    frontier: Mutex<Frontier>,
+    checkpoint_every: u64,
+    /// Woken when enough entries were added for a checkpoint.
+    pub due: Notify,
+    /// The newest checkpoint's size.
+    signed: std::sync::atomic::AtomicU64,
+    /// The newest checkpoint known to be on disk, for senders to offer to
+    /// witnesses (a witness must never cosign what a crash could undo).
+    latest: watch::Sender<u64>,
+    /// Per witness, the largest size it cosigned.
+    cosigned: Mutex<HashMap<NodeId, u64>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the log without re-reading it: the frontier is stored.
+    pub fn open(
+        store: Store,
+        node: &NodeId,
+        checkpoint_every: u64,
+        enabled: bool,
+    ) -> Result<Self, AuditError> {
+        let frontier = match store.audit_frontier()? {
+            Some(b) => Frontier::from_bytes(&b).map_err(log_err)?,
+            None => Frontier::new(),
+        };
+        let latest = store.checkpoints()?.last().map(|(s, _)| *s).unwrap_or(0);
+        let mut cosigned = HashMap::new();
+        for (size, witness, _) in store.cosignatures()? {
+            let e = cosigned.entry(witness).or_insert(0);
+            *e = (*e).max(size);
+        }
+        Ok(AuditLog {
+            store,
+            origin: origin_for(node),
+            enabled,
+            frontier: Mutex::new(frontier),
+            checkpoint_every: checkpoint_every.max(1),
+            due: Notify::new(),
+            signed: std::sync::atomic::AtomicU64::new(latest),
+            latest: watch::channel(latest).0,
+            cosigned: Mutex::new(cosigned),
+        })
+    }
+
+    fn frontier(&self) -> std::sync::MutexGuard<'_, Frontier> {
+        self.frontier.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.frontier().size()
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Appends one entry (not yet flushed: the caller's commit does that).
+    pub fn record(&self, fact: Fact<'_>) -> Result<u64, AuditError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let mut frontier = self.frontier();
+        let seq = frontier.size();
+        let entry = AuditEntry {
+            seq,
+            time: Timestamp::now(),
+            kind: fact.kind,
+            actor: fact.actor,
+            peer: fact.peer,
+            message_id: fact.message,
+            envelope_digest: fact.digest,
+            detail: clean_detail(fact.detail),
+        };
+        let leaf = entry.to_leaf().map_err(log_err)?;
+        let mut next = frontier.clone();
+        let completed = next
+            .push(comity_protocol::audit::merkle::leaf_hash(&leaf))
+            .map_err(log_err)?;
+        self.store.audit_append(&AuditAppend {
+            seq,
+            leaf: &leaf,
+            nodes: &completed,
+            frontier: &next.to_bytes(),
+            message: fact.message,
+        })?;
+        *frontier = next;
+        let since =
+            (seq + 1).saturating_sub(self.signed.load(std::sync::atomic::Ordering::Relaxed));
+        drop(frontier);
+        if since >= self.checkpoint_every {
+            self.due.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// Logs a failure to record instead of failing the event: the event
+    /// already happened. (Only a store error can cause it, and the store
+    /// error will surface on the event's own write too.)
+    pub fn note(&self, fact: Fact<'_>) {
+        if let Err(e) = self.record(fact) {
+            warn!(error = %e, "cannot append to the audit log");
+        }
+    }
+
+    /// Signs a checkpoint of the current tree if it grew since the last.
+    /// Returns its size.
+    pub fn checkpoint(&self, identity: &Identity) -> Result<Option<u64>, AuditError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let (size, root) = {
+            let f = self.frontier();
+            (f.size(), f.root())
+        };
+        if size == 0 || size <= self.signed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let note = sign_checkpoint(
+            identity,
+            &Checkpoint {
+                origin: self.origin.clone(),
+                size,
+                root,
+            },
+        )
+        .map_err(log_err)?;
+        self.store.put_checkpoint(size, &note)?;
+        self.signed
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(size))
+    }
+
+    /// Offers the newest signed checkpoint to witnesses. Call only after a
+    /// commit that made it durable.
+    pub fn publish(&self) {
+        let signed = self.signed.load(std::sync::atomic::Ordering::Relaxed);
+        self.latest.send_if_modified(|l| {
+            let newer = signed > *l;
+            if newer {
+                *l = signed;
+            }
+            newer
+        });
+    }
+
+    pub fn latest(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    pub fn cosigned_by(&self, witness: &NodeId) -> u64 {
+        *self
+            .cosigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(witness)
+            .unwrap_or(&0)
+    }
+
+    /// What to send `witness`: the newest checkpoint and a proof from
+    /// `old_size`, if there is anything newer than `old_size`.
+    pub fn offer(&self, old_size: u64) -> Result<Option<(u64, String, Vec<Digest>)>, AuditError> {
+        let Some((size, note)) = self.store.checkpoints()?.pop() else {
+            return Ok(None);
+        };
+        if size <= old_size {
+            return Ok(None);
+        }
+        let proof =
+            consistency_proof(&StoredHashes(&self.store), old_size, size).map_err(log_err)?;
+        Ok(Some((size, note, proof)))
+    }
+
+    /// Verifies and stores `witness`'s cosignature on our checkpoint `size`.
+    pub fn accept_cosignature(
+        &self,
+        witness: &NodeId,
+        size: u64,
+        line: &str,
+    ) -> Result<(), AuditError> {
+        let note = self
+            .store
+            .checkpoints()?
+            .into_iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, n)| n)
+            .ok_or_else(|| AuditError::Log(format!("no checkpoint of size {size}")))?;
+        let (_, parsed) =
+            open_checkpoint(&note, &self.origin, &node_of(&self.origin)?).map_err(log_err)?;
+        verify_cosignature(line, &origin_for(witness), witness, parsed.text()).map_err(log_err)?;
+        self.store.put_cosignature(size, witness, line)?;
+        let mut c = self.cosigned.lock().unwrap_or_else(|p| p.into_inner());
+        let e = c.entry(*witness).or_insert(0);
+        *e = (*e).max(size);
+        Ok(())
+    }
+
+    /// The witness's side: checks `peer`'s checkpoint against the last one
+    /// cosigned for it, persists it, and returns the cosignature line. The
+    /// caller commits before sending the line.
+    pub fn witness(
+        &self,
+        me: &Identity,
+        peer: &NodeId,
+        note_text: &str,
+        old_size: u64,
+        proof: &[Digest],
+    ) -> Result<(u64, String), Refused> {
+        let origin = origin_for(peer);
+        let previous = self
+            .store
+            .witnessed(peer)
+            .map_err(|e| Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}")))?
+            .as_deref()
+            .and_then(|t| open_checkpoint(t, &origin, peer).ok())
+            .map(|(c, _)| c);
+        let witnessed = previous.as_ref().map(|c| c.size).unwrap_or(0);
+        let (new, note) = open_checkpoint(note_text, &origin, peer).map_err(|e| {
+            Refused::new(WitnessRefusal::BadCheckpoint, 0, witnessed, e.to_string())
+        })?;
+        let refused =
+            |r: WitnessRefusal, detail: String| Refused::new(r, new.size, witnessed, detail);
+        if let Some(prev) = &previous {
+            if new.size < prev.size {
+                let e = WitnessError::Shrank {
+                    old_size: prev.size,
+                    new_size: new.size,
+                };
+                return Err(refused(WitnessRefusal::Shrank, e.to_string()));
+            }
+        }
+        if old_size != witnessed {
+            return Err(refused(
+                WitnessRefusal::OldSizeMismatch,
+                format!("last cosigned size is {witnessed}, not {old_size}"),
+            ));
+        }
+        check_witness_update(previous.as_ref(), &new, proof).map_err(|e| match e {
+            WitnessError::Fork { .. } => refused(WitnessRefusal::Fork, e.to_string()),
+            WitnessError::Shrank { .. } => refused(WitnessRefusal::Shrank, e.to_string()),
+            WitnessError::Inconsistent { .. } => {
+                refused(WitnessRefusal::Inconsistent, e.to_string())
+            }
+            WitnessError::WrongOrigin { .. } => {
+                refused(WitnessRefusal::BadCheckpoint, e.to_string())
+            }
+        })?;
+        self.store
+            .put_witnessed(peer, note_text)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
+        let now_secs = Timestamp::now().as_millis() / 1000;
+        let line = cosign(me, &origin_for(&me.id()), note.text(), now_secs)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        Ok((new.size, line))
+    }
+
+    /// Records an alarm (kept, and shown in the node's status).
+    pub fn alarm(&self, text: &str) {
+        warn!(alarm = text, "AUDIT ALARM");
+        if let Err(e) = self.store.put_alarm(text) {
+            warn!(error = %e, "cannot store an alarm");
+        }
+    }
+
+    pub fn alarms(&self) -> Result<Vec<String>, AuditError> {
+        Ok(self.store.alarms()?)
+    }
+
+    /// Writes the whole log as a bundle, ending with a fresh checkpoint
+    /// that covers every entry written.
+    pub fn export(
+        &self,
+        identity: &Identity,
+        node: &NodeId,
+        out: impl Write,
+    ) -> Result<u64, AuditError> {
+        self.checkpoint(identity)?;
+        let checkpoints = self.store.checkpoints()?;
+        let size = checkpoints.last().map(|(s, _)| *s).unwrap_or(0);
+        let mut w = BundleWriter::new(out, node).map_err(log_err)?;
+        for leaf in self.store.audit_leaves(0) {
+            let (seq, leaf) = leaf?;
+            if seq >= size {
+                break;
+            }
+            w.write_entry(&leaf).map_err(log_err)?;
+        }
+        let cosignatures = self.store.cosignatures()?;
+        for (s, note) in &checkpoints {
+            w.write_checkpoint(note).map_err(log_err)?;
+            for (cs, witness, line) in &cosignatures {
+                if cs == s {
+                    w.write_cosignature(*s, witness, &origin_for(witness), line)
+                        .map_err(log_err)?;
+                }
+            }
+        }
+        w.finish().map_err(log_err)?;
+        info!(
+            entries = size,
+            checkpoints = checkpoints.len(),
+            "audit log exported"
+        );
+        Ok(size)
+    }
+
+    /// An inclusion proof of every entry naming `message`, against the
+    /// newest checkpoint (preferring one with cosignatures attached).
+    pub fn proof(
+        &self,
+        identity: &Identity,
+        node: &NodeId,
+        message: MessageId,
+    ) -> Result<Option<String>, AuditError> {
+        let seqs = self.store.audit_entries_for(&message)?;
+        if seqs.is_empty() {
+            return Ok(None);
+        }
+        let last = seqs.iter().copied().max().unwrap_or(0);
+        let checkpoints = self.store.checkpoints()?;
+        if checkpoints.last().is_none_or(|(s, _)| *s <= last) {
+            self.checkpoint(identity)?;
+        }
+        let cosignatures = self.store.cosignatures()?;
+        let checkpoints = self.store.checkpoints()?;
+        let chosen = checkpoints
+            .iter()
+            .rev()
+            .filter(|(s, _)| *s > last)
+            .find(|(s, _)| cosignatures.iter().any(|(cs, _, _)| cs == s))
+            .or_else(|| checkpoints.iter().rev().find(|(s, _)| *s > last))
+            .ok_or_else(|| AuditError::Log("no checkpoint covers the entries".into()))?;
+        let mut note = chosen.1.clone();
+        for (cs, _, line) in &cosignatures {
+            if *cs == chosen.0 {
+                note.push_str(line.trim_end_matches('\n'));
+                note.push('\n');
+            }
+        }
+        let mut leaves = Vec::new();
+        for seq in seqs {
+            if let Some(leaf) = self.store.audit_leaf(seq)? {
+                leaves.push((seq, leaf));
+            }
+        }
+        let file =
+            InclusionProofFile::build(&StoredHashes(&self.store), node, message, &note, leaves)
+                .map_err(log_err)?;
+        Ok(Some(file.to_json()))
+    }
+}
+
+fn node_of(origin: &str) -> Result<NodeId, AuditError> {
+    comity_protocol::audit::checkpoint::node_for_origin(origin)
+        .ok_or_else(|| AuditError::Log(format!("origin {origin:?} names no node")))
+}
+
+/// A witness's refusal, as it goes back to the log.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: WitnessRefusal,
+    pub size: u64,
+    pub witnessed_size: u64,
+    pub detail: String,
+}
+
+impl Refused {
+    fn new(reason: WitnessRefusal, size: u64, witnessed_size: u64, detail: String) -> Self {
+        Refused {
+            reason,
+            size,
+            witnessed_size,
+            detail,
+        }
+    }
+}
