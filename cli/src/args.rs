@@ -70,15 +70,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a business status update about a message (e.g. registered, executed).
+    /// Without MSGID: this node at a glance. With MSGID --set STATE: send a
+    /// business status update about that message (e.g. registered, executed).
     Status {
         /// The message the status is about.
-        id: String,
+        #[arg(requires = "set")]
+        id: Option<String>,
         /// registered, in-execution, additional-information-needed,
         /// partially-executed, executed, refused, postponed, withdrawn,
         /// acknowledged.
-        #[arg(long, value_name = "STATE")]
-        set: String,
+        #[arg(long, value_name = "STATE", requires = "id")]
+        set: Option<String>,
         /// Free text for the other authority.
         #[arg(long)]
         note: Option<String>,

@@ -25,6 +25,9 @@ pub const HANDSHAKE_TIMEOUT_SECS: u32 = 10;
 pub const HANDSHAKE_TIMEOUT_CEILING_SECS: u32 = 300;
 pub const IDLE_TIMEOUT_SECS: u32 = 60;
 pub const IDLE_TIMEOUT_CEILING_SECS: u32 = 86_400;
+/// Envelopes in flight (sent, receipt not yet back) per connection.
+pub const DELIVERY_WINDOW: u32 = 256;
+pub const DELIVERY_WINDOW_CEILING: u32 = 4096;
 
 pub const INITIAL_BACKOFF_MS: u32 = 500;
 pub const MAX_BACKOFF_SECS: u32 = 300;

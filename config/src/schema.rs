@@ -69,6 +69,9 @@ pub struct Limits {
     pub handshake_timeout_secs: u32,
     /// An idle connection is closed after this. Default 60 s.
     pub idle_timeout_secs: u32,
+    /// Envelopes sent to one peer and not yet answered by a receipt, per
+    /// connection (the pipelining window). Default 256; 1–4096.
+    pub delivery_window: u32,
 }
 
 /// `[retry]`: how the sender retries a peer that is down.
@@ -214,6 +217,7 @@ impl Default for Limits {
             max_message_age_days: defaults::MAX_MESSAGE_AGE_DAYS,
             handshake_timeout_secs: defaults::HANDSHAKE_TIMEOUT_SECS,
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
+            delivery_window: defaults::DELIVERY_WINDOW,
         }
     }
 }

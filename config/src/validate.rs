@@ -159,6 +159,12 @@ impl Config {
                 d::IDLE_TIMEOUT_CEILING_SECS,
                 d::IDLE_TIMEOUT_SECS,
             ),
+            (
+                "limits.delivery_window",
+                l.delivery_window,
+                d::DELIVERY_WINDOW_CEILING,
+                d::DELIVERY_WINDOW,
+            ),
         ];
         for (key, v, max, default) in ranges {
             check_range(

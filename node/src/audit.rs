@@ -117,6 +117,8 @@ pub struct AuditLog {
     pub due: Notify,
     /// The newest checkpoint's size.
     signed: std::sync::atomic::AtomicU64,
+    /// When this process last signed one (for the checkpoint-age metric).
+    signed_at: Mutex<Option<Timestamp>>,
     /// The newest checkpoint known to be on disk, for senders to offer to
     /// witnesses (a witness must never cosign what a crash could undo).
     latest: watch::Sender<u64>,
@@ -158,6 +160,7 @@ impl AuditLog {
             checkpoint_every: checkpoint_every.max(1),
             due: Notify::new(),
             signed: std::sync::atomic::AtomicU64::new(latest),
+            signed_at: Mutex::new(None),
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
         })
@@ -248,6 +251,7 @@ impl AuditLog {
         self.store.put_checkpoint(size, &note)?;
         self.signed
             .store(size, std::sync::atomic::Ordering::Relaxed);
+        *self.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Timestamp::now());
         Ok(Some(size))
     }
 
@@ -262,6 +266,11 @@ impl AuditLog {
             }
             newer
         });
+    }
+
+    /// When the newest checkpoint was signed by this process, if it was.
+    pub fn latest_checkpoint_time(&self) -> Option<Timestamp> {
+        *self.signed_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn latest(&self) -> watch::Receiver<u64> {

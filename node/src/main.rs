@@ -101,8 +101,18 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         );
     }
     let socket = config.node.admin_socket.clone();
+    let metrics_listen = config.node.metrics_listen;
     let node = Arc::new(Node::start(config).await?);
     let admin_stop = Shutdown::new();
+    if let Some(addr) = metrics_listen {
+        let node = node.clone();
+        let stop = admin_stop.signal();
+        tokio::spawn(async move {
+            if let Err(e) = comity_node::metrics::serve(node, addr, stop).await {
+                error!("metrics listener on {addr}: {e}");
+            }
+        });
+    }
     let mut admin = tokio::spawn(comity_node::admin::serve(
         node.clone(),
         socket,

@@ -107,6 +107,11 @@ impl TestNode {
 
     /// Starts `comityd` and waits until its admin API answers.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`TestNode::start`] with extra environment (e.g. `COMITY_METRICS_LISTEN`).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log = OpenOptions::new()
             .create(true)
@@ -117,6 +122,7 @@ impl TestNode {
             .arg("--config")
             .arg(self.config_path())
             .env("COMITY_LOG", "info,comity_node=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,8 +1,420 @@
-use anyhow::{bail, Result};
+//! `comity demo`: three fictional central authorities on 127.0.0.1, each a
+//! real `comityd`, play a short story end to end; then every audit log is
+//! exported and verified offline and the network is shut down.
 
-pub fn run(_keep: Option<std::path::PathBuf>) -> Result<()> {
-    bail!(
-        "not yet: the local three-country demo network arrives once the node, \
-         audit log and admin CLI are built"
-    )
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
+use comity_protocol::NodeId;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+
+struct Authority {
+    name: &'static str,
+    country: &'static str,
+    dir: PathBuf,
+    config: PathBuf,
+    id: NodeId,
+    port: u16,
+    daemon: Option<Child>,
+}
+
+impl Authority {
+    fn client(&self) -> Client {
+        Client::new(self.dir.join("comity.sock"), self.config.clone())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("comityd.log")).unwrap_or_default()
+    }
+}
+
+/// Stops every daemon still running if the demo ends early.
+struct Network(Vec<Authority>);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for a in &mut self.0 {
+            if let Some(mut c) = a.daemon.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ok()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// Sends SIGTERM, the graceful stop.
+#[allow(unsafe_code)]
+fn sigterm(child: &Child) -> Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    // The child has not been waited for, so its pid cannot have been reused
+    // by another process.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    if rc != 0 {
+        bail!("cannot signal comityd (pid {pid})");
+    }
+    Ok(())
+}
+
+fn comityd_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name("comityd");
+    if !p.exists() {
+        bail!(
+            "comityd not found next to comity ({}); build both: cargo build --release",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+pub fn run(keep: Option<PathBuf>) -> Result<()> {
+    let started = Instant::now();
+    let comityd = comityd_path()?;
+    let temp;
+    let root: PathBuf = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                bail!("--keep {}: the directory must be empty", dir.display());
+            }
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+
+    println!("Comity demo: three central authorities on 127.0.0.1, each a real comityd.\n");
+    let cast = [
+        ("Ministry of Justice of Arcadia", "AR"),
+        ("Attorney General of Borduria", "BO"),
+        ("Central Authority of Carpania", "CA"),
+    ];
+    let mut net = Network(Vec::new());
+    for (name, cc) in cast {
+        let dir = root.join(cc.to_ascii_lowercase());
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}").parse()?;
+        // Faster checkpoints and retries than in production, so that the
+        // story fits in seconds.
+        let (id, config) = super::init::create(&dir, name, cc, listen, |t| {
+            t.replace(
+                "checkpoint_interval_secs = 60",
+                "checkpoint_interval_secs = 1",
+            )
+            .replace("checkpoint_entries = 1000", "checkpoint_entries = 10")
+            .replace("initial_backoff_ms = 500", "initial_backoff_ms = 100")
+            .replace("max_backoff_secs = 300", "max_backoff_secs = 2")
+        })?;
+        println!("  {name} ({cc})\n    node id {id}\n    QUIC on 127.0.0.1:{port}");
+        net.0.push(Authority {
+            name,
+            country: cc,
+            dir,
+            config,
+            id,
+            port,
+            daemon: None,
+        });
+    }
+    for a in &mut net.0 {
+        let log = std::fs::File::create(a.dir.join("comityd.log"))?;
+        a.daemon = Some(
+            Command::new(&comityd)
+                .arg("--config")
+                .arg(&a.config)
+                .env("COMITY_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("cannot start comityd")?,
+        );
+    }
+    for a in &net.0 {
+        wait_for(&format!("{}'s admin socket", a.country), || {
+            Ok(a.client().get("/v1/node").is_ok())
+        })
+        .with_context(|| a.log())?;
+    }
+    println!("\nEach operator pins the other two (ids read out over the phone; the checksum catches typos).");
+    for a in &net.0 {
+        for b in &net.0 {
+            if a.country != b.country {
+                a.client().post(
+                    "/v1/peers",
+                    &json!({"id": b.id, "address": format!("127.0.0.1:{}", b.port), "name": b.name, "country": b.country}),
+                )?;
+            }
+        }
+    }
+    let (ar, bo, ca) = (&net.0[0], &net.0[1], &net.0[2]);
+
+    let send = |from: &Authority, to: &Authority, body: Value| -> Result<String> {
+        let v = from
+            .client()
+            .post("/v1/messages", &json!({"to": to.country, "body": body}))?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    };
+    let show = |a: &Authority, id: &str| a.client().get(&format!("/v1/messages/{id}"));
+    let delivered = |from: &Authority, id: &str| -> Result<()> {
+        wait_for(&format!("delivery of {id}"), || {
+            Ok(show(from, id)?["state"] == "delivered")
+        })
+    };
+    let status = |a: &Authority, id: &str, st: Value, note: Option<&str>| -> Result<String> {
+        let v = a.client().post(
+            &format!("/v1/messages/{id}/status"),
+            &json!({"status": st, "note": note}),
+        )?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    };
+
+    println!("\n1. Arcadia asks Borduria, urgently, for bank records (mutual legal assistance, UNCAC art. 46).");
+    let mla = send(
+        ar,
+        bo,
+        json!({"kind": "request", "request_type": "mla", "legal_basis": "uncac-46",
+        "offence": {"description": "Bribery of a national public official", "iccs": "07031"},
+        "urgency": "urgent", "deadline": "2027-03-31", "case_refs": {"sender": "AR-MJ-2026/0147"},
+        "subject": "Bank records of Example Holdings Ltd",
+        "body": "Please provide the account statements of Example Holdings Ltd, 2022-2025."}),
+    )?;
+    delivered(ar, &mla)?;
+    println!("   request {mla}: delivered; Arcadia holds Borduria's signed receipt.");
+    for (st, note) in [
+        (
+            json!({"status": "registered", "reference": "BO-AG-2026-5531"}),
+            None,
+        ),
+        (
+            json!({"status": "in-execution"}),
+            Some("Bank served with a production order"),
+        ),
+        (
+            json!({"status": "executed"}),
+            Some("Statements sent by reply"),
+        ),
+    ] {
+        let name = st["status"].as_str().unwrap_or_default().to_string();
+        let update = status(bo, &mla, st, note)?;
+        delivered(bo, &update)?;
+        println!(
+            "   Borduria: {name}{}",
+            note.map(|n| format!(" ({n})")).unwrap_or_default()
+        );
+    }
+    let reply = bo.client().post(
+        &format!("/v1/messages/{mla}/reply"),
+        &json!({"subject": "Account statements", "body": "Statements attached as agreed."}),
+    )?;
+    delivered(bo, reply["id"].as_str().unwrap_or_default())?;
+    wait_for("the history at Arcadia", || {
+        Ok(show(ar, &mla)?["history"].as_array().map(|h| h.len()) == Some(3))
+    })?;
+    let history: Vec<String> = show(ar, &mla)?["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    e["status"]["status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "   Arcadia sees the history: {}; and the reply.",
+        history.join(" -> ")
+    );
+
+    println!("\n2. Carpania sends Arcadia spontaneous information (UNCAC art. 46(4)), with a use restriction.");
+    let info = send(
+        ca,
+        ar,
+        json!({"kind": "info", "subject": "Transfers through shell companies",
+        "body": "Our FIU observed transfers that may relate to your case AR-MJ-2026/0147.",
+        "restrictions": {"confidential": true, "use_restrictions": ["Not to be used as evidence without prior consent (art. 46(5))"]}}),
+    )?;
+    delivered(ca, &info)?;
+    let got = show(ar, &info)?;
+    for r in got["body"]["restrictions"]["use_restrictions"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        println!(
+            "   Arcadia's operator is shown: RESTRICTION {}",
+            r.as_str().unwrap_or_default()
+        );
+    }
+    let ack = status(
+        ar,
+        &info,
+        json!({"status": "acknowledged"}),
+        Some("Restriction noted"),
+    )?;
+    delivered(ar, &ack)?;
+    println!("   Arcadia acknowledges it, restrictions accepted.");
+
+    println!("\n3. Arcadia requests extradition; Borduria refuses, with grounds.");
+    let ext = send(
+        ar,
+        bo,
+        json!({"kind": "request", "request_type": "extradition", "legal_basis": "uncac-44",
+        "offence": {"description": "Embezzlement of public funds", "iccs": "07039"},
+        "subject": "Extradition of J. Doe", "body": "Warrant of arrest attached."}),
+    )?;
+    delivered(ar, &ext)?;
+    let refusal = status(
+        bo,
+        &ext,
+        json!({"status": "refused", "grounds": "The person is a national of Borduria (art. 44(11)); Borduria will prosecute."}),
+        None,
+    )?;
+    delivered(bo, &refusal)?;
+    wait_for("the refusal at Arcadia", || {
+        Ok(show(ar, &ext)?["history"].as_array().map(|h| h.len()) == Some(1))
+    })?;
+    println!(
+        "   request {ext}: refused — {}",
+        show(ar, &ext)?["history"][0]["status"]["grounds"]
+            .as_str()
+            .unwrap_or_default()
+    );
+
+    println!(
+        "\n4. The nodes witness each other's audit logs (signed checkpoints, cosigned by peers)."
+    );
+    for a in &net.0 {
+        wait_for(&format!("cosignatures on {}'s log", a.country), || {
+            let v = a.client().get("/v1/node")?;
+            Ok(v["audit"]["witnesses"].as_array().is_some_and(|w| {
+                w.len() == 2
+                    && w.iter()
+                        .all(|w| w["cosigned_size"].as_u64().unwrap_or(0) > 0)
+            }))
+        })?;
+    }
+    let mut all_verified = true;
+    for a in &net.0 {
+        let path = a.dir.join("audit-bundle.jsonl");
+        let mut file = std::fs::File::create(&path)?;
+        a.client().download("/v1/audit/export", &mut file)?;
+        drop(file);
+        let report = verify_bundle(
+            std::io::BufReader::new(std::fs::File::open(&path)?),
+            &VerifyOptions {
+                expected_node: Some(a.id),
+                required_witnesses: Vec::new(),
+                threads: 1,
+            },
+        )?;
+        let witnesses: Vec<String> = report
+            .witnesses
+            .iter()
+            .map(|w| {
+                net.0
+                    .iter()
+                    .find(|x| x.id == w.witness)
+                    .map(|x| x.country.to_string())
+                    .unwrap_or_else(|| w.witness.short())
+            })
+            .collect();
+        if report.is_valid() && witnesses.len() == 2 {
+            println!(
+                "   VERIFIED audit log of {}: {} entries, {} signed checkpoints, cosigned by {}",
+                a.country,
+                report.entries,
+                report.checkpoints,
+                witnesses.join(" and ")
+            );
+        } else {
+            all_verified = false;
+            println!(
+                "   FAILED audit log of {}: {:?}",
+                a.country, report.findings
+            );
+        }
+    }
+
+    println!("\n5. Statistics (seed 003 §63).");
+    for a in &net.0 {
+        let s = a.client().get("/v1/stats")?;
+        let fmt = |m: &Value| {
+            m.as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        println!(
+            "   {}: sent {} requests ({}), received {} ({}); states sent: {}; received: {}",
+            a.country,
+            s["sent"]["requests"],
+            fmt(&s["sent"]["by_type"]),
+            s["received"]["requests"],
+            fmt(&s["received"]["by_type"]),
+            fmt(&s["sent"]["by_state"]),
+            fmt(&s["received"]["by_state"])
+        );
+    }
+
+    println!("\n6. Shutting down (SIGTERM: each node finishes what it holds, flushes, signs a last checkpoint).");
+    for a in &mut net.0 {
+        if let Some(mut child) = a.daemon.take() {
+            sigterm(&child)?;
+            let status = child.wait()?;
+            println!(
+                "   {} stopped: {}",
+                a.country,
+                if status.success() {
+                    "exit 0".to_string()
+                } else {
+                    status.to_string()
+                }
+            );
+            if !status.success() {
+                all_verified = false;
+            }
+        }
+    }
+    match &keep {
+        Some(dir) => println!("\nThe network's files are kept in {} (configs, keys, stores, logs, audit bundles).", dir.display()),
+        None => println!("\nThe network's files were in a temporary directory, now removed (use --keep DIR to inspect them)."),
+    }
+    println!("Done in {:.1} s.", started.elapsed().as_secs_f64());
+    if !all_verified {
+        bail!("the demo found a problem (see above)");
+    }
+    Ok(())
 }

@@ -12,7 +12,14 @@ use comity_protocol::{Identity, Timestamp};
 
 const CONFIG_FILE: &str = "comity.toml";
 
-pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool) -> Result<()> {
+/// A new node on disk; returns its id and config path.
+pub fn create(
+    dir: &Path,
+    name: &str,
+    country: &str,
+    listen: SocketAddr,
+    tweak: impl FnOnce(String) -> String,
+) -> Result<(comity_protocol::NodeId, std::path::PathBuf)> {
     let country: CountryCode = country.parse()?;
     let node = NodeSection::new(name, country, listen);
     let config_path = dir.join(CONFIG_FILE);
@@ -27,7 +34,7 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
             );
         }
     }
-    let text = commented_config(&node)?;
+    let text = tweak(commented_config(&node)?);
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -46,7 +53,13 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
 
-    let id = identity.id();
+    Ok((identity.id(), config_path))
+}
+
+pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool) -> Result<()> {
+    let (id, config_path) = create(dir, name, country, listen, |t| t)?;
+    let country = country.trim().to_ascii_uppercase();
+    let key_path = dir.join(comity_config::defaults::IDENTITY_KEY);
     let pin = format!(
         "comity peer add --id {id} --addr {listen} --name {:?} --country {country}",
         name

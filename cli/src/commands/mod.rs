@@ -46,20 +46,23 @@ pub fn run(cli: Cli) -> Result<()> {
             reason,
             until,
             json,
-        } => status::set(
-            &client()?,
-            &id,
-            status::StatusArgs {
-                set,
-                note,
-                reference,
-                grounds,
-                details,
-                reason,
-                until,
-            },
-            json,
-        ),
+        } => match (id, set) {
+            (Some(id), Some(set)) => status::set(
+                &client()?,
+                &id,
+                status::StatusArgs {
+                    set,
+                    note,
+                    reference,
+                    grounds,
+                    details,
+                    reason,
+                    until,
+                },
+                json,
+            ),
+            _ => status::overview(&client()?, json),
+        },
         Command::Reply {
             id,
             subject,

@@ -98,3 +98,58 @@ pub fn reply(
     }
     Ok(())
 }
+
+/// `comity status`: the node at a glance (what `/metrics` exposes, for people).
+pub fn overview(client: &Client, json: bool) -> Result<()> {
+    let v = client.get("/v1/node")?;
+    if json {
+        output::json(&v);
+        return Ok(());
+    }
+    let t = output::text;
+    println!("{} ({})  {}", t(&v["name"]), t(&v["country"]), t(&v["id"]));
+    println!("listening on {}", t(&v["listen"]));
+    let outbox: Vec<String> = v["outbox"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{n} {k}")).collect())
+        .unwrap_or_default();
+    println!(
+        "outbox: {}; inbox: {}; envelopes refused: {}",
+        if outbox.is_empty() {
+            "empty".to_string()
+        } else {
+            outbox.join(", ")
+        },
+        t(&v["inbox"]),
+        t(&v["rejected"])
+    );
+    let a = &v["audit"];
+    println!(
+        "audit log: {} entries, newest durable checkpoint at size {}",
+        t(&a["entries"]),
+        t(&a["latest_checkpoint"])
+    );
+    for w in a["witnesses"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        println!(
+            "  witness {} has cosigned up to size {}",
+            t(&w["country"]),
+            t(&w["cosigned_size"])
+        );
+    }
+    let alarms = a["alarms"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    if alarms.is_empty() {
+        println!("alarms: none");
+    } else {
+        for al in alarms {
+            println!("ALARM: {}", t(al));
+        }
+    }
+    Ok(())
+}

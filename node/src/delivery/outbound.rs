@@ -23,8 +23,6 @@ use crate::store::{OutboundState, OutboundStatus};
 use crate::transport::tls::SERVER_NAME;
 use crate::transport::{client_config, wire};
 
-/// Envelopes written and not yet answered, per connection.
-const WINDOW: usize = 256;
 /// On shutdown, how long to wait for receipts of what was already sent.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
@@ -160,7 +158,9 @@ async fn session(
     shared.emit(Event::PeerConnected { peer: peer.id() });
     info!(peer = %peer.id().short(), %addr, "connected");
 
-    let window = Arc::new(Semaphore::new(WINDOW));
+    // Envelopes written and not yet answered, per connection.
+    let window_size = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
+    let window = Arc::new(Semaphore::new(window_size));
     let in_flight = Arc::new(Mutex::new(InFlight {
         order: VecDeque::new(),
         entries: HashMap::new(),
@@ -215,7 +215,7 @@ async fn session(
         // Shutting down: stop sending; give receipts of what was sent a
         // moment to arrive.
         let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
-        while window.available_permits() < WINDOW && tokio::time::Instant::now() < deadline {
+        while window.available_permits() < window_size && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = send.finish();

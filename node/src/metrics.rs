@@ -1,0 +1,254 @@
+//! Prometheus `/metrics` and `/healthz` on an opt-in HTTP listener
+//! (`node.metrics_listen`, loopback by default in the examples). Counters
+//! follow the node's event stream; gauges are read at scrape time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use comity_protocol::{MessageId, Timestamp};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{info, warn};
+
+use crate::events::Event;
+use crate::node::Node;
+use crate::shutdown::ShutdownSignal;
+
+/// Upper bounds (seconds) of the delivery-latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
+];
+/// Messages whose acceptance time is remembered for the latency histogram.
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Default)]
+struct Counters {
+    /// (metric, label pairs) → value.
+    counts: BTreeMap<(&'static str, String), u64>,
+    accepted_at: HashMap<MessageId, Instant>,
+    latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    latency_count: u64,
+    latency_sum: f64,
+    lagged: u64,
+}
+
+impl Counters {
+    fn inc(&mut self, metric: &'static str, labels: String) {
+        *self.counts.entry((metric, labels)).or_default() += 1;
+    }
+
+    fn observe(&mut self, e: &Event) {
+        match e {
+            Event::Accepted { id, .. } => {
+                self.inc(
+                    "comity_messages_outbound_total",
+                    "event=\"accepted\"".into(),
+                );
+                if self.accepted_at.len() < MAX_TRACKED {
+                    self.accepted_at.insert(*id, Instant::now());
+                }
+            }
+            Event::Sent { .. } => {
+                self.inc("comity_messages_outbound_total", "event=\"sent\"".into())
+            }
+            Event::Delivered { id, .. } => {
+                self.inc(
+                    "comity_messages_outbound_total",
+                    "event=\"delivered\"".into(),
+                );
+                if let Some(t) = self.accepted_at.remove(id) {
+                    let s = t.elapsed().as_secs_f64();
+                    self.latency_count += 1;
+                    self.latency_sum += s;
+                    for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                        if s <= *le {
+                            self.latency_buckets[i] += 1;
+                        }
+                    }
+                }
+            }
+            Event::Failed { id, .. } => {
+                self.accepted_at.remove(id);
+                self.inc("comity_messages_outbound_total", "event=\"failed\"".into());
+            }
+            Event::Received { kind, .. } => self.inc(
+                "comity_messages_received_total",
+                format!("kind=\"{}\"", kind.name()),
+            ),
+            Event::Rejected { reason, .. } => self.inc(
+                "comity_envelopes_rejected_total",
+                format!("reason=\"{}\"", reason.name()),
+            ),
+            Event::PeerRefused { .. } => self.inc("comity_handshakes_refused_total", String::new()),
+            Event::PeerConnected { .. } | Event::PeerDisconnected { .. } => {}
+        }
+    }
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    node: Arc<Node>,
+    counters: Arc<Mutex<Counters>>,
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until `stop`.
+pub async fn serve(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    mut stop: ShutdownSignal,
+) -> std::io::Result<()> {
+    let counters = Arc::new(Mutex::new(Counters::default()));
+    let mut events = node.subscribe();
+    let c = counters.clone();
+    let mut events_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let e = tokio::select! {
+                e = events.recv() => e,
+                _ = events_stop.triggered() => return,
+            };
+            match e {
+                Ok(e) => c.lock().unwrap_or_else(|p| p.into_inner()).observe(&e),
+                Err(RecvError::Lagged(n)) => {
+                    c.lock().unwrap_or_else(|p| p.into_inner()).lagged += n
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(MetricsState { node, counters });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "metrics listener is not on a loopback address");
+    }
+    info!(%addr, "metrics and health listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.triggered().await })
+        .await
+}
+
+async fn healthz(State(s): State<MetricsState>) -> impl IntoResponse {
+    let alarms = s.node.audit().alarms().map(|a| a.len()).unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(
+            "{{\"status\":\"ok\",\"id\":\"{}\",\"alarms\":{alarms}}}\n",
+            s.node.id()
+        ),
+    )
+}
+
+async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let node = &s.node;
+    {
+        let c = s.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = "";
+        for ((metric, labels), v) in &c.counts {
+            if *metric != last {
+                let _ = writeln!(out, "# TYPE {metric} counter");
+                last = metric;
+            }
+            if labels.is_empty() {
+                let _ = writeln!(out, "{metric} {v}");
+            } else {
+                let _ = writeln!(out, "{metric}{{{labels}}} {v}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP comity_delivery_latency_seconds From acceptance to a durable receipt."
+        );
+        let _ = writeln!(out, "# TYPE comity_delivery_latency_seconds histogram");
+        for (le, n) in LATENCY_BUCKETS.iter().zip(c.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "comity_delivery_latency_seconds_bucket{{le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "comity_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            c.latency_count
+        );
+        let _ = writeln!(out, "comity_delivery_latency_seconds_sum {}", c.latency_sum);
+        let _ = writeln!(
+            out,
+            "comity_delivery_latency_seconds_count {}",
+            c.latency_count
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE comity_events_lagged_total counter\ncomity_events_lagged_total {}",
+            c.lagged
+        );
+    }
+    // Messages held, by direction, kind and state (read from the store).
+    let mut held: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    if let Ok(outbox) = node.outbox() {
+        for m in outbox {
+            *held
+                .entry(("outbound", m.kind.name(), m.state))
+                .or_default() += 1;
+        }
+    }
+    if let Ok(inbox) = node.inbox() {
+        for m in inbox {
+            *held
+                .entry(("inbound", m.kind.name(), "received"))
+                .or_default() += 1;
+        }
+    }
+    let _ = writeln!(out, "# HELP comity_messages Messages held, by direction, kind and state.\n# TYPE comity_messages gauge");
+    for ((d, k, st), n) in held {
+        let _ = writeln!(
+            out,
+            "comity_messages{{direction=\"{d}\",kind=\"{k}\",state=\"{st}\"}} {n}"
+        );
+    }
+    let peers = node.peers();
+    let _ = writeln!(out, "# TYPE comity_queue_depth gauge");
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "comity_queue_depth{{peer=\"{}\"}} {}",
+            p.country, p.pending
+        );
+    }
+    let connected = peers.iter().filter(|p| p.connected).count();
+    let _ = writeln!(
+        out,
+        "# TYPE comity_peers_connected gauge\ncomity_peers_connected {connected}"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE comity_peers_pinned gauge\ncomity_peers_pinned {}",
+        peers.len()
+    );
+    let audit = node.audit();
+    let _ = writeln!(
+        out,
+        "# TYPE comity_audit_entries gauge\ncomity_audit_entries {}",
+        audit.size()
+    );
+    if let Some(at) = audit.latest_checkpoint_time() {
+        let age = Timestamp::now().as_millis().saturating_sub(at.as_millis()) as f64 / 1000.0;
+        let _ = writeln!(out, "# TYPE comity_audit_last_checkpoint_age_seconds gauge\ncomity_audit_last_checkpoint_age_seconds {age}");
+    }
+    let alarms = audit.alarms().map(|a| a.len()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# TYPE comity_witness_alarms gauge\ncomity_witness_alarms {alarms}"
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

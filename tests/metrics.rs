@@ -1,0 +1,99 @@
+//! The opt-in metrics listener: `/healthz` answers, and `/metrics` counts
+//! what happened.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use comity_tests::{free_port, TestNode};
+
+const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_follow_traffic_and_health_answers() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    let mut b = TestNode::new(COMITYD, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    a.start_with_env(&[("COMITY_METRICS_LISTEN", listen.as_str())]);
+    b.start();
+    a.wait_until(Duration::from_secs(10), "metrics listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+
+    let (status, health) = http_get(port, "/healthz");
+    assert_eq!(status, 200);
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+
+    let (_, before) = http_get(port, "/metrics");
+    assert_eq!(
+        sample(
+            &before,
+            "comity_messages_outbound_total{event=\"delivered\"}"
+        ),
+        0.0
+    );
+    a.send_many(&b, 20, 2);
+    a.wait_until(Duration::from_secs(30), "delivery", || {
+        a.outbox_count("delivered") == 20
+    });
+    a.wait_until(Duration::from_secs(10), "delivered counter", || {
+        sample(
+            &http_get(port, "/metrics").1,
+            "comity_messages_outbound_total{event=\"delivered\"}",
+        ) == 20.0
+    });
+    let (_, after) = http_get(port, "/metrics");
+    assert_eq!(
+        sample(&after, "comity_messages_outbound_total{event=\"accepted\"}"),
+        20.0
+    );
+    assert_eq!(
+        sample(&after, "comity_delivery_latency_seconds_count"),
+        20.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "comity_messages{direction=\"outbound\",kind=\"request\",state=\"delivered\"}"
+        ),
+        20.0
+    );
+    assert_eq!(sample(&after, "comity_peers_connected"), 1.0);
+    assert_eq!(sample(&after, "comity_queue_depth{peer=\"BO\"}"), 0.0);
+    assert!(sample(&after, "comity_audit_entries") > sample(&before, "comity_audit_entries"));
+    assert_eq!(sample(&after, "comity_witness_alarms"), 0.0);
+    assert!(after.contains("# TYPE comity_delivery_latency_seconds histogram"));
+    assert!(a.sigterm().success());
+    assert!(b.sigterm().success());
+}
