@@ -395,16 +395,17 @@ impl AuditLog {
         Ok(self.store.alarms()?)
     }
 
-    /// Writes the whole log as a bundle, ending with a fresh checkpoint
-    /// that covers every entry written.
-    pub fn export(
-        &self,
-        identity: &Identity,
-        node: &NodeId,
-        out: impl Write,
-    ) -> Result<u64, AuditError> {
-        self.checkpoint(identity)?;
-        let checkpoints = self.store.checkpoints()?;
+    /// Writes the log as a bundle, up to the newest *durable* checkpoint
+    /// (sign and commit one first for a fresh export): a bundle never
+    /// carries a signature over entries a crash could still undo.
+    pub fn export(&self, node: &NodeId, out: impl Write) -> Result<u64, AuditError> {
+        let durable = *self.latest.borrow();
+        let checkpoints: Vec<(u64, String)> = self
+            .store
+            .checkpoints()?
+            .into_iter()
+            .filter(|(s, _)| *s <= durable)
+            .collect();
         let size = checkpoints.last().map(|(s, _)| *s).unwrap_or(0);
         let mut w = BundleWriter::new(out, node).map_err(log_err)?;
         for leaf in self.store.audit_leaves(0) {
@@ -434,34 +435,32 @@ impl AuditLog {
     }
 
     /// An inclusion proof of every entry naming `message`, against the
-    /// newest checkpoint (preferring one with cosignatures attached).
-    pub fn proof(
-        &self,
-        identity: &Identity,
-        node: &NodeId,
-        message: MessageId,
-    ) -> Result<Option<String>, AuditError> {
+    /// newest durable checkpoint covering them, preferring one a witness
+    /// cosigned.
+    pub fn proof(&self, node: &NodeId, message: MessageId) -> Result<Proof, AuditError> {
         let seqs = self.store.audit_entries_for(&message)?;
-        if seqs.is_empty() {
-            return Ok(None);
-        }
-        let last = seqs.iter().copied().max().unwrap_or(0);
-        let checkpoints = self.store.checkpoints()?;
-        if checkpoints.last().is_none_or(|(s, _)| *s <= last) {
-            self.checkpoint(identity)?;
-        }
+        let Some(last) = seqs.iter().copied().max() else {
+            return Ok(Proof::NoEntries);
+        };
+        let durable = *self.latest.borrow();
         let cosignatures = self.store.cosignatures()?;
-        let checkpoints = self.store.checkpoints()?;
+        let checkpoints: Vec<(u64, String)> = self
+            .store
+            .checkpoints()?
+            .into_iter()
+            .filter(|(s, _)| *s > last && *s <= durable)
+            .collect();
         let chosen = checkpoints
             .iter()
             .rev()
-            .filter(|(s, _)| *s > last)
             .find(|(s, _)| cosignatures.iter().any(|(cs, _, _)| cs == s))
-            .or_else(|| checkpoints.iter().rev().find(|(s, _)| *s > last))
-            .ok_or_else(|| AuditError::Log("no checkpoint covers the entries".into()))?;
-        let mut note = chosen.1.clone();
+            .or_else(|| checkpoints.last());
+        let Some((size, note)) = chosen else {
+            return Ok(Proof::NotCovered);
+        };
+        let mut note = note.clone();
         for (cs, _, line) in &cosignatures {
-            if *cs == chosen.0 {
+            if cs == size {
                 note.push_str(line.trim_end_matches('\n'));
                 note.push('\n');
             }
@@ -475,8 +474,18 @@ impl AuditLog {
         let file =
             InclusionProofFile::build(&StoredHashes(&self.store), node, message, &note, leaves)
                 .map_err(log_err)?;
-        Ok(Some(file.to_json()))
+        Ok(Proof::File(file.to_json()))
     }
+}
+
+/// The outcome of [`AuditLog::proof`].
+#[derive(Debug)]
+pub enum Proof {
+    /// No entry names the message.
+    NoEntries,
+    /// No durable checkpoint covers the entries yet: sign and commit one.
+    NotCovered,
+    File(String),
 }
 
 fn node_of(origin: &str) -> Result<NodeId, AuditError> {

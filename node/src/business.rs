@@ -114,17 +114,19 @@ impl Node {
             note: note.clone(),
         });
         let me = self.id();
-        self.audit_note(
-            crate::audit::Fact::new(
-                comity_protocol::audit::entry::AuditKind::StatusChanged,
-                comity_protocol::audit::entry::Actor::Operator,
-            )
-            .peer(original.peer)
-            .message(id)
-            .detail(status.name()),
-        );
+        let name = status.name();
         let update = self
             .submit_with(original.peer, body, |store, update| {
+                // Validated by now: nothing is logged for a refused update.
+                self.audit_note(
+                    crate::audit::Fact::new(
+                        comity_protocol::audit::entry::AuditKind::StatusChanged,
+                        comity_protocol::audit::entry::Actor::Operator,
+                    )
+                    .peer(original.peer)
+                    .message(id)
+                    .detail(name),
+                );
                 store.append_business(
                     &id,
                     &BusinessEvent {
@@ -211,7 +213,13 @@ pub(crate) fn check_incoming_status(
     match (kind, status) {
         (MessageKind::SpontaneousInformation, BusinessStatus::Acknowledged) => {}
         (MessageKind::Request, s) if !matches!(s, BusinessStatus::Acknowledged) => {}
-        (kind, s) => return Err(format!("{} does not apply to a {kind}", s.name())),
+        (kind, s) => {
+            return Err(format!(
+                "{} does not apply to {}",
+                s.name(),
+                with_article(kind.name())
+            ))
+        }
     }
     let history = store
         .business_history(&regarding)

@@ -102,6 +102,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     let socket = config.node.admin_socket.clone();
     let metrics_listen = config.node.metrics_listen;
+    let listener = comity_node::admin::bind(&socket)?;
     let node = Arc::new(Node::start(config).await?);
     let admin_stop = Shutdown::new();
     if let Some(addr) = metrics_listen {
@@ -115,6 +116,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     let mut admin = tokio::spawn(comity_node::admin::serve(
         node.clone(),
+        listener,
         socket,
         Some(config_path),
         admin_stop.signal(),

@@ -22,9 +22,18 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             let mut file = std::io::BufWriter::new(
                 File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
             );
-            let bytes = client.download("/v1/audit/export", &mut file)?;
-            file.flush()?;
+            let result = client
+                .download("/v1/audit/export", &mut file)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| file.flush().map(|()| b).map_err(Into::into));
             drop(file);
+            let bytes = match result {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
             std::fs::rename(&tmp, &out)?;
             println!(
                 "audit log exported to {} ({bytes} bytes); check it with `comity audit verify {}`",

@@ -12,17 +12,19 @@ use tracing::{info, warn};
 use crate::node::Node;
 use crate::shutdown::ShutdownSignal;
 
-pub use socket::SocketError;
+pub use socket::{bind, SocketError};
 
 /// Serves the admin API for `node` on `path` until `stop` fires.
+/// Binding is separate (see [`bind`]) so that a daemon that cannot own its
+/// socket stops before it starts anything else.
 pub async fn serve(
     node: Arc<Node>,
+    listener: tokio::net::UnixListener,
     path: PathBuf,
     config_path: Option<PathBuf>,
     mut stop: ShutdownSignal,
 ) -> Result<(), SocketError> {
     let path = path.as_path();
-    let listener = socket::bind(path)?;
     info!(socket = %path.display(), "admin API listening");
     let body_limit = node.config().limits.max_message_len() * 2 + 64 * 1024;
     let app = routes::router(node, config_path, body_limit);

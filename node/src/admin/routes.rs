@@ -183,13 +183,14 @@ async fn remove_peer(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = resolve_peer(&state, &path_param(id)?)?;
     if let Some(path) = &state.config_path {
-        if state.config().peers.iter().any(|p| p.id == id) || state.peer_config(&id).is_some() {
-            match comity_config::Config::remove_peer_from_file(path, &id) {
-                Ok(_) => {}
-                // Pinned at run time only, or already removed from the file.
-                Err(comity_config::ConfigError::Invalid { .. }) => {}
-                Err(e) => return Err(config_error(e)),
-            }
+        // Only if the file lists it (it may have been pinned at run time
+        // only); any other problem with the file is reported, not ignored.
+        let listed = comity_config::Config::load(path)
+            .map_err(config_error)?
+            .peer_by_id(&id)
+            .is_some();
+        if listed {
+            comity_config::Config::remove_peer_from_file(path, &id).map_err(config_error)?;
         }
     }
     if !state.remove_peer(&id) {
@@ -553,6 +554,17 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
     }))
 }
 
+/// Signs a checkpoint over everything so far and makes it durable (and
+/// offered to witnesses) before anything is handed out over it.
+async fn durable_checkpoint(node: &Node) -> Result<(), ApiError> {
+    node.audit()
+        .checkpoint(node.identity())
+        .map_err(ApiError::internal)?;
+    node.store().commit().await.map_err(ApiError::internal)?;
+    node.audit().publish();
+    Ok(())
+}
+
 /// The whole log as a bundle (JSON Lines), streamed as it is written.
 async fn audit_export(State(node): State<AppState>) -> Result<Response, ApiError> {
     node.audit_note(
@@ -562,13 +574,14 @@ async fn audit_export(State(node): State<AppState>) -> Result<Response, ApiError
         )
         .detail("audit export"),
     );
+    durable_checkpoint(&node).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let node = node.node.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
         let result = node
             .audit()
-            .export(node.identity(), &node.id(), &mut w)
+            .export(&node.id(), &mut w)
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|_| std::io::Write::flush(&mut w));
         if let Err(e) = result {
@@ -607,30 +620,45 @@ async fn audit_proof(
     State(node): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
+    use crate::audit::Proof;
     let id = parse_id(&path_param(id)?)?;
+    let mut proof = node
+        .audit()
+        .proof(&node.id(), id)
+        .map_err(ApiError::internal)?;
+    if matches!(proof, Proof::NotCovered) {
+        durable_checkpoint(&node).await?;
+        proof = node
+            .audit()
+            .proof(&node.id(), id)
+            .map_err(ApiError::internal)?;
+    }
+    let json = match proof {
+        Proof::File(json) => json,
+        Proof::NoEntries => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no audit entry names message {id}"),
+            ))
+        }
+        Proof::NotCovered => {
+            return Err(ApiError::internal(
+                "no durable checkpoint covers the entries",
+            ))
+        }
+    };
+    // Recorded after the proof is built, and not indexed under the message,
+    // so that asking for proofs does not grow the proofs.
     node.audit_note(
         crate::audit::Fact::new(
             comity_protocol::audit::entry::AuditKind::AdminAction,
             comity_protocol::audit::entry::Actor::Operator,
         )
-        .message(id)
-        .detail("audit proof"),
+        .detail(&format!("audit proof {id}")),
     );
-    let node = node.node.clone();
-    let proof =
-        tokio::task::spawn_blocking(move || node.audit().proof(node.identity(), &node.id(), id))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-    match proof {
-        Some(json) => Ok(Response::builder()
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(json))
-            .map_err(ApiError::internal)?),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no audit entry names message {id}"),
-        )),
-    }
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(json))
+        .map_err(ApiError::internal)
 }

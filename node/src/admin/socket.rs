@@ -46,7 +46,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let private = parent.join(format!(".comity-admin-{}", std::process::id()));
+    // Short: the socket's path must fit in sun_path (108 bytes) also here.
+    let private = parent.join(format!(".c{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new()
         .mode(0o700)

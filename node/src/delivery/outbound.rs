@@ -406,7 +406,11 @@ async fn read_answers(
     loop {
         let stall = shared.config.limits.handshake_timeout();
         let frame = match wire::read_frame(recv, 64 * 1024, stall).await? {
-            None => return Err(SessionError::Protocol("peer closed the stream".into())),
+            None => {
+                return Err(SessionError::Protocol(
+                    "the peer ended the session (shutting down?)".into(),
+                ))
+            }
             Some(f) => f,
         };
         peer.contact();
