@@ -30,6 +30,9 @@ pub use commit::CommitError;
 use commit::Committer;
 pub use records::*;
 
+/// sled's page cache (see `Store::open`).
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Records are our own, but a damaged disk is untrusted input too.
 const MAX_RECORD: usize = 2 * codec::MAX_FRAME_BYTES;
 
@@ -95,6 +98,9 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(1000))
+            // sled's default cache is 1 GiB and it keeps what it touches:
+            // bound it so a node's memory does not grow with its store.
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
