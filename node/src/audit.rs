@@ -18,6 +18,7 @@ use comity_protocol::audit::checkpoint::{
 };
 use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind, MAX_DETAIL_BYTES};
 use comity_protocol::audit::merkle::{consistency_proof, Frontier, SubtreeHashes};
+use comity_protocol::audit::note::Note;
 use comity_protocol::audit::proof_file::InclusionProofFile;
 use comity_protocol::session::WitnessRefusal;
 use comity_protocol::{Digest, Identity, MessageId, NodeId, Timestamp};
@@ -146,7 +147,7 @@ impl AuditLog {
             Some(b) => Frontier::from_bytes(&b).map_err(log_err)?,
             None => Frontier::new(),
         };
-        let latest = store.checkpoints()?.last().map(|(s, _)| *s).unwrap_or(0);
+        let latest = store.newest_checkpoint()?.map(|(s, _)| s).unwrap_or(0);
         let mut cosigned = HashMap::new();
         for (size, witness, _) in store.cosignatures()? {
             let e = cosigned.entry(witness).or_insert(0);
@@ -289,7 +290,7 @@ impl AuditLog {
     /// What to send `witness`: the newest checkpoint and a proof from
     /// `old_size`, if there is anything newer than `old_size`.
     pub fn offer(&self, old_size: u64) -> Result<Option<(u64, String, Vec<Digest>)>, AuditError> {
-        let Some((size, note)) = self.store.checkpoints()?.pop() else {
+        let Some((size, note)) = self.store.newest_checkpoint()? else {
             return Ok(None);
         };
         if size <= old_size {
@@ -307,15 +308,13 @@ impl AuditLog {
         size: u64,
         line: &str,
     ) -> Result<(), AuditError> {
+        // A peer names the size: one keyed read, and no re-verification of
+        // our own signature, whatever it sends.
         let note = self
             .store
-            .checkpoints()?
-            .into_iter()
-            .find(|(s, _)| *s == size)
-            .map(|(_, n)| n)
+            .checkpoint_at(size)?
             .ok_or_else(|| AuditError::Log(format!("no checkpoint of size {size}")))?;
-        let (_, parsed) =
-            open_checkpoint(&note, &self.origin, &node_of(&self.origin)?).map_err(log_err)?;
+        let parsed = Note::parse(&note).map_err(log_err)?;
         verify_cosignature(line, &origin_for(witness), witness, parsed.text()).map_err(log_err)?;
         self.store.put_cosignature(size, witness, line)?;
         let mut c = self.cosigned.lock().unwrap_or_else(|p| p.into_inner());
@@ -486,11 +485,6 @@ pub enum Proof {
     /// No durable checkpoint covers the entries yet: sign and commit one.
     NotCovered,
     File(String),
-}
-
-fn node_of(origin: &str) -> Result<NodeId, AuditError> {
-    comity_protocol::audit::checkpoint::node_for_origin(origin)
-        .ok_or_else(|| AuditError::Log(format!("origin {origin:?} names no node")))
 }
 
 /// A witness's refusal, as it goes back to the log.

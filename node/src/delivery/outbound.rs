@@ -479,7 +479,7 @@ async fn read_answers(
             f.entries.remove(&id);
             peer.set_in_flight(f.entries.len());
         };
-        let Some((_, mut status)) = shared.store.outbound(&id)? else {
+        let Some(mut status) = shared.store.outbound_status(&id)? else {
             continue;
         };
         match outcome {

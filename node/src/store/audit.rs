@@ -107,6 +107,34 @@ impl Store {
         Ok(())
     }
 
+    /// The checkpoint of exactly `size`, if this node signed one.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>> {
+        let k = key(b'c', &[&size.to_be_bytes()]);
+        match self.audit.get(&k)? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| corrupt(&k, "not UTF-8")),
+        }
+    }
+
+    /// The newest checkpoint, without reading the others.
+    pub fn newest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        match self.audit.scan_prefix([b'c']).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let size = k
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| corrupt(&k, "bad checkpoint key"))?;
+                let text = String::from_utf8(v.to_vec()).map_err(|_| corrupt(&k, "not UTF-8"))?;
+                Ok(Some((size, text)))
+            }
+        }
+    }
+
     /// Every checkpoint this node signed, by increasing size.
     pub fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
         self.audit

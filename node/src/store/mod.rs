@@ -183,6 +183,13 @@ impl Store {
         }
     }
 
+    /// Only the status of an outgoing message (small; no body or envelope
+    /// to decode).
+    pub fn outbound_status(&self, id: &MessageId) -> Result<Option<OutboundStatus>> {
+        let sk = key(b's', &[&id.0]);
+        self.outbox.get(&sk)?.map(|v| decode(&sk, &v)).transpose()
+    }
+
     /// Every outgoing message's status, in id order.
     pub fn outbound_statuses(
         &self,
