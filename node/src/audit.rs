@@ -5,7 +5,8 @@
 //!
 //! Durability: [`AuditLog::record`] writes the entry before the caller
 //! writes the event it describes, and both become durable at the caller's
-//! next commit (flush), so an event on disk never lacks its entry.
+//! next commit, which syncs the log before the rest of the store, so an
+//! event on disk never lacks its entry.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,7 +18,7 @@ use comity_protocol::audit::checkpoint::{
     Checkpoint, WitnessError,
 };
 use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind, MAX_DETAIL_BYTES};
-use comity_protocol::audit::merkle::{consistency_proof, Frontier, SubtreeHashes};
+use comity_protocol::audit::merkle::{consistency_proof, SubtreeHashes};
 use comity_protocol::audit::note::Note;
 use comity_protocol::audit::proof_file::InclusionProofFile;
 use comity_protocol::session::WitnessRefusal;
@@ -25,7 +26,6 @@ use comity_protocol::{Digest, Identity, MessageId, NodeId, Timestamp};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::store::audit::AuditAppend;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +112,6 @@ pub struct AuditLog {
     store: Store,
     origin: String,
     enabled: bool,
-    frontier: Mutex<Frontier>,
     checkpoint_every: u64,
     /// Woken when enough entries were added for a checkpoint.
     pub due: Notify,
@@ -136,17 +135,14 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log without re-reading it: the frontier is stored.
+    /// Opens the log (the store re-read only what followed its last
+    /// checkpoint).
     pub fn open(
         store: Store,
         node: &NodeId,
         checkpoint_every: u64,
         enabled: bool,
     ) -> Result<Self, AuditError> {
-        let frontier = match store.audit_frontier()? {
-            Some(b) => Frontier::from_bytes(&b).map_err(log_err)?,
-            None => Frontier::new(),
-        };
         let latest = store.newest_checkpoint()?.map(|(s, _)| s).unwrap_or(0);
         let mut cosigned = HashMap::new();
         for (size, witness, _) in store.cosignatures()? {
@@ -157,7 +153,6 @@ impl AuditLog {
             store,
             origin: origin_for(node),
             enabled,
-            frontier: Mutex::new(frontier),
             checkpoint_every: checkpoint_every.max(1),
             due: Notify::new(),
             signed: std::sync::atomic::AtomicU64::new(latest),
@@ -167,12 +162,8 @@ impl AuditLog {
         })
     }
 
-    fn frontier(&self) -> std::sync::MutexGuard<'_, Frontier> {
-        self.frontier.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn size(&self) -> u64 {
-        self.frontier().size()
+        self.store.audit_size()
     }
 
     pub fn origin(&self) -> &str {
@@ -184,34 +175,23 @@ impl AuditLog {
         if !self.enabled {
             return Ok(0);
         }
-        let mut frontier = self.frontier();
-        let seq = frontier.size();
-        let entry = AuditEntry {
-            seq,
-            time: Timestamp::now(),
-            kind: fact.kind,
-            actor: fact.actor,
-            peer: fact.peer,
-            message_id: fact.message,
-            envelope_digest: fact.digest,
-            detail: clean_detail(fact.detail),
-        };
-        let leaf = entry.to_leaf().map_err(log_err)?;
-        let mut next = frontier.clone();
-        let completed = next
-            .push(comity_protocol::audit::merkle::leaf_hash(&leaf))
-            .map_err(log_err)?;
-        self.store.audit_append(&AuditAppend {
-            seq,
-            leaf: &leaf,
-            nodes: &completed,
-            frontier: &next.to_bytes(),
-            message: fact.message,
+        let detail = clean_detail(fact.detail);
+        let seq = self.store.audit_append(|seq| {
+            let entry = AuditEntry {
+                seq,
+                time: Timestamp::now(),
+                kind: fact.kind,
+                actor: fact.actor,
+                peer: fact.peer,
+                message_id: fact.message,
+                envelope_digest: fact.digest,
+                detail,
+            };
+            let leaf = entry.to_leaf().map_err(|e| e.to_string())?;
+            Ok((leaf, fact.message))
         })?;
-        *frontier = next;
         let since =
             (seq + 1).saturating_sub(self.signed.load(std::sync::atomic::Ordering::Relaxed));
-        drop(frontier);
         if since >= self.checkpoint_every {
             self.due.notify_one();
         }
@@ -233,13 +213,14 @@ impl AuditLog {
         if !self.enabled {
             return Ok(None);
         }
-        let (size, root) = {
-            let f = self.frontier();
-            (f.size(), f.root())
-        };
+        let (size, _) = self.store.audit_head();
         if size == 0 || size <= self.signed.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
         }
+        // Sealing syncs the files up to the size it returns, which may have
+        // grown since: the checkpoint is of that size.
+        let (mark, root) = self.store.audit_seal()?;
+        let size = mark.size;
         let note = sign_checkpoint(
             identity,
             &Checkpoint {
@@ -249,7 +230,7 @@ impl AuditLog {
             },
         )
         .map_err(log_err)?;
-        self.store.put_checkpoint(size, &note)?;
+        self.store.put_checkpoint(mark, &note)?;
         self.signed
             .store(size, std::sync::atomic::Ordering::Relaxed);
         *self.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Timestamp::now());
@@ -407,11 +388,8 @@ impl AuditLog {
             .collect();
         let size = checkpoints.last().map(|(s, _)| *s).unwrap_or(0);
         let mut w = BundleWriter::new(out, node).map_err(log_err)?;
-        for leaf in self.store.audit_leaves(0) {
-            let (seq, leaf) = leaf?;
-            if seq >= size {
-                break;
-            }
+        for leaf in self.store.audit_leaves(0, size)? {
+            let (_, leaf) = leaf.map_err(StoreError::from)?;
             w.write_entry(&leaf).map_err(log_err)?;
         }
         let cosignatures = self.store.cosignatures()?;

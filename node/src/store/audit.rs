@@ -1,11 +1,9 @@
-//! The audit log's storage: one sled tree, so that an entry, the tree nodes
-//! it completes and the new frontier are written in one atomic batch.
+//! The audit log's storage. Entries and the Merkle tree are in
+//! append-only files ([`super::audit_files`]); what is small and rare is in
+//! the sled tree `audit`:
 //!
-//! Keys (`seq`, `size`, `index` are u64 big-endian):
-//! * `e ‖ seq` → leaf bytes
-//! * `n ‖ level (u8) ‖ index` → hash of the complete subtree
-//! * `f` → the frontier (size and right-edge hashes)
-//! * `m ‖ message id ‖ seq` → () (entries naming a message, for proofs)
+//! Keys (`size`, `seq` are u64 big-endian):
+//! * `k` → the [`Mark`] recovery starts from (written with each checkpoint)
 //! * `c ‖ size` → signed checkpoint note
 //! * `s ‖ size ‖ witness` → cosignature line
 //! * `w ‖ peer` → the last checkpoint of `peer` this node cosigned (as witness)
@@ -13,16 +11,8 @@
 
 use comity_protocol::{Digest, MessageId, NodeId};
 
+pub use super::audit_files::{AuditFileError, Leaves, Mark};
 use super::{key, Result, Store, StoreError};
-
-/// What one append writes.
-pub struct AuditAppend<'a> {
-    pub seq: u64,
-    pub leaf: &'a [u8],
-    pub nodes: &'a [(u32, u64, Digest)],
-    pub frontier: &'a [u8],
-    pub message: Option<MessageId>,
-}
 
 fn corrupt(k: &[u8], why: &str) -> StoreError {
     StoreError::Corrupt {
@@ -31,79 +21,63 @@ fn corrupt(k: &[u8], why: &str) -> StoreError {
     }
 }
 
-fn node_key(level: u32, index: u64) -> Vec<u8> {
-    let level = u8::try_from(level).unwrap_or(u8::MAX);
-    key(b'n', &[&[level], &index.to_be_bytes()])
-}
-
 impl Store {
-    pub fn audit_append(&self, a: &AuditAppend<'_>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(key(b'e', &[&a.seq.to_be_bytes()]), a.leaf);
-        for (level, index, hash) in a.nodes {
-            batch.insert(node_key(*level, *index), &hash.0[..]);
-        }
-        batch.insert(&b"f"[..], a.frontier);
-        if let Some(m) = a.message {
-            batch.insert(key(b'm', &[&m.0, &a.seq.to_be_bytes()]), &[][..]);
-        }
-        self.audit.apply_batch(batch)?;
-        Ok(())
+    /// Appends the entry `build(seq)` makes for the next sequence number;
+    /// it is on its way to disk before this returns, and durable at the
+    /// next commit, before anything written after it.
+    pub fn audit_append<F>(&self, build: F) -> Result<u64>
+    where
+        F: FnOnce(u64) -> std::result::Result<(Vec<u8>, Option<MessageId>), String>,
+    {
+        Ok(self.audit_files.append(build)?)
     }
 
-    pub fn audit_frontier(&self) -> Result<Option<Vec<u8>>> {
-        Ok(self.audit.get(b"f")?.map(|v| v.to_vec()))
+    pub fn audit_size(&self) -> u64 {
+        self.audit_files.size()
+    }
+
+    /// Size and root of the log now.
+    pub fn audit_head(&self) -> (u64, Digest) {
+        self.audit_files.head()
+    }
+
+    /// Syncs the log's files and returns the size, root and [`Mark`] they
+    /// are synced to; store the mark with [`Store::put_checkpoint`].
+    pub fn audit_seal(&self) -> Result<(Mark, Digest)> {
+        Ok(self.audit_files.seal()?)
     }
 
     pub fn audit_leaf(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .audit
-            .get(key(b'e', &[&seq.to_be_bytes()]))?
-            .map(|v| v.to_vec()))
+        Ok(self.audit_files.leaf(seq)?)
     }
 
-    /// Leaves from `from` on, in order.
-    pub fn audit_leaves(&self, from: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
-        self.audit
-            .range(key(b'e', &[&from.to_be_bytes()])..key(b'e', &[&u64::MAX.to_be_bytes()]))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = k
-                    .get(1..9)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| corrupt(&k, "bad entry key"))?;
-                Ok((seq, v.to_vec()))
-            })
+    /// Leaves `from..to` in order.
+    pub fn audit_leaves(&self, from: u64, to: u64) -> Result<Leaves> {
+        Ok(self.audit_files.leaves(from, to)?)
     }
 
     pub fn audit_node(&self, level: u32, index: u64) -> Result<Option<Digest>> {
-        let k = node_key(level, index);
-        match self.audit.get(&k)? {
-            None => Ok(None),
-            Some(v) => <[u8; 32]>::try_from(&v[..])
-                .map(|b| Some(Digest(b)))
-                .map_err(|_| corrupt(&k, "hash is not 32 bytes")),
-        }
+        Ok(self.audit_files.node(level, index)?)
     }
 
     /// Sequence numbers of the entries naming `message`.
     pub fn audit_entries_for(&self, message: &MessageId) -> Result<Vec<u64>> {
-        self.audit
-            .scan_prefix(key(b'm', &[&message.0]))
-            .map(|kv| {
-                let (k, _) = kv?;
-                k.get(17..25)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| corrupt(&k, "bad message index key"))
-            })
-            .collect()
+        Ok(self.audit_files.entries_for(message)?)
     }
 
-    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<()> {
+    pub(super) fn audit_mark(tree: &sled::Tree) -> Result<Mark> {
+        match tree.get(b"k")? {
+            None => Ok(Mark::default()),
+            Some(v) => Mark::from_bytes(&v).ok_or_else(|| corrupt(b"k", "bad audit mark")),
+        }
+    }
+
+    /// Stores a checkpoint and, with it, the mark of the files it was
+    /// sealed at (see [`Store::audit_seal`]).
+    pub fn put_checkpoint(&self, mark: Mark, note: &str) -> Result<()> {
         self.audit
-            .insert(key(b'c', &[&size.to_be_bytes()]), note.as_bytes())?;
+            .insert(key(b'c', &[&mark.size.to_be_bytes()]), note.as_bytes())?;
+        self.audit.insert(&b"k"[..], &mark.to_bytes()[..])?;
         Ok(())
     }
 

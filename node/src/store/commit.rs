@@ -4,8 +4,20 @@
 //! flusher task takes every request waiting at that moment and flushes
 //! once; a request that arrives during a flush is served by the next one, so
 //! every awaited commit covers the writes made before it was requested.
+//!
+//! A flush syncs the audit log's files, then sled: an event sled makes
+//! durable always has its entry on disk already. With no commit asked
+//! for, it still flushes once a second (sled's own timer is off).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+
+use super::audit_files::AuditFiles;
+
+/// Flush at least this often, so writes no one awaited reach the disk.
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
@@ -18,9 +30,9 @@ impl Committer {
     /// Starts the flusher on the current tokio runtime. The task ends, and
     /// releases its handle on the database, when every `Committer` clone is
     /// dropped; the returned handle says when.
-    pub fn start(db: sled::Db) -> (Committer, tokio::task::JoinHandle<()>) {
+    pub fn start(db: sled::Db, audit: Arc<AuditFiles>) -> (Committer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(db, rx));
+        let task = tokio::spawn(run(db, audit, rx));
         (Committer { tx }, task)
     }
 
@@ -44,20 +56,34 @@ pub enum CommitError {
     Stopped,
 }
 
-async fn run(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Reply>) {
+/// The audit files first, then sled (see the module doc).
+fn flush(db: &sled::Db, audit: &AuditFiles) -> Result<(), String> {
+    audit.sync().map_err(|e| e.to_string())?;
+    db.flush().map(|_| ()).map_err(|e| e.to_string())
+}
+
+async fn run(db: sled::Db, audit: Arc<AuditFiles>, mut rx: mpsc::UnboundedReceiver<Reply>) {
     let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    let mut idle = tokio::time::interval(IDLE_FLUSH);
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            first = rx.recv() => match first {
+                Some(first) => batch.push(first),
+                None => break,
+            },
+            _ = idle.tick() => {}
+        }
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = db
-            .flush_async()
+        let (d, a) = (db.clone(), audit.clone());
+        let result = tokio::task::spawn_blocking(move || flush(&d, &a))
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+            .unwrap_or_else(|e| Err(format!("flush task failed: {e}")));
         for reply in batch.drain(..) {
             let _ = reply.send(result.clone());
         }
+        idle.reset();
     }
 }

@@ -13,9 +13,13 @@
 //! * `business`: `regarding id ‖ sequence` → [`BusinessEvent`]
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
-//! * `audit`: the audit log (see [`audit`])
+//! * `audit`: checkpoints, cosignatures, witness state, alarms (see [`audit`])
+//!
+//! The audit log's entries and tree are files in `audit/` beside sled's
+//! `sled/` (see [`audit_files`]); the group commit syncs them first.
 
 pub mod audit;
+pub mod audit_files;
 mod commit;
 pub mod records;
 
@@ -26,6 +30,7 @@ use bincode::{Decode, Encode};
 use comity_protocol::codec;
 use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
+use audit_files::{AuditFileError, AuditFiles};
 pub use commit::CommitError;
 use commit::Committer;
 pub use records::*;
@@ -44,6 +49,8 @@ pub enum StoreError {
     Corrupt { key: String, why: String },
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error(transparent)]
+    Audit(#[from] AuditFileError),
     #[error("cannot encode a record: {0}")]
     Encode(String),
     #[error("another process holds the store at {path} (is comityd already running?)")]
@@ -61,6 +68,7 @@ pub struct Store {
     peer_keys: sled::Tree,
     business: sled::Tree,
     audit: sled::Tree,
+    audit_files: Arc<AuditFiles>,
     committer: Committer,
     flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Serialises "is this (sender, id) new? then insert it", so two copies
@@ -96,8 +104,10 @@ impl Store {
     /// runtime (the group-commit flusher is a task).
     pub fn open(dir: &Path) -> Result<Store> {
         let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(1000))
+            .path(dir.join("sled"))
+            // Only the committer flushes (audit files first): sled's own
+            // timer could put an event on disk ahead of its entry.
+            .flush_every_ms(None)
             // sled's default cache is 1 GiB and it keeps what it touches:
             // bound it so a node's memory does not grow with its store.
             .cache_capacity(CACHE_BYTES)
@@ -110,14 +120,25 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
-        let (committer, flusher) = Committer::start(db.clone());
+        let audit = db.open_tree("audit")?;
+        let (audit_files, recovery) =
+            AuditFiles::open(&dir.join("audit"), Store::audit_mark(&audit)?)?;
+        if recovery.replayed > 0 {
+            tracing::debug!(
+                entries = recovery.replayed,
+                "audit log: replayed entries after the last checkpoint"
+            );
+        }
+        let audit_files = Arc::new(audit_files);
+        let (committer, flusher) = Committer::start(db.clone(), audit_files.clone());
         Ok(Store {
             outbox: db.open_tree("outbox")?,
             inbox: db.open_tree("inbox")?,
             rejections: db.open_tree("rejections")?,
             peer_keys: db.open_tree("peer_keys")?,
             business: db.open_tree("business")?,
-            audit: db.open_tree("audit")?,
+            audit,
+            audit_files,
             committer,
             flusher: Arc::new(Mutex::new(Some(flusher))),
             inbound_gate: Arc::new(Mutex::new(())),
@@ -128,7 +149,7 @@ impl Store {
     /// Flushes and releases the database. Waits until every other clone of
     /// this `Store` is dropped too (sled keeps its lock until then).
     pub async fn close(self) -> Result<()> {
-        self.db.flush_async().await?;
+        self.commit().await?;
         let flusher = self
             .flusher
             .lock()
@@ -148,18 +169,22 @@ impl Store {
 
     /// Flushes synchronously (at shutdown).
     pub fn flush(&self) -> Result<()> {
+        self.audit_files.sync()?;
         self.db.flush()?;
         Ok(())
     }
 
     // --- outbox ---
 
-    /// Writes a new outgoing message and its status atomically.
+    /// Writes a new outgoing message, then its status: a message exists for
+    /// every reader once its status does. Two plain inserts, not a batch:
+    /// sled writes its log twice for every batch, and sled recovers writes
+    /// in order, so a crash between them leaves a message no one sees
+    /// (nor was told was accepted).
     pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(key(b'm', &[&msg.id.0]), encode(msg)?);
-        batch.insert(key(b's', &[&msg.id.0]), encode(status)?);
-        self.outbox.apply_batch(batch)?;
+        self.outbox.insert(key(b'm', &[&msg.id.0]), encode(msg)?)?;
+        self.outbox
+            .insert(key(b's', &[&msg.id.0]), encode(status)?)?;
         Ok(())
     }
 
@@ -226,8 +251,10 @@ impl Store {
     }
 
     /// Inserts a received message unless (sender, id) is already known;
-    /// returns the existing entry in that case. Atomic: the message and its
-    /// de-duplication entry are written together.
+    /// returns the existing entry in that case. The de-duplication entry is
+    /// written last (sled recovers writes in order), so once it is on disk
+    /// so is the message; after a crash before it, a resent copy is taken
+    /// as new and overwrites the same keys.
     pub fn insert_inbound_if_new(&self, msg: &InboundMessage) -> Result<Option<SeenEntry>> {
         let _gate = self.inbound_gate.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.seen(&msg.sender, &msg.id)? {
@@ -237,11 +264,12 @@ impl Store {
             digest: msg.digest,
             receipt: msg.receipt.clone(),
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?);
-        batch.insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?);
-        batch.insert(key(b'i', &[&msg.id.0]), &msg.sender.0[..]);
-        self.inbox.apply_batch(batch)?;
+        self.inbox
+            .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?)?;
+        self.inbox
+            .insert(key(b'i', &[&msg.id.0]), &msg.sender.0[..])?;
+        self.inbox
+            .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?)?;
         Ok(None)
     }
 
@@ -264,11 +292,21 @@ impl Store {
         self.inbound(&NodeId(sender), id)
     }
 
-    /// Every received message, by sender then id.
+    /// Every received message, by sender then id: those whose
+    /// de-duplication entry is written (see [`Store::insert_inbound_if_new`]).
     pub fn inbound_all(&self) -> impl Iterator<Item = Result<InboundMessage>> + '_ {
-        self.inbox.scan_prefix([b'm']).map(|kv| {
-            let (k, v) = kv?;
-            decode(&k, &v)
+        self.inbox.scan_prefix([b'm']).filter_map(move |kv| {
+            let (k, v) = match kv {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let mut d = k.to_vec();
+            d[0] = b'd';
+            match self.inbox.contains_key(&d) {
+                Ok(true) => Some(decode(&k, &v)),
+                Ok(false) => None,
+                Err(e) => Some(Err(e.into())),
+            }
         })
     }
 

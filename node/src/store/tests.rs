@@ -102,6 +102,28 @@ async fn damaged_record_is_an_error_not_a_panic() {
         .inbox
         .insert(key(b'm', &[&[1u8; 32], &[1u8; 16]]), vec![0xff; 10])
         .unwrap();
+    store
+        .inbox
+        .insert(key(b'd', &[&[1u8; 32], &[1u8; 16]]), vec![0xff; 10])
+        .unwrap();
     let r: Vec<_> = store.inbound_all().collect();
     assert!(matches!(r[0], Err(StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn a_message_whose_dedup_entry_was_never_written_is_not_received() {
+    // What a crash between the two inserts of insert_inbound_if_new leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let msg = inbound(1, 1, 7);
+    store
+        .inbox
+        .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(&msg).unwrap())
+        .unwrap();
+    assert_eq!(store.inbound_all().count(), 0);
+    assert_eq!(store.seen(&msg.sender, &msg.id).unwrap(), None);
+    // A resent copy is new, and then received once.
+    assert_eq!(store.insert_inbound_if_new(&msg).unwrap(), None);
+    assert!(store.insert_inbound_if_new(&msg).unwrap().is_some());
+    assert_eq!(store.inbound_all().count(), 1);
 }
