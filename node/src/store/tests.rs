@@ -118,7 +118,10 @@ async fn a_message_whose_dedup_entry_was_never_written_is_not_received() {
     let msg = inbound(1, 1, 7);
     store
         .inbox
-        .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(&msg).unwrap())
+        .insert(
+            key(b'm', &[&msg.sender.0, &msg.id.0]),
+            encode(&msg).unwrap(),
+        )
         .unwrap();
     assert_eq!(store.inbound_all().count(), 0);
     assert_eq!(store.seen(&msg.sender, &msg.id).unwrap(), None);
