@@ -347,7 +347,7 @@ fn after_kill9_of_both_nodes_every_event_on_disk_has_its_entry() {
     );
 
     // Each node alone (its peer down, so nothing new arrives): export.
-    let mut export = |n: &mut TestNode| {
+    let export = |n: &mut TestNode| {
         n.start();
         let bundle = n.get_text("/v1/audit/export");
         assert!(n.sigterm().success());

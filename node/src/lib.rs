@@ -12,6 +12,7 @@ pub mod audit;
 pub mod business;
 pub(crate) mod delivery;
 pub mod events;
+pub mod malloc;
 pub mod metrics;
 pub mod node;
 pub mod peers;

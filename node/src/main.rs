@@ -27,6 +27,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    comity_node::malloc::limit_arenas();
     let args = Args::parse();
     let config = match Config::load(&args.config) {
         Ok(c) => c,

@@ -36,7 +36,7 @@ use commit::Committer;
 pub use records::*;
 
 /// sled's page cache (see `Store::open`).
-const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Records are our own, but a damaged disk is untrusted input too.
 const MAX_RECORD: usize = 2 * codec::MAX_FRAME_BYTES;

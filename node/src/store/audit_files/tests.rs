@@ -6,7 +6,7 @@ use super::*;
 
 fn entry(seq: u64) -> (Vec<u8>, Option<MessageId>) {
     // Every third entry names message (seq % 7), so messages repeat.
-    let message = (seq % 3 != 0).then(|| MessageId([(seq % 7) as u8; 16]));
+    let message = (seq % 3 != 0).then_some(MessageId([(seq % 7) as u8; 16]));
     let e = AuditEntry {
         seq,
         time: Timestamp(1_700_000_000_000 + seq),
