@@ -593,9 +593,18 @@ async fn checkpoints(shared: Arc<Shared>, mut stop: crate::shutdown::ShutdownSig
             _ = tick.tick() => {}
             _ = stop.triggered() => return,
         }
-        if let Err(e) = shared.audit.checkpoint(&shared.identity) {
-            warn!(error = %e, "cannot sign a checkpoint");
-            continue;
+        // Sealing syncs the log's files: off the runtime's threads.
+        let s = shared.clone();
+        match tokio::task::spawn_blocking(move || s.audit.checkpoint(&s.identity)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot sign a checkpoint");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "checkpoint task failed");
+                continue;
+            }
         }
         // Also publishes checkpoints signed elsewhere (export, proofs).
         match shared.store.commit().await {

@@ -556,9 +556,12 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
 
 /// Signs a checkpoint over everything so far and makes it durable (and
 /// offered to witnesses) before anything is handed out over it.
-async fn durable_checkpoint(node: &Node) -> Result<(), ApiError> {
-    node.audit()
-        .checkpoint(node.identity())
+async fn durable_checkpoint(node: &AppState) -> Result<(), ApiError> {
+    // Sealing syncs the log's files: off the runtime's threads.
+    let n = node.node.clone();
+    tokio::task::spawn_blocking(move || n.audit().checkpoint(n.identity()))
+        .await
+        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     node.store().commit().await.map_err(ApiError::internal)?;
     node.audit().publish();

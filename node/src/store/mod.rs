@@ -55,6 +55,11 @@ pub enum StoreError {
     Encode(String),
     #[error("another process holds the store at {path} (is comityd already running?)")]
     Locked { path: String },
+    #[error(
+        "{path} holds a store of an earlier development version (sled files directly in it, \
+         no sled/ and audit/): move it aside and start with an empty data directory"
+    )]
+    OldLayout { path: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -103,6 +108,11 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Must run inside a tokio
     /// runtime (the group-commit flusher is a task).
     pub fn open(dir: &Path) -> Result<Store> {
+        if dir.join("db").is_file() && !dir.join("sled").exists() {
+            return Err(StoreError::OldLayout {
+                path: dir.display().to_string(),
+            });
+        }
         let db = sled::Config::new()
             .path(dir.join("sled"))
             // Only the committer flushes (audit files first): sled's own

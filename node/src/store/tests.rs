@@ -130,3 +130,12 @@ async fn a_message_whose_dedup_entry_was_never_written_is_not_received() {
     assert!(store.insert_inbound_if_new(&msg).unwrap().is_some());
     assert_eq!(store.inbound_all().count(), 1);
 }
+
+#[tokio::test]
+async fn a_store_of_the_old_layout_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("db"), b"sled").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::OldLayout { .. }), "{err}");
+    assert!(!dir.path().join("sled").exists());
+}
