@@ -21,6 +21,23 @@ fn corrupt(k: &[u8], why: &str) -> StoreError {
     }
 }
 
+fn text(k: &[u8], v: &[u8]) -> Result<String> {
+    String::from_utf8(v.to_vec()).map_err(|_| corrupt(k, "not UTF-8"))
+}
+
+/// The big-endian u64 at `k[at..at + 8]`.
+fn u64_at(k: &[u8], at: usize) -> Option<u64> {
+    k.get(at..at + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+}
+
+/// A `c ‖ size` record: (size, note text).
+fn checkpoint_record(k: &[u8], v: &[u8]) -> Result<(u64, String)> {
+    let size = u64_at(k, 1).ok_or_else(|| corrupt(k, "bad checkpoint key"))?;
+    Ok((size, text(k, v)?))
+}
+
 impl Store {
     /// Appends the entry `build(seq)` makes for the next sequence number;
     /// it is on its way to disk before this returns, and durable at the
@@ -84,12 +101,7 @@ impl Store {
     /// The checkpoint of exactly `size`, if this node signed one.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>> {
         let k = key(b'c', &[&size.to_be_bytes()]);
-        match self.audit.get(&k)? {
-            None => Ok(None),
-            Some(v) => String::from_utf8(v.to_vec())
-                .map(Some)
-                .map_err(|_| corrupt(&k, "not UTF-8")),
-        }
+        self.audit.get(&k)?.map(|v| text(&k, &v)).transpose()
     }
 
     /// The newest checkpoint, without reading the others.
@@ -98,13 +110,7 @@ impl Store {
             None => Ok(None),
             Some(kv) => {
                 let (k, v) = kv?;
-                let size = k
-                    .get(1..9)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| corrupt(&k, "bad checkpoint key"))?;
-                let text = String::from_utf8(v.to_vec()).map_err(|_| corrupt(&k, "not UTF-8"))?;
-                Ok(Some((size, text)))
+                checkpoint_record(&k, &v).map(Some)
             }
         }
     }
@@ -115,13 +121,7 @@ impl Store {
             .scan_prefix([b'c'])
             .map(|kv| {
                 let (k, v) = kv?;
-                let size = k
-                    .get(1..9)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| corrupt(&k, "bad checkpoint key"))?;
-                let text = String::from_utf8(v.to_vec()).map_err(|_| corrupt(&k, "not UTF-8"))?;
-                Ok((size, text))
+                checkpoint_record(&k, &v)
             })
             .collect()
     }
@@ -140,10 +140,7 @@ impl Store {
             .scan_prefix([b's'])
             .map(|kv| {
                 let (k, v) = kv?;
-                let size = k
-                    .get(1..9)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes);
+                let size = u64_at(&k, 1);
                 let witness = k.get(9..41).and_then(|b| <[u8; 32]>::try_from(b).ok());
                 let line = String::from_utf8(v.to_vec()).ok();
                 match (size, witness, line) {
@@ -156,12 +153,7 @@ impl Store {
 
     pub fn witnessed(&self, peer: &NodeId) -> Result<Option<String>> {
         let k = key(b'w', &[&peer.0]);
-        match self.audit.get(&k)? {
-            None => Ok(None),
-            Some(v) => String::from_utf8(v.to_vec())
-                .map(Some)
-                .map_err(|_| corrupt(&k, "not UTF-8")),
-        }
+        self.audit.get(&k)?.map(|v| text(&k, &v)).transpose()
     }
 
     pub fn put_witnessed(&self, peer: &NodeId, note: &str) -> Result<()> {
@@ -181,7 +173,7 @@ impl Store {
             .scan_prefix([b'a'])
             .map(|kv| {
                 let (k, v) = kv?;
-                String::from_utf8(v.to_vec()).map_err(|_| corrupt(&k, "not UTF-8"))
+                text(&k, &v)
             })
             .collect()
     }
