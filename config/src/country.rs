@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::excerpt;
 
 /// Two ASCII uppercase letters, e.g. `FR`. Lowercase input is normalised.
@@ -64,18 +62,7 @@ impl fmt::Debug for CountryCode {
     }
 }
 
-impl Serialize for CountryCode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for CountryCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+comity_protocol::serde_as_text!(CountryCode);
 
 #[cfg(test)]
 mod tests {
@@ -97,7 +84,7 @@ mod tests {
 
     #[test]
     fn serde_is_the_string() {
-        #[derive(Serialize, Deserialize)]
+        #[derive(serde::Serialize, serde::Deserialize)]
         struct T {
             c: CountryCode,
         }

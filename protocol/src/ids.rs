@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use bincode::{Decode, Encode};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 
 /// A message id: 128 random bits chosen by the sender, written as 32
 /// lowercase hex digits. Unique per sender; the receiver de-duplicates by it.
@@ -64,18 +63,7 @@ impl FromStr for MessageId {
     }
 }
 
-impl Serialize for MessageId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MessageId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_as_text!(MessageId);
 
 #[cfg(test)]
 mod tests {

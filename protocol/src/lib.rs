@@ -20,6 +20,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+/// Implements serde for a type as its text form: `Serialize` writes its
+/// `Display`, `Deserialize` parses with its `FromStr` (whose error says
+/// what is wrong). So JSON carries exactly what the CLI prints and accepts.
+#[macro_export]
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl ::serde::Serialize for $t {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod codec;
 pub mod digest;

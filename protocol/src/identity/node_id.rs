@@ -6,7 +6,6 @@ use std::str::FromStr;
 use bincode::{Decode, Encode};
 use data_encoding::BASE32_NOPAD;
 use ed25519_dalek::VerifyingKey;
-use serde::{Deserialize, Serialize};
 
 use super::KeyError;
 use crate::digest::Digest;
@@ -136,18 +135,7 @@ impl FromStr for NodeId {
     }
 }
 
-impl Serialize for NodeId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_as_text!(NodeId);
 
 #[cfg(test)]
 mod tests {

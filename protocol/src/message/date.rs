@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Serialize};
 
 use super::{InvalidMessage, ParseValueError};
 use crate::time::Timestamp;
@@ -128,18 +127,7 @@ impl FromStr for Date {
     }
 }
 
-impl Serialize for Date {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Date {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_as_text!(Date);
 
 #[cfg(test)]
 mod tests {
