@@ -8,31 +8,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use comity_protocol::message::{
-    Body, CaseReferences, IccsCode, Language, LegalBasis, Offence, Request, RequestType, Thread,
-    Urgency,
-};
+use comity_protocol::message::Body;
 
 use crate::http::Conn;
 
 /// A mutual legal assistance request with a 1 KiB body text: the message
 /// of the benchmark (the same one `protocol/benches/envelope.rs` seals).
 pub fn request_1kib() -> Result<Body> {
-    Ok(Body::Request(Request {
-        request_type: RequestType::MutualLegalAssistance,
-        legal_basis: LegalBasis::UncacArt46,
-        offence: Some(Offence {
-            description: "Bribery of a national public official".into(),
-            iccs: IccsCode::new("07031").map_err(|e| anyhow!("ICCS code: {e}"))?,
-        }),
-        urgency: Urgency::Urgent,
-        deadline: None,
-        language: Language::default(),
-        case_refs: CaseReferences::default(),
-        subject: "Bank records".into(),
-        body: "x".repeat(1024),
-        thread: Thread::default(),
-    }))
+    Ok(comity_protocol::sample::request_1kib()?)
 }
 
 /// The `POST /v1/messages` body sending the 1 KiB request to `to`.

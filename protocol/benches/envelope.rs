@@ -11,31 +11,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use comity_protocol::envelope::{check, seal, CheckPolicy};
-use comity_protocol::message::{
-    Body, CaseReferences, IccsCode, Language, LegalBasis, Offence, Request, RequestType, Thread,
-    Urgency,
-};
 use comity_protocol::receipt::Receipt;
+use comity_protocol::sample::request_1kib;
 use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-
-fn request_1kib() -> Body {
-    Body::Request(Request {
-        request_type: RequestType::MutualLegalAssistance,
-        legal_basis: LegalBasis::UncacArt46,
-        offence: Some(Offence {
-            description: "Bribery of a national public official".into(),
-            iccs: IccsCode::new("07031").expect("valid"),
-        }),
-        urgency: Urgency::Urgent,
-        deadline: None,
-        language: Language::default(),
-        case_refs: CaseReferences::default(),
-        subject: "Bank records".into(),
-        body: "x".repeat(1024),
-        thread: Thread::default(),
-    })
-}
 
 fn bench(c: &mut Criterion) {
     let now = Timestamp::now();
@@ -49,7 +28,7 @@ fn bench(c: &mut Criterion) {
         max_age: Duration::from_secs(14 * 86400),
         max_envelope_bytes: 4 << 20,
     };
-    let body = request_1kib();
+    let body = request_1kib().expect("sample request");
     let mut rng = rand::rng();
 
     let mut g = c.benchmark_group("envelope_1KiB");

@@ -15,6 +15,7 @@
 //! * [`envelope`]: seal, outer check, open — signed and HPKE-encrypted.
 //! * [`receipt`]: signed proof that a recipient durably holds an envelope.
 //! * [`session`]: the frames two nodes exchange on a QUIC stream.
+//! * [`sample`]: deterministic sample data for benchmarks.
 //!
 //! The wire format is specified in `docs/protocol.md`.
 #![forbid(unsafe_code)]
@@ -50,6 +51,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod receipt;
+pub mod sample;
 pub mod session;
 pub mod time;
 
