@@ -11,7 +11,7 @@
 
 use comity_protocol::{Digest, MessageId, NodeId};
 
-pub use super::audit_files::{AuditFileError, Leaves, Mark};
+pub use super::audit_files::{Leaves, Mark};
 use super::{key, Result, Store, StoreError};
 
 fn corrupt(k: &[u8], why: &str) -> StoreError {
@@ -51,11 +51,6 @@ impl Store {
 
     pub fn audit_size(&self) -> u64 {
         self.audit_files.size()
-    }
-
-    /// Size and root of the log now.
-    pub fn audit_head(&self) -> (u64, Digest) {
-        self.audit_files.head()
     }
 
     /// Syncs the log's files and returns the size, root and [`Mark`] they

@@ -20,7 +20,7 @@
 //! so a restart reads only the entries since that checkpoint.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -178,6 +178,26 @@ fn open_append(path: &Path) -> Result<File> {
         .map_err(io_err(path))
 }
 
+/// Reads a file from a position of its own (`pread`). Clones of a `File`
+/// share one offset, which appends and other readers would move.
+struct At {
+    file: File,
+    pos: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn reader_at(file: &File, path: &Path, pos: u64) -> Result<BufReader<At>> {
+    let file = file.try_clone().map_err(io_err(path))?;
+    Ok(BufReader::with_capacity(1 << 16, At { file, pos }))
+}
+
 /// Hashes read straight from the `hashes` file.
 struct HashFile<'a>(&'a File, &'a Path);
 
@@ -204,27 +224,42 @@ fn read_hash(file: &File, path: &Path, level: u32, index: u64) -> Result<Digest>
 /// Reads one record at the reader's position: `Ok(None)` at a clean end,
 /// `Err(why)` for a torn or damaged record.
 fn read_record(r: &mut impl Read) -> std::result::Result<Option<Vec<u8>>, String> {
+    read_record_at_end(r).map_err(|(why, _)| why)
+}
+
+/// As [`read_record`], and on error whether the record claimed to reach the
+/// end of the file (true for a write cut short by a crash).
+fn read_record_at_end(r: &mut impl Read) -> std::result::Result<Option<Vec<u8>>, (String, bool)> {
     let mut header = [0u8; RECORD_HEADER as usize];
     let mut got = 0;
     while got < header.len() {
         match r.read(&mut header[got..]) {
             Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(format!("record header cut after {got} bytes")),
+            Ok(0) => return Err((format!("record header cut after {got} bytes"), true)),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err((e.to_string(), false)),
         }
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len == 0 || len > MAX_LEAF_BYTES {
-        return Err(format!("record length {len} is not a leaf's"));
+        return Err((format!("record length {len} is not a leaf's"), false));
     }
     let mut leaf = vec![0u8; len];
-    r.read_exact(&mut leaf)
-        .map_err(|e| format!("record of {len} bytes cut short: {e}"))?;
+    let mut got = 0;
+    while got < len {
+        match r.read(&mut leaf[got..]) {
+            Ok(0) => return Err((format!("record of {len} bytes cut after {got}"), true)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e.to_string(), false)),
+        }
+    }
     if crc32fast::hash(&leaf) != crc {
-        return Err("record checksum does not match".into());
+        let mut rest = [0u8; 1];
+        let last = matches!(r.read(&mut rest), Ok(0));
+        return Err(("record checksum does not match".into(), last));
     }
     Ok(Some(leaf))
 }
@@ -274,6 +309,82 @@ impl Derived {
     }
 }
 
+/// Checks that the mark ends exactly where entry `size − 1` ends.
+fn check_mark(leaves: &File, lp: &Path, offsets: &File, op: &Path, mark: Mark) -> Result<()> {
+    let damaged = |why: String| AuditFileError::Damaged {
+        path: lp.display().to_string(),
+        why,
+    };
+    let last = mark.size - 1;
+    let mut b = [0u8; 8];
+    let at_offset = last
+        .checked_mul(8)
+        .ok_or_else(|| damaged(format!("mark of {} entries is out of range", mark.size)))?;
+    offsets
+        .read_exact_at(&mut b, at_offset)
+        .map_err(io_err(op))?;
+    let at = u64::from_le_bytes(b);
+    let leaf = match read_record(&mut reader_at(leaves, lp, at)?) {
+        Ok(Some(leaf)) => leaf,
+        Ok(None) => return Err(damaged(format!("entry {last} at byte {at} is missing"))),
+        Err(why) => return Err(damaged(format!("entry {last} at byte {at}: {why}"))),
+    };
+    let ends = at.checked_add(RECORD_HEADER + leaf.len() as u64);
+    let seq = AuditEntry::from_leaf(&leaf).ok().map(|e| e.seq);
+    if ends != Some(mark.leaves_len) || seq != Some(last) {
+        return Err(damaged(format!(
+            "the last checkpoint's mark ({} entries, {} bytes) does not match the log",
+            mark.size, mark.leaves_len
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `file` holds only zero bytes from `from` on.
+fn zeros_from(file: &File, path: &Path, from: u64) -> Result<bool> {
+    let mut r = reader_at(file, path, from)?;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = r.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Copies `leaves` from `end` on to a file beside it, durably, before the
+/// caller cuts it there.
+fn save_tail(leaves: &File, lp: &Path, end: u64) -> Result<PathBuf> {
+    let saved = lp.with_file_name(format!("leaves.tail-at-{end}"));
+    let mut out = File::create(&saved).map_err(io_err(&saved))?;
+    io::copy(&mut reader_at(leaves, lp, end)?, &mut out).map_err(io_err(&saved))?;
+    out.sync_all().map_err(io_err(&saved))?;
+    if let Some(dir) = saved.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(saved)
+}
+
+impl Inner {
+    /// Writes the buffered derived records. A failed write may leave part
+    /// of them in a file: nothing more is appended until a restart
+    /// rebuilds them from the mark.
+    fn flush_derived(&mut self, dir: &Path) -> Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(AuditFileError::Broken(why.clone()));
+        }
+        self.derived.flush().map_err(|e| {
+            self.broken = Some(e.to_string());
+            io_err(dir)(e)
+        })
+    }
+}
+
 impl AuditFiles {
     /// Opens (or creates) the files in `dir`, trusting what `mark` covers
     /// and re-reading only the entries after it. An incomplete or damaged
@@ -304,7 +415,7 @@ impl AuditFiles {
             (&hashes, &hp, hashes_len, true),
             (&messages, &mp, mark.messages_len, true),
         ];
-        for (file, p, want, derived) in expected {
+        for (file, p, want, _) in expected {
             let have = file.metadata().map_err(io_err(p))?.len();
             if have < want {
                 return Err(AuditFileError::Damaged {
@@ -315,7 +426,13 @@ impl AuditFiles {
                     ),
                 });
             }
-            // Derived files are rebuilt from here on.
+        }
+        if mark.size > 0 {
+            check_mark(&leaves, &lp, &offsets, &op, mark)?;
+        }
+        // Only now that nothing was refused: derived files are rebuilt from
+        // the mark on.
+        for (file, p, want, derived) in expected {
             if derived {
                 file.set_len(want).map_err(io_err(p))?;
             }
@@ -344,30 +461,29 @@ impl AuditFiles {
         // Replay the entries after the mark.
         let mut recovery = Recovery::default();
         let total = leaves.metadata().map_err(io_err(&lp))?.len();
-        let mut reader = BufReader::new(leaves.try_clone().map_err(io_err(&lp))?);
-        reader
-            .seek(SeekFrom::Start(mark.leaves_len))
-            .map_err(io_err(&lp))?;
+        let mut reader = reader_at(&leaves, &lp, mark.leaves_len)?;
         let mut end = mark.leaves_len;
         let mut damage = None;
         loop {
-            let leaf = match read_record(&mut reader) {
+            let leaf = match read_record_at_end(&mut reader) {
                 Ok(Some(leaf)) => leaf,
                 Ok(None) => break,
-                Err(why) => {
-                    damage = Some(why);
+                Err(d) => {
+                    damage = Some(d);
                     break;
                 }
             };
             let seq = frontier.size();
+            // A record whose checksum holds was written whole: if it is not
+            // the next entry, that is damage, not a cut write.
             let entry = match AuditEntry::from_leaf(&leaf) {
                 Ok(e) if e.seq == seq => e,
                 Ok(e) => {
-                    damage = Some(format!("entry {seq} says it is entry {}", e.seq));
+                    damage = Some((format!("entry {seq} says it is entry {}", e.seq), false));
                     break;
                 }
                 Err(e) => {
-                    damage = Some(format!("entry {seq}: {e}"));
+                    damage = Some((format!("entry {seq}: {e}"), false));
                     break;
                 }
             };
@@ -381,20 +497,29 @@ impl AuditFiles {
             recovery.replayed += 1;
         }
         if end < total {
-            let why = damage.unwrap_or_else(|| "unreadable tail".into());
-            let saved = lp.with_file_name(format!("leaves.tail-at-{end}"));
-            let mut tail = Vec::new();
-            let mut f = File::open(&lp).map_err(io_err(&lp))?;
-            f.seek(SeekFrom::Start(end)).map_err(io_err(&lp))?;
-            f.read_to_end(&mut tail).map_err(io_err(&lp))?;
-            std::fs::write(&saved, &tail).map_err(io_err(&saved))?;
+            let (why, reaches_end) = damage.unwrap_or_else(|| ("unreadable record".into(), false));
+            // Only a write cut short by a crash (the last record, or zeros a
+            // power cut left) is cut; damage with entries after it is not
+            // ours to throw away.
+            if !reaches_end && !zeros_from(&leaves, &lp, end)? {
+                return Err(AuditFileError::Damaged {
+                    path: lp.display().to_string(),
+                    why: format!(
+                        "entry {} at byte {end}: {why}, and data follows it: this is not a \
+                         write cut short by a crash; restore the data directory from a backup",
+                        frontier.size()
+                    ),
+                });
+            }
+            let saved = save_tail(&leaves, &lp, end)?;
             leaves.set_len(end).map_err(io_err(&lp))?;
+            leaves.sync_all().map_err(io_err(&lp))?;
             tracing::warn!(
                 at = end,
                 bytes = total - end,
                 why,
                 saved = %saved.display(),
-                "audit log: cut an incomplete or damaged tail (a crash during a write)"
+                "audit log: cut a record left incomplete by a crash"
             );
             recovery.dropped_bytes = total - end;
             recovery.saved_to = Some(saved);
@@ -413,10 +538,7 @@ impl AuditFiles {
             derived,
             broken: None,
         };
-        inner.derived.flush().map_err(|e| AuditFileError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        })?;
+        inner.flush_derived(dir)?;
         Ok((
             AuditFiles {
                 dir: dir.to_path_buf(),
@@ -479,6 +601,7 @@ impl AuditFiles {
     }
 
     /// Size and root of the tree now.
+    #[cfg(test)]
     pub fn head(&self) -> (u64, Digest) {
         let inner = self.lock();
         (inner.frontier.size(), inner.frontier.root())
@@ -486,11 +609,18 @@ impl AuditFiles {
 
     /// Makes every appended entry durable (before sled's flush: see the
     /// module doc).
+    ///
+    /// Fails while the log is broken, so no commit can make an event durable
+    /// whose entry may be missing; a failed sync breaks it (after a failed
+    /// `fdatasync` the kernel may have dropped the pages).
     pub fn sync(&self) -> Result<()> {
-        self.handles
-            .leaves
-            .sync_data()
-            .map_err(io_err(&self.path("leaves")))
+        if let Some(why) = &self.lock().broken {
+            return Err(AuditFileError::Broken(why.clone()));
+        }
+        self.handles.leaves.sync_data().map_err(|e| {
+            self.lock().broken = Some(format!("fdatasync: {e}"));
+            io_err(&self.path("leaves"))(e)
+        })
     }
 
     /// Size and root of the tree now, with every file synced up to it: the
@@ -499,7 +629,7 @@ impl AuditFiles {
     pub fn seal(&self) -> Result<(Mark, Digest)> {
         let (mark, root) = {
             let mut inner = self.lock();
-            inner.derived.flush().map_err(io_err(&self.dir))?;
+            inner.flush_derived(&self.dir)?;
             (
                 Mark {
                     size: inner.frontier.size(),
@@ -517,7 +647,10 @@ impl AuditFiles {
             (&h.hashes, "hashes"),
             (&h.messages, "messages"),
         ] {
-            f.sync_data().map_err(io_err(&self.path(name)))?;
+            f.sync_data().map_err(|e| {
+                self.lock().broken = Some(format!("fdatasync of {name}: {e}"));
+                io_err(&self.path(name))(e)
+            })?;
         }
         Ok((mark, root))
     }
@@ -525,7 +658,7 @@ impl AuditFiles {
     /// Writes buffered derived records so reads see every entry so far.
     fn readable(&self) -> Result<u64> {
         let mut inner = self.lock();
-        inner.derived.flush().map_err(io_err(&self.dir))?;
+        inner.flush_derived(&self.dir)?;
         Ok(inner.frontier.size())
     }
 
@@ -567,9 +700,7 @@ impl AuditFiles {
         }
         let at = self.offset(seq)?;
         let lp = self.path("leaves");
-        let mut reader = BufReader::new(self.handles.leaves.try_clone().map_err(io_err(&lp))?);
-        reader.seek(SeekFrom::Start(at)).map_err(io_err(&lp))?;
-        match read_record(&mut reader) {
+        match read_record(&mut reader_at(&self.handles.leaves, &lp, at)?) {
             Ok(Some(leaf)) => Ok(Some(leaf)),
             Ok(None) => Err(AuditFileError::Damaged {
                 path: lp.display().to_string(),
@@ -588,13 +719,8 @@ impl AuditFiles {
         let to = to.min(size);
         let lp = self.path("leaves");
         let at = if from < to { self.offset(from)? } else { 0 };
-        let mut reader = BufReader::with_capacity(
-            1 << 16,
-            self.handles.leaves.try_clone().map_err(io_err(&lp))?,
-        );
-        reader.seek(SeekFrom::Start(at)).map_err(io_err(&lp))?;
         Ok(Leaves {
-            reader,
+            reader: reader_at(&self.handles.leaves, &lp, at)?,
             next: from,
             to,
             path: lp,
@@ -607,11 +733,7 @@ impl AuditFiles {
         self.readable()?;
         let mp = self.path("messages");
         let len = self.lock().derived.messages.flushed;
-        let mut reader = BufReader::with_capacity(
-            1 << 16,
-            self.handles.messages.try_clone().map_err(io_err(&mp))?,
-        );
-        reader.seek(SeekFrom::Start(0)).map_err(io_err(&mp))?;
+        let mut reader = reader_at(&self.handles.messages, &mp, 0)?;
         let mut out = Vec::new();
         let mut rec = [0u8; MESSAGE_RECORD as usize];
         for _ in 0..len / MESSAGE_RECORD {
@@ -628,7 +750,7 @@ impl AuditFiles {
 
 /// Iterator over stored leaves (see [`AuditFiles::leaves`]).
 pub struct Leaves {
-    reader: BufReader<File>,
+    reader: BufReader<At>,
     next: u64,
     to: u64,
     path: PathBuf,

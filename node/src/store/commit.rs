@@ -57,7 +57,7 @@ pub enum CommitError {
 }
 
 /// The audit files first, then sled (see the module doc).
-fn flush(db: &sled::Db, audit: &AuditFiles) -> Result<(), String> {
+pub(super) fn flush(db: &sled::Db, audit: &AuditFiles) -> Result<(), String> {
     audit.sync().map_err(|e| e.to_string())?;
     db.flush().map(|_| ()).map_err(|e| e.to_string())
 }

@@ -179,9 +179,7 @@ impl Store {
 
     /// Flushes synchronously (at shutdown).
     pub fn flush(&self) -> Result<()> {
-        self.audit_files.sync()?;
-        self.db.flush()?;
-        Ok(())
+        commit::flush(&self.db, &self.audit_files).map_err(|e| CommitError::Flush(e).into())
     }
 
     // --- outbox ---

@@ -89,9 +89,26 @@ async fn committed_writes_survive_reopening() {
     let store = Store::open(dir.path()).unwrap();
     store.insert_inbound_if_new(&inbound(1, 1, 7)).unwrap();
     store.commit().await.unwrap();
-    store.close().await.unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.inbound_count(), 1);
+    // A copy taken now, with the store still open (no close, no drop to
+    // flush it), is what a crash would leave on disk.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let reopened = Store::open(copy.path()).unwrap();
+    assert_eq!(reopened.inbound_count(), 1);
+    drop(store);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
 }
 
 #[tokio::test]

@@ -161,14 +161,15 @@ fn a_torn_last_record_is_cut_and_saved_and_the_log_goes_on() {
 }
 
 #[test]
-fn damage_after_the_mark_stops_replay_there() {
+fn damage_with_entries_after_it_is_refused_not_cut() {
     let dir = tempfile::tempdir().unwrap();
     let (files, _) = AuditFiles::open(dir.path(), Mark::default()).unwrap();
     append_n(&files, 20);
     let (mark, _) = files.seal().unwrap();
     append_n(&files, 10);
     drop(files);
-    // Flip a byte inside entry 25's leaf: its checksum fails.
+    // Flip a byte inside entry 25's leaf: its checksum fails, and the
+    // valid entries 26..30 follow it.
     let leaves = dir.path().join("leaves");
     let mut bytes = std::fs::read(&leaves).unwrap();
     let at: u64 = (0..25)
@@ -177,10 +178,95 @@ fn damage_after_the_mark_stops_replay_there() {
     bytes[at as usize + 12] ^= 1;
     std::fs::write(&leaves, &bytes).unwrap();
 
+    let err = AuditFiles::open(dir.path(), mark).unwrap_err().to_string();
+    assert!(
+        err.contains("entry 25") && err.contains("checksum") && err.contains("data follows"),
+        "{err}"
+    );
+    // Nothing was cut or moved aside.
+    assert_eq!(std::fs::read(&leaves).unwrap(), bytes);
+    assert!(!dir.path().join(format!("leaves.tail-at-{at}")).exists());
+}
+
+#[test]
+fn zeros_a_power_cut_left_after_the_last_entry_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = AuditFiles::open(dir.path(), Mark::default()).unwrap();
+    append_n(&files, 12);
+    let (mark, _) = files.seal().unwrap();
+    append_n(&files, 3);
+    drop(files);
+    let leaves = dir.path().join("leaves");
+    let len = std::fs::metadata(&leaves).unwrap().len();
+    let f = OpenOptions::new().append(true).open(&leaves).unwrap();
+    (&f).write_all(&[0u8; 4096]).unwrap();
+
     let (files, rec) = AuditFiles::open(dir.path(), mark).unwrap();
-    assert_eq!(rec.replayed, 5);
-    assert_eq!(rec.dropped_bytes, bytes.len() as u64 - at);
-    assert_matches_reference(&files, 25);
+    assert_eq!(rec.replayed, 3);
+    assert_eq!(rec.dropped_bytes, 4096);
+    assert_eq!(std::fs::metadata(&leaves).unwrap().len(), len);
+    assert_matches_reference(&files, 15);
+}
+
+#[test]
+fn a_mark_that_does_not_end_at_an_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = AuditFiles::open(dir.path(), Mark::default()).unwrap();
+    append_n(&files, 10);
+    let (mark, _) = files.seal().unwrap();
+    drop(files);
+    for bad in [
+        Mark {
+            leaves_len: mark.leaves_len - 3,
+            ..mark
+        },
+        Mark {
+            size: mark.size - 1,
+            ..mark
+        },
+    ] {
+        let err = AuditFiles::open(dir.path(), bad).unwrap_err().to_string();
+        assert!(err.contains("does not match the log"), "{err}");
+    }
+    assert!(AuditFiles::open(dir.path(), mark).is_ok());
+}
+
+#[test]
+fn readers_see_whole_entries_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = AuditFiles::open(dir.path(), Mark::default()).unwrap();
+    append_n(&files, 2000);
+    // A sequential read spanning many buffer fills, with appends (which
+    // move the shared file offset of cloned handles) between its steps.
+    let leaves = files.leaves(0, 2000).unwrap();
+    let mut n = 0u64;
+    for r in leaves {
+        let (seq, leaf) = r.unwrap();
+        assert_eq!((seq, leaf), (n, entry(n).0));
+        files.append(|seq| Ok(entry(seq))).unwrap();
+        assert_eq!(files.leaf(n / 2).unwrap(), Some(entry(n / 2).0));
+        n += 1;
+    }
+    assert_eq!(n, 2000);
+    assert_matches_reference(&files, 4000);
+}
+
+#[test]
+fn a_broken_log_fails_every_sync_and_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = AuditFiles::open(dir.path(), Mark::default()).unwrap();
+    append_n(&files, 3);
+    files.sync().unwrap();
+    // What a failed write or fdatasync leaves behind.
+    files.lock().broken = Some("No space left on device".into());
+    for err in [
+        files.sync().unwrap_err(),
+        files.append(|seq| Ok(entry(seq))).unwrap_err(),
+        files.seal().unwrap_err(),
+    ] {
+        assert!(matches!(err, AuditFileError::Broken(_)), "{err}");
+    }
+    assert_eq!(files.size(), 3);
 }
 
 #[test]
@@ -191,8 +277,13 @@ fn derived_files_are_rebuilt_whatever_follows_the_mark() {
     let (mark, _) = files.seal().unwrap();
     append_n(&files, 30);
     files.sync().unwrap();
+    // The derived records of the 30 reach their files (unsynced).
+    files.readable().unwrap();
     drop(files);
-    // A power cut can leave a derived file longer, with zeros, or shorter.
+    // A power cut can leave a derived file longer, with zeros, or shorter
+    // than what was written after the mark.
+    let offsets_len = std::fs::metadata(dir.path().join("offsets")).unwrap().len();
+    assert_eq!(offsets_len, 94 * 8);
     for (name, extra) in [("hashes", 4096usize), ("offsets", 0), ("messages", 100)] {
         let p = dir.path().join(name);
         let f = OpenOptions::new().append(true).open(&p).unwrap();
@@ -215,7 +306,7 @@ fn files_shorter_than_the_mark_are_refused_not_papered_over() {
     append_n(&files, 40);
     let (mark, _) = files.seal().unwrap();
     drop(files);
-    for name in ["leaves", "offsets", "hashes"] {
+    for name in ["leaves", "offsets", "hashes", "messages"] {
         let copy = tempfile::tempdir().unwrap();
         for f in ["leaves", "offsets", "hashes", "messages"] {
             std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
