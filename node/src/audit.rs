@@ -117,6 +117,8 @@ pub struct AuditLog {
     pub due: Notify,
     /// The newest checkpoint's size.
     signed: std::sync::atomic::AtomicU64,
+    /// Held while a checkpoint is signed and stored.
+    signing: Mutex<()>,
     /// When this process last signed one (for the checkpoint-age metric).
     signed_at: Mutex<Option<Timestamp>>,
     /// The newest checkpoint known to be on disk, for senders to offer to
@@ -156,6 +158,7 @@ impl AuditLog {
             checkpoint_every: checkpoint_every.max(1),
             due: Notify::new(),
             signed: std::sync::atomic::AtomicU64::new(latest),
+            signing: Mutex::new(()),
             signed_at: Mutex::new(None),
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
@@ -213,7 +216,10 @@ impl AuditLog {
         if !self.enabled {
             return Ok(None);
         }
-        let (size, _) = self.store.audit_head();
+        // One at a time (timer, export, proof, shutdown): the stored mark
+        // and `signed` only ever grow.
+        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        let size = self.store.audit_size();
         if size == 0 || size <= self.signed.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
         }
@@ -237,10 +243,15 @@ impl AuditLog {
         Ok(Some(size))
     }
 
-    /// Offers the newest signed checkpoint to witnesses. Call only after a
-    /// commit that made it durable.
-    pub fn publish(&self) {
-        let signed = self.signed.load(std::sync::atomic::Ordering::Relaxed);
+    /// The newest signed checkpoint's size. Read it before a commit, and
+    /// [`AuditLog::publish`] it after: the commit covers it.
+    pub fn signed(&self) -> u64 {
+        self.signed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Offers checkpoint `signed` (see [`AuditLog::signed`]) and those
+    /// before it to witnesses. Call only after a commit that made it durable.
+    pub fn publish(&self, signed: u64) {
         self.latest.send_if_modified(|l| {
             let newer = signed > *l;
             if newer {
@@ -268,18 +279,23 @@ impl AuditLog {
             .unwrap_or(&0)
     }
 
-    /// What to send `witness`: the newest checkpoint and a proof from
-    /// `old_size`, if there is anything newer than `old_size`.
-    pub fn offer(&self, old_size: u64) -> Result<Option<(u64, String, Vec<Digest>)>, AuditError> {
-        let Some((size, note)) = self.store.newest_checkpoint()? else {
-            return Ok(None);
-        };
-        if size <= old_size {
+    /// What to send a witness: our checkpoint of size `newest` (durable:
+    /// the caller has it from [`AuditLog::latest`]) and a proof from
+    /// `old_size`, if `newest` is larger.
+    pub fn offer(
+        &self,
+        old_size: u64,
+        newest: u64,
+    ) -> Result<Option<(u64, String, Vec<Digest>)>, AuditError> {
+        if newest <= old_size {
             return Ok(None);
         }
+        let Some(note) = self.store.checkpoint_at(newest)? else {
+            return Ok(None);
+        };
         let proof =
-            consistency_proof(&StoredHashes(&self.store), old_size, size).map_err(log_err)?;
-        Ok(Some((size, note, proof)))
+            consistency_proof(&StoredHashes(&self.store), old_size, newest).map_err(log_err)?;
+        Ok(Some((newest, note, proof)))
     }
 
     /// Verifies and stores `witness`'s cosignature on our checkpoint `size`.

@@ -607,8 +607,9 @@ async fn checkpoints(shared: Arc<Shared>, mut stop: crate::shutdown::ShutdownSig
             }
         }
         // Also publishes checkpoints signed elsewhere (export, proofs).
+        let signed = shared.audit.signed();
         match shared.store.commit().await {
-            Ok(()) => shared.audit.publish(),
+            Ok(()) => shared.audit.publish(signed),
             Err(e) => warn!(error = %e, "cannot flush a checkpoint"),
         }
     }

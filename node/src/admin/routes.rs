@@ -563,8 +563,9 @@ async fn durable_checkpoint(node: &AppState) -> Result<(), ApiError> {
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    let signed = node.audit().signed();
     node.store().commit().await.map_err(ApiError::internal)?;
-    node.audit().publish();
+    node.audit().publish(signed);
     Ok(())
 }
 

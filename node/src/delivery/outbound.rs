@@ -88,6 +88,19 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// Forgets an answered message; `order` drops answered ids from its
+    /// front, so it stays as long as the window, not the session.
+    fn answered(&mut self, id: &MessageId) {
+        self.entries.remove(id);
+        while self
+            .order
+            .front()
+            .is_some_and(|front| !self.entries.contains_key(front))
+        {
+            self.order.pop_front();
+        }
+    }
+
     fn take_all(&mut self) -> Vec<MessageId> {
         let ids = self
             .order
@@ -250,8 +263,20 @@ struct Witnessing {
     from: Mutex<Option<u64>>,
     /// The (old size, new size) last offered, so each is offered once.
     offered: Mutex<Option<(u64, u64)>>,
+    /// The size whose refusal raised an alarm, so a repeated refusal does
+    /// not raise it again.
+    alarmed: Mutex<Option<u64>>,
     /// Wakes the writer to offer again.
     poke: tokio::sync::Notify,
+}
+
+impl Witnessing {
+    fn offered_size(&self) -> Option<u64> {
+        self.offered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(_, size)| size)
+    }
 }
 
 /// Offers the peer our newest durable checkpoint with a consistency proof
@@ -270,7 +295,7 @@ async fn offer_checkpoint(
     {
         return Ok(());
     }
-    let offer = match shared.audit.offer(old) {
+    let offer = match shared.audit.offer(old, newest) {
         Ok(o) => o,
         Err(e) => {
             warn!(peer = %peer.id().short(), error = %e, "cannot offer a checkpoint");
@@ -278,7 +303,7 @@ async fn offer_checkpoint(
         }
     };
     if let Some((size, note, proof)) = offer {
-        *w.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some((old, size));
+        *w.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some((old, newest));
         let frame = SessionFrame::Checkpoint {
             note,
             old_size: old,
@@ -423,6 +448,14 @@ async fn read_answers(
             },
             SessionFrame::Rejected { id, reason, detail } => (id, Err((reason, detail))),
             SessionFrame::Cosigned { size, line } => {
+                // Only for what we offered and it has not cosigned yet: a
+                // repeated or unasked cosignature costs nothing.
+                if witnessing.offered_size() != Some(size)
+                    || size <= shared.audit.cosigned_by(&peer.id())
+                {
+                    debug!(peer = %peer.id().short(), size, "cosignature not asked for: ignored");
+                    continue;
+                }
                 match shared.audit.accept_cosignature(&peer.id(), size, &line) {
                     Ok(()) => {
                         shared.audit.note(
@@ -443,11 +476,15 @@ async fn read_answers(
                 detail,
             } => {
                 let ours = shared.audit.size();
-                if reason == WitnessRefusal::OldSizeMismatch && witnessed_size <= ours {
+                let mut alarmed = witnessing.alarmed.lock().unwrap_or_else(|p| p.into_inner());
+                if witnessing.offered_size() != Some(size) || *alarmed == Some(size) {
+                    debug!(peer = %peer.id().short(), size, "refusal of nothing offered, or repeated: ignored");
+                } else if reason == WitnessRefusal::OldSizeMismatch && witnessed_size <= ours {
                     *witnessing.from.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(witnessed_size);
                     witnessing.poke.notify_one();
                 } else {
+                    *alarmed = Some(size);
                     let detail: String = detail.chars().take(200).collect();
                     shared.audit.note(
                         Fact::new(AuditKind::CheckpointRefused, Actor::Peer)
@@ -476,7 +513,7 @@ async fn read_answers(
         };
         let answered = || {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            f.entries.remove(&id);
+            f.answered(&id);
             peer.set_in_flight(f.entries.len());
         };
         let Some(mut status) = shared.store.outbound_status(&id)? else {
@@ -516,6 +553,8 @@ async fn read_answers(
                 });
             }
             Err((reason, detail)) => {
+                // The peer's words, bounded before they are kept and shown.
+                let detail: String = detail.chars().take(200).collect();
                 let error = format!("refused by peer ({reason}): {detail}");
                 if reason.is_permanent() {
                     answered();
