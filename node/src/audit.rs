@@ -108,6 +108,9 @@ fn clean_detail(s: &str) -> String {
     out
 }
 
+/// Alarms kept in the store at most (see [`AuditLog::alarm`]).
+pub const MAX_ALARMS: usize = 1000;
+
 pub struct AuditLog {
     store: Store,
     origin: String,
@@ -202,8 +205,8 @@ impl AuditLog {
     }
 
     /// Logs a failure to record instead of failing the event: the event
-    /// already happened. (Only a store error can cause it, and the store
-    /// error will surface on the event's own write too.)
+    /// already happened. A failed append breaks the log's files, so every
+    /// later commit fails and the event is never acknowledged as durable.
     pub fn note(&self, fact: Fact<'_>) {
         if let Err(e) = self.record(fact) {
             warn!(error = %e, "cannot append to the audit log");
@@ -330,15 +333,30 @@ impl AuditLog {
         note_text: &str,
         old_size: u64,
         proof: &[Digest],
-    ) -> Result<(u64, String), Refused> {
+    ) -> Result<Witnessed, Refused> {
         let origin = origin_for(peer);
-        let previous = self
-            .store
-            .witnessed(peer)
-            .map_err(|e| Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}")))?
+        let stored = self.store.witnessed(peer).map_err(|e| {
+            Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}"))
+        })?;
+        let previous = stored
             .as_deref()
-            .and_then(|t| open_checkpoint(t, &origin, peer).ok())
-            .map(|(c, _)| c);
+            .and_then(|t| open_checkpoint(t, &origin, peer).ok());
+        if let Some((prev, prev_note)) = &previous {
+            if stored.as_deref() == Some(note_text) {
+                // The one cosigned last, again: sign it again, store nothing.
+                let now_secs = Timestamp::now().as_millis() / 1000;
+                let line =
+                    cosign(me, &origin_for(&me.id()), prev_note.text(), now_secs).map_err(|e| {
+                        Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, e.to_string())
+                    })?;
+                return Ok(Witnessed {
+                    size: prev.size,
+                    line,
+                    new: false,
+                });
+            }
+        }
+        let previous = previous.map(|(c, _)| c);
         let witnessed = previous.as_ref().map(|c| c.size).unwrap_or(0);
         let (new, note) = open_checkpoint(note_text, &origin, peer).map_err(|e| {
             Refused::new(WitnessRefusal::BadCheckpoint, 0, witnessed, e.to_string())
@@ -376,14 +394,30 @@ impl AuditLog {
         let now_secs = Timestamp::now().as_millis() / 1000;
         let line = cosign(me, &origin_for(&me.id()), note.text(), now_secs)
             .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
-        Ok((new.size, line))
+        Ok(Witnessed {
+            size: new.size,
+            line,
+            new: true,
+        })
     }
 
     /// Records an alarm (kept, and shown in the node's status).
     pub fn alarm(&self, text: &str) {
         warn!(alarm = text, "AUDIT ALARM");
-        if let Err(e) = self.store.put_alarm(text) {
-            warn!(error = %e, "cannot store an alarm");
+        // A misbehaving peer can cause alarms as often as it likes: the first
+        // MAX_ALARMS are kept, the rest are in the log only.
+        match self.store.alarm_count() {
+            Ok(n) if n >= MAX_ALARMS => {
+                warn!(
+                    kept = n,
+                    "alarm not stored: {MAX_ALARMS} alarms are kept already"
+                )
+            }
+            _ => {
+                if let Err(e) = self.store.put_alarm(text) {
+                    warn!(error = %e, "cannot store an alarm");
+                }
+            }
         }
     }
 
@@ -481,6 +515,15 @@ pub enum Proof {
     File(String),
 }
 
+/// A cosignature made as a witness.
+#[derive(Debug)]
+pub struct Witnessed {
+    pub size: u64,
+    pub line: String,
+    /// False when the checkpoint is the one cosigned last (nothing stored).
+    pub new: bool,
+}
+
 /// A witness's refusal, as it goes back to the log.
 #[derive(Debug)]
 pub struct Refused {
@@ -498,5 +541,50 @@ impl Refused {
             witnessed_size,
             detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use comity_protocol::audit::merkle::{leaf_hash, Frontier};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
+        let peer = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(store.clone(), &me.id(), 1000, true).unwrap();
+        let mut tree = Frontier::new();
+        let note_at = |tree: &Frontier| {
+            sign_checkpoint(
+                &peer,
+                &Checkpoint {
+                    origin: origin_for(&peer.id()),
+                    size: tree.size(),
+                    root: tree.root(),
+                },
+            )
+            .unwrap()
+        };
+        tree.push(leaf_hash(b"one")).unwrap();
+        let first = note_at(&tree);
+        let w = log.witness(&me, &peer.id(), &first, 0, &[]).unwrap();
+        assert!(w.new && w.size == 1);
+        // The same note again (from any old size): cosigned, not stored anew.
+        let again = log.witness(&me, &peer.id(), &first, 0, &[]).unwrap();
+        assert!(!again.new && again.size == 1);
+        assert_eq!(
+            store.witnessed(&peer.id()).unwrap().as_deref(),
+            Some(&first[..])
+        );
+        // A larger, consistent one is new.
+        tree.push(leaf_hash(b"two")).unwrap();
+        let second = note_at(&tree);
+        let proof = vec![leaf_hash(b"two")];
+        let w = log.witness(&me, &peer.id(), &second, 1, &proof).unwrap();
+        assert!(w.new && w.size == 2);
     }
 }

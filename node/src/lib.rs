@@ -16,6 +16,7 @@ pub mod malloc;
 pub mod metrics;
 pub mod node;
 pub mod peers;
+pub mod refusals;
 pub mod shutdown;
 pub mod stats;
 pub mod store;

@@ -198,9 +198,16 @@ impl Node {
         let (events, _) = broadcast::channel(4096);
         let refused_events = events.clone();
         let refused_audit = audit.clone();
+        let limit = crate::refusals::RefusalLimit::new(std::time::Instant::now());
         let on_refused = Arc::new(move |key: NodeId| {
-            warn!(key = %key, "refused a connection from a key that is not pinned");
-            refused_audit.note(Fact::new(AuditKind::PeerRefused, Actor::Node).peer(key));
+            if limit.admit(&key, std::time::Instant::now()) {
+                warn!(key = %key, "refused a connection from a key that is not pinned");
+                refused_audit.note(
+                    Fact::new(AuditKind::PeerRefused, Actor::Node)
+                        .peer(key)
+                        .detail("key presented in a TLS certificate (possession not proven)"),
+                );
+            }
             let _ = refused_events.send(Event::PeerRefused { key });
         });
         let reset_key = comity_protocol::Digest::of(

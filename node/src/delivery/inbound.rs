@@ -486,13 +486,18 @@ fn witness(
         .audit
         .witness(&shared.identity, &peer, note, old_size, proof)
     {
-        Ok((size, line)) => {
-            shared.audit.note(
-                Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
-                    .peer(peer)
-                    .detail(&size.to_string()),
-            );
-            SessionFrame::Cosigned { size, line }
+        Ok(w) => {
+            if w.new {
+                shared.audit.note(
+                    Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+                        .peer(peer)
+                        .detail(&w.size.to_string()),
+                );
+            }
+            SessionFrame::Cosigned {
+                size: w.size,
+                line: w.line,
+            }
         }
         Err(r) => {
             if r.reason.is_alarm() {

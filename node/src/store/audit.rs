@@ -163,6 +163,15 @@ impl Store {
         Ok(())
     }
 
+    pub fn alarm_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.audit.scan_prefix([b'a']) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub fn alarms(&self) -> Result<Vec<String>> {
         self.audit
             .scan_prefix([b'a'])
