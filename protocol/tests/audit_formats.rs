@@ -1095,3 +1095,43 @@ const EXAMPLE_BUNDLE: &str = r#"{"format":"comity-audit-bundle/v1","origin":"com
 {"checkpoint":"comity.invalid/rkeohxlu-bhyzl7ks-3mwtzos5-olfgocn7-dwkbeg7t-oseadnap-n5on4vse\n2\nDVD6kB42hFqokSSYdHMlXmfyDqLtiCXLuAaj/3Gcp+k=\n\n— comity.invalid/rkeohxlu-bhyzl7ks-3mwtzos5-olfgocn7-dwkbeg7t-oseadnap-n5on4vse uUR88kLK6EDwCPm43Mfj1uQmc0liWqEE7qssdptKAETkKKUGgt3x0Bc+LNLlw5JaiC688DauWBCPVhxRpq6aIpoGXQo=\n"}
 {"cosignature":{"checkpoint_size":2,"witness":"5vesrrri-2hbmn2xj-am4jawmv-meuvsjz2-lrr7snrw-yfdbjleh-g7iznhg3","witness_name":"comity.invalid/5vesrrri-2hbmn2xj-am4jawmv-meuvsjz2-lrr7snrw-yfdbjleh-g7iznhg3","line":"— comity.invalid/5vesrrri-2hbmn2xj-am4jawmv-meuvsjz2-lrr7snrw-yfdbjleh-g7iznhg3 wm8KIQAAAABpVblkCsVDbpQJ+ixBF+T00Lfbhi6RHWVTVo/Pbr6VL8PgtlYOuQC7I8Te5JlhYKTC/leCDk5s0DzZtoMFDVS4U2BjAA=="}}
 "#;
+
+#[test]
+fn repeated_checkpoints_are_checked_once_against_each_cosignature() {
+    // A genuine checkpoint copied many times, with many bad cosignature
+    // lines for its size: each copy once, so the work stays linear.
+    let text = bundle_text(&make_log(200));
+    let lines: Vec<&str> = text.lines().collect();
+    let checkpoint = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("{\"checkpoint\""))
+        .unwrap();
+    let cosig = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("{\"cosignature\""))
+        .unwrap();
+    let mut bad: serde_json::Value = serde_json::from_str(cosig).unwrap();
+    let line = bad["cosignature"]["line"].as_str().unwrap().to_string();
+    // Same length, another signature.
+    let tampered = format!("{}A{}", &line[..line.len() - 6], &line[line.len() - 5..]);
+    bad["cosignature"]["line"] = serde_json::Value::String(tampered);
+    let mut out = text.clone();
+    for _ in 0..400 {
+        out.push_str(checkpoint);
+        out.push('\n');
+        out.push_str(&bad.to_string());
+        out.push('\n');
+    }
+    let t = std::time::Instant::now();
+    let r = verify(&out);
+    println!("verified in {:?}", t.elapsed());
+    assert_eq!(r.checkpoints, 3, "each distinct checkpoint counts once");
+    let invalid = r
+        .findings
+        .iter()
+        .filter(|f| matches!(f, Finding::CosignatureInvalid { .. }))
+        .count() as u64;
+    assert!(invalid >= 1 && !r.is_valid(), "{:?}", r.findings.first());
+}

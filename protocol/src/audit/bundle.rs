@@ -16,7 +16,7 @@
 //! and algorithm are specified in `docs/audit.md`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, BufRead, Read as _, Write};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -858,7 +858,16 @@ impl Assembler {
         let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
         let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
+        // Copies of one checkpoint are checked once, so that each
+        // cosignature below meets at most one note per distinct body: a
+        // bundle repeating a genuine checkpoint cannot make the work grow
+        // with the square of its length.
+        let mut seen_lines: HashSet<&str> = HashSet::new();
+        let mut seen_bodies: HashSet<String> = HashSet::new();
         for (line, text) in &checkpoints {
+            if !seen_lines.insert(text.as_str()) {
+                continue;
+            }
             let (cp, note) = match open_checkpoint(text, origin, node) {
                 Ok(v) => v,
                 Err(CheckpointError::WrongOrigin { expected, found }) => {
@@ -930,7 +939,9 @@ impl Assembler {
                     }),
                 }
             }
-            valid.push((cp, note));
+            if seen_bodies.insert(note.text().to_string()) {
+                valid.push((cp, note));
+            }
         }
 
         let cosignatures = std::mem::take(&mut self.cosignatures);
