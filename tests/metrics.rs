@@ -27,14 +27,18 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     )
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> f64 {
+/// The value of the first sample line starting with `prefix`, if any.
+fn sample_opt(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
         .lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+}
+
+/// The value of a series that must be there.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    sample_opt(metrics, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
 }
 
 #[test]
@@ -56,11 +60,13 @@ fn metrics_follow_traffic_and_health_answers() {
     assert!(health.contains("\"status\":\"ok\""), "{health}");
 
     let (_, before) = http_get(port, "/metrics");
+    // A counter that never counted is absent or zero.
     assert_eq!(
-        sample(
+        sample_opt(
             &before,
             "comity_messages_outbound_total{event=\"delivered\"}"
-        ),
+        )
+        .unwrap_or(0.0),
         0.0
     );
     a.send_many(&b, 20, 2);

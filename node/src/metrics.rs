@@ -194,21 +194,7 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         );
     }
     // Messages held, by direction, kind and state (read from the store).
-    let mut held: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
-    if let Ok(outbox) = node.outbox() {
-        for m in outbox {
-            *held
-                .entry(("outbound", m.kind.name(), m.state))
-                .or_default() += 1;
-        }
-    }
-    if let Ok(inbox) = node.inbox() {
-        for m in inbox {
-            *held
-                .entry(("inbound", m.kind.name(), "received"))
-                .or_default() += 1;
-        }
-    }
+    let held = node.message_counts().map(|c| c.by).unwrap_or_default();
     let _ = writeln!(out, "# HELP comity_messages Messages held, by direction, kind and state.\n# TYPE comity_messages gauge");
     for ((d, k, st), n) in held {
         let _ = writeln!(

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// verification and a trial encapsulation (~175 µs), so it is done once
     /// per certificate, not once per message.
     verified_keys: Mutex<HashMap<NodeId, PeerKeys>>,
+    /// Handshakes refused for an unpinned key, every one (the log and the
+    /// audit log record only some: see `refusals`).
+    handshakes_refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -149,6 +152,35 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     pub delivered_at: Option<Timestamp>,
     pub has_receipt: bool,
+    pub subject: Option<String>,
+}
+
+/// How many messages the node holds, by direction, kind and state; counted
+/// without holding them all in memory at once.
+#[derive(Clone, Debug, Default)]
+pub struct MessageCounts {
+    pub by: std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
+}
+
+impl MessageCounts {
+    /// Outbound messages by state.
+    pub fn outbound_by_state(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for ((dir, _, state), n) in &self.by {
+            if *dir == "outbound" {
+                *out.entry(*state).or_default() += n;
+            }
+        }
+        out
+    }
+
+    pub fn inbound(&self) -> u64 {
+        self.by
+            .iter()
+            .filter(|((dir, _, _), _)| *dir == "inbound")
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -199,7 +231,10 @@ impl Node {
         let refused_events = events.clone();
         let refused_audit = audit.clone();
         let limit = crate::refusals::RefusalLimit::new(std::time::Instant::now());
+        let handshakes_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let refused_count = handshakes_refused.clone();
         let on_refused = Arc::new(move |key: NodeId| {
+            refused_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if limit.admit(&key, std::time::Instant::now()) {
                 warn!(key = %key, "refused a connection from a key that is not pinned");
                 refused_audit.note(
@@ -238,6 +273,7 @@ impl Node {
             peers: RwLock::new(peers),
             events,
             connections: Mutex::new(HashMap::new()),
+            handshakes_refused,
             verified_keys: Mutex::new(HashMap::new()),
         });
         let node = Node {
@@ -409,6 +445,7 @@ impl Node {
                     last_error: self.last_error(&m, &s),
                     delivered_at: s.delivered_at,
                     has_receipt: s.receipt.is_some(),
+                    subject: m.body.subject().map(str::to_string),
                 })
             })
             .collect()
@@ -453,6 +490,34 @@ impl Node {
 
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
         self.shared.store.inbound_all().collect()
+    }
+
+    /// Messages held, counted one record at a time.
+    pub fn message_counts(&self) -> Result<MessageCounts, StoreError> {
+        let mut c = MessageCounts::default();
+        for r in self.shared.store.outbound_all() {
+            let (m, s) = r?;
+            *c.by
+                .entry(("outbound", m.kind.name(), s.state.name()))
+                .or_default() += 1;
+        }
+        for r in self.shared.store.inbound_all() {
+            *c.by
+                .entry(("inbound", r?.kind.name(), "received"))
+                .or_default() += 1;
+        }
+        Ok(c)
+    }
+
+    /// Handshakes refused for an unpinned key since start.
+    pub fn handshakes_refused(&self) -> u64 {
+        self.shared
+            .handshakes_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn rejection_count(&self) -> usize {
+        self.shared.store.rejection_count()
     }
 
     pub fn rejections(&self) -> Result<Vec<Rejection>, StoreError> {

@@ -299,21 +299,17 @@ impl IntoResponse for ApiError {
 }
 
 async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let outbox = node.outbox().map_err(ApiError::internal)?;
-    let mut by_state = std::collections::BTreeMap::<&str, usize>::new();
-    for m in &outbox {
-        *by_state.entry(m.state).or_default() += 1;
-    }
-    let inbox = node.inbox().map_err(ApiError::internal)?.len();
+    let counts = node.message_counts().map_err(ApiError::internal)?;
     let c = node.config();
     Ok(Json(json!({
         "id": node.id().to_string(),
         "name": c.node.name,
         "country": c.node.country.as_str(),
         "listen": node.local_addr().map(|a| a.to_string()).ok(),
-        "outbox": by_state,
-        "inbox": inbox,
-        "rejected": node.rejections().map_err(ApiError::internal)?.len(),
+        "outbox": counts.outbound_by_state(),
+        "inbox": counts.inbound(),
+        "rejected": node.rejection_count(),
+        "handshakes_refused": node.handshakes_refused(),
         "audit": audit_status(&node)?,
     })))
 }
@@ -433,11 +429,6 @@ async fn list_messages(
     let mut out = Vec::new();
     if outbox {
         for m in node.outbox().map_err(ApiError::internal)? {
-            let subject = node
-                .outbound(&m.id)
-                .ok()
-                .flatten()
-                .and_then(|(msg, _)| msg.body.subject().map(str::to_string));
             out.push(Listed {
                 id: m.id,
                 direction: "outbound",
@@ -445,7 +436,7 @@ async fn list_messages(
                 peer: m.peer,
                 state: m.state,
                 created_at: m.created_at,
-                subject,
+                subject: m.subject,
                 last_error: m.last_error,
             });
         }

@@ -352,6 +352,11 @@ impl Store {
         Ok(())
     }
 
+    /// Rejections recorded (keys only: nothing is decoded).
+    pub fn rejection_count(&self) -> usize {
+        self.rejections.iter().keys().count()
+    }
+
     pub fn rejections(&self) -> impl Iterator<Item = Result<Rejection>> + '_ {
         self.rejections.iter().map(|kv| {
             let (k, v) = kv?;
