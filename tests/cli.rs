@@ -392,16 +392,6 @@ fn bad_input_is_refused_clearly_and_the_node_carries_on() {
         vec![b'x'; comity_protocol::message::limits::MAX_BODY_BYTES + 1],
     )
     .unwrap();
-    let out = send(&[
-        "--type",
-        "mla",
-        "--legal-basis",
-        "uncac-46",
-        "--body-file",
-        big.to_str().unwrap(),
-    ]);
-    assert!(out.status.code() == Some(2) || out.status.code() == Some(1));
-    // (--body and --body-file conflict: usage error; use a body file only.)
     let out = a.run(&[
         "send",
         "request",

@@ -54,14 +54,15 @@ impl Client {
         self.request("DELETE", path, None)
     }
 
-    /// GET whose body is streamed to `out` (for large exports).
-    pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, ClientError> {
+    /// GET whose body, at most `max` bytes, is streamed to `out` (for large
+    /// exports).
+    pub fn download(&self, path: &str, out: &mut dyn Write, max: u64) -> Result<u64, ClientError> {
         let (status, mut reader) = self.send("GET", path, None)?;
         if status != 200 {
             let body = read_body(&mut reader.0, &reader.1)?;
             return Err(api_error(status, &body));
         }
-        copy_body(&mut reader.0, &reader.1, out).map_err(|e| self.io(e))
+        copy_body(&mut reader.0, &reader.1, out, max).map_err(|e| self.io(e))
     }
 
     fn io(&self, source: std::io::Error) -> ClientError {
@@ -182,22 +183,41 @@ fn read_body(
     framing: &Framing,
 ) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
-    copy_body(reader, framing, &mut out).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    copy_body(reader, framing, &mut out, MAX_RESPONSE as u64)
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
     Ok(out)
 }
 
+/// Copies a response body of at most `max` bytes; a body announced with a
+/// length must arrive whole.
 fn copy_body(
     reader: &mut BufReader<UnixStream>,
     framing: &Framing,
     out: &mut dyn Write,
+    max: u64,
 ) -> std::io::Result<u64> {
-    let too_big = || std::io::Error::other("response too large");
+    let too_big = || std::io::Error::other(format!("response larger than {max} bytes"));
     match framing {
         Framing::Length(n) => {
             let n = *n as u64;
-            std::io::copy(&mut reader.take(n), out)
+            if n > max {
+                return Err(too_big());
+            }
+            let got = std::io::copy(&mut reader.take(n), out)?;
+            if got != n {
+                return Err(std::io::Error::other(format!(
+                    "response cut short: {got} of {n} bytes"
+                )));
+            }
+            Ok(got)
         }
-        Framing::UntilClose => std::io::copy(&mut reader.take(MAX_RESPONSE as u64), out),
+        Framing::UntilClose => {
+            let got = std::io::copy(&mut reader.take(max.saturating_add(1)), out)?;
+            if got > max {
+                return Err(too_big());
+            }
+            Ok(got)
+        }
         Framing::Chunked => {
             let mut total = 0u64;
             loop {
@@ -208,7 +228,10 @@ fn copy_body(
                 if n == 0 {
                     return Ok(total);
                 }
-                total = total.checked_add(n).ok_or_else(too_big)?;
+                total = total
+                    .checked_add(n)
+                    .filter(|t| *t <= max)
+                    .ok_or_else(too_big)?;
                 std::io::copy(&mut reader.by_ref().take(n), out)?;
                 let mut crlf = String::new();
                 reader.read_line(&mut crlf)?;

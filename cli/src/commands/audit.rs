@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
-use comity_protocol::audit::proof_file::verify_inclusion_file;
+use comity_protocol::audit::proof_file::{verify_inclusion_file, MAX_PROOF_FILE_BYTES};
 use comity_protocol::{MessageId, NodeId};
 
 use crate::args::AuditCommand;
@@ -23,7 +23,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
             );
             let result = client
-                .download("/v1/audit/export", &mut file)
+                .download("/v1/audit/export", &mut file, u64::MAX)
                 .map_err(anyhow::Error::from)
                 .and_then(|b| file.flush().map(|()| b).map_err(Into::into));
             drop(file);
@@ -76,14 +76,17 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             let id: MessageId = id.parse()?;
             let client = client::for_config(&super::config_path(config.map(Path::to_path_buf))?)?;
             let mut buf = Vec::new();
-            client.download(&format!("/v1/audit/proof/{id}"), &mut buf)?;
+            client.download(
+                &format!("/v1/audit/proof/{id}"),
+                &mut buf,
+                MAX_PROOF_FILE_BYTES as u64,
+            )?;
             std::fs::write(&out, &buf)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!("inclusion proof for {id} written to {}; check it with `comity audit verify-proof {}`", out.display(), out.display());
         }
         AuditCommand::VerifyProof { path, json } => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text = super::read_text(&path, MAX_PROOF_FILE_BYTES as u64, "proof file")?;
             let report = verify_inclusion_file(&text).map_err(|e| {
                 anyhow::anyhow!("{}: the proof does NOT verify: {e}", path.display())
             })?;

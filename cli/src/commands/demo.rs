@@ -326,7 +326,8 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
     for a in &net.0 {
         let path = a.dir.join("audit-bundle.jsonl");
         let mut file = std::fs::File::create(&path)?;
-        a.client().download("/v1/audit/export", &mut file)?;
+        a.client()
+            .download("/v1/audit/export", &mut file, u64::MAX)?;
         drop(file);
         let report = verify_bundle(
             std::io::BufReader::new(std::fs::File::open(&path)?),

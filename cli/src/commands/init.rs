@@ -60,9 +60,11 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
     let (id, config_path) = create(dir, name, country, listen, |t| t)?;
     let country = country.trim().to_ascii_uppercase();
     let key_path = dir.join(comity_config::defaults::IDENTITY_KEY);
+    // Pasted into another operator's shell: the name goes in single quotes
+    // (nothing expands in them), each `'` written as `'\''`.
     let pin = format!(
-        "comity peer add --id {id} --addr {listen} --name {:?} --country {country}",
-        name
+        "comity peer add --id {id} --addr {listen} --name {} --country {country}",
+        shell_quote(name)
     );
     if json {
         let v = serde_json::json!({
@@ -90,4 +92,30 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
         println!("Start it with: comityd --config {}", config_path.display());
     }
     Ok(())
+}
+
+/// `s` as one POSIX shell word that expands to exactly `s`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quoted_names_do_not_expand() {
+        assert_eq!(shell_quote("Ministry of Justice"), "'Ministry of Justice'");
+        assert_eq!(shell_quote("$(rm -rf ~) `x`"), "'$(rm -rf ~) `x`'");
+        assert_eq!(shell_quote("Procureur d'État"), "'Procureur d'\\''État'");
+        // And a shell gives back exactly the name.
+        for name in ["$(touch /tmp/x) `id` $HOME", "d'État \"q\" \\ ;|&"] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(name)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), name);
+        }
+    }
 }

@@ -16,6 +16,22 @@ use clap::CommandFactory;
 use crate::args::{Cli, Command};
 use crate::client::{self, Client};
 
+/// Reads a UTF-8 text file of at most `max` bytes, whatever the file is
+/// (a pipe or a growing file cannot get past the limit).
+pub(crate) fn read_text(path: &std::path::Path, max: u64, what: &str) -> Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("{what} {} is larger than {max} bytes", path.display());
+    }
+    String::from_utf8(bytes).with_context(|| format!("{what} {} is not UTF-8 text", path.display()))
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     let client = || -> Result<Client> { client::for_config(&config_path(config.clone())?) };

@@ -20,18 +20,11 @@ pub fn body_text(args: &BodyArgs) -> Result<String> {
     match (&args.body, &args.body_file) {
         (Some(text), _) => Ok(text.clone()),
         (None, Some(path)) => {
-            let meta = std::fs::metadata(path)
-                .with_context(|| format!("cannot read body file {}", path.display()))?;
-            if meta.len() > MAX_BODY_FILE {
-                anyhow::bail!(
-                    "body file {} is {} bytes; a message body is at most {MAX_BODY_FILE} bytes \
-                     (send large evidence separately)",
-                    path.display(),
-                    meta.len()
-                );
-            }
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read body file {} as UTF-8 text", path.display()))
+            super::read_text(path, MAX_BODY_FILE, "body file").with_context(|| {
+                format!(
+                    "a message body is at most {MAX_BODY_FILE} bytes (send large evidence separately)"
+                )
+            })
         }
         (None, None) => anyhow::bail!("give --body TEXT or --body-file PATH"),
     }
