@@ -3,13 +3,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::defaults::MAX_CONFIG_BYTES;
 use crate::env;
 use crate::error::ConfigError;
 use crate::raw::RawConfig;
-use crate::schema::{Config, Limits, LogSection, PeerConfig, RetryPolicy};
+use crate::schema::Config;
 
 impl Config {
     /// Reads, parses, applies the process environment's overrides, resolves
@@ -36,73 +34,6 @@ impl Config {
         config.validate()?;
         Ok(config)
     }
-
-    /// The configuration as a complete TOML file, every key explicit, with
-    /// paths under [`Config::base_dir`] written relative to it again.
-    ///
-    /// This writes the *effective* values, environment overrides included,
-    /// and drops the operator's comments: to add or remove a peer in an
-    /// existing file use [`Config::add_peer_to_file`] instead.
-    pub fn to_toml_string(&self) -> String {
-        let n = &self.node;
-        let out = Out {
-            node: NodeOut {
-                name: &n.name,
-                country: n.country.as_str(),
-                identity_key: self.relative(&n.identity_key),
-                data_dir: self.relative(&n.data_dir),
-                listen: n.listen.to_string(),
-                admin_socket: self.relative(&n.admin_socket),
-                metrics_listen: n.metrics_listen.map(|m| m.to_string()),
-            },
-            limits: &self.limits,
-            retry: &self.retry,
-            log: &self.log,
-            audit: &self.audit,
-            peer: &self.peers,
-        };
-        // Strings, u32s, f64s and enums only: TOML can represent them all.
-        let body = toml::to_string(&out).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"));
-        format!("{HEADER}{body}")
-    }
-
-    fn relative(&self, p: &Path) -> String {
-        let rel = match p.strip_prefix(&self.base_dir) {
-            Ok(rel) if !self.base_dir.as_os_str().is_empty() => rel,
-            _ => p,
-        };
-        if rel.as_os_str().is_empty() {
-            ".".to_string()
-        } else {
-            rel.to_string_lossy().into_owned()
-        }
-    }
-}
-
-const HEADER: &str = "# Comity node configuration. Relative paths are relative to this file's\n\
-# directory. Every key, its default and its purpose: comity.example.toml.\n\n";
-
-#[derive(Serialize)]
-struct Out<'a> {
-    node: NodeOut<'a>,
-    limits: &'a Limits,
-    retry: &'a RetryPolicy,
-    log: &'a LogSection,
-    audit: &'a crate::schema::AuditSection,
-    #[serde(skip_serializing_if = "<[PeerConfig]>::is_empty")]
-    peer: &'a [PeerConfig],
-}
-
-#[derive(Serialize)]
-struct NodeOut<'a> {
-    name: &'a str,
-    country: &'a str,
-    identity_key: String,
-    data_dir: String,
-    listen: String,
-    admin_socket: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_listen: Option<String>,
 }
 
 /// The file's directory, absolute, so a daemon that changes directory

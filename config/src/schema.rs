@@ -156,23 +156,7 @@ pub struct PeerConfig {
 }
 
 impl Config {
-    /// A configuration with every default, for `comity init` to fill in and
-    /// write with [`Config::to_toml_string`]. Paths stay relative.
-    pub fn new(node: NodeSection) -> Config {
-        Config {
-            node,
-            limits: Limits::default(),
-            retry: RetryPolicy::default(),
-            log: LogSection::default(),
-            audit: AuditSection::default(),
-            peers: Vec::new(),
-            base_dir: PathBuf::new(),
-            env_overrides: Vec::new(),
-        }
-    }
-
-    /// The directory relative paths were resolved against (empty for
-    /// [`Config::new`]).
+    /// The directory relative paths were resolved against.
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
     }

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use comity_config::{defaults, Config, ConfigError, CountryCode, LogFormat, EXAMPLE_TOML};
+use comity_config::{Config, ConfigError, CountryCode, LogFormat, EXAMPLE_TOML};
 use common::*;
 
 #[test]
@@ -441,38 +441,4 @@ fn load_reads_a_file_relative_to_its_directory() {
         Config::load(&latin1).unwrap_err(),
         ConfigError::Syntax { .. }
     ));
-}
-
-#[test]
-fn to_toml_string_round_trips() {
-    let text = with_peers(&[
-        (node_id(1), "b.example:7400", "BO"),
-        (node_id(2), "[::1]:7401", "SY"),
-    ]);
-    let mut c = Config::from_toml_str(&text, Path::new("/opt/a"), &no_env).unwrap();
-    c.node.metrics_listen = Some("127.0.0.1:9400".parse().unwrap());
-    c.node.data_dir = PathBuf::from("/srv/comity");
-    c.retry.jitter = 0.5;
-    let out = c.to_toml_string();
-    assert!(out.contains("identity_key = \"keys/node.key\""), "{out}");
-    assert!(out.contains("data_dir = \"/srv/comity\""), "{out}");
-    assert!(out.contains("[[peer]]"), "{out}");
-    let back = Config::from_toml_str(&out, Path::new("/opt/a"), &no_env).unwrap();
-    assert_eq!(back, c);
-}
-
-#[test]
-fn new_config_writes_a_loadable_file() {
-    let node = comity_config::NodeSection::new(
-        "Ministry of Justice of Arcadia",
-        "AR".parse().unwrap(),
-        "0.0.0.0:7400".parse().unwrap(),
-    );
-    let c = Config::new(node);
-    c.validate().unwrap();
-    let out = c.to_toml_string();
-    assert!(!out.contains("[[peer]]"));
-    let back = Config::from_toml_str(&out, Path::new(""), &no_env).unwrap();
-    assert_eq!(back.node.identity_key, Path::new(defaults::IDENTITY_KEY));
-    assert_eq!(back.limits, c.limits);
 }

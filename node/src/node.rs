@@ -597,11 +597,6 @@ impl Node {
         }
     }
 
-    /// The pinned peer with this configuration entry, by id.
-    pub fn peer_config(&self, id: &NodeId) -> Option<PeerConfig> {
-        self.shared.peer(id).map(|p| p.config.clone())
-    }
-
     /// Graceful stop: no new work; senders wait briefly for receipts of
     /// what they sent; receivers answer what they hold; the store is
     /// flushed. Safe to call more than once.

@@ -11,10 +11,8 @@
 
 use std::fmt;
 
-use bincode::{Decode, Encode};
 use sha2::{Digest as _, Sha256};
 
-use crate::codec::{self, DecodeError};
 use crate::digest::Digest;
 
 /// Prefix of a leaf hash (RFC 6962 §2.1).
@@ -375,34 +373,19 @@ pub type CompletedSubtree = (u32, u64, Digest);
 /// Why a frontier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrontierError {
-    #[error("a frontier of size {size} holds {expected} subtree hashes, not {found}")]
-    WrongHashCount {
-        size: u64,
-        expected: usize,
-        found: usize,
-    },
-    #[error("tree size {size} exceeds the maximum of 2^63 leaves")]
-    TooLarge { size: u64 },
     #[error("the tree is full (2^63 leaves): nothing more can be appended")]
     Full,
-    #[error("cannot decode frontier: {0}")]
-    Decode(#[from] DecodeError),
 }
 
 /// The appender's state: the tree size and the hashes of its right edge —
 /// one complete subtree per set bit of the size, largest (leftmost) first.
 ///
 /// That is all an append needs: pushing a leaf merges equal-sized subtrees
-/// from the right, O(log n) hashing and no reads. Persist it (it is at most
-/// 63 hashes) and a restarted node need not re-read its log.
+/// from the right, O(log n) hashing and no reads. A restarted node rebuilds
+/// it from its stored subtrees ([`Frontier::from_store`], at most 63
+/// reads) instead of re-reading its log.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Frontier {
-    size: u64,
-    hashes: Vec<Digest>,
-}
-
-#[derive(Encode, Decode)]
-struct FrontierRepr {
     size: u64,
     hashes: Vec<Digest>,
 }
@@ -417,28 +400,9 @@ impl fmt::Debug for Frontier {
 }
 
 impl Frontier {
-    /// Encoded size limit: size, length, 63 hashes, with room to spare.
-    pub const MAX_BYTES: usize = 4096;
-
     /// The empty tree.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A frontier from its parts, checking that they fit together.
-    pub fn from_parts(size: u64, hashes: Vec<Digest>) -> Result<Self, FrontierError> {
-        if size > MAX_TREE_SIZE {
-            return Err(FrontierError::TooLarge { size });
-        }
-        let expected = size.count_ones() as usize;
-        if hashes.len() != expected {
-            return Err(FrontierError::WrongHashCount {
-                size,
-                expected,
-                found: hashes.len(),
-            });
-        }
-        Ok(Frontier { size, hashes })
     }
 
     /// Rebuilds the frontier of the first `size` leaves from a store,
@@ -508,44 +472,7 @@ impl Frontier {
         self.size += 1;
         Ok(out)
     }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let repr = FrontierRepr {
-            size: self.size,
-            hashes: self.hashes.clone(),
-        };
-        // Integers and fixed arrays always encode.
-        codec::encode(&repr).unwrap_or_default()
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FrontierError> {
-        let repr: FrontierRepr = codec::decode::<_, { Self::MAX_BYTES }>(bytes)?;
-        Self::from_parts(repr.size, repr.hashes)
-    }
 }
-
-impl Encode for Frontier {
-    fn encode<E: bincode::enc::Encoder>(
-        &self,
-        encoder: &mut E,
-    ) -> Result<(), bincode::error::EncodeError> {
-        self.size.encode(encoder)?;
-        self.hashes.encode(encoder)
-    }
-}
-
-impl<Context> Decode<Context> for Frontier {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
-        let size = u64::decode(decoder)?;
-        let hashes = Vec::<Digest>::decode(decoder)?;
-        Frontier::from_parts(size, hashes)
-            .map_err(|e| bincode::error::DecodeError::OtherString(e.to_string()))
-    }
-}
-
-bincode::impl_borrow_decode!(Frontier);
 
 /// A hash requested from a store that does not hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -709,30 +636,6 @@ mod tests {
             assert_eq!(fr.root(), batch.root_at(i as u64 + 1).unwrap());
         }
         assert_eq!(inc, batch);
-    }
-
-    #[test]
-    fn frontier_bytes_round_trip_and_validate() {
-        let mut fr = Frontier::new();
-        for h in leaves(11) {
-            fr.push(h).unwrap();
-        }
-        let back = Frontier::from_bytes(&fr.to_bytes()).unwrap();
-        assert_eq!(back, fr);
-        let bad = FrontierRepr {
-            size: 12,
-            hashes: fr.hashes().to_vec(),
-        };
-        assert!(matches!(
-            Frontier::from_bytes(&codec::encode(&bad).unwrap()),
-            Err(FrontierError::WrongHashCount { .. })
-        ));
-        // Through the Decode impl too, as when embedded in another value.
-        assert!(codec::decode::<Frontier, 4096>(&codec::encode(&bad).unwrap()).is_err());
-        assert_eq!(
-            codec::decode::<Frontier, 4096>(&codec::encode(&fr).unwrap()).unwrap(),
-            fr
-        );
     }
 
     #[test]
