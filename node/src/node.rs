@@ -287,6 +287,7 @@ impl Node {
         node.tasks.spawn(inbound::accept_loop(
             node.shared.clone(),
             node.shutdown.signal(),
+            node.tasks.clone(),
         ));
         let peers: Vec<_> = node
             .shared

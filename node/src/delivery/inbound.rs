@@ -20,13 +20,16 @@ use crate::node::Shared;
 use crate::shutdown::ShutdownSignal;
 use crate::store::{InboundMessage, Rejection, Store};
 use crate::transport::{peer_of, wire};
+use tokio_util::task::TaskTracker;
 
 /// Answers computed but not yet written, per stream. Bounded, so a peer
 /// that does not read its receipts stops being read from (backpressure).
 const ANSWER_QUEUE: usize = 1024;
 
-/// Accepts connections until shutdown.
-pub async fn accept_loop(shared: Arc<Shared>, mut stop: ShutdownSignal) {
+/// Accepts connections until shutdown. Stream tasks go on `tasks`, so
+/// that shutdown waits for what they are answering (and their audit
+/// entries come before the node's last one).
+pub async fn accept_loop(shared: Arc<Shared>, mut stop: ShutdownSignal, tasks: TaskTracker) {
     loop {
         let incoming = tokio::select! {
             i = shared.endpoint.accept() => i,
@@ -35,6 +38,9 @@ pub async fn accept_loop(shared: Arc<Shared>, mut stop: ShutdownSignal) {
         let Some(incoming) = incoming else { return };
         let shared = shared.clone();
         let stop = stop.clone();
+        let streams = tasks.clone();
+        // The connection task itself waits for the peer to close (up to 5 s
+        // at shutdown): not tracked, or every stop would wait that long.
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let connecting = match incoming.accept() {
@@ -57,12 +63,17 @@ pub async fn accept_loop(shared: Arc<Shared>, mut stop: ShutdownSignal) {
                     return;
                 }
             };
-            serve_connection(shared, conn, stop).await;
+            serve_connection(shared, conn, stop, streams).await;
         });
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection, mut stop: ShutdownSignal) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    mut stop: ShutdownSignal,
+    tasks: TaskTracker,
+) {
     let Some(peer) = peer_of(&conn) else {
         conn.close(1u32.into(), b"no peer identity");
         return;
@@ -80,7 +91,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection, mut stop
         };
         match stream {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(shared.clone(), peer, send, recv, stop.clone()));
+                tasks.spawn(serve_stream(shared.clone(), peer, send, recv, stop.clone()));
             }
             Err(e) => {
                 debug!(peer = %peer.short(), error = %e, "connection ended");
