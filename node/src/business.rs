@@ -106,6 +106,9 @@ impl Node {
             }
             _ => {}
         }
+        // Checked and appended under one lock: two updates at once cannot
+        // both follow the same last status (e.g. executed and refused).
+        let _one_at_a_time = self.business_gate().lock().await;
         let history = self.store().business_history(&id)?;
         status.may_follow(history.last().map(|e| &e.status))?;
         let body = Body::StatusUpdate(StatusUpdate {

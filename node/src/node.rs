@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// Handshakes refused for an unpinned key, every one (the log and the
     /// audit log record only some: see `refusals`).
     handshakes_refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Serialises business status updates (see `business.rs`).
+    business_gate: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -274,6 +276,7 @@ impl Node {
             events,
             connections: Mutex::new(HashMap::new()),
             handshakes_refused,
+            business_gate: tokio::sync::Mutex::new(()),
             verified_keys: Mutex::new(HashMap::new()),
         });
         let node = Node {
@@ -472,6 +475,10 @@ impl Node {
 
     pub fn identity(&self) -> &Identity {
         &self.shared.identity
+    }
+
+    pub(crate) fn business_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.shared.business_gate
     }
 
     pub(crate) fn store(&self) -> &Store {
