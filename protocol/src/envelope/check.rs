@@ -60,6 +60,8 @@ pub struct CheckedEnvelope {
     /// [`super::envelope_digest`] of the bytes received.
     pub digest: Digest,
     pub(super) sender: PeerKeys,
+    /// Computed for the signature check; `open` needs it too.
+    pub(super) ciphertext_digest: Digest,
 }
 
 impl CheckedEnvelope {
@@ -105,7 +107,9 @@ pub fn check(
         .pinned(&h.sender)
         .ok_or(EnvelopeError::UnknownSender { sender: h.sender })?;
 
-    let to_verify = signing_input(domain::ENVELOPE_SIGNATURE, &envelope.signed_part());
+    let signed = envelope.signed_part();
+    let ciphertext_digest = signed.ciphertext_digest;
+    let to_verify = signing_input(domain::ENVELOPE_SIGNATURE, &signed);
     if !verify_signature(sender.verifying_key(), &to_verify, &envelope.signature) {
         return Err(EnvelopeError::BadSignature { sender: h.sender });
     }
@@ -139,5 +143,6 @@ pub fn check(
         sender: sender.clone(),
         envelope,
         digest,
+        ciphertext_digest,
     })
 }

@@ -29,6 +29,7 @@ impl CheckedEnvelope {
     /// Decrypts and validates the body. Only a checked envelope can be
     /// opened, so no decryption ever happens for unauthenticated input.
     pub fn open(self, me: &Identity) -> Result<OpenedMessage, EnvelopeError> {
+        let ciphertext_digest = self.ciphertext_digest;
         let env = self.envelope;
         let aad = associated_data(&env.header, &env.body_commitment);
         let split = env
@@ -40,7 +41,6 @@ impl CheckedEnvelope {
             .map_err(|_| EnvelopeError::Decrypt)?;
         let tag = AeadTag::<ChaCha20Poly1305>::from_bytes(&env.ciphertext[split..])
             .map_err(|_| EnvelopeError::Decrypt)?;
-        let ciphertext_digest = env.ciphertext_digest();
         let mut plaintext = env.ciphertext;
         plaintext.truncate(split);
         hpke::single_shot_open_in_place_detached::<ChaCha20Poly1305, HkdfSha256, Kem>(
