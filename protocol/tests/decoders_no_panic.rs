@@ -40,7 +40,9 @@ use comity_protocol::message::{
     Body, Date, IccsCode, Language, LegalBasis, MessageKind, RequestType, Urgency,
 };
 use comity_protocol::receipt::Receipt;
-use comity_protocol::session::{peek_envelope_id, RejectReason, SessionFrame, LENGTH_PREFIX};
+use comity_protocol::session::{
+    peek_envelope_id, RejectReason, SessionFrame, WitnessRefusal, LENGTH_PREFIX,
+};
 use comity_protocol::{
     domain, Digest, EncryptionKeyCert, Identity, MessageId, NodeId, PeerKeys, Timestamp,
 };
@@ -402,15 +404,36 @@ fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
                 .into_iter()
                 .map(|f| f.to_wire().expect("encodes")[LENGTH_PREFIX..].to_vec())
                 .collect();
-            v.push(
+            // One valid frame of every other kind, so mutations reach past
+            // the variant tag into their fields.
+            let cert = EncryptionKeyCert::from_bytes(&w.certs[0]).expect("sample cert");
+            let others = [
                 SessionFrame::Rejected {
                     id: MessageId([1; 16]),
                     reason: RejectReason::IdReused,
                     detail: "id reused".into(),
-                }
-                .to_wire()
-                .expect("encodes")[LENGTH_PREFIX..]
-                    .to_vec(),
+                },
+                SessionFrame::Hello { cert },
+                SessionFrame::Checkpoint {
+                    note: "comity.invalid/abc\n7\nq83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng=\n\n\u{2014} comity.invalid/abc AAAAAA==\n".into(),
+                    old_size: 3,
+                    proof: vec![Digest([5; 32]), Digest([6; 32])],
+                },
+                SessionFrame::Cosigned {
+                    size: 7,
+                    line: "\u{2014} comity.invalid/def AAAAAAAAAAAA\n".into(),
+                },
+                SessionFrame::CheckpointRefused {
+                    size: 7,
+                    witnessed_size: 9,
+                    reason: WitnessRefusal::Fork,
+                    detail: "fork".into(),
+                },
+            ];
+            v.extend(
+                others
+                    .into_iter()
+                    .map(|f| f.to_wire().expect("encodes")[LENGTH_PREFIX..].to_vec()),
             );
             v
         })
@@ -746,8 +769,14 @@ proptest! {
             let prefix: [u8; LENGTH_PREFIX] = bytes[..LENGTH_PREFIX].try_into().unwrap();
             let _ = SessionFrame::length(prefix, 1 << 20);
         }
-        let _ = peek_envelope_id(&bytes);
+        let peeked = peek_envelope_id(&bytes);
         if let Ok(f) = SessionFrame::from_bytes(&bytes) {
+            if let SessionFrame::Envelope(e) = &f {
+                // The peek names the envelope the frame carries.
+                if let Ok(env) = Envelope::from_bytes(e) {
+                    prop_assert_eq!(peeked, Some(env.header.id));
+                }
+            }
             let wire = f.to_wire().map_err(|e| fail(e.to_string()))?;
             prop_assert_eq!(&wire[LENGTH_PREFIX..], &bytes[..], "non-canonical session frame");
         }
