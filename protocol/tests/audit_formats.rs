@@ -1189,3 +1189,30 @@ fn repeated_checkpoints_are_checked_once_against_each_cosignature() {
         .count() as u64;
     assert!(invalid >= 1 && !r.is_valid(), "{:?}", r.findings.first());
 }
+
+#[test]
+fn the_node_cannot_witness_itself_and_a_witness_counts_once() {
+    let log = make_log(200);
+    let msg = MessageId([3; 16]);
+    let wa = ident(3);
+    let mut text = log.signed(200);
+    let body = Note::parse(&text).unwrap().text().to_string();
+    // The node "cosigns" its own checkpoint; the witness signs twice.
+    for (who, ts) in [(&log.node, 5), (&wa, 6), (&wa, 7)] {
+        text.push_str(&cosign(who, &origin_for(&who.id()), &body, ts).unwrap());
+        text.push('\n');
+    }
+    let picks: Vec<(u64, Vec<u8>)> = log
+        .leaves
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| AuditEntry::from_leaf(l).unwrap().message_id == Some(msg))
+        .map(|(i, l)| (i as u64, l.clone()))
+        .collect();
+    let file = InclusionProofFile::build(&log.tree, &log.node.id(), msg, &text, picks).unwrap();
+    let report = verify_inclusion_file(&file.to_json()).unwrap();
+    let witnesses: Vec<NodeId> = report.cosigners.iter().map(|c| c.witness).collect();
+    assert_eq!(witnesses, vec![wa.id()]);
+    assert_eq!(report.cosigners[0].timestamp, 6);
+    assert_eq!(report.ignored_signatures, 2);
+}

@@ -25,8 +25,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    cosignature_key_id, node_for_origin, open_checkpoint, origin_for, verify_cosignature_sig,
-    Checkpoint, CheckpointError,
+    cosigners, open_checkpoint, origin_for, verify_cosignature_sig, Checkpoint, CheckpointError,
 };
 use super::entry::{Actor, AuditEntry, AuditKind, EntryError};
 use super::merkle::{self, MemoryTree};
@@ -853,8 +852,6 @@ impl Assembler {
         report: &mut Report,
     ) {
         let entries = tree.size();
-        let own_key_id =
-            super::note::key_id(origin, super::note::SIGNATURE_TYPE_ED25519, node.as_bytes());
         let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
         let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
@@ -921,17 +918,10 @@ impl Assembler {
                     });
                 }
             }
-            for sig in note.signatures() {
-                if sig.name == origin && sig.key_id == own_key_id {
-                    continue;
-                }
-                let witness = node_for_origin(&sig.name)
-                    .filter(|w| sig.key_id == cosignature_key_id(&sig.name, w));
-                let Some(witness) = witness else {
-                    report.ignored_signatures += 1;
-                    continue;
-                };
-                match verify_cosignature_sig(sig, &sig.name, &witness, note.text()) {
+            let (signers, ignored) = cosigners(&note, origin, node);
+            report.ignored_signatures += ignored;
+            for (witness, verified) in signers {
+                match verified {
                     Ok(ts) => record_cosignature(&mut cosigned, witness, cp.size, ts),
                     Err(_) => self.findings.push(Finding::CosignatureInvalid {
                         size: cp.size,

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use super::merkle::{self, ProofError};
 use super::note::{
     key_id, valid_key_name, Note, NoteError, NoteSignature, SIGNATURE_TYPE_COSIGNATURE_V1,
+    SIGNATURE_TYPE_ED25519,
 };
 use crate::digest::Digest;
 use crate::identity::{verify_signature, Identity, NodeId};
@@ -254,6 +255,33 @@ pub fn verify_cosignature(
 ) -> Result<u64, CheckpointError> {
     let sig = NoteSignature::parse_line(line)?;
     verify_cosignature_sig(&sig, witness_name, witness, checkpoint_body)
+}
+
+/// A witness and its cosignature's timestamp, or why it does not verify.
+pub type WitnessSignature = (NodeId, Result<u64, CheckpointError>);
+
+/// The witnesses' signatures on a checkpoint note of `node`'s log: each
+/// witness once (its first signature), with its cosignature's timestamp or
+/// why it does not verify. The node's own signature is skipped; signatures
+/// that name no witness (other key types, unknown names, the node itself
+/// posing as a witness, a witness's repeats) are only counted.
+pub fn cosigners(note: &Note, origin: &str, node: &NodeId) -> (Vec<WitnessSignature>, u64) {
+    let own_key_id = key_id(origin, SIGNATURE_TYPE_ED25519, node.as_bytes());
+    let mut out: Vec<WitnessSignature> = Vec::new();
+    let mut ignored = 0;
+    for sig in note.signatures() {
+        if sig.name == origin && sig.key_id == own_key_id {
+            continue;
+        }
+        let witness = node_for_origin(&sig.name)
+            .filter(|w| sig.key_id == cosignature_key_id(&sig.name, w))
+            .filter(|w| w != node && !out.iter().any(|(seen, _)| seen == w));
+        match witness {
+            Some(w) => out.push((w, verify_cosignature_sig(sig, &sig.name, &w, note.text()))),
+            None => ignored += 1,
+        }
+    }
+    (out, ignored)
 }
 
 /// [`verify_cosignature`] for an already parsed signature line.

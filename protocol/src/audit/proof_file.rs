@@ -9,13 +9,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{
-    cosignature_key_id, node_for_origin, open_checkpoint, origin_for, verify_cosignature_sig,
-    Checkpoint, CheckpointError,
-};
+use super::checkpoint::{cosigners, open_checkpoint, origin_for, Checkpoint, CheckpointError};
 use super::entry::{AuditEntry, EntryError};
 use super::merkle::{self, ProofError, SubtreeHashes, TreeError};
-use super::note::{key_id, Note, SIGNATURE_TYPE_ED25519};
+use super::note::Note;
 use crate::digest::Digest;
 use crate::identity::NodeId;
 use crate::ids::MessageId;
@@ -231,26 +228,12 @@ pub fn verify_inclusion_file(text: &str) -> Result<ProofReport, ProofFileError> 
     }
     let (cp, note) = open_checkpoint(&file.checkpoint, &file.origin, &file.node_id)?;
 
-    let own_key_id = key_id(
-        &file.origin,
-        SIGNATURE_TYPE_ED25519,
-        file.node_id.as_bytes(),
-    );
-    let mut cosigners = Vec::new();
-    let mut ignored_signatures = 0;
-    for sig in note.signatures() {
-        if sig.name == file.origin && sig.key_id == own_key_id {
-            continue;
-        }
-        let witness =
-            node_for_origin(&sig.name).filter(|w| sig.key_id == cosignature_key_id(&sig.name, w));
-        let Some(witness) = witness else {
-            ignored_signatures += 1;
-            continue;
-        };
-        let timestamp = verify_cosignature_sig(sig, &sig.name, &witness, note.text())
-            .map_err(|error| ProofFileError::CosignatureInvalid { witness, error })?;
-        cosigners.push(Cosigner { witness, timestamp });
+    let (signers, ignored_signatures) = cosigners(&note, &file.origin, &file.node_id);
+    let mut witnesses = Vec::new();
+    for (witness, verified) in signers {
+        let timestamp =
+            verified.map_err(|error| ProofFileError::CosignatureInvalid { witness, error })?;
+        witnesses.push(Cosigner { witness, timestamp });
     }
 
     if file.entries.is_empty() {
@@ -300,7 +283,7 @@ pub fn verify_inclusion_file(text: &str) -> Result<ProofReport, ProofFileError> 
         message_id: file.message_id,
         checkpoint_size: cp.size,
         checkpoint_root: cp.root,
-        cosigners,
+        cosigners: witnesses,
         ignored_signatures,
         entries,
     })
