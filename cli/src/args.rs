@@ -223,19 +223,8 @@ pub struct RequestArgs {
     /// Date by which execution is needed (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub deadline: Option<String>,
-    /// The offence, in words (required for extradition, provisional
-    /// arrest, transfer of proceedings).
-    #[arg(long, requires = "iccs")]
-    pub offence: Option<String>,
-    /// ICCS code of the offence (e.g. 0703), for statistics.
-    #[arg(long, requires = "offence")]
-    pub iccs: Option<String>,
-    /// Language of the text (e.g. en, fr, es).
-    #[arg(long, default_value = "en")]
-    pub language: String,
-    /// Your case reference.
-    #[arg(long)]
-    pub our_ref: Option<String>,
+    #[command(flatten)]
+    pub about: AboutArgs,
     /// The other authority's case reference, if known.
     #[arg(long)]
     pub their_ref: Option<String>,
@@ -260,16 +249,28 @@ pub struct InfoArgs {
     /// Ask the receiver to keep it confidential.
     #[arg(long)]
     pub confidential: bool,
-    #[arg(long, requires = "iccs")]
-    pub offence: Option<String>,
-    #[arg(long, requires = "offence")]
-    pub iccs: Option<String>,
-    #[arg(long, default_value = "en")]
-    pub language: String,
-    #[arg(long)]
-    pub our_ref: Option<String>,
+    #[command(flatten)]
+    pub about: AboutArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// What requests and spontaneous information both say about themselves.
+#[derive(Debug, Args)]
+pub struct AboutArgs {
+    /// The offence, in words (required for extradition, provisional
+    /// arrest, transfer of proceedings).
+    #[arg(long, requires = "iccs")]
+    pub offence: Option<String>,
+    /// ICCS code of the offence (e.g. 0703), for statistics.
+    #[arg(long, requires = "offence")]
+    pub iccs: Option<String>,
+    /// Language of the text (e.g. en, fr, es).
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    /// Your case reference.
+    #[arg(long)]
+    pub our_ref: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -51,16 +51,16 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
             let body = Body::Request(Request {
                 request_type: a.request_type.parse()?,
                 legal_basis: a.legal_basis.parse()?,
-                offence: offence(&a.offence, &a.iccs)?,
+                offence: offence(&a.about.offence, &a.about.iccs)?,
                 urgency: if a.urgent {
                     Urgency::Urgent
                 } else {
                     Urgency::Normal
                 },
                 deadline: a.deadline.as_deref().map(str::parse).transpose()?,
-                language: a.language.parse()?,
+                language: a.about.language.parse()?,
                 case_refs: CaseReferences {
-                    sender: a.our_ref,
+                    sender: a.about.our_ref,
                     receiver: a.their_ref,
                 },
                 subject: a.subject,
@@ -76,10 +76,10 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
             let body = Body::SpontaneousInformation(SpontaneousInformation {
                 subject: a.subject,
                 body: body_text(&a.body)?,
-                offence: offence(&a.offence, &a.iccs)?,
-                language: a.language.parse()?,
+                offence: offence(&a.about.offence, &a.about.iccs)?,
+                language: a.about.language.parse()?,
                 case_refs: CaseReferences {
-                    sender: a.our_ref,
+                    sender: a.about.our_ref,
                     receiver: None,
                 },
                 restrictions: Restrictions {
