@@ -21,6 +21,7 @@ mod refs;
 mod reply;
 mod request;
 mod status;
+mod status_rule;
 mod text;
 
 use bincode::{Decode, Encode};
@@ -39,6 +40,7 @@ pub use refs::{CaseReferences, Thread};
 pub use reply::Reply;
 pub use request::{Request, RequestType, Urgency};
 pub use status::{BusinessStatus, InvalidTransition, StatusUpdate};
+pub use status_rule::{check_status, Side, StatusRefusal};
 
 /// The content of a message: what is encrypted and signed inside an
 /// envelope. Its [`kind`](Body::kind) is also carried outside the
