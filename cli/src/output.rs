@@ -42,7 +42,7 @@ pub fn text(v: &Value) -> String {
     }
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Milliseconds since the epoch as UTC, `YYYY-MM-DD HH:MM:SSZ`.
 pub fn time(v: &Value) -> String {
     let Some(ms) = v.as_u64() else {
         return String::new();

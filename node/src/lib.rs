@@ -2,26 +2,40 @@
 //! the sled store and the admin API. `comityd` is a thin binary over
 //! [`Node`].
 //!
-//! Where a message goes, by file: `admin/` (or [`Node::submit`]) →
-//! `store/` (accepted = flushed) → `delivery/outbound.rs` (seal, send,
-//! receipt) → the peer's `delivery/inbound.rs` (check, open, store, flush,
-//! receipt) → its inbox.
+//! Where a message goes, by file: `admin/routes/messages.rs` →
+//! `outbox.rs` (validate, [`outbox`]'s `seal_for`, store; accepted =
+//! flushed) → `delivery/send.rs` driving `session/sender.rs` (hello,
+//! window, answers) and recording each `delivery/outcome.rs` → the peer's
+//! `delivery/accept.rs` driving `session/receiver.rs` → its
+//! `delivery/receive.rs` (check, open, store, flush, receipt) → its inbox.
+//!
+//! Modules depend downward only: `node` (the facade) on the rest;
+//! `delivery`, `business`, `outbox`, `stats` on `context`; `context` on
+//! `store`, `audit`, `peers`, `transport`; `session` on nothing but the
+//! protocol crate.
 
 pub mod admin;
 pub mod audit;
 pub mod business;
+mod checkpoints;
+mod context;
+pub mod counts;
 pub(crate) mod delivery;
 pub mod events;
 pub mod malloc;
 pub mod metrics;
 pub mod node;
+pub mod outbox;
 pub mod peers;
 pub mod refusals;
+pub mod session;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
 pub mod transport;
 
+pub use counts::MessageCounts;
 pub use events::Event;
-pub use node::{Node, OutboxEntry, StartError, SubmitError};
-pub use peers::PeerStatus;
+pub use node::{AddPeerError, Node, StartError};
+pub use outbox::{OutboxEntry, SubmitError};
+pub use peers::{PeerError, PeerStatus};

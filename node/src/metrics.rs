@@ -199,7 +199,10 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
     for ((d, k, st), n) in held {
         let _ = writeln!(
             out,
-            "comity_messages{{direction=\"{d}\",kind=\"{k}\",state=\"{st}\"}} {n}"
+            "comity_messages{{direction=\"{}\",kind=\"{}\",state=\"{}\"}} {n}",
+            d.name(),
+            k.name(),
+            st.name()
         );
     }
     let peers = node.peers();

@@ -1,8 +1,8 @@
-//! Pinned peers at run time: each one's queue of messages to send and the
-//! state operators see (`peer list`).
+//! Pinned peers at run time: the set of them, each one's queue of
+//! messages to send and the state operators see (`peer list`).
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 
 use comity_config::PeerConfig;
 use comity_protocol::{MessageId, NodeId, Timestamp};
@@ -151,5 +151,153 @@ impl Peer {
             next_attempt: s.next_attempt,
             pending: s.in_flight + self.queue.len(),
         }
+    }
+}
+
+/// Why a peer cannot be pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    #[error("that is this node's own id")]
+    OwnId,
+    #[error("node {0} is already pinned; remove it first")]
+    AlreadyPinned(NodeId),
+    #[error("a peer for {0} is already pinned; remove it first")]
+    CountryTaken(String),
+    #[error("address {address:?}: {why}")]
+    BadAddress { address: String, why: String },
+}
+
+/// The pinned peers, by node id.
+#[derive(Debug, Default)]
+pub struct Peers(RwLock<HashMap<NodeId, Arc<Peer>>>);
+
+impl Peers {
+    pub fn new(configs: impl IntoIterator<Item = PeerConfig>) -> Peers {
+        Peers(RwLock::new(
+            configs
+                .into_iter()
+                .map(|c| (c.id, Arc::new(Peer::new(c))))
+                .collect(),
+        ))
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Peer>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The pinned peer for a country, if any.
+    pub fn by_country(&self, country: &str) -> Option<Arc<Peer>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|p| p.config.country.as_str() == country)
+            .cloned()
+    }
+
+    /// Whether `config` may be pinned beside the peers pinned now, by
+    /// node `me`.
+    pub fn check_new(&self, me: &NodeId, config: &PeerConfig) -> Result<(), PeerError> {
+        check(
+            &self.0.read().unwrap_or_else(|p| p.into_inner()),
+            me,
+            config,
+        )
+    }
+
+    /// Checks `config` and adds it, under one lock: two additions at once
+    /// cannot both take the same id or country.
+    pub fn add(&self, me: &NodeId, config: PeerConfig) -> Result<Arc<Peer>, PeerError> {
+        let mut peers = self.0.write().unwrap_or_else(|p| p.into_inner());
+        check(&peers, me, &config)?;
+        let peer = Arc::new(Peer::new(config));
+        peers.insert(peer.id(), peer.clone());
+        Ok(peer)
+    }
+
+    pub fn remove(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+}
+
+fn check(
+    peers: &HashMap<NodeId, Arc<Peer>>,
+    me: &NodeId,
+    config: &PeerConfig,
+) -> Result<(), PeerError> {
+    if config.id == *me {
+        return Err(PeerError::OwnId);
+    }
+    if peers.contains_key(&config.id) {
+        return Err(PeerError::AlreadyPinned(config.id));
+    }
+    if peers.values().any(|p| p.config.country == config.country) {
+        return Err(PeerError::CountryTaken(config.country.to_string()));
+    }
+    comity_config::parse_host_port(&config.address).map_err(|e| PeerError::BadAddress {
+        address: config.address.clone(),
+        why: e.to_string(),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comity_protocol::{Identity, Timestamp};
+
+    fn config(seed: u8, country: &str) -> PeerConfig {
+        PeerConfig {
+            id: Identity::from_seeds(&[seed; 32], &[seed; 32], Timestamp(0)).id(),
+            address: "127.0.0.1:7400".into(),
+            name: String::new(),
+            country: country.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_peer_is_pinned_once_per_id_and_per_country() {
+        let me = config(1, "AR").id;
+        let peers = Peers::default();
+        let bo = config(2, "BO");
+        assert!(peers.add(&me, bo.clone()).is_ok());
+        assert_eq!(
+            peers.add(&me, bo.clone()).unwrap_err(),
+            PeerError::AlreadyPinned(bo.id)
+        );
+        assert_eq!(
+            peers.add(&me, config(3, "BO")).unwrap_err(),
+            PeerError::CountryTaken("BO".into())
+        );
+        assert_eq!(
+            peers.add(&me, config(1, "CA")).unwrap_err(),
+            PeerError::OwnId
+        );
+        let mut bad = config(4, "DE");
+        bad.address = "no port".into();
+        assert!(matches!(
+            peers.add(&me, bad).unwrap_err(),
+            PeerError::BadAddress { .. }
+        ));
+        assert_eq!(peers.all().len(), 1);
+        assert_eq!(
+            peers.check_new(&me, &config(3, "BO")),
+            Err(PeerError::CountryTaken("BO".into()))
+        );
+        assert!(peers.remove(&bo.id).is_some());
+        assert!(peers.add(&me, bo).is_ok());
     }
 }

@@ -1,4 +1,5 @@
-//! Statistics for the central authority (seed 003 §63(b), (i)): requests
+//! Statistics for the central authority (the UN working paper on
+//! international cooperation in criminal matters, §63(b) and (i)): requests
 //! sent and received by type, legal basis, offence section, peer and state;
 //! how long execution takes; which open requests are past their deadline.
 
@@ -8,7 +9,7 @@ use comity_protocol::message::{Body, Date, Request};
 use comity_protocol::{MessageId, NodeId, Timestamp};
 use serde::Serialize;
 
-use crate::node::Node;
+use crate::context::Context;
 use crate::store::{BusinessEvent, StoreError};
 
 #[derive(Clone, Debug, Serialize)]
@@ -135,56 +136,56 @@ impl Acc {
     }
 }
 
-impl Node {
-    pub fn stats(&self) -> Result<Stats, StoreError> {
-        let now = Timestamp::now();
-        let today = Date::from_timestamp(now);
-        let countries: BTreeMap<NodeId, String> = self
-            .peers()
-            .into_iter()
-            .map(|p| (p.id, p.country))
-            .collect();
-        let name = |id: &NodeId| countries.get(id).cloned().unwrap_or_else(|| id.short());
-        let store = self.store();
+/// Statistics over everything the node holds, one record at a time.
+pub(crate) fn collect(ctx: &Context) -> Result<Stats, StoreError> {
+    let now = Timestamp::now();
+    let today = Date::from_timestamp(now);
+    let countries: BTreeMap<NodeId, String> = ctx
+        .peers
+        .all()
+        .into_iter()
+        .map(|p| (p.id(), p.config.country.to_string()))
+        .collect();
+    let name = |id: &NodeId| countries.get(id).cloned().unwrap_or_else(|| id.short());
+    let store = &ctx.store;
 
-        let mut sent = Acc::new();
-        for r in store.outbound_all() {
-            let (m, s) = r?;
-            if let Body::Request(req) = &m.body {
-                let history = store.business_history(&m.id)?;
-                sent.add(
-                    m.id,
-                    req,
-                    name(&m.peer),
-                    &history,
-                    s.state.name(),
-                    s.delivered_at,
-                    today,
-                );
-            }
+    let mut sent = Acc::new();
+    for r in store.outbound_all() {
+        let (m, s) = r?;
+        if let Body::Request(req) = &m.body {
+            let history = store.business_history(&m.id)?;
+            sent.add(
+                m.id,
+                req,
+                name(&m.peer),
+                &history,
+                s.state.name(),
+                s.delivered_at,
+                today,
+            );
         }
-        let mut received = Acc::new();
-        for m in store.inbound_all() {
-            let m = m?;
-            if let Body::Request(req) = &m.body {
-                let history = store.business_history(&m.id)?;
-                received.add(
-                    m.id,
-                    req,
-                    name(&m.sender),
-                    &history,
-                    "received",
-                    Some(m.received_at),
-                    today,
-                );
-            }
-        }
-        Ok(Stats {
-            generated_at: now,
-            sent: sent.finish(),
-            received: received.finish(),
-        })
     }
+    let mut received = Acc::new();
+    for m in store.inbound_all() {
+        let m = m?;
+        if let Body::Request(req) = &m.body {
+            let history = store.business_history(&m.id)?;
+            received.add(
+                m.id,
+                req,
+                name(&m.sender),
+                &history,
+                "received",
+                Some(m.received_at),
+                today,
+            );
+        }
+    }
+    Ok(Stats {
+        generated_at: now,
+        sent: sent.finish(),
+        received: received.finish(),
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use comity_config::Config;
+use comity_node::store::OutboundState;
 use comity_node::{Event, Node};
 use comity_protocol::message::BusinessStatus;
 use comity_protocol::{Identity, Timestamp};
@@ -103,7 +104,7 @@ async fn submit_deliver_list_and_restart() {
 
     let outbox = a.outbox().unwrap();
     assert_eq!(outbox.len(), 1);
-    assert_eq!(outbox[0].state, "delivered");
+    assert_eq!(outbox[0].state, OutboundState::Delivered);
     assert!(outbox[0].has_receipt);
     assert_eq!(b.inbox().unwrap()[0].id, id);
     assert!(a.peers()[0].connected);
@@ -120,6 +121,6 @@ async fn submit_deliver_list_and_restart() {
     let a = Node::start_with(ca, Identity::from_key_file(&sa.identity_text).unwrap())
         .await
         .unwrap();
-    assert_eq!(a.outbox().unwrap()[0].state, "delivered");
+    assert_eq!(a.outbox().unwrap()[0].state, OutboundState::Delivered);
     a.close().await.unwrap();
 }

@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p comity-protocol --bench envelope`
 //!
-//! DESIGN.md's floor for a whole message is ~200 µs of crypto CPU (sign,
+//! The floor for a whole message is ~220 µs of crypto CPU (sign,
 //! HPKE seal/open, verify, receipt sign and verify); compare the sum of
 //! seal + check + open + receipt sign + receipt verify with it.
 

@@ -31,9 +31,10 @@ pub enum SessionFrame {
     /// A framed receipt (see [`crate::receipt`]), sent only once the
     /// envelope is durably stored.
     Receipt(Vec<u8>),
-    /// The envelope with this id was refused.
+    /// An envelope was refused: the one with this id, or (`None`) bytes
+    /// whose id could not be read.
     Rejected {
-        id: MessageId,
+        id: Option<MessageId>,
         reason: RejectReason,
         detail: String,
     },
@@ -263,7 +264,12 @@ mod tests {
             SessionFrame::Envelope(vec![1, 2, 3]),
             SessionFrame::Receipt(vec![4; 100]),
             SessionFrame::Rejected {
-                id: MessageId([9; 16]),
+                id: Some(MessageId([9; 16])),
+                reason: RejectReason::IdReused,
+                detail: "id reused".into(),
+            },
+            SessionFrame::Rejected {
+                id: None,
                 reason: RejectReason::IdReused,
                 detail: "id reused".into(),
             },

@@ -409,7 +409,7 @@ fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
             let cert = EncryptionKeyCert::from_bytes(&w.certs[0]).expect("sample cert");
             let others = [
                 SessionFrame::Rejected {
-                    id: MessageId([1; 16]),
+                    id: Some(MessageId([1; 16])),
                     reason: RejectReason::IdReused,
                     detail: "id reused".into(),
                 },

@@ -15,6 +15,7 @@ use comity_protocol::message::{
     Body, BusinessStatus, Offence, Restrictions, SpontaneousInformation, StatusUpdate, Thread,
 };
 use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{RejectReason, SessionFrame, LENGTH_PREFIX};
 use comity_protocol::{EncryptionKeyCert, Identity, MessageId, Timestamp};
 use common::fixtures::*;
 use serde_json::{json, Value};
@@ -144,15 +145,56 @@ fn compute() -> Value {
             "receipt_signature": hex(&receipt.signature),
         }));
     }
+    let session_frames: Vec<Value> = session_cases()
+        .into_iter()
+        .map(|(name, frame)| {
+            let (id, reason, detail) = match &frame {
+                SessionFrame::Rejected { id, reason, detail } => (*id, *reason, detail.clone()),
+                _ => unreachable!("only rejections here"),
+            };
+            json!({
+                "name": name,
+                "id": id.map(|i| i.to_string()),
+                "reason_index": reason as u32,
+                "reason": reason.name(),
+                "detail": detail,
+                "wire": hex(&frame.to_wire().unwrap()),
+            })
+        })
+        .collect();
     json!({
-        "comment": "Comity wire format v1 known answers; see docs/protocol.md. All byte strings are lowercase hex.",
+        "comment": "Comity known answers: frame format v1, session protocol v2 (ALPN comity/2); see docs/protocol.md. All byte strings are lowercase hex.",
         "identities": {
             "arcadia": identity_json(&arcadia(), (0xa1, 0xa2)),
             "borduria": identity_json(&borduria(), (0xb1, 0xb2)),
             "carpania": identity_json(&carpania(), (0xc1, 0xc2)),
         },
         "cases": out,
+        "session_frames": session_frames,
     })
+}
+
+/// Session frames whose layout changed in session protocol 2: a rejection
+/// names its envelope's id, or none.
+fn session_cases() -> Vec<(&'static str, SessionFrame)> {
+    vec![
+        (
+            "rejection of an envelope whose id was read",
+            SessionFrame::Rejected {
+                id: Some(MessageId([0x11; 16])),
+                reason: RejectReason::Stale,
+                detail: "x".into(),
+            },
+        ),
+        (
+            "rejection of bytes with no readable id",
+            SessionFrame::Rejected {
+                id: None,
+                reason: RejectReason::Malformed,
+                detail: "bad frame".into(),
+            },
+        ),
+    ]
 }
 
 fn path() -> PathBuf {
@@ -180,6 +222,24 @@ fn vectors_match_the_committed_file() {
         for (field, value) in w.as_object().unwrap() {
             assert_eq!(&g[field], value, "case {:?}, field {field}", w["name"]);
         }
+    }
+    assert_eq!(committed["session_frames"], computed["session_frames"]);
+}
+
+/// The committed session frames decode to what they say.
+#[test]
+fn committed_session_frames_decode() {
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    let frames = committed["session_frames"].as_array().unwrap();
+    assert_eq!(frames.len(), session_cases().len());
+    for ((_, frame), want) in session_cases().into_iter().zip(frames) {
+        let wire = hex::decode(want["wire"].as_str().unwrap()).unwrap();
+        let len = SessionFrame::length(wire[..LENGTH_PREFIX].try_into().unwrap(), 1 << 20).unwrap();
+        assert_eq!(len, wire.len() - LENGTH_PREFIX);
+        assert_eq!(
+            SessionFrame::from_bytes(&wire[LENGTH_PREFIX..]).unwrap(),
+            frame
+        );
     }
 }
 

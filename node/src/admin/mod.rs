@@ -3,6 +3,7 @@
 
 mod routes;
 mod socket;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;

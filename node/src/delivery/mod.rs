@@ -1,6 +1,10 @@
-//! The delivery engine: per-peer senders that hold a connection open and
-//! pipeline envelopes ([`outbound`]), and the receiver that checks, stores,
-//! flushes and only then receipts what arrives ([`inbound`]).
+//! The delivery engine, the IO around the session core: per-peer senders
+//! that hold a connection open and pipeline envelopes ([`send`], recording
+//! each [`outcome`]), and the receiver that accepts streams ([`accept`])
+//! and checks, stores, flushes and only then receipts what arrives
+//! ([`receive`]).
 
-pub mod inbound;
-pub mod outbound;
+pub mod accept;
+mod outcome;
+mod receive;
+pub mod send;

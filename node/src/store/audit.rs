@@ -44,7 +44,12 @@ impl Store {
     /// next commit, before anything written after it.
     pub fn audit_append<F>(&self, build: F) -> Result<u64>
     where
-        F: FnOnce(u64) -> std::result::Result<(Vec<u8>, Option<MessageId>), String>,
+        F: FnOnce(
+            u64,
+        ) -> std::result::Result<
+            (Vec<u8>, Option<MessageId>),
+            comity_protocol::audit::EntryError,
+        >,
     {
         Ok(self.audit_files.append(build)?)
     }

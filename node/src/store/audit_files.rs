@@ -18,6 +18,10 @@
 //! they are written lazily and, on open, rebuilt from the last [`Mark`] —
 //! the lengths synced when the last checkpoint was signed, kept in sled —
 //! so a restart reads only the entries since that checkpoint.
+//!
+//! Longer than the node's other files, on purpose: the record format, the
+//! append path and crash recovery share invariants (the order of writes,
+//! what the mark promises) that are checked by reading them together.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -78,7 +82,9 @@ pub enum AuditFileError {
     #[error("the audit log stopped after a failed write ({0}); restart the node to recover")]
     Broken(String),
     #[error("audit entry: {0}")]
-    Entry(String),
+    Entry(#[from] comity_protocol::audit::EntryError),
+    #[error("a leaf of {0} bytes is not an entry")]
+    LeafSize(usize),
 }
 
 type Result<T> = std::result::Result<T, AuditFileError>;
@@ -562,7 +568,12 @@ impl AuditFiles {
     /// commit does that). Entries are numbered in the order they are written.
     pub fn append<F>(&self, build: F) -> Result<u64>
     where
-        F: FnOnce(u64) -> std::result::Result<(Vec<u8>, Option<MessageId>), String>,
+        F: FnOnce(
+            u64,
+        ) -> std::result::Result<
+            (Vec<u8>, Option<MessageId>),
+            comity_protocol::audit::EntryError,
+        >,
     {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -570,12 +581,9 @@ impl AuditFiles {
             return Err(AuditFileError::Broken(why.clone()));
         }
         let seq = inner.frontier.size();
-        let (leaf, message) = build(seq).map_err(AuditFileError::Entry)?;
+        let (leaf, message) = build(seq)?;
         if leaf.is_empty() || leaf.len() > MAX_LEAF_BYTES {
-            return Err(AuditFileError::Entry(format!(
-                "leaf of {} bytes is not an entry",
-                leaf.len()
-            )));
+            return Err(AuditFileError::LeafSize(leaf.len()));
         }
         let rec = record_bytes(&leaf);
         if let Err(e) = inner.leaves.write_all(&rec) {

@@ -1,7 +1,9 @@
 //! The node's durable state, in sled. Nothing outside this module knows it
 //! is sled: keep it that way so the engine can be swapped.
 //!
-//! Durability rule (DESIGN.md): sled writes are durable only after a flush.
+//! The durability rule: a message the CLI was told is accepted is on disk,
+//! and a receipt leaves only for a message on disk. sled writes are durable
+//! only after a flush.
 //! Callers write, then await [`Store::commit`] (group commit) before they
 //! tell anyone — the CLI that a message is accepted, a peer that a message
 //! is received.
@@ -316,10 +318,6 @@ impl Store {
                 Err(e) => Some(Err(e.into())),
             }
         })
-    }
-
-    pub fn inbound_count(&self) -> usize {
-        self.inbox.scan_prefix([b'd']).count()
     }
 
     // --- business history ---

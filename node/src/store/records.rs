@@ -5,8 +5,9 @@ use comity_protocol::message::{Body, MessageKind};
 use comity_protocol::session::RejectReason;
 use comity_protocol::{Digest, MessageId, NodeId, Timestamp};
 
-/// Where an outgoing message is in its life (DESIGN.md "Delivery").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+/// Where an outgoing message is in its life: queued → sent → delivered
+/// (receipt held) or failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 pub enum OutboundState {
     /// Accepted and flushed; not yet written to the peer.
     Queued,
@@ -30,6 +31,12 @@ impl OutboundState {
 
     pub fn is_final(self) -> bool {
         matches!(self, OutboundState::Delivered | OutboundState::Failed)
+    }
+}
+
+impl serde::Serialize for OutboundState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -69,6 +76,33 @@ impl OutboundStatus {
             delivered_at: None,
             receipt: None,
         }
+    }
+
+    /// Written to the peer (again): returns the attempt's number.
+    pub fn sent(&mut self, at: Timestamp) -> u32 {
+        self.state = OutboundState::Sent;
+        self.attempts = self.attempts.saturating_add(1);
+        self.sent_at = Some(at);
+        self.attempts
+    }
+
+    /// The peer's verified receipt is held.
+    pub fn delivered(&mut self, receipt: Vec<u8>, at: Timestamp) {
+        self.state = OutboundState::Delivered;
+        self.delivered_at = Some(at);
+        self.receipt = Some(receipt);
+        self.last_error = None;
+    }
+
+    /// Given up on, for `reason`.
+    pub fn failed(&mut self, reason: String) {
+        self.state = OutboundState::Failed;
+        self.last_error = Some(reason);
+    }
+
+    /// Not delivered this time, for `error`; it will be tried again.
+    pub fn retry_later(&mut self, error: String) {
+        self.last_error = Some(error);
     }
 }
 
@@ -114,7 +148,9 @@ pub struct Rejection {
     /// The peer on the connection it came from.
     pub peer: NodeId,
     pub id: Option<MessageId>,
-    pub digest: Digest,
+    /// The refused bytes' digest; `None` when no envelope arrived whole (a
+    /// broken stream).
+    pub digest: Option<Digest>,
     pub reason: RejectReason,
     pub detail: String,
 }

@@ -18,8 +18,9 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
-/// ALPN of Comity's protocol version 1 over QUIC.
-pub const ALPN: &[u8] = b"comity/1";
+/// ALPN of Comity's session protocol, version 2 (`Rejected` names an
+/// optional id), over QUIC.
+pub const ALPN: &[u8] = b"comity/2";
 /// The name the client asks for; certificates carry it, nobody checks it.
 pub const SERVER_NAME: &str = "comity";
 

@@ -43,8 +43,8 @@ pub fn empty_root() -> Digest {
     Digest(Sha256::digest([]).into())
 }
 
-/// Where the hashes of complete subtrees are kept (sled on the node, memory
-/// in the verifier).
+/// Where the hashes of complete subtrees are kept (append-only files on the
+/// node, memory in the verifier).
 pub trait SubtreeHashes {
     type Error;
 

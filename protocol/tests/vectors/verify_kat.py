@@ -2,7 +2,8 @@
 
 Re-derives every identity, certificate, envelope (signature, HPKE
 decryption built by hand from RFC 9180, commitment, digests) and receipt in
-kat-v1.json, sharing no code with the Rust implementation.
+kat-v1.json, and decodes its session frames, sharing no code with the Rust
+implementation.
 
     python3 -m pip install cryptography
     python3 protocol/tests/vectors/verify_kat.py protocol/tests/vectors/kat-v1.json
@@ -84,3 +85,16 @@ for case in kat["cases"]:
     assert struct.unpack("<Q",r[112:120])[0]==case["receipt_received_at"]
     Ed25519PublicKey.from_public_bytes(recipient).verify(r[120:184], RECEIPT_SIGNATURE+r[:120])
     print("case ok:", case["name"], "kind", kind, "len", len(fb))
+# Session frames (docs/protocol.md §8.2, §8.3): u32 BE length, frame header
+# type 4, u32 LE variant index; Rejected = 3 with Option<MessageId> (u8 tag,
+# then 16 bytes if 1), RejectReason (u32 LE), detail (u64 LE length, UTF-8).
+for sf in kat["session_frames"]:
+    w=bytes.fromhex(sf["wire"]); n,=struct.unpack(">I",w[:4]); assert n==len(w)-4
+    p=frame(w[4:],4); variant,=struct.unpack("<I",p[:4]); assert variant==3; p=p[4:]
+    tag=p[0]; p=p[1:]
+    if tag==1: mid=p[:16].hex(); p=p[16:]
+    else: assert tag==0; mid=None
+    assert mid==sf["id"], (mid, sf["id"])
+    reason,=struct.unpack("<I",p[:4]); assert reason==sf["reason_index"]
+    dl,=struct.unpack("<Q",p[4:12]); assert p[12:].decode()==sf["detail"] and dl==len(p)-12
+    print("session frame ok:", sf["name"])

@@ -1,0 +1,96 @@
+//! `/v1/audit`: the log's export and one message's inclusion proof, each
+//! over a checkpoint made durable first.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{parse_id, path_param, ApiError, AppState};
+use crate::admin::stream::{stream_from, ChannelWriter};
+
+/// Makes a checkpoint over everything so far durable (and offered to
+/// witnesses) before anything is handed out over it.
+async fn durable_checkpoint(node: &AppState) -> Result<(), ApiError> {
+    node.audit()
+        .durable_checkpoint()
+        .await
+        .map(drop)
+        .map_err(ApiError::internal)
+}
+
+/// The whole log as a bundle (JSON Lines), streamed as it is written.
+pub(super) async fn export(State(node): State<AppState>) -> Result<Response, ApiError> {
+    node.audit_note(
+        crate::audit::Fact::new(
+            comity_protocol::audit::entry::AuditKind::AdminAction,
+            comity_protocol::audit::entry::Actor::Operator,
+        )
+        .detail("audit export"),
+    );
+    durable_checkpoint(&node).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let node = node.node.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
+        let result = node
+            .audit()
+            .export(&node.id(), &mut w)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|_| std::io::Write::flush(&mut w));
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = stream_from(rx);
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(ApiError::internal)
+}
+
+pub(super) async fn proof(
+    State(node): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    use crate::audit::Proof;
+    let id = parse_id(&path_param(id)?)?;
+    let mut proof = node
+        .audit()
+        .proof(&node.id(), id)
+        .map_err(ApiError::internal)?;
+    if matches!(proof, Proof::NotCovered) {
+        durable_checkpoint(&node).await?;
+        proof = node
+            .audit()
+            .proof(&node.id(), id)
+            .map_err(ApiError::internal)?;
+    }
+    let json = match proof {
+        Proof::File(json) => json,
+        Proof::NoEntries => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no audit entry names message {id}"),
+            ))
+        }
+        Proof::NotCovered => {
+            return Err(ApiError::internal(
+                "no durable checkpoint covers the entries",
+            ))
+        }
+    };
+    // Recorded after the proof is built, and not indexed under the message,
+    // so that asking for proofs does not grow the proofs.
+    node.audit_note(
+        crate::audit::Fact::new(
+            comity_protocol::audit::entry::AuditKind::AdminAction,
+            comity_protocol::audit::entry::Actor::Operator,
+        )
+        .detail(&format!("audit proof {id}")),
+    );
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(json))
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,63 @@
+//! The API's error answer, and how the node's errors map to it.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::business::BusinessError;
+use crate::outbox::SubmitError;
+
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(super) fn business_error(e: BusinessError) -> ApiError {
+    match e {
+        BusinessError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
+        }
+        BusinessError::Refused(_) | BusinessError::NotAReplyTarget => {
+            ApiError::new(StatusCode::CONFLICT, "not-allowed", e.to_string())
+        }
+        BusinessError::Submit(s) => submit_error(s),
+        BusinessError::Store(s) => ApiError::internal(s),
+    }
+}
+
+pub(super) fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Invalid(_) | SubmitError::TooLarge { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-message",
+            e.to_string(),
+        ),
+        SubmitError::UnknownPeer(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
+        }
+        e => ApiError::internal(e),
+    }
+}

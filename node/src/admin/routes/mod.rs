@@ -1,0 +1,146 @@
+//! `/v1` endpoints, one file per resource: [`peers`], [`messages`],
+//! [`audit`]. Every error is `{"error": {"code": ..., "message": ...}}`
+//! with a status that says whose fault it was ([`ApiError`]).
+
+mod audit;
+mod error;
+mod messages;
+mod peers;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use comity_protocol::ids::ParseMessageIdError;
+use comity_protocol::MessageId;
+use serde_json::json;
+
+use crate::node::Node;
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    node: Arc<Node>,
+    /// Where `peer add`/`peer remove` persist (None: run-time only).
+    config_path: Option<PathBuf>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/node", get(node_info))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/{id}", delete(peers::remove))
+        .route("/v1/messages", get(messages::list).post(messages::submit))
+        .route("/v1/messages/{id}", get(messages::show))
+        .route("/v1/messages/{id}/status", post(messages::set_status))
+        .route("/v1/messages/{id}/reply", post(messages::reply))
+        .route("/v1/stats", get(stats))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/proof/{id}", get(audit::proof))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(AppState { node, config_path })
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not take that method (see docs/admin-api.md)",
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint (see docs/admin-api.md)",
+    )
+}
+
+/// Keeps axum's status (400 syntax, 413 too large, 415 not JSON, 422 wrong
+/// shape) but answers in our error format.
+fn parse_json<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(|e| {
+        let code = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-json",
+            _ => "bad-request",
+        };
+        ApiError::new(e.status(), code, e.body_text())
+    })
+}
+
+fn path_param(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
+}
+
+fn parse_id(id: &str) -> Result<MessageId, ApiError> {
+    id.parse().map_err(|e: ParseMessageIdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())
+    })
+}
+
+/// Editing the config file failed: the peer's data made it invalid (the
+/// caller's fault) or the file could not be read or written (ours).
+fn config_error(e: comity_config::ConfigError) -> ApiError {
+    match e {
+        comity_config::ConfigError::Invalid { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-peer",
+            e.to_string(),
+        ),
+        e => ApiError::internal(format!("configuration file: {e}")),
+    }
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Json<crate::stats::Stats>, ApiError> {
+    state.stats().map(Json).map_err(ApiError::internal)
+}
+
+async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let counts = node.message_counts().map_err(ApiError::internal)?;
+    let c = node.config();
+    Ok(Json(json!({
+        "id": node.id().to_string(),
+        "name": c.node.name,
+        "country": c.node.country.as_str(),
+        "listen": node.local_addr().map(|a| a.to_string()).ok(),
+        "outbox": counts.outbound_by_state(),
+        "inbox": counts.inbound(),
+        "rejected": node.rejection_count(),
+        "handshakes_refused": node.handshakes_refused(),
+        "audit": audit_status(&node)?,
+    })))
+}
+
+fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
+    let audit = node.audit();
+    let witnesses: Vec<serde_json::Value> = node
+        .peers()
+        .iter()
+        .map(|p| json!({"peer": p.id, "country": p.country, "cosigned_size": audit.cosigned_by(&p.id)}))
+        .collect();
+    Ok(json!({
+        "origin": audit.origin(),
+        "entries": audit.size(),
+        "latest_checkpoint": *audit.latest().borrow(),
+        "witnesses": witnesses,
+        "alarms": audit.alarms().map_err(ApiError::internal)?,
+    }))
+}

@@ -1,0 +1,98 @@
+//! `/v1/peers`: list, pin, unpin. The node checks a new peer; this file
+//! parses the request and keeps the config file in step.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use comity_protocol::NodeId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{config_error, parse_json, path_param, ApiError, AppState};
+use crate::node::AddPeerError;
+use crate::peers::PeerError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeerRequest {
+    id: NodeId,
+    address: String,
+    #[serde(default)]
+    name: String,
+    country: String,
+}
+
+pub(super) async fn add(
+    State(state): State<AppState>,
+    body: Result<Json<PeerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let req = parse_json(body)?;
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-peer", m);
+    let country: comity_config::CountryCode = req
+        .country
+        .parse()
+        .map_err(|e: comity_config::ParseCountryError| invalid(e.to_string()))?;
+    let peer = comity_config::PeerConfig {
+        id: req.id,
+        address: req.address,
+        name: req.name,
+        country,
+    };
+    // The node's checks first, so that a refused peer never reaches the file.
+    state.check_new_peer(&peer).map_err(peer_error)?;
+    if let Some(path) = &state.config_path {
+        comity_config::Config::add_peer_to_file(path, &peer).map_err(config_error)?;
+    }
+    state.add_peer(peer).map_err(|e| match e {
+        AddPeerError::Invalid(e) => peer_error(e),
+        AddPeerError::Store(e) => ApiError::internal(e),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": req.id, "persisted": state.config_path.is_some()})),
+    ))
+}
+
+fn peer_error(e: PeerError) -> ApiError {
+    match e {
+        PeerError::AlreadyPinned(_) | PeerError::CountryTaken(_) => {
+            ApiError::new(StatusCode::CONFLICT, "peer-exists", e.to_string())
+        }
+        PeerError::OwnId | PeerError::BadAddress { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-peer",
+            e.to_string(),
+        ),
+    }
+}
+
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = super::messages::resolve_peer(&state, &path_param(id)?)?;
+    if let Some(path) = &state.config_path {
+        // Only if the file lists it (it may have been pinned at run time
+        // only); any other problem with the file is reported, not ignored.
+        let listed = comity_config::Config::load(path)
+            .map_err(config_error)?
+            .peer_by_id(&id)
+            .is_some();
+        if listed {
+            comity_config::Config::remove_peer_from_file(path, &id).map_err(config_error)?;
+        }
+    }
+    if !state.remove_peer(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-peer",
+            format!("{id} is not pinned"),
+        ));
+    }
+    Ok(Json(json!({"id": id, "removed": true})))
+}
+
+pub(super) async fn list(State(node): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!(node.peers()))
+}

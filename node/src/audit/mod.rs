@@ -1,0 +1,279 @@
+//! The node's audit log: every event an entry in an RFC 6962 Merkle tree,
+//! checkpoints signed with the node's key, cosignatures from its peers
+//! ([`witness`]: offers, and this node's duties as a witness of theirs),
+//! exports and proofs for auditors ([`export`]). The math and formats are
+//! in `comity_protocol::audit`; the bytes live in `store::audit`.
+//!
+//! Durability: [`AuditLog::record`] writes the entry before the caller
+//! writes the event it describes, and both become durable at the caller's
+//! next commit, which syncs the log before the rest of the store, so an
+//! event on disk never lacks its entry.
+
+mod export;
+mod fact;
+#[cfg(test)]
+mod tests;
+mod witness;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use comity_protocol::audit::bundle::BundleWriteError;
+use comity_protocol::audit::checkpoint::{
+    origin_for, sign_checkpoint, Checkpoint, CheckpointError,
+};
+use comity_protocol::audit::entry::AuditEntry;
+use comity_protocol::audit::merkle::{SubtreeHashes, TreeError};
+use comity_protocol::audit::proof_file::ProofBuildError;
+use comity_protocol::{Digest, Identity, NodeId, Timestamp};
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+use crate::store::{Store, StoreError};
+
+pub use export::Proof;
+use fact::clean_detail;
+pub use fact::Fact;
+pub use witness::{Refused, Witnessed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("audit tree: {0}")]
+    Tree(#[from] TreeError<HashReadError>),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("no checkpoint of size {0} in this log")]
+    NoCheckpoint(u64),
+    #[error("writing the bundle: {0}")]
+    Bundle(#[from] BundleWriteError),
+    #[error("building the proof: {0}")]
+    Proof(#[from] ProofBuildError<HashReadError>),
+    #[error("the checkpoint task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why a subtree hash could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HashReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("missing tree node level {level} index {index}")]
+    Missing { level: u32, index: u64 },
+}
+
+/// Complete subtree hashes, read from the store.
+struct StoredHashes<'a>(&'a Store);
+
+impl SubtreeHashes for StoredHashes<'_> {
+    type Error = HashReadError;
+
+    fn complete(&self, level: u32, index: u64) -> Result<Digest, HashReadError> {
+        self.0
+            .audit_node(level, index)?
+            .ok_or(HashReadError::Missing { level, index })
+    }
+}
+
+/// Alarms kept in the store at most (see [`AuditLog::alarm`]).
+pub const MAX_ALARMS: usize = 1000;
+
+pub struct AuditLog {
+    store: Store,
+    /// Signs checkpoints and, as a witness, cosignatures.
+    signer: Arc<Identity>,
+    origin: String,
+    enabled: bool,
+    checkpoint_every: u64,
+    /// Woken when enough entries were added for a checkpoint.
+    pub due: Notify,
+    /// The newest checkpoint's size.
+    signed: AtomicU64,
+    /// Held while a checkpoint is signed and stored.
+    signing: Mutex<()>,
+    /// When this process last signed one (for the checkpoint-age metric).
+    signed_at: Mutex<Option<Timestamp>>,
+    /// The newest checkpoint known to be on disk, for senders to offer to
+    /// witnesses (a witness must never cosign what a crash could undo).
+    latest: watch::Sender<u64>,
+    /// Per witness, the largest size it cosigned.
+    cosigned: Mutex<HashMap<NodeId, u64>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the log (the store re-read only what followed its last
+    /// checkpoint).
+    pub fn open(
+        store: Store,
+        signer: Arc<Identity>,
+        checkpoint_every: u64,
+        enabled: bool,
+    ) -> Result<Self, AuditError> {
+        let latest = store.newest_checkpoint()?.map(|(s, _)| s).unwrap_or(0);
+        let mut cosigned = HashMap::new();
+        for (size, witness, _) in store.cosignatures()? {
+            let e = cosigned.entry(witness).or_insert(0);
+            *e = (*e).max(size);
+        }
+        Ok(AuditLog {
+            store,
+            origin: origin_for(&signer.id()),
+            signer,
+            enabled,
+            checkpoint_every: checkpoint_every.max(1),
+            due: Notify::new(),
+            signed: AtomicU64::new(latest),
+            signing: Mutex::new(()),
+            signed_at: Mutex::new(None),
+            latest: watch::channel(latest).0,
+            cosigned: Mutex::new(cosigned),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.store.audit_size()
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Appends one entry (not yet flushed: the caller's commit does that).
+    pub fn record(&self, fact: Fact<'_>) -> Result<u64, AuditError> {
+        if !self.enabled {
+            return Ok(0);
+        }
+        let detail = clean_detail(fact.detail);
+        let seq = self.store.audit_append(|seq| {
+            let entry = AuditEntry {
+                seq,
+                time: Timestamp::now(),
+                kind: fact.kind,
+                actor: fact.actor,
+                peer: fact.peer,
+                message_id: fact.message,
+                envelope_digest: fact.digest,
+                detail,
+            };
+            let leaf = entry.to_leaf()?;
+            Ok((leaf, fact.message))
+        })?;
+        let since = (seq + 1).saturating_sub(self.signed.load(Ordering::Relaxed));
+        if since >= self.checkpoint_every {
+            self.due.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// Logs a failure to record instead of failing the event: the event
+    /// already happened. A failed append breaks the log's files, so every
+    /// later commit fails and the event is never acknowledged as durable.
+    pub fn note(&self, fact: Fact<'_>) {
+        if let Err(e) = self.record(fact) {
+            warn!(error = %e, "cannot append to the audit log");
+        }
+    }
+
+    /// Signs a checkpoint of the current tree if it grew since the last.
+    /// Returns its size.
+    fn checkpoint(&self) -> Result<Option<u64>, AuditError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        // One at a time (timer, export, proof, shutdown): the stored mark
+        // and `signed` only ever grow.
+        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        let size = self.store.audit_size();
+        if size == 0 || size <= self.signed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        // Sealing syncs the files up to the size it returns, which may have
+        // grown since: the checkpoint is of that size.
+        let (mark, root) = self.store.audit_seal()?;
+        let size = mark.size;
+        let note = sign_checkpoint(
+            &self.signer,
+            &Checkpoint {
+                origin: self.origin.clone(),
+                size,
+                root,
+            },
+        )?;
+        self.store.put_checkpoint(mark, &note)?;
+        self.signed.store(size, Ordering::Relaxed);
+        *self.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Timestamp::now());
+        Ok(Some(size))
+    }
+
+    /// Signs a checkpoint over everything so far (off the runtime's
+    /// threads: sealing syncs the log's files), commits the store, and only
+    /// then offers it — and any checkpoint signed before it — to witnesses.
+    /// When this returns, nothing handed out over the log can be undone by
+    /// a crash. The one way a checkpoint becomes durable: the periodic task,
+    /// exports, proofs and shutdown all come here.
+    pub async fn durable_checkpoint(self: &Arc<Self>) -> Result<Option<u64>, AuditError> {
+        let log = self.clone();
+        let signed_now = tokio::task::spawn_blocking(move || log.checkpoint()).await??;
+        // Read before the commit, so the commit covers it (it may have been
+        // signed by another caller).
+        let signed = self.signed.load(Ordering::Relaxed);
+        self.store.commit().await?;
+        self.publish(signed);
+        Ok(signed_now)
+    }
+
+    /// Offers checkpoint `signed` and those before it to witnesses. Only
+    /// after a commit that made it durable.
+    fn publish(&self, signed: u64) {
+        self.latest.send_if_modified(|l| {
+            let newer = signed > *l;
+            if newer {
+                *l = signed;
+            }
+            newer
+        });
+    }
+
+    /// When the newest checkpoint was signed by this process, if it was.
+    pub fn latest_checkpoint_time(&self) -> Option<Timestamp> {
+        *self.signed_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn latest(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// Records an alarm (kept, and shown in the node's status).
+    pub fn alarm(&self, text: &str) {
+        warn!(alarm = text, "AUDIT ALARM");
+        // A misbehaving peer can cause alarms as often as it likes: the first
+        // MAX_ALARMS are kept, the rest are in the log only.
+        match self.store.alarm_count() {
+            Ok(n) if n >= MAX_ALARMS => {
+                warn!(
+                    kept = n,
+                    "alarm not stored: {MAX_ALARMS} alarms are kept already"
+                )
+            }
+            _ => {
+                if let Err(e) = self.store.put_alarm(text) {
+                    warn!(error = %e, "cannot store an alarm");
+                }
+            }
+        }
+    }
+
+    pub fn alarms(&self) -> Result<Vec<String>, AuditError> {
+        Ok(self.store.alarms()?)
+    }
+}

@@ -1,0 +1,171 @@
+//! Witnessing, both ways: offering our checkpoints to peers and keeping
+//! their cosignatures, and cosigning peers' checkpoints that extend the
+//! last one we cosigned for them.
+
+use comity_protocol::audit::checkpoint::{
+    check_witness_update, cosign, open_checkpoint, origin_for, verify_cosignature, WitnessError,
+};
+use comity_protocol::audit::merkle::consistency_proof;
+use comity_protocol::audit::note::Note;
+use comity_protocol::session::WitnessRefusal;
+use comity_protocol::{Digest, NodeId, Timestamp};
+
+use super::{AuditError, AuditLog, StoredHashes};
+
+impl AuditLog {
+    pub fn cosigned_by(&self, witness: &NodeId) -> u64 {
+        *self
+            .cosigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(witness)
+            .unwrap_or(&0)
+    }
+
+    /// What to send a witness: our checkpoint of size `newest` (durable:
+    /// the caller has it from [`AuditLog::latest`]) and a proof from
+    /// `old_size`, if `newest` is larger.
+    pub fn offer(
+        &self,
+        old_size: u64,
+        newest: u64,
+    ) -> Result<Option<(u64, String, Vec<Digest>)>, AuditError> {
+        if newest <= old_size {
+            return Ok(None);
+        }
+        let Some(note) = self.store.checkpoint_at(newest)? else {
+            return Ok(None);
+        };
+        let proof = consistency_proof(&StoredHashes(&self.store), old_size, newest)?;
+        Ok(Some((newest, note, proof)))
+    }
+
+    /// Verifies and stores `witness`'s cosignature on our checkpoint `size`.
+    pub fn accept_cosignature(
+        &self,
+        witness: &NodeId,
+        size: u64,
+        line: &str,
+    ) -> Result<(), AuditError> {
+        // A peer names the size: one keyed read, and no re-verification of
+        // our own signature, whatever it sends.
+        let note = self
+            .store
+            .checkpoint_at(size)?
+            .ok_or(AuditError::NoCheckpoint(size))?;
+        let parsed = Note::parse(&note).map_err(comity_protocol::audit::CheckpointError::from)?;
+        verify_cosignature(line, &origin_for(witness), witness, parsed.text())?;
+        self.store.put_cosignature(size, witness, line)?;
+        let mut c = self.cosigned.lock().unwrap_or_else(|p| p.into_inner());
+        let e = c.entry(*witness).or_insert(0);
+        *e = (*e).max(size);
+        Ok(())
+    }
+
+    /// The witness's side: checks `peer`'s checkpoint against the last one
+    /// cosigned for it, persists it, and returns the cosignature line. The
+    /// caller commits before sending the line.
+    pub fn witness(
+        &self,
+        peer: &NodeId,
+        note_text: &str,
+        old_size: u64,
+        proof: &[Digest],
+    ) -> Result<Witnessed, Refused> {
+        let me = &self.signer;
+        let origin = origin_for(peer);
+        let stored = self.store.witnessed(peer).map_err(|e| {
+            Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}"))
+        })?;
+        let previous = stored
+            .as_deref()
+            .and_then(|t| open_checkpoint(t, &origin, peer).ok());
+        if let Some((prev, prev_note)) = &previous {
+            if stored.as_deref() == Some(note_text) {
+                // The one cosigned last, again: sign it again, store nothing.
+                let now_secs = Timestamp::now().as_millis() / 1000;
+                let line =
+                    cosign(me, &origin_for(&me.id()), prev_note.text(), now_secs).map_err(|e| {
+                        Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, e.to_string())
+                    })?;
+                return Ok(Witnessed {
+                    size: prev.size,
+                    line,
+                    new: false,
+                });
+            }
+        }
+        let previous = previous.map(|(c, _)| c);
+        let witnessed = previous.as_ref().map(|c| c.size).unwrap_or(0);
+        let (new, note) = open_checkpoint(note_text, &origin, peer).map_err(|e| {
+            Refused::new(WitnessRefusal::BadCheckpoint, 0, witnessed, e.to_string())
+        })?;
+        let refused =
+            |r: WitnessRefusal, detail: String| Refused::new(r, new.size, witnessed, detail);
+        if let Some(prev) = &previous {
+            if new.size < prev.size {
+                let e = WitnessError::Shrank {
+                    old_size: prev.size,
+                    new_size: new.size,
+                };
+                return Err(refused(WitnessRefusal::Shrank, e.to_string()));
+            }
+        }
+        if old_size != witnessed {
+            return Err(refused(
+                WitnessRefusal::OldSizeMismatch,
+                format!("last cosigned size is {witnessed}, not {old_size}"),
+            ));
+        }
+        check_witness_update(previous.as_ref(), &new, proof).map_err(|e| match e {
+            WitnessError::Fork { .. } => refused(WitnessRefusal::Fork, e.to_string()),
+            WitnessError::Shrank { .. } => refused(WitnessRefusal::Shrank, e.to_string()),
+            WitnessError::Inconsistent { .. } => {
+                refused(WitnessRefusal::Inconsistent, e.to_string())
+            }
+            WitnessError::WrongOrigin { .. } => {
+                refused(WitnessRefusal::BadCheckpoint, e.to_string())
+            }
+        })?;
+        self.store
+            .put_witnessed(peer, note_text)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
+        let now_secs = Timestamp::now().as_millis() / 1000;
+        let line = cosign(me, &origin_for(&me.id()), note.text(), now_secs)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        Ok(Witnessed {
+            size: new.size,
+            line,
+            new: true,
+        })
+    }
+}
+
+/// A cosignature made as a witness.
+#[derive(Debug)]
+pub struct Witnessed {
+    pub size: u64,
+    pub line: String,
+    /// False when the checkpoint is the one cosigned last (nothing stored).
+    pub new: bool,
+}
+
+/// A witness's refusal, as it goes back to the log.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: WitnessRefusal,
+    pub size: u64,
+    pub witnessed_size: u64,
+    pub detail: String,
+}
+
+impl Refused {
+    fn new(reason: WitnessRefusal, size: u64, witnessed_size: u64, detail: String) -> Self {
+        Refused {
+            reason,
+            size,
+            witnessed_size,
+            detail,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The periodic checkpoint: when enough entries accumulated, or at the
+//! interval if anything was added, a durable checkpoint is signed and
+//! offered to witnesses.
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::context::Context;
+use crate::shutdown::ShutdownSignal;
+
+pub(crate) async fn run(ctx: Arc<Context>, mut stop: ShutdownSignal) {
+    let mut tick = tokio::time::interval(ctx.config.audit.checkpoint_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.audit.due.notified() => {}
+            _ = tick.tick() => {}
+            _ = stop.triggered() => return,
+        }
+        if let Err(e) = ctx.audit.durable_checkpoint().await {
+            warn!(error = %e, "cannot make a checkpoint durable");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! What a node's tasks share: identity, configuration, store, audit log,
+//! endpoint, pins, the pinned peers and their verified keys. Delivery,
+//! business and statistics take a [`Context`]; only [`crate::node`] builds
+//! one. This module depends on nothing above it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use comity_config::Config;
+use comity_protocol::identity::KeyError;
+use comity_protocol::{Identity, NodeId, PeerKeys};
+use tokio::sync::broadcast;
+
+use crate::audit::AuditLog;
+use crate::events::Event;
+use crate::peers::{Peer, Peers};
+use crate::store::{Store, StoreError};
+use crate::transport::{Pins, TlsIdentity};
+
+pub(crate) struct Context {
+    pub identity: Arc<Identity>,
+    pub config: Config,
+    pub store: Store,
+    pub endpoint: quinn::Endpoint,
+    pub tls: TlsIdentity,
+    pub audit: Arc<AuditLog>,
+    pub pins: Pins,
+    pub peers: Peers,
+    pub events: broadcast::Sender<Event>,
+    /// Inbound connections open, per peer.
+    connections: Mutex<HashMap<NodeId, usize>>,
+    /// Peers' verified keys: checking a certificate costs a signature
+    /// verification and a trial encapsulation (~175 µs), so it is done once
+    /// per certificate, not once per message.
+    verified_keys: Mutex<HashMap<NodeId, PeerKeys>>,
+    /// Handshakes refused for an unpinned key, every one (the log and the
+    /// audit log record only some: see `refusals`).
+    pub handshakes_refused: Arc<AtomicU64>,
+    /// Serialises business status updates (see `business.rs`).
+    pub business_gate: tokio::sync::Mutex<()>,
+}
+
+/// A stored peer key that no longer verifies.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerKeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored encryption key of {peer} does not verify: {source}")]
+    Invalid { peer: NodeId, source: KeyError },
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        identity: Arc<Identity>,
+        config: Config,
+        store: Store,
+        endpoint: quinn::Endpoint,
+        tls: TlsIdentity,
+        audit: Arc<AuditLog>,
+        pins: Pins,
+        events: broadcast::Sender<Event>,
+        handshakes_refused: Arc<AtomicU64>,
+    ) -> Context {
+        let peers = Peers::new(config.peers.iter().cloned());
+        Context {
+            identity,
+            config,
+            store,
+            endpoint,
+            tls,
+            audit,
+            pins,
+            peers,
+            events,
+            connections: Mutex::new(HashMap::new()),
+            verified_keys: Mutex::new(HashMap::new()),
+            handshakes_refused,
+            business_gate: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.identity.id()
+    }
+
+    /// The peer's verified keys from its stored certificate, if known.
+    pub fn peer_keys(&self, id: &NodeId) -> Result<Option<PeerKeys>, PeerKeyError> {
+        let Some(cert) = self.store.peer_key(id)? else {
+            return Ok(None);
+        };
+        let mut cache = self.verified_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = cache.get(id) {
+            if k.cert() == &cert {
+                return Ok(Some(k.clone()));
+            }
+        }
+        let keys = PeerKeys::new(*id, cert)
+            .map_err(|source| PeerKeyError::Invalid { peer: *id, source })?;
+        cache.insert(*id, keys.clone());
+        Ok(Some(keys))
+    }
+
+    pub fn emit(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub fn peer(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.peers.get(id)
+    }
+
+    pub fn handshakes_refused(&self) -> u64 {
+        self.handshakes_refused.load(Ordering::Relaxed)
+    }
+
+    /// Reserves one of the peer's allowed inbound connections; released
+    /// when the slot is dropped.
+    pub fn connection_slot(self: &Arc<Self>, peer: NodeId) -> Option<ConnectionSlot> {
+        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(peer).or_insert(0);
+        if *n >= self.config.limits.max_connections_per_peer as usize {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            ctx: self.clone(),
+            peer,
+        })
+    }
+}
+
+pub(crate) struct ConnectionSlot {
+    ctx: Arc<Context>,
+    peer: NodeId,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self
+            .ctx
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}

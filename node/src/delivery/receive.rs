@@ -1,0 +1,308 @@
+//! One envelope from a peer, checked, opened, stored and receipted (or
+//! refused, and the refusal recorded); a peer's checkpoint witnessed; a
+//! broken stream recorded. The answers go back once the store is flushed
+//! (see [`super::accept`]).
+
+use comity_protocol::audit::entry::{Actor, AuditKind};
+use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
+use comity_protocol::message::Body;
+use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
+use tracing::{debug, warn};
+
+use crate::audit::Fact;
+use crate::business;
+use crate::context::Context;
+use crate::events::Event;
+use crate::session::bounded;
+use crate::store::{InboundMessage, Rejection, Store};
+
+struct SeenIn<'a>(&'a Store);
+
+impl SeenMessages for SeenIn<'_> {
+    fn seen(&self, sender: &NodeId, id: &MessageId) -> Option<Digest> {
+        // A read error means "unknown"; the insert below checks again.
+        self.0.seen(sender, id).ok().flatten().map(|e| e.digest)
+    }
+}
+
+/// One envelope from `peer`: the answer to send once the store is flushed.
+pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> SessionFrame {
+    let now = Timestamp::now();
+    if !ctx.pins.contains(&peer) {
+        let detail = "this peer is no longer pinned".to_string();
+        return reject(
+            ctx,
+            peer,
+            envelope_id(bytes),
+            bytes,
+            RejectReason::UnknownSender,
+            detail,
+        );
+    }
+    let limits = &ctx.config.limits;
+    let policy = CheckPolicy {
+        now,
+        max_future_skew: limits.clock_skew(),
+        max_age: limits.max_message_age(),
+        max_envelope_bytes: limits.max_message_len(),
+    };
+    let me = &ctx.identity;
+    let result = check(
+        bytes,
+        me,
+        std::slice::from_ref(keys),
+        &SeenIn(&ctx.store),
+        &policy,
+    )
+    .and_then(|checked| checked.open(me));
+    let opened = match result {
+        Ok(o) => o,
+        Err(EnvelopeError::AlreadyReceived { id, digest }) => {
+            return match ctx.store.seen(&peer, &id) {
+                Ok(Some(entry)) => {
+                    ctx.audit.note(
+                        Fact::new(AuditKind::ReceiptSent, Actor::Node)
+                            .peer(peer)
+                            .message(id)
+                            .digest(Some(digest))
+                            .detail("duplicate"),
+                    );
+                    SessionFrame::Receipt(entry.receipt)
+                }
+                _ => reject(
+                    ctx,
+                    peer,
+                    Some(id),
+                    bytes,
+                    RejectReason::Unavailable,
+                    "store read failed".into(),
+                ),
+            };
+        }
+        Err(e) => {
+            let id = envelope_id(bytes);
+            let reason = e.reject_reason().unwrap_or(RejectReason::Invalid);
+            return reject(ctx, peer, id, bytes, reason, e.to_string());
+        }
+    };
+    let receipt = Receipt::sign(me, &opened, now);
+    let receipt_bytes = match receipt.to_bytes() {
+        Ok(b) => b,
+        Err(e) => {
+            return reject(
+                ctx,
+                peer,
+                Some(opened.header.id),
+                bytes,
+                RejectReason::Unavailable,
+                e.to_string(),
+            )
+        }
+    };
+    let id = opened.header.id;
+    let kind = opened.header.kind;
+    let status_update = match &opened.body {
+        Body::StatusUpdate(u) => Some(u.clone()),
+        _ => None,
+    };
+    if let Some(update) = &status_update {
+        // A duplicate of an update already applied is answered with its
+        // receipt above (AlreadyReceived); this is a new one.
+        if let Err(why) = business::check_incoming_status(&ctx.store, peer, update) {
+            return reject(
+                ctx,
+                peer,
+                Some(id),
+                bytes,
+                RejectReason::Invalid,
+                why.to_string(),
+            );
+        }
+    }
+    let record = InboundMessage {
+        id,
+        sender: opened.header.sender,
+        kind,
+        body: opened.body,
+        created_at: opened.header.created_at,
+        received_at: now,
+        envelope: bytes.to_vec(),
+        digest: opened.envelope_digest,
+        receipt: receipt_bytes.clone(),
+    };
+    // The entries go first: whatever the store keeps of this, the log has.
+    ctx.audit.note(
+        Fact::new(AuditKind::MessageReceived, Actor::Peer)
+            .peer(peer)
+            .message(id)
+            .digest(Some(record.digest))
+            .detail(kind.name()),
+    );
+    ctx.audit.note(
+        Fact::new(AuditKind::ReceiptSent, Actor::Node)
+            .peer(peer)
+            .message(id)
+            .digest(Some(record.digest)),
+    );
+    match ctx.store.insert_inbound_if_new(&record) {
+        Ok(None) => {
+            if let Some(update) = status_update {
+                ctx.audit.note(
+                    Fact::new(AuditKind::StatusChanged, Actor::Peer)
+                        .peer(peer)
+                        .message(update.regarding)
+                        .detail(update.status.name()),
+                );
+                if let Err(e) = business::on_status_received(&ctx.store, peer, id, &update, now) {
+                    warn!(error = %e, "cannot record a status update");
+                }
+            }
+            ctx.emit(Event::Received {
+                id,
+                from: peer,
+                kind,
+            });
+            SessionFrame::Receipt(receipt_bytes)
+        }
+        // A copy arrived on another stream at the same time.
+        Ok(Some(existing)) if existing.digest == record.digest => {
+            SessionFrame::Receipt(existing.receipt)
+        }
+        Ok(Some(_)) => reject(
+            ctx,
+            peer,
+            Some(id),
+            bytes,
+            RejectReason::IdReused,
+            "message id already received with different content".into(),
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot store a received message");
+            reject(
+                ctx,
+                peer,
+                Some(id),
+                bytes,
+                RejectReason::Unavailable,
+                "receiver cannot store it now".into(),
+            )
+        }
+    }
+}
+
+/// The message id, if the bytes decode far enough to say (for the sender's
+/// bookkeeping; it is not trusted for anything else).
+fn envelope_id(bytes: &[u8]) -> Option<MessageId> {
+    comity_protocol::envelope::Envelope::from_bytes(bytes)
+        .ok()
+        .map(|e| e.header.id)
+}
+
+pub(crate) fn reject(
+    ctx: &Context,
+    peer: NodeId,
+    id: Option<MessageId>,
+    bytes: &[u8],
+    reason: RejectReason,
+    detail: String,
+) -> SessionFrame {
+    // Errors may quote the sender's own strings: bound what is logged,
+    // stored and sent back.
+    let detail = bounded(&detail);
+    warn!(peer = %peer.short(), ?id, %reason, %detail, "envelope refused");
+    let rejection = Rejection {
+        at: Timestamp::now(),
+        peer,
+        id,
+        digest: (!bytes.is_empty()).then(|| comity_protocol::envelope::envelope_digest(bytes)),
+        reason,
+        detail: detail.clone(),
+    };
+    ctx.audit.note(
+        Fact::new(AuditKind::EnvelopeRejected, Actor::Node)
+            .peer(peer)
+            .digest(rejection.digest)
+            .detail(reason.name()),
+    );
+    if let Err(e) = ctx.store.record_rejection(&rejection) {
+        warn!(error = %e, "cannot record a rejection");
+    }
+    ctx.emit(Event::Rejected { peer, id, reason });
+    SessionFrame::Rejected { id, reason, detail }
+}
+
+pub(crate) fn record_bad_stream(ctx: &Context, peer: NodeId, why: &str) {
+    warn!(peer = %peer.short(), why, "peer sent a bad frame; closing the stream");
+    let rejection = Rejection {
+        at: Timestamp::now(),
+        peer,
+        id: None,
+        digest: None,
+        reason: RejectReason::Malformed,
+        detail: bounded(why),
+    };
+    ctx.audit.note(
+        Fact::new(AuditKind::EnvelopeRejected, Actor::Node)
+            .peer(peer)
+            .detail(&rejection.detail),
+    );
+    if let Err(e) = ctx.store.record_rejection(&rejection) {
+        warn!(error = %e, "cannot record a rejection");
+    }
+    ctx.emit(Event::Rejected {
+        peer,
+        id: None,
+        reason: RejectReason::Malformed,
+    });
+}
+
+/// This node as `peer`'s witness: cosign its checkpoint if it extends the
+/// last one cosigned; otherwise refuse, and if the log misbehaved (rolled
+/// back, forked, rewritten), record it and raise an alarm.
+pub(crate) fn witness(
+    ctx: &Context,
+    peer: NodeId,
+    note: &str,
+    old_size: u64,
+    proof: &[Digest],
+) -> SessionFrame {
+    match ctx.audit.witness(&peer, note, old_size, proof) {
+        Ok(w) => {
+            if w.new {
+                ctx.audit.note(
+                    Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+                        .peer(peer)
+                        .detail(&w.size.to_string()),
+                );
+            }
+            SessionFrame::Cosigned {
+                size: w.size,
+                line: w.line,
+            }
+        }
+        Err(r) => {
+            if r.reason.is_alarm() {
+                let text = format!(
+                    "peer {peer} presented checkpoint {} that is not consistent with size {} cosigned before ({}): {}",
+                    r.size, r.witnessed_size, r.reason.name(), r.detail
+                );
+                ctx.audit.note(
+                    Fact::new(AuditKind::CheckpointRefused, Actor::Node)
+                        .peer(peer)
+                        .detail(&format!("{} at size {}", r.reason.name(), r.size)),
+                );
+                ctx.audit.alarm(&text);
+            } else {
+                debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "checkpoint not cosigned");
+            }
+            SessionFrame::CheckpointRefused {
+                size: r.size,
+                witnessed_size: r.witnessed_size,
+                reason: r.reason,
+                detail: bounded(&r.detail),
+            }
+        }
+    }
+}

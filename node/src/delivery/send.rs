@@ -1,0 +1,315 @@
+//! Sending to one peer, the IO side: connect, say hello, pipeline
+//! envelopes, read answers; on any failure put the unanswered messages back
+//! and retry with exponential backoff. The protocol decisions are
+//! [`crate::session::sender`]'s; what they do to the outbox and the audit
+//! log is [`super::outcome`]'s.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use comity_protocol::session::SessionFrame;
+use comity_protocol::{MessageId, Timestamp};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::outcome::{self, Ended};
+use crate::context::Context;
+use crate::events::Event;
+use crate::peers::Peer;
+use crate::session::sender::{Action, Sender, SenderError};
+use crate::shutdown::ShutdownSignal;
+use crate::transport::endpoint::EndpointError;
+use crate::transport::tls::SERVER_NAME;
+use crate::transport::{client_config, wire};
+
+/// On shutdown, how long to wait for receipts of what was already sent.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("cannot connect: {0}")]
+    Setup(#[source] EndpointError),
+    #[error("cannot connect: {0}")]
+    Dial(#[source] quinn::ConnectError),
+    #[error("cannot connect: {0}")]
+    Handshake(#[source] quinn::ConnectionError),
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("{0}")]
+    Wire(#[from] wire::WireError),
+    #[error("peer broke the protocol: {0}")]
+    Peer(#[from] SenderError),
+    #[error("the peer ended the session (shutting down?)")]
+    PeerEnded,
+    #[error(transparent)]
+    Ended(#[from] Ended),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("timed out waiting for the peer")]
+    Timeout,
+}
+
+/// Runs until shutdown: the life of one peer's outgoing traffic.
+pub async fn run(ctx: Arc<Context>, peer: Arc<Peer>, mut stop: ShutdownSignal) {
+    let mut failures: u32 = 0;
+    let mut latest = ctx.audit.latest();
+    loop {
+        // Connect when there is something to send: messages, or a
+        // checkpoint this peer has not cosigned yet.
+        while peer.queue.is_empty() && *latest.borrow() <= ctx.audit.cosigned_by(&peer.id()) {
+            tokio::select! {
+                _ = peer.queue.wait() => {}
+                _ = latest.changed() => {}
+                _ = stop.triggered() => return,
+            }
+        }
+        if stop.is_triggered() {
+            return;
+        }
+        match session(&ctx, &peer, stop.clone()).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                let delay = ctx.config.retry.delay(failures, rand::random::<f64>());
+                failures = failures.saturating_add(1);
+                let error = wire::describe(&e);
+                warn!(peer = %peer.id().short(), %error, retry_in = ?delay, "delivery interrupted");
+                peer.set_error(error.clone(), Timestamp::now().saturating_add(delay));
+                ctx.emit(Event::PeerDisconnected {
+                    peer: peer.id(),
+                    error,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.triggered() => return,
+                }
+            }
+        }
+    }
+}
+
+/// The session core, shared by the connection's reader and writer. Never
+/// held across an await.
+struct Core {
+    sender: Mutex<Sender>,
+    /// Wakes the writer: window space freed, or a checkpoint to offer again.
+    wake: Notify,
+}
+
+impl Core {
+    fn lock(&self) -> MutexGuard<'_, Sender> {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn session(
+    ctx: &Arc<Context>,
+    peer: &Arc<Peer>,
+    mut stop: ShutdownSignal,
+) -> Result<(), SessionError> {
+    let limits = &ctx.config.limits;
+    let addr = tokio::net::lookup_host(peer.config.address.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| SessionError::Resolve(peer.config.address.clone()))?;
+    let client = client_config(&ctx.tls, peer.id(), limits).map_err(SessionError::Setup)?;
+    let connecting = ctx
+        .endpoint
+        .connect_with(client, addr, SERVER_NAME)
+        .map_err(SessionError::Dial)?;
+    // Shutdown must not wait for a peer that does not answer.
+    let conn = tokio::select! {
+        c = tokio::time::timeout(limits.handshake_timeout(), connecting) => c,
+        _ = stop.triggered() => return Ok(()),
+    }
+    .map_err(|_| SessionError::Timeout)?
+    .map_err(SessionError::Handshake)?;
+
+    let window = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
+    let core = Core {
+        sender: Mutex::new(Sender::new(
+            ctx.id(),
+            peer.id(),
+            window,
+            ctx.audit.cosigned_by(&peer.id()),
+        )),
+        wake: Notify::new(),
+    };
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = SessionFrame::Hello {
+        cert: ctx.identity.encryption_cert().clone(),
+    };
+    wire::write_frame(&mut send, &hello).await?;
+    let answer = tokio::time::timeout(
+        limits.handshake_timeout(),
+        wire::read_frame(&mut recv, 4096, limits.handshake_timeout()),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout)??
+    .ok_or(SenderError::ExpectedHello("the end of the stream"))?;
+    let action = core.lock().on_frame(answer, ctx.audit.size())?;
+    let Action::Hello(keys) = action else {
+        return Err(SenderError::ExpectedHello("another frame").into());
+    };
+    outcome::peer_keys(ctx, peer, &keys)?;
+    peer.set_connected(true);
+    ctx.emit(Event::PeerConnected { peer: peer.id() });
+    info!(peer = %peer.id().short(), %addr, "connected");
+
+    let reader = read_answers(ctx, peer, &core, &mut recv);
+    let writer = async {
+        let mut latest = ctx.audit.latest();
+        loop {
+            let newest = *latest.borrow();
+            offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
+            if !core.lock().can_send() {
+                tokio::select! {
+                    _ = core.wake.notified() => continue,
+                    _ = latest.changed() => continue,
+                    _ = stop.triggered() => break,
+                }
+            }
+            let id = loop {
+                if let Some(id) = peer.queue.pop() {
+                    break Some(id);
+                }
+                tokio::select! {
+                    _ = peer.queue.wait() => {}
+                    _ = latest.changed() => {}
+                    _ = core.wake.notified() => {}
+                    _ = stop.triggered() => break None,
+                }
+                let newest = *latest.borrow();
+                offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
+            };
+            let Some(id) = id else { break };
+            write_envelope(ctx, peer, &core, &keys, id, &mut send).await?;
+        }
+        // Shutting down: stop sending; give receipts of what was sent a
+        // moment to arrive.
+        let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+        while core.lock().in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = send.finish();
+        Ok::<(), SessionError>(())
+    };
+
+    let result = tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    };
+    let unanswered = core.lock().take_unanswered();
+    if !unanswered.is_empty() {
+        debug!(peer = %peer.id().short(), count = unanswered.len(), "requeueing unanswered messages");
+        peer.queue.requeue_front(unanswered.into_iter());
+    }
+    peer.set_in_flight(0);
+    conn.close(0u32.into(), b"bye");
+    if result.is_ok() {
+        peer.set_connected(false);
+    }
+    result
+}
+
+/// Seals (if needed), records and writes the envelope of `id`.
+async fn write_envelope(
+    ctx: &Arc<Context>,
+    peer: &Arc<Peer>,
+    core: &Core,
+    keys: &comity_protocol::PeerKeys,
+    id: MessageId,
+    send: &mut quinn::SendStream,
+) -> Result<(), SessionError> {
+    let Some(prepared) = outcome::prepare(ctx, peer, keys, id).await? else {
+        return Ok(());
+    };
+    {
+        let mut sender = core.lock();
+        match sender.sent(id, prepared.digest) {
+            Ok(()) => {}
+            Err(SenderError::AlreadyInFlight(_)) => {
+                debug!(%id, "already in flight on this connection");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        peer.set_in_flight(sender.in_flight());
+    }
+    wire::write_frame(send, &SessionFrame::Envelope(prepared.bytes)).await?;
+    ctx.emit(Event::Sent {
+        id,
+        peer: peer.id(),
+        attempt: prepared.attempt,
+    });
+    Ok(())
+}
+
+/// Offers the peer our newest durable checkpoint with a consistency proof
+/// from what it last cosigned, unless already offered.
+async fn offer_checkpoint(
+    ctx: &Context,
+    peer: &Peer,
+    core: &Core,
+    newest: u64,
+    send: &mut quinn::SendStream,
+) -> Result<(), SessionError> {
+    let Some((old, new)) = core.lock().checkpoint_to_offer(newest) else {
+        return Ok(());
+    };
+    let offer = match ctx.audit.offer(old, new) {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            warn!(peer = %peer.id().short(), error = %e, "cannot offer a checkpoint");
+            return Ok(());
+        }
+    };
+    let (size, note, proof) = offer;
+    core.lock().offered(old, new);
+    let frame = SessionFrame::Checkpoint {
+        note,
+        old_size: old,
+        proof,
+    };
+    wire::write_frame(send, &frame).await?;
+    debug!(peer = %peer.id().short(), size, from = old, "checkpoint offered for witnessing");
+    Ok(())
+}
+
+async fn read_answers(
+    ctx: &Arc<Context>,
+    peer: &Arc<Peer>,
+    core: &Core,
+    recv: &mut quinn::RecvStream,
+) -> Result<(), SessionError> {
+    loop {
+        let stall = ctx.config.limits.handshake_timeout();
+        let Some(frame) = wire::read_frame(recv, 64 * 1024, stall).await? else {
+            return Err(SessionError::PeerEnded);
+        };
+        peer.contact();
+        let log_size = ctx.audit.size();
+        let action = core.lock().on_frame(frame, log_size)?;
+        match action {
+            Action::CheckCosignature { size, line } => {
+                if outcome::cosignature(ctx, peer, size, &line) {
+                    core.lock().cosignature_stored(size);
+                }
+            }
+            Action::OfferAgain => core.wake.notify_one(),
+            action => {
+                let frees = matches!(action, Action::Delivered { .. } | Action::Failed { .. });
+                if let Some(end) = outcome::apply(ctx, peer, action, log_size)? {
+                    return Err(end.into());
+                }
+                if frees {
+                    peer.set_in_flight(core.lock().in_flight());
+                    core.wake.notify_one();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Accepting a message for a peer: validated, sealed if the peer's key is
+//! known ([`seal_for`], the one place envelopes are made), written and
+//! flushed — then it will not be lost. Also what operators see of the
+//! outbox.
+
+use comity_protocol::envelope::{seal, SealError, SealedEnvelope};
+use comity_protocol::message::{Body, InvalidMessage, MessageKind};
+use comity_protocol::{codec, MessageId, NodeId, PeerKeys, Timestamp};
+use serde::Serialize;
+
+use crate::audit::Fact;
+use crate::context::{Context, PeerKeyError};
+use crate::events::Event;
+use crate::store::{OutboundMessage, OutboundState, OutboundStatus, Store, StoreError};
+use comity_protocol::audit::entry::{Actor, AuditKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0} is not a pinned peer (see `comity peer list`)")]
+    UnknownPeer(NodeId),
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidMessage),
+    #[error("message is {len} bytes sealed, above limits.max_message_bytes ({max})")]
+    TooLarge { len: usize, max: usize },
+    #[error("cannot seal: {0}")]
+    Seal(SealError),
+    #[error(transparent)]
+    PeerKey(#[from] PeerKeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<SealError> for SubmitError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::TooLarge { len, max } => SubmitError::TooLarge { len, max },
+            SealError::Invalid(e) => SubmitError::Invalid(e),
+            e => SubmitError::Seal(e),
+        }
+    }
+}
+
+/// Upper bound of what sealing adds to an encoded body (header, keys,
+/// commitment, salt, tag, signature, framing).
+const ENVELOPE_OVERHEAD: usize = 512;
+
+/// Seals `msg` to the peer's current keys, refusing an envelope above
+/// `limits.max_message_bytes`.
+pub(crate) fn seal_for(
+    ctx: &Context,
+    keys: &PeerKeys,
+    msg: &OutboundMessage,
+) -> Result<SealedEnvelope, SealError> {
+    let max = ctx.config.limits.max_message_len();
+    let sealed = seal(
+        &ctx.identity,
+        keys,
+        msg.id,
+        msg.created_at,
+        &msg.body,
+        &mut rand::rng(),
+    )?;
+    if sealed.bytes.len() > max {
+        return Err(SealError::TooLarge {
+            len: sealed.bytes.len(),
+            max,
+        });
+    }
+    Ok(sealed)
+}
+
+/// Accepts `body` for `to`. `also` writes more records that become durable
+/// in the same flush as the message (e.g. a business event). When this
+/// returns, the message will not be lost.
+pub(crate) async fn submit_with(
+    ctx: &Context,
+    to: NodeId,
+    body: Body,
+    also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
+) -> Result<MessageId, SubmitError> {
+    body.validate()?;
+    let peer = ctx.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
+    let mut msg = OutboundMessage {
+        id: MessageId::random(),
+        peer: to,
+        kind: body.kind(),
+        body,
+        created_at: Timestamp::now(),
+        envelope: None,
+        digest: None,
+    };
+    match ctx.peer_keys(&to)? {
+        Some(keys) => {
+            let sealed = seal_for(ctx, &keys, &msg)?;
+            msg.envelope = Some(sealed.bytes);
+            msg.digest = Some(sealed.digest);
+        }
+        None => {
+            // Sealed at first contact; refuse now what could never fit.
+            let max = ctx.config.limits.max_message_len();
+            let len = codec::encode(&msg.body)
+                .map(|b| b.len())
+                .unwrap_or(usize::MAX)
+                .saturating_add(ENVELOPE_OVERHEAD);
+            if len > max {
+                return Err(SubmitError::TooLarge { len, max });
+            }
+        }
+    }
+    let id = msg.id;
+    ctx.audit.note(
+        Fact::new(AuditKind::MessageAccepted, Actor::Operator)
+            .peer(to)
+            .message(id)
+            .digest(msg.digest)
+            .detail(msg.kind.name()),
+    );
+    ctx.store.insert_outbound(&msg, &OutboundStatus::queued())?;
+    also(&ctx.store, id)?;
+    ctx.store.commit().await?;
+    ctx.emit(Event::Accepted { id, peer: to });
+    peer.queue.push(id);
+    Ok(id)
+}
+
+/// An outgoing message as operators list it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxEntry {
+    pub id: MessageId,
+    pub peer: NodeId,
+    pub kind: MessageKind,
+    pub created_at: Timestamp,
+    pub state: OutboundState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub has_receipt: bool,
+    pub subject: Option<String>,
+}
+
+pub(crate) fn list(ctx: &Context) -> Result<Vec<OutboxEntry>, StoreError> {
+    ctx.store
+        .outbound_all()
+        .map(|r| {
+            r.map(|(m, s)| OutboxEntry {
+                id: m.id,
+                peer: m.peer,
+                kind: m.kind,
+                created_at: m.created_at,
+                state: s.state,
+                attempts: s.attempts,
+                last_error: last_error(ctx, &m, &s),
+                delivered_at: s.delivered_at,
+                has_receipt: s.receipt.is_some(),
+                subject: m.body.subject().map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// The message's own last error, or while it is pending, its peer's (why
+/// the connection fails).
+pub(crate) fn last_error(ctx: &Context, m: &OutboundMessage, s: &OutboundStatus) -> Option<String> {
+    s.last_error.clone().or_else(|| {
+        (!s.state.is_final())
+            .then(|| ctx.peer(&m.peer).and_then(|p| p.last_error()))
+            .flatten()
+    })
+}

@@ -1,0 +1,383 @@
+//! The dialling side of a session: it says hello, writes envelopes within
+//! a window, matches each receipt or rejection to what it sent, and offers
+//! our checkpoints to the peer as witness.
+//!
+//! [`Sender`] takes what the peer sent ([`Sender::on_frame`]) and what the
+//! node did ([`Sender::sent`], [`Sender::offered`],
+//! [`Sender::cosignature_stored`]) and says what to do next ([`Action`]).
+//! It does no IO: the node's delivery task reads and writes the stream,
+//! touches the store and the audit log, and tells it.
+
+use std::collections::{HashMap, VecDeque};
+
+use comity_protocol::identity::KeyError;
+use comity_protocol::receipt::{Receipt, ReceiptError};
+use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
+use comity_protocol::{Digest, MessageId, NodeId, PeerKeys};
+
+use super::{bounded, frame_name};
+
+/// What the node should do about a frame from the peer.
+#[derive(Debug)]
+pub enum Action {
+    /// The peer's hello verified: these are its current keys (store the
+    /// certificate if it changed). Envelopes may be sent from now on.
+    Hello(Box<PeerKeys>),
+    /// A verified receipt for a message in flight: record the delivery.
+    Delivered {
+        id: MessageId,
+        digest: Digest,
+        receipt: Vec<u8>,
+    },
+    /// Refused for good: the message has failed.
+    Failed { id: MessageId, error: String },
+    /// Refused for now: keep the message, record `error` and retry later.
+    /// The session is over; the message is still in flight and comes back
+    /// with [`Sender::take_unanswered`]. `reseal` when the peer does not
+    /// know the key it was sealed to.
+    Retry {
+        id: MessageId,
+        error: String,
+        reseal: bool,
+    },
+    /// The receipt for a message in flight does not verify: record `error`
+    /// on the message. The session is over; the message is resent after
+    /// reconnecting, and the peer answers again.
+    ReceiptRefused { id: MessageId, error: ReceiptError },
+    /// A cosignature of the checkpoint offered: verify and store it, then
+    /// call [`Sender::cosignature_stored`].
+    CheckCosignature { size: u64, line: String },
+    /// The witness last cosigned another size: offer again (the next
+    /// [`Sender::checkpoint_to_offer`] starts from it).
+    OfferAgain,
+    /// The witness refused our checkpoint for a reason that is evidence
+    /// (rolled back, forked, rewritten): record it and raise an alarm. Each
+    /// size once.
+    WitnessAlarm {
+        size: u64,
+        witnessed_size: u64,
+        reason: WitnessRefusal,
+        detail: String,
+    },
+    /// Nothing to do (a repeated, late or unasked answer); why, for the log.
+    Ignore(&'static str),
+}
+
+impl Action {
+    /// The session cannot go on after this action.
+    pub fn ends_session(&self) -> bool {
+        matches!(self, Action::Retry { .. } | Action::ReceiptRefused { .. })
+    }
+}
+
+/// The peer broke the protocol; the session ends, nothing is recorded on
+/// any message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SenderError {
+    #[error("expected hello, got {0}")]
+    ExpectedHello(&'static str),
+    #[error("bad encryption key: {0}")]
+    BadKey(KeyError),
+    #[error("unexpected frame {0}")]
+    Unexpected(&'static str),
+    #[error("undecodable receipt: {0}")]
+    UndecodableReceipt(ReceiptError),
+    #[error("no envelope may be sent before the peer's hello")]
+    NotOpen,
+    #[error("the session has ended")]
+    Ended,
+    #[error("the window of {0} envelopes in flight is full")]
+    WindowFull(usize),
+    #[error("message {0} is already in flight")]
+    AlreadyInFlight(MessageId),
+}
+
+enum State {
+    AwaitingHello,
+    Open(Box<PeerKeys>),
+    Ended,
+}
+
+/// One connection's sending side.
+pub struct Sender {
+    me: NodeId,
+    peer: NodeId,
+    state: State,
+    window: usize,
+    in_flight: InFlight,
+    witnessing: Witnessing,
+}
+
+impl Sender {
+    /// A session from `me` to `peer`, with at most `window` envelopes
+    /// unanswered; `cosigned` is the largest size the peer has cosigned
+    /// (from the audit log).
+    pub fn new(me: NodeId, peer: NodeId, window: usize, cosigned: u64) -> Sender {
+        Sender {
+            me,
+            peer,
+            state: State::AwaitingHello,
+            window: window.max(1),
+            in_flight: InFlight::default(),
+            witnessing: Witnessing {
+                cosigned,
+                ..Witnessing::default()
+            },
+        }
+    }
+
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    /// The peer's verified keys, once its hello arrived.
+    pub fn keys(&self) -> Option<&PeerKeys> {
+        match &self.state {
+            State::Open(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether another envelope may be written now.
+    pub fn can_send(&self) -> bool {
+        matches!(self.state, State::Open(_)) && self.in_flight.len() < self.window
+    }
+
+    /// Envelopes written and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Records that the envelope of `id`, whose digest is `digest`, is
+    /// being written.
+    pub fn sent(&mut self, id: MessageId, digest: Digest) -> Result<(), SenderError> {
+        match self.state {
+            State::AwaitingHello => return Err(SenderError::NotOpen),
+            State::Ended => return Err(SenderError::Ended),
+            State::Open(_) => {}
+        }
+        if self.in_flight.len() >= self.window {
+            return Err(SenderError::WindowFull(self.window));
+        }
+        if !self.in_flight.insert(id, digest) {
+            return Err(SenderError::AlreadyInFlight(id));
+        }
+        Ok(())
+    }
+
+    /// Everything written and not answered, in the order it was written
+    /// (to be queued again in front when the connection ends).
+    pub fn take_unanswered(&mut self) -> Vec<MessageId> {
+        self.state = State::Ended;
+        self.in_flight.take_all()
+    }
+
+    /// A frame from the peer.
+    ///
+    /// `log_size` is our audit log's size now: a witness saying it cosigned
+    /// more than that is not taken at its word.
+    pub fn on_frame(&mut self, frame: SessionFrame, log_size: u64) -> Result<Action, SenderError> {
+        let keys = match &self.state {
+            State::Ended => return Err(SenderError::Ended),
+            State::AwaitingHello => return self.on_hello(frame),
+            State::Open(keys) => keys,
+        };
+        let action = match frame {
+            SessionFrame::Receipt(bytes) => {
+                let receipt =
+                    Receipt::from_bytes(&bytes).map_err(SenderError::UndecodableReceipt)?;
+                let id = receipt.statement.message_id;
+                let Some(digest) = self.in_flight.digest(&id) else {
+                    return Ok(Action::Ignore("receipt for a message not in flight"));
+                };
+                match receipt.verify(&self.me, keys, &id, &digest) {
+                    Ok(()) => {
+                        self.in_flight.answered(&id);
+                        Action::Delivered {
+                            id,
+                            digest,
+                            receipt: bytes,
+                        }
+                    }
+                    Err(error) => Action::ReceiptRefused { id, error },
+                }
+            }
+            SessionFrame::Rejected { id, reason, detail } => {
+                let Some(id) = id else {
+                    return Ok(Action::Ignore("refusal that names no message"));
+                };
+                if self.in_flight.digest(&id).is_none() {
+                    return Ok(Action::Ignore("refusal of a message not in flight"));
+                }
+                // The peer's words, bounded before they are kept and shown.
+                let error = format!("refused by peer ({reason}): {}", bounded(&detail));
+                if reason.is_permanent() {
+                    self.in_flight.answered(&id);
+                    Action::Failed { id, error }
+                } else {
+                    Action::Retry {
+                        id,
+                        error,
+                        reseal: reason == RejectReason::UnknownEncryptionKey,
+                    }
+                }
+            }
+            SessionFrame::Cosigned { size, line } => self.witnessing.on_cosigned(size, line),
+            SessionFrame::CheckpointRefused {
+                size,
+                witnessed_size,
+                reason,
+                detail,
+            } => self
+                .witnessing
+                .on_refused(size, witnessed_size, reason, detail, log_size),
+            other => return Err(SenderError::Unexpected(frame_name(&other))),
+        };
+        if action.ends_session() {
+            self.state = State::Ended;
+        }
+        Ok(action)
+    }
+
+    fn on_hello(&mut self, frame: SessionFrame) -> Result<Action, SenderError> {
+        let SessionFrame::Hello { cert } = frame else {
+            return Err(SenderError::ExpectedHello(frame_name(&frame)));
+        };
+        let keys = PeerKeys::new(self.peer, cert).map_err(SenderError::BadKey)?;
+        let keys = Box::new(keys);
+        self.state = State::Open(keys.clone());
+        Ok(Action::Hello(keys))
+    }
+
+    /// The checkpoint offer to make now, as (old size, new size), if
+    /// `newest` (our newest durable checkpoint) has not been offered from
+    /// where the witness stands. Call [`Sender::offered`] once it is sent.
+    pub fn checkpoint_to_offer(&self, newest: u64) -> Option<(u64, u64)> {
+        let old = self.witnessing.from();
+        (newest > old && self.witnessing.offered != Some((old, newest))).then_some((old, newest))
+    }
+
+    /// The checkpoint of `new` was offered with a proof from `old`.
+    pub fn offered(&mut self, old: u64, new: u64) {
+        self.witnessing.offered = Some((old, new));
+    }
+
+    /// The witness's cosignature on `size` verified and is stored.
+    pub fn cosignature_stored(&mut self, size: u64) {
+        let w = &mut self.witnessing;
+        w.cosigned = w.cosigned.max(size);
+        w.from = Some(size);
+    }
+
+    /// The largest size the peer cosigned, as far as this session knows.
+    pub fn cosigned(&self) -> u64 {
+        self.witnessing.cosigned
+    }
+}
+
+/// Envelopes written and not yet answered.
+#[derive(Default)]
+struct InFlight {
+    /// Send order; answered ids are dropped from the front, so it stays as
+    /// long as the window, not the session.
+    order: VecDeque<MessageId>,
+    digests: HashMap<MessageId, Digest>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    fn insert(&mut self, id: MessageId, digest: Digest) -> bool {
+        if self.digests.contains_key(&id) {
+            return false;
+        }
+        self.digests.insert(id, digest);
+        self.order.push_back(id);
+        true
+    }
+
+    fn digest(&self, id: &MessageId) -> Option<Digest> {
+        self.digests.get(id).copied()
+    }
+
+    fn answered(&mut self, id: &MessageId) {
+        self.digests.remove(id);
+        while self
+            .order
+            .front()
+            .is_some_and(|front| !self.digests.contains_key(front))
+        {
+            self.order.pop_front();
+        }
+    }
+
+    fn take_all(&mut self) -> Vec<MessageId> {
+        let ids = self
+            .order
+            .drain(..)
+            .filter(|id| self.digests.contains_key(id))
+            .collect();
+        self.digests.clear();
+        ids
+    }
+}
+
+/// This connection's part in having our checkpoints witnessed by the peer.
+#[derive(Default)]
+struct Witnessing {
+    /// The largest size the peer cosigned.
+    cosigned: u64,
+    /// Where the next proof starts, when the peer said (a refusal for an
+    /// old-size mismatch) or cosigned in this session.
+    from: Option<u64>,
+    /// The (old size, new size) last offered, so each is offered once.
+    offered: Option<(u64, u64)>,
+    /// The size whose refusal raised an alarm, so a repeated refusal does
+    /// not raise it again.
+    alarmed: Option<u64>,
+}
+
+impl Witnessing {
+    fn from(&self) -> u64 {
+        self.from.unwrap_or(self.cosigned)
+    }
+
+    fn offered_size(&self) -> Option<u64> {
+        self.offered.map(|(_, size)| size)
+    }
+
+    fn on_cosigned(&self, size: u64, line: String) -> Action {
+        // Only for what we offered and it has not cosigned yet: a repeated
+        // or unasked cosignature costs nothing.
+        if self.offered_size() != Some(size) || size <= self.cosigned {
+            return Action::Ignore("cosignature not asked for");
+        }
+        Action::CheckCosignature { size, line }
+    }
+
+    fn on_refused(
+        &mut self,
+        size: u64,
+        witnessed_size: u64,
+        reason: WitnessRefusal,
+        detail: String,
+        log_size: u64,
+    ) -> Action {
+        if self.offered_size() != Some(size) || self.alarmed == Some(size) {
+            return Action::Ignore("refusal of nothing offered, or repeated");
+        }
+        if reason == WitnessRefusal::OldSizeMismatch && witnessed_size <= log_size {
+            self.from = Some(witnessed_size);
+            return Action::OfferAgain;
+        }
+        self.alarmed = Some(size);
+        Action::WitnessAlarm {
+            size,
+            witnessed_size,
+            reason,
+            detail: bounded(&detail),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The accepting side: hello first, then what each frame asks.
+
+use comity_protocol::identity::KeyError;
+use comity_protocol::session::{RejectReason, SessionFrame, MAX_CHECKPOINT_NOTE, MAX_PROOF_HASHES};
+use comity_protocol::Digest;
+
+use super::sender::cosigned;
+use super::*;
+use crate::session::receiver::{BadStream, Input, Receiver, Step};
+
+// ---- receiver
+
+fn open_receiver() -> Receiver {
+    let mut r = Receiver::new(arcadia().id());
+    let step = r.on_input(Input::Frame(hello(&arcadia())));
+    assert!(matches!(step, Step::Hello(k) if *k.id() == arcadia().id()));
+    r
+}
+
+#[test]
+fn a_stream_must_start_with_the_peers_hello() {
+    let mut r = Receiver::new(arcadia().id());
+    let step = r.on_input(Input::Frame(SessionFrame::Envelope(vec![1])));
+    match step {
+        Step::Close(bad) => {
+            assert_eq!(bad, BadStream::NoHello);
+            assert!(bad.before_hello());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing more is read from a closed stream.
+    assert!(matches!(
+        r.on_input(Input::Frame(hello(&arcadia()))),
+        Step::Stop
+    ));
+}
+
+#[test]
+fn a_hello_with_another_nodes_key_closes_the_stream() {
+    let mut r = Receiver::new(arcadia().id());
+    let step = r.on_input(Input::Frame(hello(&carpania())));
+    assert!(
+        matches!(
+            step,
+            Step::Close(BadStream::BadKey(KeyError::CertForOtherNode { .. }))
+        ),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn a_stream_ended_before_its_hello_stops_quietly() {
+    let mut r = Receiver::new(arcadia().id());
+    assert!(matches!(r.on_input(Input::End), Step::Stop));
+}
+
+#[test]
+fn after_the_hello_envelopes_are_received_and_checkpoints_witnessed() {
+    let mut r = open_receiver();
+    assert!(matches!(
+        r.on_input(Input::Frame(SessionFrame::Envelope(vec![7; 3]))),
+        Step::Receive(b) if b == vec![7; 3]
+    ));
+    let step = r.on_input(Input::Frame(SessionFrame::Checkpoint {
+        note: "note".into(),
+        old_size: 3,
+        proof: vec![Digest([1; 32])],
+    }));
+    assert!(
+        matches!(&step, Step::Witness { note, old_size: 3, proof } if note == "note" && proof.len() == 1),
+        "{step:?}"
+    );
+    assert!(matches!(r.on_input(Input::End), Step::Stop));
+}
+
+#[test]
+fn an_oversize_checkpoint_or_proof_closes_the_stream() {
+    for (note, hashes) in [
+        ("x".repeat(MAX_CHECKPOINT_NOTE + 1), 0),
+        (String::new(), MAX_PROOF_HASHES + 1),
+    ] {
+        let mut r = open_receiver();
+        let step = r.on_input(Input::Frame(SessionFrame::Checkpoint {
+            note,
+            old_size: 0,
+            proof: vec![Digest([0; 32]); hashes],
+        }));
+        assert!(
+            matches!(step, Step::Close(BadStream::OversizeCheckpoint)),
+            "{step:?}"
+        );
+    }
+}
+
+#[test]
+fn an_oversize_envelope_is_refused_by_id_and_the_stream_goes_on() {
+    let mut r = open_receiver();
+    let step = r.on_input(Input::Oversize {
+        len: 99_999_999,
+        id: Some(id(4)),
+    });
+    assert!(
+        matches!(step, Step::RejectOversize { id: i, len: 99_999_999 } if i == id(4)),
+        "{step:?}"
+    );
+    assert!(matches!(
+        r.on_input(Input::Frame(SessionFrame::Envelope(vec![1]))),
+        Step::Receive(_)
+    ));
+}
+
+#[test]
+fn an_oversize_frame_that_is_no_envelope_closes_the_stream() {
+    let mut r = open_receiver();
+    let step = r.on_input(Input::Oversize { len: 5, id: None });
+    assert!(
+        matches!(step, Step::Close(BadStream::OversizeFrame(5))),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn answers_and_a_second_hello_are_not_for_the_acceptor() {
+    for frame in [
+        hello(&arcadia()),
+        SessionFrame::Receipt(vec![]),
+        rejected(None, RejectReason::Invalid, ""),
+        cosigned(1),
+    ] {
+        let mut r = open_receiver();
+        let step = r.on_input(Input::Frame(frame));
+        match step {
+            Step::Close(bad @ BadStream::Unexpected(_)) => {
+                assert!(!bad.before_hello());
+                assert_eq!(bad.to_string(), "unexpected frame type");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn undecodable_bytes_close_the_stream_and_nothing_more_is_read() {
+    let mut r = open_receiver();
+    let step = r.on_input(Input::Undecodable("bad magic".into()));
+    assert!(matches!(step, Step::Close(BadStream::Undecodable(ref w)) if w == "bad magic"));
+    assert!(matches!(
+        r.on_input(Input::Frame(SessionFrame::Envelope(vec![1]))),
+        Step::Stop
+    ));
+}
