@@ -15,7 +15,8 @@
 //! * [`envelope`]: seal, outer check, open — signed and HPKE-encrypted.
 //! * [`receipt`]: signed proof that a recipient durably holds an envelope.
 //! * [`session`]: the frames two nodes exchange on a QUIC stream.
-//! * [`sample`]: deterministic sample data for benchmarks.
+//! * `sample` (feature `sample`): deterministic sample data for
+//!   benchmarks.
 //!
 //! The wire format is specified in `docs/protocol.md`.
 #![forbid(unsafe_code)]
@@ -51,6 +52,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod receipt;
+#[cfg(feature = "sample")]
 pub mod sample;
 pub mod session;
 pub mod time;

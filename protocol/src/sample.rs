@@ -1,6 +1,7 @@
 //! Deterministic sample data: the 1 KiB request and the large, validly
 //! signed audit bundle that the benchmarks measure (`protocol/benches`,
 //! `bench/`), also usable to test another implementation of the verifier.
+//! Only with the `sample` feature: it is not part of the protocol.
 
 use crate::audit::bundle::BundleWriter;
 use crate::audit::checkpoint::{cosign, origin_for, sign_checkpoint, Checkpoint};

@@ -1,0 +1,180 @@
+//! The audit bundle: a node's whole log, exported for an auditor who trusts
+//! nothing but the node's id (and, better, its witnesses' ids).
+//!
+//! JSON Lines, so a log of millions of entries streams in bounded memory:
+//!
+//! ```text
+//! {"format":"comity-audit-bundle/v1","origin":"comity.invalid/<id>","node_id":"<id>","public_key":"<hex>"}
+//! {"entry":0,"leaf":"<base64 of the exact leaf bytes>","fields":{…decoded AuditEntry…}}
+//! …one line per entry, in order…
+//! {"checkpoint":"<signed note text, possibly with cosignature lines>"}
+//! {"cosignature":{"checkpoint_size":n,"witness":"<id>","witness_name":"…","line":"— …"}}
+//! ```
+//!
+//! [`verify_bundle`] recomputes everything from the leaf bytes; the
+//! `fields` are only a readable copy, checked against the leaf. The format
+//! and algorithm are specified in `docs/audit.md`.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::identity::NodeId;
+
+// `write` writes bundles. Verifying: `parse` turns each line into an item
+// on worker threads, `verify` applies the items in file order and checks
+// them, `driver` reads the input and runs the workers.
+mod driver;
+mod parse;
+mod verify;
+mod write;
+
+pub use driver::verify_bundle;
+pub use write::{BundleWriteError, BundleWriter};
+
+/// The `format` of the header line.
+pub const FORMAT: &str = "comity-audit-bundle/v1";
+
+/// Longest line read; longer ones are reported and skipped, never buffered.
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
+
+/// Findings kept in a report; the rest are only counted, so a bundle of
+/// garbage cannot exhaust memory.
+pub const MAX_FINDINGS: usize = 1000;
+
+/// A cosignature kept apart from its checkpoint's note: the one line
+/// shape both written (`write`) and read (`parse`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CosignatureRecord<'a> {
+    checkpoint_size: u64,
+    #[serde(borrow)]
+    witness: Cow<'a, str>,
+    #[serde(borrow)]
+    witness_name: Cow<'a, str>,
+    #[serde(borrow)]
+    line: Cow<'a, str>,
+}
+
+/// What the auditor knows independently of the bundle.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// The node whose log this must be, as pinned out of band. Without it
+    /// the header's key is believed, which proves only that the bundle is
+    /// self-consistent: require witnesses too.
+    pub expected_node: Option<NodeId>,
+    /// Witnesses that must have cosigned the newest checkpoint.
+    pub required_witnesses: Vec<NodeId>,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+}
+
+/// One thing wrong with a bundle, and where. `entry` is the 0-based
+/// position of an entry line among the entry lines (its leaf index in the
+/// recomputed tree); `line` is the 1-based line number in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "finding", rename_all = "kebab-case")]
+pub enum Finding {
+    #[error("line {line}: {why}")]
+    Malformed { line: u64, why: String },
+    #[error("the first line is not a bundle header")]
+    MissingHeader,
+    #[error("unsupported bundle format {found:?} (this verifier reads {FORMAT})")]
+    UnsupportedFormat { found: String },
+    #[error("line {line}: origin {found:?}, expected {expected:?}")]
+    WrongOrigin {
+        line: u64,
+        expected: String,
+        found: String,
+    },
+    #[error("the header's public key does not match its node id")]
+    PublicKeyMismatch,
+    #[error("the bundle is from node {found}, not from the expected node {expected}")]
+    UnexpectedNode { expected: NodeId, found: NodeId },
+    #[error("entry {entry} (line {line}): leaf is not a valid audit entry: {why}")]
+    EntryUndecodable { entry: u64, line: u64, why: String },
+    #[error("entry {entry} (line {line}): the fields shown differ from those in the leaf bytes")]
+    EntryFieldsMismatch { entry: u64, line: u64 },
+    #[error("entry {entry}: sequence number {found} where {expected} was expected: entries missing, duplicated or reordered")]
+    SequenceGap {
+        entry: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("line {line}: checkpoint is malformed: {why}")]
+    CheckpointMalformed { line: u64, why: String },
+    #[error("line {line}: checkpoint at size {size} is not validly signed by the node")]
+    CheckpointSignatureInvalid { line: u64, size: u64 },
+    #[error("checkpoint at size {size} comes after one at the larger size {previous}")]
+    CheckpointOutOfOrder { size: u64, previous: u64 },
+    #[error("checkpoint at size {size} covers more than the {entries} entries in the bundle: the log was truncated")]
+    CheckpointBeyondLog { size: u64, entries: u64 },
+    #[error("checkpoint at size {size} has root {checkpoint_root}, but the entries give {expected_root}: entries were altered, removed or reordered, or the checkpoint is from a fork")]
+    CheckpointRootMismatch {
+        size: u64,
+        expected_root: Digest,
+        checkpoint_root: Digest,
+    },
+    #[error("checkpoints at sizes {older} and {newer} are inconsistent: the log was rewritten or forked")]
+    CheckpointsInconsistent { older: u64, newer: u64 },
+    #[error("no validly signed checkpoint: nothing attests the {entries} entries")]
+    NoCheckpoint { entries: u64 },
+    #[error("the newest checkpoint covers {checkpointed} of {entries} entries: the rest are not attested")]
+    EntriesNotCheckpointed { checkpointed: u64, entries: u64 },
+    #[error("cosignature by witness {witness} on the checkpoint at size {size} does not verify")]
+    CosignatureInvalid { size: u64, witness: NodeId },
+    #[error("line {line}: cosignature by {witness} is for a checkpoint at size {size}, which the bundle lacks")]
+    CosignatureForUnknownCheckpoint {
+        line: u64,
+        size: u64,
+        witness: NodeId,
+    },
+    #[error("required witness {witness} did not cosign the newest checkpoint (size {size})")]
+    MissingCosignature { witness: NodeId, size: u64 },
+}
+
+/// The newest checkpoint a report vouches for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointSummary {
+    pub size: u64,
+    pub root: Digest,
+}
+
+/// A witness's valid cosignatures in the bundle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WitnessSummary {
+    pub witness: NodeId,
+    /// Distinct checkpoint sizes it validly cosigned.
+    pub cosigned_checkpoints: u64,
+    pub newest_size: u64,
+    /// Newest cosignature time, seconds since the epoch.
+    pub newest_timestamp: u64,
+}
+
+/// What verification found. The bundle verified if [`Report::is_valid`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub origin: Option<String>,
+    pub node_id: Option<NodeId>,
+    /// Whether the node key was given by the auditor (not just the bundle).
+    pub node_pinned: bool,
+    pub lines: u64,
+    pub entries: u64,
+    /// Checkpoints with a valid signature by the node.
+    pub checkpoints: u64,
+    pub newest_checkpoint: Option<CheckpointSummary>,
+    pub witnesses: Vec<WitnessSummary>,
+    /// Note signatures by keys this verifier does not know (ignored).
+    pub ignored_signatures: u64,
+    pub findings: Vec<Finding>,
+    /// Findings beyond [`MAX_FINDINGS`], counted but not kept.
+    pub findings_omitted: u64,
+}
+
+impl Report {
+    /// True if nothing at all was found wrong.
+    pub fn is_valid(&self) -> bool {
+        self.findings.is_empty() && self.findings_omitted == 0
+    }
+}

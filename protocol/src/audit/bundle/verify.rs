@@ -1,0 +1,439 @@
+//! The [`Assembler`]: applies parsed lines in file order and checks them —
+//! the header, the entry sequence, checkpoints against the recomputed
+//! tree and each other, cosignatures, required witnesses — into a
+//! [`Report`].
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::parse::{BatchOut, CosignatureIn, EntryProblem, HeaderIn, Item};
+use super::{
+    CheckpointSummary, Finding, Report, VerifyOptions, WitnessSummary, FORMAT, MAX_FINDINGS,
+};
+use crate::audit::checkpoint::{
+    cosigners, open_checkpoint, origin_for, verify_cosignature_sig, Checkpoint, CheckpointError,
+};
+use crate::audit::merkle::{self, MemoryTree};
+use crate::audit::note::{Note, NoteError, NoteSignature};
+use crate::digest::Digest;
+use crate::identity::NodeId;
+
+#[derive(PartialEq)]
+enum Phase {
+    Start,
+    Entries,
+    Tail,
+}
+
+pub(super) struct Assembler {
+    pending: BTreeMap<u64, BatchOut>,
+    next_batch: u64,
+    phase: Phase,
+    header: Option<HeaderIn>,
+    leaf_hashes: Vec<Digest>,
+    expected_seq: u64,
+    checkpoints: Vec<(u64, String)>,
+    cosignatures: Vec<(u64, CosignatureIn)>,
+    lines: u64,
+    findings: Findings,
+}
+
+struct Findings {
+    kept: Vec<Finding>,
+    omitted: u64,
+}
+
+impl Findings {
+    fn push(&mut self, f: Finding) {
+        if self.kept.len() < MAX_FINDINGS {
+            self.kept.push(f);
+        } else {
+            self.omitted += 1;
+        }
+    }
+}
+
+impl Assembler {
+    pub(super) fn new() -> Self {
+        Assembler {
+            pending: BTreeMap::new(),
+            next_batch: 0,
+            phase: Phase::Start,
+            header: None,
+            leaf_hashes: Vec::new(),
+            expected_seq: 0,
+            checkpoints: Vec::new(),
+            cosignatures: Vec::new(),
+            lines: 0,
+            findings: Findings {
+                kept: Vec::new(),
+                omitted: 0,
+            },
+        }
+    }
+
+    /// Takes batches in any order and applies them in file order.
+    pub(super) fn accept(&mut self, out: BatchOut) {
+        self.pending.insert(out.no, out);
+        while let Some(out) = self.pending.remove(&self.next_batch) {
+            self.apply(out);
+            self.next_batch += 1;
+        }
+    }
+
+    fn apply(&mut self, out: BatchOut) {
+        for (line, item) in out.items {
+            self.lines = self.lines.max(line);
+            self.apply_item(line, item);
+        }
+    }
+
+    fn apply_item(&mut self, line: u64, item: Item) {
+        if self.phase == Phase::Start && !matches!(item, Item::Header(_)) {
+            self.findings.push(Finding::MissingHeader);
+            self.phase = Phase::Entries;
+        }
+        match item {
+            Item::Header(h) => {
+                if self.phase == Phase::Start {
+                    self.header = Some(h);
+                    self.phase = Phase::Entries;
+                } else {
+                    self.findings.push(Finding::Malformed {
+                        line,
+                        why: "a header may only be the first line".into(),
+                    });
+                }
+            }
+            Item::Entry { hash, seq, problem } => {
+                if self.phase == Phase::Tail {
+                    self.findings.push(Finding::Malformed {
+                        line,
+                        why: "entry after checkpoint or cosignature lines (not counted)".into(),
+                    });
+                    return;
+                }
+                let entry = self.leaf_hashes.len() as u64;
+                self.leaf_hashes.push(hash);
+                match problem {
+                    Some(EntryProblem::Undecodable(why)) => self
+                        .findings
+                        .push(Finding::EntryUndecodable { entry, line, why }),
+                    Some(EntryProblem::FieldsMismatch) => self
+                        .findings
+                        .push(Finding::EntryFieldsMismatch { entry, line }),
+                    None => {}
+                }
+                match seq {
+                    Some(found) => {
+                        if found != self.expected_seq {
+                            self.findings.push(Finding::SequenceGap {
+                                entry,
+                                expected: self.expected_seq,
+                                found,
+                            });
+                        }
+                        self.expected_seq = found.saturating_add(1);
+                    }
+                    None => self.expected_seq = self.expected_seq.saturating_add(1),
+                }
+            }
+            Item::Checkpoint(text) => {
+                self.phase = Phase::Tail;
+                self.checkpoints.push((line, text));
+            }
+            Item::Cosignature(c) => {
+                self.phase = Phase::Tail;
+                self.cosignatures.push((line, c));
+            }
+            Item::Malformed(why) => self.findings.push(Finding::Malformed { line, why }),
+        }
+    }
+
+    pub(super) fn finish(mut self, options: &VerifyOptions) -> Report {
+        let entries = self.leaf_hashes.len() as u64;
+        let mut report = Report {
+            origin: None,
+            node_id: None,
+            node_pinned: options.expected_node.is_some(),
+            lines: self.lines,
+            entries,
+            checkpoints: 0,
+            newest_checkpoint: None,
+            witnesses: Vec::new(),
+            ignored_signatures: 0,
+            findings: Vec::new(),
+            findings_omitted: 0,
+        };
+        if self.phase == Phase::Start {
+            // An empty file.
+            self.findings.push(Finding::MissingHeader);
+        }
+        let header = self.header.take();
+        let header_node = header.as_ref().and_then(|h| self.check_header(h));
+        let node = match (options.expected_node, header_node) {
+            (Some(expected), Some(found)) if expected != found => {
+                self.findings
+                    .push(Finding::UnexpectedNode { expected, found });
+                Some(expected)
+            }
+            (Some(n), _) | (None, Some(n)) => Some(n),
+            (None, None) => None,
+        };
+        let tree = MemoryTree::from_leaf_hashes(std::mem::take(&mut self.leaf_hashes));
+        if let Some(node) = node {
+            let origin = origin_for(&node);
+            self.check_log(&node, &origin, &tree, options, &mut report);
+            report.origin = Some(origin);
+            report.node_id = Some(node);
+        }
+        report.findings = self.findings.kept;
+        report.findings_omitted = self.findings.omitted;
+        report
+    }
+
+    /// Checks the header against itself; returns its node if readable.
+    fn check_header(&mut self, h: &HeaderIn) -> Option<NodeId> {
+        if h.format != FORMAT {
+            self.findings.push(Finding::UnsupportedFormat {
+                found: h.format.chars().take(80).collect(),
+            });
+        }
+        let node: NodeId = match h.node_id.parse() {
+            Ok(n) => n,
+            Err(e) => {
+                self.findings.push(Finding::Malformed {
+                    line: 1,
+                    why: format!("header node_id: {e}"),
+                });
+                return None;
+            }
+        };
+        let expected = origin_for(&node);
+        if h.origin != expected {
+            self.findings.push(Finding::WrongOrigin {
+                line: 1,
+                expected,
+                found: h.origin.chars().take(300).collect(),
+            });
+        }
+        if h.public_key != hex::encode(node.as_bytes()) {
+            self.findings.push(Finding::PublicKeyMismatch);
+        }
+        Some(node)
+    }
+
+    fn check_log(
+        &mut self,
+        node: &NodeId,
+        origin: &str,
+        tree: &MemoryTree,
+        options: &VerifyOptions,
+        report: &mut Report,
+    ) {
+        let entries = tree.size();
+        let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
+        let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
+        let checkpoints = std::mem::take(&mut self.checkpoints);
+        // Copies of one checkpoint are checked once, so that each
+        // cosignature below meets at most one note per distinct body: a
+        // bundle repeating a genuine checkpoint cannot make the work grow
+        // with the square of its length.
+        let mut seen_lines: HashSet<&str> = HashSet::new();
+        let mut seen_bodies: HashSet<String> = HashSet::new();
+        for (line, text) in &checkpoints {
+            if !seen_lines.insert(text.as_str()) {
+                continue;
+            }
+            let (cp, note) = match open_checkpoint(text, origin, node) {
+                Ok(v) => v,
+                Err(CheckpointError::WrongOrigin { expected, found }) => {
+                    self.findings.push(Finding::WrongOrigin {
+                        line: *line,
+                        expected,
+                        found: found.chars().take(300).collect(),
+                    });
+                    continue;
+                }
+                Err(CheckpointError::Note(
+                    NoteError::NoSignatureByKey { .. } | NoteError::BadSignature { .. },
+                )) => {
+                    let size = Note::parse(text)
+                        .ok()
+                        .and_then(|n| Checkpoint::parse_body(n.text()).ok())
+                        .map_or(0, |c| c.size);
+                    self.findings
+                        .push(Finding::CheckpointSignatureInvalid { line: *line, size });
+                    continue;
+                }
+                Err(e) => {
+                    self.findings.push(Finding::CheckpointMalformed {
+                        line: *line,
+                        why: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if let Some((prev, _)) = valid.last() {
+                if cp.size < prev.size {
+                    self.findings.push(Finding::CheckpointOutOfOrder {
+                        size: cp.size,
+                        previous: prev.size,
+                    });
+                } else {
+                    self.check_consistency(prev, &cp, tree);
+                }
+            }
+            if cp.size > entries {
+                self.findings.push(Finding::CheckpointBeyondLog {
+                    size: cp.size,
+                    entries,
+                });
+            } else if let Ok(expected_root) = tree.root_at(cp.size) {
+                if expected_root != cp.root {
+                    self.findings.push(Finding::CheckpointRootMismatch {
+                        size: cp.size,
+                        expected_root,
+                        checkpoint_root: cp.root,
+                    });
+                }
+            }
+            let (signers, ignored) = cosigners(&note, origin, node);
+            report.ignored_signatures += ignored;
+            for (witness, verified) in signers {
+                match verified {
+                    Ok(ts) => record_cosignature(&mut cosigned, witness, cp.size, ts),
+                    Err(_) => self.findings.push(Finding::CosignatureInvalid {
+                        size: cp.size,
+                        witness,
+                    }),
+                }
+            }
+            if seen_bodies.insert(note.text().to_string()) {
+                valid.push((cp, note));
+            }
+        }
+
+        let cosignatures = std::mem::take(&mut self.cosignatures);
+        for (line, c) in &cosignatures {
+            let witness: NodeId = match c.witness.parse() {
+                Ok(w) => w,
+                Err(e) => {
+                    self.findings.push(Finding::Malformed {
+                        line: *line,
+                        why: format!("cosignature witness: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let sig = match NoteSignature::parse_line(&c.line) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.findings.push(Finding::Malformed {
+                        line: *line,
+                        why: format!("cosignature line: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let targets: Vec<&(Checkpoint, Note)> = valid
+                .iter()
+                .filter(|(cp, _)| cp.size == c.checkpoint_size)
+                .collect();
+            if targets.is_empty() {
+                self.findings
+                    .push(Finding::CosignatureForUnknownCheckpoint {
+                        line: *line,
+                        size: c.checkpoint_size,
+                        witness,
+                    });
+                continue;
+            }
+            let ok = targets.iter().find_map(|(_, note)| {
+                verify_cosignature_sig(&sig, &c.witness_name, &witness, note.text()).ok()
+            });
+            match ok {
+                Some(ts) => record_cosignature(&mut cosigned, witness, c.checkpoint_size, ts),
+                None => self.findings.push(Finding::CosignatureInvalid {
+                    size: c.checkpoint_size,
+                    witness,
+                }),
+            }
+        }
+
+        report.checkpoints = valid.len() as u64;
+        let newest = valid.iter().map(|(cp, _)| cp).max_by_key(|cp| cp.size);
+        match newest {
+            None => self.findings.push(Finding::NoCheckpoint { entries }),
+            Some(cp) => {
+                if cp.size < entries {
+                    self.findings.push(Finding::EntriesNotCheckpointed {
+                        checkpointed: cp.size,
+                        entries,
+                    });
+                }
+                for w in &options.required_witnesses {
+                    let has = cosigned
+                        .get(w)
+                        .is_some_and(|(sizes, _)| sizes.contains(&cp.size));
+                    if !has {
+                        self.findings.push(Finding::MissingCosignature {
+                            witness: *w,
+                            size: cp.size,
+                        });
+                    }
+                }
+                report.newest_checkpoint = Some(CheckpointSummary {
+                    size: cp.size,
+                    root: cp.root,
+                });
+            }
+        }
+        report.witnesses = cosigned
+            .into_iter()
+            .map(|(witness, (sizes, ts))| WitnessSummary {
+                witness,
+                cosigned_checkpoints: sizes.len() as u64,
+                newest_size: sizes.last().copied().unwrap_or(0),
+                newest_timestamp: ts,
+            })
+            .collect();
+    }
+
+    /// Successive checkpoints must be consistent. Where both lie within
+    /// the log, a consistency proof is built from the recomputed tree and
+    /// checked with the RFC 9162 algorithm, as a witness would.
+    fn check_consistency(&mut self, older: &Checkpoint, newer: &Checkpoint, tree: &MemoryTree) {
+        let inconsistent = if newer.size <= tree.size() {
+            match tree.consistency_proof(older.size, newer.size) {
+                Ok(proof) => merkle::verify_consistency(
+                    older.size,
+                    newer.size,
+                    &older.root,
+                    &newer.root,
+                    &proof,
+                )
+                .is_err(),
+                Err(_) => true,
+            }
+        } else {
+            older.size == newer.size && older.root != newer.root
+        };
+        if inconsistent {
+            self.findings.push(Finding::CheckpointsInconsistent {
+                older: older.size,
+                newer: newer.size,
+            });
+        }
+    }
+}
+
+fn record_cosignature(
+    cosigned: &mut BTreeMap<NodeId, (BTreeSet<u64>, u64)>,
+    witness: NodeId,
+    size: u64,
+    timestamp: u64,
+) {
+    let e = cosigned.entry(witness).or_default();
+    e.0.insert(size);
+    e.1 = e.1.max(timestamp);
+}
