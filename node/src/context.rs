@@ -28,8 +28,9 @@ pub(crate) struct Context {
     pub pins: Pins,
     pub peers: Peers,
     pub events: broadcast::Sender<Event>,
-    /// Inbound connections open, per peer.
-    connections: Mutex<HashMap<NodeId, usize>>,
+    /// Connections open, per peer, both ways (so that unpinning can close
+    /// them); inbound ones count against the per-peer limit.
+    connections: Mutex<HashMap<NodeId, Vec<Open>>>,
     /// Peers' verified keys: checking a certificate costs a signature
     /// verification and a trial encapsulation (~175 µs), so it is done once
     /// per certificate, not once per message.
@@ -115,25 +116,67 @@ impl Context {
         self.handshakes_refused.load(Ordering::Relaxed)
     }
 
-    /// Reserves one of the peer's allowed inbound connections; released
-    /// when the slot is dropped.
-    pub fn connection_slot(self: &Arc<Self>, peer: NodeId) -> Option<ConnectionSlot> {
+    /// Registers a connection with `peer` until the slot is dropped; `None`
+    /// for an inbound one beyond the peer's allowed number.
+    pub fn connection_slot(
+        self: &Arc<Self>,
+        peer: NodeId,
+        conn: &quinn::Connection,
+        inbound: bool,
+    ) -> Option<ConnectionSlot> {
         let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(peer).or_insert(0);
-        if *n >= self.config.limits.max_connections_per_peer as usize {
+        let open = c.entry(peer).or_default();
+        let max = self.config.limits.max_connections_per_peer as usize;
+        if inbound && open.iter().filter(|o| o.inbound).count() >= max {
             return None;
         }
-        *n += 1;
+        let id = conn.stable_id();
+        open.push(Open {
+            id,
+            inbound,
+            conn: conn.clone(),
+        });
         Some(ConnectionSlot {
             ctx: self.clone(),
             peer,
+            id,
         })
     }
+
+    /// Closes every connection with `peer`, both ways (it was unpinned).
+    pub fn close_connections(&self, peer: &NodeId) {
+        let open = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer)
+            .unwrap_or_default();
+        for o in open {
+            o.conn.close(UNPINNED.into(), b"not pinned");
+        }
+    }
+
+    /// Whether `peer` is pinned now. Asked on every connection, stream and
+    /// frame, never only at the handshake.
+    pub fn is_pinned(&self, peer: &NodeId) -> bool {
+        self.pins.contains(peer)
+    }
+}
+
+/// The QUIC application error code of a connection closed because its peer
+/// is not pinned (any more).
+pub const UNPINNED: u32 = 4;
+
+struct Open {
+    id: usize,
+    inbound: bool,
+    conn: quinn::Connection,
 }
 
 pub(crate) struct ConnectionSlot {
     ctx: Arc<Context>,
     peer: NodeId,
+    id: usize,
 }
 
 impl Drop for ConnectionSlot {
@@ -143,8 +186,11 @@ impl Drop for ConnectionSlot {
             .connections
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.peer) {
-            *n = n.saturating_sub(1);
+        if let Some(open) = c.get_mut(&self.peer) {
+            open.retain(|o| o.id != self.id);
+            if open.is_empty() {
+                c.remove(&self.peer);
+            }
         }
     }
 }

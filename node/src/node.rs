@@ -315,12 +315,16 @@ impl Node {
         Ok(())
     }
 
-    /// Unpins a peer: new connections from it are refused, envelopes on its
-    /// open connections are refused, its sender stops. Messages pending for
-    /// it stay in the outbox (and resume if it is pinned again).
+    /// Unpins a peer, on every path at once: its open connections (both
+    /// ways) are closed, new ones are refused in the handshake (there is no
+    /// session resumption to get around the check), and any stream or frame
+    /// still in flight meets the pin check; its sender stops. Messages
+    /// pending for it stay in the outbox (and resume if it is pinned again).
     pub fn remove_peer(&self, id: &NodeId) -> bool {
         self.ctx.pins.remove(id);
-        match self.ctx.peers.remove(id) {
+        let removed = self.ctx.peers.remove(id);
+        self.ctx.close_connections(id);
+        match removed {
             Some(peer) => {
                 peer.stop.trigger();
                 self.ctx

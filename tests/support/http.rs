@@ -105,3 +105,7 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+pub fn delete(socket: &Path, path: &str) -> std::io::Result<(u16, Value)> {
+    request(socket, "DELETE", path, None)
+}

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::receive;
-use crate::context::Context;
+use crate::context::{Context, UNPINNED};
 use crate::session::receiver::{Input, Receiver, Step};
 use crate::shutdown::ShutdownSignal;
 use crate::store::Store;
@@ -75,11 +75,17 @@ async fn serve_connection(
         conn.close(1u32.into(), b"no peer identity");
         return;
     };
-    let Some(_slot) = ctx.connection_slot(peer) else {
+    let Some(_slot) = ctx.connection_slot(peer, &conn, true) else {
         warn!(peer = %peer.short(), "too many connections from this peer; refusing one");
         conn.close(2u32.into(), b"too many connections");
         return;
     };
+    // Registered first, then checked: an unpinning between the handshake
+    // and here either sees this connection or is seen by this check.
+    if !ctx.is_pinned(&peer) {
+        conn.close(UNPINNED.into(), b"not pinned");
+        return;
+    }
     info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
     loop {
         let stream = tokio::select! {
@@ -87,6 +93,10 @@ async fn serve_connection(
             _ = stop.triggered() => break,
         };
         match stream {
+            Ok(_) if !ctx.is_pinned(&peer) => {
+                conn.close(UNPINNED.into(), b"not pinned");
+                return;
+            }
             Ok((send, recv)) => {
                 tasks.spawn(serve_stream(ctx.clone(), peer, send, recv, stop.clone()));
             }
@@ -149,11 +159,15 @@ async fn serve_stream(
     let Some(input) = hello_input(&ctx, &mut recv).await else {
         return;
     };
-    let keys = match session.on_input(input) {
+    let keys = match session.on_input(input, ctx.is_pinned(&peer)) {
         Step::Hello(keys) => keys,
         Step::Close(bad) => {
             receive::record_bad_stream(&ctx, peer, &bad.to_string());
             let _ = recv.stop(1u32.into());
+            return;
+        }
+        Step::Unpinned => {
+            let _ = recv.stop(UNPINNED.into());
             return;
         }
         _ => return,
@@ -175,7 +189,7 @@ async fn serve_stream(
             _ = stop.triggered() => break,
         };
         let Some(input) = input else { break };
-        let answer = match session.on_input(input) {
+        let answer = match session.on_input(input, ctx.is_pinned(&peer)) {
             Step::Receive(bytes) => Answer::Frame(receive::envelope(&ctx, peer, &keys, &bytes)),
             Step::Witness {
                 note,
@@ -196,6 +210,11 @@ async fn serve_stream(
             Step::Close(bad) => {
                 receive::record_bad_stream(&ctx, peer, &bad.to_string());
                 Answer::Close("bad stream")
+            }
+            Step::Unpinned => {
+                info!(peer = %peer.short(), "peer no longer pinned; closing its stream");
+                let _ = recv.stop(UNPINNED.into());
+                break;
             }
             Step::Stop | Step::Hello(_) => break,
         };

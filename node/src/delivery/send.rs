@@ -49,6 +49,8 @@ pub(crate) enum SessionError {
     Store(#[from] crate::store::StoreError),
     #[error("timed out waiting for the peer")]
     Timeout,
+    #[error("the peer is not pinned")]
+    Unpinned,
 }
 
 /// Runs until shutdown: the life of one peer's outgoing traffic.
@@ -126,6 +128,14 @@ async fn session(
     }
     .map_err(|_| SessionError::Timeout)?
     .map_err(SessionError::Handshake)?;
+    // Registered so that unpinning the peer closes this connection at once.
+    let Some(_slot) = ctx.connection_slot(peer.id(), &conn, false) else {
+        return Err(SessionError::Unpinned);
+    };
+    if !ctx.is_pinned(&peer.id()) {
+        conn.close(crate::context::UNPINNED.into(), b"not pinned");
+        return Err(SessionError::Unpinned);
+    }
 
     let window = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
     let core = Core {

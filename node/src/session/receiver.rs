@@ -3,7 +3,8 @@
 //! refuse an oversize envelope by name — or why the stream must close.
 //!
 //! [`Receiver`] does no IO: the node's stream task reads frames, hands
-//! them over as [`Input`], and carries out the [`Step`] it gets back.
+//! them over as [`Input`] with whether the peer is pinned at that moment,
+//! and carries out the [`Step`] it gets back.
 
 use comity_protocol::identity::KeyError;
 use comity_protocol::session::{SessionFrame, MAX_CHECKPOINT_NOTE, MAX_PROOF_HASHES};
@@ -46,6 +47,9 @@ pub enum Step {
     /// The peer broke the protocol: record it and close the stream after
     /// the answers already due.
     Close(BadStream),
+    /// The peer is not pinned (any more): stop reading and answer nothing.
+    /// Nothing is recorded; closing is enough.
+    Unpinned,
     /// The stream ended cleanly, or had already been closed: stop reading.
     Stop,
 }
@@ -96,7 +100,13 @@ impl Receiver {
         }
     }
 
-    pub fn on_input(&mut self, input: Input) -> Step {
+    /// What to do with `input`; `pinned` is whether the peer is pinned at
+    /// this moment (checked for every frame, not once per stream).
+    pub fn on_input(&mut self, input: Input, pinned: bool) -> Step {
+        if !pinned {
+            self.state = State::Closed;
+            return Step::Unpinned;
+        }
         match self.state {
             State::Closed => Step::Stop,
             State::AwaitingHello => {

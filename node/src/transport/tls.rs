@@ -261,7 +261,11 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
-/// Server side: TLS 1.3 only, client certificates mandatory and pinned.
+/// Server side: TLS 1.3 only, client certificates mandatory and pinned,
+/// and no session resumption: a resumed handshake never runs the client
+/// verifier, so a peer unpinned after it got a ticket could come back. With
+/// no tickets and no session cache every connection is a full handshake
+/// checked against the pins of that moment.
 pub fn server_crypto(
     me: &TlsIdentity,
     pins: Pins,
@@ -278,6 +282,8 @@ pub fn server_crypto(
         .with_client_cert_verifier(verifier)
         .with_single_cert(me.chain(), me.key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     quinn::crypto::rustls::QuicServerConfig::try_from(config)
         .map_err(|e| TlsSetupError::Quic(e.to_string()))
 }
@@ -287,6 +293,16 @@ pub fn client_crypto(
     me: &TlsIdentity,
     expected: NodeId,
 ) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsSetupError> {
+    quinn::crypto::rustls::QuicClientConfig::try_from(client_tls(me, expected)?)
+        .map_err(|e| TlsSetupError::Quic(e.to_string()))
+}
+
+/// The TLS part of [`client_crypto`]: it never resumes a session either
+/// (every dial checks the server against the pin).
+pub fn client_tls(
+    me: &TlsIdentity,
+    expected: NodeId,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServer {
         expected,
@@ -298,8 +314,8 @@ pub fn client_crypto(
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(me.chain(), me.key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
-    quinn::crypto::rustls::QuicClientConfig::try_from(config)
-        .map_err(|e| TlsSetupError::Quic(e.to_string()))
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 #[cfg(test)]

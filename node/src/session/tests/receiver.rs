@@ -8,11 +8,22 @@ use super::sender::cosigned;
 use super::*;
 use crate::session::receiver::{BadStream, Input, Receiver, Step};
 
+/// Input from a peer that is pinned (the pin check itself is tested below).
+trait Pinned {
+    fn on_input_pinned(&mut self, input: Input) -> Step;
+}
+
+impl Pinned for Receiver {
+    fn on_input_pinned(&mut self, input: Input) -> Step {
+        self.on_input(input, true)
+    }
+}
+
 // ---- receiver
 
 fn open_receiver() -> Receiver {
     let mut r = Receiver::new(arcadia().id());
-    let step = r.on_input(Input::Frame(hello(&arcadia())));
+    let step = r.on_input_pinned(Input::Frame(hello(&arcadia())));
     assert!(matches!(step, Step::Hello(k) if *k.id() == arcadia().id()));
     r
 }
@@ -20,7 +31,7 @@ fn open_receiver() -> Receiver {
 #[test]
 fn a_stream_must_start_with_the_peers_hello() {
     let mut r = Receiver::new(arcadia().id());
-    let step = r.on_input(Input::Frame(SessionFrame::Envelope(vec![1])));
+    let step = r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![1])));
     match step {
         Step::Close(bad) => {
             assert_eq!(bad, BadStream::NoHello);
@@ -30,7 +41,7 @@ fn a_stream_must_start_with_the_peers_hello() {
     }
     // Nothing more is read from a closed stream.
     assert!(matches!(
-        r.on_input(Input::Frame(hello(&arcadia()))),
+        r.on_input_pinned(Input::Frame(hello(&arcadia()))),
         Step::Stop
     ));
 }
@@ -38,7 +49,7 @@ fn a_stream_must_start_with_the_peers_hello() {
 #[test]
 fn a_hello_with_another_nodes_key_closes_the_stream() {
     let mut r = Receiver::new(arcadia().id());
-    let step = r.on_input(Input::Frame(hello(&carpania())));
+    let step = r.on_input_pinned(Input::Frame(hello(&carpania())));
     assert!(
         matches!(
             step,
@@ -51,17 +62,17 @@ fn a_hello_with_another_nodes_key_closes_the_stream() {
 #[test]
 fn a_stream_ended_before_its_hello_stops_quietly() {
     let mut r = Receiver::new(arcadia().id());
-    assert!(matches!(r.on_input(Input::End), Step::Stop));
+    assert!(matches!(r.on_input_pinned(Input::End), Step::Stop));
 }
 
 #[test]
 fn after_the_hello_envelopes_are_received_and_checkpoints_witnessed() {
     let mut r = open_receiver();
     assert!(matches!(
-        r.on_input(Input::Frame(SessionFrame::Envelope(vec![7; 3]))),
+        r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![7; 3]))),
         Step::Receive(b) if b == vec![7; 3]
     ));
-    let step = r.on_input(Input::Frame(SessionFrame::Checkpoint {
+    let step = r.on_input_pinned(Input::Frame(SessionFrame::Checkpoint {
         note: "note".into(),
         old_size: 3,
         proof: vec![Digest([1; 32])],
@@ -70,7 +81,7 @@ fn after_the_hello_envelopes_are_received_and_checkpoints_witnessed() {
         matches!(&step, Step::Witness { note, old_size: 3, proof } if note == "note" && proof.len() == 1),
         "{step:?}"
     );
-    assert!(matches!(r.on_input(Input::End), Step::Stop));
+    assert!(matches!(r.on_input_pinned(Input::End), Step::Stop));
 }
 
 #[test]
@@ -80,7 +91,7 @@ fn an_oversize_checkpoint_or_proof_closes_the_stream() {
         (String::new(), MAX_PROOF_HASHES + 1),
     ] {
         let mut r = open_receiver();
-        let step = r.on_input(Input::Frame(SessionFrame::Checkpoint {
+        let step = r.on_input_pinned(Input::Frame(SessionFrame::Checkpoint {
             note,
             old_size: 0,
             proof: vec![Digest([0; 32]); hashes],
@@ -95,7 +106,7 @@ fn an_oversize_checkpoint_or_proof_closes_the_stream() {
 #[test]
 fn an_oversize_envelope_is_refused_by_id_and_the_stream_goes_on() {
     let mut r = open_receiver();
-    let step = r.on_input(Input::Oversize {
+    let step = r.on_input_pinned(Input::Oversize {
         len: 99_999_999,
         id: Some(id(4)),
     });
@@ -104,7 +115,7 @@ fn an_oversize_envelope_is_refused_by_id_and_the_stream_goes_on() {
         "{step:?}"
     );
     assert!(matches!(
-        r.on_input(Input::Frame(SessionFrame::Envelope(vec![1]))),
+        r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![1]))),
         Step::Receive(_)
     ));
 }
@@ -112,7 +123,7 @@ fn an_oversize_envelope_is_refused_by_id_and_the_stream_goes_on() {
 #[test]
 fn an_oversize_frame_that_is_no_envelope_closes_the_stream() {
     let mut r = open_receiver();
-    let step = r.on_input(Input::Oversize { len: 5, id: None });
+    let step = r.on_input_pinned(Input::Oversize { len: 5, id: None });
     assert!(
         matches!(step, Step::Close(BadStream::OversizeFrame(5))),
         "{step:?}"
@@ -128,7 +139,7 @@ fn answers_and_a_second_hello_are_not_for_the_acceptor() {
         cosigned(1),
     ] {
         let mut r = open_receiver();
-        let step = r.on_input(Input::Frame(frame));
+        let step = r.on_input_pinned(Input::Frame(frame));
         match step {
             Step::Close(bad @ BadStream::Unexpected(_)) => {
                 assert!(!bad.before_hello());
@@ -142,10 +153,40 @@ fn answers_and_a_second_hello_are_not_for_the_acceptor() {
 #[test]
 fn undecodable_bytes_close_the_stream_and_nothing_more_is_read() {
     let mut r = open_receiver();
-    let step = r.on_input(Input::Undecodable("bad magic".into()));
+    let step = r.on_input_pinned(Input::Undecodable("bad magic".into()));
     assert!(matches!(step, Step::Close(BadStream::Undecodable(ref w)) if w == "bad magic"));
     assert!(matches!(
-        r.on_input(Input::Frame(SessionFrame::Envelope(vec![1]))),
+        r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![1]))),
+        Step::Stop
+    ));
+}
+
+#[test]
+fn an_unpinned_peers_hello_is_not_answered() {
+    let mut r = Receiver::new(arcadia().id());
+    let step = r.on_input(Input::Frame(hello(&arcadia())), false);
+    assert!(matches!(step, Step::Unpinned), "{step:?}");
+}
+
+#[test]
+fn a_frame_after_unpinning_stops_the_stream_and_nothing_more_is_read() {
+    let mut r = open_receiver();
+    assert!(matches!(
+        r.on_input(Input::Frame(SessionFrame::Envelope(vec![1])), true),
+        Step::Receive(_)
+    ));
+    let step = r.on_input(
+        Input::Frame(SessionFrame::Checkpoint {
+            note: "note".into(),
+            old_size: 0,
+            proof: vec![],
+        }),
+        false,
+    );
+    assert!(matches!(step, Step::Unpinned), "{step:?}");
+    // Pinned again later, the same stream stays closed.
+    assert!(matches!(
+        r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![1]))),
         Step::Stop
     ));
 }
