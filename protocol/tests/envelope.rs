@@ -398,6 +398,24 @@ fn envelope_sealed_to_an_old_encryption_key_is_refused() {
 }
 
 #[test]
+fn a_duplicate_is_answered_with_its_receipt_after_the_encryption_key_rotated() {
+    let a = arcadia();
+    let (sealed, id) = sealed_a_to_b();
+    let mut seen = HashMap::new();
+    seen.insert((a.id(), id), sealed.digest);
+    // Borduria accepted it, then rotated its encryption key; the receipt was
+    // lost and Arcadia sends the same bytes again.
+    let b_new = comity_protocol::Identity::from_seeds(&[0xb1; 32], &[0xbb; 32], NOW);
+    assert_eq!(
+        check(&sealed.bytes, &b_new, &pins(&[&a]), &seen, &policy()).unwrap_err(),
+        EnvelopeError::AlreadyReceived {
+            id,
+            digest: sealed.digest
+        }
+    );
+}
+
+#[test]
 fn origin_proof_convinces_a_third_party_and_nothing_else() {
     let (a, b) = (arcadia(), borduria());
     let (sealed, _) = sealed_a_to_b();

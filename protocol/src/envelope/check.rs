@@ -100,9 +100,6 @@ pub fn check(
             recipient: h.recipient,
         });
     }
-    if h.recipient_key != me.encryption_cert().public_key {
-        return Err(EnvelopeError::UnknownEncryptionKey);
-    }
     let sender = peers
         .pinned(&h.sender)
         .ok_or(EnvelopeError::UnknownSender { sender: h.sender })?;
@@ -125,6 +122,12 @@ pub fn check(
                 now: digest,
             }
         });
+    }
+    // After the replay check: a duplicate of a message already accepted is
+    // answered with its receipt whatever key it was sealed to (a sender
+    // whose receipt was lost must not meet a key since rotated).
+    if h.recipient_key != me.encryption_cert().public_key {
+        return Err(EnvelopeError::UnknownEncryptionKey);
     }
     if h.created_at > policy.now.saturating_add(policy.max_future_skew) {
         return Err(EnvelopeError::FromFuture {
