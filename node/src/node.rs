@@ -39,6 +39,10 @@ pub enum StartError {
     Endpoint(#[from] EndpointError),
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
+    #[error(
+        "the configuration pins this node's own id {0} as a peer (a [[peer]] table): remove it"
+    )]
+    SelfPinned(NodeId),
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,
@@ -72,6 +76,12 @@ impl Node {
     /// Opens the store, binds the endpoint, starts one sender per pinned
     /// peer and the receiver, and queues every message not yet delivered.
     pub async fn start_with(config: Config, identity: Identity) -> Result<Node, StartError> {
+        // A node pinned to itself would deliver to itself and witness its
+        // own log; the API refuses it, and so does start for a file edited
+        // by hand.
+        if config.peers.iter().any(|p| p.id == identity.id()) {
+            return Err(StartError::SelfPinned(identity.id()));
+        }
         let identity = Arc::new(identity);
         std::fs::create_dir_all(&config.node.data_dir).map_err(|source| StartError::Io {
             path: config.node.data_dir.display().to_string(),

@@ -124,3 +124,18 @@ async fn submit_deliver_list_and_restart() {
     assert_eq!(a.outbox().unwrap()[0].state, OutboundState::Delivered);
     a.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_configuration_pinning_the_node_itself_is_refused_at_start() {
+    let me = spec();
+    // Its own id under another country, as a hand-edited file could have it.
+    let (config, identity) = config(&me, "AR", &me, "ZZ");
+    let id = identity.id();
+    match Node::start_with(config, identity).await {
+        Err(e @ comity_node::StartError::SelfPinned(got)) => {
+            assert_eq!(got, id);
+            assert!(e.to_string().contains("own id"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
