@@ -84,16 +84,6 @@ pub(crate) async fn set_status(
     note: Option<String>,
 ) -> Result<MessageId, BusinessError> {
     let original = original(&ctx.store, &id)?;
-    // Checked and appended under one lock: two updates at once cannot both
-    // follow the same last status (e.g. executed and refused).
-    let _one_at_a_time = ctx.business_gate.lock().await;
-    let history = ctx.store.business_history(&id)?;
-    check_status(
-        original.kind,
-        original.side,
-        history.last().map(|e| &e.status),
-        &status,
-    )?;
     let body = Body::StatusUpdate(StatusUpdate {
         regarding: id,
         status: status.clone(),
@@ -101,27 +91,42 @@ pub(crate) async fn set_status(
     });
     let me = ctx.id();
     let name = status.name();
-    let update = outbox::submit_with(ctx, original.peer, body, |store, update| {
-        // Validated by now: nothing is logged for a refused update.
-        ctx.audit.note(
-            Fact::new(AuditKind::StatusChanged, Actor::Operator)
-                .peer(original.peer)
-                .message(id)
-                .detail(name),
-        );
-        store.append_business(
-            &id,
-            &BusinessEvent {
-                status,
-                note,
-                at: Timestamp::now(),
-                by: me,
-                update,
-            },
-        )
-    })
-    .await?;
-    Ok(update)
+    // Checked and written under the one gate of both directions; flushed
+    // after it.
+    let staged = ctx.status_gate.update::<_, BusinessError>(
+        &ctx.store,
+        &id,
+        |previous| {
+            Ok(check_status(
+                original.kind,
+                original.side,
+                previous,
+                &status,
+            )?)
+        },
+        || {
+            Ok(outbox::stage(ctx, original.peer, body, |store, update| {
+                // Validated by now: nothing is logged for a refused update.
+                ctx.audit.note(
+                    Fact::new(AuditKind::StatusChanged, Actor::Operator)
+                        .peer(original.peer)
+                        .message(id)
+                        .detail(name),
+                );
+                store.append_business(
+                    &id,
+                    &BusinessEvent {
+                        status: status.clone(),
+                        note,
+                        at: Timestamp::now(),
+                        by: me,
+                        update,
+                    },
+                )
+            })?)
+        },
+    )?;
+    Ok(outbox::commit(ctx, staged).await?)
 }
 
 /// Sends the execution result of request `id` back to its requester, in
@@ -155,6 +160,7 @@ pub(crate) fn check_incoming_status(
     store: &Store,
     from: NodeId,
     update: &StatusUpdate,
+    previous: Option<&BusinessStatus>,
 ) -> Result<(), IncomingStatusError> {
     let regarding = update.regarding;
     // The peer's side of the message.
@@ -168,13 +174,7 @@ pub(crate) fn check_incoming_status(
     } else {
         return Err(IncomingStatusError::NotExchanged(regarding));
     };
-    let history = store.business_history(&regarding)?;
-    check_status(
-        kind,
-        side,
-        history.last().map(|e| &e.status),
-        &update.status,
-    )?;
+    check_status(kind, side, previous, &update.status)?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use crate::audit::AuditLog;
 use crate::events::Event;
 use crate::peers::{Peer, Peers};
+use crate::status_gate::StatusGate;
 use crate::store::{Store, StoreError};
 use crate::transport::{Pins, TlsIdentity};
 
@@ -38,8 +39,8 @@ pub(crate) struct Context {
     /// Handshakes refused for an unpinned key, every one (the log and the
     /// audit log record only some: see `refusals`).
     pub handshakes_refused: Arc<AtomicU64>,
-    /// Serialises business status updates (see `business.rs`).
-    pub business_gate: tokio::sync::Mutex<()>,
+    /// Serialises business status updates, ours and the peers'.
+    pub status_gate: StatusGate,
 }
 
 /// A stored peer key that no longer verifies.
@@ -78,7 +79,7 @@ impl Context {
             connections: Mutex::new(HashMap::new()),
             verified_keys: Mutex::new(HashMap::new()),
             handshakes_refused,
-            business_gate: tokio::sync::Mutex::new(()),
+            status_gate: StatusGate::default(),
         }
     }
 

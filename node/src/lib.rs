@@ -31,6 +31,7 @@ pub mod refusals;
 pub mod session;
 pub mod shutdown;
 pub mod stats;
+mod status_gate;
 pub mod store;
 pub mod transport;
 

@@ -78,6 +78,24 @@ pub(crate) async fn submit_with(
     body: Body,
     also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
 ) -> Result<MessageId, SubmitError> {
+    let staged = stage(ctx, to, body, also)?;
+    commit(ctx, staged).await
+}
+
+/// A message written but not yet flushed: nobody may be told of it yet.
+pub(crate) struct Staged {
+    id: MessageId,
+    peer: std::sync::Arc<crate::peers::Peer>,
+}
+
+/// The part of [`submit_with`] that writes (no flush, no await): validated,
+/// sealed, recorded, `also` run.
+pub(crate) fn stage(
+    ctx: &Context,
+    to: NodeId,
+    body: Body,
+    also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
+) -> Result<Staged, SubmitError> {
     body.validate()?;
     let peer = ctx.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
     let mut msg = OutboundMessage {
@@ -117,8 +135,17 @@ pub(crate) async fn submit_with(
     );
     ctx.store.insert_outbound(&msg, &OutboundStatus::queued())?;
     also(&ctx.store, id)?;
+    Ok(Staged { id, peer })
+}
+
+/// Flushes a staged message; from then on it is accepted and queued.
+pub(crate) async fn commit(ctx: &Context, staged: Staged) -> Result<MessageId, SubmitError> {
     ctx.store.commit().await?;
-    ctx.emit(Event::Accepted { id, peer: to });
+    let (id, peer) = (staged.id, staged.peer);
+    ctx.emit(Event::Accepted {
+        id,
+        peer: peer.id(),
+    });
     peer.queue.push(id);
     Ok(id)
 }

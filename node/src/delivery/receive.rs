@@ -5,7 +5,7 @@
 
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
-use comity_protocol::message::Body;
+use comity_protocol::message::{Body, StatusUpdate};
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
@@ -107,20 +107,6 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
         Body::StatusUpdate(u) => Some(u.clone()),
         _ => None,
     };
-    if let Some(update) = &status_update {
-        // A duplicate of an update already applied is answered with its
-        // receipt above (AlreadyReceived); this is a new one.
-        if let Err(why) = business::check_incoming_status(&ctx.store, peer, update) {
-            return reject(
-                ctx,
-                peer,
-                Some(id),
-                bytes,
-                RejectReason::Invalid,
-                why.to_string(),
-            );
-        }
-    }
     let record = InboundMessage {
         id,
         sender: opened.header.sender,
@@ -132,6 +118,43 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
         digest: opened.envelope_digest,
         receipt: receipt_bytes.clone(),
     };
+    match &status_update {
+        None => store_received(ctx, peer, record, None, bytes, now),
+        // A duplicate of an update already applied was answered with its
+        // receipt above (AlreadyReceived); this is a new one, checked and
+        // stored under the gate that local updates take too.
+        Some(update) => {
+            let stored = ctx.status_gate.update(
+                &ctx.store,
+                &update.regarding,
+                |previous| business::check_incoming_status(&ctx.store, peer, update, previous),
+                || Ok(store_received(ctx, peer, record, Some(update), bytes, now)),
+            );
+            stored.unwrap_or_else(|why| {
+                reject(
+                    ctx,
+                    peer,
+                    Some(id),
+                    bytes,
+                    RejectReason::Invalid,
+                    why.to_string(),
+                )
+            })
+        }
+    }
+}
+
+/// Stores a received message (and applies the status update it carries);
+/// the answer to send once the store is flushed.
+fn store_received(
+    ctx: &Context,
+    peer: NodeId,
+    record: InboundMessage,
+    status_update: Option<&StatusUpdate>,
+    bytes: &[u8],
+    now: Timestamp,
+) -> SessionFrame {
+    let (id, kind) = (record.id, record.kind);
     // The entries go first: whatever the store keeps of this, the log has.
     ctx.audit.note(
         Fact::new(AuditKind::MessageReceived, Actor::Peer)
@@ -155,7 +178,7 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
                         .message(update.regarding)
                         .detail(update.status.name()),
                 );
-                if let Err(e) = business::on_status_received(&ctx.store, peer, id, &update, now) {
+                if let Err(e) = business::on_status_received(&ctx.store, peer, id, update, now) {
                     warn!(error = %e, "cannot record a status update");
                 }
             }
@@ -164,7 +187,7 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
                 from: peer,
                 kind,
             });
-            SessionFrame::Receipt(receipt_bytes)
+            SessionFrame::Receipt(record.receipt.clone())
         }
         // A copy arrived on another stream at the same time.
         Ok(Some(existing)) if existing.digest == record.digest => {
