@@ -5,10 +5,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use comity_tests::{free_port, http};
+use comity_client::{Client, LocalNode};
+use comity_tests::free_port;
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -25,11 +26,12 @@ fn comityd() -> PathBuf {
 
 /// One node made by `comity init`, and its daemon while it runs.
 struct Node {
+    /// Dropped first: its daemon is killed before the directory goes.
+    local: LocalNode,
     dir: tempfile::TempDir,
     country: String,
     id: String,
     port: u16,
-    daemon: Option<Child>,
 }
 
 impl Node {
@@ -50,12 +52,13 @@ impl Node {
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let config = dir.path().join("node/comity.toml");
         Node {
+            local: LocalNode::open(comityd(), &config).unwrap(),
             dir,
             country: country.into(),
             id: v["id"].as_str().unwrap().into(),
             port,
-            daemon: None,
         }
     }
 
@@ -67,21 +70,16 @@ impl Node {
         self.dir.path().join("node/comity.sock")
     }
 
+    /// Starts `comityd` and waits until its admin socket answers.
     fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("comityd.log")).unwrap();
-        let child = Command::new(comityd())
-            .arg("--config")
-            .arg(self.config())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.daemon = Some(child);
-        wait_for(
-            || http::get(&self.socket(), "/v1/node").is_ok(),
-            "admin socket",
-        );
+        if let Err(e) = self.local.start() {
+            panic!("{e}");
+        }
+    }
+
+    /// A client of the admin socket, for requests made by hand.
+    fn client(&self) -> Client {
+        self.local.client()
     }
 
     /// `comity --config <this node> args…`
@@ -114,15 +112,6 @@ impl Node {
             &other.country,
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -409,23 +398,28 @@ fn bad_input_is_refused_clearly_and_the_node_carries_on() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("at most"), "{}", stderr(&out));
     // Malformed JSON straight to the socket.
-    let (status, v) =
-        http::post_raw(&a.socket(), "/v1/messages", b"{\"to\": \"BO\", \"body\": ").unwrap();
+    let raw = |path: &str, body: &[u8]| {
+        let r = a.client().post_raw(path, body).unwrap();
+        (r.status, r.value())
+    };
+    let get = |path: &str| {
+        let r = a.client().request("GET", path, None).unwrap();
+        (r.status, r.value())
+    };
+    let (status, v) = raw("/v1/messages", b"{\"to\": \"BO\", \"body\": ");
     assert_eq!(status, 400);
     assert_eq!(v["error"]["code"], "bad-request");
-    let (status, v) = http::post_raw(
-        &a.socket(),
+    let (status, v) = raw(
         "/v1/messages",
         b"{\"to\": \"BO\", \"body\": {\"kind\": \"request\"}}",
-    )
-    .unwrap();
+    );
     // Well-formed JSON of the wrong shape: 422, still in the error format.
     assert_eq!(
         (status, &v["error"]["code"]),
         (422, &Value::from("bad-request")),
         "{v}"
     );
-    let (status, _) = http::post_raw(&a.socket(), "/v1/peers", &[0xff, 0xfe, 0x00]).unwrap();
+    let (status, _) = raw("/v1/peers", &[0xff, 0xfe, 0x00]);
     assert_eq!(status, 400);
     // Status updates only through their own endpoint, which checks the rules.
     let update =
@@ -435,15 +429,15 @@ fn bad_input_is_refused_clearly_and_the_node_carries_on() {
             note: None,
         });
     let raw_status = serde_json::json!({"to": "BO", "body": update});
-    let (status, v) = http::post(&a.socket(), "/v1/messages", &raw_status).unwrap();
+    let (status, v) = raw("/v1/messages", raw_status.to_string().as_bytes());
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["code"], "invalid-message");
-    let (status, v) = http::get(&a.socket(), "/v1/messages?box=bogus").unwrap();
+    let (status, v) = get("/v1/messages?box=bogus");
     assert_eq!(
         (status, &v["error"]["code"]),
         (400, &Value::from("bad-request"))
     );
-    let (status, _) = http::get(&a.socket(), "/v1/nonexistent").unwrap();
+    let (status, _) = get("/v1/nonexistent");
     assert_eq!(status, 404);
     // A typo in a node id is caught by its checksum.
     let mut typo = a.id.clone().into_bytes();

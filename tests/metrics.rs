@@ -2,11 +2,11 @@
 //! what happened.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use comity_tests::{free_port, TestNode};
+use comity_tests::{free_port, http, TestNode};
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 
@@ -18,13 +18,10 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        body.to_string(),
-    )
+    let mut r = BufReader::new(s);
+    let head = http::read_head(&mut r).unwrap();
+    let body = http::read_body(&mut r, head.framing, 16 << 20).unwrap();
+    (head.status, String::from_utf8(body).unwrap())
 }
 
 /// The value of the first sample line starting with `prefix`, if any.

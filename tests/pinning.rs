@@ -12,7 +12,7 @@ use comity_node::transport::tls::SERVER_NAME;
 use comity_node::transport::{client_config, wire, TlsIdentity};
 use comity_protocol::session::SessionFrame;
 use comity_protocol::{Identity, Timestamp};
-use comity_tests::{http, request_body, TestNode};
+use comity_tests::{request_body, TestNode};
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
@@ -106,12 +106,12 @@ fn a_server_refuses_a_client_whose_key_it_has_not_pinned() {
     assert_eq!(a.inbox_count(), 0);
     assert_eq!(a.get("/v1/node")["inbox"], 0);
     // A cannot even address C: C is nobody to A.
-    let (status, v) = http::post(
-        &a.socket(),
-        "/v1/messages",
-        &json!({"to": c.country, "body": request_body("to a stranger")}),
-    )
-    .unwrap();
+    let body = json!({"to": c.country, "body": request_body("to a stranger")});
+    let r = a
+        .client()
+        .post_raw("/v1/messages", body.to_string().as_bytes())
+        .unwrap();
+    let (status, v) = (r.status, r.value());
     assert_eq!(status, 404, "{v}");
     assert_eq!(v["error"]["code"], "unknown-peer", "{v}");
 

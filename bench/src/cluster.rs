@@ -1,18 +1,22 @@
 //! Real `comityd` processes on 127.0.0.1, each with its own key, config,
 //! durable store and admin socket in a temporary directory.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use comity_protocol::{Identity, NodeId, Timestamp};
+use anyhow::{anyhow, bail, Result};
+use comity_client::{Client, LocalError, LocalNode, Network, NodeBuilder, Settings};
+use comity_config::PeerConfig;
+use comity_protocol::NodeId;
 use serde_json::Value;
 
-use crate::http::Conn;
 use crate::procfs;
+
+/// Largest admin API answer read (message listings of a long run are big).
+const MAX_RESPONSE: u64 = 512 * 1024 * 1024;
+
+/// How long a node may take to start, and to stop after SIGTERM.
+const START_STOP: Duration = Duration::from_secs(60);
 
 /// How a benchmark node is configured. Everything not named here is the
 /// production default (audit checkpoints every 1000 entries or 60 s,
@@ -26,12 +30,19 @@ pub struct NodeOptions {
     pub fast_retry: bool,
 }
 
-/// A free UDP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+impl NodeOptions {
+    fn settings(&self) -> Settings {
+        Settings {
+            delivery_window: Some(self.window),
+            audit_enabled: (!self.audit).then_some(false),
+            initial_backoff_ms: self.fast_retry.then_some(100),
+            max_backoff_secs: self.fast_retry.then_some(1),
+            ..Settings::default()
+        }
+    }
 }
+
+pub use comity_client::local::free_port;
 
 /// Two-letter country codes AA, AB, …: the CLI and the API address peers
 /// by them, and only their shape is checked.
@@ -41,155 +52,56 @@ pub fn country(i: usize) -> String {
     format!("{a}{b}")
 }
 
+fn builder(comityd: &Path, index: usize, options: &NodeOptions) -> NodeBuilder {
+    LocalNode::builder(comityd, &format!("Bench node {index}"), &country(index))
+        .temp_prefix("comity-bench-")
+        .settings(options.settings())
+}
+
+/// A local node (in a temporary directory, killed when dropped), with the
+/// figures the benchmarks read from its process.
 pub struct BenchNode {
-    pub name: String,
-    pub country: String,
-    pub id: NodeId,
-    pub port: u16,
-    options: NodeOptions,
-    dir: tempfile::TempDir,
-    comityd: PathBuf,
-    child: Option<Child>,
+    node: LocalNode,
+}
+
+impl std::ops::Deref for BenchNode {
+    type Target = LocalNode;
+
+    fn deref(&self) -> &LocalNode {
+        &self.node
+    }
 }
 
 impl BenchNode {
     pub fn new(comityd: &Path, index: usize, options: &NodeOptions) -> Result<BenchNode> {
-        let dir = tempfile::Builder::new()
-            .prefix("comity-bench-")
-            .tempdir()
-            .context("creating a temporary directory")?;
-        let identity = Identity::generate(Timestamp::now());
-        comity_config::write_new_key_file(&dir.path().join("keys/node.key"), &identity)
-            .context("writing the key file")?;
-        let port = free_port()?;
-        let name = format!("Bench node {index}");
-        let country = country(index);
-        let mut config = format!(
-            "[node]\nname = {name:?}\ncountry = {country:?}\nlisten = \"127.0.0.1:{port}\"\n\
-             identity_key = \"keys/node.key\"\ndata_dir = \"data\"\nadmin_socket = \"admin.sock\"\n\n\
-             [limits]\ndelivery_window = {}\n\n",
-            options.window
-        );
-        if options.fast_retry {
-            config.push_str("[retry]\ninitial_backoff_ms = 100\nmax_backoff_secs = 1\n\n");
-        }
-        if !options.audit {
-            config.push_str("[audit]\nenabled = false\n\n");
-        }
-        std::fs::write(dir.path().join("comity.toml"), config).context("writing the config")?;
-        Ok(BenchNode {
-            name,
-            country,
-            id: identity.id(),
-            port,
-            options: options.clone(),
-            dir,
-            comityd: comityd.to_path_buf(),
-            child: None,
-        })
+        let mut node = builder(comityd, index, options).create()?;
+        node.set_ready_timeout(START_STOP);
+        Ok(BenchNode { node })
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir().join("comity.toml")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir().join("admin.sock")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir().join("comityd.log")
-    }
-
-    /// The last lines of the daemon's log, for error reports.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let v: Vec<&str> = log.lines().collect();
-        v[v.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// Pins `other` (a `[[peer]]` table; effective at the next start).
-    pub fn pin(&self, other: &BenchNode) -> Result<()> {
-        self.pin_as(&other.id, other.port, &other.name, &other.country)
-    }
-
-    pub fn pin_as(&self, id: &NodeId, port: u16, name: &str, country: &str) -> Result<()> {
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(self.config_path())
-            .context("opening the config")?;
-        write!(
-            f,
-            "\n[[peer]]\nid = \"{id}\"\naddress = \"127.0.0.1:{port}\"\nname = {name:?}\ncountry = {country:?}\n"
-        )
-        .context("pinning a peer")?;
-        Ok(())
+    /// Pins nodes that are not part of the run (before the start: one
+    /// edit of the config file).
+    pub fn pin_all(&self, peers: &[PeerConfig]) -> Result<()> {
+        Ok(self.node.pin_all(peers)?)
     }
 
     /// Spawns `comityd` (does not wait for it: see [`BenchNode::wait_ready`]).
     pub fn spawn(&mut self) -> Result<()> {
-        if self.child.is_some() {
-            bail!("{} is already running", self.name);
-        }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("opening the log")?;
-        let mut cmd = Command::new(&self.comityd);
-        cmd.arg("--config")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if !self.options.audit {
-            cmd.env("COMITY_ALLOW_AUDIT_OFF", "1");
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.comityd.display()))?;
-        self.child = Some(child);
-        Ok(())
+        Ok(self.node.spawn()?)
     }
 
     /// Waits until the admin API answers.
     pub fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            // `/v1/peers` is cheap whatever the size of the outbox.
-            if Conn::new(&self.socket()).get_json("/v1/peers").is_ok() {
-                return Ok(());
-            }
-            let child = self
-                .child
-                .as_mut()
-                .ok_or_else(|| anyhow!("{} is not running", self.name))?;
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                bail!(
-                    "{} exited at start ({status}):\n{}",
-                    self.name,
-                    self.log_tail(30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("{} did not start:\n{}", self.name, self.log_tail(30))
+        Ok(self.node.wait_ready()?)
     }
 
     pub fn start(&mut self) -> Result<()> {
-        self.spawn()?;
-        self.wait_ready()
+        Ok(self.node.start()?)
     }
 
     pub fn pid(&self) -> Result<u32> {
-        self.child
-            .as_ref()
-            .map(Child::id)
+        self.node
+            .pid()
             .ok_or_else(|| anyhow!("{} is not running", self.name))
     }
 
@@ -218,51 +130,38 @@ impl BenchNode {
     }
 
     /// SIGTERM, then waits for a clean exit (graceful: drains and flushes).
+    /// Nothing to do if the node is not running.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
+        let status = match self.node.sigterm(START_STOP) {
+            Ok(s) => s,
+            Err(LocalError::NotRunning { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .context("running kill")?;
         if !status.success() {
-            bail!("kill -TERM {} failed", child.id());
+            bail!(
+                "{} exited with {status} after SIGTERM:\n{}",
+                self.name,
+                self.log_tail(30)
+            );
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = child.try_wait()? {
-                if !s.success() {
-                    bail!(
-                        "{} exited with {s} after SIGTERM:\n{}",
-                        self.name,
-                        self.log_tail(30)
-                    );
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{} did not stop within 60 s of SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Ok(())
     }
 
-    pub fn conn(&self) -> Conn {
-        Conn::new(&self.socket())
+    /// A keep-alive connection to the admin API: one connection for all
+    /// its requests, so that polling or submitting costs the node no
+    /// accept per request.
+    pub fn conn(&self) -> Client {
+        self.node.keep_alive_client().max_response(MAX_RESPONSE)
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        self.conn().get_json(path)
+        Ok(self.conn().get(path)?)
     }
 
     /// Messages not yet answered by their peers (queued or in flight),
     /// summed over peers: cheap to ask while a run is going on.
-    pub fn pending(&self, conn: &mut Conn) -> Result<u64> {
-        let peers = conn.get_json("/v1/peers")?;
+    pub fn pending(&self, conn: &Client) -> Result<u64> {
+        let peers = conn.get("/v1/peers")?;
         let arr = peers
             .as_array()
             .ok_or_else(|| anyhow!("/v1/peers is not an array"))?;
@@ -271,32 +170,31 @@ impl BenchNode {
 
     /// Outgoing messages whose receipt is recorded (`outbox.delivered` of
     /// `GET /v1/node`; this walks the whole outbox, so ask it sparingly).
-    pub fn delivered(&self, conn: &mut Conn) -> Result<u64> {
-        let v = conn.get_json("/v1/node")?;
+    pub fn delivered(&self, conn: &Client) -> Result<u64> {
+        let v = conn.get("/v1/node")?;
         Ok(v["outbox"]["delivered"].as_u64().unwrap_or(0))
     }
 }
 
-impl Drop for BenchNode {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A peer at 127.0.0.1:`port`.
+pub fn peer(id: &NodeId, port: u16, name: &str, country: &str) -> Result<PeerConfig> {
+    Ok(PeerConfig {
+        id: *id,
+        address: format!("127.0.0.1:{port}"),
+        name: name.into(),
+        country: country.parse()?,
+    })
 }
 
 /// `n` nodes, every one pinning every other.
 pub fn mesh(comityd: &Path, n: usize, options: &NodeOptions) -> Result<Vec<BenchNode>> {
-    let nodes = (0..n)
-        .map(|i| BenchNode::new(comityd, i, options))
-        .collect::<Result<Vec<_>>>()?;
-    for a in &nodes {
-        for b in &nodes {
-            if a.id != b.id {
-                a.pin(b)?;
-            }
-        }
-    }
-    Ok(nodes)
+    let net = Network::create((0..n).map(|i| builder(comityd, i, options)).collect())?;
+    Ok(net
+        .into_nodes()
+        .into_iter()
+        .map(|mut node| {
+            node.set_ready_timeout(START_STOP);
+            BenchNode { node }
+        })
+        .collect())
 }

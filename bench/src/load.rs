@@ -2,15 +2,13 @@
 //! concurrent keep-alive clients (as fast as the node accepts), and
 //! open-loop submission at a fixed rate.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use comity_client::Client;
 use comity_protocol::message::Body;
-
-use crate::http::Conn;
 
 /// A mutual legal assistance request with a 1 KiB body text: the message
 /// of the benchmark (the same one `protocol/benches/envelope.rs` seals).
@@ -36,23 +34,30 @@ impl Submitted {
     }
 }
 
-/// Submits `n` messages with `clients` concurrent connections, cycling
-/// through `bodies` (one per destination). Every answer must be 201.
-pub fn submit_many(socket: &Path, bodies: &[Vec<u8>], n: u64, clients: usize) -> Result<Submitted> {
+/// Submits `n` messages with `clients` concurrent connections (each a
+/// keep-alive clone of `client`: one connection per client thread, not one
+/// per message), cycling through `bodies` (one per destination). Every
+/// answer must be a 2xx.
+pub fn submit_many(
+    client: &Client,
+    bodies: &[Vec<u8>],
+    n: u64,
+    clients: usize,
+) -> Result<Submitted> {
     let next = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..clients.max(1))
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut conn = Conn::new(socket);
+                    let conn = client.clone().keep_alive();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= n {
                             return Ok(());
                         }
                         let body = &bodies[usize::try_from(i).unwrap_or(0) % bodies.len()];
-                        conn.post_json("/v1/messages", body)
+                        conn.post_bytes("/v1/messages", body)
                             .with_context(|| format!("submitting message {i}"))?;
                     }
                 })
@@ -81,9 +86,10 @@ pub struct Timed {
 }
 
 /// Open loop: one submission every 1/`rate` s for `secs`, whatever the
-/// answers do, carried by `workers` connections.
+/// answers do, carried by `workers` keep-alive connections (clones of
+/// `client`).
 pub fn submit_at_rate(
-    socket: &Path,
+    client: &Client,
     body: &[u8],
     rate: f64,
     secs: f64,
@@ -97,7 +103,7 @@ pub fn submit_at_rate(
             .map(|_| {
                 let jobs = jobs_rx.clone();
                 s.spawn(move || -> Result<Vec<Timed>> {
-                    let mut conn = Conn::new(socket);
+                    let conn = client.clone().keep_alive();
                     let mut out = Vec::new();
                     loop {
                         let job = jobs.lock().map_err(|_| anyhow!("poisoned"))?.recv();
@@ -106,7 +112,7 @@ pub fn submit_at_rate(
                         };
                         let started = Instant::now();
                         let answer = conn
-                            .post_json("/v1/messages", body)
+                            .post_bytes("/v1/messages", body)
                             .with_context(|| format!("submitting message {i}"))?;
                         let rtt = started.elapsed();
                         let id = answer["id"]

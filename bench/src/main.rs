@@ -12,7 +12,6 @@
 mod audit;
 mod cluster;
 mod crypto;
-mod http;
 mod load;
 mod procfs;
 mod report;

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use comity_client::Client;
 use comity_protocol::{Identity, Timestamp};
 use serde::Serialize;
 
-use crate::cluster::{country, free_port, mesh, BenchNode, NodeOptions};
-use crate::http::Conn;
+use crate::cluster::{country, free_port, mesh, peer, BenchNode, NodeOptions};
 use crate::load::{submission, submit_at_rate, submit_many};
 use crate::procfs;
 
@@ -303,9 +303,9 @@ fn stop_all(nodes: &mut [BenchNode]) -> Result<()> {
 fn wait_delivered(nodes: &[BenchNode], expected: &[(usize, u64)], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     for &(i, want) in expected {
-        let mut conn = nodes[i].conn();
+        let conn = nodes[i].conn();
         loop {
-            let got = nodes[i].delivered(&mut conn)?;
+            let got = nodes[i].delivered(&conn)?;
             if got >= want {
                 break;
             }
@@ -330,7 +330,7 @@ fn prime(nodes: &mut [BenchNode], topo: &Topology) -> Result<Vec<(usize, u64)>> 
     start_all(nodes)?;
     for &(s, r) in &topo.routes {
         let body = submission(&nodes[r].country)?;
-        nodes[s].conn().post_json("/v1/messages", &body)?;
+        nodes[s].conn().post_bytes("/v1/messages", &body)?;
     }
     let expected: Vec<(usize, u64)> = topo
         .senders()
@@ -407,7 +407,7 @@ pub fn drain_run(ctx: &Ctx, topo: &Topology, per_route: u64, audit: bool) -> Res
         let perf = Profiler::attach(ctx, nodes[s].pid()?, &format!("submit-node{s}"))?;
         let cpu0 = nodes[s].cpu_secs()?;
         let w0 = nodes[s].write_bytes()?;
-        let sub = submit_many(&nodes[s].socket(), &bodies, n, ctx.clients)?;
+        let sub = submit_many(&nodes[s].conn(), &bodies, n, ctx.clients)?;
         submit_cpu += nodes[s].cpu_secs()? - cpu0;
         submit_written += nodes[s].write_bytes()?.saturating_sub(w0);
         if let Some(c) = perf.finish()? {
@@ -435,10 +435,10 @@ pub fn drain_run(ctx: &Ctx, topo: &Topology, per_route: u64, audit: bool) -> Res
         })
         .collect::<Result<Vec<_>>>()?;
     let senders = topo.senders();
-    let mut conns: Vec<Conn> = senders.iter().map(|&s| nodes[s].conn()).collect();
-    let pending = |conns: &mut Vec<Conn>, nodes: &[BenchNode]| -> Result<u64> {
+    let conns: Vec<Client> = senders.iter().map(|&s| nodes[s].conn()).collect();
+    let pending = |conns: &[Client], nodes: &[BenchNode]| -> Result<u64> {
         let mut sum = 0;
-        for (c, &s) in conns.iter_mut().zip(&senders) {
+        for (c, &s) in conns.iter().zip(&senders) {
             sum += nodes[s].pending(c)?;
         }
         Ok(sum)
@@ -446,7 +446,7 @@ pub fn drain_run(ctx: &Ctx, topo: &Topology, per_route: u64, audit: bool) -> Res
     let mut first: Option<(CpuSnapshot, u64)> = None;
     let mut last_progress = (Instant::now(), total);
     let end = loop {
-        let p = pending(&mut conns, &nodes)?;
+        let p = pending(&conns, &nodes)?;
         if first.is_none() && p < total {
             first = Some((snapshot(&nodes)?, total - p));
         }
@@ -540,19 +540,19 @@ pub fn sustained_run(ctx: &Ctx, n: u64) -> Result<SustainedRun> {
     let mut nodes = mesh(&ctx.comityd, 2, &ctx.options(true))?;
     let primed = prime(&mut nodes, &topo)?;
     let body = vec![submission(&nodes[1].country)?];
-    let socket = nodes[0].socket();
+    let conn = nodes[0].conn();
     let start = snapshot(&nodes)?;
     let clients = ctx.clients;
-    let submitter = std::thread::spawn(move || submit_many(&socket, &body, n, clients));
+    let submitter = std::thread::spawn(move || submit_many(&conn, &body, n, clients));
     while !submitter.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let submitted = submitter
         .join()
         .map_err(|_| anyhow!("the submitter panicked"))??;
-    let mut conn = nodes[0].conn();
+    let conn = nodes[0].conn();
     let end = loop {
-        if nodes[0].pending(&mut conn)? == 0 {
+        if nodes[0].pending(&conn)? == 0 {
             break snapshot(&nodes)?;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -612,12 +612,12 @@ pub fn latency_run(ctx: &Ctx, rate: f64, secs: f64) -> Result<LatencyRun> {
     let body = submission(&nodes[1].country)?;
     let start = snapshot(&nodes)?;
     let t0 = Instant::now();
-    let sent = submit_at_rate(&nodes[0].socket(), &body, rate, secs, 16)?;
+    let sent = submit_at_rate(&nodes[0].conn(), &body, rate, secs, 16)?;
     let achieved = sent.len() as f64 / t0.elapsed().as_secs_f64();
     let end = snapshot(&nodes)?;
-    let mut conn = nodes[0].conn();
+    let conn = nodes[0].conn();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while nodes[0].pending(&mut conn)? > 0 {
+    while nodes[0].pending(&conn)? > 0 {
         if Instant::now() > deadline {
             bail!("messages still pending 60 s after the latency run");
         }
@@ -626,7 +626,7 @@ pub fn latency_run(ctx: &Ctx, rate: f64, secs: f64) -> Result<LatencyRun> {
     std::thread::sleep(Duration::from_millis(100));
     let mut lat = Vec::with_capacity(sent.len());
     for t in &sent {
-        let v = conn.get_json(&format!("/v1/messages/{}", t.id))?;
+        let v = conn.get(&format!("/v1/messages/{}", t.id))?;
         let created = v["created_at"]
             .as_u64()
             .ok_or_else(|| anyhow!("no created_at: {v}"))?;
@@ -675,15 +675,18 @@ pub fn idle_peers(ctx: &Ctx, peers: usize, settle: Duration) -> Result<IdlePeers
         fast_retry: false,
     };
     let mut node = BenchNode::new(&ctx.comityd, 0, &options)?;
-    for i in 0..peers {
-        let id = Identity::generate(Timestamp::now()).id();
-        node.pin_as(
-            &id,
-            free_port()?,
-            &format!("Idle peer {i}"),
-            &country(i + 1),
-        )?;
-    }
+    let idle = (0..peers)
+        .map(|i| {
+            let id = Identity::generate(Timestamp::now()).id();
+            peer(
+                &id,
+                free_port()?,
+                &format!("Idle peer {i}"),
+                &country(i + 1),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    node.pin_all(&idle)?;
     node.start()?;
     let c0 = node.cpu_secs()?;
     let t0 = Instant::now();

@@ -3,7 +3,6 @@
 //! Exit codes scripts can rely on: 0 success, 1 failure, 2 usage error.
 
 mod args;
-mod client;
 mod commands;
 mod output;
 

@@ -31,7 +31,7 @@ impl Config {
         let mut raw: RawConfig = toml::from_str(text).map_err(ConfigError::syntax)?;
         let overrides = env::apply(&mut raw, env)?;
         let config = raw.into_config(base_dir, overrides)?;
-        config.validate()?;
+        config.validate_with(env)?;
         Ok(config)
     }
 }

@@ -12,12 +12,23 @@ use crate::error::{invalid, ConfigError};
 use crate::schema::Config;
 
 impl Config {
-    /// Checks every rule; returns the first problem found.
+    /// Checks every rule; returns the first problem found. The one rule
+    /// that depends on the environment (`audit.enabled = false` needs
+    /// `COMITY_ALLOW_AUDIT_OFF`) reads the process environment.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_with(&crate::env::process_env)
+    }
+
+    /// [`Config::validate`] with `env` standing for `std::env::var`, as in
+    /// [`Config::from_toml_str`].
+    pub(crate) fn validate_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         self.validate_node()?;
         self.validate_limits()?;
         self.validate_retry()?;
-        self.validate_audit()?;
+        self.validate_audit(env)?;
         self.validate_peers()
     }
 
@@ -73,7 +84,7 @@ impl Config {
         Ok(())
     }
 
-    fn validate_audit(&self) -> Result<(), ConfigError> {
+    fn validate_audit(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let a = &self.audit;
         if a.checkpoint_entries == 0 {
             return Err(invalid(
@@ -89,7 +100,7 @@ impl Config {
                 "use 1 to 86400 seconds, e.g. 60",
             ));
         }
-        if !a.enabled && std::env::var_os("COMITY_ALLOW_AUDIT_OFF").is_none() {
+        if !a.enabled && env("COMITY_ALLOW_AUDIT_OFF").is_none() {
             return Err(invalid(
                 self.label("audit.enabled"),
                 "is false: the node would keep no audit log",

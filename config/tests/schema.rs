@@ -232,6 +232,14 @@ fn retry_errors_name_their_key() {
 }
 
 #[test]
+fn audit_off_needs_the_variable_in_the_environment_given() {
+    let off = format!("{MINIMAL}\n[audit]\nenabled = false\n");
+    assert_key(&off, "audit.enabled", "COMITY_ALLOW_AUDIT_OFF=1");
+    let c = parse_env(&off, &[("COMITY_ALLOW_AUDIT_OFF", "1")]).unwrap();
+    assert!(!c.audit.enabled);
+}
+
+#[test]
 fn peer_errors_name_their_key() {
     let (a, b) = (node_id(1), node_id(2));
     let good = with_peers(&[

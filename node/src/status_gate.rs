@@ -46,6 +46,8 @@ mod tests {
     #[derive(Debug)]
     enum E {
         Refused(StatusRefusal),
+        // Read only by `Debug`, in a failed assertion's message.
+        #[allow(dead_code)]
         Store(StoreError),
     }
 

@@ -3,106 +3,88 @@
 //! stopped. Every process is killed when its [`TestNode`] is dropped.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test support: a panic is the report
 
-pub mod http;
+use std::process::ExitStatus;
+use std::time::Duration;
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
+/// The admin client's HTTP response parser, for the tests' other listeners.
+pub use comity_client::http;
+pub use comity_client::local::tail;
+use comity_client::{LocalNode, Settings};
 use comity_node::store::{InboundMessage, OutboundMessage, OutboundStatus, Store};
 use comity_protocol::message::{
     Body, CaseReferences, IccsCode, Language, LegalBasis, Offence, Request, RequestType, Thread,
     Urgency,
 };
-use comity_protocol::{Identity, NodeId, PeerKeys, Timestamp};
+use comity_protocol::{Identity, NodeId};
 use serde_json::{json, Value};
 
 /// A free UDP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    comity_client::local::free_port().unwrap()
 }
 
-/// One node's files and, while running, its `comityd` process.
+/// Quick timeouts, retries and checkpoints, so that a test's story takes
+/// seconds rather than minutes.
+pub fn test_settings() -> Settings {
+    Settings {
+        handshake_timeout_secs: Some(3),
+        idle_timeout_secs: Some(5),
+        initial_backoff_ms: Some(100),
+        max_backoff_secs: Some(1),
+        checkpoint_entries: Some(50),
+        checkpoint_interval_secs: Some(1),
+        ..Settings::default()
+    }
+}
+
+/// A [`LocalNode`] whose operations panic with the reason (and the node's
+/// log) instead of returning errors: a panic is a test's failure report.
+/// Everything else of [`LocalNode`] (`id`, `keys`, `port`, `dir()`,
+/// `log()`, `pid()`, …) is reached through `Deref`.
 pub struct TestNode {
-    pub name: String,
-    pub country: String,
-    pub id: NodeId,
-    /// Public keys, for verifying what this node signed.
-    pub keys: PeerKeys,
-    pub port: u16,
-    dir: tempfile::TempDir,
-    comityd: PathBuf,
-    child: Option<Child>,
+    node: LocalNode,
+}
+
+impl std::ops::Deref for TestNode {
+    type Target = LocalNode;
+
+    fn deref(&self) -> &LocalNode {
+        &self.node
+    }
+}
+
+impl std::ops::DerefMut for TestNode {
+    fn deref_mut(&mut self) -> &mut LocalNode {
+        &mut self.node
+    }
 }
 
 impl TestNode {
-    /// Keys (0600) and a config listening on a free port; no peers yet.
+    /// A new node (as `comity init` makes one, with [`test_settings`])
+    /// listening on a free port; no peers yet.
     pub fn new(comityd: &str, name: &str, country: &str) -> TestNode {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::generate(Timestamp::now());
-        comity_config::write_new_key_file(&dir.path().join("keys/node.key"), &identity).unwrap();
-        let port = free_port();
-        let config = format!(
-            "[node]\nname = {name:?}\ncountry = {country:?}\nlisten = \"127.0.0.1:{port}\"\n\
-             identity_key = \"keys/node.key\"\ndata_dir = \"data\"\nadmin_socket = \"admin.sock\"\n\n\
-             [limits]\nhandshake_timeout_secs = 3\nidle_timeout_secs = 5\n\n\
-             [retry]\ninitial_backoff_ms = 100\nmax_backoff_secs = 1\n\n\
-             [audit]\ncheckpoint_entries = 50\ncheckpoint_interval_secs = 1\n"
-        );
-        std::fs::write(dir.path().join("comity.toml"), config).unwrap();
-        TestNode {
-            name: name.into(),
-            country: country.into(),
-            id: identity.id(),
-            keys: identity.public().clone(),
-            port,
-            dir,
-            comityd: PathBuf::from(comityd),
-            child: None,
-        }
+        let node = LocalNode::builder(comityd, name, country)
+            .settings(test_settings())
+            .log_filter("info,comity_node=debug")
+            .create()
+            .unwrap();
+        TestNode { node }
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir().join("comity.toml")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir().join("admin.sock")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir().join("comityd.log")
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Pins `other` (appends a `[[peer]]` table; takes effect at next start).
+    /// Pins `other` (in the config file; takes effect at next start).
     pub fn pin(&self, other: &TestNode) {
         self.pin_as(other.id, other.port, &other.name, &other.country);
     }
 
     pub fn pin_as(&self, id: NodeId, port: u16, name: &str, country: &str) {
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(self.config_path())
-            .unwrap();
-        write!(
-            f,
-            "\n[[peer]]\nid = \"{id}\"\naddress = \"127.0.0.1:{port}\"\nname = {name:?}\ncountry = {country:?}\n"
-        )
-        .unwrap();
+        assert!(self.pid().is_none(), "stop {} before pinning", self.name);
+        let peer = comity_config::PeerConfig {
+            id,
+            address: format!("127.0.0.1:{port}"),
+            name: name.into(),
+            country: country.parse().unwrap(),
+        };
+        self.node.pin(&peer).unwrap();
     }
 
     /// Starts `comityd` and waits until its admin API answers.
@@ -112,96 +94,49 @@ impl TestNode {
 
     /// [`TestNode::start`] with extra environment (e.g. `COMITY_METRICS_LISTEN`).
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
-        assert!(self.child.is_none(), "{} already running", self.name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let child = Command::new(&self.comityd)
-            .arg("--config")
-            .arg(self.config_path())
-            .env("COMITY_LOG", "info,comity_node=debug")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if http::get(&self.socket(), "/v1/node").is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{} exited at start ({status}):\n{}", self.name, self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{} did not start:\n{}", self.name, self.log());
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            None => false,
-            Some(c) => c.try_wait().unwrap().is_none(),
+        if let Err(e) = self.node.start_with_env(env) {
+            panic!("{e}");
         }
     }
 
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("not running");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.node.kill9().unwrap();
     }
 
     /// SIGTERM and wait for the exit status (at most 20 s).
     pub fn sigterm(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("not running");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("{} did not stop within 20 s after SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.node.sigterm(Duration::from_secs(20)) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
         }
     }
 
     /// The node's secret keys (from its key file), for tests that must
     /// forge what only this node could sign.
     pub fn identity(&self) -> Identity {
-        comity_config::load_key_file(&self.dir().join("keys/node.key")).unwrap()
+        self.node.identity().unwrap()
     }
 
-    /// The raw body of a GET (for the audit export).
+    /// The body of a GET as text (for the audit export).
     pub fn get_text(&self, path: &str) -> String {
-        http::get_raw(&self.socket(), path).unwrap()
+        self.node.client().get_text(path).unwrap()
     }
 
     pub fn get(&self, path: &str) -> Value {
-        http::get(&self.socket(), path).unwrap().1
+        self.node.client().get(path).unwrap()
     }
 
     /// Submits a request through the admin API; returns its id.
     pub fn send(&self, to: &TestNode, subject: &str) -> String {
-        let (status, v) = http::post(
-            &self.socket(),
-            "/v1/messages",
-            &json!({"to": to.country, "body": request_body(subject)}),
-        )
-        .unwrap();
-        assert_eq!(status, 201, "{v}");
+        let body = json!({"to": to.country, "body": request_body(subject)}).to_string();
+        let r = self
+            .node
+            .client()
+            .post_raw("/v1/messages", body.as_bytes())
+            .unwrap();
+        let v = r.value();
+        assert_eq!(r.status, 201, "{v}");
         v["id"].as_str().unwrap().to_string()
     }
 
@@ -235,26 +170,21 @@ impl TestNode {
         self.get("/v1/node")["inbox"].as_u64().unwrap()
     }
 
-    /// Waits until `f` holds, polling; panics with `what` after `timeout`.
+    /// Waits until `f` holds, polling; panics with `what` and the end of
+    /// the log after `timeout`.
     pub fn wait_until(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let waited =
+            self.node
+                .wait_until(timeout, what, || Ok::<_, comity_client::LocalError>(f()));
+        if let Err(e) = waited {
+            panic!("{e}");
         }
-        panic!(
-            "{}: timed out waiting for {what}\n--- log ---\n{}",
-            self.name,
-            tail(&self.log(), 60)
-        );
     }
 
     /// Everything in the (stopped) node's store.
     pub fn snapshot(&self) -> Snapshot {
         assert!(
-            self.child.is_none(),
+            self.pid().is_none(),
             "stop {} before reading its store",
             self.name
         );
@@ -272,15 +202,6 @@ impl TestNode {
                 rejections,
             }
         })
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -307,16 +228,4 @@ pub fn request_body(subject: &str) -> Body {
         body: "Please provide the bank records described in the annex.".into(),
         thread: Thread::default(),
     })
-}
-
-pub fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-impl TestNode {
-    /// The process id of the running `comityd`, if it is running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
 }

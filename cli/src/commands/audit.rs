@@ -11,13 +11,12 @@ use comity_protocol::audit::proof_file::{verify_inclusion_file, MAX_PROOF_FILE_B
 use comity_protocol::{MessageId, NodeId};
 
 use crate::args::AuditCommand;
-use crate::client;
 use crate::output;
 
 pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Export { out } => {
-            let client = client::for_config(&super::config_path(config.map(Path::to_path_buf))?)?;
+            let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
             let tmp = out.with_extension("partial");
             let mut file = std::io::BufWriter::new(
                 File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
@@ -74,7 +73,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
         }
         AuditCommand::Proof { id, out } => {
             let id: MessageId = id.parse()?;
-            let client = client::for_config(&super::config_path(config.map(Path::to_path_buf))?)?;
+            let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
             let mut buf = Vec::new();
             client.download(
                 &format!("/v1/audit/proof/{id}"),

@@ -3,79 +3,19 @@
 //! exported and verified offline and the network is shut down.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use comity_client::local::wait_until;
+use comity_client::{LocalNode, Network, Settings};
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
-use comity_protocol::NodeId;
 use serde_json::{json, Value};
 
-use crate::client::Client;
+/// How long each step of the story may take.
+const STEP: Duration = Duration::from_secs(30);
 
-struct Authority {
-    name: &'static str,
-    country: &'static str,
-    dir: PathBuf,
-    config: PathBuf,
-    id: NodeId,
-    port: u16,
-    daemon: Option<Child>,
-}
-
-impl Authority {
-    fn client(&self) -> Client {
-        Client::new(self.dir.join("comity.sock"), self.config.clone())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("comityd.log")).unwrap_or_default()
-    }
-}
-
-/// Stops every daemon still running if the demo ends early.
-struct Network(Vec<Authority>);
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        for a in &mut self.0 {
-            if let Some(mut c) = a.daemon.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ok()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out waiting for {what}")
-}
-
-/// Sends SIGTERM, the graceful stop.
-#[allow(unsafe_code)]
-fn sigterm(child: &Child) -> Result<()> {
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    // The child has not been waited for, so its pid cannot have been reused
-    // by another process.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc != 0 {
-        bail!("cannot signal comityd (pid {pid})");
-    }
-    Ok(())
+fn wait_for(what: &str, ok: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_until(STEP, what, ok)
 }
 
 fn comityd_path() -> Result<PathBuf> {
@@ -114,79 +54,49 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
         ("Attorney General of Borduria", "BO"),
         ("Central Authority of Carpania", "CA"),
     ];
-    let mut net = Network(Vec::new());
+    // Faster checkpoints and retries than in production, so that the story
+    // fits in seconds.
+    let settings = Settings {
+        checkpoint_interval_secs: Some(1),
+        checkpoint_entries: Some(10),
+        initial_backoff_ms: Some(100),
+        max_backoff_secs: Some(2),
+        ..Settings::default()
+    };
+    let mut nodes = Vec::new();
     for (name, cc) in cast {
-        let dir = root.join(cc.to_ascii_lowercase());
-        let port = free_port()?;
-        let listen = format!("127.0.0.1:{port}").parse()?;
-        // Faster checkpoints and retries than in production, so that the
-        // story fits in seconds.
-        let (id, config) = super::init::create(&dir, name, cc, listen, |t| {
-            t.replace(
-                "checkpoint_interval_secs = 60",
-                "checkpoint_interval_secs = 1",
-            )
-            .replace("checkpoint_entries = 1000", "checkpoint_entries = 10")
-            .replace("initial_backoff_ms = 500", "initial_backoff_ms = 100")
-            .replace("max_backoff_secs = 300", "max_backoff_secs = 2")
-        })?;
-        println!("  {name} ({cc})\n    node id {id}\n    QUIC on 127.0.0.1:{port}");
-        net.0.push(Authority {
-            name,
-            country: cc,
-            dir,
-            config,
-            id,
-            port,
-            daemon: None,
-        });
-    }
-    for a in &mut net.0 {
-        let log = std::fs::File::create(a.dir.join("comityd.log"))?;
-        a.daemon = Some(
-            Command::new(&comityd)
-                .arg("--config")
-                .arg(&a.config)
-                .env("COMITY_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .context("cannot start comityd")?,
+        // Made as `comity init` makes a node, with the settings above.
+        let node = LocalNode::builder(&comityd, name, cc)
+            .dir(root.join(cc.to_ascii_lowercase()))
+            .settings(settings.clone())
+            .log_filter("warn")
+            .create()?;
+        println!(
+            "  {name} ({cc})\n    node id {}\n    QUIC on 127.0.0.1:{}",
+            node.id, node.port
         );
+        nodes.push(node);
     }
-    for a in &net.0 {
-        wait_for(&format!("{}'s admin socket", a.country), || {
-            Ok(a.client().get("/v1/node").is_ok())
-        })
-        .with_context(|| a.log())?;
-    }
+    // Stops every daemon still running if the demo ends early.
+    let mut net = Network::new(nodes);
+    net.start_all()?;
     println!("\nEach operator pins the other two (ids read out over the phone; the checksum catches typos).");
-    for a in &net.0 {
-        for b in &net.0 {
-            if a.country != b.country {
-                a.client().post(
-                    "/v1/peers",
-                    &json!({"id": b.id, "address": format!("127.0.0.1:{}", b.port), "name": b.name, "country": b.country}),
-                )?;
-            }
-        }
-    }
-    let (ar, bo, ca) = (&net.0[0], &net.0[1], &net.0[2]);
+    net.pin_all()?;
+    let (ar, bo, ca) = (&net[0], &net[1], &net[2]);
 
-    let send = |from: &Authority, to: &Authority, body: Value| -> Result<String> {
+    let send = |from: &LocalNode, to: &LocalNode, body: Value| -> Result<String> {
         let v = from
             .client()
             .post("/v1/messages", &json!({"to": to.country, "body": body}))?;
         Ok(v["id"].as_str().unwrap_or_default().to_string())
     };
-    let show = |a: &Authority, id: &str| a.client().get(&format!("/v1/messages/{id}"));
-    let delivered = |from: &Authority, id: &str| -> Result<()> {
+    let show = |a: &LocalNode, id: &str| a.client().get(&format!("/v1/messages/{id}"));
+    let delivered = |from: &LocalNode, id: &str| -> Result<()> {
         wait_for(&format!("delivery of {id}"), || {
             Ok(show(from, id)?["state"] == "delivered")
         })
     };
-    let status = |a: &Authority, id: &str, st: Value, note: Option<&str>| -> Result<String> {
+    let status = |a: &LocalNode, id: &str, st: Value, note: Option<&str>| -> Result<String> {
         let v = a.client().post(
             &format!("/v1/messages/{id}/status"),
             &json!({"status": st, "note": note}),
@@ -312,7 +222,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
     println!(
         "\n4. The nodes witness each other's audit logs (signed checkpoints, cosigned by peers)."
     );
-    for a in &net.0 {
+    for a in net.iter() {
         wait_for(&format!("cosignatures on {}'s log", a.country), || {
             let v = a.client().get("/v1/node")?;
             Ok(v["audit"]["witnesses"].as_array().is_some_and(|w| {
@@ -323,8 +233,8 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
         })?;
     }
     let mut all_verified = true;
-    for a in &net.0 {
-        let path = a.dir.join("audit-bundle.jsonl");
+    for a in net.iter() {
+        let path = a.dir().join("audit-bundle.jsonl");
         let mut file = std::fs::File::create(&path)?;
         a.client()
             .download("/v1/audit/export", &mut file, u64::MAX)?;
@@ -341,10 +251,9 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
             .witnesses
             .iter()
             .map(|w| {
-                net.0
-                    .iter()
+                net.iter()
                     .find(|x| x.id == w.witness)
-                    .map(|x| x.country.to_string())
+                    .map(|x| x.country.clone())
                     .unwrap_or_else(|| w.witness.short())
             })
             .collect();
@@ -365,8 +274,10 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
         }
     }
 
-    println!("\n5. Statistics (seed 003 §63).");
-    for a in &net.0 {
+    println!(
+        "\n5. Statistics (the UN working paper on international cooperation in criminal matters, §63)."
+    );
+    for a in net.iter() {
         let s = a.client().get("/v1/stats")?;
         let fmt = |m: &Value| {
             m.as_object()
@@ -391,22 +302,19 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
     }
 
     println!("\n6. Shutting down (SIGTERM: each node finishes what it holds, flushes, signs a last checkpoint).");
-    for a in &mut net.0 {
-        if let Some(mut child) = a.daemon.take() {
-            sigterm(&child)?;
-            let status = child.wait()?;
-            println!(
-                "   {} stopped: {}",
-                a.country,
-                if status.success() {
-                    "exit 0".to_string()
-                } else {
-                    status.to_string()
-                }
-            );
-            if !status.success() {
-                all_verified = false;
+    for a in net.iter_mut() {
+        let status = a.sigterm(Duration::from_secs(60))?;
+        println!(
+            "   {} stopped: {}",
+            a.country,
+            if status.success() {
+                "exit 0".to_string()
+            } else {
+                status.to_string()
             }
+        );
+        if !status.success() {
+            all_verified = false;
         }
     }
     match &keep {

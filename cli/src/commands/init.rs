@@ -1,65 +1,18 @@
 //! `comity init`: a new node on disk, ready for `comityd --config`.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use comity_config::{commented_config, write_new_key_file, CountryCode, NodeSection};
-use comity_protocol::{Identity, Timestamp};
-
-const CONFIG_FILE: &str = "comity.toml";
-
-/// A new node on disk; returns its id and config path.
-pub fn create(
-    dir: &Path,
-    name: &str,
-    country: &str,
-    listen: SocketAddr,
-    tweak: impl FnOnce(String) -> String,
-) -> Result<(comity_protocol::NodeId, std::path::PathBuf)> {
-    let country: CountryCode = country.parse()?;
-    let node = NodeSection::new(name, country, listen);
-    let config_path = dir.join(CONFIG_FILE);
-    let key_path = dir.join(&node.identity_key);
-    for existing in [&config_path, &key_path] {
-        if existing.exists() {
-            bail!(
-                "{} already exists: {} holds a node; refusing to overwrite it \
-                 (choose another --dir)",
-                existing.display(),
-                dir.display()
-            );
-        }
-    }
-    let text = tweak(commented_config(&node)?);
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir.join(&node.data_dir))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-
-    let identity = Identity::generate(Timestamp::now());
-    write_new_key_file(&key_path, &identity)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(&config_path)
-        .with_context(|| format!("cannot create {}", config_path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-
-    Ok((identity.id(), config_path))
-}
+use anyhow::Result;
+use comity_client::init::create_node;
+use comity_client::Settings;
 
 pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool) -> Result<()> {
-    let (id, config_path) = create(dir, name, country, listen, |t| t)?;
-    let country = country.trim().to_ascii_uppercase();
-    let key_path = dir.join(comity_config::defaults::IDENTITY_KEY);
+    // The configuration is checked as written, without this shell's
+    // environment (which the daemon may not share).
+    let new = create_node(dir, name, country, listen, &Settings::default(), &|_| None)?;
+    let (id, config_path, key_path) = (new.id, new.config_path, new.key_path);
+    let country = new.config.node.country.as_str();
     // Pasted into another operator's shell: the name goes in single quotes
     // (nothing expands in them), each `'` written as `'\''`.
     let pin = format!(

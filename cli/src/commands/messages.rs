@@ -1,8 +1,8 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::client::Client;
 use crate::output::{self, short_id, text, time};
+use comity_client::Client;
 
 pub fn list(client: &Client, inbox: bool, outbox: bool, json: bool) -> Result<()> {
     let path = match (inbox, outbox) {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::CommandFactory;
 
 use crate::args::{Cli, Command};
-use crate::client::{self, Client};
+use comity_client::Client;
 
 /// Reads a UTF-8 text file of at most `max` bytes, whatever the file is
 /// (a pipe or a growing file cannot get past the limit).
@@ -34,7 +34,7 @@ pub(crate) fn read_text(path: &std::path::Path, max: u64, what: &str) -> Result<
 
 pub fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
-    let client = || -> Result<Client> { client::for_config(&config_path(config.clone())?) };
+    let client = || -> Result<Client> { client_for(&config_path(config.clone())?) };
     match cli.command {
         Command::Init {
             dir,
@@ -105,6 +105,11 @@ pub(crate) fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
         "no configuration given: pass --config DIR/comity.toml or set COMITY_CONFIG \
          (create a node with `comity init`)",
     )
+}
+
+/// The admin API client of the node the config at `path` describes.
+pub(crate) fn client_for(path: &Path) -> Result<Client> {
+    Client::for_config(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Loads the config, naming the file in errors.

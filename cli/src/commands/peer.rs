@@ -2,8 +2,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::args::PeerCommand;
-use crate::client::Client;
 use crate::output::{self, short_id, text, time};
+use comity_client::Client;
 
 pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
     match cmd {

@@ -10,8 +10,8 @@ use comity_protocol::MessageId;
 use serde_json::json;
 
 use crate::args::{BodyArgs, SendCommand};
-use crate::client::Client;
 use crate::output;
+use comity_client::Client;
 
 /// Largest body file read (the node enforces its own, lower, limit).
 const MAX_BODY_FILE: u64 = comity_protocol::message::limits::MAX_BODY_BYTES as u64;

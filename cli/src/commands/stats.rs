@@ -2,8 +2,8 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::args::Format;
-use crate::client::Client;
 use crate::output::{self, duration, text};
+use comity_client::Client;
 
 const GROUPS: [(&str, &str); 5] = [
     ("by_type", "type"),

@@ -7,8 +7,8 @@ use comity_protocol::MessageId;
 use serde_json::json;
 
 use crate::args::BodyArgs;
-use crate::client::Client;
 use crate::output;
+use comity_client::Client;
 
 pub struct StatusArgs {
     pub set: String,
