@@ -159,7 +159,7 @@ async fn session(
     .await
     .map_err(|_| SessionError::Timeout)??
     .ok_or(SenderError::ExpectedHello("the end of the stream"))?;
-    let action = core.lock().on_frame(answer, ctx.audit.size())?;
+    let action = core.lock().on_frame(answer, || ctx.audit.size())?;
     let Action::Hello(keys) = action else {
         return Err(SenderError::ExpectedHello("another frame").into());
     };
@@ -233,19 +233,17 @@ async fn write_envelope(
     id: MessageId,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
+    // Before anything is recorded as an attempt.
+    if core.lock().is_in_flight(&id) {
+        debug!(%id, "already in flight on this connection");
+        return Ok(());
+    }
     let Some(prepared) = outcome::prepare(ctx, peer, keys, id).await? else {
         return Ok(());
     };
     {
         let mut sender = core.lock();
-        match sender.sent(id, prepared.digest) {
-            Ok(()) => {}
-            Err(SenderError::AlreadyInFlight(_)) => {
-                debug!(%id, "already in flight on this connection");
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        }
+        sender.sent(id, prepared.digest)?;
         peer.set_in_flight(sender.in_flight());
     }
     wire::write_frame(send, &SessionFrame::Envelope(prepared.bytes)).await?;
@@ -266,7 +264,8 @@ async fn offer_checkpoint(
     newest: u64,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
-    let Some((old, new)) = core.lock().checkpoint_to_offer(newest) else {
+    let cosigned = ctx.audit.cosigned_by(&peer.id());
+    let Some((old, new)) = core.lock().checkpoint_to_offer(newest, cosigned) else {
         return Ok(());
     };
     let offer = match ctx.audit.offer(old, new) {
@@ -301,8 +300,11 @@ async fn read_answers(
             return Err(SessionError::PeerEnded);
         };
         peer.contact();
-        let log_size = ctx.audit.size();
-        let action = core.lock().on_frame(frame, log_size)?;
+        let mut log_size = 0;
+        let action = core.lock().on_frame(frame, || {
+            log_size = ctx.audit.size();
+            log_size
+        })?;
         match action {
             Action::CheckCosignature { size, line } => {
                 if outcome::cosignature(ctx, peer, size, &line) {

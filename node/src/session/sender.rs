@@ -172,11 +172,21 @@ impl Sender {
         self.in_flight.take_all()
     }
 
+    /// Whether `id` was written on this connection and not yet answered.
+    pub fn is_in_flight(&self, id: &MessageId) -> bool {
+        self.in_flight.digest(id).is_some()
+    }
+
     /// A frame from the peer.
     ///
-    /// `log_size` is our audit log's size now: a witness saying it cosigned
-    /// more than that is not taken at its word.
-    pub fn on_frame(&mut self, frame: SessionFrame, log_size: u64) -> Result<Action, SenderError> {
+    /// `log_size` tells our audit log's size now, asked only for a
+    /// witness's refusal: a witness saying it cosigned more than that is
+    /// not taken at its word.
+    pub fn on_frame(
+        &mut self,
+        frame: SessionFrame,
+        log_size: impl FnOnce() -> u64,
+    ) -> Result<Action, SenderError> {
         let keys = match &self.state {
             State::Ended => return Err(SenderError::Ended),
             State::AwaitingHello => return self.on_hello(frame),
@@ -230,7 +240,7 @@ impl Sender {
                 detail,
             } => self
                 .witnessing
-                .on_refused(size, witnessed_size, reason, detail, log_size),
+                .on_refused(size, witnessed_size, reason, detail, log_size()),
             other => return Err(SenderError::Unexpected(frame_name(&other))),
         };
         if action.ends_session() {
@@ -251,10 +261,14 @@ impl Sender {
 
     /// The checkpoint offer to make now, as (old size, new size), if
     /// `newest` (our newest durable checkpoint) has not been offered from
-    /// where the witness stands. Call [`Sender::offered`] once it is sent.
-    pub fn checkpoint_to_offer(&self, newest: u64) -> Option<(u64, u64)> {
-        let old = self.witnessing.from();
-        (newest > old && self.witnessing.offered != Some((old, newest))).then_some((old, newest))
+    /// where the witness stands; `cosigned` is the largest size the peer
+    /// has cosigned as the audit log knows it now (another session may have
+    /// stored one). Call [`Sender::offered`] once it is sent.
+    pub fn checkpoint_to_offer(&mut self, newest: u64, cosigned: u64) -> Option<(u64, u64)> {
+        let w = &mut self.witnessing;
+        w.cosigned = w.cosigned.max(cosigned);
+        let old = w.from();
+        (newest > old && w.offered != Some((old, newest))).then_some((old, newest))
     }
 
     /// The checkpoint of `new` was offered with a proof from `old`.
