@@ -74,6 +74,10 @@ pub enum WitnessRefusal {
     Fork,
     /// The consistency proof does not verify: history was rewritten.
     Inconsistent,
+    /// A well-signed checkpoint of a form Comity nodes do not produce (it
+    /// carries extension lines after the root, whose meaning no one
+    /// specified): a witness cosigns only what it can state the meaning of.
+    UnknownForm,
 }
 
 impl WitnessRefusal {
@@ -92,6 +96,7 @@ impl WitnessRefusal {
             WitnessRefusal::Shrank => "shrank",
             WitnessRefusal::Fork => "fork",
             WitnessRefusal::Inconsistent => "inconsistent",
+            WitnessRefusal::UnknownForm => "unknown-form",
         }
     }
 }

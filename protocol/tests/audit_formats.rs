@@ -1216,3 +1216,39 @@ fn the_node_cannot_witness_itself_and_a_witness_counts_once() {
     assert_eq!(report.cosigners[0].timestamp, 6);
     assert_eq!(report.ignored_signatures, 2);
 }
+
+#[test]
+fn a_node_cosigning_its_own_checkpoint_on_a_separate_line_is_no_witness() {
+    let log = make_log(20);
+    let mut w = BundleWriter::new(Vec::new(), &log.node.id()).unwrap();
+    for l in &log.leaves {
+        w.write_entry(l).unwrap();
+    }
+    let text = log.signed(20);
+    let body = Note::parse(&text).unwrap().text().to_string();
+    w.write_checkpoint(&text).unwrap();
+    // The node's own key, in the cosignature format, as a separate line.
+    let own = cosign(&log.node, &origin_for(&log.node.id()), &body, 77).unwrap();
+    w.write_cosignature(20, &log.node.id(), &origin_for(&log.node.id()), &own)
+        .unwrap();
+    let bundle = String::from_utf8(w.finish().unwrap()).unwrap();
+    let r = verify_with(
+        &bundle,
+        VerifyOptions {
+            expected_node: Some(log.node.id()),
+            required_witnesses: vec![log.node.id()],
+            threads: 0,
+        },
+    );
+    assert!(r.witnesses.is_empty(), "{:?}", r.witnesses);
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::NodeAsWitness { size: 20, .. }
+    )));
+    assert!(has(&r, |f| *f
+        == Finding::MissingCosignature {
+            witness: log.node.id(),
+            size: 20
+        }));
+    assert!(!r.is_valid());
+}

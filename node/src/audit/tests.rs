@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
+use base64::Engine as _;
 use comity_protocol::audit::checkpoint::{origin_for, sign_checkpoint, Checkpoint};
 use comity_protocol::audit::merkle::{leaf_hash, Frontier};
+use comity_protocol::audit::note::{key_id, Note};
+use comity_protocol::session::WitnessRefusal;
 use comity_protocol::{Identity, Timestamp};
 
 use super::AuditLog;
@@ -43,4 +46,48 @@ async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
     let proof = vec![leaf_hash(b"two")];
     let w = log.witness(&peer.id(), &second, 1, &proof).unwrap();
     assert!(w.new && w.size == 2);
+}
+
+#[tokio::test]
+async fn a_checkpoint_with_extension_lines_is_not_cosigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
+    let peer = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
+    let store = Store::open(dir.path()).unwrap();
+    let log = AuditLog::open(store.clone(), me, 1000, true).unwrap();
+    let mut tree = Frontier::new();
+    tree.push(leaf_hash(b"one")).unwrap();
+    let origin = origin_for(&peer.id());
+    let checkpoint = Checkpoint {
+        origin: origin.clone(),
+        size: tree.size(),
+        root: tree.root(),
+    };
+    // Well signed by the pinned peer, valid as a C2SP checkpoint, but with
+    // words after the root that nobody specified.
+    let body = format!(
+        "{}The Ministry approves the release of EUR 1,000,000\n",
+        checkpoint.body()
+    );
+    let note = signed_by(&peer, &origin, &body);
+    assert!(Note::parse(&note).is_ok(), "{note}");
+    let refused = log.witness(&peer.id(), &note, 0, &[]).unwrap_err();
+    assert_eq!(refused.reason, WitnessRefusal::UnknownForm);
+    assert_eq!(store.witnessed(&peer.id()).unwrap(), None, "nothing kept");
+    // The plain form of the same checkpoint is cosigned.
+    let plain = sign_checkpoint(&peer, &checkpoint).unwrap();
+    assert!(log.witness(&peer.id(), &plain, 0, &[]).unwrap().new);
+}
+
+/// `text` as a signed note by `who` under key name `name` (C2SP signed
+/// note, Ed25519), signed here as any peer could.
+fn signed_by(who: &Identity, name: &str, text: &str) -> String {
+    let pair =
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&who.ed25519_secret()[..]).unwrap();
+    let mut blob = key_id(name, 0x01, who.id().as_bytes())
+        .to_be_bytes()
+        .to_vec();
+    blob.extend_from_slice(pair.sign(text.as_bytes()).as_ref());
+    let sig = base64::engine::general_purpose::STANDARD.encode(blob);
+    format!("{text}\n\u{2014} {name} {sig}\n")
 }

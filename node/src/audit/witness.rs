@@ -102,6 +102,13 @@ impl AuditLog {
         })?;
         let refused =
             |r: WitnessRefusal, detail: String| Refused::new(r, new.size, witnessed, detail);
+        // Exactly the form our nodes sign: origin, size, root, nothing after.
+        if note.text() != new.body() {
+            return Err(refused(
+                WitnessRefusal::UnknownForm,
+                "the checkpoint carries lines after its root; not cosigned".into(),
+            ));
+        }
         if let Some(prev) = &previous {
             if new.size < prev.size {
                 let e = WitnessError::Shrank {

@@ -7,7 +7,7 @@ use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
 use comity_protocol::message::{Body, StatusUpdate};
 use comity_protocol::receipt::Receipt;
-use comity_protocol::session::{RejectReason, SessionFrame};
+use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
 use tracing::{debug, warn};
 
@@ -306,7 +306,14 @@ pub(crate) fn witness(
             }
         }
         Err(r) => {
-            if r.reason.is_alarm() {
+            if r.reason == WitnessRefusal::UnknownForm {
+                ctx.audit.note(
+                    Fact::new(AuditKind::CheckpointRefused, Actor::Node)
+                        .peer(peer)
+                        .detail(&format!("{} at size {}", r.reason.name(), r.size)),
+                );
+                warn!(peer = %peer.short(), size = r.size, "checkpoint of an unknown form not cosigned");
+            } else if r.reason.is_alarm() {
                 let text = format!(
                     "peer {peer} presented checkpoint {} that is not consistent with size {} cosigned before ({}): {}",
                     r.size, r.witnessed_size, r.reason.name(), r.detail

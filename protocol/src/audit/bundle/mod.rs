@@ -132,6 +132,8 @@ pub enum Finding {
     },
     #[error("required witness {witness} did not cosign the newest checkpoint (size {size})")]
     MissingCosignature { witness: NodeId, size: u64 },
+    #[error("line {line}: a cosignature by the node itself on the checkpoint at size {size}: a node cannot witness its own log (not counted)")]
+    NodeAsWitness { line: u64, size: u64 },
 }
 
 /// The newest checkpoint a report vouches for.

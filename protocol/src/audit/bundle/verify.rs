@@ -325,6 +325,15 @@ impl Assembler {
                     continue;
                 }
             };
+            // Wherever it is placed, the node's own signature is no
+            // witness's (inside a note, `cosigners` skips it).
+            if witness == *node {
+                self.findings.push(Finding::NodeAsWitness {
+                    line: *line,
+                    size: c.checkpoint_size,
+                });
+                continue;
+            }
             let sig = match NoteSignature::parse_line(&c.line) {
                 Ok(s) => s,
                 Err(e) => {
