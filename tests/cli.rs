@@ -510,3 +510,59 @@ fn admin_socket_is_0600_and_a_stopped_daemon_is_explained() {
     let out = comity(&["man"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH comity"));
 }
+
+#[test]
+fn audit_files_are_written_without_following_a_planted_link() {
+    let (a, b) = pair();
+    let out = a.run(&[
+        "send",
+        "request",
+        "--to",
+        "BO",
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        "Bank records",
+        "--body",
+        "Please.",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(|| state_of(&a, &id) == "delivered", "delivery");
+    drop(b);
+    // Another local user plants links where the files will be written: at
+    // the partial path the old export used, and at the final paths.
+    let dir = a.dir.path();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let bundle = dir.join("bundle.jsonl");
+    let proof = dir.join("proof.json");
+    std::os::unix::fs::symlink(&victim, dir.join("bundle.partial")).unwrap();
+    std::os::unix::fs::symlink(&victim, &proof).unwrap();
+    for args in [
+        vec!["audit", "export", "--out", bundle.to_str().unwrap()],
+        vec!["audit", "proof", &id, "--out", proof.to_str().unwrap()],
+    ] {
+        let out = a.run(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    for written in [&bundle, &proof] {
+        let meta = std::fs::symlink_metadata(written).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "{} is a link",
+            written.display()
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    assert!(comity(&["audit", "verify", bundle.to_str().unwrap()])
+        .status
+        .success());
+}

@@ -22,6 +22,7 @@ mod context;
 pub mod counts;
 pub(crate) mod delivery;
 pub mod events;
+pub mod files;
 pub mod malloc;
 pub mod metrics;
 pub mod node;

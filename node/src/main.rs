@@ -28,6 +28,7 @@ struct Args {
 
 fn main() -> ExitCode {
     comity_node::malloc::limit_arenas();
+    comity_node::files::restrict_umask();
     let args = Args::parse();
     let config = match Config::load(&args.config) {
         Ok(c) => c,

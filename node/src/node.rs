@@ -43,11 +43,8 @@ pub enum StartError {
         "the configuration pins this node's own id {0} as a peer (a [[peer]] table): remove it"
     )]
     SelfPinned(NodeId),
-    #[error("cannot create {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] crate::files::DataDirError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -83,10 +80,7 @@ impl Node {
             return Err(StartError::SelfPinned(identity.id()));
         }
         let identity = Arc::new(identity);
-        std::fs::create_dir_all(&config.node.data_dir).map_err(|source| StartError::Io {
-            path: config.node.data_dir.display().to_string(),
-            source,
-        })?;
+        crate::files::prepare_data_dir(&config.node.data_dir)?;
         let store = Store::open(&config.node.data_dir.join("store"))?;
         let audit = Arc::new(AuditLog::open(
             store.clone(),

@@ -2,7 +2,7 @@
 //! with nothing but `comity-protocol`).
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -17,23 +17,9 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Export { out } => {
             let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
-            let tmp = out.with_extension("partial");
-            let mut file = std::io::BufWriter::new(
-                File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-            );
-            let result = client
-                .download("/v1/audit/export", &mut file, u64::MAX)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| file.flush().map(|()| b).map_err(Into::into));
-            drop(file);
-            let bytes = match result {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            };
-            std::fs::rename(&tmp, &out)?;
+            let bytes = super::write_new_file(&out, |file| {
+                Ok(client.download("/v1/audit/export", file, u64::MAX)?)
+            })?;
             println!(
                 "audit log exported to {} ({bytes} bytes); check it with `comity audit verify {}`",
                 out.display(),
@@ -80,8 +66,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 &mut buf,
                 MAX_PROOF_FILE_BYTES as u64,
             )?;
-            std::fs::write(&out, &buf)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            super::write_new_file(&out, |file| Ok(file.write_all(&buf)?))?;
             println!("inclusion proof for {id} written to {}; check it with `comity audit verify-proof {}`", out.display(), out.display());
         }
         AuditCommand::VerifyProof { path, json } => {

@@ -32,6 +32,43 @@ pub(crate) fn read_text(path: &std::path::Path, max: u64, what: &str) -> Result<
     String::from_utf8(bytes).with_context(|| format!("{what} {} is not UTF-8 text", path.display()))
 }
 
+/// Writes `out` as a new file (mode 0600) without following a link planted
+/// at its path or beside it: `fill` writes a temporary file created
+/// exclusively in the same directory, which is synced and then renamed over
+/// `out` (a rename replaces a link, never its target). On error nothing is
+/// left behind.
+pub(crate) fn write_new_file<T>(
+    out: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
+) -> Result<T> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let mut w = std::io::BufWriter::new(tmp);
+    let value = fill(&mut w)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.persist(out)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(value)
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     let client = || -> Result<Client> { client_for(&config_path(config.clone())?) };
