@@ -49,6 +49,7 @@ fn verify(bundle: &str, node: &TestNode, witness: Option<&TestNode>) -> Report {
     let options = VerifyOptions {
         expected_node: Some(node.id),
         required_witnesses: witness.map(|w| vec![w.id]).unwrap_or_default(),
+        allow_unwitnessed_tail: 0,
         threads: 1,
     };
     verify_bundle(Cursor::new(bundle.as_bytes()), &options).unwrap()
@@ -92,10 +93,14 @@ fn peers_cosign_checkpoints_and_an_export_verifies_and_exposes_any_tampering() {
     });
 
     let bundle = a.get_text("/v1/audit/export");
-    // The export ends with a fresh checkpoint covering every entry; the
-    // witness has cosigned earlier ones (not necessarily that one yet).
+    // The export ends with a fresh checkpoint covering every entry, and it
+    // waited for the connected witness to cosign that one too: a fresh
+    // export is witnessed to its end.
     let report = verify(&bundle, &a, None);
     assert!(report.is_valid(), "{:?}", report.findings);
+    assert_eq!(report.unwitnessed, None, "every entry cosigned");
+    let witnessed = verify(&bundle, &a, Some(&b));
+    assert!(witnessed.is_valid(), "{:?}", witnessed.findings);
     let b_cosigned = report.witnesses.iter().find(|w| w.witness == b.id).unwrap();
     assert!(b_cosigned.cosigned_checkpoints >= 1);
     // A's 30 messages: accepted, sent, receipt received; B's: received, receipt sent.
@@ -375,8 +380,15 @@ fn after_kill9_of_both_nodes_every_event_on_disk_has_its_entry() {
     }
 }
 
+/// Copies a directory tree as an operator restoring a backup would: the
+/// directories 0700 (comityd refuses a data directory others can read).
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let t = to.join(e.file_name());

@@ -302,9 +302,13 @@ pub enum AuditCommand {
         /// the bundle (otherwise the bundle's own key is believed).
         #[arg(long, value_name = "NODEID")]
         node: Option<String>,
-        /// A witness that must have cosigned the newest checkpoint; repeat.
+        /// A witness whose cosignatures must cover the whole log; repeat.
         #[arg(long = "witness", value_name = "NODEID")]
         witnesses: Vec<String>,
+        /// Accept up to N of the newest entries not yet cosigned by each
+        /// --witness (0: every entry must be).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        allow_unwitnessed_tail: u64,
         #[arg(long)]
         json: bool,
     },

@@ -15,7 +15,9 @@ use std::io::Cursor;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use comity_protocol::audit::bundle::{verify_bundle, BundleWriter, Finding, Report, VerifyOptions};
+use comity_protocol::audit::bundle::{
+    verify_bundle, BundleWriter, EntryRange, Finding, Report, VerifyOptions,
+};
 use comity_protocol::audit::checkpoint::{
     check_witness_update, cosign, node_for_origin, open_checkpoint, origin_for, sign_checkpoint,
     verify_checkpoint, verify_cosignature, Checkpoint, CheckpointError, WitnessError,
@@ -342,6 +344,7 @@ fn bundle_round_trip() {
         VerifyOptions {
             expected_node: Some(log.node.id()),
             required_witnesses: vec![ident(3).id(), ident(4).id()],
+            allow_unwitnessed_tail: 0,
             threads: 0,
         },
     );
@@ -767,6 +770,7 @@ fn wrong_node_and_missing_witness_are_reported() {
         VerifyOptions {
             expected_node: Some(other),
             required_witnesses: vec![ident(3).id()],
+            allow_unwitnessed_tail: 0,
             threads: 0,
         },
     );
@@ -781,6 +785,7 @@ fn wrong_node_and_missing_witness_are_reported() {
         VerifyOptions {
             expected_node: None,
             required_witnesses: vec![ident(3).id()],
+            allow_unwitnessed_tail: 0,
             threads: 0,
         },
     );
@@ -788,7 +793,8 @@ fn wrong_node_and_missing_witness_are_reported() {
         r.findings,
         vec![Finding::MissingCosignature {
             witness: ident(3).id(),
-            size: 20
+            size: 0,
+            entries: 20
         }]
     );
     // A header whose key and id disagree.
@@ -1137,6 +1143,7 @@ fn documented_worked_example() {
         VerifyOptions {
             expected_node: Some(node.id()),
             required_witnesses: vec![peer.id()],
+            allow_unwitnessed_tail: 0,
             threads: 0,
         },
     );
@@ -1237,6 +1244,7 @@ fn a_node_cosigning_its_own_checkpoint_on_a_separate_line_is_no_witness() {
         VerifyOptions {
             expected_node: Some(log.node.id()),
             required_witnesses: vec![log.node.id()],
+            allow_unwitnessed_tail: 0,
             threads: 0,
         },
     );
@@ -1248,7 +1256,53 @@ fn a_node_cosigning_its_own_checkpoint_on_a_separate_line_is_no_witness() {
     assert!(has(&r, |f| *f
         == Finding::MissingCosignature {
             witness: log.node.id(),
-            size: 20
+            size: 0,
+            entries: 20
         }));
     assert!(!r.is_valid());
+}
+
+#[test]
+fn entries_no_witness_cosigned_are_reported_and_a_witness_must_cover_the_log() {
+    // 52 entries, checkpoints at 13 (cosigned by A) and 52 (the node's own
+    // signature only): as a history rewritten after 13 and stripped of its
+    // later cosignatures would look.
+    let log = make_log(52);
+    let wa = ident(3);
+    let mut w = BundleWriter::new(Vec::new(), &log.node.id()).unwrap();
+    for l in &log.leaves {
+        w.write_entry(l).unwrap();
+    }
+    let early = log.signed(13);
+    let body = Note::parse(&early).unwrap().text().to_string();
+    let la = cosign(&wa, &origin_for(&wa.id()), &body, 1013).unwrap();
+    w.write_checkpoint(&format!("{early}{la}\n")).unwrap();
+    w.write_checkpoint(&log.signed(52)).unwrap();
+    let text = String::from_utf8(w.finish().unwrap()).unwrap();
+
+    let r = verify(&text);
+    assert!(r.is_valid(), "{:?}", r.findings);
+    assert_eq!(r.unwitnessed, Some(EntryRange { from: 13, to: 52 }));
+
+    let with = |tail: u64| {
+        verify_with(
+            &text,
+            VerifyOptions {
+                expected_node: Some(log.node.id()),
+                required_witnesses: vec![wa.id()],
+                allow_unwitnessed_tail: tail,
+                threads: 0,
+            },
+        )
+    };
+    assert_eq!(
+        with(0).findings,
+        vec![Finding::MissingCosignature {
+            witness: wa.id(),
+            size: 13,
+            entries: 52
+        }]
+    );
+    assert_eq!(with(38).findings.len(), 1);
+    assert!(with(39).is_valid());
 }

@@ -20,16 +20,41 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             let bytes = super::write_new_file(&out, |file| {
                 Ok(client.download("/v1/audit/export", file, u64::MAX)?)
             })?;
+            // Say at once what the bundle holds: how far witnesses vouch.
+            let file =
+                File::open(&out).with_context(|| format!("cannot open {}", out.display()))?;
+            let report = verify_bundle(
+                BufReader::with_capacity(1 << 20, file),
+                &VerifyOptions::default(),
+            )
+            .with_context(|| format!("cannot read {}", out.display()))?;
             println!(
-                "audit log exported to {} ({bytes} bytes); check it with `comity audit verify {}`",
+                "audit log exported to {} ({bytes} bytes, {} entries); check it with `comity audit verify {}`",
                 out.display(),
+                report.entries,
                 out.display()
             );
+            let covering: Vec<String> = report
+                .witnesses
+                .iter()
+                .filter(|w| w.newest_size >= report.entries)
+                .map(|w| w.witness.short())
+                .collect();
+            if !covering.is_empty() {
+                println!("  cosigned to its end by: {}", covering.join(", "));
+            }
+            if let Some(u) = report.unwitnessed {
+                println!(
+                    "  entries {}..{} are cosigned by no witness yet (a peer down or slow to answer); they rest on this node's signature",
+                    u.from, u.to
+                );
+            }
         }
         AuditCommand::Verify {
             path,
             node,
             witnesses,
+            allow_unwitnessed_tail,
             json,
         } => {
             let options = VerifyOptions {
@@ -38,6 +63,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                     .iter()
                     .map(|w| w.parse::<NodeId>())
                     .collect::<Result<_, _>>()?,
+                allow_unwitnessed_tail,
                 threads: 0,
             };
             let file =
@@ -137,6 +163,19 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
             "  witness {}: cosigned {} checkpoints, newest size {}",
             w.witness, w.cosigned_checkpoints, w.newest_size
         );
+    }
+    match r.unwitnessed {
+        Some(u) if r.witnesses.is_empty() => println!(
+            "  no witness cosigned any of the {} entries: they rest on the node's own signature",
+            u.to - u.from
+        ),
+        Some(u) => println!(
+            "  entries {}..{} ({} entries) are cosigned by no witness: they rest on the node's own signature",
+            u.from,
+            u.to,
+            u.to - u.from
+        ),
+        None => println!("  every entry is cosigned by at least one witness"),
     }
     for f in &r.findings {
         println!("  PROBLEM: {f}");

@@ -244,6 +244,7 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
             &VerifyOptions {
                 expected_node: Some(a.id),
                 required_witnesses: Vec::new(),
+                allow_unwitnessed_tail: 0,
                 threads: 1,
             },
         )?;

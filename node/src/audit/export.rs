@@ -17,7 +17,19 @@ impl AuditLog {
     /// (sign and commit one first for a fresh export): a bundle never
     /// carries a signature over entries a crash could still undo.
     pub fn export(&self, node: &NodeId, out: impl Write) -> Result<u64, AuditError> {
-        let durable = *self.latest.borrow();
+        self.export_up_to(node, *self.latest.borrow(), out)
+    }
+
+    /// [`AuditLog::export`] up to the durable checkpoint of size `upto`
+    /// (the one whose cosignatures an export waited for), even if newer
+    /// ones were signed since.
+    pub fn export_up_to(
+        &self,
+        node: &NodeId,
+        upto: u64,
+        out: impl Write,
+    ) -> Result<u64, AuditError> {
+        let durable = (*self.latest.borrow()).min(upto);
         let checkpoints: Vec<(u64, String)> = self
             .store
             .checkpoints()?

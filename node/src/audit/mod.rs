@@ -100,6 +100,8 @@ pub struct AuditLog {
     latest: watch::Sender<u64>,
     /// Per witness, the largest size it cosigned.
     cosigned: Mutex<HashMap<NodeId, u64>>,
+    /// Woken when a cosignature is stored.
+    cosigned_changed: Notify,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -137,6 +139,7 @@ impl AuditLog {
             signed_at: Mutex::new(None),
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
+            cosigned_changed: Notify::new(),
         })
     }
 
@@ -221,15 +224,43 @@ impl AuditLog {
     /// When this returns, nothing handed out over the log can be undone by
     /// a crash. The one way a checkpoint becomes durable: the periodic task,
     /// exports, proofs and shutdown all come here.
-    pub async fn durable_checkpoint(self: &Arc<Self>) -> Result<Option<u64>, AuditError> {
+    /// Returns the size of the newest durable checkpoint.
+    pub async fn durable_checkpoint(self: &Arc<Self>) -> Result<u64, AuditError> {
         let log = self.clone();
-        let signed_now = tokio::task::spawn_blocking(move || log.checkpoint()).await??;
+        tokio::task::spawn_blocking(move || log.checkpoint()).await??;
         // Read before the commit, so the commit covers it (it may have been
         // signed by another caller).
         let signed = self.signed.load(Ordering::Relaxed);
         self.store.commit().await?;
         self.publish(signed);
-        Ok(signed_now)
+        Ok(signed)
+    }
+
+    /// Waits until each of `witnesses` has cosigned the checkpoint of
+    /// `size` (or a later one), at most `wait`; returns those that have not.
+    /// Publishing a checkpoint is what asks them (each peer's sender offers
+    /// it), so this only waits.
+    pub async fn await_cosignatures(
+        &self,
+        witnesses: &[NodeId],
+        size: u64,
+        wait: std::time::Duration,
+    ) -> Vec<NodeId> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.cosigned_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let missing: Vec<NodeId> = witnesses
+                .iter()
+                .filter(|w| self.cosigned_by(w) < size)
+                .copied()
+                .collect();
+            if missing.is_empty() || tokio::time::Instant::now() >= deadline {
+                return missing;
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
     }
 
     /// Offers checkpoint `signed` and those before it to witnesses. Only

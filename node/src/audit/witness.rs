@@ -59,6 +59,8 @@ impl AuditLog {
         let mut c = self.cosigned.lock().unwrap_or_else(|p| p.into_inner());
         let e = c.entry(*witness).or_insert(0);
         *e = (*e).max(size);
+        drop(c);
+        self.cosigned_changed.notify_waiters();
         Ok(())
     }
 

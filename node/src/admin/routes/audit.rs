@@ -5,18 +5,22 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use tracing::warn;
+
 use super::{parse_id, path_param, ApiError, AppState};
 use crate::admin::stream::{stream_from, ChannelWriter};
 
 /// Makes a checkpoint over everything so far durable (and offered to
-/// witnesses) before anything is handed out over it.
-async fn durable_checkpoint(node: &AppState) -> Result<(), ApiError> {
+/// witnesses) before anything is handed out over it; returns its size.
+async fn durable_checkpoint(node: &AppState) -> Result<u64, ApiError> {
     node.audit()
         .durable_checkpoint()
         .await
-        .map(drop)
         .map_err(ApiError::internal)
 }
+
+/// How long an export waits for the pinned peers to cosign its checkpoint.
+const EXPORT_WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The whole log as a bundle (JSON Lines), streamed as it is written.
 pub(super) async fn export(State(node): State<AppState>) -> Result<Response, ApiError> {
@@ -27,14 +31,29 @@ pub(super) async fn export(State(node): State<AppState>) -> Result<Response, Api
         )
         .detail("audit export"),
     );
-    durable_checkpoint(&node).await?;
+    let size = durable_checkpoint(&node).await?;
+    // The pinned peers were offered it when it became durable: give them a
+    // moment to cosign, so that a fresh export is witnessed to its end.
+    let peers: Vec<_> = node.peers().iter().map(|p| p.id).collect();
+    let missing = node
+        .audit()
+        .await_cosignatures(&peers, size, EXPORT_WITNESS_WAIT)
+        .await;
+    if !missing.is_empty() {
+        warn!(
+            size,
+            missing = missing.len(),
+            of = peers.len(),
+            "audit export: not every peer cosigned its checkpoint in time; exported without"
+        );
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let node = node.node.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
         let result = node
             .audit()
-            .export(&node.id(), &mut w)
+            .export_up_to(&node.id(), size, &mut w)
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|_| std::io::Write::flush(&mut w));
         if let Err(e) = result {

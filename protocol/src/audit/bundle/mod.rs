@@ -64,8 +64,12 @@ pub struct VerifyOptions {
     /// the header's key is believed, which proves only that the bundle is
     /// self-consistent: require witnesses too.
     pub expected_node: Option<NodeId>,
-    /// Witnesses that must have cosigned the newest checkpoint.
+    /// Witnesses whose cosignatures must cover the whole log (less
+    /// `allow_unwitnessed_tail` entries at its end).
     pub required_witnesses: Vec<NodeId>,
+    /// How many of the newest entries a required witness may leave
+    /// uncosigned (0: it must have cosigned the checkpoint of every entry).
+    pub allow_unwitnessed_tail: u64,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
 }
@@ -130,10 +134,24 @@ pub enum Finding {
         size: u64,
         witness: NodeId,
     },
-    #[error("required witness {witness} did not cosign the newest checkpoint (size {size})")]
-    MissingCosignature { witness: NodeId, size: u64 },
+    #[error(
+        "required witness {witness} cosigned the log only up to size {size} of {entries} entries"
+    )]
+    MissingCosignature {
+        witness: NodeId,
+        /// The largest size it cosigned (0: none).
+        size: u64,
+        entries: u64,
+    },
     #[error("line {line}: a cosignature by the node itself on the checkpoint at size {size}: a node cannot witness its own log (not counted)")]
     NodeAsWitness { line: u64, size: u64 },
+}
+
+/// Entries `from..to` (0-based, `to` excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EntryRange {
+    pub from: u64,
+    pub to: u64,
 }
 
 /// The newest checkpoint a report vouches for.
@@ -167,6 +185,9 @@ pub struct Report {
     pub checkpoints: u64,
     pub newest_checkpoint: Option<CheckpointSummary>,
     pub witnesses: Vec<WitnessSummary>,
+    /// Entries no witness cosigned (from the largest size any witness
+    /// cosigned to the end): attested by the node's own signature only.
+    pub unwitnessed: Option<EntryRange>,
     /// Note signatures by keys this verifier does not know (ignored).
     pub ignored_signatures: u64,
     pub findings: Vec<Finding>,

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::parse::{BatchOut, CosignatureIn, EntryProblem, HeaderIn, Item};
 use super::{
-    CheckpointSummary, Finding, Report, VerifyOptions, WitnessSummary, FORMAT, MAX_FINDINGS,
+    CheckpointSummary, EntryRange, Finding, Report, VerifyOptions, WitnessSummary, FORMAT,
+    MAX_FINDINGS,
 };
 use crate::audit::checkpoint::{
     cosigners, open_checkpoint, origin_for, verify_cosignature_sig, Checkpoint, CheckpointError,
@@ -160,6 +161,7 @@ impl Assembler {
             checkpoints: 0,
             newest_checkpoint: None,
             witnesses: Vec::new(),
+            unwitnessed: None,
             ignored_signatures: 0,
             findings: Vec::new(),
             findings_omitted: 0,
@@ -380,14 +382,19 @@ impl Assembler {
                         entries,
                     });
                 }
+                // A required witness must vouch for the whole log: its
+                // newest cosigned size, plus the tail the auditor accepts
+                // unwitnessed, must reach every entry.
                 for w in &options.required_witnesses {
-                    let has = cosigned
+                    let newest = cosigned
                         .get(w)
-                        .is_some_and(|(sizes, _)| sizes.contains(&cp.size));
-                    if !has {
+                        .and_then(|(sizes, _)| sizes.last().copied())
+                        .unwrap_or(0);
+                    if newest.saturating_add(options.allow_unwitnessed_tail) < entries {
                         self.findings.push(Finding::MissingCosignature {
                             witness: *w,
-                            size: cp.size,
+                            size: newest,
+                            entries,
                         });
                     }
                 }
@@ -397,6 +404,18 @@ impl Assembler {
                 });
             }
         }
+        // Entries from the largest size any witness cosigned on: vouched
+        // for by the node's own signature alone.
+        let witnessed = cosigned
+            .values()
+            .filter_map(|(sizes, _)| sizes.last().copied())
+            .max()
+            .unwrap_or(0)
+            .min(entries);
+        report.unwitnessed = (witnessed < entries).then_some(EntryRange {
+            from: witnessed,
+            to: entries,
+        });
         report.witnesses = cosigned
             .into_iter()
             .map(|(witness, (sizes, ts))| WitnessSummary {
