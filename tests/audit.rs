@@ -329,7 +329,12 @@ fn after_kill9_of_both_nodes_every_event_on_disk_has_its_entry() {
     a.start();
     a.send_many(&b, 600, 4);
     b.start();
-    b.wait_until(LONG, "first messages received", || b.inbox_count() > 0);
+    // A receipt at A means B has flushed what it names: the kill then
+    // lands with something on B's disk (B's inbox count alone is not
+    // durable yet).
+    a.wait_until(LONG, "first messages delivered", || {
+        a.outbox_count("delivered") > 0
+    });
     b.kill9();
     a.kill9();
     // What the stores hold after the crash, before anything else happens.

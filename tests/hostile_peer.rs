@@ -634,3 +634,134 @@ fn a_frame_that_stops_arriving_is_dropped_after_a_timeout() {
         }
     });
 }
+
+/// Bytes under `dir`, all files.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+/// A pinned peer writes junk envelope frames as fast as it can: A records
+/// the first ones (its budget), then only counts, closes H's connections
+/// and refuses new ones for the back-off, while B's messages keep flowing.
+#[test]
+fn a_pinned_peer_flooding_junk_costs_it_its_sessions_not_our_disk() {
+    let (a, b, h) = setup();
+    a.send_many(&b, 5, 1);
+    a.wait_until(LONG, "a first exchange", || {
+        a.outbox_count("delivered") == 5
+    });
+    let entries_before = a.get("/v1/node")["audit"]["entries"].as_u64().unwrap();
+    let rejected_before = a.get("/v1/node")["rejected"].as_u64().unwrap();
+    let data = a.dir().join("data");
+    let bytes_before = dir_bytes(&data);
+
+    let junk = envelope(vec![0x5a; 5]);
+    let done = AtomicBool::new(false);
+    let (offered, latencies) = std::thread::scope(|s| {
+        // B sends to A meanwhile; each message's time to its receipt.
+        let latencies = s.spawn(|| {
+            let mut l = Vec::new();
+            while !done.load(Ordering::Relaxed) || l.len() < 10 {
+                let sent = Instant::now();
+                let id = b.send(&a, "during the flood");
+                b.wait_until(LONG, "delivery during the flood", || {
+                    b.get(&format!("/v1/messages/{id}"))["state"] == "delivered"
+                });
+                l.push(sent.elapsed());
+            }
+            l
+        });
+        let rt = Runtime::new().unwrap();
+        let offered = rt.block_on(async {
+            let endpoint = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+            let mut offered = 0u64;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+            'attack: while tokio::time::Instant::now() < deadline {
+                let Ok(conn) = try_connect(&endpoint, &h, &a).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Ok((mut send, _recv)) = conn.open_bi().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let hello = SessionFrame::Hello {
+                    cert: h.encryption_cert().clone(),
+                };
+                if wire::write_frame(&mut send, &hello).await.is_err() {
+                    continue;
+                }
+                let batch: Vec<u8> = junk
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(junk.len() * 1000)
+                    .collect();
+                while offered < 100_000 {
+                    if send.write_all(&batch).await.is_err() {
+                        continue 'attack;
+                    }
+                    offered += 1000;
+                }
+                // Hold the connection while A reads what it was sent.
+                let _ = tokio::time::timeout_at(deadline, conn.closed()).await;
+            }
+            offered
+        });
+        done.store(true, Ordering::Relaxed);
+        (offered, latencies.join().unwrap())
+    });
+    // Let A work through whatever of the flood it took in.
+    let settle = Instant::now() + Duration::from_secs(20);
+    let mut last = u64::MAX;
+    while Instant::now() < settle {
+        let now = a.get("/v1/node")["rejected"].as_u64().unwrap();
+        if now == last {
+            break;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rejected = a.get("/v1/node")["rejected"].as_u64().unwrap() - rejected_before;
+    let h_status = a
+        .get("/v1/peers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == h.id().to_string())
+        .cloned()
+        .unwrap();
+    let entries = a.get("/v1/node")["audit"]["entries"].as_u64().unwrap() - entries_before;
+    let grown = dir_bytes(&data).saturating_sub(bytes_before);
+    let mut ms: Vec<u128> = latencies.iter().map(Duration::as_millis).collect();
+    ms.sort_unstable();
+    println!(
+        "junk frames written by H: {offered}; A: {rejected} rejections recorded, {} suppressed, over budget: {}, +{entries} audit entries (B's traffic included), +{} KiB in its data dir; B->A during the flood: {} messages, latency p50 {} ms, max {} ms",
+        h_status["rejections_suppressed"],
+        h_status["over_budget"],
+        grown / 1024,
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() - 1]
+    );
+    assert!(h_status["rejections_suppressed"].as_u64().unwrap() > 0);
+    assert_eq!(h_status["over_budget"], true);
+    // The default budget: 100 rejections recorded an hour.
+    assert!(rejected <= 100, "{rejected} rejections recorded");
+    assert!(
+        entries < 200 + 5 * ms.len() as u64,
+        "{entries} audit entries"
+    );
+    assert!(grown < 5 << 20, "data dir grew by {grown} bytes");
+}

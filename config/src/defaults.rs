@@ -28,6 +28,12 @@ pub const IDLE_TIMEOUT_CEILING_SECS: u32 = 86_400;
 /// Envelopes in flight (sent, receipt not yet back) per connection.
 pub const DELIVERY_WINDOW: u32 = 256;
 pub const DELIVERY_WINDOW_CEILING: u32 = 4096;
+pub const REJECTIONS_PER_HOUR: u32 = 100;
+pub const REJECTIONS_PER_HOUR_CEILING: u32 = 100_000;
+pub const REJECTIONS_PER_DAY: u32 = 1000;
+pub const REJECTIONS_PER_DAY_CEILING: u32 = 1_000_000;
+pub const OVER_BUDGET_BACKOFF_SECS: u32 = 60;
+pub const OVER_BUDGET_BACKOFF_CEILING_SECS: u32 = 86_400;
 
 pub const INITIAL_BACKOFF_MS: u32 = 500;
 pub const MAX_BACKOFF_SECS: u32 = 300;

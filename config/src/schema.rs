@@ -72,6 +72,15 @@ pub struct Limits {
     /// Envelopes sent to one peer and not yet answered by a receipt, per
     /// connection (the pipelining window). Default 256; 1–4096.
     pub delivery_window: u32,
+    /// Rejections of one peer's envelopes and streams recorded one by one
+    /// (store, audit log, log line) per rolling hour; beyond it they are
+    /// counted and summarised. Default 100.
+    pub rejections_per_hour: u32,
+    /// The same, per day. Default 1000.
+    pub rejections_per_day: u32,
+    /// A peer over its budget has its inbound connections closed and
+    /// refused for this long (our deliveries to it go on). Default 60 s.
+    pub over_budget_backoff_secs: u32,
 }
 
 /// `[retry]`: how the sender retries a peer that is down.
@@ -202,6 +211,9 @@ impl Default for Limits {
             handshake_timeout_secs: defaults::HANDSHAKE_TIMEOUT_SECS,
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
             delivery_window: defaults::DELIVERY_WINDOW,
+            rejections_per_hour: defaults::REJECTIONS_PER_HOUR,
+            rejections_per_day: defaults::REJECTIONS_PER_DAY,
+            over_budget_backoff_secs: defaults::OVER_BUDGET_BACKOFF_SECS,
         }
     }
 }
@@ -222,6 +234,10 @@ impl Limits {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs.into())
+    }
+
+    pub fn over_budget_backoff(&self) -> Duration {
+        Duration::from_secs(self.over_budget_backoff_secs.into())
     }
 
     pub fn idle_timeout(&self) -> Duration {

@@ -176,6 +176,24 @@ impl Config {
                 d::DELIVERY_WINDOW_CEILING,
                 d::DELIVERY_WINDOW,
             ),
+            (
+                "limits.rejections_per_hour",
+                l.rejections_per_hour,
+                d::REJECTIONS_PER_HOUR_CEILING,
+                d::REJECTIONS_PER_HOUR,
+            ),
+            (
+                "limits.rejections_per_day",
+                l.rejections_per_day,
+                d::REJECTIONS_PER_DAY_CEILING,
+                d::REJECTIONS_PER_DAY,
+            ),
+            (
+                "limits.over_budget_backoff_secs",
+                l.over_budget_backoff_secs,
+                d::OVER_BUDGET_BACKOFF_CEILING_SECS,
+                d::OVER_BUDGET_BACKOFF_SECS,
+            ),
         ];
         for (key, v, max, default) in ranges {
             check_range(

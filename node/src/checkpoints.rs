@@ -18,6 +18,11 @@ pub(crate) async fn run(ctx: Arc<Context>, mut stop: ShutdownSignal) {
             _ = tick.tick() => {}
             _ = stop.triggered() => return,
         }
+        // Suppressed rejections are summarised even when the peer stopped.
+        let now = std::time::Instant::now();
+        for peer in ctx.budgets.pending_peers() {
+            crate::delivery::receive::record_summaries(&ctx, &peer, now, false);
+        }
         if let Err(e) = ctx.audit.durable_checkpoint().await {
             warn!(error = %e, "cannot make a checkpoint durable");
         }

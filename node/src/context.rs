@@ -13,6 +13,7 @@ use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
 use crate::audit::AuditLog;
+use crate::budget::{BudgetLimits, Budgets};
 use crate::events::Event;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
@@ -41,6 +42,8 @@ pub(crate) struct Context {
     pub handshakes_refused: Arc<AtomicU64>,
     /// Serialises business status updates, ours and the peers'.
     pub status_gate: StatusGate,
+    /// What each peer may make us record (see `budget`).
+    pub budgets: Budgets,
 }
 
 /// A stored peer key that no longer verifies.
@@ -66,6 +69,11 @@ impl Context {
         handshakes_refused: Arc<AtomicU64>,
     ) -> Context {
         let peers = Peers::new(config.peers.iter().cloned());
+        let budgets = Budgets::new(BudgetLimits {
+            per_hour: config.limits.rejections_per_hour,
+            per_day: config.limits.rejections_per_day,
+            backoff: config.limits.over_budget_backoff(),
+        });
         Context {
             identity,
             config,
@@ -80,6 +88,7 @@ impl Context {
             verified_keys: Mutex::new(HashMap::new()),
             handshakes_refused,
             status_gate: StatusGate::default(),
+            budgets,
         }
     }
 
@@ -157,6 +166,15 @@ impl Context {
         }
     }
 
+    /// Closes the connections `peer` opened to us (it went over its
+    /// budget); ours to it go on.
+    pub fn close_inbound(&self, peer: &NodeId) {
+        let c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        for o in c.get(peer).into_iter().flatten().filter(|o| o.inbound) {
+            o.conn.close(OVER_BUDGET.into(), b"over budget");
+        }
+    }
+
     /// Whether `peer` is pinned now. Asked on every connection, stream and
     /// frame, never only at the handshake.
     pub fn is_pinned(&self, peer: &NodeId) -> bool {
@@ -167,6 +185,9 @@ impl Context {
 /// The QUIC application error code of a connection closed because its peer
 /// is not pinned (any more).
 pub const UNPINNED: u32 = 4;
+/// … because the peer made us reject more than its budget allows; it may
+/// come back after the back-off.
+pub const OVER_BUDGET: u32 = 5;
 
 struct Open {
     id: usize,

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod budget;
 pub mod business;
 mod checkpoints;
 mod context;

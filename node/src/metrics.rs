@@ -214,6 +214,26 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
             p.country, p.pending
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP comity_peer_rejections_suppressed Rejections of a peer's input counted, not recorded (over its budget).\n# TYPE comity_peer_rejections_suppressed gauge"
+    );
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "comity_peer_rejections_suppressed{{peer=\"{}\"}} {}",
+            p.country, p.rejections_suppressed
+        );
+    }
+    let _ = writeln!(out, "# TYPE comity_peer_over_budget gauge");
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "comity_peer_over_budget{{peer=\"{}\"}} {}",
+            p.country,
+            u8::from(p.over_budget)
+        );
+    }
     let connected = peers.iter().filter(|p| p.connected).count();
     let _ = writeln!(
         out,

@@ -271,7 +271,20 @@ impl Node {
     }
 
     pub fn peers(&self) -> Vec<PeerStatus> {
-        let mut v: Vec<_> = self.ctx.peers.all().iter().map(|p| p.status()).collect();
+        let now = std::time::Instant::now();
+        let mut v: Vec<_> = self
+            .ctx
+            .peers
+            .all()
+            .iter()
+            .map(|p| {
+                let mut s = p.status();
+                let b = self.ctx.budgets.status(&p.id(), now);
+                s.rejections_suppressed = b.suppressed;
+                s.over_budget = b.backing_off;
+                s
+            })
+            .collect();
         v.sort_by(|a, b| a.country.cmp(&b.country));
         v
     }
@@ -363,6 +376,10 @@ impl Node {
             self.ctx.endpoint.wait_idle(),
         )
         .await;
+        let now = std::time::Instant::now();
+        for peer in self.ctx.budgets.pending_peers() {
+            crate::delivery::receive::record_summaries(&self.ctx, &peer, now, true);
+        }
         let audit = &self.ctx.audit;
         audit.note(Fact::new(AuditKind::NodeStopped, Actor::Node));
         if let Err(e) = audit.durable_checkpoint().await {

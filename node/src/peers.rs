@@ -69,6 +69,11 @@ pub struct PeerStatus {
     pub next_attempt: Option<Timestamp>,
     /// Messages accepted for this peer and not yet delivered.
     pub pending: usize,
+    /// Rejections of its input counted but not recorded one by one (over
+    /// its budget), since start.
+    pub rejections_suppressed: u64,
+    /// Whether its inbound connections are refused now (over its budget).
+    pub over_budget: bool,
 }
 
 #[derive(Debug)]
@@ -150,6 +155,8 @@ impl Peer {
             last_error: s.last_error.clone(),
             next_attempt: s.next_attempt,
             pending: s.in_flight + self.queue.len(),
+            rejections_suppressed: 0,
+            over_budget: false,
         }
     }
 }

@@ -48,14 +48,15 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                         text(&p["name"]),
                         short_id(&p["id"]),
                         text(&p["address"]),
-                        if p["connected"] == true {
-                            "connected"
-                        } else {
-                            "-"
+                        match (p["over_budget"] == true, p["connected"] == true) {
+                            (true, _) => "over budget",
+                            (false, true) => "connected",
+                            (false, false) => "-",
                         }
                         .to_string(),
                         time(&p["last_contact"]),
                         text(&p["pending"]),
+                        text(&p["rejections_suppressed"]),
                         text(&p["last_error"]),
                     ]
                 })
@@ -69,6 +70,7 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                     "state",
                     "last contact",
                     "pending",
+                    "suppressed",
                     "last error",
                 ],
                 &rows,

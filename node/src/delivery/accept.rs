@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::receive;
-use crate::context::{Context, UNPINNED};
+use crate::context::{Context, OVER_BUDGET, UNPINNED};
 use crate::session::receiver::{Input, Receiver, Step};
 use crate::shutdown::ShutdownSignal;
 use crate::store::Store;
@@ -84,6 +84,11 @@ async fn serve_connection(
     // and here either sees this connection or is seen by this check.
     if !ctx.is_pinned(&peer) {
         conn.close(UNPINNED.into(), b"not pinned");
+        return;
+    }
+    if ctx.budgets.backing_off(&peer, std::time::Instant::now()) {
+        debug!(peer = %peer.short(), "peer over its budget; connection refused during the back-off");
+        conn.close(OVER_BUDGET.into(), b"over budget");
         return;
     }
     info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");

@@ -6,5 +6,5 @@
 
 pub mod accept;
 mod outcome;
-mod receive;
+pub(crate) mod receive;
 pub mod send;

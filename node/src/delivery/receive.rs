@@ -9,9 +9,12 @@ use comity_protocol::message::{Body, StatusUpdate};
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
-use tracing::{debug, warn};
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
 
 use crate::audit::Fact;
+use crate::budget::Verdict;
 use crate::business;
 use crate::context::Context;
 use crate::events::Event;
@@ -62,13 +65,17 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
         Err(EnvelopeError::AlreadyReceived { id, digest }) => {
             return match ctx.store.seen(&peer, &id) {
                 Ok(Some(entry)) => {
-                    ctx.audit.note(
-                        Fact::new(AuditKind::ReceiptSent, Actor::Node)
-                            .peer(peer)
-                            .message(id)
-                            .digest(Some(digest))
-                            .detail("duplicate"),
-                    );
+                    // Always answered; recorded within the peer's budget (a
+                    // replay loop must not grow the log without bound).
+                    if within_budget(ctx, peer, "duplicates", false) {
+                        ctx.audit.note(
+                            Fact::new(AuditKind::ReceiptSent, Actor::Node)
+                                .peer(peer)
+                                .message(id)
+                                .digest(Some(digest))
+                                .detail("duplicate"),
+                        );
+                    }
                     SessionFrame::Receipt(entry.receipt)
                 }
                 _ => reject(
@@ -234,6 +241,10 @@ pub(crate) fn reject(
     // Errors may quote the sender's own strings: bound what is logged,
     // stored and sent back.
     let detail = bounded(&detail);
+    ctx.emit(Event::Rejected { peer, id, reason });
+    if !within_budget(ctx, peer, reason.name(), true) {
+        return SessionFrame::Rejected { id, reason, detail };
+    }
     warn!(peer = %peer.short(), ?id, %reason, %detail, "envelope refused");
     let rejection = Rejection {
         at: Timestamp::now(),
@@ -252,11 +263,60 @@ pub(crate) fn reject(
     if let Err(e) = ctx.store.record_rejection(&rejection) {
         warn!(error = %e, "cannot record a rejection");
     }
-    ctx.emit(Event::Rejected { peer, id, reason });
     SessionFrame::Rejected { id, reason, detail }
 }
 
+/// Whether this rejection of `peer`'s input is recorded one by one; if not
+/// it is counted (see `budget`), and when the peer has just gone over its
+/// budget its inbound connections are closed.
+fn within_budget(ctx: &Context, peer: NodeId, what: &'static str, penalize: bool) -> bool {
+    let now = Instant::now();
+    match ctx
+        .budgets
+        .rejection(peer, what, penalize, now, Timestamp::now())
+    {
+        Verdict::Record => true,
+        Verdict::Suppress { close } => {
+            if close {
+                warn!(
+                    peer = %peer.short(),
+                    backoff = ?ctx.config.limits.over_budget_backoff(),
+                    "peer over its budget of rejections: inbound connections closed for the back-off; further ones are counted"
+                );
+                ctx.close_inbound(&peer);
+            }
+            record_summaries(ctx, &peer, now, false);
+            false
+        }
+    }
+}
+
+/// Records what `peer`'s budget suppressed, one entry per kind, if a
+/// summary is due (or whatever is pending, if `force`).
+pub(crate) fn record_summaries(ctx: &Context, peer: &NodeId, now: Instant, force: bool) {
+    for s in ctx.budgets.summaries(peer, now, force) {
+        let text = format!(
+            "{} more {} from this peer between {} and {} (ms since the epoch), over its budget: counted, not recorded one by one",
+            s.count, s.what, s.first.0, s.last.0
+        );
+        info!(peer = %peer.short(), "{text}");
+        ctx.audit.note(
+            Fact::new(AuditKind::EnvelopeRejected, Actor::Node)
+                .peer(*peer)
+                .detail(&text),
+        );
+    }
+}
+
 pub(crate) fn record_bad_stream(ctx: &Context, peer: NodeId, why: &str) {
+    ctx.emit(Event::Rejected {
+        peer,
+        id: None,
+        reason: RejectReason::Malformed,
+    });
+    if !within_budget(ctx, peer, "broken streams", true) {
+        return;
+    }
     warn!(peer = %peer.short(), why, "peer sent a bad frame; closing the stream");
     let rejection = Rejection {
         at: Timestamp::now(),
@@ -274,11 +334,6 @@ pub(crate) fn record_bad_stream(ctx: &Context, peer: NodeId, why: &str) {
     if let Err(e) = ctx.store.record_rejection(&rejection) {
         warn!(error = %e, "cannot record a rejection");
     }
-    ctx.emit(Event::Rejected {
-        peer,
-        id: None,
-        reason: RejectReason::Malformed,
-    });
 }
 
 /// This node as `peer`'s witness: cosign its checkpoint if it extends the
