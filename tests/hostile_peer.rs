@@ -20,6 +20,7 @@ use comity_node::store::OutboundState;
 use comity_node::transport::tls::SERVER_NAME;
 use comity_node::transport::{client_config, wire, TlsIdentity};
 use comity_protocol::envelope::{seal, Envelope, SealedEnvelope};
+use comity_protocol::message::{Body, BusinessStatus, Reply, StatusUpdate, Thread};
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame};
 use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
@@ -764,4 +765,112 @@ fn a_pinned_peer_flooding_junk_costs_it_its_sessions_not_our_disk() {
         "{entries} audit entries"
     );
     assert!(grown < 5 << 20, "data dir grew by {grown} bytes");
+}
+
+/// A pinned peer H reuses the id of B's request to A: its message is its
+/// own, kept apart, and cannot touch B's — its withdrawal goes into its own
+/// history, A answers B's request by naming it `BO/ID`, and a reply from H
+/// about B's request is refused.
+#[test]
+fn a_message_is_named_by_its_peer_as_well_as_its_id() {
+    let (a, b, h) = setup();
+    let x = b.send(&a, "Bank records of Example Holdings");
+    b.wait_until(LONG, "B's request delivered", || {
+        b.get(&format!("/v1/messages/{x}"))["state"] == "delivered"
+    });
+    let x_id: MessageId = x.parse().unwrap();
+    let rt = Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&h, &a).await;
+        let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
+        let now = Timestamp::now();
+        // H's own request under B's id: accepted, not refused (a refusal
+        // would tell H which ids exist).
+        let squat = sealed(&h, &a_keys, x_id, now, "H's own request");
+        send.write_all(&envelope(squat.bytes.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(answer(&mut recv).await, SessionFrame::Receipt(_)));
+        // H withdraws its own X.
+        let withdraw = seal(
+            &h,
+            &a_keys,
+            MessageId::random(),
+            now,
+            &Body::StatusUpdate(StatusUpdate {
+                regarding: x_id,
+                status: BusinessStatus::Withdrawn,
+                note: None,
+            }),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        send.write_all(&envelope(withdraw.bytes)).await.unwrap();
+        assert!(matches!(answer(&mut recv).await, SessionFrame::Receipt(_)));
+        // A reply from H about B's request is not H's to send.
+        let reply = seal(
+            &h,
+            &a_keys,
+            MessageId::random(),
+            now,
+            &Body::Reply(Reply {
+                in_reply_to: x_id,
+                subject: "Results".into(),
+                body: "Forged results".into(),
+                partial: false,
+                thread: Thread::default(),
+            }),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        send.write_all(&envelope(reply.bytes.clone()))
+            .await
+            .unwrap();
+        match answer(&mut recv).await {
+            SessionFrame::Rejected {
+                reason: RejectReason::Invalid,
+                detail,
+                ..
+            } => println!("H's reply about B's request: refused: {detail}"),
+            other => panic!("H's reply about B's request was not refused: {other:?}"),
+        }
+    });
+
+    // The id alone is ambiguous; each peer's message is found by its peer.
+    let client = a.client();
+    let err = client.get(&format!("/v1/messages/{x}")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&b.id.to_string()) && text.contains(&h.id().to_string()),
+        "{text}"
+    );
+    let of_b = a.get(&format!("/v1/messages/{x}?peer=BO"));
+    assert_eq!(of_b["peer"], b.id.to_string());
+    assert_eq!(of_b["history"].as_array().unwrap().len(), 0, "{of_b}");
+    let of_h = a.get(&format!("/v1/messages/{}%2F{x}", h.id()));
+    assert_eq!(of_h["history"][0]["status"]["status"], "withdrawn");
+
+    // A registers and answers B's request, named BO/ID.
+    client
+        .post(
+            &format!("/v1/messages/{x}/status?peer=BO"),
+            &serde_json::json!({"status": {"status": "registered", "reference": "AR-1"}}),
+        )
+        .unwrap();
+    let reply = client
+        .post(
+            &format!("/v1/messages/{x}/reply?peer=BO"),
+            &serde_json::json!({"subject": "Statements", "body": "Attached."}),
+        )
+        .unwrap();
+    let reply_id = reply["id"].as_str().unwrap().to_string();
+    a.wait_until(LONG, "the reply delivered to B", || {
+        a.get(&format!("/v1/messages/{reply_id}"))["peer"] == b.id.to_string()
+            && a.get(&format!("/v1/messages/{reply_id}"))["state"] == "delivered"
+    });
+    b.wait_until(LONG, "B sees A's registration", || {
+        b.get(&format!("/v1/messages/{x}"))["history"]
+            .as_array()
+            .is_some_and(|h| h.len() == 1)
+    });
 }

@@ -65,7 +65,7 @@ pub enum Command {
     },
     /// Show one message: content, delivery state, receipt, business history.
     Show {
-        /// The message id (32 hex digits).
+        /// The message id (32 hex digits), or PEER/ID (a country code or node id) when another peer used the same id.
         id: String,
         #[arg(long)]
         json: bool,
@@ -314,7 +314,7 @@ pub enum AuditCommand {
     },
     /// Write an inclusion proof for one message's entries (daemon running).
     Proof {
-        /// The message id.
+        /// The message id, or PEER/ID (a country code or node id) when another peer used the same id.
         id: String,
         #[arg(long, value_name = "PATH")]
         out: PathBuf,

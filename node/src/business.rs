@@ -8,20 +8,21 @@
 
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::message::{
-    check_status, Body, BusinessStatus, MessageKind, Reply, Side, StatusRefusal, StatusUpdate,
-    Thread,
+    check_status, Body, BusinessStatus, Consultation, MessageKind, Reply, Side, StatusRefusal,
+    StatusUpdate, Thread,
 };
 use comity_protocol::{MessageId, NodeId, Timestamp};
 
 use crate::audit::Fact;
 use crate::context::Context;
+use crate::lookup::{find, FindError, Found, MessageRef};
 use crate::outbox::{self, SubmitError};
-use crate::store::{BusinessEvent, Store, StoreError};
+use crate::store::{BusinessEvent, Store, StoreError, Way};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusinessError {
-    #[error("no message {0} on this node (see `comity messages`)")]
-    NotFound(MessageId),
+    #[error(transparent)]
+    Find(#[from] FindError),
     #[error(transparent)]
     Refused(#[from] StatusRefusal),
     #[error("a reply answers a request this node received")]
@@ -35,10 +36,10 @@ pub enum BusinessError {
 /// Why a peer's status update is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum IncomingStatusError {
-    #[error("message {0} was not sent to you")]
-    NotSentToYou(MessageId),
     #[error("no message {0} was exchanged with you")]
     NotExchanged(MessageId),
+    #[error("message {0} was not sent to you")]
+    NotSentToYou(MessageId),
     #[error(transparent)]
     Refused(#[from] StatusRefusal),
     #[error(transparent)]
@@ -48,30 +49,33 @@ pub enum IncomingStatusError {
 /// The message a status or reply is about, from this node's side.
 struct Original {
     peer: NodeId,
+    id: MessageId,
+    way: Way,
     kind: MessageKind,
     /// This node's side of it.
     side: Side,
     thread: Thread,
 }
 
-fn original(store: &Store, id: &MessageId) -> Result<Original, BusinessError> {
-    if let Some(m) = store.inbound_by_id(id)? {
-        return Ok(Original {
+fn original(store: &Store, r: &MessageRef) -> Result<Original, BusinessError> {
+    Ok(match find(store, r)? {
+        Found::Received(m) => Original {
             peer: m.sender,
+            id: m.id,
+            way: Way::Received,
             kind: m.kind,
             side: Side::Recipient,
             thread: m.body.thread().cloned().unwrap_or_default(),
-        });
-    }
-    if let Some((m, _)) = store.outbound(id)? {
-        return Ok(Original {
+        },
+        Found::Sent(m) => Original {
             peer: m.peer,
+            id: m.id,
+            way: Way::Sent,
             kind: m.kind,
             side: Side::Sender,
             thread: m.body.thread().cloned().unwrap_or_default(),
-        });
-    }
-    Err(BusinessError::NotFound(*id))
+        },
+    })
 }
 
 /// Sends a status update about message `id` to the other authority and
@@ -79,11 +83,12 @@ fn original(store: &Store, id: &MessageId) -> Result<Original, BusinessError> {
 /// and that it may follow the current status.
 pub(crate) async fn set_status(
     ctx: &Context,
-    id: MessageId,
+    r: MessageRef,
     status: BusinessStatus,
     note: Option<String>,
 ) -> Result<MessageId, BusinessError> {
-    let original = original(&ctx.store, &id)?;
+    let original = original(&ctx.store, &r)?;
+    let id = original.id;
     let body = Body::StatusUpdate(StatusUpdate {
         regarding: id,
         status: status.clone(),
@@ -95,7 +100,9 @@ pub(crate) async fn set_status(
     // after it.
     let staged = ctx.status_gate.update::<_, BusinessError>(
         &ctx.store,
+        &original.peer,
         &id,
+        original.way,
         |previous| {
             Ok(check_status(
                 original.kind,
@@ -114,7 +121,9 @@ pub(crate) async fn set_status(
                         .detail(name),
                 );
                 store.append_business(
+                    &original.peer,
                     &id,
+                    original.way,
                     &BusinessEvent {
                         status: status.clone(),
                         note,
@@ -133,12 +142,13 @@ pub(crate) async fn set_status(
 /// the same thread.
 pub(crate) async fn reply(
     ctx: &Context,
-    id: MessageId,
+    r: MessageRef,
     subject: String,
     body: String,
     partial: bool,
 ) -> Result<MessageId, BusinessError> {
-    let original = original(&ctx.store, &id)?;
+    let original = original(&ctx.store, &r)?;
+    let id = original.id;
     if original.side != Side::Recipient || original.kind != MessageKind::Request {
         return Err(BusinessError::NotAReplyTarget);
     }
@@ -152,30 +162,63 @@ pub(crate) async fn reply(
     Ok(outbox::submit_with(ctx, original.peer, reply, |_, _| Ok(())).await?)
 }
 
-/// Whether a status update from `from` may be accepted: it must be about a
-/// message exchanged with `from` and pass [`check_status`] for `from`'s
-/// side. Checked before the envelope is accepted, so a refused update fails
-/// at its sender rather than corrupting history.
-pub(crate) fn check_incoming_status(
+/// The message a status update from `from` is about, from this node's
+/// side: which way it went, its kind, and `from`'s side of it. It must have
+/// been exchanged with `from`: one we sent it (it reports on it) or one it
+/// sent us (it withdraws it) — if both carry this id, the status says which.
+/// Checked before the envelope is accepted, so a refused update fails at
+/// its sender rather than corrupting history.
+pub(crate) fn incoming_target(
     store: &Store,
     from: NodeId,
     update: &StatusUpdate,
+) -> Result<(Way, MessageKind, Side), IncomingStatusError> {
+    let regarding = update.regarding;
+    let sent = store
+        .outbound(&regarding)?
+        .filter(|(m, _)| m.peer == from)
+        .map(|(m, _)| m.kind);
+    let received = store.inbound(&from, &regarding)?.map(|m| m.kind);
+    Ok(match (sent, received) {
+        (Some(k), None) => (Way::Sent, k, Side::Recipient),
+        (None, Some(k)) => (Way::Received, k, Side::Sender),
+        (Some(_), Some(k)) if update.status.sent_by_requester() => (Way::Received, k, Side::Sender),
+        (Some(k), Some(_)) => (Way::Sent, k, Side::Recipient),
+        (None, None) => return Err(IncomingStatusError::NotExchanged(regarding)),
+    })
+}
+
+/// A reply from `from` must answer a request we sent it; a consultation
+/// about a message must be about one exchanged with it.
+pub(crate) fn check_refers_to_peer(
+    store: &Store,
+    from: NodeId,
+    body: &Body,
+) -> Result<(), IncomingStatusError> {
+    let sent_to = |id: &MessageId| -> Result<bool, StoreError> {
+        Ok(store.outbound(id)?.is_some_and(|(m, _)| m.peer == from))
+    };
+    match body {
+        Body::Reply(r) if !sent_to(&r.in_reply_to)? => {
+            Err(IncomingStatusError::NotSentToYou(r.in_reply_to))
+        }
+        Body::Consultation(Consultation {
+            regarding: Some(x), ..
+        }) if !sent_to(x)? && store.inbound(&from, x)?.is_none() => {
+            Err(IncomingStatusError::NotExchanged(*x))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `from` may send this status about its target, after `previous`.
+pub(crate) fn check_incoming_status(
+    kind: MessageKind,
+    side: Side,
+    update: &StatusUpdate,
     previous: Option<&BusinessStatus>,
 ) -> Result<(), IncomingStatusError> {
-    let regarding = update.regarding;
-    // The peer's side of the message.
-    let (kind, side) = if let Some((m, _)) = store.outbound(&regarding)? {
-        if m.peer != from {
-            return Err(IncomingStatusError::NotSentToYou(regarding));
-        }
-        (m.kind, Side::Recipient)
-    } else if let Some(m) = store.inbound(&from, &regarding)? {
-        (m.kind, Side::Sender)
-    } else {
-        return Err(IncomingStatusError::NotExchanged(regarding));
-    };
-    check_status(kind, side, previous, &update.status)?;
-    Ok(())
+    Ok(check_status(kind, side, previous, &update.status)?)
 }
 
 /// Records a status update received from `from`, already checked by
@@ -183,12 +226,15 @@ pub(crate) fn check_incoming_status(
 pub(crate) fn on_status_received(
     store: &Store,
     from: NodeId,
+    way: Way,
     update_id: MessageId,
     update: &StatusUpdate,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     store.append_business(
+        &from,
         &update.regarding,
+        way,
         &BusinessEvent {
             status: update.status.clone(),
             note: update.note.clone(),

@@ -20,12 +20,13 @@ use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
+use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
 use crate::store::StoreError;
-use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store};
+use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
 
@@ -197,27 +198,41 @@ impl Node {
     /// Sends a status update about message `id` (see [`business`]).
     pub async fn set_status(
         &self,
-        id: MessageId,
+        message: impl Into<MessageRef>,
         status: BusinessStatus,
         note: Option<String>,
     ) -> Result<MessageId, BusinessError> {
-        business::set_status(&self.ctx, id, status, note).await
+        business::set_status(&self.ctx, message.into(), status, note).await
     }
 
     /// Sends the execution result of request `id` to its requester.
     pub async fn reply(
         &self,
-        id: MessageId,
+        message: impl Into<MessageRef>,
         subject: String,
         body: String,
         partial: bool,
     ) -> Result<MessageId, BusinessError> {
-        business::reply(&self.ctx, id, subject, body, partial).await
+        business::reply(&self.ctx, message.into(), subject, body, partial).await
     }
 
-    /// The business history of message `id`, oldest first.
-    pub fn business_history(&self, id: &MessageId) -> Result<Vec<BusinessEvent>, StoreError> {
-        self.ctx.store.business_history(id)
+    /// The one message `r` names (see [`crate::lookup`]).
+    pub fn find(&self, r: &MessageRef) -> Result<Found, FindError> {
+        lookup::find(&self.ctx.store, r)
+    }
+
+    /// The business history of a message found, oldest first.
+    pub fn business_history(&self, found: &Found) -> Result<Vec<BusinessEvent>, StoreError> {
+        let (id, way) = match found {
+            Found::Sent(m) => (m.id, Way::Sent),
+            Found::Received(m) => (m.id, Way::Received),
+        };
+        self.ctx.store.business_history(&found.peer(), &id, way)
+    }
+
+    /// The outbound status of a message this node sent.
+    pub fn outbound_status(&self, id: &MessageId) -> Result<Option<OutboundStatus>, StoreError> {
+        self.ctx.store.outbound_status(id)
     }
 
     pub fn stats(&self) -> Result<Stats, StoreError> {
@@ -246,10 +261,6 @@ impl Node {
         id: &MessageId,
     ) -> Result<Option<(OutboundMessage, OutboundStatus)>, StoreError> {
         self.ctx.store.outbound(id)
-    }
-
-    pub fn inbound_by_id(&self, id: &MessageId) -> Result<Option<InboundMessage>, StoreError> {
-        self.ctx.store.inbound_by_id(id)
     }
 
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {

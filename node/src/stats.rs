@@ -10,7 +10,7 @@ use comity_protocol::{MessageId, NodeId, Timestamp};
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::store::{BusinessEvent, StoreError};
+use crate::store::{BusinessEvent, StoreError, Way};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
@@ -153,7 +153,7 @@ pub(crate) fn collect(ctx: &Context) -> Result<Stats, StoreError> {
     for r in store.outbound_all() {
         let (m, s) = r?;
         if let Body::Request(req) = &m.body {
-            let history = store.business_history(&m.id)?;
+            let history = store.business_history(&m.peer, &m.id, Way::Sent)?;
             sent.add(
                 m.id,
                 req,
@@ -169,7 +169,7 @@ pub(crate) fn collect(ctx: &Context) -> Result<Stats, StoreError> {
     for m in store.inbound_all() {
         let m = m?;
         if let Body::Request(req) = &m.body {
-            let history = store.business_history(&m.id)?;
+            let history = store.business_history(&m.sender, &m.id, Way::Received)?;
             received.add(
                 m.id,
                 req,

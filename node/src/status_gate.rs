@@ -7,9 +7,9 @@
 use std::sync::Mutex;
 
 use comity_protocol::message::BusinessStatus;
-use comity_protocol::MessageId;
+use comity_protocol::{MessageId, NodeId};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Way};
 
 #[derive(Debug, Default)]
 pub struct StatusGate(Mutex<()>);
@@ -21,12 +21,14 @@ impl StatusGate {
     pub fn update<T, E: From<StoreError>>(
         &self,
         store: &Store,
+        peer: &NodeId,
         regarding: &MessageId,
+        way: Way,
         check: impl FnOnce(Option<&BusinessStatus>) -> Result<(), E>,
         write: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
         let _one = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let history = store.business_history(regarding)?;
+        let history = store.business_history(peer, regarding, way)?;
         check(history.last().map(|e| &e.status))?;
         write()
     }
@@ -38,7 +40,7 @@ mod tests {
     use std::time::Duration;
 
     use comity_protocol::message::{check_status, MessageKind, Side, StatusRefusal};
-    use comity_protocol::{NodeId, Timestamp};
+    use comity_protocol::Timestamp;
 
     use super::*;
     use crate::store::BusinessEvent;
@@ -56,6 +58,8 @@ mod tests {
             E::Store(e)
         }
     }
+
+    const PEER: NodeId = NodeId([2; 32]);
 
     fn event(status: BusinessStatus) -> BusinessEvent {
         BusinessEvent {
@@ -78,9 +82,16 @@ mod tests {
         let registered = BusinessStatus::Registered {
             reference: "R-1".into(),
         };
-        store.append_business(&id, &event(registered)).unwrap();
         store
-            .append_business(&id, &event(BusinessStatus::InExecution))
+            .append_business(&PEER, &id, Way::Received, &event(registered))
+            .unwrap();
+        store
+            .append_business(
+                &PEER,
+                &id,
+                Way::Received,
+                &event(BusinessStatus::InExecution),
+            )
             .unwrap();
         let gate = StatusGate::default();
         let (checked_tx, checked_rx) = mpsc::channel();
@@ -90,7 +101,9 @@ mod tests {
             let local = s.spawn(move || {
                 gate.update(
                     store,
+                    &PEER,
                     &id,
+                    Way::Received,
                     |prev| {
                         let r = check_status(
                             MessageKind::Request,
@@ -105,7 +118,12 @@ mod tests {
                     },
                     || {
                         store
-                            .append_business(&id, &event(BusinessStatus::Executed))
+                            .append_business(
+                                &PEER,
+                                &id,
+                                Way::Received,
+                                &event(BusinessStatus::Executed),
+                            )
                             .map_err(E::from)
                     },
                 )
@@ -114,7 +132,9 @@ mod tests {
             let incoming = s.spawn(|| {
                 gate.update(
                     store,
+                    &PEER,
                     &id,
+                    Way::Received,
                     |prev| {
                         check_status(
                             MessageKind::Request,
@@ -126,7 +146,12 @@ mod tests {
                     },
                     || {
                         store
-                            .append_business(&id, &event(BusinessStatus::Withdrawn))
+                            .append_business(
+                                &PEER,
+                                &id,
+                                Way::Received,
+                                &event(BusinessStatus::Withdrawn),
+                            )
                             .map_err(E::from)
                     },
                 )
@@ -142,6 +167,12 @@ mod tests {
             matches!(incoming, Err(E::Refused(StatusRefusal::Transition(_)))),
             "{incoming:?}"
         );
-        assert_eq!(store.business_history(&id).unwrap().len(), 3);
+        assert_eq!(
+            store
+                .business_history(&PEER, &id, Way::Received)
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
 use comity_protocol::audit::proof_file::{verify_inclusion_file, MAX_PROOF_FILE_BYTES};
-use comity_protocol::{MessageId, NodeId};
+use comity_protocol::NodeId;
 
 use crate::args::AuditCommand;
 use crate::output;
@@ -84,11 +84,12 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
             }
         }
         AuditCommand::Proof { id, out } => {
-            let id: MessageId = id.parse()?;
+            let arg = super::MessageArg::parse(&id)?;
+            let id = arg.id();
             let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
             let mut buf = Vec::new();
             client.download(
-                &format!("/v1/audit/proof/{id}"),
+                &arg.path("/v1/audit/proof", ""),
                 &mut buf,
                 MAX_PROOF_FILE_BYTES as u64,
             )?;

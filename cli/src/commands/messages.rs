@@ -45,8 +45,7 @@ pub fn list(client: &Client, inbox: bool, outbox: bool, json: bool) -> Result<()
 }
 
 pub fn show(client: &Client, id: &str, json: bool) -> Result<()> {
-    let id: comity_protocol::MessageId = id.parse()?;
-    let m = client.get(&format!("/v1/messages/{id}"))?;
+    let m = client.get(&super::MessageArg::parse(id)?.path("/v1/messages", ""))?;
     if json {
         output::json(&m);
         return Ok(());

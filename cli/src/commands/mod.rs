@@ -32,6 +32,48 @@ pub(crate) fn read_text(path: &std::path::Path, max: u64, what: &str) -> Result<
     String::from_utf8(bytes).with_context(|| format!("{what} {} is not UTF-8 text", path.display()))
 }
 
+/// A message as an operator names it: `ID`, or `PEER/ID` (a pinned peer's
+/// country code or a node id) when the id alone names messages of more
+/// than one peer.
+pub(crate) struct MessageArg {
+    id: comity_protocol::MessageId,
+    peer: Option<String>,
+}
+
+impl MessageArg {
+    pub(crate) fn parse(text: &str) -> Result<MessageArg> {
+        let (peer, id) = match text.split_once('/') {
+            Some((p, i)) => (Some(p), i),
+            None => (None, text),
+        };
+        if let Some(p) = peer {
+            if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                anyhow::bail!(
+                    "{text:?}: the peer before the '/' must be a country code or a node id"
+                );
+            }
+        }
+        Ok(MessageArg {
+            id: id
+                .parse()
+                .with_context(|| format!("{text:?} is not a message id (ID or PEER/ID)"))?,
+            peer: peer.map(str::to_string),
+        })
+    }
+
+    pub(crate) fn id(&self) -> comity_protocol::MessageId {
+        self.id
+    }
+
+    /// `{base}/{id}{tail}`, with `?peer=` when the peer was given.
+    pub(crate) fn path(&self, base: &str, tail: &str) -> String {
+        match &self.peer {
+            Some(p) => format!("{base}/{}{tail}?peer={p}", self.id),
+            None => format!("{base}/{}{tail}", self.id),
+        }
+    }
+}
+
 /// Writes `out` as a new file (mode 0600) without following a link planted
 /// at its path or beside it: `fill` writes a temporary file created
 /// exclusively in the same directory, which is synced and then renamed over

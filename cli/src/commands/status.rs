@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Result};
 use comity_protocol::message::{BusinessStatus, Date};
-use comity_protocol::MessageId;
 use serde_json::json;
 
 use crate::args::BodyArgs;
@@ -59,11 +58,12 @@ fn status(a: StatusArgs) -> Result<(BusinessStatus, Option<String>)> {
 }
 
 pub fn set(client: &Client, id: &str, args: StatusArgs, json: bool) -> Result<()> {
-    let id: MessageId = id.parse()?;
+    let arg = super::MessageArg::parse(id)?;
+    let id = arg.id();
     let (status, note) = status(args)?;
     let name = status.name();
     let v = client.post(
-        &format!("/v1/messages/{id}/status"),
+        &arg.path("/v1/messages", "/status"),
         &json!({"status": status, "note": note}),
     )?;
     if json {
@@ -85,10 +85,11 @@ pub fn reply(
     partial: bool,
     json: bool,
 ) -> Result<()> {
-    let id: MessageId = id.parse()?;
+    let arg = super::MessageArg::parse(id)?;
+    let id = arg.id();
     let text = super::send::body_text(body)?;
     let v = client.post(
-        &format!("/v1/messages/{id}/reply"),
+        &arg.path("/v1/messages", "/reply"),
         &json!({"subject": subject, "body": text, "partial": partial}),
     )?;
     if json {

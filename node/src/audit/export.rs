@@ -5,6 +5,7 @@ use std::io::Write;
 
 use comity_protocol::audit::bundle::BundleWriter;
 use comity_protocol::audit::checkpoint::origin_for;
+use comity_protocol::audit::entry::AuditEntry;
 use comity_protocol::audit::proof_file::InclusionProofFile;
 use comity_protocol::{MessageId, NodeId};
 use tracing::info;
@@ -63,9 +64,30 @@ impl AuditLog {
     /// An inclusion proof of every entry naming `message`, against the
     /// newest durable checkpoint covering them, preferring one a witness
     /// cosigned.
-    pub fn proof(&self, node: &NodeId, message: MessageId) -> Result<Proof, AuditError> {
-        let seqs = self.store.audit_entries_for(&message)?;
-        let Some(last) = seqs.iter().copied().max() else {
+    ///
+    /// With `peer`, only the entries about the message of that peer (or of
+    /// no peer): two peers' messages may share an id.
+    pub fn proof(
+        &self,
+        node: &NodeId,
+        message: MessageId,
+        peer: Option<NodeId>,
+    ) -> Result<Proof, AuditError> {
+        let mut leaves = Vec::new();
+        for seq in self.store.audit_entries_for(&message)? {
+            let Some(leaf) = self.store.audit_leaf(seq)? else {
+                continue;
+            };
+            let of_peer = match (peer, AuditEntry::from_leaf(&leaf)) {
+                (None, _) => true,
+                (Some(p), Ok(e)) => e.peer.is_none_or(|ep| ep == p),
+                (Some(_), Err(_)) => false,
+            };
+            if of_peer {
+                leaves.push((seq, leaf));
+            }
+        }
+        let Some(last) = leaves.iter().map(|(s, _)| *s).max() else {
             return Ok(Proof::NoEntries);
         };
         let durable = *self.latest.borrow();
@@ -89,12 +111,6 @@ impl AuditLog {
             if cs == size {
                 note.push_str(line.trim_end_matches('\n'));
                 note.push('\n');
-            }
-        }
-        let mut leaves = Vec::new();
-        for seq in seqs {
-            if let Some(leaf) = self.store.audit_leaf(seq)? {
-                leaves.push((seq, leaf));
             }
         }
         let file =

@@ -19,7 +19,7 @@ use crate::business;
 use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
-use crate::store::{InboundMessage, Rejection, Store};
+use crate::store::{InboundMessage, Rejection, Store, Way};
 
 struct SeenIn<'a>(&'a Store);
 
@@ -114,6 +114,19 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
         Body::StatusUpdate(u) => Some(u.clone()),
         _ => None,
     };
+    // A reply or consultation about a message must be about one exchanged
+    // with this peer: ids are per peer, and another peer's message is not
+    // this one's to answer.
+    if let Err(why) = business::check_refers_to_peer(&ctx.store, peer, &opened.body) {
+        return reject(
+            ctx,
+            peer,
+            Some(id),
+            bytes,
+            RejectReason::Invalid,
+            why.to_string(),
+        );
+    }
     let record = InboundMessage {
         id,
         sender: opened.header.sender,
@@ -131,11 +144,26 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
         // receipt above (AlreadyReceived); this is a new one, checked and
         // stored under the gate that local updates take too.
         Some(update) => {
-            let stored = ctx.status_gate.update(
-                &ctx.store,
-                &update.regarding,
-                |previous| business::check_incoming_status(&ctx.store, peer, update, previous),
-                || Ok(store_received(ctx, peer, record, Some(update), bytes, now)),
+            let stored = business::incoming_target(&ctx.store, peer, update).and_then(
+                |(way, kind, side)| {
+                    ctx.status_gate.update(
+                        &ctx.store,
+                        &peer,
+                        &update.regarding,
+                        way,
+                        |previous| business::check_incoming_status(kind, side, update, previous),
+                        || {
+                            Ok(store_received(
+                                ctx,
+                                peer,
+                                record,
+                                Some((update, way)),
+                                bytes,
+                                now,
+                            ))
+                        },
+                    )
+                },
             );
             stored.unwrap_or_else(|why| {
                 reject(
@@ -157,7 +185,7 @@ fn store_received(
     ctx: &Context,
     peer: NodeId,
     record: InboundMessage,
-    status_update: Option<&StatusUpdate>,
+    status_update: Option<(&StatusUpdate, Way)>,
     bytes: &[u8],
     now: Timestamp,
 ) -> SessionFrame {
@@ -178,14 +206,15 @@ fn store_received(
     );
     match ctx.store.insert_inbound_if_new(&record) {
         Ok(None) => {
-            if let Some(update) = status_update {
+            if let Some((update, way)) = status_update {
                 ctx.audit.note(
                     Fact::new(AuditKind::StatusChanged, Actor::Peer)
                         .peer(peer)
                         .message(update.regarding)
                         .detail(update.status.name()),
                 );
-                if let Err(e) = business::on_status_received(&ctx.store, peer, id, update, now) {
+                if let Err(e) = business::on_status_received(&ctx.store, peer, way, id, update, now)
+                {
                     warn!(error = %e, "cannot record a status update");
                 }
             }

@@ -11,8 +11,10 @@
 //! Trees and keys:
 //! * `outbox`: `m ‖ id` → [`OutboundMessage`], `s ‖ id` → [`OutboundStatus`]
 //! * `inbox`: `m ‖ sender ‖ id` → [`InboundMessage`], `d ‖ sender ‖ id` → [`SeenEntry`],
-//!   `i ‖ id` → sender (to find a received message by id alone)
-//! * `business`: `regarding id ‖ sequence` → [`BusinessEvent`]
+//!   `j ‖ id ‖ sender` → empty (every received message with this id)
+//! * `business`: `b ‖ peer ‖ regarding id ‖ way ‖ sequence` → [`BusinessEvent`]:
+//!   a message is named by its peer, its id and which way it went (two
+//!   peers may use one id; a peer may reuse the id of ours)
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
 //! * `audit`: checkpoints, cosignatures, witness state, alarms (see [`audit`])
@@ -277,7 +279,7 @@ impl Store {
         self.inbox
             .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?)?;
         self.inbox
-            .insert(key(b'i', &[&msg.id.0]), &msg.sender.0[..])?;
+            .insert(key(b'j', &[&msg.id.0, &msg.sender.0]), &[][..])?;
         self.inbox
             .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?)?;
         Ok(None)
@@ -288,18 +290,24 @@ impl Store {
         self.inbox.get(&k)?.map(|v| decode(&k, &v)).transpose()
     }
 
-    /// A received message by id alone (ids are random: a clash between
-    /// senders is possible in principle; the first one received is found).
-    pub fn inbound_by_id(&self, id: &MessageId) -> Result<Option<InboundMessage>> {
-        let k = key(b'i', &[&id.0]);
-        let Some(sender) = self.inbox.get(&k)? else {
-            return Ok(None);
-        };
-        let sender = <[u8; 32]>::try_from(&sender[..]).map_err(|_| StoreError::Corrupt {
-            key: hex_key(&k),
-            why: "sender is not 32 bytes".into(),
-        })?;
-        self.inbound(&NodeId(sender), id)
+    /// Every received message with this id, from any sender: a peer may
+    /// choose an id another peer used (ids name a message per peer).
+    pub fn inbound_by_id(&self, id: &MessageId) -> Result<Vec<InboundMessage>> {
+        let mut out = Vec::new();
+        for kv in self.inbox.scan_prefix(key(b'j', &[&id.0])) {
+            let (k, _) = kv?;
+            let sender = k
+                .get(17..49)
+                .and_then(|s| <[u8; 32]>::try_from(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: hex_key(&k),
+                    why: "index key too short".into(),
+                })?;
+            if let Some(m) = self.inbound(&NodeId(sender), id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 
     /// Every received message, by sender then id: those whose
@@ -322,19 +330,36 @@ impl Store {
 
     // --- business history ---
 
-    pub fn append_business(&self, regarding: &MessageId, event: &BusinessEvent) -> Result<()> {
+    /// Appends to the history of message `regarding` that went `way` with
+    /// `peer`.
+    pub fn append_business(
+        &self,
+        peer: &NodeId,
+        regarding: &MessageId,
+        way: Way,
+        event: &BusinessEvent,
+    ) -> Result<()> {
         let seq = self.db.generate_id()?;
         self.business.insert(
-            key(b'b', &[&regarding.0, &seq.to_be_bytes()]),
+            key(
+                b'b',
+                &[&peer.0, &regarding.0, &[way.byte()], &seq.to_be_bytes()],
+            ),
             encode(event)?,
         )?;
         Ok(())
     }
 
-    /// The business history of a message, oldest first.
-    pub fn business_history(&self, regarding: &MessageId) -> Result<Vec<BusinessEvent>> {
+    /// The business history of message `regarding` that went `way` with
+    /// `peer`, oldest first.
+    pub fn business_history(
+        &self,
+        peer: &NodeId,
+        regarding: &MessageId,
+        way: Way,
+    ) -> Result<Vec<BusinessEvent>> {
         self.business
-            .scan_prefix(key(b'b', &[&regarding.0]))
+            .scan_prefix(key(b'b', &[&peer.0, &regarding.0, &[way.byte()]]))
             .map(|kv| {
                 let (k, v) = kv?;
                 decode(&k, &v)

@@ -128,6 +128,23 @@ pub struct SeenEntry {
     pub receipt: Vec<u8>,
 }
 
+/// Which way a message went, from this node: with its peer and id it names
+/// one message (a peer may reuse the id of a message we sent it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Way {
+    Sent,
+    Received,
+}
+
+impl Way {
+    pub(crate) fn byte(self) -> u8 {
+        match self {
+            Way::Sent => b's',
+            Way::Received => b'r',
+        }
+    }
+}
+
 /// One step of a request's business life (registered, in execution, …),
 /// as sent by this node or received from the peer.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

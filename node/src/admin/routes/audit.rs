@@ -7,8 +7,11 @@ use axum::response::Response;
 
 use tracing::warn;
 
-use super::{parse_id, path_param, ApiError, AppState};
+use super::error::find_error;
+use super::{message_ref, ApiError, AppState, PeerQuery};
 use crate::admin::stream::{stream_from, ChannelWriter};
+use crate::lookup::FindError;
+use axum::extract::Query;
 
 /// Makes a checkpoint over everything so far durable (and offered to
 /// witnesses) before anything is handed out over it; returns its size.
@@ -70,18 +73,27 @@ pub(super) async fn export(State(node): State<AppState>) -> Result<Response, Api
 pub(super) async fn proof(
     State(node): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     use crate::audit::Proof;
-    let id = parse_id(&path_param(id)?)?;
+    let r = message_ref(&node, id, q)?;
+    let id = r.id;
+    // The message's peer, when the node holds it (ids are per peer);
+    // otherwise the entries alone, as named.
+    let peer = match node.find(&r) {
+        Ok(found) => Some(found.peer()),
+        Err(FindError::NotFound(_)) => r.peer,
+        Err(e) => return Err(find_error(e)),
+    };
     let mut proof = node
         .audit()
-        .proof(&node.id(), id)
+        .proof(&node.id(), id, peer)
         .map_err(ApiError::internal)?;
     if matches!(proof, Proof::NotCovered) {
         durable_checkpoint(&node).await?;
         proof = node
             .audit()
-            .proof(&node.id(), id)
+            .proof(&node.id(), id, peer)
             .map_err(ApiError::internal)?;
     }
     let json = match proof {

@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::business::BusinessError;
+use crate::lookup::FindError;
 use crate::outbox::SubmitError;
 
 pub struct ApiError {
@@ -37,9 +38,7 @@ impl IntoResponse for ApiError {
 
 pub(super) fn business_error(e: BusinessError) -> ApiError {
     match e {
-        BusinessError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
-        }
+        BusinessError::Find(f) => find_error(f),
         BusinessError::Refused(_) | BusinessError::NotAReplyTarget => {
             ApiError::new(StatusCode::CONFLICT, "not-allowed", e.to_string())
         }
@@ -59,5 +58,15 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
             ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
         }
         e => ApiError::internal(e),
+    }
+}
+
+pub(super) fn find_error(e: FindError) -> ApiError {
+    match e {
+        FindError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string()),
+        FindError::Ambiguous { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "ambiguous", e.to_string())
+        }
+        FindError::Store(s) => ApiError::internal(s),
     }
 }

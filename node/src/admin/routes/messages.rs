@@ -9,9 +9,10 @@ use comity_protocol::{MessageId, NodeId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::{business_error, submit_error};
-use super::{parse_id, parse_json, path_param, ApiError, AppState};
+use super::error::{business_error, find_error, submit_error};
+use super::{message_ref, parse_json, ApiError, AppState, PeerQuery};
 use crate::counts::{Direction, HeldState};
+use crate::lookup::Found;
 use crate::store::OutboundState;
 
 #[derive(Deserialize)]
@@ -25,17 +26,18 @@ pub(super) struct StatusRequest {
 pub(super) async fn set_status(
     State(state): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<StatusRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = parse_id(&path_param(id)?)?;
+    let r = message_ref(&state, id, q)?;
     let req = parse_json(body)?;
     let update = state
-        .set_status(id, req.status, req.note)
+        .set_status(r, req.status, req.note)
         .await
         .map_err(business_error)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": update, "regarding": id})),
+        Json(json!({"id": update, "regarding": r.id})),
     ))
 }
 
@@ -51,17 +53,18 @@ pub(super) struct ReplyRequest {
 pub(super) async fn reply(
     State(state): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<ReplyRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = parse_id(&path_param(id)?)?;
+    let r = message_ref(&state, id, q)?;
     let req = parse_json(body)?;
     let reply = state
-        .reply(id, req.subject, req.body, req.partial)
+        .reply(r, req.subject, req.body, req.partial)
         .await
         .map_err(business_error)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": reply, "in_reply_to": id})),
+        Json(json!({"id": reply, "in_reply_to": r.id})),
     ))
 }
 
@@ -200,11 +203,13 @@ pub(super) struct HistoryView {
 pub(super) async fn show(
     State(node): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = parse_id(&path_param(id)?)?;
+    let r = message_ref(&node, id, q)?;
+    let found = node.find(&r).map_err(find_error)?;
     let me = node.id();
     let history: Vec<HistoryView> = node
-        .business_history(&id)
+        .business_history(&found)
         .map_err(ApiError::internal)?
         .into_iter()
         .map(|e| HistoryView {
@@ -216,26 +221,29 @@ pub(super) async fn show(
             update: e.update,
         })
         .collect();
-    if let Some((m, s)) = node.outbound(&id).map_err(ApiError::internal)? {
-        return Ok(Json(json!({
-            "id": m.id,
-            "direction": Direction::Outbound,
-            "kind": m.kind,
-            "peer": m.peer,
-            "created_at": m.created_at,
-            "state": HeldState::Outbound(s.state),
-            "attempts": s.attempts,
-            "last_error": node.last_error(&m, &s),
-            "sent_at": s.sent_at,
-            "delivered_at": s.delivered_at,
-            "envelope_digest": m.digest,
-            "receipt": s.receipt.as_ref().map(hex::encode),
-            "history": history,
-            "body": m.body,
-        })));
-    }
-    if let Some(m) = node.inbound_by_id(&id).map_err(ApiError::internal)? {
-        return Ok(Json(json!({
+    Ok(Json(match found {
+        Found::Sent(m) => {
+            let Some(s) = node.outbound_status(&m.id).map_err(ApiError::internal)? else {
+                return Err(ApiError::internal("outbound message without its status"));
+            };
+            json!({
+                "id": m.id,
+                "direction": Direction::Outbound,
+                "kind": m.kind,
+                "peer": m.peer,
+                "created_at": m.created_at,
+                "state": HeldState::Outbound(s.state),
+                "attempts": s.attempts,
+                "last_error": node.last_error(&m, &s),
+                "sent_at": s.sent_at,
+                "delivered_at": s.delivered_at,
+                "envelope_digest": m.digest,
+                "receipt": s.receipt.as_ref().map(hex::encode),
+                "history": history,
+                "body": m.body,
+            })
+        }
+        Found::Received(m) => json!({
             "id": m.id,
             "direction": Direction::Inbound,
             "kind": m.kind,
@@ -247,11 +255,6 @@ pub(super) async fn show(
             "receipt": hex::encode(&m.receipt),
             "history": history,
             "body": m.body,
-        })));
-    }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        format!("no message {id} on this node"),
-    ))
+        }),
+    }))
 }

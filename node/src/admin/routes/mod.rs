@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -19,8 +19,10 @@ use comity_protocol::ids::ParseMessageIdError;
 use comity_protocol::MessageId;
 use serde_json::json;
 
+use crate::lookup::MessageRef;
 use crate::node::Node;
 pub use error::ApiError;
+use serde::Deserialize;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -88,6 +90,43 @@ fn path_param(
 ) -> Result<String, ApiError> {
     p.map(|Path(s)| s)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
+}
+
+/// `?peer=` on a message's path: the peer (country code or node id) that
+/// names the message when its id alone is ambiguous.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeerQuery {
+    peer: Option<String>,
+}
+
+/// The message a path names: `{id}` with `?peer=PEER`, or `{PEER/ID}`.
+fn message_ref(
+    node: &AppState,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<MessageRef, ApiError> {
+    let text = path_param(id)?;
+    let Query(q) =
+        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let (peer, id) = match text.split_once('/') {
+        Some((p, i)) => (Some(p.to_string()), i.to_string()),
+        None => (q.peer, text),
+    };
+    let peer = match peer {
+        None => None,
+        Some(p) => Some(node.resolve_peer(&p).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown-peer",
+                format!("{p:?} is neither a node id nor a pinned peer's country code"),
+            )
+        })?),
+    };
+    Ok(MessageRef {
+        id: parse_id(&id)?,
+        peer,
+    })
 }
 
 fn parse_id(id: &str) -> Result<MessageId, ApiError> {
