@@ -141,6 +141,14 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
         "entries": audit.size(),
         "latest_checkpoint": *audit.latest().borrow(),
         "witnesses": witnesses,
-        "alarms": audit.alarms().map_err(ApiError::internal)?,
+        // The texts of the alarms not yet acknowledged, newest first (all
+        // of them, with ids: GET /v1/alarms).
+        "alarms": audit
+            .alarms()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|a| a.acknowledged.is_none())
+            .map(|a| a.text)
+            .collect::<Vec<_>>(),
     }))
 }
