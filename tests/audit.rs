@@ -383,8 +383,12 @@ fn after_kill9_of_both_nodes_every_event_on_disk_has_its_entry() {
     }
 }
 
+/// A copy of `from` as comityd wants a data directory: readable by its
+/// owner only (it refuses to start otherwise).
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let t = to.join(e.file_name());
