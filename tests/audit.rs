@@ -302,6 +302,14 @@ fn a_node_rolled_back_to_an_old_database_is_refused_by_its_witness() {
         alarms(&a)
     );
 
+    // Each alarm names the peer it is about, by its pinned country.
+    let b_listed = b.get("/v1/alarms");
+    assert_eq!(b_listed["alarms"][0]["country"], "AR", "{b_listed}");
+    assert_eq!(b_listed["alarms"][0]["kind"], "peer-checkpoint");
+    let a_listed = a.get("/v1/alarms");
+    assert_eq!(a_listed["alarms"][0]["country"], "BO", "{a_listed}");
+    assert_eq!(a_listed["alarms"][0]["kind"], "checkpoint-refused");
+
     // B recorded the refusal in its own log.
     let bundle = b.get_text("/v1/audit/export");
     assert!(bundle.contains("checkpoint-refused"));

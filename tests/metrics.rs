@@ -95,7 +95,12 @@ fn metrics_follow_traffic_and_health_answers() {
     assert_eq!(sample(&after, "comity_peers_connected"), 1.0);
     assert_eq!(sample(&after, "comity_queue_depth{peer=\"BO\"}"), 0.0);
     assert!(sample(&after, "comity_audit_entries") > sample(&before, "comity_audit_entries"));
-    assert_eq!(sample(&after, "comity_witness_alarms"), 0.0);
+    assert_eq!(sample(&after, "comity_witness_alarms{peer=\"BO\"}"), 0.0);
+    assert_eq!(
+        sample(&after, "comity_witness_alarms_suppressed{peer=\"BO\"}"),
+        0.0
+    );
+    assert_eq!(sample(&after, "comity_witness_alarms_unacknowledged "), 0.0);
     assert!(after.contains("# TYPE comity_delivery_latency_seconds histogram"));
     assert!(a.sigterm().success());
     assert!(b.sigterm().success());

@@ -124,6 +124,15 @@ pub enum Command {
     /// Export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Without a subcommand: the alarms kept (newest first), and how many
+    /// each peer had that were not kept. `ack ID` acknowledges one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Alarms {
+        #[command(subcommand)]
+        command: Option<AlarmsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a local three-country network end to end.
     Demo {
         /// Keep the network's files in DIR for inspection.
@@ -286,6 +295,17 @@ pub struct ConsultationArgs {
     pub regarding: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlarmsCommand {
+    /// Acknowledge an alarm (recorded in the audit log as yours).
+    Ack {
+        /// The alarm's id, as `comity alarms` lists it.
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

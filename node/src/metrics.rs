@@ -19,7 +19,9 @@ use tracing::{info, warn};
 
 use crate::events::Event;
 use crate::node::Node;
+use crate::peers::PeerStatus;
 use crate::shutdown::ShutdownSignal;
+use crate::store::alarms::AlarmCounts;
 
 /// Upper bounds (seconds) of the delivery-latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -138,7 +140,7 @@ pub async fn serve(
 }
 
 async fn healthz(State(s): State<MetricsState>) -> impl IntoResponse {
-    let alarms = s.node.audit().alarms().map(|a| a.len()).unwrap_or(0);
+    let alarms = s.node.audit().unacknowledged_alarms().unwrap_or(0);
     (
         [(header::CONTENT_TYPE, "application/json")],
         format!(
@@ -254,10 +256,35 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         let age = Timestamp::now().as_millis().saturating_sub(at.as_millis()) as f64 / 1000.0;
         let _ = writeln!(out, "# TYPE comity_audit_last_checkpoint_age_seconds gauge\ncomity_audit_last_checkpoint_age_seconds {age}");
     }
-    let alarms = audit.alarms().map(|a| a.len()).unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "# TYPE comity_witness_alarms gauge\ncomity_witness_alarms {alarms}"
-    );
+    alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
+
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Unacknowledged and suppressed alarms per peer (its country code; alarms
+/// about a peer no longer pinned, or unknown, under `peer="unknown"`), and
+/// the unacknowledged total.
+fn alarm_metrics(out: &mut String, counts: &[AlarmCounts], peers: &[PeerStatus]) {
+    let mut by: BTreeMap<String, (u64, u64)> =
+        peers.iter().map(|p| (p.country.clone(), (0, 0))).collect();
+    for c in counts {
+        let label = c
+            .peer
+            .and_then(|id| peers.iter().find(|p| p.id == id))
+            .map(|p| p.country.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let e = by.entry(label).or_default();
+        e.0 += c.unacknowledged;
+        e.1 += c.suppressed;
+    }
+    let _ = writeln!(out, "# HELP comity_witness_alarms Alarms not acknowledged, per peer.\n# TYPE comity_witness_alarms gauge");
+    for (cc, (n, _)) in &by {
+        let _ = writeln!(out, "comity_witness_alarms{{peer=\"{cc}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP comity_witness_alarms_suppressed Alarms not kept (beyond the newest per peer), per peer.\n# TYPE comity_witness_alarms_suppressed gauge");
+    for (cc, (_, n)) in &by {
+        let _ = writeln!(out, "comity_witness_alarms_suppressed{{peer=\"{cc}\"}} {n}");
+    }
+    let total: u64 = by.values().map(|(n, _)| n).sum();
+    let _ = writeln!(out, "# HELP comity_witness_alarms_unacknowledged Alarms not acknowledged, all peers.\n# TYPE comity_witness_alarms_unacknowledged gauge\ncomity_witness_alarms_unacknowledged {total}");
 }

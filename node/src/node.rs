@@ -252,6 +252,11 @@ impl Node {
         self.ctx.audit.note(fact);
     }
 
+    /// Makes everything written so far durable (the group commit).
+    pub(crate) async fn commit(&self) -> Result<(), StoreError> {
+        self.ctx.store.commit().await
+    }
+
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.ctx.audit
     }

@@ -1,3 +1,4 @@
+mod alarms;
 mod audit;
 mod demo;
 mod id;
@@ -167,6 +168,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => status::reply(&client()?, &id, subject, &body, partial, json),
         Command::Stats { format } => stats::run(&client()?, format),
         Command::Audit(cmd) => audit::run(config.as_deref(), cmd),
+        Command::Alarms { command, json } => alarms::run(&client()?, command, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "comity", &mut std::io::stdout());

@@ -146,11 +146,12 @@ pub fn overview(client: &Client, json: bool) -> Result<()> {
         .map(|a| a.as_slice())
         .unwrap_or_default();
     if alarms.is_empty() {
-        println!("alarms: none");
+        println!("alarms: none unacknowledged");
     } else {
         for al in alarms {
             println!("ALARM: {}", t(al));
         }
+        println!("(`comity alarms` lists them with ids; `comity alarms ack ID` acknowledges one)");
     }
     Ok(())
 }

@@ -23,13 +23,16 @@ use comity_protocol::audit::bundle::BundleWriteError;
 use comity_protocol::audit::checkpoint::{
     origin_for, sign_checkpoint, Checkpoint, CheckpointError,
 };
-use comity_protocol::audit::entry::AuditEntry;
+use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind};
 use comity_protocol::audit::merkle::{SubtreeHashes, TreeError};
 use comity_protocol::audit::proof_file::ProofBuildError;
 use comity_protocol::{Digest, Identity, NodeId, Timestamp};
 use tokio::sync::{watch, Notify};
 use tracing::warn;
 
+use crate::store::alarms::{
+    cut, AckError, Alarm, AlarmAck, AlarmCounts, AlarmKind, MAX_ALARM_TEXT,
+};
 use crate::store::{Store, StoreError};
 
 pub use export::Proof;
@@ -77,9 +80,6 @@ impl SubtreeHashes for StoredHashes<'_> {
     }
 }
 
-/// Alarms kept in the store at most (see [`AuditLog::alarm`]).
-pub const MAX_ALARMS: usize = 1000;
-
 pub struct AuditLog {
     store: Store,
     /// Signs checkpoints and, as a witness, cosignatures.
@@ -102,6 +102,8 @@ pub struct AuditLog {
     cosigned: Mutex<HashMap<NodeId, u64>>,
     /// Woken when a cosignature is stored.
     cosigned_changed: Notify,
+    /// Held while an alarm is stored (and its bucket trimmed) or acknowledged.
+    alarming: Mutex<()>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -127,6 +129,13 @@ impl AuditLog {
             let e = cosigned.entry(witness).or_insert(0);
             *e = (*e).max(size);
         }
+        let moved = store.migrate_alarms()?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "old-format alarms moved to the unknown peer's alarms"
+            );
+        }
         Ok(AuditLog {
             store,
             origin: origin_for(&signer.id()),
@@ -140,6 +149,7 @@ impl AuditLog {
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
             cosigned_changed: Notify::new(),
+            alarming: Mutex::new(()),
         })
     }
 
@@ -284,27 +294,62 @@ impl AuditLog {
         self.latest.subscribe()
     }
 
-    /// Records an alarm (kept, and shown in the node's status).
-    pub fn alarm(&self, text: &str) {
-        warn!(alarm = text, "AUDIT ALARM");
-        // A misbehaving peer can cause alarms as often as it likes: the first
-        // MAX_ALARMS are kept, the rest are in the log only.
-        match self.store.alarm_count() {
-            Ok(n) if n >= MAX_ALARMS => {
-                warn!(
-                    kept = n,
-                    "alarm not stored: {MAX_ALARMS} alarms are kept already"
-                )
-            }
-            _ => {
-                if let Err(e) = self.store.put_alarm(text) {
-                    warn!(error = %e, "cannot store an alarm");
-                }
-            }
+    /// Records an alarm about `peer` (kept, and shown in the node's
+    /// status). A misbehaving peer can cause alarms as often as it likes:
+    /// only its newest are kept, the rest counted (see
+    /// [`crate::store::alarms::MAX_ALARMS_PER_PEER`]), so it cannot hide
+    /// another peer's.
+    pub fn alarm(&self, peer: NodeId, kind: AlarmKind, reason: &str, text: &str) {
+        warn!(alarm = text, peer = %peer.short(), "AUDIT ALARM");
+        let _one = self.alarming.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.store.next_alarm_id().and_then(|id| {
+            self.store.put_alarm(&Alarm {
+                id,
+                peer: Some(peer),
+                time: Some(Timestamp::now()),
+                kind,
+                reason: cut(reason, 64),
+                text: cut(text, MAX_ALARM_TEXT),
+                acknowledged: None,
+            })
+        });
+        if let Err(e) = stored {
+            warn!(error = %e, "cannot store an alarm");
         }
     }
 
-    pub fn alarms(&self) -> Result<Vec<String>, AuditError> {
+    /// Every alarm kept, newest first.
+    pub fn alarms(&self) -> Result<Vec<Alarm>, AuditError> {
         Ok(self.store.alarms()?)
+    }
+
+    /// Per peer: alarms kept, unacknowledged and suppressed.
+    pub fn alarm_counts(&self) -> Result<Vec<AlarmCounts>, AuditError> {
+        Ok(self.store.alarm_counts()?)
+    }
+
+    /// How many alarms kept are not acknowledged.
+    pub fn unacknowledged_alarms(&self) -> Result<u64, AuditError> {
+        Ok(self.alarm_counts()?.iter().map(|c| c.unacknowledged).sum())
+    }
+
+    /// Acknowledges alarm `id` on behalf of `by` and records it in the log
+    /// (not yet durable: the caller commits).
+    pub fn ack_alarm(&self, id: u64, by: Actor) -> Result<Alarm, AckError> {
+        let _one = self.alarming.lock().unwrap_or_else(|p| p.into_inner());
+        let alarm = self.store.ack_alarm(
+            id,
+            AlarmAck {
+                at: Timestamp::now(),
+                by: by.as_str().to_string(),
+            },
+        )?;
+        let detail = format!("alarm ack {id}");
+        let mut fact = Fact::new(AuditKind::AdminAction, by).detail(&detail);
+        if let Some(p) = alarm.peer {
+            fact = fact.peer(p);
+        }
+        self.note(fact);
+        Ok(alarm)
     }
 }

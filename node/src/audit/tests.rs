@@ -91,3 +91,64 @@ fn signed_by(who: &Identity, name: &str, text: &str) -> String {
     let sig = base64::engine::general_purpose::STANDARD.encode(blob);
     format!("{text}\n\u{2014} {name} {sig}\n")
 }
+
+/// A flood of alarms from one peer (C) does not hide a later alarm from
+/// another (B): each peer keeps its newest, the rest are counted.
+#[tokio::test]
+async fn one_peers_alarm_flood_does_not_hide_another_peers_alarm() {
+    use crate::store::alarms::{AlarmKind, MAX_ALARMS_PER_PEER};
+    use comity_protocol::audit::entry::Actor;
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
+    let b = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0)).id();
+    let c = Identity::from_seeds(&[5; 32], &[6; 32], Timestamp(0)).id();
+    let store = Store::open(dir.path()).unwrap();
+    let log = AuditLog::open(store.clone(), me, 1000, true).unwrap();
+    for i in 0..1500 {
+        log.alarm(c, AlarmKind::PeerCheckpoint, "fork", &format!("C fork {i}"));
+    }
+    log.alarm(b, AlarmKind::PeerCheckpoint, "fork", "B forked");
+
+    let alarms = log.alarms().unwrap();
+    assert_eq!(alarms[0].text, "B forked", "newest first");
+    assert_eq!(alarms[0].peer, Some(b));
+    let from_c: Vec<_> = alarms.iter().filter(|a| a.peer == Some(c)).collect();
+    assert_eq!(from_c.len(), MAX_ALARMS_PER_PEER);
+    assert_eq!(from_c[0].text, "C fork 1499", "C's newest are kept");
+    let counts = log.alarm_counts().unwrap();
+    let of = |p| counts.iter().find(|n| n.peer == Some(p)).unwrap();
+    assert_eq!(of(c).suppressed, 1500 - MAX_ALARMS_PER_PEER as u64);
+    assert_eq!(of(b).suppressed, 0);
+    assert_eq!(log.unacknowledged_alarms().unwrap(), 101);
+
+    // Acknowledged once; a second time is refused; an unknown id too.
+    let id = alarms[0].id;
+    let acked = log.ack_alarm(id, Actor::Operator).unwrap();
+    assert_eq!(acked.acknowledged.unwrap().by, "operator");
+    assert!(matches!(
+        log.ack_alarm(id, Actor::Operator),
+        Err(crate::store::alarms::AckError::Already(_))
+    ));
+    assert!(matches!(
+        log.ack_alarm(u64::MAX, Actor::Operator),
+        Err(crate::store::alarms::AckError::NotFound(_))
+    ));
+    assert_eq!(log.unacknowledged_alarms().unwrap(), 100);
+}
+
+/// Alarms an earlier version stored (`a ‖ seq`, text only) are moved to the
+/// unknown peer's alarms when the log opens, and still listed.
+#[tokio::test]
+async fn old_format_alarms_are_migrated_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
+    let store = Store::open(dir.path()).unwrap();
+    store.put_old_format_alarm_for_test(7, "peer X presented checkpoint 3 ...");
+    let log = AuditLog::open(store.clone(), me, 1000, true).unwrap();
+    let alarms = log.alarms().unwrap();
+    assert_eq!(alarms.len(), 1);
+    assert_eq!(alarms[0].id, 7);
+    assert_eq!(alarms[0].peer, None);
+    assert_eq!(alarms[0].text, "peer X presented checkpoint 3 ...");
+    assert_eq!(store.migrate_alarms().unwrap(), 0, "moved, not copied");
+}

@@ -17,6 +17,7 @@ use crate::events::Event;
 use crate::outbox::seal_for;
 use crate::peers::Peer;
 use crate::session::sender::Action;
+use crate::store::alarms::AlarmKind;
 use crate::store::{OutboundStatus, StoreError};
 
 /// Why a session ends after an answer about one message.
@@ -218,11 +219,16 @@ pub(crate) fn apply(
                     .peer(peer.id())
                     .detail(&format!("{} at size {size}", reason.name())),
             );
-            ctx.audit.alarm(&format!(
-                "witness {} refused our checkpoint of size {size} ({}; it cosigned size {witnessed_size}, our log has {log_size} entries): {detail}",
+            ctx.audit.alarm(
                 peer.id(),
-                reason.name()
-            ));
+                AlarmKind::CheckpointRefused,
+                reason.name(),
+                &format!(
+                    "witness {} refused our checkpoint of size {size} ({}; it cosigned size {witnessed_size}, our log has {log_size} entries): {detail}",
+                    peer.id(),
+                    reason.name()
+                ),
+            );
             Ok(None)
         }
         Action::Ignore(why) => {

@@ -19,6 +19,7 @@ use crate::business;
 use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
+use crate::store::alarms::AlarmKind;
 use crate::store::{InboundMessage, Rejection, Store, Way};
 
 struct SeenIn<'a>(&'a Store);
@@ -407,7 +408,8 @@ pub(crate) fn witness(
                         .peer(peer)
                         .detail(&format!("{} at size {}", r.reason.name(), r.size)),
                 );
-                ctx.audit.alarm(&text);
+                ctx.audit
+                    .alarm(peer, AlarmKind::PeerCheckpoint, r.reason.name(), &text);
             } else {
                 debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "checkpoint not cosigned");
             }

@@ -7,7 +7,7 @@
 //! * `c ‖ size` → signed checkpoint note
 //! * `s ‖ size ‖ witness` → cosignature line
 //! * `w ‖ peer` → the last checkpoint of `peer` this node cosigned (as witness)
-//! * `a ‖ seq` → an alarm (JSON text)
+//! * alarms: see [`super::alarms`] (`p`, `q`, and the old `a`)
 
 use comity_protocol::{Digest, MessageId, NodeId};
 
@@ -159,31 +159,5 @@ impl Store {
     pub fn put_witnessed(&self, peer: &NodeId, note: &str) -> Result<()> {
         self.audit.insert(key(b'w', &[&peer.0]), note.as_bytes())?;
         Ok(())
-    }
-
-    pub fn put_alarm(&self, text: &str) -> Result<()> {
-        let seq = self.db.generate_id()?;
-        self.audit
-            .insert(key(b'a', &[&seq.to_be_bytes()]), text.as_bytes())?;
-        Ok(())
-    }
-
-    pub fn alarm_count(&self) -> Result<usize> {
-        let mut n = 0;
-        for kv in self.audit.scan_prefix([b'a']) {
-            kv?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    pub fn alarms(&self) -> Result<Vec<String>> {
-        self.audit
-            .scan_prefix([b'a'])
-            .map(|kv| {
-                let (k, v) = kv?;
-                text(&k, &v)
-            })
-            .collect()
     }
 }

@@ -17,11 +17,13 @@
 //!   peers may use one id; a peer may reuse the id of ours)
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
-//! * `audit`: checkpoints, cosignatures, witness state, alarms (see [`audit`])
+//! * `audit`: checkpoints, cosignatures, witness state (see [`audit`]), alarms
+//!   (see [`alarms`])
 //!
 //! The audit log's entries and tree are files in `audit/` beside sled's
 //! `sled/` (see [`audit_files`]); the group commit syncs them first.
 
+pub mod alarms;
 pub mod audit;
 pub mod audit_files;
 mod commit;

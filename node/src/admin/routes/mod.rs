@@ -1,7 +1,8 @@
 //! `/v1` endpoints, one file per resource: [`peers`], [`messages`],
-//! [`audit`]. Every error is `{"error": {"code": ..., "message": ...}}`
+//! [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
 //! with a status that says whose fault it was ([`ApiError`]).
 
+mod alarms;
 mod audit;
 mod error;
 mod messages;
@@ -50,6 +51,8 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/stats", get(stats))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))
+        .route("/v1/alarms", get(alarms::list))
+        .route("/v1/alarms/{id}/ack", post(alarms::ack))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -180,6 +183,14 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
         "entries": audit.size(),
         "latest_checkpoint": *audit.latest().borrow(),
         "witnesses": witnesses,
-        "alarms": audit.alarms().map_err(ApiError::internal)?,
+        // The texts of the alarms not yet acknowledged, newest first (all
+        // of them, with ids: GET /v1/alarms).
+        "alarms": audit
+            .alarms()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|a| a.acknowledged.is_none())
+            .map(|a| a.text)
+            .collect::<Vec<_>>(),
     }))
 }
