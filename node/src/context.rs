@@ -13,6 +13,7 @@ use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
 use crate::audit::AuditLog;
+use crate::delivery::handshakes::Handshakes;
 use crate::events::Event;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
@@ -41,6 +42,8 @@ pub(crate) struct Context {
     pub handshakes_refused: Arc<AtomicU64>,
     /// Serialises business status updates, ours and the peers'.
     pub status_gate: StatusGate,
+    /// Incoming handshakes in progress, and those turned away.
+    pub handshakes: Arc<Handshakes>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -80,6 +83,7 @@ impl Context {
             verified_keys: Mutex::new(HashMap::new()),
             handshakes_refused,
             status_gate: StatusGate::default(),
+            handshakes: Arc::default(),
         }
     }
 

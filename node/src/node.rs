@@ -18,6 +18,7 @@ use crate::audit::{AuditError, AuditLog, Fact};
 use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
+use crate::delivery::handshakes::HandshakeCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
 use crate::outbox::{self, OutboxEntry, SubmitError};
@@ -264,6 +265,12 @@ impl Node {
     /// Handshakes refused for an unpinned key since start.
     pub fn handshakes_refused(&self) -> u64 {
         self.ctx.handshakes_refused()
+    }
+
+    /// Incoming handshakes in progress, and those answered with a Retry,
+    /// refused or ignored since start (a flood shows here).
+    pub fn incoming_handshakes(&self) -> HandshakeCounts {
+        self.ctx.handshakes.counts()
     }
 
     pub fn rejection_count(&self) -> usize {

@@ -5,6 +5,7 @@
 //! ([`receive`]).
 
 pub mod accept;
+pub mod handshakes;
 mod outcome;
 mod receive;
 pub mod send;
