@@ -375,8 +375,15 @@ fn after_kill9_of_both_nodes_every_event_on_disk_has_its_entry() {
     }
 }
 
+/// Copies a directory tree; directories are made 0700, as comityd
+/// requires of its data directory.
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let t = to.join(e.file_name());
