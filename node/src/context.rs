@@ -13,11 +13,11 @@ use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
 use crate::audit::AuditLog;
-use crate::delivery::handshakes::Handshakes;
 use crate::events::Event;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
 use crate::store::{Store, StoreError};
+use crate::transport::handshakes::Handshakes;
 use crate::transport::{Pins, TlsIdentity};
 
 pub(crate) struct Context {

@@ -18,7 +18,6 @@ use crate::audit::{AuditError, AuditLog, Fact};
 use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
-use crate::delivery::handshakes::HandshakeCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
 use crate::outbox::{self, OutboxEntry, SubmitError};
@@ -28,6 +27,7 @@ use crate::stats::{self, Stats};
 use crate::store::StoreError;
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store};
 use crate::transport::endpoint::EndpointError;
+use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
 
 #[derive(Debug, thiserror::Error)]

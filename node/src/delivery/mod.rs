@@ -5,7 +5,6 @@
 //! ([`receive`]).
 
 pub mod accept;
-pub mod handshakes;
 mod outcome;
 mod receive;
 pub mod send;

@@ -47,7 +47,7 @@ pub fn server_endpoint(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport(limits)));
     // quinn's own queue of attempts not yet handed to the accept loop
-    // (which decides on each at once, see `delivery::handshakes`): beyond
+    // (which decides on each at once, see `super::handshakes`): beyond
     // these, Initials are dropped unread instead of buffered (defaults:
     // 65,536 attempts, 10 MiB each, 100 MiB in all).
     server

@@ -1,6 +1,7 @@
-//! Which incoming QUIC handshakes a node takes on. An Initial is a few
-//! hundred bytes for the sender but a TLS state, a server flight and its
-//! retransmissions for us, held until the handshake timeout; a flood of
+//! Which incoming QUIC handshakes a node takes on (decided in
+//! `delivery::accept` as quinn hands each attempt over). An Initial costs
+//! its sender one datagram but us a TLS state, a server flight and its
+//! retransmissions, held until the handshake timeout; a flood of
 //! Initials never completed (review issue 12, item 10) grew RSS by
 //! hundreds of MiB. So: handshakes in progress are counted, overall and
 //! per source IP; under load an Initial whose address is not validated is
