@@ -18,6 +18,7 @@ use crate::events::Event;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
 use crate::store::{Store, StoreError};
+use crate::transport::handshakes::Handshakes;
 use crate::transport::{Pins, TlsIdentity};
 
 pub(crate) struct Context {
@@ -44,6 +45,8 @@ pub(crate) struct Context {
     pub status_gate: StatusGate,
     /// What each peer may make us record (see `budget`).
     pub budgets: Budgets,
+    /// Incoming handshakes in progress, and those turned away.
+    pub handshakes: Arc<Handshakes>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -89,6 +92,7 @@ impl Context {
             handshakes_refused,
             status_gate: StatusGate::default(),
             budgets,
+            handshakes: Arc::default(),
         }
     }
 

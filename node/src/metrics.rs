@@ -246,6 +246,26 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         "# TYPE comity_peers_pinned gauge\ncomity_peers_pinned {}",
         peers.len()
     );
+    let h = node.incoming_handshakes();
+    let _ = writeln!(
+        out,
+        "# TYPE comity_incoming_handshakes_in_progress gauge\ncomity_incoming_handshakes_in_progress {}",
+        h.in_progress
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE comity_incoming_handshakes_turned_away_total counter"
+    );
+    for (outcome, n) in [
+        ("retry", h.retried),
+        ("refused", h.refused),
+        ("ignored", h.ignored),
+    ] {
+        let _ = writeln!(
+            out,
+            "comity_incoming_handshakes_turned_away_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
     let audit = node.audit();
     let _ = writeln!(
         out,

@@ -28,6 +28,7 @@ use crate::stats::{self, Stats};
 use crate::store::StoreError;
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
 use crate::transport::endpoint::EndpointError;
+use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +281,12 @@ impl Node {
     /// Handshakes refused for an unpinned key since start.
     pub fn handshakes_refused(&self) -> u64 {
         self.ctx.handshakes_refused()
+    }
+
+    /// Incoming handshakes in progress, and those answered with a Retry,
+    /// refused or ignored since start (a flood shows here).
+    pub fn incoming_handshakes(&self) -> HandshakeCounts {
+        self.ctx.handshakes.counts()
     }
 
     pub fn rejection_count(&self) -> usize {

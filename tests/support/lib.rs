@@ -71,6 +71,16 @@ impl TestNode {
         TestNode { node }
     }
 
+    /// A node with the production defaults of `comity init` (e.g. the
+    /// 10 s handshake timeout) and info logging, for measurements.
+    pub fn production(comityd: &str, name: &str, country: &str) -> TestNode {
+        let node = LocalNode::builder(comityd, name, country)
+            .log_filter("info")
+            .create()
+            .unwrap();
+        TestNode { node }
+    }
+
     /// Pins `other` (in the config file; takes effect at next start).
     pub fn pin(&self, other: &TestNode) {
         self.pin_as(other.id, other.port, &other.name, &other.country);

@@ -33,6 +33,10 @@ pub async fn accept_loop(ctx: Arc<Context>, mut stop: ShutdownSignal, tasks: Tas
             _ = stop.triggered() => return,
         };
         let Some(incoming) = incoming else { return };
+        // Decided here, not in the task, so that the count is exact.
+        let Some((incoming, slot)) = ctx.handshakes.admit(incoming) else {
+            continue;
+        };
         let ctx = ctx.clone();
         let stop = stop.clone();
         let streams = tasks.clone();
@@ -48,7 +52,9 @@ pub async fn accept_loop(ctx: Arc<Context>, mut stop: ShutdownSignal, tasks: Tas
                 }
             };
             let timeout = ctx.config.limits.handshake_timeout();
-            let conn = match tokio::time::timeout(timeout, connecting).await {
+            let done = tokio::time::timeout(timeout, connecting).await;
+            drop(slot); // the handshake is over, one way or the other
+            let conn = match done {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     // Unpinned keys are reported by the TLS verifier itself.

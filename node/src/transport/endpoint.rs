@@ -9,6 +9,9 @@ use comity_protocol::NodeId;
 
 use super::tls::{client_crypto, server_crypto, OnRefused, Pins, TlsIdentity, TlsSetupError};
 
+/// Connection attempts quinn holds before the accept loop takes them.
+const MAX_INCOMING: usize = 1024;
+
 /// Per-connection limits: streams a peer may open, idle timeout, flow
 /// control windows (which are also the backpressure on a fast sender).
 fn transport(limits: &Limits) -> quinn::TransportConfig {
@@ -43,6 +46,14 @@ pub fn server_endpoint(
     let crypto = server_crypto(tls, pins, on_refused)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport(limits)));
+    // quinn's own queue of attempts not yet handed to the accept loop
+    // (which decides on each at once, see `super::handshakes`): beyond
+    // these, Initials are dropped unread instead of buffered (defaults:
+    // 65,536 attempts, 10 MiB each, 100 MiB in all).
+    server
+        .max_incoming(MAX_INCOMING)
+        .incoming_buffer_size(64 << 10)
+        .incoming_buffer_size_total(4 << 20);
     let mut endpoint_config = quinn::EndpointConfig::default();
     endpoint_config.reset_key(Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,

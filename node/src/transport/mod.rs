@@ -1,6 +1,7 @@
 //! QUIC between pinned peers: TLS setup, the endpoint, and frames on streams.
 
 pub mod endpoint;
+pub mod handshakes;
 pub mod tls;
 pub mod wire;
 

@@ -167,6 +167,7 @@ async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Valu
         "inbox": counts.inbound(),
         "rejected": node.rejection_count(),
         "handshakes_refused": node.handshakes_refused(),
+        "incoming_handshakes": node.incoming_handshakes(),
         "audit": audit_status(&node)?,
     })))
 }
