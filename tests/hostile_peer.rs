@@ -779,11 +779,27 @@ fn a_message_is_named_by_its_peer_as_well_as_its_id() {
         b.get(&format!("/v1/messages/{x}"))["state"] == "delivered"
     });
     let x_id: MessageId = x.parse().unwrap();
+    // A's own request to H (H only dials: it stays queued at A).
+    let y = a
+        .client()
+        .post(
+            "/v1/messages",
+            &serde_json::json!({"to": "HO", "body": request_body("A's request to H")}),
+        )
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let y_id: MessageId = y.parse().unwrap();
     let rt = Runtime::new().unwrap();
     rt.block_on(async {
         let (_endpoint, conn) = connect(&h, &a).await;
         let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
         let now = Timestamp::now();
+        // H reuses the id of A's message to H itself.
+        let mirror = sealed(&h, &a_keys, y_id, now, "H's own, under A's id");
+        send.write_all(&envelope(mirror.bytes)).await.unwrap();
+        assert!(matches!(answer(&mut recv).await, SessionFrame::Receipt(_)));
         // H's own request under B's id: accepted, not refused (a refusal
         // would tell H which ids exist).
         let squat = sealed(&h, &a_keys, x_id, now, "H's own request");
@@ -849,6 +865,19 @@ fn a_message_is_named_by_its_peer_as_well_as_its_id() {
     assert_eq!(of_b["history"].as_array().unwrap().len(), 0, "{of_b}");
     let of_h = a.get(&format!("/v1/messages/{}%2F{x}", h.id()));
     assert_eq!(of_h["history"][0]["status"]["status"], "withdrawn");
+
+    // Even peer and id name two here; the way tells them apart.
+    let err = client
+        .get(&format!("/v1/messages/{y}?peer=HO"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("(sent)") && err.to_string().contains("(received)"),
+        "{err}"
+    );
+    let ours = a.get(&format!("/v1/messages/{y}?peer=HO&way=sent"));
+    assert_eq!(ours["direction"], "outbound");
+    let theirs = a.get(&format!("/v1/messages/{y}?peer=HO&way=received"));
+    assert_eq!(theirs["direction"], "inbound");
 
     // A registers and answers B's request, named BO/ID.
     client

@@ -71,7 +71,10 @@ pub struct BudgetStatus {
 
 pub struct Budgets {
     limits: BudgetLimits,
-    peers: Mutex<HashMap<NodeId, PeerBudget>>,
+    /// Per peer, and per class: what can start a back-off (`true`) and what
+    /// cannot (duplicates), each with a budget of its own, so an honest
+    /// peer resending its window never uses up its rejection budget.
+    peers: Mutex<HashMap<(NodeId, bool), PeerBudget>>,
 }
 
 impl Budgets {
@@ -82,7 +85,7 @@ impl Budgets {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, PeerBudget>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(NodeId, bool), PeerBudget>> {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -99,7 +102,7 @@ impl Budgets {
         at: Timestamp,
     ) -> Verdict {
         let mut peers = self.lock();
-        let b = peers.entry(peer).or_default();
+        let b = peers.entry((peer, penalize)).or_default();
         while b
             .hour
             .front()
@@ -140,45 +143,57 @@ impl Budgets {
     /// once per [`SUMMARY_EVERY`] (or whatever is pending, if `force`).
     pub fn summaries(&self, peer: &NodeId, now: Instant, force: bool) -> Vec<Suppressed> {
         let mut peers = self.lock();
-        let Some(b) = peers.get_mut(peer) else {
-            return Vec::new();
-        };
-        let due = force
-            || b.last_summary
-                .is_none_or(|t| now.saturating_duration_since(t) >= SUMMARY_EVERY);
-        if b.pending.is_empty() || !due {
-            return Vec::new();
+        let mut out = Vec::new();
+        for class in [true, false] {
+            let Some(b) = peers.get_mut(&(*peer, class)) else {
+                continue;
+            };
+            let due = force
+                || b.last_summary
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SUMMARY_EVERY);
+            if b.pending.is_empty() || !due {
+                continue;
+            }
+            b.last_summary = Some(now);
+            out.extend(std::mem::take(&mut b.pending).into_values());
         }
-        b.last_summary = Some(now);
-        std::mem::take(&mut b.pending).into_values().collect()
+        out
     }
 
     /// Peers with suppressed rejections not yet summarised.
     pub fn pending_peers(&self) -> Vec<NodeId> {
-        self.lock()
+        let mut peers: Vec<NodeId> = self
+            .lock()
             .iter()
             .filter(|(_, b)| !b.pending.is_empty())
-            .map(|(p, _)| *p)
-            .collect()
+            .map(|((p, _), _)| *p)
+            .collect();
+        peers.sort_unstable_by_key(|p| p.0);
+        peers.dedup();
+        peers
     }
 
     /// Whether `peer`'s inbound connections are refused now.
     pub fn backing_off(&self, peer: &NodeId, now: Instant) -> bool {
         self.lock()
-            .get(peer)
+            .get(&(*peer, true))
             .and_then(|b| b.backoff_until)
             .is_some_and(|t| now < t)
     }
 
     pub fn status(&self, peer: &NodeId, now: Instant) -> BudgetStatus {
         let peers = self.lock();
-        peers
-            .get(peer)
-            .map(|b| BudgetStatus {
-                suppressed: b.suppressed_total,
-                backing_off: b.backoff_until.is_some_and(|t| now < t),
-            })
-            .unwrap_or_default()
+        let of = |class| peers.get(&(*peer, class));
+        BudgetStatus {
+            suppressed: [true, false]
+                .into_iter()
+                .filter_map(of)
+                .map(|b| b.suppressed_total)
+                .sum(),
+            backing_off: of(true)
+                .and_then(|b| b.backoff_until)
+                .is_some_and(|t| now < t),
+        }
     }
 }
 
@@ -239,6 +254,27 @@ mod tests {
             .is_empty());
         assert_eq!(b.summaries(&P, t0 + SUMMARY_EVERY, false)[0].count, 1);
         assert_eq!(b.status(&P, t0).suppressed, 1003);
+    }
+
+    #[test]
+    fn duplicates_have_a_budget_of_their_own_and_never_start_a_backoff() {
+        let b = budgets();
+        let t0 = Instant::now();
+        // A window of duplicates, well over the budget.
+        for i in 0..256 {
+            let v = b.rejection(P, "duplicates", false, t0, Timestamp(i));
+            assert!(matches!(
+                v,
+                Verdict::Record | Verdict::Suppress { close: false }
+            ));
+        }
+        assert!(!b.backing_off(&P, t0));
+        // The rejection budget is untouched.
+        assert_eq!(
+            b.rejection(P, MALFORMED, true, t0, Timestamp(300)),
+            Verdict::Record
+        );
+        assert_eq!(b.status(&P, t0).suppressed, 253);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use comity_protocol::{MessageId, NodeId};
 
-use crate::store::{InboundMessage, OutboundMessage, Store, StoreError};
+use crate::store::{InboundMessage, OutboundMessage, Store, StoreError, Way};
 
 /// A message as an operator names it: its id, and its peer when the id
 /// alone is ambiguous.
@@ -13,11 +13,18 @@ use crate::store::{InboundMessage, OutboundMessage, Store, StoreError};
 pub struct MessageRef {
     pub id: MessageId,
     pub peer: Option<NodeId>,
+    /// Which way it went, when a peer reused the id of a message we sent
+    /// it (then even peer and id name two).
+    pub way: Option<Way>,
 }
 
 impl From<MessageId> for MessageRef {
     fn from(id: MessageId) -> Self {
-        MessageRef { id, peer: None }
+        MessageRef {
+            id,
+            peer: None,
+            way: None,
+        }
     }
 }
 
@@ -36,22 +43,40 @@ impl Found {
             Found::Received(m) => m.sender,
         }
     }
+
+    pub fn way(&self) -> Way {
+        match self {
+            Found::Sent(_) => Way::Sent,
+            Found::Received(_) => Way::Received,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum FindError {
     #[error("no message {0} on this node (see `comity messages`)")]
     NotFound(MessageId),
-    #[error("message id {id} names {} messages, exchanged with {}: name one as PEER/ID (a country code or node id)", .peers.len(), list(.peers))]
-    Ambiguous { id: MessageId, peers: Vec<NodeId> },
+    #[error("message id {id} names {} messages: {}; name one as PEER/ID (a country code or node id), with :sent or :received if one peer both sent and received it", .found.len(), list(.found))]
+    Ambiguous {
+        id: MessageId,
+        found: Vec<(NodeId, Way)>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-fn list(peers: &[NodeId]) -> String {
-    peers
+fn list(found: &[(NodeId, Way)]) -> String {
+    found
         .iter()
-        .map(|p| p.to_string())
+        .map(|(p, w)| {
+            format!(
+                "{p} ({})",
+                match w {
+                    Way::Sent => "sent",
+                    Way::Received => "received",
+                }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -60,11 +85,12 @@ fn list(peers: &[NodeId]) -> String {
 pub fn find(store: &Store, r: &MessageRef) -> Result<Found, FindError> {
     let mut found = Vec::new();
     if let Some((m, _)) = store.outbound(&r.id)? {
-        if r.peer.is_none_or(|p| p == m.peer) {
+        if r.peer.is_none_or(|p| p == m.peer) && r.way != Some(Way::Received) {
             found.push(Found::Sent(Box::new(m)));
         }
     }
     match r.peer {
+        _ if r.way == Some(Way::Sent) => {}
         Some(p) => {
             if let Some(m) = store.inbound(&p, &r.id)? {
                 found.push(Found::Received(Box::new(m)));
@@ -82,7 +108,7 @@ pub fn find(store: &Store, r: &MessageRef) -> Result<Found, FindError> {
         1 => Ok(found.remove(0)),
         _ => Err(FindError::Ambiguous {
             id: r.id,
-            peers: found.iter().map(Found::peer).collect(),
+            found: found.iter().map(|f| (f.peer(), f.way())).collect(),
         }),
     }
 }

@@ -39,10 +39,20 @@ pub(crate) fn read_text(path: &std::path::Path, max: u64, what: &str) -> Result<
 pub(crate) struct MessageArg {
     id: comity_protocol::MessageId,
     peer: Option<String>,
+    /// `sent` or `received` (`PEER/ID:sent`), when one peer both sent and
+    /// received the id.
+    way: Option<&'static str>,
 }
 
 impl MessageArg {
     pub(crate) fn parse(text: &str) -> Result<MessageArg> {
+        let (text_id, way) = match text.rsplit_once(':') {
+            Some((t, "sent")) => (t, Some("sent")),
+            Some((t, "received")) => (t, Some("received")),
+            _ => (text, None),
+        };
+        let full = text;
+        let text = text_id;
         let (peer, id) = match text.split_once('/') {
             Some((p, i)) => (Some(p), i),
             None => (None, text),
@@ -57,8 +67,9 @@ impl MessageArg {
         Ok(MessageArg {
             id: id
                 .parse()
-                .with_context(|| format!("{text:?} is not a message id (ID or PEER/ID)"))?,
+                .with_context(|| format!("{full:?} is not a message id (ID or PEER/ID)"))?,
             peer: peer.map(str::to_string),
+            way,
         })
     }
 
@@ -68,10 +79,19 @@ impl MessageArg {
 
     /// `{base}/{id}{tail}`, with `?peer=` when the peer was given.
     pub(crate) fn path(&self, base: &str, tail: &str) -> String {
-        match &self.peer {
-            Some(p) => format!("{base}/{}{tail}?peer={p}", self.id),
-            None => format!("{base}/{}{tail}", self.id),
+        let mut query = Vec::new();
+        if let Some(p) = &self.peer {
+            query.push(format!("peer={p}"));
         }
+        if let Some(w) = self.way {
+            query.push(format!("way={w}"));
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        format!("{base}/{}{tail}{query}", self.id)
     }
 }
 

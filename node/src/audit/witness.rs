@@ -40,6 +40,30 @@ impl AuditLog {
         Ok(Some((newest, note, proof)))
     }
 
+    /// The largest checkpoint size, at least `from`, that every one of
+    /// `witnesses` cosigned (`None` if there is none, or no witnesses).
+    pub fn newest_cosigned_by_all(
+        &self,
+        witnesses: &[NodeId],
+        from: u64,
+    ) -> Result<Option<u64>, AuditError> {
+        if witnesses.is_empty() {
+            return Ok(None);
+        }
+        let mut by_size: std::collections::BTreeMap<u64, std::collections::BTreeSet<NodeId>> =
+            Default::default();
+        for (size, witness, _) in self.store.cosignatures()? {
+            if size >= from && witnesses.contains(&witness) {
+                by_size.entry(size).or_default().insert(witness);
+            }
+        }
+        Ok(by_size
+            .into_iter()
+            .rev()
+            .find(|(_, w)| w.len() == witnesses.len())
+            .map(|(s, _)| s))
+    }
+
     /// Verifies and stores `witness`'s cosignature on our checkpoint `size`.
     pub fn accept_cosignature(
         &self,
@@ -83,8 +107,9 @@ impl AuditLog {
             .as_deref()
             .and_then(|t| open_checkpoint(t, &origin, peer).ok());
         if let Some((prev, prev_note)) = &previous {
-            if stored.as_deref() == Some(note_text) {
-                // The one cosigned last, again: sign it again, store nothing.
+            // The one cosigned last, again: sign it again, store nothing —
+            // if it is of our form (one stored by an older build may not be).
+            if stored.as_deref() == Some(note_text) && prev_note.text() == prev.body() {
                 let now_secs = Timestamp::now().as_millis() / 1000;
                 let line =
                     cosign(me, &origin_for(&me.id()), prev_note.text(), now_secs).map_err(|e| {

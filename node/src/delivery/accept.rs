@@ -82,7 +82,9 @@ async fn serve_connection(
         return;
     };
     let Some(_slot) = ctx.connection_slot(peer, &conn, true) else {
-        warn!(peer = %peer.short(), "too many connections from this peer; refusing one");
+        // Said once per connection attempt of a pinned peer: debug, not warn
+        // (the peer chooses how often).
+        debug!(peer = %peer.short(), "too many connections from this peer; refusing one");
         conn.close(2u32.into(), b"too many connections");
         return;
     };
@@ -97,7 +99,7 @@ async fn serve_connection(
         conn.close(OVER_BUDGET.into(), b"over budget");
         return;
     }
-    info!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
+    debug!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,

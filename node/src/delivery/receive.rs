@@ -390,6 +390,14 @@ pub(crate) fn witness(
                 line: w.line,
             }
         }
+        // Evidence, so recorded — within the peer's budget: a loop of junk
+        // checkpoints must not grow the log and the alarms without bound.
+        Err(r)
+            if (r.reason.is_alarm() || r.reason == WitnessRefusal::UnknownForm)
+                && !within_budget(ctx, peer, "witness refusals", true) =>
+        {
+            refusal_frame(r)
+        }
         Err(r) => {
             if r.reason == WitnessRefusal::UnknownForm {
                 ctx.audit.note(
@@ -413,12 +421,16 @@ pub(crate) fn witness(
             } else {
                 debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "checkpoint not cosigned");
             }
-            SessionFrame::CheckpointRefused {
-                size: r.size,
-                witnessed_size: r.witnessed_size,
-                reason: r.reason,
-                detail: bounded(&r.detail),
-            }
+            refusal_frame(r)
         }
+    }
+}
+
+fn refusal_frame(r: crate::audit::Refused) -> SessionFrame {
+    SessionFrame::CheckpointRefused {
+        size: r.size,
+        witnessed_size: r.witnessed_size,
+        reason: r.reason,
+        detail: bounded(&r.detail),
     }
 }

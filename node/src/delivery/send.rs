@@ -309,6 +309,8 @@ async fn read_answers(
             Action::CheckCosignature { size, line } => {
                 if outcome::cosignature(ctx, peer, size, &line) {
                     core.lock().cosignature_stored(size);
+                } else {
+                    core.lock().cosignature_failed(size);
                 }
             }
             Action::OfferAgain => core.wake.notify_one(),

@@ -276,6 +276,13 @@ impl Sender {
         self.witnessing.offered = Some((old, new));
     }
 
+    /// The witness's cosignature on `size` did not verify: further ones for
+    /// that size are not checked again (each costs a read and a signature
+    /// check).
+    pub fn cosignature_failed(&mut self, size: u64) {
+        self.witnessing.failed = Some(size);
+    }
+
     /// The witness's cosignature on `size` verified and is stored.
     pub fn cosignature_stored(&mut self, size: u64) {
         let w = &mut self.witnessing;
@@ -351,6 +358,8 @@ struct Witnessing {
     /// The size whose refusal raised an alarm, so a repeated refusal does
     /// not raise it again.
     alarmed: Option<u64>,
+    /// The size whose cosignature did not verify.
+    failed: Option<u64>,
 }
 
 impl Witnessing {
@@ -365,7 +374,7 @@ impl Witnessing {
     fn on_cosigned(&self, size: u64, line: String) -> Action {
         // Only for what we offered and it has not cosigned yet: a repeated
         // or unasked cosignature costs nothing.
-        if self.offered_size() != Some(size) || size <= self.cosigned {
+        if self.offered_size() != Some(size) || size <= self.cosigned || self.failed == Some(size) {
             return Action::Ignore("cosignature not asked for");
         }
         Action::CheckCosignature { size, line }

@@ -72,14 +72,16 @@ impl CheckedEnvelope {
 
 /// The outer check: everything that can be decided without decrypting.
 ///
-/// In order: size, frame and decoding, recipient, recipient key, pinned
-/// sender, signature, replay, time window. The signature is verified before
-/// the replay and time checks so that [`EnvelopeError::IdReused`],
-/// [`EnvelopeError::Stale`] and [`EnvelopeError::FromFuture`] are
-/// attributable to the sender, not to whoever forged the bytes; the errors
-/// before it are not. Replay comes before time so that a retransmission of
-/// an envelope already accepted is always answered with its receipt
-/// ([`EnvelopeError::AlreadyReceived`]), however old it has become.
+/// In order: size, frame and decoding, recipient, pinned sender, signature,
+/// replay, recipient key, time window. The signature is verified before
+/// the later checks so that [`EnvelopeError::IdReused`],
+/// [`EnvelopeError::UnknownEncryptionKey`], [`EnvelopeError::Stale`] and
+/// [`EnvelopeError::FromFuture`] are attributable to the sender, not to
+/// whoever forged the bytes; the errors before it are not. Replay comes
+/// before the key and time checks so that a retransmission of an envelope
+/// already accepted is always answered with its receipt
+/// ([`EnvelopeError::AlreadyReceived`]), however old it has become and
+/// whatever key this node holds now.
 pub fn check(
     bytes: &[u8],
     me: &Identity,

@@ -50,6 +50,14 @@ pub(super) async fn export(State(node): State<AppState>) -> Result<Response, Api
             "audit export: not every peer cosigned its checkpoint in time; exported without"
         );
     }
+    // A busy log may have moved on: the witnesses may have cosigned a newer
+    // checkpoint instead. End the bundle at the newest one all of them
+    // cosigned, if there is one from `size` on.
+    let size = node
+        .audit()
+        .newest_cosigned_by_all(&peers, size)
+        .map_err(ApiError::internal)?
+        .unwrap_or(size);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let node = node.node.clone();
     tokio::task::spawn_blocking(move || {

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::lookup::MessageRef;
 use crate::node::Node;
+use crate::store::Way;
 pub use error::ApiError;
 use serde::Deserialize;
 
@@ -101,6 +102,8 @@ fn path_param(
 #[serde(deny_unknown_fields)]
 pub(super) struct PeerQuery {
     peer: Option<String>,
+    /// `sent` or `received`, when one peer both sent and received the id.
+    way: Option<String>,
 }
 
 /// The message a path names: `{id}` with `?peer=PEER`, or `{PEER/ID}`.
@@ -126,9 +129,22 @@ fn message_ref(
             )
         })?),
     };
+    let way = match q.way.as_deref() {
+        None => None,
+        Some("sent") => Some(Way::Sent),
+        Some("received") => Some(Way::Received),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("way must be sent or received, not {other:?}"),
+            ))
+        }
+    };
     Ok(MessageRef {
         id: parse_id(&id)?,
         peer,
+        way,
     })
 }
 

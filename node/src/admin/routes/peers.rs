@@ -9,6 +9,8 @@ use comity_protocol::NodeId;
 use serde::Deserialize;
 use serde_json::json;
 
+use tracing::warn;
+
 use super::{config_error, parse_json, path_param, ApiError, AppState};
 use crate::node::AddPeerError;
 use crate::peers::PeerError;
@@ -72,17 +74,8 @@ pub(super) async fn remove(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = super::messages::resolve_peer(&state, &path_param(id)?)?;
-    if let Some(path) = &state.config_path {
-        // Only if the file lists it (it may have been pinned at run time
-        // only); any other problem with the file is reported, not ignored.
-        let listed = comity_config::Config::load(path)
-            .map_err(config_error)?
-            .peer_by_id(&id)
-            .is_some();
-        if listed {
-            comity_config::Config::remove_peer_from_file(path, &id).map_err(config_error)?;
-        }
-    }
+    // Revoke first: a configuration file that cannot be written must not
+    // keep a peer pinned (and its connections open).
     if !state.remove_peer(&id) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -90,7 +83,33 @@ pub(super) async fn remove(
             format!("{id} is not pinned"),
         ));
     }
-    Ok(Json(json!({"id": id, "removed": true})))
+    let mut persisted = false;
+    if let Some(path) = &state.config_path {
+        // Only if the file lists it (it may have been pinned at run time
+        // only); a file that cannot be changed is reported, not ignored.
+        let edit = comity_config::Config::load(path).and_then(|c| {
+            if c.peer_by_id(&id).is_some() {
+                comity_config::Config::remove_peer_from_file(path, &id).map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        match edit {
+            Ok(()) => persisted = true,
+            Err(e) => {
+                warn!(peer = %id, error = %e, "peer unpinned, but the configuration file still lists it");
+                return Ok(Json(json!({
+                    "id": id,
+                    "removed": true,
+                    "persisted": false,
+                    "warning": format!("unpinned now, but the configuration file could not be changed ({e}): remove the [[peer]] table by hand, or it is pinned again at the next start"),
+                })));
+            }
+        }
+    }
+    Ok(Json(
+        json!({"id": id, "removed": true, "persisted": persisted}),
+    ))
 }
 
 pub(super) async fn list(State(node): State<AppState>) -> Json<serde_json::Value> {
