@@ -563,7 +563,11 @@ pub fn bundle_verify(data: &[u8]) -> &'static str {
         threads: 1,
     });
     assert_eq!(pinned.entries, one.entries);
-    assert_eq!(pinned.checkpoints, one.checkpoints);
+    // The pin replaces the header's key: checkpoints are checked against
+    // Arcadia's, so the counts agree only when the header names Arcadia.
+    if one.node_id == Some(w.arcadia.id()) {
+        assert_eq!(pinned.checkpoints, one.checkpoints);
+    }
     assert!(pinned.node_pinned && !one.node_pinned);
     if pinned.is_valid() {
         assert!(one.is_valid(), "valid when pinned, invalid when not");
@@ -1103,6 +1107,26 @@ mod tests {
                 other => panic!("unknown target {other}"),
             }
         }
+    }
+
+    /// Inputs that once failed a target (`regressions/<target>/`) pass it.
+    /// `bundle_verify/crash-d826…`: a bundle whose header is unreadable;
+    /// pinned, its checkpoints are checked against Arcadia's key and two
+    /// verify, unpinned none do (the target wrongly asserted equal counts).
+    #[test]
+    fn regressions_pass_their_targets() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+        let mut n = 0;
+        for target in std::fs::read_dir(&dir).expect("regressions/ exists") {
+            let target = target.expect("readable");
+            let name = target.file_name().into_string().expect("utf-8 name");
+            for input in std::fs::read_dir(target.path()).expect("readable") {
+                let bytes = std::fs::read(input.expect("readable").path()).expect("readable");
+                run_labelled(&name, &bytes).expect("a labelled target");
+                n += 1;
+            }
+        }
+        assert!(n > 0);
     }
 
     /// The committed seed directory is what `seeds()` writes.
