@@ -551,11 +551,16 @@ pub fn bundle_verify(data: &[u8]) -> &'static str {
         threads: 1,
         ..VerifyOptions::default()
     });
-    let two = run(VerifyOptions {
-        threads: 2,
-        ..VerifyOptions::default()
-    });
-    assert_eq!(one, two, "1 and 2 threads disagree");
+    // The parallel driver must find exactly what one thread finds. Its
+    // threads cost more than the verification of a small input, so a
+    // quarter of the inputs (chosen by length) are also run with two.
+    if data.len() % 4 == 0 {
+        let two = run(VerifyOptions {
+            threads: 2,
+            ..VerifyOptions::default()
+        });
+        assert_eq!(one, two, "1 and 2 threads disagree");
+    }
     let pinned = run(VerifyOptions {
         expected_node: Some(w.arcadia.id()),
         required_witnesses: vec![w.carpania.id(), w.borduria.id()],
