@@ -211,18 +211,8 @@ pub(crate) fn check_refers_to_peer(
     }
 }
 
-/// Whether `from` may send this status about its target, after `previous`.
-pub(crate) fn check_incoming_status(
-    kind: MessageKind,
-    side: Side,
-    update: &StatusUpdate,
-    previous: Option<&BusinessStatus>,
-) -> Result<(), IncomingStatusError> {
-    Ok(check_status(kind, side, previous, &update.status)?)
-}
-
-/// Records a status update received from `from`, already checked by
-/// [`check_incoming_status`].
+/// Records a status update received from `from`, already checked (the
+/// one rule, [`check_status`], for `from`'s side of [`incoming_target`]).
 pub(crate) fn on_status_received(
     store: &Store,
     from: NodeId,

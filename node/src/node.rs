@@ -262,13 +262,6 @@ impl Node {
         &self.ctx.audit
     }
 
-    pub fn outbound(
-        &self,
-        id: &MessageId,
-    ) -> Result<Option<(OutboundMessage, OutboundStatus)>, StoreError> {
-        self.ctx.store.outbound(id)
-    }
-
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
         self.ctx.store.inbound_all().collect()
     }

@@ -5,7 +5,7 @@
 
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
-use comity_protocol::message::{Body, StatusUpdate};
+use comity_protocol::message::{check_status, Body, StatusUpdate};
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
@@ -152,7 +152,7 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
                         &peer,
                         &update.regarding,
                         way,
-                        |previous| business::check_incoming_status(kind, side, update, previous),
+                        |previous| Ok(check_status(kind, side, previous, &update.status)?),
                         || {
                             Ok(store_received(
                                 ctx,
