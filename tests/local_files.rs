@@ -38,10 +38,24 @@ fn umask() -> String {
 
 #[test]
 fn a_data_directory_comityd_creates_is_its_users_alone() {
-    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    // Started under umask 022 whatever this process has: what the files
+    // come out as is then comityd's own doing.
+    let bin = tempfile::tempdir().unwrap();
+    let wrapper = bin.path().join("comityd-umask-022");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\numask 022\nexec '{COMITYD}' \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = TestNode::new(
+        wrapper.to_str().unwrap(),
+        "Ministry of Justice of Arcadia",
+        "AR",
+    );
     let fresh = a.dir().join("elsewhere/data");
     let fresh_text = fresh.display().to_string();
-    println!("test process {}", umask());
+    println!("test process {}; comityd started under umask 022", umask());
     a.start_with_env(&[("COMITY_DATA_DIR", &fresh_text)]);
     a.sigterm();
     let mut all = vec![(fresh_text.clone(), true, 0)];
