@@ -10,13 +10,19 @@ use comity_protocol::{Identity, Timestamp};
 use super::AuditLog;
 use crate::store::Store;
 
-#[tokio::test]
-async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
-    let dir = tempfile::tempdir().unwrap();
+/// A log in `dir` whose node is the witness of `peer` (returned first).
+fn witness_of(dir: &tempfile::TempDir) -> (Identity, Store, AuditLog) {
     let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
     let peer = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
     let store = Store::open(dir.path()).unwrap();
     let log = AuditLog::open(store.clone(), me, 1000, true).unwrap();
+    (peer, store, log)
+}
+
+#[tokio::test]
+async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peer, store, log) = witness_of(&dir);
     let mut tree = Frontier::new();
     let note_at = |tree: &Frontier| {
         sign_checkpoint(
@@ -51,10 +57,7 @@ async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
 #[tokio::test]
 async fn a_checkpoint_with_extension_lines_is_not_cosigned() {
     let dir = tempfile::tempdir().unwrap();
-    let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
-    let peer = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
-    let store = Store::open(dir.path()).unwrap();
-    let log = AuditLog::open(store.clone(), me, 1000, true).unwrap();
+    let (peer, store, log) = witness_of(&dir);
     let mut tree = Frontier::new();
     tree.push(leaf_hash(b"one")).unwrap();
     let origin = origin_for(&peer.id());
