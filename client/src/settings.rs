@@ -25,6 +25,10 @@ pub struct Settings {
     pub idle_timeout_secs: Option<u32>,
     /// `[limits] delivery_window`.
     pub delivery_window: Option<u32>,
+    /// `[limits] disk_reserve_mib`.
+    pub disk_reserve_mib: Option<u32>,
+    /// `[limits] disk_reserve_percent`.
+    pub disk_reserve_percent: Option<u32>,
     /// `[retry] initial_backoff_ms`.
     pub initial_backoff_ms: Option<u32>,
     /// `[retry] max_backoff_secs`.
@@ -58,7 +62,7 @@ impl Settings {
                     message: e.to_string().trim_end().to_string(),
                 })?;
         let int = |v: u32| toml_edit::value(i64::from(v));
-        let edits: [(&str, &str, Option<Item>); 11] = [
+        let edits: [(&str, &str, Option<Item>); 13] = [
             (
                 "node",
                 "metrics_listen",
@@ -80,6 +84,12 @@ impl Settings {
                 self.idle_timeout_secs.map(int),
             ),
             ("limits", "delivery_window", self.delivery_window.map(int)),
+            ("limits", "disk_reserve_mib", self.disk_reserve_mib.map(int)),
+            (
+                "limits",
+                "disk_reserve_percent",
+                self.disk_reserve_percent.map(int),
+            ),
             (
                 "retry",
                 "initial_backoff_ms",
@@ -175,6 +185,8 @@ mod tests {
             handshake_timeout_secs: Some(3),
             idle_timeout_secs: Some(5),
             delivery_window: Some(64),
+            disk_reserve_mib: Some(8),
+            disk_reserve_percent: Some(0),
             initial_backoff_ms: Some(100),
             max_backoff_secs: Some(2),
             log_level: Some("comity_node=debug,info".into()),
@@ -196,6 +208,8 @@ mod tests {
         assert_eq!(c.limits.handshake_timeout_secs, 3);
         assert_eq!(c.limits.idle_timeout_secs, 5);
         assert_eq!(c.limits.delivery_window, 64);
+        assert_eq!(c.limits.disk_reserve_mib, 8);
+        assert_eq!(c.limits.disk_reserve_percent, 0);
         assert_eq!(c.retry.initial_backoff_ms, 100);
         assert_eq!(c.retry.max_backoff_secs, 2);
         assert_eq!(c.log.level, "comity_node=debug,info");

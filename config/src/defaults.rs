@@ -34,6 +34,11 @@ pub const REJECTIONS_PER_DAY: u32 = 1000;
 pub const REJECTIONS_PER_DAY_CEILING: u32 = 1_000_000;
 pub const OVER_BUDGET_BACKOFF_SECS: u32 = 60;
 pub const OVER_BUDGET_BACKOFF_CEILING_SECS: u32 = 86_400;
+/// Room for receipts, checkpoints and audit entries once submissions stop.
+pub const DISK_RESERVE_MIB: u32 = 256;
+pub const DISK_RESERVE_CEILING_MIB: u32 = 1 << 20;
+pub const DISK_RESERVE_PERCENT: u32 = 1;
+pub const DISK_RESERVE_CEILING_PERCENT: u32 = 50;
 
 pub const INITIAL_BACKOFF_MS: u32 = 500;
 pub const MAX_BACKOFF_SECS: u32 = 300;

@@ -81,6 +81,14 @@ pub struct Limits {
     /// A peer over its budget has its inbound connections closed and
     /// refused for this long (our deliveries to it go on). Default 60 s.
     pub over_budget_backoff_secs: u32,
+    /// Free space kept for what the node must write whatever happens
+    /// (receipts, checkpoints, audit entries): below the larger of this and
+    /// `disk_reserve_percent`, new local submissions are refused. Default
+    /// 256 MiB; 0 turns the byte reserve off.
+    pub disk_reserve_mib: u32,
+    /// The same, as a percentage of the data directory's filesystem.
+    /// Default 1; 0–50.
+    pub disk_reserve_percent: u32,
 }
 
 /// `[retry]`: how the sender retries a peer that is down.
@@ -214,6 +222,8 @@ impl Default for Limits {
             rejections_per_hour: defaults::REJECTIONS_PER_HOUR,
             rejections_per_day: defaults::REJECTIONS_PER_DAY,
             over_budget_backoff_secs: defaults::OVER_BUDGET_BACKOFF_SECS,
+            disk_reserve_mib: defaults::DISK_RESERVE_MIB,
+            disk_reserve_percent: defaults::DISK_RESERVE_PERCENT,
         }
     }
 }
@@ -234,6 +244,13 @@ impl Limits {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs.into())
+    }
+
+    /// The free bytes to keep on a filesystem of `total` bytes.
+    pub fn disk_reserve_bytes(&self, total: u64) -> u64 {
+        let bytes = u64::from(self.disk_reserve_mib).saturating_mul(1024 * 1024);
+        let percent = total / 100 * u64::from(self.disk_reserve_percent);
+        bytes.max(percent)
     }
 
     pub fn over_budget_backoff(&self) -> Duration {

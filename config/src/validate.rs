@@ -204,6 +204,23 @@ impl Config {
                 default.into(),
             )?;
         }
+        // Zero is allowed: it turns that part of the reserve off.
+        for (key, v, max, default) in [
+            (
+                "limits.disk_reserve_mib",
+                l.disk_reserve_mib,
+                d::DISK_RESERVE_CEILING_MIB,
+                d::DISK_RESERVE_MIB,
+            ),
+            (
+                "limits.disk_reserve_percent",
+                l.disk_reserve_percent,
+                d::DISK_RESERVE_CEILING_PERCENT,
+                d::DISK_RESERVE_PERCENT,
+            ),
+        ] {
+            check_range(&self.label(key), v.into(), 0, max.into(), default.into())?;
+        }
         Ok(())
     }
 

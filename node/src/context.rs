@@ -14,10 +14,11 @@ use tokio::sync::broadcast;
 
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
+use crate::disk::Disk;
 use crate::events::Event;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreFault};
 use crate::transport::handshakes::Handshakes;
 use crate::transport::{Pins, TlsIdentity};
 
@@ -47,6 +48,10 @@ pub(crate) struct Context {
     pub budgets: Budgets,
     /// Incoming handshakes in progress, and those turned away.
     pub handshakes: Arc<Handshakes>,
+    /// The data directory's free space and reserve.
+    pub disk: Disk,
+    /// Set when the store is faulted and can be reopened (see `recovery`).
+    pub reopen: tokio::sync::watch::Sender<Option<StoreFault>>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -77,7 +82,10 @@ impl Context {
             per_day: config.limits.rejections_per_day,
             backoff: config.limits.over_budget_backoff(),
         });
+        let disk = Disk::new(&config.node.data_dir, &config.limits);
         Context {
+            disk,
+            reopen: tokio::sync::watch::channel(None).0,
             identity,
             config,
             store,

@@ -13,6 +13,10 @@
 //! `delivery`, `business`, `outbox`, `stats` on `context`; `context` on
 //! `store`, `audit`, `peers`, `transport`; `session` on nothing but the
 //! protocol crate.
+//!
+//! A store that cannot write (a full disk) is reopened by the daemon once
+//! there is room again: `recovery.rs` watches, `comityd`'s main loop stops
+//! the node and starts it again in the same process.
 
 pub mod admin;
 pub mod audit;
@@ -22,6 +26,7 @@ mod checkpoints;
 mod context;
 pub mod counts;
 pub(crate) mod delivery;
+pub mod disk;
 pub mod events;
 pub mod files;
 pub mod lookup;
@@ -30,6 +35,7 @@ pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod peers;
+mod recovery;
 pub mod refusals;
 pub mod session;
 pub mod shutdown;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use clap::Parser;
 use comity_config::{Config, LogFormat};
 use comity_node::shutdown::Shutdown;
-use comity_node::Node;
+use comity_node::store::StoreError;
+use comity_node::{Node, StartError};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Debug, Parser)]
 #[command(name = "comityd", version, about = "The Comity node daemon")]
@@ -94,7 +95,7 @@ fn init_logging(level: &str, json: bool) {
     }
 }
 
-async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
+async fn run(mut config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     for o in config.env_overrides() {
         info!(
             variable = o.var,
@@ -102,43 +103,163 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             "configuration overridden by the environment"
         );
     }
-    let socket = config.node.admin_socket.clone();
-    let metrics_listen = config.node.metrics_listen;
-    let listener = comity_node::admin::bind(&socket)?;
-    let node = Arc::new(Node::start(config).await?);
-    let admin_stop = Shutdown::new();
-    if let Some(addr) = metrics_listen {
-        let node = node.clone();
-        let stop = admin_stop.signal();
-        tokio::spawn(async move {
-            if let Err(e) = comity_node::metrics::serve(node, addr, stop).await {
-                error!("metrics listener on {addr}: {e}");
-            }
-        });
-    }
-    let mut admin = tokio::spawn(comity_node::admin::serve(
-        node.clone(),
-        listener,
-        socket,
-        Some(config_path),
-        admin_stop.signal(),
-    ));
-
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let admin_ended = tokio::select! {
-        _ = term.recv() => { info!("SIGTERM received"); None }
-        _ = int.recv() => { info!("SIGINT received"); None }
-        r = &mut admin => Some(r),
-    };
-    admin_stop.trigger();
-    let admin_error = match admin_ended {
-        None => admin.await.ok().and_then(Result::err),
-        Some(r) => Some(r.map_err(|e| anyhow::anyhow!("admin API task: {e}"))?.err()).flatten(),
-    };
-    node.shutdown().await?;
-    match admin_error {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+    let mut reopens = Reopens::default();
+    // Set when this process image replaced one whose store could not be
+    // released (see `reexec`).
+    let mut reopened: Option<String> = std::env::var(REOPENED_AFTER).ok();
+    // Before anything is spawned that could read the environment.
+    std::env::remove_var(REOPENED_AFTER);
+    // A re-executed image that still finds its store locked does not try
+    // again: another process holds it.
+    let mut may_reexec = reopened.is_none();
+    loop {
+        let socket = config.node.admin_socket.clone();
+        let metrics_listen = config.node.metrics_listen;
+        let listener = comity_node::admin::bind(&socket)?;
+        let node = Arc::new(match &reopened {
+            None => Node::start(config).await?,
+            Some(fault) => match Node::start_reopened(config, fault).await {
+                Ok(n) => n,
+                // A thread of the old store still holds it (see `reexec`).
+                Err(StartError::Store(StoreError::Locked { .. })) if may_reexec => {
+                    return Err(reexec(fault))
+                }
+                Err(e) => return Err(e.into()),
+            },
+        });
+        let admin_stop = Shutdown::new();
+        let metrics = metrics_listen.map(|addr| {
+            let node = node.clone();
+            let stop = admin_stop.signal();
+            tokio::spawn(async move {
+                if let Err(e) = comity_node::metrics::serve(node, addr, stop).await {
+                    error!("metrics listener on {addr}: {e}");
+                }
+            })
+        });
+        let mut admin = tokio::spawn(comity_node::admin::serve(
+            node.clone(),
+            listener,
+            socket,
+            Some(config_path.clone()),
+            admin_stop.signal(),
+        ));
+
+        let ended = tokio::select! {
+            _ = term.recv() => { info!("SIGTERM received"); Ended::Signal }
+            _ = int.recv() => { info!("SIGINT received"); Ended::Signal }
+            r = &mut admin => Ended::Admin(r),
+            fault = node.reopen_wanted() => Ended::Reopen(fault.reason),
+        };
+        admin_stop.trigger();
+        let (admin_error, reopen) = match ended {
+            Ended::Admin(r) => (
+                Some(r.map_err(|e| anyhow::anyhow!("admin API task: {e}"))?.err()).flatten(),
+                None,
+            ),
+            Ended::Signal => (admin.await.ok().and_then(Result::err), None),
+            Ended::Reopen(reason) => (admin.await.ok().and_then(Result::err), Some(reason)),
+        };
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
+        let Some(reason) = reopen else {
+            node.shutdown().await?;
+            return match admin_error {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            };
+        };
+        // The store could not write and the disk has room again: stop
+        // everything, release the store, and start again from disk as at
+        // start-up (see the node library's `recovery`).
+        warn!(%reason, "reopening the node after its store could not write");
+        close(node, &reason).await?;
+        reopens.wait().await;
+        config = Config::load(&config_path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+        reopened = Some(reason);
+        may_reexec = true;
     }
+}
+
+enum Ended {
+    Signal,
+    Admin(Result<Result<(), comity_node::admin::SocketError>, tokio::task::JoinError>),
+    Reopen(String),
+}
+
+/// Stops `node` and releases its store, once the admin API and metrics
+/// tasks have let go of it.
+async fn close(node: Arc<Node>, reason: &str) -> anyhow::Result<()> {
+    let mut node = node;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let node = loop {
+        match Arc::try_unwrap(node) {
+            Ok(n) => break n,
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                node = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(_) => return Err(reexec(reason)),
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), node.close()).await {
+        Ok(Ok(())) => Ok(()),
+        // Expected: the last flush fails on the disk that failed. What was
+        // not flushed was never acknowledged.
+        Ok(Err(e)) => {
+            warn!(error = %e, "closing the faulted store");
+            Ok(())
+        }
+        Err(_) => Err(reexec(reason)),
+    }
+}
+
+/// Spaces reopenings out, so that a disk that fails again at once (a
+/// failing device rather than a full one) does not make the node spin.
+#[derive(Default)]
+struct Reopens {
+    last: Option<tokio::time::Instant>,
+    delay: std::time::Duration,
+}
+
+impl Reopens {
+    async fn wait(&mut self) {
+        const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+        const CAP: std::time::Duration = std::time::Duration::from_secs(300);
+        let now = tokio::time::Instant::now();
+        self.delay = match self.last {
+            Some(t) if now.duration_since(t) < CAP => (self.delay * 2).clamp(FIRST, CAP),
+            _ => std::time::Duration::ZERO,
+        };
+        if !self.delay.is_zero() {
+            info!(delay = ?self.delay, "reopened recently; waiting before reopening again");
+            tokio::time::sleep(self.delay).await;
+        }
+        self.last = Some(tokio::time::Instant::now());
+    }
+}
+
+/// The environment variable that tells a re-executed `comityd` why.
+const REOPENED_AFTER: &str = "COMITYD_REOPENED_AFTER";
+
+/// Replaces this process with a fresh `comityd` of the same arguments: the
+/// same PID, so the service manager sees no restart. For a store that was
+/// not released: sled 0.34 can block forever in a flush after a failed
+/// write, and the blocked thread keeps the database locked; only a new
+/// process image lets go of it. Returns only if the exec failed.
+fn reexec(reason: &str) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    warn!("the store was not released; re-executing comityd to reopen it");
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "comityd".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env(REOPENED_AFTER, reason)
+        .exec();
+    anyhow::anyhow!("cannot re-execute comityd to reopen its store: {err}")
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -139,14 +139,27 @@ pub async fn serve(
         .await
 }
 
+/// 200 when the node can do its job; 503 while its disk is full or its
+/// store cannot write (it recovers by itself once the disk has room).
 async fn healthz(State(s): State<MetricsState>) -> impl IntoResponse {
     let alarms = s.node.audit().unacknowledged_alarms().unwrap_or(0);
+    let id = s.node.id().to_string();
+    let storage = s.node.storage();
+    let (status, body) = if storage.is_ok() {
+        (
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "id": id, "alarms": alarms}),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": storage.state, "id": id, "alarms": alarms, "storage": storage}),
+        )
+    };
     (
+        status,
         [(header::CONTENT_TYPE, "application/json")],
-        format!(
-            "{{\"status\":\"ok\",\"id\":\"{}\",\"alarms\":{alarms}}}\n",
-            s.node.id()
-        ),
+        format!("{body}\n"),
     )
 }
 
@@ -277,8 +290,31 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE comity_audit_last_checkpoint_age_seconds gauge\ncomity_audit_last_checkpoint_age_seconds {age}");
     }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
+    storage_metrics(&mut out, node);
 
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Whether the store can write, and the data directory's free space.
+fn storage_metrics(out: &mut String, node: &Node) {
+    let storage = node.storage();
+    let _ = writeln!(
+        out,
+        "# HELP comity_store_writable 0 while the store cannot write (it is reopened once the disk has room).\n# TYPE comity_store_writable gauge\ncomity_store_writable {}",
+        u8::from(storage.writable)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP comity_disk_full 1 while incoming envelopes are deferred for lack of space.\n# TYPE comity_disk_full gauge\ncomity_disk_full {}",
+        u8::from(storage.state == "disk-full")
+    );
+    if let Some(d) = storage.disk {
+        let _ = writeln!(
+            out,
+            "# TYPE comity_disk_free_bytes gauge\ncomity_disk_free_bytes {}\n# TYPE comity_disk_reserve_bytes gauge\ncomity_disk_reserve_bytes {}",
+            d.free_bytes, d.reserve_bytes
+        );
+    }
 }
 
 /// Unacknowledged and suppressed alarms per peer (its country code; alarms

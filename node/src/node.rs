@@ -19,14 +19,15 @@ use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
+use crate::disk::Storage;
 use crate::events::Event;
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
-use crate::store::StoreError;
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::store::{StoreError, StoreFault};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
@@ -75,6 +76,25 @@ impl Node {
     /// Opens the store, binds the endpoint, starts one sender per pinned
     /// peer and the receiver, and queues every message not yet delivered.
     pub async fn start_with(config: Config, identity: Identity) -> Result<Node, StartError> {
+        Self::start_inner(config, identity, env!("CARGO_PKG_VERSION").to_string()).await
+    }
+
+    /// [`Node::start`] after the daemon closed this node because its store
+    /// could not write (see `recovery`); the `node-started` entry says so.
+    pub async fn start_reopened(config: Config, fault: &str) -> Result<Node, StartError> {
+        let identity = comity_config::load_key_file(&config.node.identity_key)?;
+        let detail = format!(
+            "{}; reopened after the store could not write: {fault}",
+            env!("CARGO_PKG_VERSION")
+        );
+        Self::start_inner(config, identity, detail).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        identity: Identity,
+        started: String,
+    ) -> Result<Node, StartError> {
         // A node pinned to itself would deliver to itself and witness its
         // own log; the API refuses it, and so does start for a file edited
         // by hand.
@@ -90,8 +110,7 @@ impl Node {
             config.audit.checkpoint_entries.into(),
             config.audit.enabled,
         )?);
-        audit
-            .note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(env!("CARGO_PKG_VERSION")));
+        audit.note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(&started));
         let tls = TlsIdentity::new(&identity).map_err(EndpointError::from)?;
         let pins = Pins::new(config.peers.iter().map(|p| p.id));
         let (events, _) = broadcast::channel(4096);
@@ -128,6 +147,10 @@ impl Node {
         };
         node.requeue_pending()?;
         node.tasks.spawn(crate::checkpoints::run(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
+        node.tasks.spawn(crate::recovery::watch(
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
@@ -170,6 +193,27 @@ impl Node {
             info!(count = n, "resuming delivery of pending messages");
         }
         Ok(())
+    }
+
+    /// The store's state and the data directory's free space (as last
+    /// measured, once a second).
+    pub fn storage(&self) -> Storage {
+        Storage::new(self.ctx.store.fault(), self.ctx.disk.last())
+    }
+
+    /// Resolves when the store is faulted and the disk has room again: the
+    /// caller should [`Node::close`] this node and start it again (see
+    /// `recovery`). Never resolves on a healthy store.
+    pub async fn reopen_wanted(&self) -> StoreFault {
+        let mut rx = self.ctx.reopen.subscribe();
+        loop {
+            if let Some(f) = rx.borrow_and_update().clone() {
+                return f;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     pub fn id(&self) -> NodeId {
@@ -401,18 +445,25 @@ impl Node {
         if let Err(e) = audit.durable_checkpoint().await {
             warn!(error = %e, "cannot make the final checkpoint durable");
         }
-        self.ctx.store.flush()?;
+        // A faulted store is not flushed again: its writes failed, and sled
+        // may block in a flush after a failed write.
+        if self.ctx.store.fault().is_none() {
+            self.ctx.store.flush()?;
+        }
         info!("stopped");
         Ok(())
     }
 
     /// [`Node::shutdown`], then release the store so the same data
     /// directory can be opened again in this process.
+    /// The store is released even when the shutdown's last flush fails (a
+    /// full disk), so that it can be reopened.
     pub async fn close(self) -> Result<(), StoreError> {
-        self.shutdown().await?;
+        let stopped = self.shutdown().await;
         let store = self.ctx.store.clone();
         drop(self);
-        store.close().await
+        let closed = store.close().await;
+        stopped.and(closed)
     }
 }
 

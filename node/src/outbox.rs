@@ -26,8 +26,23 @@ pub enum SubmitError {
     Seal(SealError),
     #[error(transparent)]
     PeerKey(#[from] PeerKeyError),
+    #[error("the store cannot write ({0}); the node reopens it once the disk has room again")]
+    StoreUnwritable(String),
+    #[error(
+        "{free} bytes free on the data directory's filesystem, below the reserve of {reserve} \
+         ([limits] disk_reserve_mib, disk_reserve_percent) kept for receipts and the audit log"
+    )]
+    DiskReserve { free: u64, reserve: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SubmitError {
+    /// The flush failed after the message was written: it may be on disk
+    /// (and then it will be sent) or not — the caller cannot know.
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(self, SubmitError::Store(StoreError::Commit(_)))
+    }
 }
 
 impl From<SealError> for SubmitError {
@@ -98,6 +113,7 @@ pub(crate) fn stage(
 ) -> Result<Staged, SubmitError> {
     body.validate()?;
     let peer = ctx.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
+    writable(ctx)?;
     let mut msg = OutboundMessage {
         id: MessageId::random(),
         peer: to,
@@ -136,6 +152,30 @@ pub(crate) fn stage(
     ctx.store.insert_outbound(&msg, &OutboundStatus::queued())?;
     also(&ctx.store, id)?;
     Ok(Staged { id, peer })
+}
+
+/// Refuses a submission the store cannot take now, or that would eat into
+/// the reserve.
+fn writable(ctx: &Context) -> Result<(), SubmitError> {
+    if let Some(f) = ctx.store.fault() {
+        return Err(SubmitError::StoreUnwritable(f.reason));
+    }
+    match ctx
+        .disk
+        .measure()
+        .map(|s| s.less_unflushed(ctx.store.unflushed_bytes()))
+    {
+        Ok(s) if s.below_reserve() => Err(SubmitError::DiskReserve {
+            free: s.free_bytes,
+            reserve: s.reserve_bytes,
+        }),
+        Ok(_) => Ok(()),
+        // Not knowing is no reason to refuse: a full disk shows as a fault.
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot measure free space");
+            Ok(())
+        }
+    }
 }
 
 /// Flushes a staged message; from then on it is accepted and queued.

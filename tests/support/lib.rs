@@ -9,7 +9,8 @@ use std::time::Duration;
 /// The admin client's HTTP response parser, for the tests' other listeners.
 pub use comity_client::http;
 pub use comity_client::local::tail;
-use comity_client::{LocalNode, Settings};
+use comity_client::LocalNode;
+pub use comity_client::Settings;
 use comity_node::store::{InboundMessage, OutboundMessage, OutboundStatus, Store};
 use comity_protocol::message::{
     Body, CaseReferences, IccsCode, Language, LegalBasis, Offence, Request, RequestType, Thread,
@@ -65,6 +66,16 @@ impl TestNode {
     pub fn new(comityd: &str, name: &str, country: &str) -> TestNode {
         let node = LocalNode::builder(comityd, name, country)
             .settings(test_settings())
+            .log_filter("info,comity_node=debug")
+            .create()
+            .unwrap();
+        TestNode { node }
+    }
+
+    /// [`TestNode::new`] with other settings (start from [`test_settings`]).
+    pub fn with_settings(comityd: &str, name: &str, country: &str, settings: Settings) -> TestNode {
+        let node = LocalNode::builder(comityd, name, country)
+            .settings(settings)
             .log_filter("info,comity_node=debug")
             .create()
             .unwrap();

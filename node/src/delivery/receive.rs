@@ -45,6 +45,20 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
             detail,
         );
     }
+    // Deferred, not refused, and not recorded (there is no room for it):
+    // the sender keeps the message and tries again.
+    let full = ctx.store.fault().is_some()
+        || ctx.disk.measure().is_ok_and(|s| {
+            s.less_unflushed(ctx.store.unflushed_bytes())
+                .defers(bytes.len())
+        });
+    if full {
+        return SessionFrame::Rejected {
+            id: envelope_id(bytes),
+            reason: RejectReason::Unavailable,
+            detail: "the receiver's disk is full; try again later".into(),
+        };
+    }
     let limits = &ctx.config.limits;
     let policy = CheckPolicy {
         now,

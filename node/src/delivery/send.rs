@@ -70,6 +70,12 @@ pub async fn run(ctx: Arc<Context>, peer: Arc<Peer>, mut stop: ShutdownSignal) {
         if stop.is_triggered() {
             return;
         }
+        if ctx.store.fault().is_some() {
+            // Receipts could not be stored: nothing is sent until the node
+            // is reopened (see `recovery`), which stops this task.
+            stop.triggered().await;
+            return;
+        }
         match session(&ctx, &peer, stop.clone()).await {
             Ok(()) => failures = 0,
             Err(e) => {

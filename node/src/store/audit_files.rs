@@ -79,7 +79,7 @@ pub enum AuditFileError {
     Io { path: String, source: io::Error },
     #[error("audit file {path} is damaged: {why}")]
     Damaged { path: String, why: String },
-    #[error("the audit log stopped after a failed write ({0}); restart the node to recover")]
+    #[error("the audit log stopped after a failed write ({0}); the node reopens it once it can write again")]
     Broken(String),
     #[error("audit entry: {0}")]
     Entry(#[from] comity_protocol::audit::EntryError),
@@ -606,6 +606,11 @@ impl AuditFiles {
 
     pub fn size(&self) -> u64 {
         self.lock().frontier.size()
+    }
+
+    /// Why the log stopped, if a write or sync failed.
+    pub fn broken(&self) -> Option<String> {
+        self.lock().broken.clone()
     }
 
     /// Size and root of the tree now.

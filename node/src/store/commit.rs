@@ -9,15 +9,21 @@
 //! durable always has its entry on disk already. With no commit asked
 //! for, it still flushes once a second (sled's own timer is off).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit_files::AuditFiles;
+use super::fault::FaultCell;
 
 /// Flush at least this often, so writes no one awaited reach the disk.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
+
+/// A flush not done by then is taken as failed: sled 0.34 can wait forever
+/// for a log buffer whose write failed (seen on a full disk).
+const STUCK_FLUSH: Duration = Duration::from_secs(20);
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
@@ -30,9 +36,16 @@ impl Committer {
     /// Starts the flusher on the current tokio runtime. The task ends, and
     /// releases its handle on the database, when every `Committer` clone is
     /// dropped; the returned handle says when.
-    pub fn start(db: sled::Db, audit: Arc<AuditFiles>) -> (Committer, tokio::task::JoinHandle<()>) {
+    /// A failed flush is recorded in `fault`.
+    /// What a successful flush wrote is taken off `unflushed`.
+    pub(super) fn start(
+        db: sled::Db,
+        audit: Arc<AuditFiles>,
+        fault: FaultCell,
+        unflushed: Arc<AtomicU64>,
+    ) -> (Committer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(db, audit, rx));
+        let task = tokio::spawn(run(db, audit, fault, unflushed, rx));
         (Committer { tx }, task)
     }
 
@@ -62,8 +75,15 @@ pub(super) fn flush(db: &sled::Db, audit: &AuditFiles) -> Result<(), String> {
     db.flush().map(|_| ()).map_err(|e| e.to_string())
 }
 
-async fn run(db: sled::Db, audit: Arc<AuditFiles>, mut rx: mpsc::UnboundedReceiver<Reply>) {
+async fn run(
+    db: sled::Db,
+    audit: Arc<AuditFiles>,
+    fault: FaultCell,
+    unflushed: Arc<AtomicU64>,
+    mut rx: mpsc::UnboundedReceiver<Reply>,
+) {
     let mut batch = Vec::new();
+    let mut stuck = false;
     let mut idle = tokio::time::interval(IDLE_FLUSH);
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -77,10 +97,36 @@ async fn run(db: sled::Db, audit: Arc<AuditFiles>, mut rx: mpsc::UnboundedReceiv
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let (d, a) = (db.clone(), audit.clone());
-        let result = tokio::task::spawn_blocking(move || flush(&d, &a))
-            .await
-            .unwrap_or_else(|e| Err(format!("flush task failed: {e}")));
+        // Written before the flush starts, so covered by it.
+        let covered = unflushed.load(Ordering::Relaxed);
+        let result = if stuck {
+            Err("an earlier flush never finished".to_string())
+        } else {
+            let (d, a) = (db.clone(), audit.clone());
+            let task = tokio::task::spawn_blocking(move || flush(&d, &a));
+            match tokio::time::timeout(STUCK_FLUSH, task).await {
+                Ok(done) => done.unwrap_or_else(|e| Err(format!("flush task failed: {e}"))),
+                Err(_) => {
+                    // The blocked thread keeps its handle on the database:
+                    // only a new process can open it again (see `recovery`).
+                    stuck = true;
+                    Err(format!(
+                        "a flush did not finish within {} s",
+                        STUCK_FLUSH.as_secs()
+                    ))
+                }
+            }
+        };
+        // Never retried as if it had worked: the store stays faulted until
+        // it is reopened, and reopening re-reads what is on disk.
+        match &result {
+            Ok(()) => {
+                let _ = unflushed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(covered))
+                });
+            }
+            Err(e) => fault.set(e),
+        }
         for reply in batch.drain(..) {
             let _ = reply.send(result.clone());
         }

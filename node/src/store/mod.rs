@@ -27,9 +27,11 @@ pub mod alarms;
 pub mod audit;
 pub mod audit_files;
 mod commit;
+mod fault;
 pub mod records;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bincode::{Decode, Encode};
@@ -39,6 +41,8 @@ use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 use audit_files::{AuditFileError, AuditFiles};
 pub use commit::CommitError;
 use commit::Committer;
+use fault::FaultCell;
+pub use fault::StoreFault;
 pub use records::*;
 
 /// sled's page cache (see `Store::open`).
@@ -81,6 +85,10 @@ pub struct Store {
     audit: sled::Tree,
     audit_files: Arc<AuditFiles>,
     committer: Committer,
+    fault: FaultCell,
+    /// Bytes of messages written since the last successful flush: not yet
+    /// on disk, so not yet in its free space (see `crate::disk`).
+    unflushed: Arc<AtomicU64>,
     flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Serialises "is this (sender, id) new? then insert it", so two copies
     /// of one message arriving at once cannot both be taken as new.
@@ -129,7 +137,11 @@ impl Store {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled 0.34 reports a held lock as `Other` with this text.
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().starts_with("could not acquire lock") =>
+                {
                     StoreError::Locked {
                         path: dir.display().to_string(),
                     }
@@ -146,7 +158,14 @@ impl Store {
             );
         }
         let audit_files = Arc::new(audit_files);
-        let (committer, flusher) = Committer::start(db.clone(), audit_files.clone());
+        let fault = FaultCell::default();
+        let unflushed = Arc::new(AtomicU64::new(0));
+        let (committer, flusher) = Committer::start(
+            db.clone(),
+            audit_files.clone(),
+            fault.clone(),
+            unflushed.clone(),
+        );
         Ok(Store {
             outbox: db.open_tree("outbox")?,
             inbox: db.open_tree("inbox")?,
@@ -156,6 +175,8 @@ impl Store {
             audit,
             audit_files,
             committer,
+            fault,
+            unflushed,
             flusher: Arc::new(Mutex::new(Some(flusher))),
             inbound_gate: Arc::new(Mutex::new(())),
             db,
@@ -164,8 +185,9 @@ impl Store {
 
     /// Flushes and releases the database. Waits until every other clone of
     /// this `Store` is dropped too (sled keeps its lock until then).
+    /// Released even when the last flush fails.
     pub async fn close(self) -> Result<()> {
-        self.commit().await?;
+        let flushed = self.commit().await;
         let flusher = self
             .flusher
             .lock()
@@ -175,7 +197,7 @@ impl Store {
         if let Some(task) = flusher {
             let _ = task.await;
         }
-        Ok(())
+        flushed
     }
 
     /// Resolves once every write made before the call is on disk.
@@ -185,7 +207,28 @@ impl Store {
 
     /// Flushes synchronously (at shutdown).
     pub fn flush(&self) -> Result<()> {
-        commit::flush(&self.db, &self.audit_files).map_err(|e| CommitError::Flush(e).into())
+        commit::flush(&self.db, &self.audit_files).map_err(|e| {
+            self.fault.set(&e);
+            CommitError::Flush(e).into()
+        })
+    }
+
+    fn count_unflushed(&self, len: usize) {
+        self.unflushed.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of messages written and not yet flushed.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.unflushed.load(Ordering::Relaxed)
+    }
+
+    /// Why the store cannot write now, if it cannot: a flush failed, or
+    /// the audit log stopped after a failed write.
+    pub fn fault(&self) -> Option<StoreFault> {
+        if let Some(why) = self.audit_files.broken() {
+            self.fault.set(&format!("audit log: {why}"));
+        }
+        self.fault.get()
     }
 
     // --- outbox ---
@@ -196,7 +239,9 @@ impl Store {
     /// in order, so a crash between them leaves a message no one sees
     /// (nor was told was accepted).
     pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
-        self.outbox.insert(key(b'm', &[&msg.id.0]), encode(msg)?)?;
+        let bytes = encode(msg)?;
+        self.count_unflushed(bytes.len());
+        self.outbox.insert(key(b'm', &[&msg.id.0]), bytes)?;
         self.outbox
             .insert(key(b's', &[&msg.id.0]), encode(status)?)?;
         Ok(())
@@ -278,8 +323,10 @@ impl Store {
             digest: msg.digest,
             receipt: msg.receipt.clone(),
         };
+        let bytes = encode(msg)?;
+        self.count_unflushed(bytes.len());
         self.inbox
-            .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?)?;
+            .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), bytes)?;
         self.inbox
             .insert(key(b'j', &[&msg.id.0, &msg.sender.0]), &[][..])?;
         self.inbox

@@ -156,3 +156,16 @@ async fn a_store_of_the_old_layout_is_refused_not_replaced() {
     assert!(matches!(err, StoreError::OldLayout { .. }), "{err}");
     assert!(!dir.path().join("sled").exists());
 }
+
+#[tokio::test]
+async fn a_store_held_by_another_handle_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked { .. }) => {}
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    held.close().await.unwrap();
+    // Released: it opens again.
+    Store::open(dir.path()).unwrap().close().await.unwrap();
+}

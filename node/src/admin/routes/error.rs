@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::business::BusinessError;
 use crate::lookup::FindError;
 use crate::outbox::SubmitError;
+use crate::store::StoreError;
 
 pub struct ApiError {
     status: StatusCode,
@@ -57,6 +58,25 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::UnknownPeer(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
         }
+        SubmitError::StoreUnwritable(_)
+        | SubmitError::Store(StoreError::Sled(_) | StoreError::Audit(_)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unwritable",
+            e.to_string(),
+        ),
+        SubmitError::DiskReserve { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk-reserve",
+            e.to_string(),
+        ),
+        e if e.is_unconfirmed() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unconfirmed",
+            format!(
+                "{e}: the message may or may not have been stored (if it was, it will be sent); \
+                 check `comity messages` before submitting it again"
+            ),
+        ),
         e => ApiError::internal(e),
     }
 }

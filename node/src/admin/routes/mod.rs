@@ -185,6 +185,7 @@ async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Valu
         "handshakes_refused": node.handshakes_refused(),
         "incoming_handshakes": node.incoming_handshakes(),
         "audit": audit_status(&node)?,
+        "storage": node.storage(),
     })))
 }
 

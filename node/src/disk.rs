@@ -1,0 +1,137 @@
+//! Free space on the data directory's filesystem, and the reserve kept on
+//! it: below the reserve new local submissions are refused, so that what
+//! the node must write whatever happens (receipts, checkpoints, audit
+//! entries) still fits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use comity_config::Limits;
+use serde::Serialize;
+
+use crate::store::StoreFault;
+
+/// One measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Space {
+    /// Bytes an unprivileged writer may still use.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// The reserve for this filesystem (`[limits] disk_reserve_mib`,
+    /// `disk_reserve_percent`).
+    pub reserve_bytes: u64,
+}
+
+impl Space {
+    /// New local submissions are refused.
+    pub fn below_reserve(&self) -> bool {
+        self.free_bytes < self.reserve_bytes
+    }
+
+    /// Whether an incoming envelope of `len` bytes is deferred: taking it
+    /// would leave less than half the reserve. The store keeps the envelope
+    /// and its opened body, and sled's log writes both again before it
+    /// compacts: four times the envelope bounds what it costs.
+    pub fn defers(&self, len: usize) -> bool {
+        let need = (self.reserve_bytes / 2).saturating_add(cost(len as u64));
+        self.free_bytes < need
+    }
+
+    /// This measurement less what `unflushed` bytes of message records
+    /// will take once flushed (twice their size: sled's log, then its
+    /// compaction).
+    pub fn less_unflushed(mut self, unflushed: u64) -> Space {
+        self.free_bytes = self.free_bytes.saturating_sub(cost(unflushed) / 2);
+        self
+    }
+}
+
+/// Disk taken by `bytes` of stored envelope, at most (see [`Space::defers`]).
+fn cost(bytes: u64) -> u64 {
+    bytes.saturating_mul(4)
+}
+
+/// The data directory's filesystem, measured on demand (one `statvfs`),
+/// with the last measurement kept for status and metrics.
+#[derive(Debug)]
+pub struct Disk {
+    dir: PathBuf,
+    limits: Limits,
+    free: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Disk {
+    pub fn new(dir: &Path, limits: &Limits) -> Disk {
+        let disk = Disk {
+            dir: dir.to_path_buf(),
+            limits: limits.clone(),
+            free: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        };
+        let _ = disk.measure();
+        disk
+    }
+
+    fn reserve(&self, total: u64) -> u64 {
+        self.limits.disk_reserve_bytes(total)
+    }
+
+    /// Measures now.
+    pub fn measure(&self) -> std::io::Result<Space> {
+        let free = fs2::available_space(&self.dir)?;
+        let total = fs2::total_space(&self.dir)?;
+        self.free.store(free, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        Ok(Space {
+            free_bytes: free,
+            total_bytes: total,
+            reserve_bytes: self.reserve(total),
+        })
+    }
+
+    /// The last measurement (`None` before the first one succeeded).
+    pub fn last(&self) -> Option<Space> {
+        let total = self.total.load(Ordering::Relaxed);
+        (total > 0).then(|| Space {
+            free_bytes: self.free.load(Ordering::Relaxed),
+            total_bytes: total,
+            reserve_bytes: self.reserve(total),
+        })
+    }
+}
+
+/// What operators see of the node's storage (`GET /v1/node` `storage`,
+/// `/healthz`, metrics).
+#[derive(Clone, Debug, Serialize)]
+pub struct Storage {
+    /// `ok`; `disk-full` (incoming envelopes are deferred: less than half
+    /// the reserve is free); `store-unwritable` (a write or sync failed; the
+    /// store is reopened once the disk has room).
+    pub state: &'static str,
+    pub writable: bool,
+    pub fault: Option<StoreFault>,
+    pub disk: Option<Space>,
+}
+
+impl Storage {
+    pub fn new(fault: Option<StoreFault>, disk: Option<Space>) -> Storage {
+        let state = if fault.is_some() {
+            "store-unwritable"
+        } else if disk.is_some_and(|d| d.defers(0)) {
+            "disk-full"
+        } else {
+            "ok"
+        };
+        Storage {
+            state,
+            writable: fault.is_none(),
+            fault,
+            disk,
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.state == "ok"
+    }
+}
