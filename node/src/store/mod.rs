@@ -29,6 +29,7 @@ pub mod audit_files;
 mod commit;
 mod fault;
 pub mod records;
+pub mod version;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,11 @@ pub enum StoreError {
     Encode(String),
     #[error("another process holds the store at {path} (is comityd already running?)")]
     Locked { path: String },
+    #[error("{path}: {source}")]
+    Version {
+        path: String,
+        source: version::VersionError,
+    },
     #[error(
         "{path} holds a store of an earlier development version (sled files directly in it, \
          no sled/ and audit/): move it aside and start with an empty data directory"
@@ -148,6 +154,22 @@ impl Store {
                 }
                 other => StoreError::Sled(other),
             })?;
+        match version::check(&db) {
+            Ok(version::Opened::Migrated { from }) => {
+                tracing::info!(
+                    from,
+                    to = version::CURRENT,
+                    "store format brought up to date"
+                )
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(StoreError::Version {
+                    path: dir.display().to_string(),
+                    source,
+                })
+            }
+        }
         let audit = db.open_tree("audit")?;
         let (audit_files, recovery) =
             AuditFiles::open(&dir.join("audit"), Store::audit_mark(&audit)?)?;

@@ -169,3 +169,34 @@ async fn a_store_held_by_another_handle_is_reported_as_locked() {
     // Released: it opens again.
     Store::open(dir.path()).unwrap().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_of_a_newer_format_is_refused_and_an_unmarked_one_is_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    version::set_for_test(&store.db, version::CURRENT + 1);
+    store.close().await.unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Version { source, .. }) => {
+            assert!(source.to_string().contains("newer comityd"), "{source}");
+        }
+        other => panic!("expected a version error, got {other:?}"),
+    }
+
+    // A store written before versions existed: data, no mark.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(old.path().join("sled")).unwrap();
+        db.open_tree("outbox").unwrap().insert(b"x", b"y").unwrap();
+        db.flush().unwrap();
+    }
+    let db = sled::open(old.path().join("sled")).unwrap();
+    assert_eq!(
+        version::check(&db).unwrap(),
+        version::Opened::Migrated { from: 0 }
+    );
+    assert_eq!(version::check(&db).unwrap(), version::Opened::Current);
+    drop(db);
+    let fresh = sled::open(dir.path().join("fresh")).unwrap();
+    assert_eq!(version::check(&fresh).unwrap(), version::Opened::Created);
+}

@@ -1,0 +1,66 @@
+//! The store's format version, kept in sled's default tree and checked at
+//! open: a store written by a newer `comityd` is refused (it may hold
+//! records this one would misread or drop), an older one is brought up to
+//! date by the steps below, in order, before anything else reads it.
+//!
+//! Every change to what the store keeps adds a version here, a step from
+//! the one before, and a fixture store of the old version that a test
+//! opens with the current code.
+
+/// The format this code writes.
+pub const CURRENT: u32 = 1;
+
+const KEY: &[u8] = b"comity-store-format";
+
+/// What opening found, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// A new, empty store, marked with [`CURRENT`].
+    Created,
+    /// Already at [`CURRENT`].
+    Current,
+    /// Brought up from this version.
+    Migrated { from: u32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error(
+        "the store was written by a newer comityd (store format {found}; this one reads up \
+         to {CURRENT}): run that version again, or restore a backup made with this one"
+    )]
+    Newer { found: u32 },
+    #[error("the store's format version record is damaged ({len} bytes)")]
+    Damaged { len: usize },
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+}
+
+/// Checks, and if needed migrates and marks, the store in `db`.
+pub fn check(db: &sled::Db) -> Result<Opened, VersionError> {
+    let found = match db.get(KEY)? {
+        Some(v) => {
+            let bytes = <[u8; 4]>::try_from(v.as_ref())
+                .map_err(|_| VersionError::Damaged { len: v.len() })?;
+            Some(u32::from_be_bytes(bytes))
+        }
+        None => None,
+    };
+    let opened = match found {
+        Some(v) if v > CURRENT => return Err(VersionError::Newer { found: v }),
+        Some(CURRENT) => return Ok(Opened::Current),
+        Some(v) => Opened::Migrated { from: v },
+        // No mark: either new, or written before versions existed (format
+        // 0, which is format 1 without this record).
+        None if db.tree_names().len() <= 1 && db.is_empty() => Opened::Created,
+        None => Opened::Migrated { from: 0 },
+    };
+    // No step yet: format 0 → 1 only adds the mark.
+    db.insert(KEY, &CURRENT.to_be_bytes())?;
+    Ok(opened)
+}
+
+#[cfg(test)]
+pub(super) fn set_for_test(db: &sled::Db, v: u32) {
+    db.insert(KEY, &v.to_be_bytes()).expect("test store");
+}
