@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::events::Event;
+use crate::idempotency::KeyLocks;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
 use crate::store::{Store, StoreError};
@@ -47,6 +48,8 @@ pub(crate) struct Context {
     pub budgets: Budgets,
     /// Incoming handshakes in progress, and those turned away.
     pub handshakes: Arc<Handshakes>,
+    /// Idempotency keys whose requests are being staged.
+    pub key_locks: KeyLocks,
 }
 
 /// A stored peer key that no longer verifies.
@@ -93,6 +96,7 @@ impl Context {
             status_gate: StatusGate::default(),
             budgets,
             handshakes: Arc::default(),
+            key_locks: KeyLocks::default(),
         }
     }
 

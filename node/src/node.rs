@@ -20,9 +20,11 @@ use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
+use crate::idempotency::IdempotencyKey;
 use crate::lookup::{self, FindError, Found, MessageRef};
-use crate::outbox::{self, OutboxEntry, SubmitError};
+use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
+use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
 use crate::store::StoreError;
@@ -131,6 +133,11 @@ impl Node {
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::idempotency::sweep(
+            node.ctx.store.clone(),
+            node.ctx.config.limits.max_message_age(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),
@@ -191,9 +198,15 @@ impl Node {
 
     /// Accepts a message for `to`: validated, sealed if the peer's key is
     /// known, written and flushed. When this returns, the message will not
-    /// be lost.
-    pub async fn submit(&self, to: NodeId, body: Body) -> Result<MessageId, SubmitError> {
-        outbox::submit_with(&self.ctx, to, body, |_, _| Ok(())).await
+    /// be lost. With a `key`, a retry of the same request gets the same
+    /// message (see [`crate::idempotency`]).
+    pub async fn submit(
+        &self,
+        to: NodeId,
+        body: Body,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, SubmitError> {
+        outbox::submit(&self.ctx, to, body, key).await
     }
 
     /// Sends a status update about message `id` (see [`business`]).
@@ -202,8 +215,9 @@ impl Node {
         message: impl Into<MessageRef>,
         status: BusinessStatus,
         note: Option<String>,
-    ) -> Result<MessageId, BusinessError> {
-        business::set_status(&self.ctx, message.into(), status, note).await
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, BusinessError> {
+        business::set_status(&self.ctx, message.into(), status, note, key).await
     }
 
     /// Sends the execution result of request `id` to its requester.
@@ -213,8 +227,27 @@ impl Node {
         subject: String,
         body: String,
         partial: bool,
-    ) -> Result<MessageId, BusinessError> {
-        business::reply(&self.ctx, message.into(), subject, body, partial).await
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, BusinessError> {
+        business::reply(&self.ctx, message.into(), subject, body, partial, key).await
+    }
+
+    /// Sends a failed message again under a new id (see [`crate::resend`]).
+    pub async fn resend(
+        &self,
+        message: impl Into<MessageRef>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Accepted, NodeId), ResendError> {
+        resend::resend(&self.ctx, message.into(), key).await
+    }
+
+    /// The message that resent `id` (a message this node sent), and the
+    /// one `id` resent, if any.
+    pub fn resend_links(
+        &self,
+        id: &MessageId,
+    ) -> Result<(Option<MessageId>, Option<MessageId>), StoreError> {
+        Ok((self.ctx.store.resent_as(id)?, self.ctx.store.resend_of(id)?))
     }
 
     /// The one message `r` names (see [`crate::lookup`]).
