@@ -622,6 +622,25 @@ mod tests {
     }
 
     #[test]
+    fn a_keyed_post_fails_at_once_without_a_daemon_and_refuses_a_key_it_cannot_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::new(dir.path().join("none.sock"), "c.toml".into());
+        let started = std::time::Instant::now();
+        let e = c
+            .post_retried("/v1/messages", None, "k", Retry::default())
+            .unwrap_err();
+        assert!(matches!(e, ClientError::NotRunning { .. }), "{e}");
+        assert!(
+            started.elapsed() < Retry::default().first_delay,
+            "it waited for a daemon that was never there"
+        );
+        let e = c
+            .post_retried("/v1/messages", None, "a\r\nX-Injected: 1", Retry::default())
+            .unwrap_err();
+        assert!(matches!(e, ClientError::BadRequest(_)), "{e}");
+    }
+
+    #[test]
     fn downloads_are_streamed_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let chunked = || {
