@@ -225,6 +225,17 @@ fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike
 }
 
 #[test]
+fn a_key_answered_is_durable_with_its_message_through_kill9_of_the_node() {
+    let (mut a, _b) = pair(false);
+    let args = send_args("Bank records", &["--idempotency-key", "before-the-crash"]);
+    let first = json_of(&run(&a, &args));
+    a.kill9();
+    a.start();
+    assert_eq!(json_of(&run(&a, &args)), first);
+    assert_eq!(outbox(&a).len(), 1);
+}
+
+#[test]
 fn the_same_key_with_other_content_is_refused_and_makes_nothing() {
     let (a, _b) = pair(false);
     let first = json_of(&run(

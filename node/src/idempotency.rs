@@ -307,6 +307,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_counts_only_once_its_message_is_accepted() {
+        use crate::store::{OutboundMessage, OutboundStatus};
+        use comity_protocol::message::{Body, Consultation, Thread};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let body = Body::Consultation(Consultation {
+            regarding: None,
+            subject: "Before a formal request".into(),
+            body: "Would you accept a request on this basis?".into(),
+            thread: Thread::default(),
+        });
+        let keyed = |content: &Body| {
+            KeyedRequest::new(
+                IdempotencyKey::parse("k").unwrap(),
+                Operation::Submit,
+                &[&[7; 32]],
+                content,
+            )
+            .unwrap()
+        };
+        let msg = OutboundMessage {
+            id: MessageId([1; 16]),
+            peer: comity_protocol::NodeId([7; 32]),
+            kind: body.kind(),
+            body: body.clone(),
+            created_at: Timestamp(1),
+            envelope: None,
+            digest: None,
+        };
+        // As a crash between the record and the status leaves it: the
+        // message was never accepted, the key is free.
+        store.put_outbound_message(&msg).unwrap();
+        record(&store, &keyed(&body), msg.id).unwrap();
+        assert_eq!(earlier(&store, &keyed(&body)).unwrap(), None);
+
+        store
+            .put_outbound_status(&msg.id, &OutboundStatus::queued())
+            .unwrap();
+        assert_eq!(earlier(&store, &keyed(&body)).unwrap(), Some(msg.id));
+        let Body::Consultation(mut other) = body else {
+            unreachable!()
+        };
+        other.subject.push('!');
+        assert!(matches!(
+            earlier(&store, &keyed(&Body::Consultation(other))),
+            Err(KeyError::Reused { .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn a_key_is_held_by_one_request_at_a_time() {
         let locks = std::sync::Arc::new(KeyLocks::default());
         let first = locks.lock("k").await;
