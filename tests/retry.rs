@@ -442,6 +442,8 @@ fn a_failed_message_is_resent_under_a_new_id_linked_both_ways_and_a_delivered_on
     assert_ne!(copy["envelope_digest"], original["envelope_digest"]);
     let received = b.get(&format!("/v1/messages/{new}"));
     assert_eq!(received["body"], original["body"]);
+    // Borduria was told, in the notice signed by Arcadia, what it resends.
+    assert_eq!(received["resend_of"], big.as_str());
     let shown = String::from_utf8_lossy(&run(&a, &["show", &big]).stdout).into_owned();
     assert!(shown.contains(&format!("resent as:   {new}")), "{shown}");
 

@@ -250,6 +250,16 @@ impl Node {
         Ok((self.ctx.store.resent_as(id)?, self.ctx.store.resend_of(id)?))
     }
 
+    /// The earlier message of `sender` that its message `id` resends, as
+    /// its signed resend notice said.
+    pub fn received_resend_of(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.ctx.store.received_resend_of(sender, id)
+    }
+
     /// The one message `r` names (see [`crate::lookup`]).
     pub fn find(&self, r: &MessageRef) -> Result<Found, FindError> {
         lookup::find(&self.ctx.store, r)

@@ -58,6 +58,15 @@ pub enum SessionFrame {
         reason: WitnessRefusal,
         detail: String,
     },
+    /// (Session protocol 3.) An envelope, framed as in `Envelope` and
+    /// answered as one, that resends the content of the dialler's earlier
+    /// message `original`; `signature` is its sender's over the
+    /// [`crate::resend::ResendStatement`] of this envelope and `original`.
+    ResentEnvelope {
+        envelope: Vec<u8>,
+        original: MessageId,
+        signature: [u8; 64],
+    },
 }
 
 /// Why a witness did not cosign.

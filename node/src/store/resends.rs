@@ -3,12 +3,15 @@
 //!
 //! * `a ‖ original` → the resent message's id ("resent as")
 //! * `o ‖ resent` → the original's id ("resend of")
+//! * `r ‖ sender ‖ id` → original id ‖ signature: a peer's message that it
+//!   said (in a signed resend notice) resends its earlier `original`
 //!
-//! Both are written while the resent message is staged, before its status
-//! (see [`Store::insert_outbound_with`]); a link whose resent message has no
-//! status was never accepted and reads as absent.
+//! Our two are written while the resent message is staged, before its
+//! status (see [`Store::insert_outbound_with`]); a link whose resent message
+//! has no status was never accepted and reads as absent. A peer's is
+//! written once its message is held.
 
-use comity_protocol::MessageId;
+use comity_protocol::{MessageId, NodeId};
 
 use super::{key, message_id_at, Result, Store};
 
@@ -30,6 +33,30 @@ impl Store {
         };
         let resent = message_id_at(&v, 0)?;
         Ok(self.outbound_status(&resent)?.map(|_| resent))
+    }
+
+    /// Records that `sender`'s message `id` resends its `original`, as its
+    /// notice (with `signature`) says.
+    pub fn put_received_resend(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+        original: &MessageId,
+        signature: &[u8; 64],
+    ) -> Result<()> {
+        let mut v = original.0.to_vec();
+        v.extend_from_slice(signature);
+        self.resends.insert(key(b'r', &[&sender.0, &id.0]), v)?;
+        Ok(())
+    }
+
+    /// The earlier message of `sender` that its message `id` resends, if
+    /// its notice said so.
+    pub fn received_resend_of(&self, sender: &NodeId, id: &MessageId) -> Result<Option<MessageId>> {
+        self.resends
+            .get(key(b'r', &[&sender.0, &id.0]))?
+            .map(|v| message_id_at(&v, 0))
+            .transpose()
     }
 
     /// The original of `resent`, if it is an accepted resend.

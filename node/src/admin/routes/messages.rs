@@ -263,6 +263,9 @@ pub(super) async fn show(
             })
         }
         Found::Received(m) => json!({
+            "resend_of": node
+                .received_resend_of(&m.sender, &m.id)
+                .map_err(ApiError::internal)?,
             "id": m.id,
             "direction": Direction::Inbound,
             "kind": m.kind,
