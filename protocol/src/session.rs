@@ -325,6 +325,10 @@ mod tests {
         }
         .to_wire()
         .unwrap();
+        // Prefix, header and variant, the envelope with its length, then
+        // the original and the signature (docs/protocol.md §8.3).
+        assert_eq!(resent.len(), LENGTH_PREFIX + 18 + sealed.bytes.len() + 80);
+        assert_eq!(&resent[resent.len() - 80..resent.len() - 64], &[1; 16]);
         assert_eq!(peek_envelope_id(&resent[LENGTH_PREFIX..]), Some(id));
         let wire = SessionFrame::Envelope(sealed.bytes).to_wire().unwrap();
         assert_eq!(peek_envelope_id(&wire[LENGTH_PREFIX..]), Some(id));
