@@ -903,3 +903,83 @@ fn a_message_is_named_by_its_peer_as_well_as_its_id() {
             .is_some_and(|h| h.len() == 1)
     });
 }
+
+/// Session protocol 3 beside 2. A dialler offering only `comity/2` (a node
+/// of the earlier version) is served as before. On `comity/3`, a
+/// `ResentEnvelope` whose notice its sender did not sign is refused
+/// (`BadSignature`) and links nothing; one it signed is received and A
+/// records which earlier message it resends.
+#[test]
+fn a_version_2_dialler_is_served_and_a_resend_notice_must_be_signed_by_its_sender() {
+    use comity_node::transport::tls::{alpn_of, client_tls};
+    use comity_protocol::resend::ResendStatement;
+
+    let (a, _b, h) = setup();
+    let rt = Runtime::new().unwrap();
+    let stranger = Identity::generate(Timestamp::now());
+    let original = MessageId::random();
+    let (forged, signed) = rt.block_on(async {
+        let endpoint = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let mut tls = client_tls(&TlsIdentity::new(&h).unwrap(), a.id).unwrap();
+        tls.alpn_protocols = vec![b"comity/2".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let old = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
+        let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
+        let conn = timeout(
+            ANSWER,
+            endpoint.connect_with(old, addr, SERVER_NAME).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/2"[..]));
+        let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
+        let m = sealed(&h, &a_keys, MessageId::random(), Timestamp::now(), "v2");
+        send.write_all(&envelope(m.bytes.clone())).await.unwrap();
+        assert!(
+            matches!(answer(&mut recv).await, SessionFrame::Receipt(_)),
+            "a version-2 dialler's envelope is received"
+        );
+
+        let (_endpoint, conn) = connect(&h, &a).await;
+        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/3"[..]));
+        let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
+        let resent = |m: &SealedEnvelope, by: &Identity| SessionFrame::ResentEnvelope {
+            envelope: m.bytes.clone(),
+            original,
+            signature: ResendStatement {
+                sender: h.id(),
+                recipient: a.id,
+                message_id: m.id,
+                envelope_digest: m.digest,
+                original,
+            }
+            .sign(by),
+        };
+        let now = Timestamp::now();
+        let forged = sealed(&h, &a_keys, MessageId::random(), now, "resent, badly");
+        let signed = sealed(&h, &a_keys, MessageId::random(), now, "resent");
+        for f in [resent(&forged, &stranger), resent(&signed, &h)] {
+            send.write_all(&f.to_wire().unwrap()).await.unwrap();
+        }
+        assert_rejected(
+            &answer(&mut recv).await,
+            forged.id,
+            RejectReason::BadSignature,
+        );
+        assert!(matches!(answer(&mut recv).await, SessionFrame::Receipt(_)));
+        (forged.id, signed.id)
+    });
+    let shown = a.get(&format!("/v1/messages/{signed}"));
+    assert_eq!(shown["resend_of"], original.to_string().as_str(), "{shown}");
+    let r = a
+        .client()
+        .request("GET", &format!("/v1/messages/{forged}"), None)
+        .unwrap();
+    assert_eq!(
+        r.status,
+        404,
+        "the refused envelope was kept: {}",
+        r.value()
+    );
+}

@@ -99,6 +99,8 @@ pub enum Command {
         /// Until when it is postponed (YYYY-MM-DD).
         #[arg(long)]
         until: Option<String>,
+        #[command(flatten)]
+        retry: RetryArgs,
         #[arg(long)]
         json: bool,
     },
@@ -113,6 +115,18 @@ pub enum Command {
         /// Only part of the request is executed by this reply.
         #[arg(long)]
         partial: bool,
+        #[command(flatten)]
+        retry: RetryArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a failed message again: the same content under a new id,
+    /// linked to the original (in `show` and the audit log).
+    Resend {
+        /// The failed message (sent by this node).
+        id: String,
+        #[command(flatten)]
+        retry: RetryArgs,
         #[arg(long)]
         json: bool,
     },
@@ -186,6 +200,18 @@ pub enum PeerCommand {
     },
 }
 
+/// Retry-safety of a command that makes a message.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Names this request so that running the command again with the same
+    /// key and the same content makes no second message (it prints the
+    /// first one's answer); the same key with other content is refused.
+    /// For scripts that retry. Without it, a key is made for this run, with
+    /// which a dropped connection to the daemon is retried.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct BodyArgs {
@@ -240,6 +266,8 @@ pub struct RequestArgs {
     /// The message this follows up (same thread).
     #[arg(long, value_name = "MSGID")]
     pub in_reply_to: Option<String>,
+    #[command(flatten)]
+    pub retry: RetryArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -260,6 +288,8 @@ pub struct InfoArgs {
     pub confidential: bool,
     #[command(flatten)]
     pub about: AboutArgs,
+    #[command(flatten)]
+    pub retry: RetryArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -293,6 +323,8 @@ pub struct ConsultationArgs {
     /// The message the consultation is about.
     #[arg(long, value_name = "MSGID")]
     pub regarding: Option<String>,
+    #[command(flatten)]
+    pub retry: RetryArgs,
     #[arg(long)]
     pub json: bool,
 }

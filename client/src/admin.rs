@@ -42,6 +42,8 @@ pub enum ClientError {
     },
     #[error("unexpected answer from comityd: {0}")]
     BadResponse(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// A whole response, whatever its status.
@@ -97,8 +99,32 @@ pub struct Client {
     timeout: Duration,
     max_response: u64,
     keep_alive: bool,
+    /// Test hook: once an answer starts to arrive, stop reading and wait
+    /// to be killed (see [`Client::stall_before_answer`]).
+    stall_before_answer: bool,
     /// The kept-alive connection, between requests.
     conn: Mutex<Option<BufReader<UnixStream>>>,
+}
+
+/// How [`Client::post_retried`] tries again when a request's answer did not
+/// arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second try; doubled before each further one.
+    pub first_delay: Duration,
+}
+
+impl Default for Retry {
+    /// Five tries over about 4 s: long enough for a daemon that a service
+    /// manager restarts at once.
+    fn default() -> Retry {
+        Retry {
+            attempts: 5,
+            first_delay: Duration::from_millis(250),
+        }
+    }
 }
 
 /// A clone has the same socket and settings, and a connection of its own.
@@ -110,6 +136,7 @@ impl Clone for Client {
             timeout: self.timeout,
             max_response: self.max_response,
             keep_alive: self.keep_alive,
+            stall_before_answer: self.stall_before_answer,
             conn: Mutex::new(None),
         }
     }
@@ -146,6 +173,7 @@ impl Client {
             timeout: TIMEOUT,
             max_response: MAX_RESPONSE,
             keep_alive: false,
+            stall_before_answer: false,
             conn: Mutex::new(None),
         }
     }
@@ -176,6 +204,15 @@ impl Client {
     /// Largest response read into memory (default [`MAX_RESPONSE`]).
     pub fn max_response(mut self, max: u64) -> Client {
         self.max_response = max;
+        self
+    }
+
+    /// For tests of what a client that dies mid-request leaves: after
+    /// sending a request, wait until its answer starts to arrive (the node
+    /// has done the work), say so on stderr, and then never read it,
+    /// sleeping until killed.
+    pub fn stall_before_answer(mut self, stall: bool) -> Client {
+        self.stall_before_answer = stall;
         self
     }
 
@@ -219,6 +256,44 @@ impl Client {
         self.request("POST", path, Some(body))
     }
 
+    /// POST of a JSON body (or none) with `Idempotency-Key: key`, tried
+    /// again with the same key while its answer does not arrive (the
+    /// connection dropped, the daemon restarted, it was busy): the node
+    /// makes the message at most once per key, and answers a retry with
+    /// what the first try made. Any answer of the API ends the tries.
+    pub fn post_retried(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        key: &str,
+        retry: Retry,
+    ) -> Result<Value, ClientError> {
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClientError::BadRequest(format!(
+                "idempotency key {key:?}: use visible ASCII characters only"
+            )));
+        }
+        let body = body.map(Value::to_string);
+        let headers = [("Idempotency-Key", key)];
+        let mut delay = retry.first_delay;
+        let mut tries = 1;
+        loop {
+            let result = self
+                .request_with("POST", path, &headers, body.as_deref().map(str::as_bytes))
+                .and_then(Response::into_json);
+            match result {
+                // Nothing was sent: no daemon is there to retry for.
+                Err(e @ ClientError::NotRunning { .. }) if tries == 1 => return Err(e),
+                Err(e) if tries < retry.attempts && answer_missing(&e) => {
+                    std::thread::sleep(delay);
+                    delay = delay.saturating_mul(2);
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// One request; the whole response whatever its status. A `body` is
     /// sent as `application/json`.
     pub fn request(
@@ -227,8 +302,19 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// [`Client::request`] with more request headers.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
         let max = self.max_response;
-        self.exchange(method, path, body, &mut |r, head| {
+        self.exchange(method, path, headers, body, &mut |r, head| {
             let body = http::read_body(r, head.framing, max).map_err(|e| self.read_error(e))?;
             Ok(Response {
                 status: head.status,
@@ -241,7 +327,7 @@ impl Client {
     /// exports); returns its length.
     pub fn download(&self, path: &str, out: &mut dyn Write, max: u64) -> Result<u64, ClientError> {
         let limit = self.max_response;
-        self.exchange("GET", path, None, &mut |r, head| {
+        self.exchange("GET", path, &[], None, &mut |r, head| {
             if !(200..300).contains(&head.status) {
                 let body =
                     http::read_body(r, head.framing, limit).map_err(|e| self.read_error(e))?;
@@ -258,10 +344,11 @@ impl Client {
         &self,
         method: &str,
         path: &str,
+        headers: &[(&str, &str)],
         body: Option<&[u8]>,
         read: &mut ReadBody<'_, T>,
     ) -> Result<T, ClientError> {
-        let request = self.encode(method, path, body);
+        let request = self.encode(method, path, headers, body);
         if !self.keep_alive {
             let mut conn = self.connect()?;
             return self
@@ -316,12 +403,24 @@ impl Client {
                 "connection closed before the status line".into(),
             )));
         }
+        if self.stall_before_answer {
+            eprintln!("comity: stalled before reading the answer");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         let head = http::read_head(conn).map_err(|e| Failure::Other(self.read_error(e)))?;
         let value = read(conn, &head).map_err(Failure::Other)?;
         Ok((value, self.keep_alive && !head.close))
     }
 
-    fn encode(&self, method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
+    fn encode(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut req = Vec::with_capacity(160 + body.map_or(0, <[u8]>::len));
         req.extend_from_slice(method.as_bytes());
         req.push(b' ');
@@ -329,6 +428,12 @@ impl Client {
         req.extend_from_slice(b" HTTP/1.1\r\nHost: comity\r\n");
         if !self.keep_alive {
             req.extend_from_slice(b"Connection: close\r\n");
+        }
+        for (name, value) in headers {
+            req.extend_from_slice(name.as_bytes());
+            req.extend_from_slice(b": ");
+            req.extend_from_slice(value.as_bytes());
+            req.extend_from_slice(b"\r\n");
         }
         if let Some(b) = body {
             req.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
@@ -374,6 +479,19 @@ impl Client {
             .and_then(|()| s.set_write_timeout(Some(self.timeout)))
             .map_err(|e| self.io(e))?;
         Ok(BufReader::with_capacity(64 * 1024, s))
+    }
+}
+
+/// Whether `e` means that no answer of the API arrived, so that the request
+/// may or may not have been carried out: no connection, a connection that
+/// broke or timed out, an answer cut short, or 503 (too many connections).
+fn answer_missing(e: &ClientError) -> bool {
+    match e {
+        ClientError::NotRunning { .. } | ClientError::Io { .. } | ClientError::BadResponse(_) => {
+            true
+        }
+        ClientError::Api { status, .. } => *status == 503,
+        ClientError::BadRequest(_) => false,
     }
 }
 
@@ -501,6 +619,25 @@ mod tests {
             ClientError::BadResponse(_)
         ));
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_keyed_post_fails_at_once_without_a_daemon_and_refuses_a_key_it_cannot_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::new(dir.path().join("none.sock"), "c.toml".into());
+        let started = std::time::Instant::now();
+        let e = c
+            .post_retried("/v1/messages", None, "k", Retry::default())
+            .unwrap_err();
+        assert!(matches!(e, ClientError::NotRunning { .. }), "{e}");
+        assert!(
+            started.elapsed() < Retry::default().first_delay,
+            "it waited for a daemon that was never there"
+        );
+        let e = c
+            .post_retried("/v1/messages", None, "a\r\nX-Injected: 1", Retry::default())
+            .unwrap_err();
+        assert!(matches!(e, ClientError::BadRequest(_)), "{e}");
     }
 
     #[test]

@@ -536,6 +536,30 @@ pub fn session_frame_decode(data: &[u8]) -> &'static str {
             let _ = (reason.name(), reason.is_alarm());
             "checkpoint-refused"
         }
+        SessionFrame::ResentEnvelope {
+            envelope,
+            original,
+            signature,
+        } => {
+            let Ok(env) = Envelope::from_bytes(envelope) else {
+                envelope_decode(envelope);
+                return "resent-envelope";
+            };
+            assert_eq!(peeked, Some(env.header.id), "peeked the wrong id");
+            envelope_decode(envelope);
+            // The notice as Borduria checks it, for Arcadia's envelope.
+            let statement = comity_protocol::resend::ResendStatement {
+                sender: env.header.sender,
+                recipient: env.header.recipient,
+                message_id: env.header.id,
+                envelope_digest: comity_protocol::envelope::envelope_digest(envelope),
+                original: *original,
+            };
+            match statement.verify(w.arcadia.public(), signature) {
+                Ok(()) => "resend-notice-verified",
+                Err(_) => "resend-notice-refused",
+            }
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use comity_protocol::{MessageId, NodeId, Timestamp};
 
 use crate::audit::Fact;
 use crate::context::Context;
+use crate::idempotency::{IdempotencyKey, KeyedRequest, Operation};
 use crate::lookup::{find, FindError, Found, MessageRef};
-use crate::outbox::{self, SubmitError};
+use crate::outbox::{self, Accepted, Attached, SubmitError};
 use crate::store::{BusinessEvent, Store, StoreError, Way};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,16 +79,33 @@ fn original(store: &Store, r: &MessageRef) -> Result<Original, BusinessError> {
     })
 }
 
+impl Original {
+    /// The request `key` names, as `op` on this message with `content`.
+    fn keyed(
+        &self,
+        key: Option<IdempotencyKey>,
+        op: Operation,
+        content: &impl bincode::Encode,
+    ) -> Result<Option<KeyedRequest>, SubmitError> {
+        let target: [&[u8]; 3] = [&self.peer.0, &self.id.0, &[self.way.byte()]];
+        Ok(key
+            .map(|k| KeyedRequest::new(k, op, &target, content))
+            .transpose()?)
+    }
+}
+
 /// Sends a status update about message `id` to the other authority and
 /// records it in the history, after checking that this side may send it
-/// and that it may follow the current status.
+/// and that it may follow the current status; once per idempotency key.
 pub(crate) async fn set_status(
     ctx: &Context,
     r: MessageRef,
     status: BusinessStatus,
     note: Option<String>,
-) -> Result<MessageId, BusinessError> {
+    key: Option<IdempotencyKey>,
+) -> Result<Accepted, BusinessError> {
     let original = original(&ctx.store, &r)?;
+    let keyed = original.keyed(key, Operation::Status, &(&status, &note))?;
     let id = original.id;
     let body = Body::StatusUpdate(StatusUpdate {
         regarding: id,
@@ -98,60 +116,70 @@ pub(crate) async fn set_status(
     let name = status.name();
     // Checked and written under the one gate of both directions; flushed
     // after it.
-    let staged = ctx.status_gate.update::<_, BusinessError>(
-        &ctx.store,
-        &original.peer,
-        &id,
-        original.way,
-        |previous| {
-            Ok(check_status(
-                original.kind,
-                original.side,
-                previous,
-                &status,
-            )?)
-        },
-        || {
-            Ok(outbox::stage(ctx, original.peer, body, |store, update| {
-                // Validated by now: nothing is logged for a refused update.
-                ctx.audit.note(
-                    Fact::new(AuditKind::StatusChanged, Actor::Operator)
-                        .peer(original.peer)
-                        .message(id)
-                        .detail(name),
-                );
-                store.append_business(
-                    &original.peer,
-                    &id,
-                    original.way,
-                    &BusinessEvent {
-                        status: status.clone(),
-                        note,
-                        at: Timestamp::now(),
-                        by: me,
-                        update,
+    let stage = |keyed: Option<&KeyedRequest>| {
+        ctx.status_gate.update::<_, BusinessError>(
+            &ctx.store,
+            &original.peer,
+            &id,
+            original.way,
+            |previous| {
+                Ok(check_status(
+                    original.kind,
+                    original.side,
+                    previous,
+                    &status,
+                )?)
+            },
+            || {
+                Ok(outbox::stage(
+                    ctx,
+                    original.peer,
+                    body,
+                    Attached::key(keyed),
+                    |store, update| {
+                        // Validated by now: nothing is logged for a refused update.
+                        ctx.audit.note(
+                            Fact::new(AuditKind::StatusChanged, Actor::Operator)
+                                .peer(original.peer)
+                                .message(id)
+                                .detail(name),
+                        );
+                        store.append_business(
+                            &original.peer,
+                            &id,
+                            original.way,
+                            &BusinessEvent {
+                                status: status.clone(),
+                                note,
+                                at: Timestamp::now(),
+                                by: me,
+                                update,
+                            },
+                        )
                     },
-                )
-            })?)
-        },
-    )?;
-    Ok(outbox::commit(ctx, staged).await?)
+                )?)
+            },
+        )
+    };
+    outbox::accept_once(ctx, keyed.as_ref(), stage).await
 }
 
 /// Sends the execution result of request `id` back to its requester, in
-/// the same thread.
+/// the same thread; once per idempotency key.
 pub(crate) async fn reply(
     ctx: &Context,
     r: MessageRef,
     subject: String,
     body: String,
     partial: bool,
-) -> Result<MessageId, BusinessError> {
+    key: Option<IdempotencyKey>,
+) -> Result<Accepted, BusinessError> {
     let original = original(&ctx.store, &r)?;
     let id = original.id;
     if original.side != Side::Recipient || original.kind != MessageKind::Request {
         return Err(BusinessError::NotAReplyTarget);
     }
+    let keyed = original.keyed(key, Operation::Reply, &(&subject, &body, partial))?;
     let reply = Body::Reply(Reply {
         in_reply_to: id,
         subject,
@@ -159,7 +187,12 @@ pub(crate) async fn reply(
         partial,
         thread: Thread::replying_to(id, &original.thread),
     });
-    Ok(outbox::submit_with(ctx, original.peer, reply, |_, _| Ok(())).await?)
+    let stage = |keyed: Option<&KeyedRequest>| {
+        outbox::stage(ctx, original.peer, reply, Attached::key(keyed), |_, _| {
+            Ok(())
+        })
+    };
+    Ok(outbox::accept_once(ctx, keyed.as_ref(), stage).await?)
 }
 
 /// The message a status update from `from` is about, from this node's

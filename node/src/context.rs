@@ -16,6 +16,7 @@ use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
 use crate::events::Event;
+use crate::idempotency::KeyLocks;
 use crate::peers::{Peer, Peers};
 use crate::status_gate::StatusGate;
 use crate::store::{Store, StoreError, StoreFault};
@@ -52,6 +53,8 @@ pub(crate) struct Context {
     pub disk: Disk,
     /// Set when the store is faulted and can be reopened (see `recovery`).
     pub reopen: tokio::sync::watch::Sender<Option<StoreFault>>,
+    /// Idempotency keys whose requests are being staged.
+    pub key_locks: KeyLocks,
 }
 
 /// A stored peer key that no longer verifies.
@@ -101,6 +104,7 @@ impl Context {
             status_gate: StatusGate::default(),
             budgets,
             handshakes: Arc::default(),
+            key_locks: KeyLocks::default(),
         }
     }
 

@@ -21,9 +21,11 @@ use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::disk::Storage;
 use crate::events::Event;
+use crate::idempotency::IdempotencyKey;
 use crate::lookup::{self, FindError, Found, MessageRef};
-use crate::outbox::{self, OutboxEntry, SubmitError};
+use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
+use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
@@ -154,6 +156,11 @@ impl Node {
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::idempotency::sweep(
+            node.ctx.store.clone(),
+            node.ctx.config.limits.max_message_age(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),
@@ -235,9 +242,15 @@ impl Node {
 
     /// Accepts a message for `to`: validated, sealed if the peer's key is
     /// known, written and flushed. When this returns, the message will not
-    /// be lost.
-    pub async fn submit(&self, to: NodeId, body: Body) -> Result<MessageId, SubmitError> {
-        outbox::submit_with(&self.ctx, to, body, |_, _| Ok(())).await
+    /// be lost. With a `key`, a retry of the same request gets the same
+    /// message (see [`crate::idempotency`]).
+    pub async fn submit(
+        &self,
+        to: NodeId,
+        body: Body,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, SubmitError> {
+        outbox::submit(&self.ctx, to, body, key).await
     }
 
     /// Sends a status update about message `id` (see [`business`]).
@@ -246,8 +259,9 @@ impl Node {
         message: impl Into<MessageRef>,
         status: BusinessStatus,
         note: Option<String>,
-    ) -> Result<MessageId, BusinessError> {
-        business::set_status(&self.ctx, message.into(), status, note).await
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, BusinessError> {
+        business::set_status(&self.ctx, message.into(), status, note, key).await
     }
 
     /// Sends the execution result of request `id` to its requester.
@@ -257,8 +271,37 @@ impl Node {
         subject: String,
         body: String,
         partial: bool,
-    ) -> Result<MessageId, BusinessError> {
-        business::reply(&self.ctx, message.into(), subject, body, partial).await
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, BusinessError> {
+        business::reply(&self.ctx, message.into(), subject, body, partial, key).await
+    }
+
+    /// Sends a failed message again under a new id (see [`crate::resend`]).
+    pub async fn resend(
+        &self,
+        message: impl Into<MessageRef>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Accepted, NodeId), ResendError> {
+        resend::resend(&self.ctx, message.into(), key).await
+    }
+
+    /// The message that resent `id` (a message this node sent), and the
+    /// one `id` resent, if any.
+    pub fn resend_links(
+        &self,
+        id: &MessageId,
+    ) -> Result<(Option<MessageId>, Option<MessageId>), StoreError> {
+        Ok((self.ctx.store.resent_as(id)?, self.ctx.store.resend_of(id)?))
+    }
+
+    /// The earlier message of `sender` that its message `id` resends, as
+    /// its signed resend notice said.
+    pub fn received_resend_of(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.ctx.store.received_resend_of(sender, id)
     }
 
     /// The one message `r` names (see [`crate::lookup`]).

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::audit::Fact;
 use crate::context::{Context, PeerKeyError};
 use crate::events::Event;
+use crate::idempotency::{self, IdempotencyKey, KeyError, KeyedRequest, Operation};
 use crate::store::{OutboundMessage, OutboundState, OutboundStatus, Store, StoreError};
 use comity_protocol::audit::entry::{Actor, AuditKind};
 
@@ -33,6 +34,8 @@ pub enum SubmitError {
          ([limits] disk_reserve_mib, disk_reserve_percent) kept for receipts and the audit log"
     )]
     DiskReserve { free: u64, reserve: u64 },
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -84,17 +87,82 @@ pub(crate) fn seal_for(
     Ok(sealed)
 }
 
-/// Accepts `body` for `to`. `also` writes more records that become durable
-/// in the same flush as the message (e.g. a business event). When this
-/// returns, the message will not be lost.
-pub(crate) async fn submit_with(
+/// The answer to a submission: the message, and whether an earlier request
+/// with the same idempotency key made it (then nothing new was made).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: MessageId,
+    pub replayed: bool,
+}
+
+/// Accepts `body` for `to`, once per idempotency key. When this returns,
+/// the message will not be lost.
+pub(crate) async fn submit(
     ctx: &Context,
     to: NodeId,
     body: Body,
-    also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
-) -> Result<MessageId, SubmitError> {
-    let staged = stage(ctx, to, body, also)?;
-    commit(ctx, staged).await
+    key: Option<IdempotencyKey>,
+) -> Result<Accepted, SubmitError> {
+    let key = key
+        .map(|k| KeyedRequest::new(k, Operation::Submit, &[&to.0], &body))
+        .transpose()?;
+    accept_once(ctx, key.as_ref(), |key| {
+        stage(ctx, to, body, Attached::key(key), |_, _| Ok(()))
+    })
+    .await
+}
+
+/// Stages (with `stage`) and commits a message, unless an earlier request
+/// with the same key made one: that message is then the answer, given
+/// after a commit (the earlier request may still be waiting for its flush).
+/// The key is looked up before anything else is checked: a retry of a
+/// status update must not be refused for following itself.
+pub(crate) async fn accept_once<E: From<SubmitError>>(
+    ctx: &Context,
+    key: Option<&KeyedRequest>,
+    stage: impl FnOnce(Option<&KeyedRequest>) -> Result<Staged, E>,
+) -> Result<Accepted, E> {
+    let Some(keyed) = key else {
+        let id = commit(ctx, stage(None)?).await?;
+        return Ok(Accepted {
+            id,
+            replayed: false,
+        });
+    };
+    let held = ctx.key_locks.lock(keyed.key.as_str()).await;
+    let earlier = idempotency::earlier(&ctx.store, keyed).map_err(SubmitError::from)?;
+    let staged = match earlier {
+        Some(id) => {
+            drop(held);
+            ctx.store.commit().await.map_err(SubmitError::from)?;
+            return Ok(Accepted { id, replayed: true });
+        }
+        None => stage(Some(keyed))?,
+    };
+    drop(held);
+    Ok(Accepted {
+        id: commit(ctx, staged).await?,
+        replayed: false,
+    })
+}
+
+/// Records staged with a new message, between it and its status, so that
+/// they exist exactly when it does.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Attached<'a> {
+    /// The request's idempotency key.
+    pub key: Option<&'a KeyedRequest>,
+    /// The failed message this one resends.
+    pub resend_of: Option<MessageId>,
+}
+
+impl<'a> Attached<'a> {
+    pub fn key(key: Option<&'a KeyedRequest>) -> Self {
+        Attached {
+            key,
+            resend_of: None,
+        }
+    }
 }
 
 /// A message written but not yet flushed: nobody may be told of it yet.
@@ -103,12 +171,14 @@ pub(crate) struct Staged {
     peer: std::sync::Arc<crate::peers::Peer>,
 }
 
-/// The part of [`submit_with`] that writes (no flush, no await): validated,
-/// sealed, recorded, `also` run.
+/// The part of a submission that writes (no flush, no await): validated,
+/// sealed, recorded with what is `attached`, then `also` run (more records
+/// that become durable in the same flush, e.g. a business event).
 pub(crate) fn stage(
     ctx: &Context,
     to: NodeId,
     body: Body,
+    attached: Attached<'_>,
     also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
 ) -> Result<Staged, SubmitError> {
     body.validate()?;
@@ -149,7 +219,22 @@ pub(crate) fn stage(
             .digest(msg.digest)
             .detail(msg.kind.name()),
     );
-    ctx.store.insert_outbound(&msg, &OutboundStatus::queued())?;
+    ctx.store
+        .insert_outbound_with(&msg, &OutboundStatus::queued(), || {
+            if let Some(original) = attached.resend_of {
+                ctx.audit.note(
+                    Fact::new(AuditKind::AdminAction, Actor::Operator)
+                        .peer(to)
+                        .message(original)
+                        .detail(&format!("resent as {id}")),
+                );
+                ctx.store.put_resend_link(&original, &id)?;
+            }
+            match attached.key {
+                Some(keyed) => idempotency::record(&ctx.store, keyed, id),
+                None => Ok(()),
+            }
+        })?;
     also(&ctx.store, id)?;
     Ok(Staged { id, peer })
 }

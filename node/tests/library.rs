@@ -64,7 +64,11 @@ async fn submit_deliver_list_and_restart() {
     let mut a_events = a.subscribe();
     let mut b_events = b.subscribe();
 
-    let id = a.submit(b_id, request_body("Bank records")).await.unwrap();
+    let id = a
+        .submit(b_id, request_body("Bank records"), None)
+        .await
+        .unwrap()
+        .id;
     assert_eq!(
         next_delivered(&mut a_events).await,
         Event::Delivered { id, peer: b_id }
@@ -88,7 +92,7 @@ async fn submit_deliver_list_and_restart() {
         let (b, start) = (b.clone(), start.clone());
         tokio::spawn(async move {
             start.wait().await;
-            b.set_status(id, status, None).await
+            b.set_status(id, status, None, None).await
         })
     };
     let executed = update(BusinessStatus::Executed);
@@ -111,7 +115,7 @@ async fn submit_deliver_list_and_restart() {
 
     // Unknown peers are refused before anything is stored.
     let stranger = Identity::generate(Timestamp::now()).id();
-    assert!(a.submit(stranger, request_body("x")).await.is_err());
+    assert!(a.submit(stranger, request_body("x"), None).await.is_err());
     assert_eq!(a.outbox().unwrap().len(), 1);
 
     a.close().await.unwrap();

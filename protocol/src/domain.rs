@@ -23,3 +23,5 @@ pub const RECEIPT_SIGNATURE: &[u8] = b"comity/v1/receipt-signature\0";
 pub const ENCRYPTION_KEY_SIGNATURE: &[u8] = b"comity/v1/encryption-key-signature\0";
 /// Checksum inside a printed node id.
 pub const NODE_ID_CHECKSUM: &[u8] = b"comity/v1/node-id-checksum\0";
+/// Signature by a sender over a `ResendStatement` (session protocol 3).
+pub const RESEND_NOTICE_SIGNATURE: &[u8] = b"comity/v1/resend-notice-signature\0";

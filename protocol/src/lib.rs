@@ -14,6 +14,8 @@
 //!   size limit on every decode.
 //! * [`envelope`]: seal, outer check, open — signed and HPKE-encrypted.
 //! * [`receipt`]: signed proof that a recipient durably holds an envelope.
+//! * [`resend`]: a sender's signed statement that an envelope resends an
+//!   earlier message.
 //! * [`session`]: the frames two nodes exchange on a QUIC stream.
 //! * `sample` (feature `sample`): deterministic sample data for
 //!   benchmarks.
@@ -52,6 +54,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod receipt;
+pub mod resend;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod session;

@@ -58,6 +58,15 @@ pub enum SessionFrame {
         reason: WitnessRefusal,
         detail: String,
     },
+    /// (Session protocol 3.) An envelope, framed as in `Envelope` and
+    /// answered as one, that resends the content of the dialler's earlier
+    /// message `original`; `signature` is its sender's over the
+    /// [`crate::resend::ResendStatement`] of this envelope and `original`.
+    ResentEnvelope {
+        envelope: Vec<u8>,
+        original: MessageId,
+        signature: [u8; 64],
+    },
 }
 
 /// Why a witness did not cosign.
@@ -228,21 +237,24 @@ impl SessionFrame {
 /// Bytes of a session frame needed by [`peek_envelope_id`].
 pub const ENVELOPE_ID_PREFIX: usize = 136;
 
-/// The message id of an `Envelope` session frame, read from its first
-/// [`ENVELOPE_ID_PREFIX`] bytes without decoding the rest: lets a receiver
-/// refuse an envelope larger than it accepts by name (`TooLarge`, a
-/// permanent refusal) instead of only closing the stream, which the sender
-/// would take for a transient failure and retry.
+/// The message id of an `Envelope` or `ResentEnvelope` session frame, read
+/// from its first [`ENVELOPE_ID_PREFIX`] bytes without decoding the rest:
+/// lets a receiver refuse an envelope larger than it accepts by name
+/// (`TooLarge`, a permanent refusal) instead of only closing the stream,
+/// which the sender would take for a transient failure and retry.
 ///
-/// Layout: session frame header (6) ‖ variant u32 = 1 (4) ‖ length u64 (8)
-/// ‖ envelope frame header (6) ‖ sender (32) ‖ recipient (32) ‖ recipient
-/// key (32) ‖ id (16).
+/// Layout: session frame header (6) ‖ variant u32 = 1 or 7 (4) ‖ length
+/// u64 (8) ‖ envelope frame header (6) ‖ sender (32) ‖ recipient (32) ‖
+/// recipient key (32) ‖ id (16). (Both variants start with the envelope.)
 pub fn peek_envelope_id(prefix: &[u8]) -> Option<MessageId> {
     let p = prefix.get(..ENVELOPE_ID_PREFIX)?;
     let header = |at: usize, ty: FrameType| {
         p[at..at + 4] == codec::MAGIC && p[at + 4] == codec::VERSION && p[at + 5] == ty as u8
     };
-    if !header(0, FrameType::Session) || p[6..10] != 1u32.to_le_bytes() {
+    let variant = &p[6..10];
+    if !header(0, FrameType::Session)
+        || (variant != 1u32.to_le_bytes() && variant != 7u32.to_le_bytes())
+    {
         return None;
     }
     if !header(18, FrameType::Envelope) {
@@ -278,6 +290,11 @@ mod tests {
                 reason: RejectReason::IdReused,
                 detail: "id reused".into(),
             },
+            SessionFrame::ResentEnvelope {
+                envelope: vec![5; 10],
+                original: MessageId([6; 16]),
+                signature: [7; 64],
+            },
         ];
         for f in frames {
             let wire = f.to_wire().unwrap();
@@ -301,6 +318,18 @@ mod tests {
         let sealed =
             crate::envelope::seal(&a, b.public(), id, Timestamp(1), &body, &mut rand::rng())
                 .unwrap();
+        let resent = SessionFrame::ResentEnvelope {
+            envelope: sealed.bytes.clone(),
+            original: MessageId([1; 16]),
+            signature: [0; 64],
+        }
+        .to_wire()
+        .unwrap();
+        // Prefix, header and variant, the envelope with its length, then
+        // the original and the signature (docs/protocol.md §8.3).
+        assert_eq!(resent.len(), LENGTH_PREFIX + 18 + sealed.bytes.len() + 80);
+        assert_eq!(&resent[resent.len() - 80..resent.len() - 64], &[1; 16]);
+        assert_eq!(peek_envelope_id(&resent[LENGTH_PREFIX..]), Some(id));
         let wire = SessionFrame::Envelope(sealed.bytes).to_wire().unwrap();
         assert_eq!(peek_envelope_id(&wire[LENGTH_PREFIX..]), Some(id));
         assert_eq!(

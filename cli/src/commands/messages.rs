@@ -73,6 +73,12 @@ pub fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     if let Some(e) = m["last_error"].as_str() {
         println!("last error:  {e}");
     }
+    if let Some(r) = m["resent_as"].as_str() {
+        println!("resent as:   {r}");
+    }
+    if let Some(o) = m["resend_of"].as_str() {
+        println!("resend of:   {o}");
+    }
     println!("envelope:    {}", text(&m["envelope_digest"]));
     println!(
         "receipt:     {}",

@@ -5,6 +5,7 @@ mod id;
 mod init;
 mod messages;
 mod peer;
+mod resend;
 mod send;
 mod stats;
 mod status;
@@ -14,8 +15,30 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, RetryArgs};
+use comity_client::admin::Retry;
 use comity_client::Client;
+
+/// Test hook (set by tests/retry.rs): the CLI stops once the node's answer
+/// starts to arrive and waits to be killed, as a client that dies between
+/// the node's flush and reading the answer.
+const STALL_BEFORE_ANSWER: &str = "COMITY_TEST_STALL_BEFORE_ANSWER";
+
+/// POSTs `body` to `path`, a request that makes a message, at most once:
+/// under the caller's `--idempotency-key`, or a key made for this run, with
+/// which it is tried again while the answer does not arrive.
+pub(crate) fn post_once(
+    client: &Client,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    retry: &RetryArgs,
+) -> Result<serde_json::Value> {
+    let key = match &retry.idempotency_key {
+        Some(k) => k.clone(),
+        None => format!("cli-{}", comity_protocol::MessageId::random()),
+    };
+    Ok(client.post_retried(path, body, &key, Retry::default())?)
+}
 
 /// Reads a UTF-8 text file of at most `max` bytes, whatever the file is
 /// (a pipe or a growing file cannot get past the limit).
@@ -161,6 +184,7 @@ pub fn run(cli: Cli) -> Result<()> {
             details,
             reason,
             until,
+            retry,
             json,
         } => match (id, set) {
             (Some(id), Some(set)) => status::set(
@@ -175,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     reason,
                     until,
                 },
+                &retry,
                 json,
             ),
             _ => status::overview(&client()?, json),
@@ -184,8 +209,10 @@ pub fn run(cli: Cli) -> Result<()> {
             subject,
             body,
             partial,
+            retry,
             json,
-        } => status::reply(&client()?, &id, subject, &body, partial, json),
+        } => status::reply(&client()?, &id, subject, &body, partial, &retry, json),
+        Command::Resend { id, retry, json } => resend::run(&client()?, &id, &retry, json),
         Command::Stats { format } => stats::run(&client()?, format),
         Command::Audit(cmd) => audit::run(config.as_deref(), cmd),
         Command::Alarms { command, json } => alarms::run(&client()?, command, json),
@@ -210,7 +237,9 @@ pub(crate) fn config_path(given: Option<PathBuf>) -> Result<PathBuf> {
 
 /// The admin API client of the node the config at `path` describes.
 pub(crate) fn client_for(path: &Path) -> Result<Client> {
-    Client::for_config(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Client::for_config(path)
+        .map(|c| c.stall_before_answer(std::env::var_os(STALL_BEFORE_ANSWER).is_some()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Loads the config, naming the file in errors.

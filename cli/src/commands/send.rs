@@ -45,7 +45,7 @@ fn message_id(s: &Option<String>) -> Result<Option<MessageId>> {
 }
 
 pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
-    let (to, body, json) = match cmd {
+    let (to, body, retry, json) = match cmd {
         SendCommand::Request(a) => {
             let in_reply_to = message_id(&a.in_reply_to)?;
             let body = Body::Request(Request {
@@ -70,7 +70,7 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                     root: in_reply_to,
                 },
             });
-            (a.to, body, a.json)
+            (a.to, body, a.retry, a.json)
         }
         SendCommand::Info(a) => {
             let body = Body::SpontaneousInformation(SpontaneousInformation {
@@ -88,7 +88,7 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                 },
                 thread: Thread::default(),
             });
-            (a.to, body, a.json)
+            (a.to, body, a.retry, a.json)
         }
         SendCommand::Consultation(a) => {
             let body = Body::Consultation(Consultation {
@@ -97,11 +97,16 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                 body: body_text(&a.body)?,
                 thread: Thread::default(),
             });
-            (a.to, body, a.json)
+            (a.to, body, a.retry, a.json)
         }
     };
     body.validate()?;
-    let v = client.post("/v1/messages", &json!({"to": to, "body": body}))?;
+    let v = super::post_once(
+        client,
+        "/v1/messages",
+        Some(&json!({"to": to, "body": body})),
+        &retry,
+    )?;
     if json {
         output::json(&v);
     } else {

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use comity_protocol::message::{BusinessStatus, Date};
 use serde_json::json;
 
-use crate::args::BodyArgs;
+use crate::args::{BodyArgs, RetryArgs};
 use crate::output;
 use comity_client::Client;
 
@@ -57,14 +57,22 @@ fn status(a: StatusArgs) -> Result<(BusinessStatus, Option<String>)> {
     Ok((s, a.note))
 }
 
-pub fn set(client: &Client, id: &str, args: StatusArgs, json: bool) -> Result<()> {
+pub fn set(
+    client: &Client,
+    id: &str,
+    args: StatusArgs,
+    retry: &RetryArgs,
+    json: bool,
+) -> Result<()> {
     let arg = super::MessageArg::parse(id)?;
     let id = arg.id();
     let (status, note) = status(args)?;
     let name = status.name();
-    let v = client.post(
+    let v = super::post_once(
+        client,
         &arg.path("/v1/messages", "/status"),
-        &json!({"status": status, "note": note}),
+        Some(&json!({"status": status, "note": note})),
+        retry,
     )?;
     if json {
         output::json(&v);
@@ -83,14 +91,17 @@ pub fn reply(
     subject: String,
     body: &BodyArgs,
     partial: bool,
+    retry: &RetryArgs,
     json: bool,
 ) -> Result<()> {
     let arg = super::MessageArg::parse(id)?;
     let id = arg.id();
     let text = super::send::body_text(body)?;
-    let v = client.post(
+    let v = super::post_once(
+        client,
         &arg.path("/v1/messages", "/reply"),
-        &json!({"subject": subject, "body": text, "partial": partial}),
+        Some(&json!({"subject": subject, "body": text, "partial": partial})),
+        retry,
     )?;
     if json {
         output::json(&v);

@@ -203,7 +203,9 @@ async fn serve_stream(
         };
         let Some(input) = input else { break };
         let answer = match session.on_input(input, ctx.is_pinned(&peer)) {
-            Step::Receive(bytes) => Answer::Frame(receive::envelope(&ctx, peer, &keys, &bytes)),
+            Step::Receive { envelope, resends } => {
+                Answer::Frame(receive::envelope(&ctx, peer, &keys, &envelope, resends))
+            }
             Step::Witness {
                 note,
                 old_size,

@@ -51,6 +51,8 @@ pub(crate) struct Prepared {
     pub bytes: Vec<u8>,
     pub digest: Digest,
     pub attempt: u32,
+    /// The failed message this one resends.
+    pub resend_of: Option<MessageId>,
 }
 
 /// Loads (sealing it first if needed) the envelope for `id` and records the
@@ -117,6 +119,7 @@ pub(crate) async fn prepare(
         bytes,
         digest,
         attempt,
+        resend_of: ctx.store.resend_of(&id)?,
     }))
 }
 

@@ -7,6 +7,7 @@ use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::envelope::{check, CheckPolicy, EnvelopeError, SeenMessages};
 use comity_protocol::message::{check_status, Body, StatusUpdate};
 use comity_protocol::receipt::Receipt;
+use comity_protocol::resend::{ResendNoticeError, ResendStatement};
 use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys, Timestamp};
 use std::time::Instant;
@@ -19,6 +20,7 @@ use crate::business;
 use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
+use crate::session::receiver::ResendClaim;
 use crate::store::alarms::AlarmKind;
 use crate::store::{InboundMessage, Rejection, Store, Way};
 
@@ -31,8 +33,56 @@ impl SeenMessages for SeenIn<'_> {
     }
 }
 
-/// One envelope from `peer`: the answer to send once the store is flushed.
-pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8]) -> SessionFrame {
+/// One envelope from `peer`, perhaps with a resend notice: the answer to
+/// send once the store is flushed.
+pub(crate) fn envelope(
+    ctx: &Context,
+    peer: NodeId,
+    keys: &PeerKeys,
+    bytes: &[u8],
+    resends: Option<ResendClaim>,
+) -> SessionFrame {
+    let mut verified = None;
+    let answer = receive(ctx, peer, keys, bytes, resends, &mut verified);
+    // Linked once the message is held (new, or a copy of one held).
+    if let (SessionFrame::Receipt(_), Some((id, claim))) = (&answer, verified) {
+        if let Err(e) = ctx
+            .store
+            .put_received_resend(&peer, &id, &claim.original, &claim.signature)
+        {
+            warn!(error = %e, "cannot record a resend notice");
+        }
+    }
+    answer
+}
+
+/// A resend notice checked against the envelope it came with (already
+/// authenticated: sender, id and digest are the sender's).
+fn check_notice(
+    ctx: &Context,
+    keys: &PeerKeys,
+    id: MessageId,
+    digest: Digest,
+    claim: &ResendClaim,
+) -> Result<(), ResendNoticeError> {
+    ResendStatement {
+        sender: *keys.id(),
+        recipient: ctx.id(),
+        message_id: id,
+        envelope_digest: digest,
+        original: claim.original,
+    }
+    .verify(keys, &claim.signature)
+}
+
+fn receive(
+    ctx: &Context,
+    peer: NodeId,
+    keys: &PeerKeys,
+    bytes: &[u8],
+    resends: Option<ResendClaim>,
+    verified: &mut Option<(MessageId, ResendClaim)>,
+) -> SessionFrame {
     let now = Timestamp::now();
     if !ctx.pins.contains(&peer) {
         let detail = "this peer is no longer pinned".to_string();
@@ -78,6 +128,13 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
     let opened = match result {
         Ok(o) => o,
         Err(EnvelopeError::AlreadyReceived { id, digest }) => {
+            if let Some(claim) = resends {
+                if let Err(e) = check_notice(ctx, keys, id, digest, &claim) {
+                    let reason = RejectReason::BadSignature;
+                    return reject(ctx, peer, Some(id), bytes, reason, e.to_string());
+                }
+                *verified = Some((id, claim));
+            }
             return match ctx.store.seen(&peer, &id) {
                 Ok(Some(entry)) => {
                     // Always answered; recorded within the peer's budget (a
@@ -109,6 +166,20 @@ pub(crate) fn envelope(ctx: &Context, peer: NodeId, keys: &PeerKeys, bytes: &[u8
             return reject(ctx, peer, id, bytes, reason, e.to_string());
         }
     };
+    if let Some(claim) = resends {
+        let (id, digest) = (opened.header.id, opened.envelope_digest);
+        if let Err(e) = check_notice(ctx, keys, id, digest, &claim) {
+            return reject(
+                ctx,
+                peer,
+                Some(id),
+                bytes,
+                RejectReason::BadSignature,
+                e.to_string(),
+            );
+        }
+        *verified = Some((id, claim));
+    }
     let receipt = Receipt::sign(me, &opened, now);
     let receipt_bytes = match receipt.to_bytes() {
         Ok(b) => b,

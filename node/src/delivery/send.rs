@@ -16,10 +16,11 @@ use super::outcome::{self, Ended};
 use crate::context::Context;
 use crate::events::Event;
 use crate::peers::Peer;
-use crate::session::sender::{Action, Sender, SenderError};
+use crate::session::sender::{envelope_frame, Action, Sender, SenderError};
+use crate::session::SessionVersion;
 use crate::shutdown::ShutdownSignal;
 use crate::transport::endpoint::EndpointError;
-use crate::transport::tls::SERVER_NAME;
+use crate::transport::tls::{alpn_of, SERVER_NAME};
 use crate::transport::{client_config, wire};
 
 /// On shutdown, how long to wait for receipts of what was already sent.
@@ -143,6 +144,7 @@ async fn session(
         return Err(SessionError::Unpinned);
     }
 
+    let version = SessionVersion::of_alpn(alpn_of(&conn).as_deref());
     let window = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
     let core = Core {
         sender: Mutex::new(Sender::new(
@@ -172,7 +174,7 @@ async fn session(
     outcome::peer_keys(ctx, peer, &keys)?;
     peer.set_connected(true);
     ctx.emit(Event::PeerConnected { peer: peer.id() });
-    info!(peer = %peer.id().short(), %addr, "connected");
+    info!(peer = %peer.id().short(), %addr, ?version, "connected");
 
     let reader = read_answers(ctx, peer, &core, &mut recv);
     let writer = async {
@@ -201,7 +203,7 @@ async fn session(
                 offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
             };
             let Some(id) = id else { break };
-            write_envelope(ctx, peer, &core, &keys, id, &mut send).await?;
+            write_envelope(ctx, peer, &core, &keys, version, id, &mut send).await?;
         }
         // Shutting down: stop sending; give receipts of what was sent a
         // moment to arrive.
@@ -236,6 +238,7 @@ async fn write_envelope(
     peer: &Arc<Peer>,
     core: &Core,
     keys: &comity_protocol::PeerKeys,
+    version: SessionVersion,
     id: MessageId,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
@@ -252,7 +255,16 @@ async fn write_envelope(
         sender.sent(id, prepared.digest)?;
         peer.set_in_flight(sender.in_flight());
     }
-    wire::write_frame(send, &SessionFrame::Envelope(prepared.bytes)).await?;
+    let frame = envelope_frame(
+        version,
+        &ctx.identity,
+        peer.id(),
+        id,
+        prepared.bytes,
+        prepared.digest,
+        prepared.resend_of,
+    );
+    wire::write_frame(send, &frame).await?;
     ctx.emit(Event::Sent {
         id,
         peer: peer.id(),

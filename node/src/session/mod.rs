@@ -12,6 +12,28 @@ mod tests;
 
 use comity_protocol::session::SessionFrame;
 
+/// The session protocol a connection speaks (its ALPN, see
+/// `transport::tls::ALPNS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessionVersion {
+    /// `comity/2`.
+    V2,
+    /// `comity/3`: `ResentEnvelope` may be sent.
+    V3,
+}
+
+impl SessionVersion {
+    /// The version of a negotiated ALPN; a connection without one (or with
+    /// one unknown, which the handshake does not allow) is taken as 2, the
+    /// version that sends nothing new.
+    pub fn of_alpn(alpn: Option<&[u8]>) -> SessionVersion {
+        match alpn {
+            Some(b"comity/3") => SessionVersion::V3,
+            _ => SessionVersion::V2,
+        }
+    }
+}
+
 /// Text from a peer (a refusal's detail), bounded before it is kept,
 /// logged or shown.
 pub fn bounded(text: &str) -> String {
@@ -31,5 +53,6 @@ fn frame_name(frame: &SessionFrame) -> &'static str {
         SessionFrame::Checkpoint { .. } => "checkpoint",
         SessionFrame::Cosigned { .. } => "cosigned",
         SessionFrame::CheckpointRefused { .. } => "checkpoint-refused",
+        SessionFrame::ResentEnvelope { .. } => "resent-envelope",
     }
 }

@@ -34,8 +34,11 @@ pub enum Step {
     /// The peer's hello verified: answer with ours.
     Hello(Box<PeerKeys>),
     /// Check, open and store this envelope; answer with a receipt or a
-    /// rejection.
-    Receive(Vec<u8>),
+    /// rejection. With `resends`, it says it resends an earlier message.
+    Receive {
+        envelope: Vec<u8>,
+        resends: Option<ResendClaim>,
+    },
     /// Witness the peer's checkpoint; answer with a cosignature or refusal.
     Witness {
         note: String,
@@ -52,6 +55,14 @@ pub enum Step {
     Unpinned,
     /// The stream ended cleanly, or had already been closed: stop reading.
     Stop,
+}
+
+/// A `ResentEnvelope`'s claim, unchecked: the sender's earlier message
+/// and its signature over the resend statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendClaim {
+    pub original: MessageId,
+    pub signature: [u8; 64],
 }
 
 /// How a peer broke the session protocol; recorded as a rejection.
@@ -142,7 +153,23 @@ impl Receiver {
 fn on_frame(input: Input) -> Step {
     match input {
         Input::End => Step::Stop,
-        Input::Frame(SessionFrame::Envelope(bytes)) => Step::Receive(bytes),
+        Input::Frame(SessionFrame::Envelope(envelope)) => Step::Receive {
+            envelope,
+            resends: None,
+        },
+        // Accepted whatever the connection's version: a node that sends it
+        // knows it, and nothing in it is acted on before it is checked.
+        Input::Frame(SessionFrame::ResentEnvelope {
+            envelope,
+            original,
+            signature,
+        }) => Step::Receive {
+            envelope,
+            resends: Some(ResendClaim {
+                original,
+                signature,
+            }),
+        },
         Input::Frame(SessionFrame::Checkpoint {
             note,
             old_size,

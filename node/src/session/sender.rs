@@ -12,10 +12,11 @@ use std::collections::{HashMap, VecDeque};
 
 use comity_protocol::identity::KeyError;
 use comity_protocol::receipt::{Receipt, ReceiptError};
+use comity_protocol::resend::ResendStatement;
 use comity_protocol::session::{RejectReason, SessionFrame, WitnessRefusal};
-use comity_protocol::{Digest, MessageId, NodeId, PeerKeys};
+use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys};
 
-use super::{bounded, frame_name};
+use super::{bounded, frame_name, SessionVersion};
 
 /// What the node should do about a frame from the peer.
 #[derive(Debug)]
@@ -402,5 +403,38 @@ impl Witnessing {
             reason,
             detail: bounded(&detail),
         }
+    }
+}
+
+/// The frame that carries the envelope `bytes` (digest `digest`) of our
+/// message `id` to `to`: when the message resends `resend_of` and the
+/// connection speaks version 3, a `ResentEnvelope` with our signed notice;
+/// otherwise the envelope alone (a version-2 peer cannot read the notice;
+/// the link then stays on this side).
+pub fn envelope_frame(
+    version: SessionVersion,
+    me: &Identity,
+    to: NodeId,
+    id: MessageId,
+    bytes: Vec<u8>,
+    digest: Digest,
+    resend_of: Option<MessageId>,
+) -> SessionFrame {
+    match resend_of {
+        Some(original) if version >= SessionVersion::V3 => {
+            let statement = ResendStatement {
+                sender: me.id(),
+                recipient: to,
+                message_id: id,
+                envelope_digest: digest,
+                original,
+            };
+            SessionFrame::ResentEnvelope {
+                envelope: bytes,
+                original,
+                signature: statement.sign(me),
+            }
+        }
+        _ => SessionFrame::Envelope(bytes),
     }
 }

@@ -19,6 +19,8 @@
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
 //! * `audit`: checkpoints, cosignatures, witness state (see [`audit`]), alarms
 //!   (see [`alarms`])
+//! * `idempotency`: idempotency key → the message it produced (see [`idempotency`])
+//! * `resends`: a failed message ↔ the message that resent it (see [`resends`])
 //!
 //! The audit log's entries and tree are files in `audit/` beside sled's
 //! `sled/` (see [`audit_files`]); the group commit syncs them first.
@@ -28,7 +30,9 @@ pub mod audit;
 pub mod audit_files;
 mod commit;
 mod fault;
+pub mod idempotency;
 pub mod records;
+mod resends;
 pub mod version;
 
 use std::path::Path;
@@ -89,6 +93,8 @@ pub struct Store {
     peer_keys: sled::Tree,
     business: sled::Tree,
     audit: sled::Tree,
+    idempotency: sled::Tree,
+    resends: sled::Tree,
     audit_files: Arc<AuditFiles>,
     committer: Committer,
     fault: FaultCell,
@@ -195,6 +201,8 @@ impl Store {
             peer_keys: db.open_tree("peer_keys")?,
             business: db.open_tree("business")?,
             audit,
+            idempotency: db.open_tree("idempotency")?,
+            resends: db.open_tree("resends")?,
             audit_files,
             committer,
             fault,
@@ -261,9 +269,23 @@ impl Store {
     /// in order, so a crash between them leaves a message no one sees
     /// (nor was told was accepted).
     pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
+        self.insert_outbound_with(msg, status, || Ok(()))
+    }
+
+    /// [`Store::insert_outbound`] with `attach` writing, between the message
+    /// and its status, records that must not outlive a message that was
+    /// never accepted (an idempotency key, a resend link): their readers
+    /// take one whose message has no status as absent.
+    pub fn insert_outbound_with(
+        &self,
+        msg: &OutboundMessage,
+        status: &OutboundStatus,
+        attach: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let bytes = encode(msg)?;
         self.count_unflushed(bytes.len());
         self.outbox.insert(key(b'm', &[&msg.id.0]), bytes)?;
+        attach()?;
         self.outbox
             .insert(key(b's', &[&msg.id.0]), encode(status)?)?;
         Ok(())

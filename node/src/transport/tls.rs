@@ -18,9 +18,13 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
-/// ALPN of Comity's session protocol, version 2 (`Rejected` names an
-/// optional id), over QUIC.
-pub const ALPN: &[u8] = b"comity/2";
+/// ALPNs of Comity's session protocol over QUIC, most preferred first:
+/// version 3 (a dialler may send `ResentEnvelope`) and version 2
+/// (`Rejected` names an optional id). Both sides offer both and the
+/// acceptor takes the first of its list that the dialler offers, so two
+/// nodes of this version speak 3, and either speaks 2 with a node that
+/// offers only 2.
+pub const ALPNS: [&[u8]; 2] = [b"comity/3", b"comity/2"];
 /// The name the client asks for; certificates carry it, nobody checks it.
 pub const SERVER_NAME: &str = "comity";
 
@@ -124,6 +128,14 @@ pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<NodeId, rustls::Error> {
 }
 
 /// The pinned node id of the peer on an established QUIC connection.
+/// The ALPN the handshake of `conn` settled on.
+pub fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
 pub fn peer_of(conn: &quinn::Connection) -> Option<NodeId> {
     let certs = conn
         .peer_identity()?
@@ -281,7 +293,7 @@ pub fn server_crypto(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(me.chain(), me.key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     quinn::crypto::rustls::QuicServerConfig::try_from(config)
@@ -313,7 +325,7 @@ pub fn client_tls(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(me.chain(), me.key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }

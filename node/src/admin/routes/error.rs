@@ -6,8 +6,10 @@ use axum::Json;
 use serde_json::json;
 
 use crate::business::BusinessError;
+use crate::idempotency::KeyError;
 use crate::lookup::FindError;
 use crate::outbox::SubmitError;
+use crate::resend::ResendError;
 use crate::store::StoreError;
 
 pub struct ApiError {
@@ -58,6 +60,11 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::UnknownPeer(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
         }
+        SubmitError::Key(KeyError::Reused { .. }) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency-key-reused",
+            e.to_string(),
+        ),
         SubmitError::StoreUnwritable(_)
         | SubmitError::Store(StoreError::Sled(_) | StoreError::Audit(_)) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +85,23 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
             ),
         ),
         e => ApiError::internal(e),
+    }
+}
+
+pub(super) fn resend_error(e: ResendError) -> ApiError {
+    match e {
+        ResendError::Find(f) => find_error(f),
+        ResendError::NotSent(_) => {
+            ApiError::new(StatusCode::CONFLICT, "not-allowed", e.to_string())
+        }
+        ResendError::NotFailed { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "not-failed", e.to_string())
+        }
+        ResendError::AlreadyResent { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already-resent", e.to_string())
+        }
+        ResendError::Submit(s) => submit_error(s),
+        ResendError::Store(s) => ApiError::internal(s),
     }
 }
 

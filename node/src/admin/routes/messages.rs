@@ -2,13 +2,14 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use comity_protocol::message::{Body, BusinessStatus};
 use comity_protocol::{MessageId, NodeId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::accepting::{idempotency_key, to_completion, Created};
 use super::error::{business_error, find_error, submit_error};
 use super::{message_ref, parse_json, ApiError, AppState, PeerQuery};
 use crate::counts::{Direction, HeldState};
@@ -27,18 +28,23 @@ pub(super) async fn set_status(
     State(state): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
     body: Result<Json<StatusRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<serde_json::Value>, ApiError> {
     let r = message_ref(&state, id, q)?;
+    let key = idempotency_key(&headers)?;
     let req = parse_json(body)?;
-    let update = state
-        .set_status(r, req.status, req.note)
-        .await
-        .map_err(business_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": update, "regarding": r.id})),
-    ))
+    let update = to_completion(async move {
+        state
+            .set_status(r, req.status, req.note, key)
+            .await
+            .map_err(business_error)
+    })
+    .await?;
+    Ok(Created {
+        body: json!({"id": update.id, "regarding": r.id}),
+        replayed: update.replayed,
+    })
 }
 
 #[derive(Deserialize)]
@@ -54,18 +60,23 @@ pub(super) async fn reply(
     State(state): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
     body: Result<Json<ReplyRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<serde_json::Value>, ApiError> {
     let r = message_ref(&state, id, q)?;
+    let key = idempotency_key(&headers)?;
     let req = parse_json(body)?;
-    let reply = state
-        .reply(r, req.subject, req.body, req.partial)
-        .await
-        .map_err(business_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": reply, "in_reply_to": r.id})),
-    ))
+    let reply = to_completion(async move {
+        state
+            .reply(r, req.subject, req.body, req.partial, key)
+            .await
+            .map_err(business_error)
+    })
+    .await?;
+    Ok(Created {
+        body: json!({"id": reply.id, "in_reply_to": r.id}),
+        replayed: reply.replayed,
+    })
 }
 
 #[derive(Deserialize)]
@@ -85,8 +96,10 @@ pub(super) struct Submitted {
 
 pub(super) async fn submit(
     State(node): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+) -> Result<Created<Submitted>, ApiError> {
+    let key = idempotency_key(&headers)?;
     let req = parse_json(body)?;
     match req.body {
         Body::StatusUpdate(_) | Body::Reply(_) => {
@@ -99,15 +112,18 @@ pub(super) async fn submit(
         _ => {}
     }
     let peer = resolve_peer(&node, &req.to)?;
-    let id = node.submit(peer, req.body).await.map_err(submit_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Submitted {
-            id,
+    let accepted =
+        to_completion(async move { node.submit(peer, req.body, key).await.map_err(submit_error) })
+            .await?;
+    Ok(Created {
+        body: Submitted {
+            id: accepted.id,
             peer,
+            // What the first answer said, for a replay too.
             state: HeldState::Outbound(OutboundState::Queued),
-        }),
-    ))
+        },
+        replayed: accepted.replayed,
+    })
 }
 
 pub(super) fn resolve_peer(node: &AppState, to: &str) -> Result<NodeId, ApiError> {
@@ -226,6 +242,7 @@ pub(super) async fn show(
             let Some(s) = node.outbound_status(&m.id).map_err(ApiError::internal)? else {
                 return Err(ApiError::internal("outbound message without its status"));
             };
+            let (resent_as, resend_of) = node.resend_links(&m.id).map_err(ApiError::internal)?;
             json!({
                 "id": m.id,
                 "direction": Direction::Outbound,
@@ -240,10 +257,15 @@ pub(super) async fn show(
                 "envelope_digest": m.digest,
                 "receipt": s.receipt.as_ref().map(hex::encode),
                 "history": history,
+                "resent_as": resent_as,
+                "resend_of": resend_of,
                 "body": m.body,
             })
         }
         Found::Received(m) => json!({
+            "resend_of": node
+                .received_resend_of(&m.sender, &m.id)
+                .map_err(ApiError::internal)?,
             "id": m.id,
             "direction": Direction::Inbound,
             "kind": m.kind,

@@ -2,11 +2,13 @@
 //! [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
 //! with a status that says whose fault it was ([`ApiError`]).
 
+mod accepting;
 mod alarms;
 mod audit;
 mod error;
 mod messages;
 mod peers;
+mod resend;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/status", post(messages::set_status))
         .route("/v1/messages/{id}/reply", post(messages::reply))
+        .route("/v1/messages/{id}/resend", post(resend::resend))
         .route("/v1/stats", get(stats))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))

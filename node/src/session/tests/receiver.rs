@@ -70,8 +70,18 @@ fn after_the_hello_envelopes_are_received_and_checkpoints_witnessed() {
     let mut r = open_receiver();
     assert!(matches!(
         r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![7; 3]))),
-        Step::Receive(b) if b == vec![7; 3]
+        Step::Receive { envelope, resends: None } if envelope == vec![7; 3]
     ));
+    let step = r.on_input_pinned(Input::Frame(SessionFrame::ResentEnvelope {
+        envelope: vec![8; 3],
+        original: id(5),
+        signature: [6; 64],
+    }));
+    assert!(
+        matches!(&step, Step::Receive { envelope, resends: Some(c) }
+            if *envelope == vec![8; 3] && c.original == id(5) && c.signature == [6; 64]),
+        "{step:?}"
+    );
     let step = r.on_input_pinned(Input::Frame(SessionFrame::Checkpoint {
         note: "note".into(),
         old_size: 3,
@@ -116,7 +126,7 @@ fn an_oversize_envelope_is_refused_by_id_and_the_stream_goes_on() {
     );
     assert!(matches!(
         r.on_input_pinned(Input::Frame(SessionFrame::Envelope(vec![1]))),
-        Step::Receive(_)
+        Step::Receive { .. }
     ));
 }
 
@@ -173,7 +183,7 @@ fn a_frame_after_unpinning_stops_the_stream_and_nothing_more_is_read() {
     let mut r = open_receiver();
     assert!(matches!(
         r.on_input(Input::Frame(SessionFrame::Envelope(vec![1])), true),
-        Step::Receive(_)
+        Step::Receive { .. }
     ));
     let step = r.on_input(
         Input::Frame(SessionFrame::Checkpoint {

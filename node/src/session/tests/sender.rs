@@ -422,3 +422,64 @@ fn a_refusal_of_nothing_offered_is_ignored() {
         .unwrap();
     assert!(matches!(action, Action::Ignore(_)), "{action:?}");
 }
+
+// ---- sender: which frame carries an envelope
+
+#[test]
+fn a_resend_carries_its_signed_notice_only_on_a_version_3_connection() {
+    use crate::session::sender::envelope_frame;
+    use crate::session::SessionVersion;
+    use comity_protocol::resend::ResendStatement;
+
+    let (a, b) = (arcadia(), borduria());
+    let frame = |version, resend_of| {
+        envelope_frame(
+            version,
+            &a,
+            b.id(),
+            id(2),
+            vec![7; 3],
+            Digest([9; 32]),
+            resend_of,
+        )
+    };
+    assert_eq!(
+        frame(SessionVersion::V2, Some(id(1))),
+        SessionFrame::Envelope(vec![7; 3])
+    );
+    assert_eq!(
+        frame(SessionVersion::V3, None),
+        SessionFrame::Envelope(vec![7; 3])
+    );
+    let SessionFrame::ResentEnvelope {
+        envelope,
+        original,
+        signature,
+    } = frame(SessionVersion::V3, Some(id(1)))
+    else {
+        panic!("a resend on version 3 is not a ResentEnvelope");
+    };
+    assert_eq!((envelope, original), (vec![7; 3], id(1)));
+    let statement = ResendStatement {
+        sender: a.id(),
+        recipient: b.id(),
+        message_id: id(2),
+        envelope_digest: Digest([9; 32]),
+        original: id(1),
+    };
+    assert_eq!(statement.verify(a.public(), &signature), Ok(()));
+}
+
+#[test]
+fn the_version_is_the_negotiated_alpn() {
+    use crate::session::SessionVersion;
+    assert_eq!(
+        SessionVersion::of_alpn(Some(b"comity/3")),
+        SessionVersion::V3
+    );
+    assert_eq!(
+        SessionVersion::of_alpn(Some(b"comity/2")),
+        SessionVersion::V2
+    );
+    assert_eq!(SessionVersion::of_alpn(None), SessionVersion::V2);
+}
