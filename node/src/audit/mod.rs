@@ -102,6 +102,9 @@ pub struct AuditLog {
     cosigned: Mutex<HashMap<NodeId, u64>>,
     /// Woken when a cosignature is stored.
     cosigned_changed: Notify,
+    /// Per witness, checkpoints offered to it since start (session frames:
+    /// what witnessing costs on the wire).
+    offers: Mutex<HashMap<NodeId, u64>>,
     /// Held while an alarm is stored (and its bucket trimmed) or acknowledged.
     alarming: Mutex<()>,
 }
@@ -149,6 +152,7 @@ impl AuditLog {
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
             cosigned_changed: Notify::new(),
+            offers: Mutex::new(HashMap::new()),
             alarming: Mutex::new(()),
         })
     }
