@@ -100,6 +100,13 @@ fn five_idle_nodes_append_nothing_and_offer_nothing_once_cosigned() {
         });
     }
     let settled: Vec<AuditView> = nodes.iter().map(audit_view).collect();
+    for (n, s) in nodes.iter().zip(&settled) {
+        let offers: Vec<u64> = s.witnesses.iter().map(|w| w.2).collect();
+        eprintln!(
+            "settled {}: {} entries, checkpoint {}, offers per witness so far {offers:?}",
+            n.country, s.entries, s.latest_checkpoint
+        );
+    }
 
     // Ten checkpoint intervals of nothing.
     std::thread::sleep(interval * 10 + Duration::from_millis(500));
@@ -174,7 +181,10 @@ fn five_idle_nodes_append_nothing_and_offer_nothing_once_cosigned() {
     let v: Value = serde_json::from_str(first).unwrap();
     let leaf = base64_decode(v["leaf"].as_str().unwrap());
     let e = AuditEntry::from_leaf(&leaf).unwrap();
-    assert_eq!((e.kind, e.actor), (AuditKind::CheckpointCosigned, Actor::Node));
+    assert_eq!(
+        (e.kind, e.actor),
+        (AuditKind::CheckpointCosigned, Actor::Node)
+    );
 
     for n in &mut nodes {
         assert!(n.sigterm().success());
