@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::Cursor;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
 use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind};
@@ -16,6 +16,8 @@ use serde_json::Value;
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const LONG: Duration = Duration::from_secs(60);
+/// How long the network may take to settle before the measurement.
+const SETTLE: Duration = Duration::from_secs(30);
 
 const COUNTRIES: [(&str, &str); 5] = [
     ("Ministry of Justice of Arcadia", "AR"),
@@ -86,18 +88,34 @@ fn five_idle_nodes_append_nothing_and_offer_nothing_once_cosigned() {
         });
     }
 
-    // Settled: each node's newest checkpoint covers its traffic and every
-    // witness cosigned it.
-    let traffic: Vec<u64> = nodes.iter().map(|n| audit_view(n).entries).collect();
-    for (n, covered) in nodes.iter().zip(&traffic) {
-        n.wait_until(LONG, "newest checkpoint cosigned by every witness", || {
-            let v = audit_view(n);
-            v.latest_checkpoint >= *covered
-                && v.witnesses.len() == peers as usize
+    // Settled: for two intervals no node signed a new checkpoint, and every
+    // witness cosigned each node's newest. (Entries may still be newer than
+    // it: a node's cosignatures of its peers' checkpoints are not
+    // checkpointed on their own.) Today's nodes never settle; then the
+    // measurement below is taken all the same, and fails.
+    let settle_by = Instant::now() + SETTLE;
+    let mut stable_since = Instant::now();
+    let mut last: Vec<u64> = Vec::new();
+    loop {
+        let views: Vec<AuditView> = nodes.iter().map(audit_view).collect();
+        let latest: Vec<u64> = views.iter().map(|v| v.latest_checkpoint).collect();
+        let cosigned = views.iter().all(|v| {
+            v.witnesses.len() == peers as usize
                 && v.witnesses
                     .iter()
                     .all(|(_, cosigned, _)| *cosigned >= v.latest_checkpoint)
         });
+        if latest != last || !cosigned {
+            stable_since = Instant::now();
+            last = latest;
+        } else if stable_since.elapsed() >= interval * 2 {
+            break;
+        }
+        if Instant::now() >= settle_by {
+            eprintln!("not settled after {SETTLE:?}: measuring anyway");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     let settled: Vec<AuditView> = nodes.iter().map(audit_view).collect();
     for (n, s) in nodes.iter().zip(&settled) {
