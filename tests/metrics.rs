@@ -102,6 +102,13 @@ fn metrics_follow_traffic_and_health_answers() {
     );
     assert_eq!(sample(&after, "comity_witness_alarms_unacknowledged "), 0.0);
     assert!(after.contains("# TYPE comity_delivery_latency_seconds histogram"));
+    // The traffic's checkpoint is offered to the witness (a session frame).
+    a.wait_until(Duration::from_secs(10), "a checkpoint offered", || {
+        sample(
+            &http_get(port, "/metrics").1,
+            "comity_checkpoints_offered_total{peer=\"BO\"}",
+        ) >= 1.0
+    });
     assert!(a.sigterm().success());
     assert!(b.sigterm().success());
 }

@@ -132,8 +132,10 @@ pub struct AuditSection {
     /// Sign a checkpoint once this many entries were added since the last
     /// one. Default 1000.
     pub checkpoint_entries: u32,
-    /// …or this many seconds after the last one, if anything was added.
-    /// Default 60. (A checkpoint is also signed at shutdown.)
+    /// …or this many seconds after the last one, if anything was added
+    /// (this node's cosignatures of peers' checkpoints do not count: an
+    /// idle network goes quiet). Default 60. (A checkpoint is also signed
+    /// at shutdown.)
     pub checkpoint_interval_secs: u32,
     /// Record the audit log. Default true; `false` exists only to measure
     /// what the log costs, and is refused unless

@@ -1,6 +1,8 @@
 //! The periodic checkpoint: when enough entries accumulated, or at the
 //! interval if anything was added, a durable checkpoint is signed and
-//! offered to witnesses.
+//! offered to witnesses. Anything but this node's cosignatures of peers'
+//! checkpoints ([`crate::audit::Fact::calls_for_checkpoint`]): an idle
+//! network goes quiet.
 
 use std::sync::Arc;
 

@@ -289,6 +289,18 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         let age = Timestamp::now().as_millis().saturating_sub(at.as_millis()) as f64 / 1000.0;
         let _ = writeln!(out, "# TYPE comity_audit_last_checkpoint_age_seconds gauge\ncomity_audit_last_checkpoint_age_seconds {age}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP comity_checkpoints_offered_total Checkpoints offered to each witness since start.\n# TYPE comity_checkpoints_offered_total counter"
+    );
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "comity_checkpoints_offered_total{{peer=\"{}\"}} {}",
+            p.country,
+            audit.offers_to(&p.id)
+        );
+    }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
     storage_metrics(&mut out, node);
 

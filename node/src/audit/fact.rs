@@ -45,6 +45,15 @@ impl<'a> Fact<'a> {
         self.detail = d;
         self
     }
+
+    /// Whether this fact makes a new checkpoint due. Every event does but
+    /// the witness's own `checkpoint-cosigned`: a checkpoint of it would be
+    /// cosigned by the peers, who would record that and checkpoint it in
+    /// turn — an idle network writing entries forever. It is covered by the
+    /// next checkpoint made for anything else (an export makes one).
+    pub fn calls_for_checkpoint(&self) -> bool {
+        self.kind != AuditKind::CheckpointCosigned
+    }
 }
 
 /// An entry's detail: one line, bounded.

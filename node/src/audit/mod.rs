@@ -91,6 +91,10 @@ pub struct AuditLog {
     pub due: Notify,
     /// The newest checkpoint's size.
     signed: AtomicU64,
+    /// The log's size just after the newest entry that calls for a
+    /// checkpoint ([`Fact::calls_for_checkpoint`]); none is due unless it
+    /// exceeds `signed`.
+    wanted: AtomicU64,
     /// Held while a checkpoint is signed and stored.
     signing: Mutex<()>,
     /// When this process last signed one (for the checkpoint-age metric).
@@ -102,6 +106,9 @@ pub struct AuditLog {
     cosigned: Mutex<HashMap<NodeId, u64>>,
     /// Woken when a cosignature is stored.
     cosigned_changed: Notify,
+    /// Per witness, checkpoints offered to it since start (session frames:
+    /// what witnessing costs on the wire).
+    offers: Mutex<HashMap<NodeId, u64>>,
     /// Held while an alarm is stored (and its bucket trimmed) or acknowledged.
     alarming: Mutex<()>,
 }
@@ -136,6 +143,9 @@ impl AuditLog {
                 "old-format alarms moved to the unknown peer's alarms"
             );
         }
+        // Entries replayed after the last checkpoint may be of any kind:
+        // all of them call for one.
+        let wanted = store.audit_size();
         Ok(AuditLog {
             store,
             origin: origin_for(&signer.id()),
@@ -144,11 +154,13 @@ impl AuditLog {
             checkpoint_every: checkpoint_every.max(1),
             due: Notify::new(),
             signed: AtomicU64::new(latest),
+            wanted: AtomicU64::new(wanted),
             signing: Mutex::new(()),
             signed_at: Mutex::new(None),
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
             cosigned_changed: Notify::new(),
+            offers: Mutex::new(HashMap::new()),
             alarming: Mutex::new(()),
         })
     }
@@ -167,6 +179,7 @@ impl AuditLog {
             return Ok(0);
         }
         let detail = clean_detail(fact.detail);
+        let calls = fact.calls_for_checkpoint();
         let seq = self.store.audit_append(|seq| {
             let entry = AuditEntry {
                 seq,
@@ -181,9 +194,12 @@ impl AuditLog {
             let leaf = entry.to_leaf()?;
             Ok((leaf, fact.message))
         })?;
-        let since = (seq + 1).saturating_sub(self.signed.load(Ordering::Relaxed));
-        if since >= self.checkpoint_every {
-            self.due.notify_one();
+        if calls {
+            self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
+            let since = (seq + 1).saturating_sub(self.signed.load(Ordering::Relaxed));
+            if since >= self.checkpoint_every {
+                self.due.notify_one();
+            }
         }
         Ok(seq)
     }
@@ -197,8 +213,9 @@ impl AuditLog {
         }
     }
 
-    /// Signs a checkpoint of the current tree if it grew since the last.
-    /// Returns its size.
+    /// Signs a checkpoint of the current tree if an entry that calls for
+    /// one was added since the last (witnessing alone does not). Returns its
+    /// size.
     fn checkpoint(&self) -> Result<Option<u64>, AuditError> {
         if !self.enabled {
             return Ok(None);
@@ -206,8 +223,7 @@ impl AuditLog {
         // One at a time (timer, export, proof, shutdown): the stored mark
         // and `signed` only ever grow.
         let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
-        let size = self.store.audit_size();
-        if size == 0 || size <= self.signed.load(Ordering::Relaxed) {
+        if self.wanted.load(Ordering::Relaxed) <= self.signed.load(Ordering::Relaxed) {
             return Ok(None);
         }
         // Sealing syncs the files up to the size it returns, which may have
@@ -228,8 +244,9 @@ impl AuditLog {
         Ok(Some(size))
     }
 
-    /// Signs a checkpoint over everything so far (off the runtime's
-    /// threads: sealing syncs the log's files), commits the store, and only
+    /// Signs a checkpoint over everything so far, if anything but
+    /// witnessing was added since the last (off the runtime's threads:
+    /// sealing syncs the log's files), commits the store, and only
     /// then offers it — and any checkpoint signed before it — to witnesses.
     /// When this returns, nothing handed out over the log can be undone by
     /// a crash. The one way a checkpoint becomes durable: the periodic task,

@@ -155,3 +155,54 @@ async fn old_format_alarms_are_migrated_and_listed() {
     assert_eq!(alarms[0].text, "peer X presented checkpoint 3 ...");
     assert_eq!(store.migrate_alarms().unwrap(), 0, "moved, not copied");
 }
+
+/// The witness's record of cosigning a peer's checkpoint does not make a
+/// checkpoint due, by count or by time; the next event's checkpoint covers
+/// it.
+#[tokio::test]
+async fn witnessing_alone_never_calls_for_a_checkpoint() {
+    use comity_protocol::audit::entry::{Actor, AuditKind};
+    use std::time::Duration;
+
+    use super::Fact;
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0)));
+    let peer = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0)).id();
+    let store = Store::open(dir.path()).unwrap();
+    // A checkpoint due after every single entry that counts.
+    let log = Arc::new(AuditLog::open(store.clone(), me, 1, true).unwrap());
+    let due = |log: &Arc<AuditLog>| {
+        let log = log.clone();
+        async move {
+            tokio::time::timeout(Duration::from_millis(50), log.due.notified())
+                .await
+                .is_ok()
+        }
+    };
+
+    log.record(Fact::new(AuditKind::NodeStarted, Actor::Node))
+        .unwrap();
+    assert!(due(&log).await, "an event calls for a checkpoint");
+    assert_eq!(log.durable_checkpoint().await.unwrap(), 1);
+
+    let cosigned = Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+        .peer(peer)
+        .detail("7");
+    log.record(cosigned).unwrap();
+    assert_eq!(log.size(), 2, "the witness duty is an entry");
+    assert!(!due(&log).await, "but it does not call for a checkpoint");
+    // Nor does the interval's checkpoint sign it.
+    assert_eq!(log.durable_checkpoint().await.unwrap(), 1);
+    assert_eq!(store.checkpoints().unwrap().len(), 1);
+
+    // A refusal is an event: it is checkpointed, with the entry before it.
+    log.record(
+        Fact::new(AuditKind::CheckpointRefused, Actor::Node)
+            .peer(peer)
+            .detail("fork at size 7"),
+    )
+    .unwrap();
+    assert!(due(&log).await);
+    assert_eq!(log.durable_checkpoint().await.unwrap(), 3);
+    assert_eq!(*log.latest().borrow(), 3);
+}

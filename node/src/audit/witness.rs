@@ -22,6 +22,23 @@ impl AuditLog {
             .unwrap_or(&0)
     }
 
+    /// Counts a checkpoint offered to `witness` (one `Checkpoint` frame).
+    pub fn offered_to(&self, witness: &NodeId) {
+        let mut o = self.offers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = o.entry(*witness).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// Checkpoints offered to `witness` since start.
+    pub fn offers_to(&self, witness: &NodeId) -> u64 {
+        *self
+            .offers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(witness)
+            .unwrap_or(&0)
+    }
+
     /// What to send a witness: our checkpoint of size `newest` (durable:
     /// the caller has it from [`AuditLog::latest`]) and a proof from
     /// `old_size`, if `newest` is larger.

@@ -1,7 +1,8 @@
 //! What the sending side records: a message sealed and sent, delivered
 //! (receipt held), failed, or to be retried; the peer's new keys; its
 //! cosignatures and refusals as witness. Each a store write and an audit
-//! entry, in that order of entry first.
+//! entry, in that order of entry first — but a cosignature, which is kept
+//! beside its checkpoint and is no entry.
 
 use std::sync::Arc;
 
@@ -244,16 +245,13 @@ pub(crate) fn apply(
 }
 
 /// Verifies and stores the witness's cosignature; whether it was stored.
+///
+/// Kept beside its checkpoint, not as an entry: the signed line is the
+/// evidence (every export carries it), an entry would only repeat it
+/// unsigned — and would call for a checkpoint for the witness to cosign.
 pub(crate) fn cosignature(ctx: &Context, peer: &Peer, size: u64, line: &str) -> bool {
     match ctx.audit.accept_cosignature(&peer.id(), size, line) {
-        Ok(()) => {
-            ctx.audit.note(
-                Fact::new(AuditKind::CheckpointCosigned, Actor::Peer)
-                    .peer(peer.id())
-                    .detail(&size.to_string()),
-            );
-            true
-        }
+        Ok(()) => true,
         Err(e) => {
             warn!(peer = %peer.id().short(), error = %e, "cosignature refused");
             false

@@ -463,6 +463,10 @@ pub(crate) fn witness(
 ) -> SessionFrame {
     match ctx.audit.witness(&peer, note, old_size, proof) {
         Ok(w) => {
+            // The witness duty done, in our own log (the cosignature itself
+            // is the peer's to keep). It does not call for a checkpoint of
+            // ours (`Fact::calls_for_checkpoint`); a checkpoint cosigned
+            // again is not recorded again.
             if w.new {
                 ctx.audit.note(
                     Fact::new(AuditKind::CheckpointCosigned, Actor::Node)

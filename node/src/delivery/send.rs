@@ -302,6 +302,7 @@ async fn offer_checkpoint(
         proof,
     };
     wire::write_frame(send, &frame).await?;
+    ctx.audit.offered_to(&peer.id());
     debug!(peer = %peer.id().short(), size, from = old, "checkpoint offered for witnessing");
     Ok(())
 }

@@ -197,7 +197,14 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
     let witnesses: Vec<serde_json::Value> = node
         .peers()
         .iter()
-        .map(|p| json!({"peer": p.id, "country": p.country, "cosigned_size": audit.cosigned_by(&p.id)}))
+        .map(|p| {
+            json!({
+                "peer": p.id,
+                "country": p.country,
+                "cosigned_size": audit.cosigned_by(&p.id),
+                "checkpoints_offered": audit.offers_to(&p.id),
+            })
+        })
         .collect();
     Ok(json!({
         "origin": audit.origin(),
