@@ -1,0 +1,65 @@
+#!/bin/sh
+# Builds the Debian package target/debian/comity_VERSION-REV_ARCH.deb and its
+# debug symbols, comity-dbgsym_VERSION-REV_ARCH.ddeb.
+#
+#   deploy/deb-build.sh        # needs cargo-deb (deploy/deb-check.sh installs it), dpkg-deb, gzip
+#
+# 1. release build of comityd, comity and comity-docgen (--locked);
+# 2. comity-docgen writes the man pages and completions from the clap
+#    definitions into TARGET/release/deb-assets/ (gzipped man pages, as
+#    Debian wants them); the unit is deploy/comityd.service with /usr/bin/
+#    for /usr/local/bin/;
+# 3. `cargo deb --no-build` packs what node/Cargo.toml's
+#    [package.metadata.deb] lists, with deploy/debian/ as maintainer scripts;
+# 4. the package is repacked with an md5sums file (cargo-deb writes none).
+# Prints the path of the .deb last.
+
+set -eu
+cd "$(dirname "$0")/.." || exit 1
+TARGET=${CARGO_TARGET_DIR:-$(pwd)/target}
+case $TARGET in /*) ;; *) TARGET=$(pwd)/$TARGET ;; esac
+STAGE=$TARGET/release/deb-assets
+
+command -v cargo-deb >/dev/null 2>&1 ||
+    { echo "deb-build.sh: cargo-deb is missing (cargo install cargo-deb --version 3.8.0 --locked)" >&2; exit 1; }
+
+cargo build --release --locked -p comity-node -p comity-cli -p comity-docgen
+
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+"$TARGET/release/comity-docgen" "$STAGE"
+# -n: no name or time stamp in the header, so the same page packs the same.
+gzip -9n "$STAGE"/man/*
+sed 's|/usr/local/bin/|/usr/bin/|g' deploy/comityd.service >"$STAGE/comityd.service"
+if grep -q /usr/local/ "$STAGE/comityd.service"; then
+    echo "deb-build.sh: the packaged unit still names /usr/local/" >&2
+    exit 1
+fi
+
+# The Debian changelog's version must be the crate's, or the package says
+# one version and its changelog another.
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+changelog=$(sed -n '1s/^comity (\([^)-]*\)-[^)]*).*/\1/p' deploy/debian/changelog)
+if [ "$version" != "$changelog" ]; then
+    echo "deb-build.sh: deploy/debian/changelog is for $changelog, the workspace is $version:" \
+        "add a changelog entry" >&2
+    exit 1
+fi
+
+# --fast: the archive is packed once more below, with xz.
+# It prints the paths of the .deb and of comity-dbgsym's .ddeb.
+out=$(cargo deb -p comity-node --no-build --locked --fast --output "$TARGET/debian/" "$@")
+deb=$(printf '%s\n' "$out" | grep '\.deb$' | tail -n 1)
+[ -f "$deb" ] || { echo "deb-build.sh: cargo deb named no .deb: $out" >&2; exit 1; }
+
+# cargo-deb writes no md5sums; dpkg --verify (and debsums) need them to tell
+# an operator whether an installed file was changed. Unpack, add, repack.
+root=$TARGET/debian/root
+rm -rf "$root"
+dpkg-deb -R "$deb" "$root"
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
+    >"$root/DEBIAN/md5sums"
+chmod 0644 "$root/DEBIAN/md5sums"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+rm -rf "$root"
+echo "$deb"
