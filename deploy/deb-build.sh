@@ -8,7 +8,7 @@
 # 2. comity-docgen writes the man pages and completions from the clap
 #    definitions into TARGET/release/deb-assets/ (gzipped man pages, as
 #    Debian wants them); the unit is deploy/comityd.service with /usr/bin/
-#    for /usr/local/bin/;
+#    for /usr/local/bin/ in its Exec lines;
 # 3. `cargo deb --no-build` packs what node/Cargo.toml's
 #    [package.metadata.deb] lists, with deploy/debian/ as maintainer scripts;
 # 4. the package is repacked with an md5sums file (cargo-deb writes none).
@@ -20,7 +20,7 @@ TARGET=${CARGO_TARGET_DIR:-$(pwd)/target}
 case $TARGET in /*) ;; *) TARGET=$(pwd)/$TARGET ;; esac
 STAGE=$TARGET/release/deb-assets
 
-command -v cargo-deb >/dev/null 2>&1 ||
+cargo deb --version >/dev/null 2>&1 ||
     { echo "deb-build.sh: cargo-deb is missing (cargo install cargo-deb --version 3.8.0 --locked)" >&2; exit 1; }
 
 cargo build --release --locked -p comity-node -p comity-cli -p comity-docgen
@@ -30,9 +30,9 @@ mkdir -p "$STAGE"
 "$TARGET/release/comity-docgen" "$STAGE"
 # -n: no name or time stamp in the header, so the same page packs the same.
 gzip -9n "$STAGE"/man/*
-sed 's|/usr/local/bin/|/usr/bin/|g' deploy/comityd.service >"$STAGE/comityd.service"
-if grep -q /usr/local/ "$STAGE/comityd.service"; then
-    echo "deb-build.sh: the packaged unit still names /usr/local/" >&2
+sed '/^Exec/s|/usr/local/bin/|/usr/bin/|g' deploy/comityd.service >"$STAGE/comityd.service"
+if grep '^Exec' "$STAGE/comityd.service" | grep -q /usr/local/; then
+    echo "deb-build.sh: the packaged unit still runs something from /usr/local/" >&2
     exit 1
 fi
 

@@ -47,6 +47,7 @@ is_mode() { [ "$(mode_owner "$1")" = "$2" ]; }
 as_comity() { setpriv --reuid=comity --regid=comity --init-groups -- "$@"; }
 status_of() { dpkg-query -W -f='${db:Status-Abbrev}' comity 2>/dev/null | tr -d ' '; }
 
+START=$(date +%s)
 [ "$(id -u)" = 0 ] || die "deb-check.sh must run as root (it installs the package with dpkg -i)"
 
 # --- a machine without a comity node ------------------------------------------
@@ -145,8 +146,8 @@ else
     fail "systemd-analyze verify $UNIT"
 fi
 systemd-analyze security --offline=true "$UNIT" 2>&1 | grep -i 'overall exposure' | sed 's/^/  security: /'
-unit_is_deploys() { sed 's|/usr/local/bin/|/usr/bin/|g' deploy/comityd.service | cmp -s - "$UNIT"; }
-check "the installed unit is deploy/comityd.service with /usr/bin/ for /usr/local/bin/" unit_is_deploys
+unit_is_deploys() { sed '/^Exec/s|/usr/local/bin/|/usr/bin/|g' deploy/comityd.service | cmp -s - "$UNIT"; }
+check "the installed unit is deploy/comityd.service with /usr/bin/ in its Exec lines" unit_is_deploys
 not_enabled() { [ "$(systemctl is-enabled comityd.service 2>/dev/null)" = disabled ]; }
 check "the unit is not enabled (systemctl is-enabled: disabled)" not_enabled
 system_user() {
@@ -291,5 +292,6 @@ run dpkg --purge comity || fail "dpkg --purge (second)"
 second_purge() { not_installed && node_kept; }
 check "second purge: package gone, node kept" second_purge
 
+echo "deb-check.sh: $(elapsed "$START") s in all"
 echo "deb-check.sh: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
