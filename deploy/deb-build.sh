@@ -2,7 +2,7 @@
 # Builds the Debian package target/debian/comity_VERSION-REV_ARCH.deb and its
 # debug symbols, comity-dbgsym_VERSION-REV_ARCH.ddeb.
 #
-#   deploy/deb-build.sh        # needs cargo-deb (deploy/deb-check.sh installs it), dpkg-deb, gzip
+#   deploy/deb-build.sh        # needs cargo-deb (deploy/deb-check.sh installs it), gzip
 #
 # 1. release build of comityd, comity and comity-docgen (--locked);
 # 2. comity-docgen writes the man pages and completions from the clap
@@ -10,8 +10,7 @@
 #    Debian wants them); the unit is deploy/comityd.service with /usr/bin/
 #    for /usr/local/bin/ in its Exec lines;
 # 3. `cargo deb --no-build` packs what node/Cargo.toml's
-#    [package.metadata.deb] lists, with deploy/debian/ as maintainer scripts;
-# 4. the package is repacked with an md5sums file (cargo-deb writes none).
+#    [package.metadata.deb] lists, with deploy/debian/ as maintainer scripts.
 # Prints the path of the .deb last.
 
 set -eu
@@ -46,20 +45,8 @@ if [ "$version" != "$changelog" ]; then
     exit 1
 fi
 
-# --fast: the archive is packed once more below, with xz.
 # It prints the paths of the .deb and of comity-dbgsym's .ddeb.
-out=$(cargo deb -p comity-node --no-build --locked --fast --output "$TARGET/debian/" "$@")
+out=$(cargo deb -p comity-node --no-build --locked --output "$TARGET/debian/" "$@")
 deb=$(printf '%s\n' "$out" | grep '\.deb$' | tail -n 1)
 [ -f "$deb" ] || { echo "deb-build.sh: cargo deb named no .deb: $out" >&2; exit 1; }
-
-# cargo-deb writes no md5sums; dpkg --verify (and debsums) need them to tell
-# an operator whether an installed file was changed. Unpack, add, repack.
-root=$TARGET/debian/root
-rm -rf "$root"
-dpkg-deb -R "$deb" "$root"
-(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
-    >"$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/md5sums"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
-rm -rf "$root"
 echo "$deb"

@@ -10,7 +10,8 @@
 # It installs what it needs (Debian packages through apt-get; cargo-deb
 # CARGO_DEB_VERSION through cargo install --locked) and skips nothing: a
 # tool it cannot install, or a machine that already has a comity package,
-# user or directory (which the cleanup would delete), fails the run.
+# user or directory (which the cleanup would delete), fails the run; CI=true
+# changes nothing.
 # Ends with "deb-check.sh: N passed, N failed"; exit 1 if any failed.
 
 set -u
@@ -135,6 +136,16 @@ dpkg -L comity >"$TMP/files"
 grep -v '/$' "$TMP/files" | while read -r f; do [ -d "$f" ] || printf '%s\n' "$f"; done >"$TMP/package-files"
 echo "  $(wc -l <"$TMP/package-files") files"
 
+verify_clean() { [ -z "$(dpkg --verify comity 2>&1)" ]; }
+check "dpkg --verify comity: every installed file matches the md5sums dpkg recorded" verify_clean
+# dpkg made the md5sums at unpack time (cargo-deb ships none); a changed
+# file must show.
+EXAMPLE=/usr/share/comity/examples/arcadia.toml
+cp -p "$EXAMPLE" "$TMP/example"
+echo '# changed' >>"$EXAMPLE"
+verify_sees_change() { dpkg --verify comity 2>&1 | grep -q "^..5.* $EXAMPLE\$"; }
+check "dpkg --verify comity names a file changed after installation" verify_sees_change
+cp -p "$TMP/example" "$EXAMPLE"
 binaries_ok() { [ "$(stat -c '%a %U:%G' /usr/bin/comityd /usr/bin/comity | sort -u)" = "755 root:root" ]; }
 check "binaries /usr/bin/comityd and /usr/bin/comity: 0755 root:root" binaries_ok
 versions_run() { /usr/bin/comityd --version | grep -q '^comityd ' && /usr/bin/comity --version | grep -q '^comity '; }
