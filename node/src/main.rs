@@ -13,19 +13,8 @@ use comity_node::{Node, StartError};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-#[derive(Debug, Parser)]
-#[command(name = "comityd", version, about = "The Comity node daemon")]
-struct Args {
-    /// The node's configuration file (see `comity init`).
-    #[arg(long, env = "COMITY_CONFIG", value_name = "FILE")]
-    config: PathBuf,
-    /// Check the configuration and keys, then exit.
-    #[arg(long)]
-    check: bool,
-    /// Log format; overrides `[log] format` in the configuration.
-    #[arg(long, value_name = "text|json")]
-    log_format: Option<String>,
-}
+mod daemon_args;
+use daemon_args::Args;
 
 fn main() -> ExitCode {
     comity_node::malloc::limit_arenas();
