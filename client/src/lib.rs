@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod http;
 pub mod init;
+pub mod restore;
 pub mod local;
 pub mod settings;
 
