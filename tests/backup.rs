@@ -23,7 +23,11 @@ const COMITY: &str = env!("CARGO_BIN_EXE_comity");
 
 fn comityd() -> PathBuf {
     let p = Path::new(COMITY).with_file_name("comityd");
-    assert!(p.exists(), "build comityd first (cargo build --workspace): {}", p.display());
+    assert!(
+        p.exists(),
+        "build comityd first (cargo build --workspace): {}",
+        p.display()
+    );
     p
 }
 
@@ -48,11 +52,22 @@ fn pair() -> (TestNode, TestNode) {
     (a, b)
 }
 
-fn backup(node: &TestNode, out: &Path, key: &[&str]) -> Value {
+fn backup_output(node: &TestNode, out: &Path, key: &[&str]) -> Output {
     let config = node.config_path().to_str().unwrap().to_string();
-    let mut args = vec!["--config", &config, "backup", "--out", out.to_str().unwrap(), "--json"];
+    let mut args = vec![
+        "--config",
+        &config,
+        "backup",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
     args.extend_from_slice(key);
-    let o = comity(&args);
+    comity(&args)
+}
+
+fn backup(node: &TestNode, out: &Path, key: &[&str]) -> Value {
+    let o = backup_output(node, out, key);
     assert!(o.status.success(), "backup failed: {}", text(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -103,11 +118,15 @@ fn backup_while_sending_restores_to_its_checkpoint() {
         });
         std::thread::sleep(Duration::from_millis(300));
         let started = Instant::now();
-        let v = backup(&a, work.path(), &["--passphrase-file", &pf]);
-        std::thread::sleep(Duration::from_millis(300));
+        let o = backup_output(&a, work.path(), &["--passphrase-file", &pf]);
+        if o.status.success() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
         stop.store(true, Ordering::Relaxed);
-        (v, started)
+        (o, started)
     });
+    assert!(v.status.success(), "backup failed: {}", text(&v.stderr));
+    let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     let accepted = accepted.into_inner().unwrap();
     let before: Vec<&String> = accepted
         .iter()
@@ -115,21 +134,44 @@ fn backup_while_sending_restores_to_its_checkpoint() {
         .map(|(_, id)| id)
         .collect();
     let after = accepted.len() - before.len();
-    assert!(!before.is_empty() && after > 0, "sending ran during the backup: {} before, {after} after", before.len());
+    assert!(
+        !before.is_empty() && after > 0,
+        "sending ran during the backup: {} before, {after} after",
+        before.len()
+    );
     let file = v["path"].as_str().unwrap().to_string();
     let checkpoint = v["checkpoint"].as_u64().unwrap();
     assert!(checkpoint > 0, "{v}");
-    let name = Path::new(&file).file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("comity-backup-AR-") && name.ends_with("Z.tar.age"), "{name}");
+    let name = Path::new(&file)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with("comity-backup-AR-") && name.ends_with("Z.tar.age"),
+        "{name}"
+    );
 
     // Mode 0600, and nothing of the store readable without the passphrase.
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(&file).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let bytes = std::fs::read(&file).unwrap();
-    assert!(bytes.starts_with(b"age-encryption.org/v1\n-> scrypt "), "not an age passphrase file");
-    for needle in [secret_subject.as_bytes(), b"during backup 1", b"manifest.json", b"Arcadia"] {
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} readable in the backup", text(needle));
+    assert!(
+        bytes.starts_with(b"age-encryption.org/v1\n-> scrypt "),
+        "not an age passphrase file"
+    );
+    for needle in [
+        secret_subject.as_bytes(),
+        b"during backup 1",
+        b"manifest.json",
+        b"Arcadia",
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{} readable in the backup",
+            text(needle)
+        );
     }
 
     // The backup is recorded on the node, after the checkpoint it ends at.
@@ -138,8 +180,13 @@ fn backup_while_sending_restores_to_its_checkpoint() {
         .lines()
         .find(|l| l.contains(&format!("backup to checkpoint {checkpoint}")))
         .unwrap_or_else(|| panic!("no backup entry in the node's log"));
-    let seq = serde_json::from_str::<Value>(line).unwrap()["entry"].as_u64().unwrap();
-    assert!(seq >= checkpoint, "backup entry {seq} inside the backup's {checkpoint} entries");
+    let seq = serde_json::from_str::<Value>(line).unwrap()["entry"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        seq >= checkpoint,
+        "backup entry {seq} inside the backup's {checkpoint} entries"
+    );
     a.sigterm();
 
     // A wrong passphrase: a clear error, nothing written.
@@ -148,7 +195,11 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     let wrong = write_passphrase(work.path(), "wrong", "incorrect horse");
     let o = restore(&config, &file, &["--passphrase-file", &wrong]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("wrong passphrase or key"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wrong passphrase or key"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(!fresh.join("data").exists(), "a failed restore left files");
 
     let o = restore(&config, &file, &["--passphrase-file", &pf]);
@@ -156,7 +207,12 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["audit_size"].as_u64(), Some(checkpoint), "{r}");
     assert_eq!(r["node"].as_str(), Some(a.id.to_string().as_str()));
-    for (p, want) in [(fresh.join("data"), 0o700), (fresh.join("data/store"), 0o700), (PathBuf::from(r["key"].as_str().unwrap()), 0o600), (fresh.join("data/store/sled/db"), 0o600)] {
+    for (p, want) in [
+        (fresh.join("data"), 0o700),
+        (fresh.join("data/store"), 0o700),
+        (PathBuf::from(r["key"].as_str().unwrap()), 0o600),
+        (fresh.join("data/store/sled/db"), 0o600),
+    ] {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, want, "{}", p.display());
     }
@@ -164,7 +220,11 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     // Not again into the same (now non-empty) directory.
     let o = restore(&config, &file, &["--passphrase-file", &pf]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("is not empty"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("is not empty"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Every message accepted before the backup is in the restored store.
     let store_dir = fresh.join("data/store");
@@ -179,7 +239,10 @@ fn backup_while_sending_restores_to_its_checkpoint() {
         ids
     });
     for id in &before {
-        assert!(held.contains(id), "message {id}, accepted before the backup, is not in it");
+        assert!(
+            held.contains(id),
+            "message {id}, accepted before the backup, is not in it"
+        );
     }
     assert!(held.len() >= 202 + before.len(), "{} held", held.len());
 
@@ -206,11 +269,17 @@ fn backup_while_sending_restores_to_its_checkpoint() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let first_after = &entries[checkpoint as usize]["fields"];
-    assert_eq!(first_after["kind"].as_str(), Some("node-started"), "{first_after}");
+    assert_eq!(
+        first_after["kind"].as_str(),
+        Some("node-started"),
+        "{first_after}"
+    );
     // Every held message has its acceptance in the log (no event without its entry).
     for id in &held {
         assert!(
-            entries[..checkpoint as usize].iter().any(|e| e["fields"]["message_id"].as_str() == Some(id.as_str())),
+            entries[..checkpoint as usize]
+                .iter()
+                .any(|e| e["fields"]["message_id"].as_str() == Some(id.as_str())),
             "message {id} has no entry in the backed-up log"
         );
     }
@@ -227,27 +296,51 @@ fn backup_to_a_recipient_opens_with_its_identity_only() {
     let id_file = work.path().join("operator.key");
     {
         use age::secrecy::ExposeSecret;
-        std::fs::write(&id_file, format!("# operator\n{}\n", identity.to_string().expose_secret())).unwrap();
+        std::fs::write(
+            &id_file,
+            format!("# operator\n{}\n", identity.to_string().expose_secret()),
+        )
+        .unwrap();
     }
     let v = backup(&a, work.path(), &["--recipient", &recipient]);
     let file = v["path"].as_str().unwrap().to_string();
     let bytes = std::fs::read(&file).unwrap();
-    assert!(bytes.starts_with(b"age-encryption.org/v1\n-> X25519 "), "not an age X25519 file");
+    assert!(
+        bytes.starts_with(b"age-encryption.org/v1\n-> X25519 "),
+        "not an age X25519 file"
+    );
 
     let config = fresh_config(&a, &work.path().join("r1"));
     let pf = write_passphrase(work.path(), "pass", "a passphrase");
     let o = restore(&config, &file, &["--passphrase-file", &pf]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("encrypted to a recipient key"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("encrypted to a recipient key"),
+        "{}",
+        text(&o.stderr)
+    );
 
     let other = work.path().join("other.key");
     {
         use age::secrecy::ExposeSecret;
-        std::fs::write(&other, format!("{}\n", age::x25519::Identity::generate().to_string().expose_secret())).unwrap();
+        std::fs::write(
+            &other,
+            format!(
+                "{}\n",
+                age::x25519::Identity::generate()
+                    .to_string()
+                    .expose_secret()
+            ),
+        )
+        .unwrap();
     }
     let o = restore(&config, &file, &["--identity", other.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("wrong passphrase or key"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wrong passphrase or key"),
+        "{}",
+        text(&o.stderr)
+    );
 
     let o = restore(&config, &file, &["--identity", id_file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -260,7 +353,10 @@ fn backup_to_a_recipient_opens_with_its_identity_only() {
 /// node that sent N messages (printed; nothing asserted beyond success).
 #[test]
 fn measure_backup() {
-    let Some(n) = std::env::var("COMITY_BACKUP_MEASURE").ok().and_then(|v| v.parse::<usize>().ok()) else {
+    let Some(n) = std::env::var("COMITY_BACKUP_MEASURE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
         return;
     };
     let (a, b) = pair();
@@ -280,7 +376,10 @@ fn measure_backup() {
 fn fs_size(p: &Path) -> u64 {
     let m = std::fs::metadata(p).unwrap();
     if m.is_dir() {
-        std::fs::read_dir(p).unwrap().map(|e| fs_size(&e.unwrap().path())).sum()
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| fs_size(&e.unwrap().path()))
+            .sum()
     } else {
         m.len()
     }

@@ -28,7 +28,7 @@ pub enum Framing {
 }
 
 /// The status line and the headers that matter to this client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
     pub framing: Framing,

@@ -15,8 +15,8 @@
 pub mod admin;
 pub mod http;
 pub mod init;
-pub mod restore;
 pub mod local;
+pub mod restore;
 pub mod settings;
 
 use std::path::PathBuf;

@@ -39,7 +39,9 @@ pub enum RestoreError {
     Decrypt { path: PathBuf, why: String },
     #[error("the backup is damaged or not a Comity backup: {0}")]
     Archive(String),
-    #[error("{member} in the backup does not match its manifest ({why}): the file was altered or cut")]
+    #[error(
+        "{member} in the backup does not match its manifest ({why}): the file was altered or cut"
+    )]
     Mismatch { member: String, why: String },
     #[error("{} exists and holds another key than the backup's: move it away first", path.display())]
     KeyExists { path: PathBuf },
@@ -110,8 +112,8 @@ pub fn restore(file: &Path, config: &Config, key: RestoreKey) -> Result<Restored
             other => other.to_string(),
         },
     };
-    let decryptor =
-        age::Decryptor::new_buffered(BufReader::with_capacity(1 << 16, input)).map_err(decrypt_err)?;
+    let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(1 << 16, input))
+        .map_err(decrypt_err)?;
     let plain = match (&key, decryptor.is_scrypt()) {
         (RestoreKey::Passphrase(p), true) => {
             let id = age::scrypt::Identity::new(p.clone());
@@ -136,9 +138,8 @@ pub fn restore(file: &Path, config: &Config, key: RestoreKey) -> Result<Restored
     let created = !data_dir.exists();
     new_dir(&data_dir)?;
     let staging = data_dir.join(".restore");
-    let result = unpack(plain, &staging).and_then(|manifest| {
-        place(&staging, &data_dir, config, manifest)
-    });
+    let result =
+        unpack(plain, &staging).and_then(|manifest| place(&staging, &data_dir, config, manifest));
     let _ = fs::remove_dir_all(&staging);
     if result.is_err() {
         if created {
@@ -164,7 +165,9 @@ fn unpack(plain: impl Read, staging: &Path) -> Result<BackupManifest, RestoreErr
         .map_err(|e| archive(format!("cannot read the archive (a wrong key?): {e}")))?;
     if first.path_bytes().as_ref() != MANIFEST_NAME.as_bytes() || first.size() > MAX_MANIFEST_BYTES
     {
-        return Err(archive(format!("its first member is not a {MANIFEST_NAME}")));
+        return Err(archive(format!(
+            "its first member is not a {MANIFEST_NAME}"
+        )));
     }
     let mut text = Vec::new();
     (&mut first)
@@ -180,7 +183,10 @@ fn unpack(plain: impl Read, staging: &Path) -> Result<BackupManifest, RestoreErr
         )));
     }
     if manifest.files.len() > MAX_MANIFEST_FILES {
-        return Err(archive(format!("the manifest lists {} files", manifest.files.len())));
+        return Err(archive(format!(
+            "the manifest lists {} files",
+            manifest.files.len()
+        )));
     }
     for f in &manifest.files {
         if !member_path_ok(&f.path) {
@@ -206,7 +212,11 @@ fn unpack(plain: impl Read, staging: &Path) -> Result<BackupManifest, RestoreErr
             )));
         }
         if entry.size() != f.len {
-            return Err(mismatch(format!("{} bytes, the manifest says {}", entry.size(), f.len)));
+            return Err(mismatch(format!(
+                "{} bytes, the manifest says {}",
+                entry.size(),
+                f.len
+            )));
         }
         let dst = staging.join(&f.path);
         if let Some(parent) = dst.parent() {
@@ -231,7 +241,10 @@ fn unpack(plain: impl Read, staging: &Path) -> Result<BackupManifest, RestoreErr
             got += n as u64;
         }
         if got != f.len {
-            return Err(mismatch(format!("{got} bytes, the manifest says {}", f.len)));
+            return Err(mismatch(format!(
+                "{got} bytes, the manifest says {}",
+                f.len
+            )));
         }
         if hex_of(&hash.finalize()) != f.sha256 {
             return Err(mismatch("its SHA-256 differs".into()));
@@ -242,7 +255,9 @@ fn unpack(plain: impl Read, staging: &Path) -> Result<BackupManifest, RestoreErr
         let name = extra
             .map(|e| String::from_utf8_lossy(&e.path_bytes()).into_owned())
             .unwrap_or_default();
-        return Err(archive(format!("{name:?} follows the files the manifest lists")));
+        return Err(archive(format!(
+            "{name:?} follows the files the manifest lists"
+        )));
     }
     Ok(manifest)
 }

@@ -198,7 +198,13 @@ impl Prepared {
         let mtime = self.manifest.created_ms / 1000;
         let manifest =
             serde_json::to_vec_pretty(&self.manifest).map_err(|e| BackupError::Write(e.into()))?;
-        append(&mut tar, MANIFEST_NAME, manifest.len() as u64, mtime, &manifest[..])?;
+        append(
+            &mut tar,
+            MANIFEST_NAME,
+            manifest.len() as u64,
+            mtime,
+            &manifest[..],
+        )?;
         for f in &self.manifest.files {
             let path = self.dir.path().join(&f.path);
             let file = fs::File::open(&path).map_err(io_err(&path))?;
@@ -206,7 +212,11 @@ impl Prepared {
             append(&mut tar, &f.path, f.len, mtime, file.take(f.len))?;
         }
         let sealed = tar.into_inner().map_err(BackupError::Write)?;
-        sealed.finish().map_err(BackupError::Write)?.flush().map_err(BackupError::Write)
+        sealed
+            .finish()
+            .map_err(BackupError::Write)?
+            .flush()
+            .map_err(BackupError::Write)
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -226,5 +236,6 @@ fn append<W: Write>(
     h.set_mode(0o600);
     h.set_mtime(mtime);
     h.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut h, path, data).map_err(BackupError::Write)
+    tar.append_data(&mut h, path, data)
+        .map_err(BackupError::Write)
 }

@@ -58,7 +58,8 @@ pub fn member_path_ok(path: &str) -> bool {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     });
     top_ok && rest_ok && n > 0 && path.len() <= 255
 }

@@ -71,7 +71,10 @@ pub fn backup(
     json_out: bool,
 ) -> Result<()> {
     if !out.is_dir() {
-        bail!("{} is not a directory (--out names the directory to write in)", out.display());
+        bail!(
+            "{} is not a directory (--out names the directory to write in)",
+            out.display()
+        );
     }
     let body = match recipient {
         Some(r) => {

@@ -227,7 +227,13 @@ pub fn run(cli: Cli) -> Result<()> {
             passphrase_file,
             identity,
             json,
-        } => backup::restore(&config_path(config)?, &file, passphrase_file, identity, json),
+        } => backup::restore(
+            &config_path(config)?,
+            &file,
+            passphrase_file,
+            identity,
+            json,
+        ),
         Command::Alarms { command, json } => alarms::run(&client()?, command, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Completions { shell } => {

@@ -42,11 +42,7 @@ pub(super) struct Tree {
 }
 
 impl Tree {
-    pub(super) fn open(
-        db: &sled::Db,
-        name: &str,
-        barrier: &WriteBarrier,
-    ) -> sled::Result<Tree> {
+    pub(super) fn open(db: &sled::Db, name: &str, barrier: &WriteBarrier) -> sled::Result<Tree> {
         Ok(Tree {
             tree: db.open_tree(name)?,
             barrier: barrier.clone(),

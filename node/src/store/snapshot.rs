@@ -75,6 +75,7 @@ impl Store {
         into: &Path,
         sign: impl FnOnce(u64, Digest) -> Result<String, String>,
     ) -> Result<Snapshot, SnapshotError> {
+        new_dir(into)?;
         let started = Instant::now();
         let closed = self.barrier.close();
         let (mark, root) = self

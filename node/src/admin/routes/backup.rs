@@ -52,7 +52,11 @@ fn backup_key(req: BackupRequest) -> Result<BackupKey, ApiError> {
         }
         (None, Some(r)) => age::x25519::Recipient::from_str(r.trim())
             .map(|r| BackupKey::Recipient(Box::new(r)))
-            .map_err(|e| bad(format!("recipient {r:?} is not an age X25519 recipient (age1…): {e}"))),
+            .map_err(|e| {
+                bad(format!(
+                    "recipient {r:?} is not an age X25519 recipient (age1…): {e}"
+                ))
+            }),
         _ => Err(bad("give exactly one of passphrase and recipient")),
     }
 }
