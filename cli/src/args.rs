@@ -138,6 +138,39 @@ pub enum Command {
     /// Export and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up the running node (store, audit log, key, config file) to
+    /// DIR/comity-backup-CC-TIME.tar.age, encrypted with age to a
+    /// passphrase (asked for, or --passphrase-file) or to --recipient.
+    Backup {
+        /// Directory to write the backup file in.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Read the passphrase from the first line of FILE instead of
+        /// asking for it.
+        #[arg(long, value_name = "FILE", conflicts_with = "recipient")]
+        passphrase_file: Option<PathBuf>,
+        /// Encrypt to this age X25519 recipient (age1…) instead of a passphrase.
+        #[arg(long, value_name = "AGE1…")]
+        recipient: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into the empty data directory of a stopped node
+    /// (the one --config names); checks every file against the manifest.
+    Restore {
+        /// The backup file (.tar.age).
+        file: PathBuf,
+        /// Read the passphrase from the first line of FILE instead of
+        /// asking for it.
+        #[arg(long, value_name = "FILE", conflicts_with = "identity")]
+        passphrase_file: Option<PathBuf>,
+        /// The age identity file (AGE-SECRET-KEY-1…) of a backup made with
+        /// --recipient.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Without a subcommand: the alarms kept (newest first), and how many
     /// each peer had that were not kept. `ack ID` acknowledges one.
     #[command(args_conflicts_with_subcommands = true)]

@@ -337,6 +337,29 @@ impl Client {
         })
     }
 
+    /// POST of a JSON body whose 2xx answer, at most `max` bytes, is
+    /// streamed to `out` (a backup); returns its length and the answer's
+    /// `comity-…` headers.
+    pub fn download_post(
+        &self,
+        path: &str,
+        body: &Value,
+        out: &mut dyn Write,
+        max: u64,
+    ) -> Result<(u64, Vec<(String, String)>), ClientError> {
+        let limit = self.max_response;
+        let body = body.to_string();
+        self.exchange("POST", path, &[], Some(body.as_bytes()), &mut |r, head| {
+            if !(200..300).contains(&head.status) {
+                let body =
+                    http::read_body(r, head.framing, limit).map_err(|e| self.read_error(e))?;
+                return Err(api_error(head.status, &body));
+            }
+            let n = http::copy_body(r, head.framing, out, max).map_err(|e| self.read_error(e))?;
+            Ok((n, head.comity.clone()))
+        })
+    }
+
     /// Sends the request and hands the head to `read` for the body. With
     /// keep-alive, reuses the connection if there is one and retries once,
     /// on a fresh one, if it turns out to have been closed by the server.

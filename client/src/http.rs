@@ -28,13 +28,16 @@ pub enum Framing {
 }
 
 /// The status line and the headers that matter to this client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
     pub framing: Framing,
     /// The server will close the connection after this response, so it
     /// cannot carry another request.
     pub close: bool,
+    /// Headers named `comity-…` (lower-cased name, value), at most
+    /// [`MAX_HEADERS`] of them as every header.
+    pub comity: Vec<(String, String)>,
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
@@ -91,6 +94,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut close = http10;
+        let mut comity = Vec::new();
         for i in 0.. {
             let line = read_line(r, "headers")?
                 .ok_or_else(|| cut_short("connection closed in the headers"))?;
@@ -131,6 +135,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
                         }
                     }
                 }
+                n if n.starts_with("comity-") => comity.push((n.to_string(), value.to_string())),
                 _ => {}
             }
         }
@@ -148,6 +153,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
         };
         return Ok(Head {
             status,
+            comity,
             framing,
             close: close || framing == Framing::UntilClose,
         });

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod http;
 pub mod init;
 pub mod local;
+pub mod restore;
 pub mod settings;
 
 use std::path::PathBuf;

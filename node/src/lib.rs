@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod budget;
 pub mod business;
 mod checkpoints;

@@ -46,6 +46,7 @@ macro_rules! serde_as_text {
 }
 
 pub mod audit;
+pub mod backup;
 pub mod codec;
 pub mod digest;
 pub mod domain;

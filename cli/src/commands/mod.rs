@@ -1,5 +1,6 @@
 mod alarms;
 mod audit;
+mod backup;
 mod demo;
 mod id;
 mod init;
@@ -215,6 +216,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Resend { id, retry, json } => resend::run(&client()?, &id, &retry, json),
         Command::Stats { format } => stats::run(&client()?, format),
         Command::Audit(cmd) => audit::run(config.as_deref(), cmd),
+        Command::Backup {
+            out,
+            passphrase_file,
+            recipient,
+            json,
+        } => backup::backup(&client()?, &out, passphrase_file, recipient, json),
+        Command::Restore {
+            file,
+            passphrase_file,
+            identity,
+            json,
+        } => backup::restore(
+            &config_path(config)?,
+            &file,
+            passphrase_file,
+            identity,
+            json,
+        ),
         Command::Alarms { command, json } => alarms::run(&client()?, command, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Completions { shell } => {

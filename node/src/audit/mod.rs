@@ -56,6 +56,10 @@ pub enum AuditError {
     Proof(#[from] ProofBuildError<HashReadError>),
     #[error("the checkpoint task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("backup: {0}")]
+    Snapshot(#[from] crate::store::SnapshotError),
+    #[error("the audit log is disabled: a backup ends at a checkpoint")]
+    Disabled,
 }
 
 /// Why a subtree hash could not be read.
@@ -261,6 +265,44 @@ impl AuditLog {
         self.store.commit().await?;
         self.publish(signed);
         Ok(signed)
+    }
+
+    /// Copies the store into `into` (see [`Store::snapshot`]), ending at a
+    /// checkpoint signed for the copy while writes are stopped. Durable and
+    /// offered to witnesses when this returns.
+    pub async fn snapshot(
+        self: &Arc<Self>,
+        into: std::path::PathBuf,
+    ) -> Result<crate::store::Snapshot, AuditError> {
+        if !self.enabled {
+            return Err(AuditError::Disabled);
+        }
+        let log = self.clone();
+        let snapshot = tokio::task::spawn_blocking(move || {
+            // Taken before the barrier closes: a signer that holds it would
+            // wait on the barrier to store its checkpoint.
+            let _one = log.signing.lock().unwrap_or_else(|p| p.into_inner());
+            let snapshot = log.store.snapshot(&into, |size, root| {
+                sign_checkpoint(
+                    &log.signer,
+                    &Checkpoint {
+                        origin: log.origin.clone(),
+                        size,
+                        root,
+                    },
+                )
+                .map_err(|e| e.to_string())
+            })?;
+            log.signed.fetch_max(snapshot.size, Ordering::Relaxed);
+            *log.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Timestamp::now());
+            Ok::<_, AuditError>(snapshot)
+        })
+        .await??;
+        // The snapshot flushed the checkpoint; the commit covers whatever
+        // raced it.
+        self.store.commit().await?;
+        self.publish(snapshot.size);
+        Ok(snapshot)
     }
 
     /// Waits until each of `witnesses` has cosigned the checkpoint of

@@ -134,7 +134,7 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
 impl Store {
     /// A new alarm's id (never reused: sled's id generator only grows).
     pub fn next_alarm_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()?)
+        Ok(super::barrier::generate_id(&self.db, &self.barrier)?)
     }
 
     /// Stores `alarm` in its peer's bucket, then drops the bucket's oldest

@@ -82,7 +82,7 @@ impl Store {
         Ok(self.audit_files.entries_for(message)?)
     }
 
-    pub(super) fn audit_mark(tree: &sled::Tree) -> Result<Mark> {
+    pub(super) fn audit_mark(tree: &super::barrier::Tree) -> Result<Mark> {
         match tree.get(b"k")? {
             None => Ok(Mark::default()),
             Some(v) => Mark::from_bytes(&v).ok_or_else(|| corrupt(b"k", "bad audit mark")),

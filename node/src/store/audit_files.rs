@@ -102,6 +102,11 @@ pub fn position(level: u32, index: u64) -> Option<u64> {
     stored_before(last)?.checked_add(u64::from(level))
 }
 
+/// Length of `hashes` for a log of `size` entries.
+pub(super) fn hashes_len(size: u64) -> Option<u64> {
+    stored_before(size)?.checked_mul(32)
+}
+
 /// How many hashes the first `n` leaves put in `hashes`.
 fn stored_before(n: u64) -> Option<u64> {
     n.checked_mul(2)?.checked_sub(u64::from(n.count_ones()))

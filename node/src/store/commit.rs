@@ -10,7 +10,7 @@
 //! for, it still flushes once a second (sled's own timer is off).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -43,9 +43,10 @@ impl Committer {
         audit: Arc<AuditFiles>,
         fault: FaultCell,
         unflushed: Arc<AtomicU64>,
+        gate: Arc<Mutex<()>>,
     ) -> (Committer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(db, audit, fault, unflushed, rx));
+        let task = tokio::spawn(run(db, audit, fault, unflushed, gate, rx));
         (Committer { tx }, task)
     }
 
@@ -69,8 +70,10 @@ pub enum CommitError {
     Stopped,
 }
 
-/// The audit files first, then sled (see the module doc).
-pub(super) fn flush(db: &sled::Db, audit: &AuditFiles) -> Result<(), String> {
+/// The audit files first, then sled (see the module doc). `gate` keeps it
+/// from writing while a backup copies sled's files.
+pub(super) fn flush(db: &sled::Db, audit: &AuditFiles, gate: &Mutex<()>) -> Result<(), String> {
+    let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
     audit.sync().map_err(|e| e.to_string())?;
     db.flush().map(|_| ()).map_err(|e| e.to_string())
 }
@@ -80,6 +83,7 @@ async fn run(
     audit: Arc<AuditFiles>,
     fault: FaultCell,
     unflushed: Arc<AtomicU64>,
+    gate: Arc<Mutex<()>>,
     mut rx: mpsc::UnboundedReceiver<Reply>,
 ) {
     let mut batch = Vec::new();
@@ -102,8 +106,8 @@ async fn run(
         let result = if stuck {
             Err("an earlier flush never finished".to_string())
         } else {
-            let (d, a) = (db.clone(), audit.clone());
-            let task = tokio::task::spawn_blocking(move || flush(&d, &a));
+            let (d, a, g) = (db.clone(), audit.clone(), gate.clone());
+            let task = tokio::task::spawn_blocking(move || flush(&d, &a, &g));
             match tokio::time::timeout(STUCK_FLUSH, task).await {
                 Ok(done) => done.unwrap_or_else(|e| Err(format!("flush task failed: {e}"))),
                 Err(_) => {

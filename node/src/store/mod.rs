@@ -28,11 +28,13 @@
 pub mod alarms;
 pub mod audit;
 pub mod audit_files;
+mod barrier;
 mod commit;
 mod fault;
 pub mod idempotency;
 pub mod records;
 mod resends;
+mod snapshot;
 pub mod version;
 
 use std::path::Path;
@@ -44,11 +46,13 @@ use comity_protocol::codec;
 use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
 use audit_files::{AuditFileError, AuditFiles};
+use barrier::{Tree, WriteBarrier};
 pub use commit::CommitError;
 use commit::Committer;
 use fault::FaultCell;
 pub use fault::StoreFault;
 pub use records::*;
+pub use snapshot::{Snapshot, SnapshotError, SnapshotFile};
 
 /// sled's page cache (see `Store::open`).
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -86,16 +90,23 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The store's directory (`sled/` and `audit/` in it).
+    dir: std::path::PathBuf,
     db: sled::Db,
-    outbox: sled::Tree,
-    inbox: sled::Tree,
-    rejections: sled::Tree,
-    peer_keys: sled::Tree,
-    business: sled::Tree,
-    audit: sled::Tree,
-    idempotency: sled::Tree,
-    resends: sled::Tree,
+    outbox: Tree,
+    inbox: Tree,
+    rejections: Tree,
+    peer_keys: Tree,
+    business: Tree,
+    audit: Tree,
+    idempotency: Tree,
+    resends: Tree,
     audit_files: Arc<AuditFiles>,
+    /// Every write to sled passes it; a backup closes it (see [`barrier`]).
+    barrier: WriteBarrier,
+    /// Held by each flush and by a backup's copy, so that no flush writes
+    /// while the copy reads sled's files.
+    flush_gate: Arc<Mutex<()>>,
     committer: Committer,
     fault: FaultCell,
     /// Bytes of messages written since the last successful flush: not yet
@@ -176,7 +187,8 @@ impl Store {
                 })
             }
         }
-        let audit = db.open_tree("audit")?;
+        let barrier = WriteBarrier::default();
+        let audit = Tree::open(&db, "audit", &barrier)?;
         let (audit_files, recovery) =
             AuditFiles::open(&dir.join("audit"), Store::audit_mark(&audit)?)?;
         if recovery.replayed > 0 {
@@ -188,27 +200,32 @@ impl Store {
         let audit_files = Arc::new(audit_files);
         let fault = FaultCell::default();
         let unflushed = Arc::new(AtomicU64::new(0));
+        let flush_gate = Arc::new(Mutex::new(()));
         let (committer, flusher) = Committer::start(
             db.clone(),
             audit_files.clone(),
             fault.clone(),
             unflushed.clone(),
+            flush_gate.clone(),
         );
         Ok(Store {
-            outbox: db.open_tree("outbox")?,
-            inbox: db.open_tree("inbox")?,
-            rejections: db.open_tree("rejections")?,
-            peer_keys: db.open_tree("peer_keys")?,
-            business: db.open_tree("business")?,
+            outbox: Tree::open(&db, "outbox", &barrier)?,
+            inbox: Tree::open(&db, "inbox", &barrier)?,
+            rejections: Tree::open(&db, "rejections", &barrier)?,
+            peer_keys: Tree::open(&db, "peer_keys", &barrier)?,
+            business: Tree::open(&db, "business", &barrier)?,
             audit,
-            idempotency: db.open_tree("idempotency")?,
-            resends: db.open_tree("resends")?,
+            idempotency: Tree::open(&db, "idempotency", &barrier)?,
+            resends: Tree::open(&db, "resends", &barrier)?,
             audit_files,
             committer,
             fault,
             unflushed,
             flusher: Arc::new(Mutex::new(Some(flusher))),
+            barrier,
+            flush_gate,
             inbound_gate: Arc::new(Mutex::new(())),
+            dir: dir.to_path_buf(),
             db,
         })
     }
@@ -237,7 +254,7 @@ impl Store {
 
     /// Flushes synchronously (at shutdown).
     pub fn flush(&self) -> Result<()> {
-        commit::flush(&self.db, &self.audit_files).map_err(|e| {
+        commit::flush(&self.db, &self.audit_files, &self.flush_gate).map_err(|e| {
             self.fault.set(&e);
             CommitError::Flush(e).into()
         })
@@ -432,7 +449,7 @@ impl Store {
         way: Way,
         event: &BusinessEvent,
     ) -> Result<()> {
-        let seq = self.db.generate_id()?;
+        let seq = barrier::generate_id(&self.db, &self.barrier)?;
         self.business.insert(
             key(
                 b'b',
@@ -463,7 +480,7 @@ impl Store {
     // --- rejections ---
 
     pub fn record_rejection(&self, r: &Rejection) -> Result<()> {
-        let seq = self.db.generate_id()?;
+        let seq = barrier::generate_id(&self.db, &self.barrier)?;
         self.rejections.insert(seq.to_be_bytes(), encode(r)?)?;
         Ok(())
     }

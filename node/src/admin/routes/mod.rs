@@ -5,6 +5,7 @@
 mod accepting;
 mod alarms;
 mod audit;
+mod backup;
 mod error;
 mod messages;
 mod peers;
@@ -33,6 +34,8 @@ pub struct AppState {
     node: Arc<Node>,
     /// Where `peer add`/`peer remove` persist (None: run-time only).
     config_path: Option<PathBuf>,
+    /// Held while a backup is written (one at a time).
+    backup_running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -55,12 +58,17 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/stats", get(stats))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))
+        .route("/v1/backup", post(backup::backup))
         .route("/v1/alarms", get(alarms::list))
         .route("/v1/alarms/{id}/ack", post(alarms::ack))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(AppState { node, config_path })
+        .with_state(AppState {
+            node,
+            config_path,
+            backup_running: Arc::default(),
+        })
 }
 
 async fn method_not_allowed() -> ApiError {
