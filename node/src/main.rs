@@ -52,6 +52,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Set when this process image replaced one whose store could not be
+    // released (see `reexec`); read before any other thread exists.
+    let reopened = std::env::var(REOPENED_AFTER).ok();
+    std::env::remove_var(REOPENED_AFTER);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -59,7 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config, args.config)) {
+    let result = runtime.block_on(run(config, args.config, reopened));
+    // A thread blocked in a stuck flush must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -84,7 +91,11 @@ fn init_logging(level: &str, json: bool) {
     }
 }
 
-async fn run(mut config: Config, config_path: PathBuf) -> anyhow::Result<()> {
+async fn run(
+    mut config: Config,
+    config_path: PathBuf,
+    mut reopened: Option<String>,
+) -> anyhow::Result<()> {
     for o in config.env_overrides() {
         info!(
             variable = o.var,
@@ -95,11 +106,6 @@ async fn run(mut config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut reopens = Reopens::default();
-    // Set when this process image replaced one whose store could not be
-    // released (see `reexec`).
-    let mut reopened: Option<String> = std::env::var(REOPENED_AFTER).ok();
-    // Before anything is spawned that could read the environment.
-    std::env::remove_var(REOPENED_AFTER);
     // A re-executed image that still finds its store locked does not try
     // again: another process holds it.
     let mut may_reexec = reopened.is_none();
@@ -151,8 +157,16 @@ async fn run(mut config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             Ended::Signal => (admin.await.ok().and_then(Result::err), None),
             Ended::Reopen(reason) => (admin.await.ok().and_then(Result::err), Some(reason)),
         };
-        if let Some(m) = metrics {
-            let _ = m.await;
+        if let Some(mut m) = metrics {
+            // A scraper's connection that never closes must not hold up a
+            // stop or a reopen.
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut m)
+                .await
+                .is_err()
+            {
+                m.abort();
+                let _ = m.await;
+            }
         }
         let Some(reason) = reopen else {
             node.shutdown().await?;
@@ -165,13 +179,28 @@ async fn run(mut config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         // everything, release the store, and start again from disk as at
         // start-up (see the node library's `recovery`).
         warn!(%reason, "reopening the node after its store could not write");
-        close(node, &reason).await?;
-        reopens.wait().await;
+        tokio::select! {
+            r = close(node, &reason) => r?,
+            _ = term.recv() => return stopped_while_reopening("SIGTERM"),
+            _ = int.recv() => return stopped_while_reopening("SIGINT"),
+        }
+        tokio::select! {
+            _ = reopens.wait() => {}
+            _ = term.recv() => return stopped_while_reopening("SIGTERM"),
+            _ = int.recv() => return stopped_while_reopening("SIGINT"),
+        }
         config = Config::load(&config_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
         reopened = Some(reason);
         may_reexec = true;
     }
+}
+
+/// A stop asked for while the node was being reopened: the store is
+/// closed (or held by a blocked thread), nothing more to do.
+fn stopped_while_reopening(signal: &str) -> anyhow::Result<()> {
+    info!("{signal} received while reopening the store; stopping");
+    Ok(())
 }
 
 enum Ended {

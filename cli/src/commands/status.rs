@@ -135,6 +135,29 @@ pub fn overview(client: &Client, json: bool) -> Result<()> {
         t(&v["inbox"]),
         t(&v["rejected"])
     );
+    let st = &v["storage"];
+    let mib = |x: &serde_json::Value| {
+        x.as_u64()
+            .map_or("?".to_string(), |b| (b >> 20).to_string())
+    };
+    let disk = &st["disk"];
+    let space = format!(
+        "{} MiB free of {} MiB, reserve {} MiB",
+        mib(&disk["free_bytes"]),
+        mib(&disk["total_bytes"]),
+        mib(&disk["reserve_bytes"])
+    );
+    match st["state"].as_str() {
+        Some("ok") => println!("storage: ok ({space})"),
+        Some("disk-full") => println!(
+            "STORAGE: disk full ({space}): submissions refused, incoming messages deferred until there is room"
+        ),
+        Some(state) => println!(
+            "STORAGE: {state}: {} (the node reopens its store once the disk has room; {space})",
+            t(&st["fault"]["reason"])
+        ),
+        None => {}
+    }
     let a = &v["audit"];
     println!(
         "audit log: {} entries, newest durable checkpoint at size {}",

@@ -8,7 +8,12 @@
 //! opens with the current code.
 
 /// The format this code writes.
-pub const CURRENT: u32 = 1;
+///
+/// * 1: messages, business history, rejections, peer keys, audit records.
+/// * 2: idempotency keys and resend links (trees a format-1 store does
+///   not have; opened empty). An older build would ignore them: it is
+///   refused a format-2 store.
+pub const CURRENT: u32 = 2;
 
 const KEY: &[u8] = b"comity-store-format";
 
@@ -55,7 +60,7 @@ pub fn check(db: &sled::Db) -> Result<Opened, VersionError> {
         None if db.tree_names().len() <= 1 && db.is_empty() => Opened::Created,
         None => Opened::Migrated { from: 0 },
     };
-    // No step yet: format 0 → 1 only adds the mark.
+    // 0 → 1 only adds the mark; 1 → 2 adds trees sled creates empty.
     db.insert(KEY, &CURRENT.to_be_bytes())?;
     Ok(opened)
 }

@@ -81,7 +81,8 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
             "unconfirmed",
             format!(
                 "{e}: the message may or may not have been stored (if it was, it will be sent); \
-                 check `comity messages` before submitting it again"
+                 submit it again with the same Idempotency-Key once `comity status` shows the \
+                 storage ok (a listing before then may show writes that will not survive)"
             ),
         ),
         e => ApiError::internal(e),
