@@ -34,6 +34,10 @@ pub fn test_settings() -> Settings {
         max_backoff_secs: Some(1),
         checkpoint_entries: Some(50),
         checkpoint_interval_secs: Some(1),
+        // Independent of how full the machine's disk is (the default is 1 %
+        // of it); the disk-full tests set their own.
+        disk_reserve_mib: Some(16),
+        disk_reserve_percent: Some(0),
         ..Settings::default()
     }
 }
