@@ -299,8 +299,10 @@ fn a_sender_whose_disk_fills_refuses_submissions_then_recovers_by_itself() {
     b.start();
 
     disk.grow(1024);
+    // The slow way takes over a minute: a flush stuck for 20 s, the store
+    // not released within 30 s, then the re-executed daemon.
     a.wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         "the sender to reopen its store",
         || {
             a.client()

@@ -224,13 +224,22 @@ async fn close(node: Arc<Node>, reason: &str) -> anyhow::Result<()> {
             Err(_) => return Err(reexec(reason)),
         }
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(30), node.close()).await {
-        Ok(Ok(())) => Ok(()),
+    // On a thread of its own: dropping the last handle on a faulted sled
+    // database may block in its final flush, and must not block a worker
+    // of the runtime (the timeout below would never fire).
+    let runtime = tokio::runtime::Handle::current();
+    let closing = tokio::task::spawn_blocking(move || runtime.block_on(node.close()));
+    match tokio::time::timeout(std::time::Duration::from_secs(30), closing).await {
+        Ok(Ok(Ok(()))) => Ok(()),
         // Expected: the last flush fails on the disk that failed. What was
         // not flushed was never acknowledged.
-        Ok(Err(e)) => {
+        Ok(Ok(Err(e))) => {
             warn!(error = %e, "closing the faulted store");
             Ok(())
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "closing the faulted store failed");
+            Err(reexec(reason))
         }
         Err(_) => Err(reexec(reason)),
     }
