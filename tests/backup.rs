@@ -16,20 +16,10 @@ use std::time::{Duration, Instant};
 use comity_client::LocalNode;
 use comity_node::store::Store;
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
-use comity_tests::TestNode;
+use comity_tests::{comityd_beside, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
-
-fn comityd() -> PathBuf {
-    let p = Path::new(COMITY).with_file_name("comityd");
-    assert!(
-        p.exists(),
-        "build comityd first (cargo build --workspace): {}",
-        p.display()
-    );
-    p
-}
 
 fn comity(args: &[&str]) -> Output {
     Command::new(COMITY).args(args).output().unwrap()
@@ -41,7 +31,7 @@ fn text(b: &[u8]) -> String {
 
 /// Two pinned nodes, running.
 fn pair() -> (TestNode, TestNode) {
-    let d = comityd();
+    let d = comityd_beside(COMITY);
     let d = d.to_str().unwrap();
     let mut a = TestNode::new(d, "Ministry of Justice of Arcadia", "AR");
     let mut b = TestNode::new(d, "Attorney General of Borduria", "BO");
@@ -249,7 +239,7 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     // The restored node starts; its log verifies as the node's, and ends
     // its backed-up part exactly at the checkpoint: entry `checkpoint` is
     // the restored node's start.
-    let mut restored = LocalNode::open(comityd(), &config).unwrap();
+    let mut restored = LocalNode::open(comityd_beside(COMITY), &config).unwrap();
     restored.start().unwrap();
     let bundle = restored.client().get_text("/v1/audit/export").unwrap();
     let report = verify_bundle(

@@ -4,25 +4,15 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use comity_client::{Client, LocalNode};
-use comity_tests::free_port;
+use comity_tests::{comityd_beside, free_port};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
-
-fn comityd() -> PathBuf {
-    let p = Path::new(COMITY).with_file_name("comityd");
-    assert!(
-        p.exists(),
-        "build comityd first (cargo build --workspace): {}",
-        p.display()
-    );
-    p
-}
 
 /// One node made by `comity init`, and its daemon while it runs.
 struct Node {
@@ -54,7 +44,7 @@ impl Node {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let config = dir.path().join("node/comity.toml");
         Node {
-            local: LocalNode::open(comityd(), &config).unwrap(),
+            local: LocalNode::open(comityd_beside(COMITY), &config).unwrap(),
             dir,
             country: country.into(),
             id: v["id"].as_str().unwrap().into(),
@@ -472,7 +462,7 @@ fn admin_socket_is_0600_and_a_stopped_daemon_is_explained() {
     let mut a = Node::init("Ministry of Justice of Arcadia", "AR");
     // Something that is not a socket at the socket's path is never replaced.
     std::fs::write(a.socket(), "operator's notes").unwrap();
-    let out = Command::new(comityd())
+    let out = Command::new(comityd_beside(COMITY))
         .arg("--config")
         .arg(a.config())
         .output()

@@ -10,15 +10,14 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Cursor, Write};
-use std::net::TcpStream;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
 use comity_protocol::message::Body;
-use comity_tests::{free_port, http, request_body, test_settings, Settings, TestNode};
+use comity_tests::{free_port, http_get, request_body, test_settings, Settings, TestNode};
 use serde_json::{json, Value};
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
@@ -78,20 +77,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
-    let head = http::read_head(&mut r).unwrap();
-    let body = http::read_body(&mut r, head.framing, 16 << 20).unwrap();
-    (head.status, String::from_utf8(body).unwrap())
 }
 
 fn large_request(i: usize) -> Body {

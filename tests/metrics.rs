@@ -2,27 +2,11 @@
 //! what happened.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use comity_tests::{free_port, http, TestNode};
+use comity_tests::{free_port, http_get, TestNode};
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
-    let head = http::read_head(&mut r).unwrap();
-    let body = http::read_body(&mut r, head.framing, 16 << 20).unwrap();
-    (head.status, String::from_utf8(body).unwrap())
-}
 
 /// The value of the first sample line starting with `prefix`, if any.
 fn sample_opt(metrics: &str, prefix: &str) -> Option<f64> {

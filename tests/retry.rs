@@ -13,26 +13,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comity_protocol::codec;
-use comity_tests::{request_body, TestNode};
+use comity_tests::{comityd_beside, request_body, TestNode};
 use serde_json::{json, Value};
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
 const WAIT: Duration = Duration::from_secs(30);
 
-fn comityd() -> String {
-    let p = Path::new(COMITY).with_file_name("comityd");
-    assert!(
-        p.exists(),
-        "build comityd first (cargo build --workspace): {}",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
-}
-
 /// Arcadia and Borduria, pinned to each other; started unless told.
 fn pair(start_b: bool) -> (TestNode, TestNode) {
-    let mut a = TestNode::new(&comityd(), "Ministry of Justice of Arcadia", "AR");
-    let mut b = TestNode::new(&comityd(), "Attorney General of Borduria", "BO");
+    let mut a = TestNode::new(
+        comityd_beside(COMITY).to_str().unwrap(),
+        "Ministry of Justice of Arcadia",
+        "AR",
+    );
+    let mut b = TestNode::new(
+        comityd_beside(COMITY).to_str().unwrap(),
+        "Attorney General of Borduria",
+        "BO",
+    );
     a.pin(&b);
     b.pin(&a);
     a.start();

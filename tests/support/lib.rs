@@ -24,6 +24,35 @@ pub fn free_port() -> u16 {
     comity_client::local::free_port().unwrap()
 }
 
+/// The `comityd` built beside the `comity` binary at `comity` (for the
+/// tests of the CLI package, which has no `CARGO_BIN_EXE_comityd`).
+pub fn comityd_beside(comity: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(comity).with_file_name("comityd");
+    assert!(
+        p.exists(),
+        "build comityd first (cargo build --workspace): {}",
+        p.display()
+    );
+    p
+}
+
+/// A GET on a plain-HTTP listener of a node (metrics, health): status and
+/// body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let head = http::read_head(&mut r).unwrap();
+    let body = http::read_body(&mut r, head.framing, 16 << 20).unwrap();
+    (head.status, String::from_utf8(body).unwrap())
+}
+
 /// Quick timeouts, retries and checkpoints, so that a test's story takes
 /// seconds rather than minutes.
 pub fn test_settings() -> Settings {
