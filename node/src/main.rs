@@ -179,11 +179,13 @@ async fn run(
         // everything, release the store, and start again from disk as at
         // start-up (see the node library's `recovery`).
         warn!(%reason, "reopening the node after its store could not write");
+        let watchdog = CloseWatchdog::start(&reason);
         tokio::select! {
             r = close(node, &reason) => r?,
             _ = term.recv() => return stopped_while_reopening("SIGTERM"),
             _ = int.recv() => return stopped_while_reopening("SIGINT"),
         }
+        drop(watchdog);
         tokio::select! {
             _ = reopens.wait() => {}
             _ = term.recv() => return stopped_while_reopening("SIGTERM"),
@@ -267,6 +269,42 @@ impl Reopens {
             tokio::time::sleep(self.delay).await;
         }
         self.last = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Re-executes `comityd` from a thread of its own if closing the faulted
+/// node has not finished in time. The timeouts in [`close`] need the
+/// runtime, and a thread blocked in a sled write (sled 0.34 can wait
+/// forever for a log buffer whose write failed) can take every worker:
+/// seen as a close that never ended.
+struct CloseWatchdog(Arc<std::sync::atomic::AtomicBool>);
+
+impl CloseWatchdog {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(45);
+
+    fn start(reason: &str) -> CloseWatchdog {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, reason) = (done.clone(), reason.to_string());
+        let spawned = std::thread::Builder::new()
+            .name("close-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(Self::GRACE);
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    let e = reexec(&reason);
+                    eprintln!("comityd: {e:#}");
+                    std::process::exit(1);
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start the close watchdog");
+        }
+        CloseWatchdog(done)
+    }
+}
+
+impl Drop for CloseWatchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
