@@ -193,13 +193,15 @@ fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike
     let body = json!({"to": "BO", "body": request_body("Freezing of accounts")});
     let request = keyed_request("/v1/messages", "gone-1", &body);
     {
-        // Write the request and hang up at once: nobody reads the answer.
+        // Write the request and hang up once the node has it (hanging up
+        // at once could end the connection before the node read the body:
+        // then nothing was submitted), without reading the answer.
         let mut s = UnixStream::connect(a.socket()).unwrap();
         s.write_all(&request).unwrap();
+        a.wait_until(WAIT, "the message accepted by Arcadia", || {
+            outbox(&a).len() == 1
+        });
     }
-    a.wait_until(WAIT, "the message accepted by Arcadia", || {
-        outbox(&a).len() == 1
-    });
     let id = outbox(&a)[0]["id"].as_str().unwrap().to_string();
     // Delivered without a restart: the node queued it although its client
     // had gone.
