@@ -25,3 +25,5 @@ pub const ENCRYPTION_KEY_SIGNATURE: &[u8] = b"comity/v1/encryption-key-signature
 pub const NODE_ID_CHECKSUM: &[u8] = b"comity/v1/node-id-checksum\0";
 /// Signature by a sender over a `ResendStatement` (session protocol 3).
 pub const RESEND_NOTICE_SIGNATURE: &[u8] = b"comity/v1/resend-notice-signature\0";
+/// Signature by a node over a `RestorationStatement` (session protocol 4).
+pub const RESTORATION_STATEMENT_SIGNATURE: &[u8] = b"comity/v1/restoration-statement-signature\0";

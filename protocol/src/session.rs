@@ -10,6 +10,7 @@
 
 use bincode::{Decode, Encode};
 
+use crate::audit::restoration::RestorationStatement;
 use crate::codec::{self, DecodeError, EncodeError, FrameType, MAX_FRAME_BYTES};
 use crate::digest::Digest;
 use crate::envelope::EnvelopeError;
@@ -66,6 +67,18 @@ pub enum SessionFrame {
         envelope: Vec<u8>,
         original: MessageId,
         signature: [u8; 64],
+    },
+    /// (Session protocol 4.) The dialler's log was restored from a backup:
+    /// its signed [`crate::audit::restoration::RestorationStatement`], its
+    /// continuation checkpoint as signed (C2SP note), and a consistency
+    /// proof from the restored size to it. Answered as a `Checkpoint`: the
+    /// acceptor's `Cosigned` on the continuation means it accepted the
+    /// statement; `CheckpointRefused` that it did not.
+    Restoration {
+        statement: RestorationStatement,
+        signature: [u8; 64],
+        continuation: String,
+        proof: Vec<Digest>,
     },
 }
 

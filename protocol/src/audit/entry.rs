@@ -58,11 +58,18 @@ pub enum AuditKind {
     /// Witness alarm: a peer's checkpoint is inconsistent with one we
     /// cosigned, or a witness refused ours.
     CheckpointRefused,
+    /// This node's store was restored from a backup ending at the size in
+    /// the detail: entries its witnesses may hold after it are lost.
+    LogRestored,
+    /// As its witness, this node accepted a peer's restoration statement:
+    /// the detail names the restored size and root, the size and root this
+    /// node had cosigned, and so the peer's lost entries.
+    PeerRestored,
 }
 
 impl AuditKind {
     /// Every kind, in wire order.
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 19] = [
         AuditKind::MessageAccepted,
         AuditKind::MessageSent,
         AuditKind::MessageReceived,
@@ -80,6 +87,8 @@ impl AuditKind {
         AuditKind::NodeStopped,
         AuditKind::CheckpointCosigned,
         AuditKind::CheckpointRefused,
+        AuditKind::LogRestored,
+        AuditKind::PeerRestored,
     ];
 
     /// The JSON name (kebab-case), for tables and filters.
@@ -102,6 +111,8 @@ impl AuditKind {
             AuditKind::NodeStopped => "node-stopped",
             AuditKind::CheckpointCosigned => "checkpoint-cosigned",
             AuditKind::CheckpointRefused => "checkpoint-refused",
+            AuditKind::LogRestored => "log-restored",
+            AuditKind::PeerRestored => "peer-restored",
         }
     }
 }

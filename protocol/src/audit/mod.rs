@@ -9,6 +9,8 @@
 //!   `cosignature/v1` cosignatures by witnessing peers.
 //! * [`bundle`]: the export an auditor verifies offline, and its verifier.
 //! * [`proof_file`]: an inclusion proof for one message.
+//! * [`restoration`]: a restored node's signed statement of the entries
+//!   its witnesses saw that the backup lost.
 //!
 //! Storage is the node's business: it implements [`SubtreeHashes`] over
 //! its store. The formats are specified in `docs/audit.md`.
@@ -19,6 +21,7 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod proof_file;
+pub mod restoration;
 
 pub use bundle::{verify_bundle, BundleWriter, Finding, Report, VerifyOptions};
 pub use checkpoint::{
