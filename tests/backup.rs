@@ -237,8 +237,8 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     assert!(held.len() >= 202 + before.len(), "{} held", held.len());
 
     // The restored node starts; its log verifies as the node's, and ends
-    // its backed-up part exactly at the checkpoint: entry `checkpoint` is
-    // the restored node's start.
+    // its backed-up part exactly at the checkpoint: entry `checkpoint`
+    // records the restoration, the next the restored node's start.
     let mut restored = LocalNode::open(comityd_beside(COMITY), &config).unwrap();
     restored.start().unwrap();
     let bundle = restored.client().get_text("/v1/audit/export").unwrap();
@@ -261,9 +261,18 @@ fn backup_while_sending_restores_to_its_checkpoint() {
     let first_after = &entries[checkpoint as usize]["fields"];
     assert_eq!(
         first_after["kind"].as_str(),
-        Some("node-started"),
+        Some("log-restored"),
         "{first_after}"
     );
+    assert!(
+        first_after["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("restored-size {checkpoint} ")),
+        "{first_after}"
+    );
+    let second = &entries[checkpoint as usize + 1]["fields"];
+    assert_eq!(second["kind"].as_str(), Some("node-started"), "{second}");
     // Every held message has its acceptance in the log (no event without its entry).
     for id in &held {
         assert!(

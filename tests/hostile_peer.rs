@@ -942,7 +942,8 @@ fn a_version_2_dialler_is_served_and_a_resend_notice_must_be_signed_by_its_sende
         );
 
         let (_endpoint, conn) = connect(&h, &a).await;
-        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/3"[..]));
+        // The newest version (4) carries everything 3 does.
+        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/4"[..]));
         let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
         let resent = |m: &SealedEnvelope, by: &Identity| SessionFrame::ResentEnvelope {
             envelope: m.bytes.clone(),

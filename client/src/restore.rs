@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use age::secrecy::SecretString;
 use comity_config::Config;
 use comity_protocol::backup::{
-    member_path_ok, BackupManifest, MANIFEST_FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES,
-    MAX_MANIFEST_FILES,
+    member_path_ok, BackupManifest, RestoreMarker, MANIFEST_FORMAT, MANIFEST_NAME,
+    MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES, RESTORE_MARKER_NAME,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -308,6 +308,21 @@ fn place(
     } else {
         None
     };
+    // Read by the node's next start (the restoration statement), so
+    // written, and synced, before the directory is.
+    let marker_path = data_dir.join(RESTORE_MARKER_NAME);
+    let marker = serde_json::to_vec_pretty(&RestoreMarker::of(&manifest))
+        .map_err(|e| archive(format!("restore marker: {e}")))?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&marker_path)
+        .and_then(|mut f| {
+            f.write_all(&marker)?;
+            f.sync_all()
+        })
+        .map_err(io_err(&marker_path))?;
     for dir in [data_dir.to_path_buf(), store] {
         fs::File::open(&dir)
             .and_then(|d| d.sync_all())

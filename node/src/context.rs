@@ -55,6 +55,9 @@ pub(crate) struct Context {
     pub reopen: tokio::sync::watch::Sender<Option<StoreFault>>,
     /// Idempotency keys whose requests are being staged.
     pub key_locks: KeyLocks,
+    /// Our restoration statement, if this node was restored from a backup:
+    /// presented to each witness until it cosigns the continuation.
+    pub restoration: Option<crate::restoration::PendingRestoration>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -105,6 +108,7 @@ impl Context {
             budgets,
             handshakes: Arc::default(),
             key_locks: KeyLocks::default(),
+            restoration: None,
         }
     }
 

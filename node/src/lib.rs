@@ -40,6 +40,7 @@ pub mod peers;
 mod recovery;
 pub mod refusals;
 pub mod resend;
+pub mod restoration;
 pub mod session;
 pub mod shutdown;
 pub mod stats;

@@ -333,8 +333,8 @@ fn storage_metrics(out: &mut String, node: &Node) {
 /// about a peer no longer pinned, or unknown, under `peer="unknown"`), and
 /// the unacknowledged total.
 fn alarm_metrics(out: &mut String, counts: &[AlarmCounts], peers: &[PeerStatus]) {
-    let mut by: BTreeMap<String, (u64, u64)> =
-        peers.iter().map(|p| (p.country.clone(), (0, 0))).collect();
+    let mut by: BTreeMap<String, (u64, u64, u64)> =
+        peers.iter().map(|p| (p.country.clone(), (0, 0, 0))).collect();
     for c in counts {
         let label = c
             .peer
@@ -344,15 +344,20 @@ fn alarm_metrics(out: &mut String, counts: &[AlarmCounts], peers: &[PeerStatus])
         let e = by.entry(label).or_default();
         e.0 += c.unacknowledged;
         e.1 += c.suppressed;
+        e.2 += c.restored;
     }
     let _ = writeln!(out, "# HELP comity_witness_alarms Alarms not acknowledged, per peer.\n# TYPE comity_witness_alarms gauge");
-    for (cc, (n, _)) in &by {
+    for (cc, (n, _, _)) in &by {
         let _ = writeln!(out, "comity_witness_alarms{{peer=\"{cc}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP comity_witness_alarms_suppressed Alarms not kept (beyond the newest per peer), per peer.\n# TYPE comity_witness_alarms_suppressed gauge");
-    for (cc, (_, n)) in &by {
+    for (cc, (_, n, _)) in &by {
         let _ = writeln!(out, "comity_witness_alarms_suppressed{{peer=\"{cc}\"}} {n}");
     }
-    let total: u64 = by.values().map(|(n, _)| n).sum();
+    let _ = writeln!(out, "# HELP comity_witness_restorations Restorations of the peer's log accepted as its witness (alarms kept, acknowledged by the peer's statement), per peer.\n# TYPE comity_witness_restorations gauge");
+    for (cc, (_, _, n)) in &by {
+        let _ = writeln!(out, "comity_witness_restorations{{peer=\"{cc}\"}} {n}");
+    }
+    let total: u64 = by.values().map(|(n, _, _)| n).sum();
     let _ = writeln!(out, "# HELP comity_witness_alarms_unacknowledged Alarms not acknowledged, all peers.\n# TYPE comity_witness_alarms_unacknowledged gauge\ncomity_witness_alarms_unacknowledged {total}");
 }

@@ -50,6 +50,8 @@ pub enum StartError {
     SelfPinned(NodeId),
     #[error(transparent)]
     DataDir(#[from] crate::files::DataDirError),
+    #[error("restoration: {0}")]
+    Restoration(#[from] crate::restoration::RestorationStartError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -112,6 +114,9 @@ impl Node {
             config.audit.checkpoint_entries.into(),
             config.audit.enabled,
         )?);
+        // First: the restoration entry follows the backup's last one.
+        let restoration =
+            crate::restoration::on_start(&config.node.data_dir, &audit, &identity).await?;
         audit.note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(&started));
         let tls = TlsIdentity::new(&identity).map_err(EndpointError::from)?;
         let pins = Pins::new(config.peers.iter().map(|p| p.id));
@@ -131,7 +136,7 @@ impl Node {
             &config.limits,
             &reset_key.0,
         )?;
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             identity,
             config,
             store,
@@ -141,7 +146,9 @@ impl Node {
             pins,
             events,
             handshakes_refused,
-        ));
+        );
+        ctx.restoration = restoration;
+        let ctx = Arc::new(ctx);
         let node = Node {
             ctx,
             shutdown: Shutdown::new(),

@@ -47,6 +47,45 @@ pub struct ManifestFile {
     pub sha256: String,
 }
 
+/// The file `comity restore` leaves in the data directory: the node's next
+/// start reads it, records the restoration in its audit log and presents
+/// its witnesses a signed restoration statement
+/// ([`crate::audit::restoration`]), then removes it.
+pub const RESTORE_MARKER_NAME: &str = "restored-from-backup.json";
+
+/// `format` of the marker.
+pub const RESTORE_MARKER_FORMAT: &str = "comity-restore-marker/1";
+
+/// Largest marker a node reads.
+pub const MAX_RESTORE_MARKER_BYTES: u64 = 64 * 1024;
+
+/// What the restored store ends at, from the backup's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreMarker {
+    pub format: String,
+    /// The node's id (printable).
+    pub node: String,
+    /// When the backup was taken, ms since the epoch.
+    pub backup_created_ms: u64,
+    /// The size of the restored audit log (its last checkpoint's).
+    pub audit_size: u64,
+    /// That checkpoint, as signed.
+    pub checkpoint: String,
+}
+
+impl RestoreMarker {
+    pub fn of(manifest: &BackupManifest) -> RestoreMarker {
+        RestoreMarker {
+            format: RESTORE_MARKER_FORMAT.to_string(),
+            node: manifest.node.clone(),
+            backup_created_ms: manifest.created_ms,
+            audit_size: manifest.audit_size,
+            checkpoint: manifest.checkpoint.clone(),
+        }
+    }
+}
+
 /// Whether `path` is a safe relative member name: `/`-separated plain
 /// components under one of the archive's three top directories.
 pub fn member_path_ok(path: &str) -> bool {

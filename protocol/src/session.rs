@@ -281,7 +281,7 @@ pub fn peek_envelope_id(prefix: &[u8]) -> Option<MessageId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
+    use crate::identity::{Identity, NodeId};
     use crate::time::Timestamp;
 
     #[test]
@@ -355,6 +355,30 @@ mod tests {
         .to_wire()
         .unwrap();
         assert_eq!(peek_envelope_id(&hello[LENGTH_PREFIX..]), None);
+    }
+
+    #[test]
+    fn a_restoration_frame_is_218_bytes_and_its_note_and_proof() {
+        let statement = RestorationStatement {
+            node: NodeId([1; 32]),
+            restored_size: 4,
+            restored_root: Digest([2; 32]),
+            backup_time: Timestamp(3),
+            restored_at: Timestamp(4),
+            continuation_size: 6,
+            continuation_root: Digest([5; 32]),
+        };
+        let frame = SessionFrame::Restoration {
+            statement,
+            signature: [7; 64],
+            continuation: "note\n".into(),
+            proof: vec![Digest([8; 32]); 3],
+        };
+        let wire = frame.to_wire().unwrap();
+        // docs/protocol.md §8.7.
+        assert_eq!(wire.len() - LENGTH_PREFIX, 218 + 5 + 32 * 3);
+        assert_eq!(&wire[LENGTH_PREFIX + 6..LENGTH_PREFIX + 10], &8u32.to_le_bytes());
+        assert_eq!(SessionFrame::from_bytes(&wire[LENGTH_PREFIX..]).unwrap(), frame);
     }
 
     #[test]

@@ -10,13 +10,14 @@ mod common;
 
 use std::path::PathBuf;
 
+use comity_protocol::audit::restoration::RestorationStatement;
 use comity_protocol::envelope::{check, seal};
 use comity_protocol::message::{
     Body, BusinessStatus, Offence, Restrictions, SpontaneousInformation, StatusUpdate, Thread,
 };
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame, LENGTH_PREFIX};
-use comity_protocol::{EncryptionKeyCert, Identity, MessageId, Timestamp};
+use comity_protocol::{Digest, EncryptionKeyCert, Identity, MessageId, Timestamp};
 use common::fixtures::*;
 use serde_json::{json, Value};
 
@@ -163,6 +164,7 @@ fn compute() -> Value {
         })
         .collect();
     json!({
+        "restoration_statements": restoration_cases(),
         "comment": "Comity known answers: frame format v1, session protocol v2 (ALPN comity/2); see docs/protocol.md. All byte strings are lowercase hex.",
         "identities": {
             "arcadia": identity_json(&arcadia(), (0xa1, 0xa2)),
@@ -197,6 +199,32 @@ fn session_cases() -> Vec<(&'static str, SessionFrame)> {
     ]
 }
 
+/// A restoration statement (docs/audit.md §4.6), signed by Arcadia.
+fn restoration_cases() -> Vec<Value> {
+    let a = arcadia();
+    let statement = RestorationStatement {
+        node: a.id(),
+        restored_size: 4,
+        restored_root: Digest([0x44; 32]),
+        backup_time: Timestamp(NOW.0 - 3_600_000),
+        restored_at: NOW,
+        continuation_size: 6,
+        continuation_root: Digest([0x66; 32]),
+    };
+    vec![json!({
+        "name": "Arcadia restored to size 4 from a backup an hour old, continuing at 6",
+        "node_id": a.id().to_string(),
+        "restored_size": statement.restored_size,
+        "restored_root": statement.restored_root.to_string(),
+        "backup_time": statement.backup_time.0,
+        "restored_at": statement.restored_at.0,
+        "continuation_size": statement.continuation_size,
+        "continuation_root": statement.continuation_root.to_string(),
+        "signing_input": hex(&statement.signing_input()),
+        "signature": hex(&statement.sign(&a)),
+    })]
+}
+
 fn path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/kat-v1.json")
 }
@@ -224,6 +252,10 @@ fn vectors_match_the_committed_file() {
         }
     }
     assert_eq!(committed["session_frames"], computed["session_frames"]);
+    assert_eq!(
+        committed["restoration_statements"],
+        computed["restoration_statements"]
+    );
 }
 
 /// The committed session frames decode to what they say.

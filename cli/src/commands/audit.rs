@@ -178,6 +178,24 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
         ),
         None => println!("  every entry is cosigned by at least one witness"),
     }
+    for x in &r.restorations {
+        let size = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        match (x.kind, x.peer) {
+            (comity_protocol::audit::AuditKind::PeerRestored, Some(peer)) => println!(
+                "  entry {}: peer {peer} restored its log to size {} (it had {} cosigned here): its entries {}..{} are lost",
+                x.entry,
+                size(x.restored_size),
+                size(x.witnessed_size),
+                size(x.restored_size),
+                size(x.witnessed_size),
+            ),
+            _ => println!(
+                "  entry {}: this log was restored from a backup at size {}; entries its witnesses saw after it are lost (their logs name how many)",
+                x.entry,
+                size(x.restored_size),
+            ),
+        }
+    }
     for f in &r.findings {
         println!("  PROBLEM: {f}");
     }

@@ -187,5 +187,12 @@ pub fn overview(client: &Client, json: bool) -> Result<()> {
         }
         println!("(`comity alarms` lists them with ids; `comity alarms ack ID` acknowledges one)");
     }
+    for r in a["restorations"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        println!("restored (acknowledged by its statement): {}", t(r));
+    }
     Ok(())
 }

@@ -38,7 +38,7 @@ use crate::store::{Store, StoreError};
 pub use export::Proof;
 use fact::clean_detail;
 pub use fact::Fact;
-pub use witness::{Refused, Witnessed};
+pub use witness::{Refused, RestorationGap, RestorationWitnessed, Witnessed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -175,6 +175,11 @@ impl AuditLog {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Our signed checkpoint of `size`, if there is one.
+    pub fn checkpoint_note(&self, size: u64) -> Result<Option<String>, AuditError> {
+        Ok(self.store.checkpoint_at(size)?)
     }
 
     /// Appends one entry (not yet flushed: the caller's commit does that).
@@ -360,6 +365,36 @@ impl AuditLog {
     /// another peer's.
     pub fn alarm(&self, peer: NodeId, kind: AlarmKind, reason: &str, text: &str) {
         warn!(alarm = text, peer = %peer.short(), "AUDIT ALARM");
+        self.keep_alarm(peer, kind, reason, text, None);
+    }
+
+    /// An alarm acknowledged as it is raised, by `by` (an event whose
+    /// evidence checked out, such as a restoration statement): shown, not
+    /// counted as unacknowledged.
+    pub fn alarm_acknowledged(
+        &self,
+        peer: NodeId,
+        kind: AlarmKind,
+        reason: &str,
+        text: &str,
+        by: &str,
+    ) {
+        tracing::info!(alarm = text, peer = %peer.short(), by, "audit alarm, acknowledged");
+        let ack = AlarmAck {
+            at: Timestamp::now(),
+            by: by.to_string(),
+        };
+        self.keep_alarm(peer, kind, reason, text, Some(ack));
+    }
+
+    fn keep_alarm(
+        &self,
+        peer: NodeId,
+        kind: AlarmKind,
+        reason: &str,
+        text: &str,
+        acknowledged: Option<AlarmAck>,
+    ) {
         let _one = self.alarming.lock().unwrap_or_else(|p| p.into_inner());
         let stored = self.store.next_alarm_id().and_then(|id| {
             self.store.put_alarm(&Alarm {
@@ -369,7 +404,7 @@ impl AuditLog {
                 kind,
                 reason: cut(reason, 64),
                 text: cut(text, MAX_ALARM_TEXT),
-                acknowledged: None,
+                acknowledged,
             })
         });
         if let Err(e) = stored {

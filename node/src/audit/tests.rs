@@ -206,3 +206,146 @@ async fn witnessing_alone_never_calls_for_a_checkpoint() {
     assert_eq!(log.durable_checkpoint().await.unwrap(), 3);
     assert_eq!(*log.latest().borrow(), 3);
 }
+
+mod restoration {
+    use super::*;
+    use comity_protocol::audit::merkle::MemoryTree;
+    use comity_protocol::audit::restoration::RestorationStatement;
+
+    fn tree(leaves: &[&str]) -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for l in leaves {
+            t.push(leaf_hash(l.as_bytes()));
+        }
+        t
+    }
+
+    fn note(peer: &Identity, t: &MemoryTree, size: u64) -> String {
+        sign_checkpoint(
+            peer,
+            &Checkpoint {
+                origin: origin_for(&peer.id()),
+                size,
+                root: t.root_at(size).unwrap(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// The witness cosigns `t` at each of `sizes`, in order.
+    fn witness_up_to(log: &AuditLog, peer: &Identity, t: &MemoryTree, sizes: &[u64]) {
+        let mut old = 0;
+        for &size in sizes {
+            let proof = t.consistency_proof(old, size).unwrap();
+            log.witness(&peer.id(), &note(peer, t, size), old, &proof)
+                .unwrap();
+            old = size;
+        }
+    }
+
+    /// Restored to `restored` of `t` (which goes on past it).
+    fn statement(peer: &Identity, t: &MemoryTree, restored: u64) -> RestorationStatement {
+        RestorationStatement {
+            node: peer.id(),
+            restored_size: restored,
+            restored_root: t.root_at(restored).unwrap(),
+            backup_time: Timestamp(1000),
+            restored_at: Timestamp(2000),
+            continuation_size: t.size(),
+            continuation_root: t.root(),
+        }
+    }
+
+    fn present(
+        log: &AuditLog,
+        peer: &Identity,
+        t: &MemoryTree,
+        s: &RestorationStatement,
+        signer: &Identity,
+    ) -> Result<super::super::RestorationWitnessed, super::super::Refused> {
+        let proof = t
+            .consistency_proof(s.restored_size, s.continuation_size)
+            .unwrap();
+        log.witness_restoration(
+            &peer.id(),
+            s,
+            &s.sign(signer),
+            &note(peer, t, s.continuation_size),
+            &proof,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_honest_restoration_rebases_the_witness_and_a_second_rollback_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+
+        // Signed by another key: refused, nothing changes.
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        let stranger = Identity::from_seeds(&[9; 32], &[9; 32], Timestamp(0));
+        let r = present(&log, &peer, &restored, &s, &stranger).unwrap_err();
+        assert_eq!(r.reason, WitnessRefusal::BadCheckpoint);
+        assert_eq!(r.witnessed_size, 6);
+
+        // Honest: the root at 4 is the one cosigned there.
+        let w = present(&log, &peer, &restored, &s, &peer).unwrap();
+        assert_eq!(w.size, 5);
+        let gap = w.gap.unwrap();
+        assert_eq!((gap.restored_size, gap.witnessed_size), (4, 6));
+        assert!(gap.root_checked);
+        assert_eq!(gap.witnessed_root, seen.root_at(6).unwrap());
+        assert_eq!(
+            store.witnessed(&peer.id()).unwrap().as_deref(),
+            Some(note(&peer, &restored, 5).as_str())
+        );
+        // Again, byte for byte: cosigned again, no new gap.
+        let again = present(&log, &peer, &restored, &s, &peer).unwrap();
+        assert!(again.gap.is_none());
+
+        // The restored log goes on and is witnessed from the continuation.
+        let mut on = tree(&["a", "b", "c", "d", "restored", "g"]);
+        let proof = on.consistency_proof(5, 6).unwrap();
+        let w = log
+            .witness(&peer.id(), &note(&peer, &on, 6), 5, &proof)
+            .unwrap();
+        assert!(w.new && w.size == 6);
+
+        // A second rollback, behind where the first one continued: refused.
+        on.push(leaf_hash(b"h"));
+        let mut behind = tree(&["a", "b", "c", "again"]);
+        behind.push(leaf_hash(b"x"));
+        let second = statement(&peer, &behind, 3);
+        let r = present(&log, &peer, &behind, &second, &peer).unwrap_err();
+        assert_eq!(r.reason, WitnessRefusal::Shrank, "{}", r.detail);
+        assert!(r.reason.is_alarm());
+    }
+
+    #[tokio::test]
+    async fn a_root_that_contradicts_a_cosigned_checkpoint_is_a_fork() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, _store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+        let other = tree(&["a", "b", "X", "d", "restored"]);
+        let s = statement(&peer, &other, 4);
+        let r = present(&log, &peer, &other, &s, &peer).unwrap_err();
+        assert_eq!(r.reason, WitnessRefusal::Fork, "{}", r.detail);
+    }
+
+    #[tokio::test]
+    async fn a_restoration_beyond_what_was_cosigned_asks_for_an_ordinary_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, _store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2]);
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        let r = present(&log, &peer, &restored, &s, &peer).unwrap_err();
+        assert_eq!(r.reason, WitnessRefusal::OldSizeMismatch);
+        assert_eq!(r.witnessed_size, 2);
+        assert!(!r.reason.is_alarm());
+    }
+}

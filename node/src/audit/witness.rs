@@ -7,6 +7,9 @@ use comity_protocol::audit::checkpoint::{
 };
 use comity_protocol::audit::merkle::consistency_proof;
 use comity_protocol::audit::note::Note;
+use comity_protocol::audit::restoration::{
+    check_restoration, Accepted, RestorationError, RestorationStatement, WitnessRecord,
+};
 use comity_protocol::session::WitnessRefusal;
 use comity_protocol::{Digest, NodeId, Timestamp};
 
@@ -180,6 +183,7 @@ impl AuditLog {
         })?;
         self.store
             .put_witnessed(peer, note_text)
+            .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
             .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
         let now_secs = Timestamp::now().as_millis() / 1000;
         let line = cosign(me, &origin_for(&me.id()), note.text(), now_secs)
@@ -190,6 +194,127 @@ impl AuditLog {
             new: true,
         })
     }
+}
+
+impl AuditLog {
+    /// The witness's side of a restoration: checks `peer`'s statement
+    /// against what this node cosigned for it ([`check_restoration`]); if
+    /// it holds, persists the continuation as the last checkpoint cosigned
+    /// (re-basing the peer's log at the restored size) and the statement,
+    /// and returns the cosignature on the continuation. The caller records
+    /// the gap and commits before sending the line.
+    pub fn witness_restoration(
+        &self,
+        peer: &NodeId,
+        statement: &RestorationStatement,
+        signature: &[u8; 64],
+        continuation: &str,
+        proof: &[Digest],
+    ) -> Result<RestorationWitnessed, Refused> {
+        let size = statement.continuation_size;
+        let origin = origin_for(peer);
+        let store_error =
+            |e: crate::store::StoreError| Refused::new(WitnessRefusal::BadCheckpoint, size, 0, format!("store: {e}"));
+        let previous = self
+            .store
+            .witnessed(peer)
+            .map_err(store_error)?
+            .and_then(|t| open_checkpoint(&t, &origin, peer).ok())
+            .map(|(c, _)| c);
+        let witnessed = previous.as_ref().map(|c| c.size).unwrap_or(0);
+        let refused = |r: WitnessRefusal, detail: String| Refused::new(r, size, witnessed, detail);
+        statement
+            .verify(peer, signature)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        let (new, note) = open_checkpoint(continuation, &origin, peer)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        if note.text() != new.body() {
+            return Err(refused(
+                WitnessRefusal::UnknownForm,
+                "the checkpoint carries lines after its root; not cosigned".into(),
+            ));
+        }
+        let accepted = self.store.accepted_restoration(peer).map_err(store_error)?;
+        let root_at_restored_size = self
+            .store
+            .witnessed_root(peer, statement.restored_size)
+            .map_err(store_error)?;
+        let record = WitnessRecord {
+            last: previous.as_ref(),
+            root_at_restored_size,
+            accepted: accepted.as_ref().map(|(s, _)| s),
+        };
+        let verdict = check_restoration(statement, &new, proof, record).map_err(|e| {
+            let reason = match e {
+                RestorationError::Ahead { .. } => WitnessRefusal::OldSizeMismatch,
+                RestorationError::RollsBackAgain { .. } => WitnessRefusal::Shrank,
+                RestorationError::Fork { .. } => WitnessRefusal::Fork,
+                RestorationError::Inconsistent { .. } => WitnessRefusal::Inconsistent,
+                RestorationError::BadSignature
+                | RestorationError::WrongNode
+                | RestorationError::ContinuationMismatch
+                | RestorationError::NotAContinuation { .. } => WitnessRefusal::BadCheckpoint,
+            };
+            refused(reason, e.to_string())
+        })?;
+        let gap = match verdict {
+            Accepted::Repeated if previous.as_ref() == Some(&new) => None,
+            // Accepted before, and the log went on since: prove from there.
+            Accepted::Repeated => {
+                return Err(refused(
+                    WitnessRefusal::OldSizeMismatch,
+                    format!("this restoration was accepted; last cosigned size is {witnessed}"),
+                ))
+            }
+            Accepted::New {
+                witnessed_size,
+                witnessed_root,
+                root_checked,
+            } => {
+                self.store
+                    .put_witnessed(peer, continuation)
+                    .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
+                    .and_then(|()| {
+                        self.store
+                            .put_accepted_restoration(peer, statement, signature)
+                    })
+                    .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
+                Some(RestorationGap {
+                    restored_size: statement.restored_size,
+                    restored_root: statement.restored_root,
+                    witnessed_size,
+                    witnessed_root,
+                    root_checked,
+                })
+            }
+        };
+        let now_secs = Timestamp::now().as_millis() / 1000;
+        let line = cosign(&self.signer, &origin_for(&self.signer.id()), note.text(), now_secs)
+            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        Ok(RestorationWitnessed { size, line, gap })
+    }
+}
+
+/// A restoration statement accepted as a witness.
+#[derive(Debug)]
+pub struct RestorationWitnessed {
+    /// The continuation's size, cosigned.
+    pub size: u64,
+    pub line: String,
+    /// What the peer lost; `None` when the statement was accepted before.
+    pub gap: Option<RestorationGap>,
+}
+
+/// What a witness saw lost: its entries `restored_size .. witnessed_size`
+/// (seqs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorationGap {
+    pub restored_size: u64,
+    pub restored_root: Digest,
+    pub witnessed_size: u64,
+    pub witnessed_root: Digest,
+    /// Whether the restored root was compared with one cosigned at that size.
+    pub root_checked: bool,
 }
 
 /// A cosignature made as a witness.

@@ -211,6 +211,9 @@ async fn serve_stream(
                 old_size,
                 proof,
             } => Answer::Frame(receive::witness(&ctx, peer, &note, old_size, &proof)),
+            Step::WitnessRestoration(claim) => {
+                Answer::Frame(receive::witness_restoration(&ctx, peer, &claim))
+            }
             Step::RejectOversize { id, len } => {
                 let detail = format!("{len} bytes, above this node's limit of {max_frame}");
                 Answer::Frame(receive::reject(

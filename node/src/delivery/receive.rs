@@ -20,7 +20,7 @@ use crate::business;
 use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
-use crate::session::receiver::ResendClaim;
+use crate::session::receiver::{RestorationClaim, ResendClaim};
 use crate::store::alarms::AlarmKind;
 use crate::store::{InboundMessage, Rejection, Store, Way};
 
@@ -509,6 +509,108 @@ pub(crate) fn witness(
                     .alarm(peer, AlarmKind::PeerCheckpoint, r.reason.name(), &text);
             } else {
                 debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "checkpoint not cosigned");
+            }
+            refusal_frame(r)
+        }
+    }
+}
+
+/// This node as `peer`'s witness, shown a restoration statement: if it
+/// holds, record the gap in our log and as an alarm acknowledged by the
+/// statement, and cosign the continuation; otherwise refuse, and if the
+/// statement is evidence (a second rollback, a fork, a rewrite), record it
+/// and raise an alarm as for a checkpoint.
+pub(crate) fn witness_restoration(
+    ctx: &Context,
+    peer: NodeId,
+    claim: &RestorationClaim,
+) -> SessionFrame {
+    let s = &claim.statement;
+    match ctx.audit.witness_restoration(
+        &peer,
+        s,
+        &claim.signature,
+        &claim.continuation,
+        &claim.proof,
+    ) {
+        Ok(w) => {
+            if let Some(gap) = &w.gap {
+                // Each accepted statement extends the peer's log past the
+                // last one (`check_restoration`), so these are as rare as
+                // its restorations; the alarms are bounded per peer.
+                let detail = format!(
+                    "restored-size {} restored-root {} witnessed-size {} witnessed-root {} continuation {} root-checked {} backup-time {}",
+                    gap.restored_size,
+                    gap.restored_root,
+                    gap.witnessed_size,
+                    gap.witnessed_root,
+                    w.size,
+                    gap.root_checked,
+                    s.backup_time.as_millis(),
+                );
+                ctx.audit.note(
+                    Fact::new(AuditKind::PeerRestored, Actor::Peer)
+                        .peer(peer)
+                        .detail(&detail),
+                );
+                ctx.audit.note(
+                    Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+                        .peer(peer)
+                        .detail(&w.size.to_string()),
+                );
+                let lost = if gap.witnessed_size > gap.restored_size {
+                    format!(
+                        "entries {}..{} that this node had cosigned are lost",
+                        gap.restored_size + 1,
+                        gap.witnessed_size
+                    )
+                } else {
+                    "no entry this node had cosigned is lost".to_string()
+                };
+                let text = format!(
+                    "peer {peer} restored its audit log from a backup at size {} (root {}{}); {lost}; cosigning goes on from its checkpoint {}",
+                    gap.restored_size,
+                    gap.restored_root,
+                    if gap.root_checked { ", as cosigned" } else { ", not comparable with a cosigned root" },
+                    w.size,
+                );
+                ctx.audit.alarm_acknowledged(
+                    peer,
+                    AlarmKind::Restored,
+                    "restored",
+                    &text,
+                    "restoration-statement",
+                );
+            }
+            SessionFrame::Cosigned {
+                size: w.size,
+                line: w.line,
+            }
+        }
+        Err(r) if r.reason.is_alarm() && !within_budget(ctx, peer, "witness refusals", true) => {
+            refusal_frame(r)
+        }
+        Err(r) => {
+            if r.reason.is_alarm() {
+                let text = format!(
+                    "peer {peer} presented a restoration to size {} that is refused ({}): {}",
+                    s.restored_size,
+                    r.reason.name(),
+                    r.detail
+                );
+                ctx.audit.note(
+                    Fact::new(AuditKind::CheckpointRefused, Actor::Node)
+                        .peer(peer)
+                        .detail(&format!(
+                            "restoration {} at size {}",
+                            r.reason.name(),
+                            s.restored_size
+                        )),
+                );
+                ctx.audit
+                    .alarm(peer, AlarmKind::PeerCheckpoint, r.reason.name(), &text);
+            } else {
+                debug!(peer = %peer.short(), reason = r.reason.name(), detail = %r.detail, "restoration not accepted");
             }
             refusal_frame(r)
         }

@@ -146,13 +146,19 @@ async fn session(
 
     let version = SessionVersion::of_alpn(alpn_of(&conn).as_deref());
     let window = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
+    let mut sender = Sender::new(
+        ctx.id(),
+        peer.id(),
+        window,
+        ctx.audit.cosigned_by(&peer.id()),
+    );
+    // A peer of an older version cannot read the statement: it gets our
+    // checkpoints as usual (and refuses them for the rollback).
+    if let (Some(r), true) = (&ctx.restoration, version >= SessionVersion::V4) {
+        sender = sender.with_restoration(r.statement.restored_size, r.statement.continuation_size);
+    }
     let core = Core {
-        sender: Mutex::new(Sender::new(
-            ctx.id(),
-            peer.id(),
-            window,
-            ctx.audit.cosigned_by(&peer.id()),
-        )),
+        sender: Mutex::new(sender),
         wake: Notify::new(),
     };
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -283,6 +289,10 @@ async fn offer_checkpoint(
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
     let cosigned = ctx.audit.cosigned_by(&peer.id());
+    let due = core.lock().restoration_to_present(cosigned);
+    if let (Some((restored, continuation)), Some(r)) = (due, &ctx.restoration) {
+        return present_restoration(ctx, peer, core, restored, continuation, r, send).await;
+    }
     let Some((old, new)) = core.lock().checkpoint_to_offer(newest, cosigned) else {
         return Ok(());
     };
@@ -304,6 +314,38 @@ async fn offer_checkpoint(
     wire::write_frame(send, &frame).await?;
     ctx.audit.offered_to(&peer.id());
     debug!(peer = %peer.id().short(), size, from = old, "checkpoint offered for witnessing");
+    Ok(())
+}
+
+/// Presents our restoration statement with the continuation checkpoint
+/// and a proof from the restored size to it.
+async fn present_restoration(
+    ctx: &Context,
+    peer: &Peer,
+    core: &Core,
+    restored: u64,
+    continuation: u64,
+    r: &crate::restoration::PendingRestoration,
+    send: &mut quinn::SendStream,
+) -> Result<(), SessionError> {
+    let (note, proof) = match ctx.audit.offer(restored, continuation) {
+        Ok(Some((_, note, proof))) => (note, proof),
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            warn!(peer = %peer.id().short(), error = %e, "cannot present the restoration");
+            return Ok(());
+        }
+    };
+    core.lock().restoration_presented();
+    let frame = SessionFrame::Restoration {
+        statement: r.statement.clone(),
+        signature: r.signature,
+        continuation: note,
+        proof,
+    };
+    wire::write_frame(send, &frame).await?;
+    ctx.audit.offered_to(&peer.id());
+    info!(peer = %peer.id().short(), restored, continuation, "restoration statement presented to the witness");
     Ok(())
 }
 
@@ -331,6 +373,8 @@ async fn read_answers(
                 } else {
                     core.lock().cosignature_failed(size);
                 }
+                // A restoration answered: checkpoints after it may be due.
+                core.wake.notify_one();
             }
             Action::OfferAgain => core.wake.notify_one(),
             action => {

@@ -20,6 +20,8 @@ pub enum SessionVersion {
     V2,
     /// `comity/3`: `ResentEnvelope` may be sent.
     V3,
+    /// `comity/4`: `Restoration` may be sent.
+    V4,
 }
 
 impl SessionVersion {
@@ -28,6 +30,7 @@ impl SessionVersion {
     /// version that sends nothing new.
     pub fn of_alpn(alpn: Option<&[u8]>) -> SessionVersion {
         match alpn {
+            Some(b"comity/4") => SessionVersion::V4,
             Some(b"comity/3") => SessionVersion::V3,
             _ => SessionVersion::V2,
         }
@@ -54,5 +57,6 @@ fn frame_name(frame: &SessionFrame) -> &'static str {
         SessionFrame::Cosigned { .. } => "cosigned",
         SessionFrame::CheckpointRefused { .. } => "checkpoint-refused",
         SessionFrame::ResentEnvelope { .. } => "resent-envelope",
+        SessionFrame::Restoration { .. } => "restoration",
     }
 }

@@ -6,6 +6,7 @@
 //! them over as [`Input`] with whether the peer is pinned at that moment,
 //! and carries out the [`Step`] it gets back.
 
+use comity_protocol::audit::restoration::RestorationStatement;
 use comity_protocol::identity::KeyError;
 use comity_protocol::session::{SessionFrame, MAX_CHECKPOINT_NOTE, MAX_PROOF_HASHES};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys};
@@ -45,6 +46,9 @@ pub enum Step {
         old_size: u64,
         proof: Vec<Digest>,
     },
+    /// Check the peer's restoration statement as its witness; answer with
+    /// a cosignature of the continuation or a refusal.
+    WitnessRestoration(Box<RestorationClaim>),
     /// Refuse envelope `id` as too large (permanently), and go on.
     RejectOversize { id: MessageId, len: usize },
     /// The peer broke the protocol: record it and close the stream after
@@ -63,6 +67,15 @@ pub enum Step {
 pub struct ResendClaim {
     pub original: MessageId,
     pub signature: [u8; 64],
+}
+
+/// A `Restoration` frame's content, unchecked (sizes bounded).
+#[derive(Debug)]
+pub struct RestorationClaim {
+    pub statement: RestorationStatement,
+    pub signature: [u8; 64],
+    pub continuation: String,
+    pub proof: Vec<Digest>,
 }
 
 /// How a peer broke the session protocol; recorded as a rejection.
@@ -183,6 +196,23 @@ fn on_frame(input: Input) -> Step {
                     old_size,
                     proof,
                 }
+            }
+        }
+        Input::Frame(SessionFrame::Restoration {
+            statement,
+            signature,
+            continuation,
+            proof,
+        }) => {
+            if continuation.len() > MAX_CHECKPOINT_NOTE || proof.len() > MAX_PROOF_HASHES {
+                Step::Close(BadStream::OversizeCheckpoint)
+            } else {
+                Step::WitnessRestoration(Box::new(RestorationClaim {
+                    statement,
+                    signature,
+                    continuation,
+                    proof,
+                }))
             }
         }
         Input::Frame(other) => Step::Close(BadStream::Unexpected(frame_name(&other))),

@@ -107,6 +107,27 @@ pub struct Sender {
     window: usize,
     in_flight: InFlight,
     witnessing: Witnessing,
+    restoration: Option<Restoration>,
+}
+
+/// Our log's restoration, to be presented to this witness until it
+/// cosigns the continuation (see [`Sender::restoration_to_present`]).
+struct Restoration {
+    restored: u64,
+    continuation: u64,
+    state: RestorationState,
+}
+
+#[derive(PartialEq, Eq)]
+enum RestorationState {
+    /// Not yet presented on this connection.
+    Due,
+    /// Presented; no answer yet: no other checkpoint is offered meanwhile
+    /// (the witness would refuse it for the rollback).
+    Awaiting,
+    /// Answered (accepted, or refused), or not needed: checkpoints are
+    /// offered as usual.
+    Settled,
 }
 
 impl Sender {
@@ -124,6 +145,57 @@ impl Sender {
                 cosigned,
                 ..Witnessing::default()
             },
+            restoration: None,
+        }
+    }
+
+    /// Our log was restored to size `restored` and continues at the
+    /// checkpoint of `continuation`: the peer is shown the restoration
+    /// statement first, unless it has cosigned the continuation already.
+    pub fn with_restoration(mut self, restored: u64, continuation: u64) -> Sender {
+        self.restoration = Some(Restoration {
+            restored,
+            continuation,
+            state: RestorationState::Due,
+        });
+        self
+    }
+
+    /// The restoration to present now, as (restored size, continuation
+    /// size), if it is due; `cosigned` as for [`Sender::checkpoint_to_offer`].
+    /// Call [`Sender::restoration_presented`] once it is sent.
+    pub fn restoration_to_present(&mut self, cosigned: u64) -> Option<(u64, u64)> {
+        self.witnessing.cosigned = self.witnessing.cosigned.max(cosigned);
+        let cosigned = self.witnessing.cosigned;
+        let r = self.restoration.as_mut()?;
+        if r.state == RestorationState::Due && cosigned >= r.continuation {
+            r.state = RestorationState::Settled;
+        }
+        (r.state == RestorationState::Due).then_some((r.restored, r.continuation))
+    }
+
+    /// The restoration was presented: its answer is a cosignature of the
+    /// continuation, or a refusal of it.
+    pub fn restoration_presented(&mut self) {
+        if let Some(r) = &mut self.restoration {
+            r.state = RestorationState::Awaiting;
+            self.witnessing.offered = Some((r.restored, r.continuation));
+        }
+    }
+
+    /// Whether offers wait for the restoration to be presented or answered.
+    fn restoration_pending(&self) -> bool {
+        self.restoration.as_ref().is_some_and(|r| {
+            r.state != RestorationState::Settled && self.witnessing.cosigned < r.continuation
+        })
+    }
+
+    /// The answer to the restoration (of the continuation's `size`) came.
+    fn restoration_answered(&mut self, size: u64) {
+        if let Some(r) = &mut self.restoration {
+            if r.state == RestorationState::Awaiting && r.continuation == size {
+                r.state = RestorationState::Settled;
+            }
         }
     }
 
@@ -239,9 +311,15 @@ impl Sender {
                 witnessed_size,
                 reason,
                 detail,
-            } => self
-                .witnessing
-                .on_refused(size, witnessed_size, reason, detail, log_size()),
+            } => {
+                let action =
+                    self.witnessing
+                        .on_refused(size, witnessed_size, reason, detail, log_size());
+                if !matches!(action, Action::Ignore(_)) {
+                    self.restoration_answered(size);
+                }
+                action
+            }
             other => return Err(SenderError::Unexpected(frame_name(&other))),
         };
         if action.ends_session() {
@@ -266,8 +344,11 @@ impl Sender {
     /// has cosigned as the audit log knows it now (another session may have
     /// stored one). Call [`Sender::offered`] once it is sent.
     pub fn checkpoint_to_offer(&mut self, newest: u64, cosigned: u64) -> Option<(u64, u64)> {
+        self.witnessing.cosigned = self.witnessing.cosigned.max(cosigned);
+        if self.restoration_pending() {
+            return None;
+        }
         let w = &mut self.witnessing;
-        w.cosigned = w.cosigned.max(cosigned);
         let old = w.from();
         (newest > old && w.offered != Some((old, newest))).then_some((old, newest))
     }
@@ -282,6 +363,7 @@ impl Sender {
     /// check).
     pub fn cosignature_failed(&mut self, size: u64) {
         self.witnessing.failed = Some(size);
+        self.restoration_answered(size);
     }
 
     /// The witness's cosignature on `size` verified and is stored.
@@ -289,6 +371,7 @@ impl Sender {
         let w = &mut self.witnessing;
         w.cosigned = w.cosigned.max(size);
         w.from = Some(size);
+        self.restoration_answered(size);
     }
 
     /// The largest size the peer cosigned, as far as this session knows.

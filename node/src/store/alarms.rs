@@ -36,6 +36,11 @@ pub enum AlarmKind {
     CheckpointRefused,
     /// Stored by an earlier version, which kept only the text.
     Legacy,
+    /// As its witness, this node accepted the peer's restoration statement:
+    /// the peer's log lost entries this node had cosigned. Acknowledged by
+    /// the statement when raised (the gap is the peer's signed word and in
+    /// both logs); kept so that operators see it.
+    Restored,
 }
 
 impl AlarmKind {
@@ -44,6 +49,7 @@ impl AlarmKind {
             AlarmKind::PeerCheckpoint => "peer-checkpoint",
             AlarmKind::CheckpointRefused => "checkpoint-refused",
             AlarmKind::Legacy => "legacy",
+            AlarmKind::Restored => "restored",
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct AlarmCounts {
     pub kept: u64,
     pub unacknowledged: u64,
     pub suppressed: u64,
+    /// Of those kept, `restored` ones (the peer's restorations accepted).
+    pub restored: u64,
 }
 
 /// Why an acknowledgement was not recorded.
@@ -193,6 +201,9 @@ impl Store {
             c.kept += 1;
             if a.acknowledged.is_none() {
                 c.unacknowledged += 1;
+            }
+            if a.kind == AlarmKind::Restored {
+                c.restored += 1;
             }
         }
         for kv in self.audit.scan_prefix([b'q']) {

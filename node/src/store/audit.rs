@@ -7,8 +7,14 @@
 //! * `c ‖ size` → signed checkpoint note
 //! * `s ‖ size ‖ witness` → cosignature line
 //! * `w ‖ peer` → the last checkpoint of `peer` this node cosigned (as witness)
+//! * `h ‖ peer ‖ size` → the root of `peer`'s checkpoint of `size` this
+//!   node cosigned; the newest [`MAX_WITNESSED_ROOTS`] per peer, counted in
+//!   `n ‖ peer` (u64): what a restoration statement is checked against
+//! * `r ‖ peer` → the last restoration statement of `peer` this node
+//!   accepted, with its signature (bincode)
 //! * alarms: see [`super::alarms`] (`p`, `q`, and the old `a`)
 
+use comity_protocol::audit::restoration::RestorationStatement;
 use comity_protocol::{Digest, MessageId, NodeId};
 
 pub use super::audit_files::{Leaves, Mark};
@@ -160,4 +166,69 @@ impl Store {
         self.audit.insert(key(b'w', &[&peer.0]), note.as_bytes())?;
         Ok(())
     }
+
+    /// Keeps the root of `peer`'s checkpoint of `size`, cosigned now; drops
+    /// the oldest beyond [`MAX_WITNESSED_ROOTS`].
+    pub fn put_witnessed_root(&self, peer: &NodeId, size: u64, root: &Digest) -> Result<()> {
+        let k = key(b'h', &[&peer.0, &size.to_be_bytes()]);
+        if self.audit.insert(&k, &root.0[..])?.is_some() {
+            return Ok(());
+        }
+        let count_key = key(b'n', &[&peer.0]);
+        let mut count = match self.audit.get(&count_key)? {
+            Some(v) => u64_at(&v, 0).ok_or_else(|| corrupt(&count_key, "bad count"))?,
+            None => 0,
+        } + 1;
+        if count > MAX_WITNESSED_ROOTS {
+            if let Some(kv) = self.audit.scan_prefix(key(b'h', &[&peer.0])).next() {
+                self.audit.remove(kv?.0)?;
+                count -= 1;
+            }
+        }
+        self.audit.insert(count_key, &count.to_be_bytes()[..])?;
+        Ok(())
+    }
+
+    /// The root of `peer`'s checkpoint of `size` this node cosigned, if it
+    /// still keeps it.
+    pub fn witnessed_root(&self, peer: &NodeId, size: u64) -> Result<Option<Digest>> {
+        let k = key(b'h', &[&peer.0, &size.to_be_bytes()]);
+        self.audit
+            .get(&k)?
+            .map(|v| {
+                <[u8; 32]>::try_from(&v[..])
+                    .map(Digest)
+                    .map_err(|_| corrupt(&k, "bad root"))
+            })
+            .transpose()
+    }
+
+    /// The last restoration statement of `peer` accepted, and its signature.
+    pub fn accepted_restoration(
+        &self,
+        peer: &NodeId,
+    ) -> Result<Option<(RestorationStatement, [u8; 64])>> {
+        let k = key(b'r', &[&peer.0]);
+        self.audit
+            .get(&k)?
+            .map(|v| super::decode(&k, &v))
+            .transpose()
+    }
+
+    pub fn put_accepted_restoration(
+        &self,
+        peer: &NodeId,
+        statement: &RestorationStatement,
+        signature: &[u8; 64],
+    ) -> Result<()> {
+        let v = super::encode(&(statement, signature))?;
+        self.audit.insert(key(b'r', &[&peer.0]), v)?;
+        Ok(())
+    }
 }
+
+/// Roots of cosigned checkpoints kept per peer: 40 bytes each. A backup
+/// made a few thousand checkpoints before the last one a witness cosigned
+/// is still checked exactly; for an older one the witness can only check
+/// the sizes.
+pub const MAX_WITNESSED_ROOTS: u64 = 4096;

@@ -21,6 +21,7 @@ ENVELOPE_AAD=D("comity/v1/envelope-aad"); BODY_COMMITMENT=D("comity/v1/body-comm
 CIPHERTEXT_DIGEST=D("comity/v1/ciphertext-digest"); ENVELOPE_DIGEST=D("comity/v1/envelope-digest")
 RECEIPT_SIGNATURE=D("comity/v1/receipt-signature"); ENCRYPTION_KEY_SIGNATURE=D("comity/v1/encryption-key-signature")
 NODE_ID_CHECKSUM=D("comity/v1/node-id-checksum")
+RESTORATION_STATEMENT_SIGNATURE=D("comity/v1/restoration-statement-signature")
 sha = lambda *p: hashlib.sha256(b"".join(p)).digest()
 
 def ext(salt, ikm): return hmac.new(salt or b"\0"*32, ikm, hashlib.sha256).digest()
@@ -98,3 +99,18 @@ for sf in kat["session_frames"]:
     reason,=struct.unpack("<I",p[:4]); assert reason==sf["reason_index"]
     dl,=struct.unpack("<Q",p[4:12]); assert p[12:].decode()==sf["detail"] and dl==len(p)-12
     print("session frame ok:", sf["name"])
+
+# Restoration statements (docs/audit.md §4.6): node (32), restored_size u64
+# LE, restored_root (32), backup_time, restored_at, continuation_size (u64
+# LE), continuation_root (32), signed by the node with the domain prefix.
+for rs in kat.get("restoration_statements", []):
+    si=bytes.fromhex(rs["signing_input"])
+    assert si.startswith(RESTORATION_STATEMENT_SIGNATURE)
+    st=si[len(RESTORATION_STATEMENT_SIGNATURE):]; assert len(st)==128
+    node=st[:32]
+    size,=struct.unpack("<Q",st[32:40]); root=st[40:72].hex()
+    bt,ra,cs=struct.unpack("<QQQ",st[72:96]); croot=st[96:128].hex()
+    assert (size,root,bt,ra,cs,croot)==(rs["restored_size"],rs["restored_root"],rs["backup_time"],rs["restored_at"],rs["continuation_size"],rs["continuation_root"])
+    assert node_id(node)==rs["node_id"]
+    Ed25519PublicKey.from_public_bytes(node).verify(bytes.fromhex(rs["signature"]), si)
+    print("restoration statement ok:", rs["name"])

@@ -214,6 +214,7 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
             })
         })
         .collect();
+    let alarms = audit.alarms().map_err(ApiError::internal)?;
     Ok(json!({
         "origin": audit.origin(),
         "entries": audit.size(),
@@ -221,12 +222,17 @@ fn audit_status(node: &Node) -> Result<serde_json::Value, ApiError> {
         "witnesses": witnesses,
         // The texts of the alarms not yet acknowledged, newest first (all
         // of them, with ids: GET /v1/alarms).
-        "alarms": audit
-            .alarms()
-            .map_err(ApiError::internal)?
-            .into_iter()
+        "alarms": alarms
+            .iter()
             .filter(|a| a.acknowledged.is_none())
-            .map(|a| a.text)
+            .map(|a| a.text.clone())
+            .collect::<Vec<_>>(),
+        // Peers' restorations accepted as their witness (acknowledged by
+        // their statements when raised), newest first.
+        "restorations": alarms
+            .iter()
+            .filter(|a| a.kind == crate::store::alarms::AlarmKind::Restored)
+            .map(|a| a.text.clone())
             .collect::<Vec<_>>(),
     }))
 }

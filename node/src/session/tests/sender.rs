@@ -415,6 +415,60 @@ fn a_refusal_after_a_cosignature_raises_its_alarm_once() {
 }
 
 #[test]
+fn a_restoration_is_presented_first_and_checkpoints_wait_for_its_answer() {
+    // Restored to 20, continuing at 22; the witness cosigned 12 (from the
+    // backup's store).
+    let mut s = open_sender(8, 12).with_restoration(20, 22);
+    assert_eq!(s.checkpoint_to_offer(25, 0), None, "nothing before the statement");
+    assert_eq!(s.restoration_to_present(0), Some((20, 22)));
+    s.restoration_presented();
+    assert_eq!(s.restoration_to_present(0), None, "presented once");
+    assert_eq!(s.checkpoint_to_offer(25, 0), None, "nothing until it is answered");
+    // The cosignature of the continuation is the acknowledgement.
+    let action = s.on_frame(cosigned(22), || 25).unwrap();
+    assert!(matches!(action, Action::CheckCosignature { size: 22, .. }), "{action:?}");
+    s.cosignature_stored(22);
+    assert_eq!(s.checkpoint_to_offer(25, 0), Some((22, 25)));
+    assert_eq!(s.restoration_to_present(0), None);
+}
+
+#[test]
+fn a_witness_that_saw_nothing_rolled_back_gets_an_ordinary_proof() {
+    let mut s = open_sender(8, 12).with_restoration(20, 22);
+    assert_eq!(s.restoration_to_present(0), Some((20, 22)));
+    s.restoration_presented();
+    // It cosigned only 15 (< 20): prove from there.
+    let action = s
+        .on_frame(refused(22, 15, WitnessRefusal::OldSizeMismatch), || 25)
+        .unwrap();
+    assert!(matches!(action, Action::OfferAgain), "{action:?}");
+    assert_eq!(s.checkpoint_to_offer(25, 0), Some((15, 25)));
+    assert_eq!(s.restoration_to_present(0), None);
+}
+
+#[test]
+fn a_refused_restoration_raises_an_alarm_and_is_not_presented_again() {
+    let mut s = open_sender(8, 12).with_restoration(20, 22);
+    s.restoration_to_present(0);
+    s.restoration_presented();
+    let action = s
+        .on_frame(refused(22, 30, WitnessRefusal::Shrank), || 25)
+        .unwrap();
+    assert!(
+        matches!(action, Action::WitnessAlarm { size: 22, reason: WitnessRefusal::Shrank, .. }),
+        "{action:?}"
+    );
+    assert_eq!(s.restoration_to_present(0), None);
+}
+
+#[test]
+fn a_witness_that_cosigned_the_continuation_is_not_shown_the_statement() {
+    let mut s = open_sender(8, 22).with_restoration(20, 22);
+    assert_eq!(s.restoration_to_present(22), None);
+    assert_eq!(s.checkpoint_to_offer(25, 22), Some((22, 25)));
+}
+
+#[test]
 fn a_refusal_of_nothing_offered_is_ignored() {
     let mut s = open_sender(8, 5);
     let action = s
@@ -473,6 +527,10 @@ fn a_resend_carries_its_signed_notice_only_on_a_version_3_connection() {
 #[test]
 fn the_version_is_the_negotiated_alpn() {
     use crate::session::SessionVersion;
+    assert_eq!(
+        SessionVersion::of_alpn(Some(b"comity/4")),
+        SessionVersion::V4
+    );
     assert_eq!(
         SessionVersion::of_alpn(Some(b"comity/3")),
         SessionVersion::V3

@@ -193,6 +193,62 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Findings beyond [`MAX_FINDINGS`], counted but not kept.
     pub findings_omitted: u64,
+    /// Restorations the log records (the first [`MAX_RESTORATIONS`]): its
+    /// own from a backup, and peers' it accepted as their witness.
+    pub restorations: Vec<Restoration>,
+}
+
+/// Restoration entries a report lists.
+pub const MAX_RESTORATIONS: usize = 100;
+
+/// A `log-restored` or `peer-restored` entry, as the log states it. The
+/// figures are the entry's detail (`key value` pairs), which the verifier
+/// shows but cannot check: they are the node's or its peer's word, signed
+/// into the log like any entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Restoration {
+    /// The entry's seq.
+    pub entry: u64,
+    pub kind: super::entry::AuditKind,
+    /// The restored peer, for `peer-restored`.
+    pub peer: Option<NodeId>,
+    /// The size the log was restored to.
+    pub restored_size: Option<u64>,
+    pub restored_root: Option<String>,
+    /// For `peer-restored`: the size the witness had cosigned, so the lost
+    /// entries are `restored_size .. witnessed_size` (seqs).
+    pub witnessed_size: Option<u64>,
+    pub witnessed_root: Option<String>,
+    pub backup_time_ms: Option<u64>,
+}
+
+impl Restoration {
+    pub(crate) fn of(entry: &super::entry::AuditEntry) -> Option<Restoration> {
+        use super::entry::AuditKind;
+        if !matches!(entry.kind, AuditKind::LogRestored | AuditKind::PeerRestored) {
+            return None;
+        }
+        let value = |key: &str| {
+            let mut words = entry.detail.split(' ');
+            while let Some(w) = words.next() {
+                if w == key {
+                    return words.next().map(str::to_string);
+                }
+            }
+            None
+        };
+        let number = |key: &str| value(key).and_then(|v| v.parse().ok());
+        Some(Restoration {
+            entry: entry.seq,
+            kind: entry.kind,
+            peer: entry.peer,
+            restored_size: number("restored-size"),
+            restored_root: value("restored-root"),
+            witnessed_size: number("witnessed-size"),
+            witnessed_root: value("witnessed-root"),
+            backup_time_ms: number("backup-time"),
+        })
+    }
 }
 
 impl Report {

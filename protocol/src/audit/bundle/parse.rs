@@ -81,6 +81,8 @@ pub(super) enum Item {
         hash: Digest,
         seq: Option<u64>,
         problem: Option<EntryProblem>,
+        /// A restoration the entry records, own or a peer's.
+        restoration: Option<Box<super::Restoration>>,
     },
     Checkpoint(String),
     Cosignature(CosignatureIn),
@@ -203,12 +205,14 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                     hash,
                     seq: Some(entry.seq),
                     problem: (!same).then_some(EntryProblem::FieldsMismatch),
+                    restoration: super::Restoration::of(&entry).map(Box::new),
                 }
             }
             Err(e) => Item::Entry {
                 hash,
                 seq: None,
                 problem: Some(EntryProblem::Undecodable(e.to_string())),
+                restoration: None,
             },
         };
     }

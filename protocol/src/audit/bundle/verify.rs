@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::parse::{BatchOut, CosignatureIn, EntryProblem, HeaderIn, Item};
 use super::{
-    CheckpointSummary, EntryRange, Finding, Report, VerifyOptions, WitnessSummary, FORMAT,
+    CheckpointSummary, EntryRange, Finding, Report, Restoration, VerifyOptions, WitnessSummary,
+    FORMAT, MAX_RESTORATIONS,
     MAX_FINDINGS,
 };
 use crate::audit::checkpoint::{
@@ -36,6 +37,7 @@ pub(super) struct Assembler {
     cosignatures: Vec<(u64, CosignatureIn)>,
     lines: u64,
     findings: Findings,
+    restorations: Vec<Restoration>,
 }
 
 struct Findings {
@@ -65,6 +67,7 @@ impl Assembler {
             checkpoints: Vec::new(),
             cosignatures: Vec::new(),
             lines: 0,
+            restorations: Vec::new(),
             findings: Findings {
                 kept: Vec::new(),
                 omitted: 0,
@@ -105,7 +108,17 @@ impl Assembler {
                     });
                 }
             }
-            Item::Entry { hash, seq, problem } => {
+            Item::Entry {
+                hash,
+                seq,
+                problem,
+                restoration,
+            } => {
+                if let Some(r) = restoration {
+                    if self.restorations.len() < MAX_RESTORATIONS {
+                        self.restorations.push(*r);
+                    }
+                }
                 if self.phase == Phase::Tail {
                     self.findings.push(Finding::Malformed {
                         line,
@@ -165,6 +178,7 @@ impl Assembler {
             ignored_signatures: 0,
             findings: Vec::new(),
             findings_omitted: 0,
+            restorations: std::mem::take(&mut self.restorations),
         };
         if self.phase == Phase::Start {
             // An empty file.
