@@ -115,7 +115,14 @@ pub struct AuditLog {
     offers: Mutex<HashMap<NodeId, u64>>,
     /// Held while an alarm is stored (and its bucket trimmed) or acknowledged.
     alarming: Mutex<()>,
+    /// Sizes of the checkpoints backups ended at since start (the newest
+    /// few): offered to each witness on the way to the newest, so that a
+    /// witness holds the root a restoration from that backup names.
+    backup_checkpoints: Mutex<std::collections::BTreeSet<u64>>,
 }
+
+/// Backup checkpoints remembered for offering (see `backup_checkpoints`).
+const BACKUP_CHECKPOINTS_KEPT: usize = 16;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +173,7 @@ impl AuditLog {
             cosigned_changed: Notify::new(),
             offers: Mutex::new(HashMap::new()),
             alarming: Mutex::new(()),
+            backup_checkpoints: Mutex::new(Default::default()),
         })
     }
 
@@ -306,6 +314,16 @@ impl AuditLog {
         // The snapshot flushed the checkpoint; the commit covers whatever
         // raced it.
         self.store.commit().await?;
+        {
+            let mut kept = self
+                .backup_checkpoints
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            kept.insert(snapshot.size);
+            while kept.len() > BACKUP_CHECKPOINTS_KEPT {
+                kept.pop_first();
+            }
+        }
         self.publish(snapshot.size);
         Ok(snapshot)
     }

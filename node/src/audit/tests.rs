@@ -349,3 +349,16 @@ mod restoration {
         assert!(!r.reason.is_alarm());
     }
 }
+
+#[tokio::test]
+async fn a_backup_checkpoint_is_offered_on_the_way_to_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, _store, log) = witness_of(&dir);
+    log.backup_checkpoints.lock().unwrap().insert(7);
+    assert_eq!(log.offer_target(3, 12), 7);
+    assert_eq!(log.offer_target(7, 12), 12);
+    assert_eq!(log.offer_target(3, 6), 6);
+    // Nothing to offer, whichever way round.
+    assert_eq!(log.offer_target(12, 12), 12);
+    assert_eq!(log.offer_target(13, 12), 12);
+}

@@ -42,6 +42,24 @@ impl AuditLog {
             .unwrap_or(&0)
     }
 
+    /// The checkpoint to offer a witness that cosigned `cosigned`, on the
+    /// way to `newest`: the first backup checkpoint between them if there
+    /// is one (a restoration from that backup is then checked against the
+    /// root the witness cosigned), else `newest`.
+    pub fn offer_target(&self, cosigned: u64, newest: u64) -> u64 {
+        // `range` panics on an empty interval the wrong way round.
+        if cosigned >= newest {
+            return newest;
+        }
+        self.backup_checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(cosigned.saturating_add(1)..=newest)
+            .next()
+            .copied()
+            .unwrap_or(newest)
+    }
+
     /// What to send a witness: our checkpoint of size `newest` (durable:
     /// the caller has it from [`AuditLog::latest`]) and a proof from
     /// `old_size`, if `newest` is larger.

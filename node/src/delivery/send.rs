@@ -279,8 +279,10 @@ async fn write_envelope(
     Ok(())
 }
 
-/// Offers the peer our newest durable checkpoint with a consistency proof
-/// from what it last cosigned, unless already offered.
+/// Offers the peer our newest durable checkpoint (by way of a backup's,
+/// `AuditLog::offer_target`) with a consistency proof from what it last
+/// cosigned, unless already offered; first, our restoration statement if
+/// it is due.
 async fn offer_checkpoint(
     ctx: &Context,
     peer: &Peer,
@@ -293,7 +295,8 @@ async fn offer_checkpoint(
     if let (Some((restored, continuation)), Some(r)) = (due, &ctx.restoration) {
         return present_restoration(ctx, peer, core, restored, continuation, r, send).await;
     }
-    let Some((old, new)) = core.lock().checkpoint_to_offer(newest, cosigned) else {
+    let target = ctx.audit.offer_target(cosigned, newest);
+    let Some((old, new)) = core.lock().checkpoint_to_offer(target, cosigned) else {
         return Ok(());
     };
     let offer = match ctx.audit.offer(old, new) {
