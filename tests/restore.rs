@@ -43,10 +43,7 @@ fn cosigned_by(node: &TestNode, witness: &TestNode) -> u64 {
 }
 
 fn alarms(node: &TestNode) -> Vec<Value> {
-    node.get("/v1/alarms")["alarms"]
-        .as_array()
-        .unwrap()
-        .clone()
+    node.get("/v1/alarms")["alarms"].as_array().unwrap().clone()
 }
 
 fn verify(bundle: &str, node: NodeId, witness: NodeId) -> Report {
@@ -75,7 +72,10 @@ fn wait(a: &TestNode, b: &TestNode, what: &str, mut f: impl FnMut() -> bool) {
         n.log()
             .lines()
             .filter(|l| {
-                (l.contains("WARN") || l.contains("ERROR") || l.contains("panicked") || l.contains("reject"))
+                (l.contains("WARN")
+                    || l.contains("ERROR")
+                    || l.contains("panicked")
+                    || l.contains("reject"))
                     && !l.contains("over budget")
             })
             .take(30)
@@ -164,7 +164,14 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
     let data = a.dir().join("data");
     assert!(data.join("store").is_dir(), "A's store is not in {data:?}");
     std::fs::remove_dir_all(&data).unwrap();
-    let o = comity(&["--config", &config, "restore", &file, "--passphrase-file", &pass]);
+    let o = comity(&[
+        "--config",
+        &config,
+        "restore",
+        &file,
+        "--passphrase-file",
+        &pass,
+    ]);
     assert!(o.status.success(), "restore failed: {}", text(&o.stderr));
     assert!(
         data.join("restored-from-backup.json").is_file(),
@@ -207,9 +214,12 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
     let after: Vec<String> = (0..5)
         .map(|i| a.send(&b, &format!("after the restore {i}")))
         .collect();
-    wait(&a, &b, "A's messages after the restore are delivered", || {
-        after.iter().all(|id| delivered(&a, id))
-    });
+    wait(
+        &a,
+        &b,
+        "A's messages after the restore are delivered",
+        || after.iter().all(|id| delivered(&a, id)),
+    );
     assert!(
         alarms(&a).is_empty(),
         "A has alarms (a witness refused its checkpoints?): {:?}",

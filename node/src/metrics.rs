@@ -333,8 +333,10 @@ fn storage_metrics(out: &mut String, node: &Node) {
 /// about a peer no longer pinned, or unknown, under `peer="unknown"`), and
 /// the unacknowledged total.
 fn alarm_metrics(out: &mut String, counts: &[AlarmCounts], peers: &[PeerStatus]) {
-    let mut by: BTreeMap<String, (u64, u64, u64)> =
-        peers.iter().map(|p| (p.country.clone(), (0, 0, 0))).collect();
+    let mut by: BTreeMap<String, (u64, u64, u64)> = peers
+        .iter()
+        .map(|p| (p.country.clone(), (0, 0, 0)))
+        .collect();
     for c in counts {
         let label = c
             .peer

@@ -197,8 +197,8 @@ fn read_statement(path: &Path) -> Result<Option<PendingRestoration>, Restoration
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let (statement, signature): (RestorationStatement, [u8; 64]) =
-        codec::decode::<_, 4096>(&bytes).map_err(|e| RestorationStartError::BadStatement {
+    let (statement, signature): (RestorationStatement, [u8; 64]) = codec::decode::<_, 4096>(&bytes)
+        .map_err(|e| RestorationStartError::BadStatement {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;

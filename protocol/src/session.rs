@@ -377,8 +377,14 @@ mod tests {
         let wire = frame.to_wire().unwrap();
         // docs/protocol.md §8.7.
         assert_eq!(wire.len() - LENGTH_PREFIX, 218 + 5 + 32 * 3);
-        assert_eq!(&wire[LENGTH_PREFIX + 6..LENGTH_PREFIX + 10], &8u32.to_le_bytes());
-        assert_eq!(SessionFrame::from_bytes(&wire[LENGTH_PREFIX..]).unwrap(), frame);
+        assert_eq!(
+            &wire[LENGTH_PREFIX + 6..LENGTH_PREFIX + 10],
+            &8u32.to_le_bytes()
+        );
+        assert_eq!(
+            SessionFrame::from_bytes(&wire[LENGTH_PREFIX..]).unwrap(),
+            frame
+        );
     }
 
     #[test]

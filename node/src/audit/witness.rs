@@ -231,8 +231,14 @@ impl AuditLog {
     ) -> Result<RestorationWitnessed, Refused> {
         let size = statement.continuation_size;
         let origin = origin_for(peer);
-        let store_error =
-            |e: crate::store::StoreError| Refused::new(WitnessRefusal::BadCheckpoint, size, 0, format!("store: {e}"));
+        let store_error = |e: crate::store::StoreError| {
+            Refused::new(
+                WitnessRefusal::BadCheckpoint,
+                size,
+                0,
+                format!("store: {e}"),
+            )
+        };
         let previous = self
             .store
             .witnessed(peer)
@@ -307,8 +313,13 @@ impl AuditLog {
             }
         };
         let now_secs = Timestamp::now().as_millis() / 1000;
-        let line = cosign(&self.signer, &origin_for(&self.signer.id()), note.text(), now_secs)
-            .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
+        let line = cosign(
+            &self.signer,
+            &origin_for(&self.signer.id()),
+            note.text(),
+            now_secs,
+        )
+        .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
         Ok(RestorationWitnessed { size, line, gap })
     }
 }

@@ -20,7 +20,7 @@ use crate::business;
 use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
-use crate::session::receiver::{RestorationClaim, ResendClaim};
+use crate::session::receiver::{ResendClaim, RestorationClaim};
 use crate::store::alarms::AlarmKind;
 use crate::store::{InboundMessage, Rejection, Store, Way};
 

@@ -419,14 +419,25 @@ fn a_restoration_is_presented_first_and_checkpoints_wait_for_its_answer() {
     // Restored to 20, continuing at 22; the witness cosigned 12 (from the
     // backup's store).
     let mut s = open_sender(8, 12).with_restoration(20, 22);
-    assert_eq!(s.checkpoint_to_offer(25, 0), None, "nothing before the statement");
+    assert_eq!(
+        s.checkpoint_to_offer(25, 0),
+        None,
+        "nothing before the statement"
+    );
     assert_eq!(s.restoration_to_present(0), Some((20, 22)));
     s.restoration_presented();
     assert_eq!(s.restoration_to_present(0), None, "presented once");
-    assert_eq!(s.checkpoint_to_offer(25, 0), None, "nothing until it is answered");
+    assert_eq!(
+        s.checkpoint_to_offer(25, 0),
+        None,
+        "nothing until it is answered"
+    );
     // The cosignature of the continuation is the acknowledgement.
     let action = s.on_frame(cosigned(22), || 25).unwrap();
-    assert!(matches!(action, Action::CheckCosignature { size: 22, .. }), "{action:?}");
+    assert!(
+        matches!(action, Action::CheckCosignature { size: 22, .. }),
+        "{action:?}"
+    );
     s.cosignature_stored(22);
     assert_eq!(s.checkpoint_to_offer(25, 0), Some((22, 25)));
     assert_eq!(s.restoration_to_present(0), None);
@@ -455,7 +466,14 @@ fn a_refused_restoration_raises_an_alarm_and_is_not_presented_again() {
         .on_frame(refused(22, 30, WitnessRefusal::Shrank), || 25)
         .unwrap();
     assert!(
-        matches!(action, Action::WitnessAlarm { size: 22, reason: WitnessRefusal::Shrank, .. }),
+        matches!(
+            action,
+            Action::WitnessAlarm {
+                size: 22,
+                reason: WitnessRefusal::Shrank,
+                ..
+            }
+        ),
         "{action:?}"
     );
     assert_eq!(s.restoration_to_present(0), None);

@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use super::parse::{BatchOut, CosignatureIn, EntryProblem, HeaderIn, Item};
 use super::{
     CheckpointSummary, EntryRange, Finding, Report, Restoration, VerifyOptions, WitnessSummary,
-    FORMAT, MAX_RESTORATIONS,
-    MAX_FINDINGS,
+    FORMAT, MAX_FINDINGS, MAX_RESTORATIONS,
 };
 use crate::audit::checkpoint::{
     cosigners, open_checkpoint, origin_for, verify_cosignature_sig, Checkpoint, CheckpointError,
