@@ -75,7 +75,8 @@ pub enum SessionFrame {
     /// acceptor's `Cosigned` on the continuation means it accepted the
     /// statement; `CheckpointRefused` that it did not.
     Restoration {
-        statement: RestorationStatement,
+        /// Boxed: 128 bytes would make every frame value that large.
+        statement: Box<RestorationStatement>,
         signature: [u8; 64],
         continuation: String,
         proof: Vec<Digest>,
@@ -369,7 +370,7 @@ mod tests {
             continuation_root: Digest([5; 32]),
         };
         let frame = SessionFrame::Restoration {
-            statement,
+            statement: Box::new(statement),
             signature: [7; 64],
             continuation: "note\n".into(),
             proof: vec![Digest([8; 32]); 3],

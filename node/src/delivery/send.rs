@@ -341,7 +341,7 @@ async fn present_restoration(
     };
     core.lock().restoration_presented();
     let frame = SessionFrame::Restoration {
-        statement: r.statement.clone(),
+        statement: Box::new(r.statement.clone()),
         signature: r.signature,
         continuation: note,
         proof,

@@ -208,7 +208,7 @@ fn on_frame(input: Input) -> Step {
                 Step::Close(BadStream::OversizeCheckpoint)
             } else {
                 Step::WitnessRestoration(Box::new(RestorationClaim {
-                    statement,
+                    statement: *statement,
                     signature,
                     continuation,
                     proof,
