@@ -28,14 +28,19 @@ pub enum Framing {
 }
 
 /// The status line and the headers that matter to this client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
     pub framing: Framing,
     /// The server will close the connection after this response, so it
     /// cannot carry another request.
     pub close: bool,
+    /// `Comity-Next-Cursor`: where the next page of a listing starts.
+    pub next_cursor: Option<String>,
 }
+
+/// Longest `Comity-Next-Cursor` accepted (the daemon's are about 35 bytes).
+const MAX_CURSOR: usize = 256;
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -91,6 +96,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut close = http10;
+        let mut next_cursor = None;
         for i in 0.. {
             let line = read_line(r, "headers")?
                 .ok_or_else(|| cut_short("connection closed in the headers"))?;
@@ -131,6 +137,12 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
                         }
                     }
                 }
+                "comity-next-cursor" => {
+                    if value.len() > MAX_CURSOR || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(bad("bad comity-next-cursor header"));
+                    }
+                    next_cursor = Some(value.to_string());
+                }
                 _ => {}
             }
         }
@@ -150,6 +162,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
             status,
             framing,
             close: close || framing == Framing::UntilClose,
+            next_cursor,
         });
     }
     Err(bad(format!("more than {MAX_INTERIM} interim responses")))
