@@ -24,6 +24,7 @@ pub mod counts;
 pub(crate) mod delivery;
 pub mod events;
 pub mod files;
+pub mod listing;
 pub mod lookup;
 pub mod malloc;
 pub mod metrics;

@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
+use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
@@ -27,6 +28,7 @@ use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
 use crate::store::StoreError;
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::store::{ListQuery, Position};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
@@ -151,13 +153,27 @@ impl Node {
     /// Puts every message accepted but not delivered back in its peer's
     /// queue, oldest first.
     fn requeue_pending(&self) -> Result<(), StoreError> {
-        let mut pending = Vec::new();
-        for r in self.ctx.store.outbound_all() {
-            let (msg, status) = r?;
-            if !status.state.is_final() {
-                pending.push((msg.created_at, msg.id, msg.peer));
-            }
+        let opened = self.ctx.store.listing_opened();
+        if opened.built {
+            info!(
+                messages = opened.summaries,
+                "message listing built (a store from before it existed)"
+            );
         }
+        if opened.settled + opened.removed > 0 {
+            info!(
+                settled = opened.settled,
+                removed = opened.removed,
+                "message listing brought in line with the messages after an interrupted stop"
+            );
+        }
+        let mut pending: Vec<_> = self
+            .ctx
+            .store
+            .pending_outbound(None)?
+            .into_iter()
+            .map(|s| (s.created_at, s.id, s.peer))
+            .collect();
         pending.sort();
         let n = pending.len();
         for (_, id, peer_id) in pending {
@@ -240,6 +256,17 @@ impl Node {
         stats::collect(&self.ctx)
     }
 
+    /// One page of the message listing, and where the next starts (see
+    /// [`crate::listing`]).
+    pub fn list_messages(
+        &self,
+        q: &ListQuery,
+    ) -> Result<(Vec<Listed>, Option<Position>), StoreError> {
+        listing::page(&self.ctx, q)
+    }
+
+    /// Every message sent, bodies decoded (its cost grows with the store:
+    /// the admin API lists pages, [`Node::list_messages`]).
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         outbox::list(&self.ctx)
     }
@@ -262,12 +289,15 @@ impl Node {
         &self.ctx.audit
     }
 
+    /// Every message received, bodies included (its cost grows with the
+    /// store: see [`Node::list_messages`]).
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
         self.ctx.store.inbound_all().collect()
     }
 
-    /// Messages held, counted one record at a time.
-    pub fn message_counts(&self) -> Result<MessageCounts, StoreError> {
+    /// Messages held, by direction, kind and state (kept as messages are
+    /// written: nothing is read).
+    pub fn message_counts(&self) -> MessageCounts {
         MessageCounts::of(&self.ctx.store)
     }
 
@@ -282,7 +312,7 @@ impl Node {
         self.ctx.handshakes.counts()
     }
 
-    pub fn rejection_count(&self) -> usize {
+    pub fn rejection_count(&self) -> u64 {
         self.ctx.store.rejection_count()
     }
 
@@ -328,13 +358,13 @@ impl Node {
         let peer = self.ctx.peers.add(&self.id(), config)?;
         let id = peer.id();
         self.ctx.pins.insert(id);
-        let mut pending = Vec::new();
-        for r in self.ctx.store.outbound_all() {
-            let (m, s) = r?;
-            if m.peer == id && !s.state.is_final() {
-                pending.push((m.created_at, m.id));
-            }
-        }
+        let mut pending: Vec<_> = self
+            .ctx
+            .store
+            .pending_outbound(Some(&id))?
+            .into_iter()
+            .map(|s| (s.created_at, s.id))
+            .collect();
         pending.sort();
         for (_, msg) in pending {
             peer.queue.push(msg);

@@ -17,6 +17,8 @@
 //!   peers may use one id; a peer may reuse the id of ours)
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
+//! * `listing`: a small summary of every message, in the order recorded,
+//!   and what the counts are made of (see [`listing`])
 //! * `audit`: checkpoints, cosignatures, witness state (see [`audit`]), alarms
 //!   (see [`alarms`])
 //!
@@ -27,9 +29,11 @@ pub mod alarms;
 pub mod audit;
 pub mod audit_files;
 mod commit;
+pub mod listing;
 pub mod records;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bincode::{Decode, Encode};
@@ -39,6 +43,8 @@ use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 use audit_files::{AuditFileError, AuditFiles};
 pub use commit::CommitError;
 use commit::Committer;
+use listing::Listing;
+pub use listing::{Counts, ListQuery, Opened, Page, Position, Summary};
 pub use records::*;
 
 /// sled's page cache (see `Store::open`).
@@ -79,6 +85,11 @@ pub struct Store {
     peer_keys: sled::Tree,
     business: sled::Tree,
     audit: sled::Tree,
+    listing: Arc<Listing>,
+    /// What opening the listing did.
+    opened: Opened,
+    /// Rejections recorded: counted at open, then with each one recorded.
+    rejections_held: Arc<AtomicU64>,
     audit_files: Arc<AuditFiles>,
     committer: Committer,
     flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -146,14 +157,22 @@ impl Store {
             );
         }
         let audit_files = Arc::new(audit_files);
+        let outbox = db.open_tree("outbox")?;
+        let inbox = db.open_tree("inbox")?;
+        let (listing, opened) = Listing::open(db.open_tree("listing")?, &outbox, &inbox)?;
+        let rejections = db.open_tree("rejections")?;
+        let rejections_held = rejections.iter().keys().count() as u64;
         let (committer, flusher) = Committer::start(db.clone(), audit_files.clone());
         Ok(Store {
-            outbox: db.open_tree("outbox")?,
-            inbox: db.open_tree("inbox")?,
-            rejections: db.open_tree("rejections")?,
+            outbox,
+            inbox,
+            rejections,
             peer_keys: db.open_tree("peer_keys")?,
             business: db.open_tree("business")?,
             audit,
+            listing: Arc::new(listing),
+            opened,
+            rejections_held: Arc::new(AtomicU64::new(rejections_held)),
             audit_files,
             committer,
             flusher: Arc::new(Mutex::new(Some(flusher))),
@@ -195,8 +214,10 @@ impl Store {
     /// sled writes its log twice for every batch, and sled recovers writes
     /// in order, so a crash between them leaves a message no one sees
     /// (nor was told was accepted).
+    /// Its summary goes between the two (see [`listing`]).
     pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
         self.outbox.insert(key(b'm', &[&msg.id.0]), encode(msg)?)?;
+        self.listing.add(&Summary::sent(msg, status))?;
         self.outbox
             .insert(key(b's', &[&msg.id.0]), encode(status)?)?;
         Ok(())
@@ -208,9 +229,14 @@ impl Store {
         Ok(())
     }
 
+    /// The message's summary follows (see [`listing`]).
     pub fn put_outbound_status(&self, id: &MessageId, status: &OutboundStatus) -> Result<()> {
-        self.outbox.insert(key(b's', &[&id.0]), encode(status)?)?;
-        Ok(())
+        let bytes = encode(status)?;
+        self.listing
+            .change_state(id, HeldState::Outbound(status.state), || {
+                self.outbox.insert(key(b's', &[&id.0]), bytes)?;
+                Ok(())
+            })
     }
 
     pub fn outbound(&self, id: &MessageId) -> Result<Option<(OutboundMessage, OutboundStatus)>> {
@@ -282,8 +308,11 @@ impl Store {
             .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?)?;
         self.inbox
             .insert(key(b'j', &[&msg.id.0, &msg.sender.0]), &[][..])?;
+        let summary = Summary::received(msg);
+        let at = self.listing.add(&summary)?;
         self.inbox
             .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?)?;
+        self.listing.settle(at, summary)?;
         Ok(None)
     }
 
@@ -330,6 +359,30 @@ impl Store {
         })
     }
 
+    // --- listing ---
+
+    /// Messages held, by state and kind (kept with the summaries: nothing
+    /// is read).
+    pub fn message_counts(&self) -> Counts {
+        self.listing.counts()
+    }
+
+    /// One page of the listing (see [`ListQuery`]).
+    pub fn list(&self, q: &ListQuery) -> Result<Page> {
+        self.listing.page(q)
+    }
+
+    /// Messages sent and not yet delivered nor failed (to `peer` only, if
+    /// given), oldest first: one pass over the summaries.
+    pub fn pending_outbound(&self, peer: Option<&NodeId>) -> Result<Vec<Summary>> {
+        self.listing.pending(peer)
+    }
+
+    /// What opening the listing did (built, settled, removed).
+    pub fn listing_opened(&self) -> Opened {
+        self.opened
+    }
+
     // --- business history ---
 
     /// Appends to the history of message `regarding` that went `way` with
@@ -374,12 +427,13 @@ impl Store {
     pub fn record_rejection(&self, r: &Rejection) -> Result<()> {
         let seq = self.db.generate_id()?;
         self.rejections.insert(seq.to_be_bytes(), encode(r)?)?;
+        self.rejections_held.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Rejections recorded (keys only: nothing is decoded).
-    pub fn rejection_count(&self) -> usize {
-        self.rejections.iter().keys().count()
+    /// Rejections recorded (counted at open, then one by one).
+    pub fn rejection_count(&self) -> u64 {
+        self.rejections_held.load(Ordering::Relaxed)
     }
 
     pub fn rejections(&self) -> impl Iterator<Item = Result<Rejection>> + '_ {
