@@ -22,9 +22,10 @@
 //!   not in a final state is checked at open; a change away from a final
 //!   state (a late receipt for a message given up) first writes the
 //!   summary unsettled.
-//! * a message received: `m`, `j`, its summary (unsettled), `d`, its
-//!   summary (settled). An unsettled one without its `d` is removed (the
-//!   peer, without a receipt, sends the message again).
+//! * a message received: `m`, `j`, its summary, `d`. Messages are received
+//!   one at a time (the store's inbound gate), so only the newest received
+//!   summary can lack its `d`; if it does it is removed (the peer, without
+//!   a receipt, sends the message again).
 //!
 //! The counts are made from the summaries at open (one pass over these
 //! small records) and follow every summary written after, so a crash
@@ -154,7 +155,8 @@ impl Summary {
         }
     }
 
-    /// Unsettled until its de-duplication entry is written.
+    /// Written before its de-duplication entry, under the inbound gate
+    /// (see the module doc).
     pub(super) fn received(msg: &InboundMessage) -> Summary {
         Summary {
             way: Way::Received,
@@ -165,7 +167,7 @@ impl Summary {
             created_at: msg.created_at,
             recorded_at: msg.received_at,
             subject: msg.body.subject().map(str::to_string),
-            settled: false,
+            settled: true,
         }
     }
 }
@@ -345,9 +347,7 @@ impl Listing {
             // ours to list (nor counted before the listing existed).
             let Some(m) = inbox.get(&mk)? else { continue };
             let msg: InboundMessage = decode(&mk, &m)?;
-            let mut s = Summary::received(&msg);
-            s.settled = true;
-            put(&mut book, s)?;
+            put(&mut book, Summary::received(&msg))?;
         }
         // Last: a crash before it builds again from scratch.
         self.tree.insert(BUILT, &[FORMAT][..])?;
@@ -360,6 +360,7 @@ impl Listing {
     fn settle_all(&self, outbox: &sled::Tree, inbox: &sled::Tree) -> Result<Opened> {
         let mut book = self.lock();
         let mut opened = Opened::default();
+        let mut newest_received = None;
         for kv in self.tree.scan_prefix([b'l']) {
             let (k, v) = kv?;
             let pos = Position::of_key(&k)?;
@@ -384,9 +385,9 @@ impl Listing {
                         }
                     }
                 }
-                Way::Received if !s.settled => {
-                    s.settled = inbox.contains_key(key(b'd', &[&s.peer.0, &s.id.0]))?;
-                    s.settled
+                Way::Received => {
+                    newest_received = Some((k.clone(), s.clone()));
+                    true
                 }
                 _ => true,
             };
@@ -407,6 +408,14 @@ impl Listing {
             book.count(&s, true);
             opened.summaries += 1;
         }
+        if let Some((k, s)) = newest_received {
+            if !inbox.contains_key(key(b'd', &[&s.peer.0, &s.id.0]))? {
+                self.tree.remove(&k)?;
+                book.count(&s, false);
+                opened.summaries -= 1;
+                opened.removed += 1;
+            }
+        }
         Ok(opened)
     }
 
@@ -425,12 +434,17 @@ impl Listing {
         Ok(pos)
     }
 
-    /// Marks the summary at `pos` settled, and counts it.
-    pub(super) fn settle(&self, pos: Position, mut s: Summary) -> Result<()> {
+    /// Takes back the summary `s` written at `pos` (its message could not
+    /// be stored after all).
+    pub(super) fn remove(&self, pos: Position, s: &Summary) -> Result<()> {
         let mut book = self.lock();
-        s.settled = true;
-        self.tree.insert(pos.key(), encode(&s)?)?;
-        book.count(&s, true);
+        self.tree.remove(pos.key())?;
+        if s.way == Way::Sent {
+            self.tree.remove(sent_key(&s.id))?;
+        }
+        if s.settled {
+            book.count(s, false);
+        }
         Ok(())
     }
 
@@ -508,19 +522,26 @@ impl Listing {
             };
         let mut page = Page::default();
         let mut read = 0;
+        // The last position read: where the next page goes on from.
         let mut last = None;
         for kv in entries.by_ref() {
             let (k, v) = kv?;
-            if page.summaries.len() >= q.limit || read >= SCAN_BUDGET {
+            if read >= SCAN_BUDGET {
                 page.next = last;
                 break;
             }
             read += 1;
-            last = Some(Position::of_key(&k)?);
             let s: Summary = decode(&k, &v)?;
             if s.settled && q.matches(&s) {
+                // A full page reads on to the next match, so that the last
+                // page says it is the last.
+                if page.summaries.len() >= q.limit {
+                    page.next = last;
+                    break;
+                }
                 page.summaries.push(s);
             }
+            last = Some(Position::of_key(&k)?);
         }
         Ok(page)
     }

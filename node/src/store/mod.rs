@@ -308,11 +308,19 @@ impl Store {
             .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), encode(msg)?)?;
         self.inbox
             .insert(key(b'j', &[&msg.id.0, &msg.sender.0]), &[][..])?;
+        // Its summary before `d`, under the gate (see [`listing`]).
         let summary = Summary::received(msg);
         let at = self.listing.add(&summary)?;
-        self.inbox
-            .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?)?;
-        self.listing.settle(at, summary)?;
+        let seen = encode(&seen).and_then(|seen| {
+            self.inbox
+                .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), seen)
+                .map_err(StoreError::from)
+        });
+        if let Err(e) = seen {
+            // Not received: the copy the peer sends again gets the summary.
+            let _ = self.listing.remove(at, &summary);
+            return Err(e);
+        }
         Ok(None)
     }
 

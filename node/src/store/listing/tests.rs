@@ -88,6 +88,13 @@ fn walk(store: &Store, mut q: ListQuery) -> (Vec<(Way, MessageId)>, usize) {
 
 async fn reopen(store: Store, dir: &Path) -> Store {
     store.close().await.unwrap();
+    // sled's own threads may hold its file lock a moment longer.
+    for _ in 0..100 {
+        match Store::open(dir) {
+            Ok(s) => return s,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
     Store::open(dir).unwrap()
 }
 
@@ -387,7 +394,8 @@ async fn after_a_crash_the_listing_and_counts_agree_with_the_messages() {
             || Err(StoreError::Encode("the crash".into())),
         )
         .unwrap_err();
-    // 4. a message received up to its summary, without its `d`;
+    // 4. a message received up to its summary, without its `d` (only the
+    //    newest can be: messages are received one at a time).
     let lost = inbound(5, 2, kind, 4000);
     store
         .inbox
@@ -397,39 +405,17 @@ async fn after_a_crash_the_listing_and_counts_agree_with_the_messages() {
         )
         .unwrap();
     store.listing.add(&Summary::received(&lost)).unwrap();
-    // 5. a message received with its `d`, its summary not yet settled.
-    let kept = inbound(6, 2, kind, 5000);
-    store
-        .inbox
-        .insert(
-            key(b'm', &[&kept.sender.0, &kept.id.0]),
-            encode(&kept).unwrap(),
-        )
-        .unwrap();
-    let at = store.listing.add(&Summary::received(&kept)).unwrap();
-    store
-        .inbox
-        .insert(
-            key(b'd', &[&kept.sender.0, &kept.id.0]),
-            encode(&SeenEntry {
-                digest: kept.digest,
-                receipt: kept.receipt.clone(),
-            })
-            .unwrap(),
-        )
-        .unwrap();
-    let _ = at;
 
     let store = reopen(store, dir.path()).await;
     let opened = store.listing_opened();
     assert!(!opened.built);
-    // 2 and 3 and 5 brought in line; 1 and 4 removed.
-    assert_eq!((opened.settled, opened.removed), (3, 2), "{opened:?}");
+    // 2 and 3 brought in line; 1 and 4 removed.
+    assert_eq!((opened.settled, opened.removed), (2, 2), "{opened:?}");
     let expected = Counts::from([
         ((HeldState::Outbound(OutboundState::Queued), kind), 0),
         ((HeldState::Outbound(OutboundState::Delivered), kind), 2),
         ((HeldState::Outbound(OutboundState::Failed), kind), 1),
-        ((HeldState::Received, kind), 2),
+        ((HeldState::Received, kind), 1),
     ])
     .into_iter()
     .filter(|(_, n)| *n > 0)
@@ -444,7 +430,6 @@ async fn after_a_crash_the_listing_and_counts_agree_with_the_messages() {
             (Way::Sent, id(1)),
             (Way::Sent, id(2)),
             (Way::Received, id(3)),
-            (Way::Received, id(6)),
         ]
     );
     // The message received without its `d` comes again: listed once.
