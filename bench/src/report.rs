@@ -471,7 +471,7 @@ impl Report {
             ),
             (
                 "large_store_restart_secs",
-                "  restart with that store (slower node)",
+                "  restart with that store, median of 3",
                 "s",
             ),
         ];
