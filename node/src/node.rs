@@ -153,7 +153,8 @@ impl Node {
     /// Puts every message accepted but not delivered back in its peer's
     /// queue, oldest first.
     fn requeue_pending(&self) -> Result<(), StoreError> {
-        let opened = self.ctx.store.listing_opened();
+        // Found by the pass over the summaries that opening the store made.
+        let opened = self.ctx.store.take_opened();
         if opened.built {
             info!(
                 messages = opened.summaries,
@@ -167,13 +168,7 @@ impl Node {
                 "message listing brought in line with the messages after an interrupted stop"
             );
         }
-        let mut pending: Vec<_> = self
-            .ctx
-            .store
-            .pending_outbound(None)?
-            .into_iter()
-            .map(|s| (s.created_at, s.id, s.peer))
-            .collect();
+        let mut pending = opened.pending;
         pending.sort();
         let n = pending.len();
         for (_, id, peer_id) in pending {

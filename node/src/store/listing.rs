@@ -222,8 +222,11 @@ pub struct Page {
     pub next: Option<Position>,
 }
 
+/// A message sent and not yet delivered nor failed: (created, id, peer).
+pub type Pending = (Timestamp, MessageId, NodeId);
+
 /// What [`Listing::open`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Opened {
     /// The summaries were built from the messages (a store made before the
     /// listing, or whose building was interrupted).
@@ -233,6 +236,8 @@ pub struct Opened {
     pub settled: u64,
     /// Summaries of changes that never completed, removed.
     pub removed: u64,
+    /// The messages to deliver, found on the way (oldest first).
+    pub pending: Vec<Pending>,
 }
 
 #[derive(Debug, Default)]
@@ -325,6 +330,9 @@ impl Listing {
             book.count(&s, true);
             book.last = book.last.max(pos);
             opened.summaries += 1;
+            if s.way == Way::Sent && !s.state.is_final() {
+                opened.pending.push((s.created_at, s.id, s.peer));
+            }
             Ok(())
         };
         for kv in outbox.scan_prefix([b's']) {
@@ -352,6 +360,7 @@ impl Listing {
         // Last: a crash before it builds again from scratch.
         self.tree.insert(BUILT, &[FORMAT][..])?;
         book.last.seq = book.last.seq.max(seq);
+        opened.pending.sort();
         Ok(opened)
     }
 
@@ -407,6 +416,9 @@ impl Listing {
             }
             book.count(&s, true);
             opened.summaries += 1;
+            if s.way == Way::Sent && !s.state.is_final() {
+                opened.pending.push((s.created_at, s.id, s.peer));
+            }
         }
         if let Some((k, s)) = newest_received {
             if !inbox.contains_key(key(b'd', &[&s.peer.0, &s.id.0]))? {

@@ -44,7 +44,7 @@ use audit_files::{AuditFileError, AuditFiles};
 pub use commit::CommitError;
 use commit::Committer;
 use listing::Listing;
-pub use listing::{Counts, ListQuery, Opened, Page, Position, Summary};
+pub use listing::{Counts, ListQuery, Opened, Page, Pending, Position, Summary};
 pub use records::*;
 
 /// sled's page cache (see `Store::open`).
@@ -86,8 +86,9 @@ pub struct Store {
     business: sled::Tree,
     audit: sled::Tree,
     listing: Arc<Listing>,
-    /// What opening the listing did.
-    opened: Opened,
+    /// What opening the listing did (its pending list taken once, by
+    /// [`Store::take_opened`]).
+    opened: Arc<Mutex<Opened>>,
     /// Rejections recorded: counted at open, then with each one recorded.
     rejections_held: Arc<AtomicU64>,
     audit_files: Arc<AuditFiles>,
@@ -171,7 +172,7 @@ impl Store {
             business: db.open_tree("business")?,
             audit,
             listing: Arc::new(listing),
-            opened,
+            opened: Arc::new(Mutex::new(opened)),
             rejections_held: Arc::new(AtomicU64::new(rejections_held)),
             audit_files,
             committer,
@@ -386,9 +387,16 @@ impl Store {
         self.listing.pending(peer)
     }
 
-    /// What opening the listing did (built, settled, removed).
-    pub fn listing_opened(&self) -> Opened {
-        self.opened
+    /// What opening the listing did (built, settled, removed), with the
+    /// messages it found still to deliver; the second call has no pending
+    /// list (see [`Store::pending_outbound`]).
+    pub fn take_opened(&self) -> Opened {
+        let mut o = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = std::mem::take(&mut o.pending);
+        Opened {
+            pending,
+            ..o.clone()
+        }
     }
 
     // --- business history ---

@@ -149,6 +149,13 @@ async fn a_cursor_walk_sees_every_message_once_in_the_order_recorded() {
     }
     // The same after a restart, and messages recorded later come after.
     let store = reopen(store, dir.path()).await;
+    let sent: Vec<_> = all
+        .iter()
+        .filter(|m| m.0 == Way::Sent)
+        .map(|m| m.1)
+        .collect();
+    let pending: Vec<_> = store.take_opened().pending.iter().map(|p| p.1).collect();
+    assert_eq!(pending, sent, "every message sent is still queued");
     store
         .insert_outbound(
             &outbound(100, 1, MessageKind::Request, 5000),
@@ -328,10 +335,8 @@ async fn counts_follow_every_change_and_agree_with_the_messages() {
     assert_eq!(counted_by_reading(&store), expected);
     let store = reopen(store, dir.path()).await;
     assert_eq!(store.message_counts(), expected);
-    assert_eq!(
-        store.listing_opened().settled + store.listing_opened().removed,
-        0
-    );
+    let opened = store.take_opened();
+    assert_eq!(opened.settled + opened.removed, 0, "{opened:?}");
     let (seen, _) = walk(&store, ListQuery::all(100));
     assert_eq!(seen.len(), 5);
 }
@@ -407,10 +412,12 @@ async fn after_a_crash_the_listing_and_counts_agree_with_the_messages() {
     store.listing.add(&Summary::received(&lost)).unwrap();
 
     let store = reopen(store, dir.path()).await;
-    let opened = store.listing_opened();
+    let opened = store.take_opened();
     assert!(!opened.built);
     // 2 and 3 brought in line; 1 and 4 removed.
     assert_eq!((opened.settled, opened.removed), (2, 2), "{opened:?}");
+    // The one never accepted is not to be delivered either.
+    assert!(opened.pending.is_empty(), "{opened:?}");
     let expected = Counts::from([
         ((HeldState::Outbound(OutboundState::Queued), kind), 0),
         ((HeldState::Outbound(OutboundState::Delivered), kind), 2),
@@ -439,7 +446,7 @@ async fn after_a_crash_the_listing_and_counts_agree_with_the_messages() {
     assert_eq!(store.message_counts(), counted_by_reading(&store));
     // Nothing left to settle at the next start.
     let store = reopen(store, dir.path()).await;
-    let opened = store.listing_opened();
+    let opened = store.take_opened();
     assert_eq!((opened.settled, opened.removed), (0, 0), "{opened:?}");
     assert_eq!(store.message_counts(), counted_by_reading(&store));
 }
@@ -491,7 +498,7 @@ async fn a_store_from_before_the_listing_gets_it_built_at_open() {
     store.listing.tree.clear().unwrap();
     write_without_listing(&store);
     let store = reopen(store, dir.path()).await;
-    let opened = store.listing_opened();
+    let opened = store.take_opened();
     assert!(opened.built);
     assert_eq!(opened.summaries, 10);
     assert_eq!(store.message_counts(), counted_by_reading(&store));
@@ -501,7 +508,9 @@ async fn a_store_from_before_the_listing_gets_it_built_at_open() {
         .flat_map(|n| [(Way::Sent, id(n)), (Way::Received, id(100 + n))])
         .collect();
     assert_eq!(seen, expected);
-    // Those not delivered are still to be sent.
+    // Those not delivered are still to be sent, found at open and later.
+    let at_open: Vec<_> = opened.pending.iter().map(|p| p.1).collect();
+    assert_eq!(at_open, vec![id(3), id(4)]);
     let pending: Vec<_> = store
         .pending_outbound(None)
         .unwrap()
@@ -524,7 +533,7 @@ async fn a_store_from_before_the_listing_gets_it_built_at_open() {
     assert_eq!(store.message_counts(), counted_by_reading(&store));
     // Built once: the next open only settles.
     let store = reopen(store, dir.path()).await;
-    assert!(!store.listing_opened().built);
+    assert!(!store.take_opened().built);
     assert_eq!(store.message_counts(), counted_by_reading(&store));
 }
 
@@ -543,7 +552,7 @@ async fn an_interrupted_building_starts_again() {
         ))
         .unwrap();
     let store = reopen(store, dir.path()).await;
-    assert!(store.listing_opened().built);
+    assert!(store.take_opened().built);
     let (seen, _) = walk(&store, ListQuery::all(100));
     assert_eq!(seen.len(), 10, "no summary twice");
     assert_eq!(store.message_counts(), counted_by_reading(&store));
