@@ -371,8 +371,7 @@ fn pages_and_counts_agree_through_failures_receipts_restarts_and_kill9() {
         });
         b.wait_until(LONG, "some of the 300 received", || b.inbox_count() >= 60);
         b.kill9();
-        let ids = sender.join().unwrap();
-        ids
+        sender.join().unwrap()
     });
     a.kill9();
     start(&mut a, ports[AR_METRICS], &[]);

@@ -526,23 +526,21 @@ impl Listing {
             }
         }
         let range = self.tree.range::<Vec<u8>, _>((lower, upper));
-        let mut entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             if q.newest_first {
                 Box::new(range.rev())
             } else {
                 Box::new(range)
             };
         let mut page = Page::default();
-        let mut read = 0;
         // The last position read: where the next page goes on from.
         let mut last = None;
-        for kv in entries.by_ref() {
+        for (read, kv) in entries.enumerate() {
             let (k, v) = kv?;
             if read >= SCAN_BUDGET {
                 page.next = last;
                 break;
             }
-            read += 1;
             let s: Summary = decode(&k, &v)?;
             if s.settled && q.matches(&s) {
                 // A full page reads on to the next match, so that the last
