@@ -606,3 +606,32 @@ fn cursors_read_back_what_they_show_and_nothing_else() {
         assert!(bad.parse::<Position>().is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn cursors_beyond_either_end_give_empty_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store);
+    let far = Position {
+        at: u64::MAX,
+        seq: u64::MAX,
+    };
+    let zero = Position::default();
+    for (newest_first, after, since) in [
+        (false, far, None),
+        (true, zero, None),
+        // Newest first from before `since`: an empty range, read the
+        // other way round.
+        (true, zero, Some(Timestamp(1300))),
+        (false, zero, Some(Timestamp(u64::MAX))),
+    ] {
+        let q = ListQuery {
+            after: Some(after),
+            since,
+            newest_first,
+            ..ListQuery::all(10)
+        };
+        let page = store.list(&q).unwrap();
+        assert!(page.summaries.is_empty() && page.next.is_none(), "{q:?}");
+    }
+}
