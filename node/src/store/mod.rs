@@ -190,7 +190,12 @@ impl Store {
                     "store format brought up to date"
                 )
             }
-            Ok(_) => {}
+            Ok(version::Opened::Current) => {
+                tracing::info!(format = version::CURRENT, "store format current")
+            }
+            Ok(version::Opened::Created) => {
+                tracing::info!(format = version::CURRENT, "store created")
+            }
             Err(source) => {
                 return Err(StoreError::Version {
                     path: dir.display().to_string(),
