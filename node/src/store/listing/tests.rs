@@ -295,29 +295,13 @@ async fn counts_follow_every_change_and_agree_with_the_messages() {
             .insert_outbound(&outbound(n, 1, kind, 1000), &OutboundStatus::queued())
             .unwrap();
     }
-    store
-        .put_outbound_status(&id(0), &status(OutboundState::Sent))
-        .unwrap();
-    // Sent again: no change of state.
-    store
-        .put_outbound_status(&id(0), &status(OutboundState::Sent))
-        .unwrap();
-    store
-        .put_outbound_status(&id(1), &status(OutboundState::Sent))
-        .unwrap();
-    store
-        .put_outbound_status(&id(1), &status(OutboundState::Delivered))
-        .unwrap();
-    store
-        .put_outbound_status(&id(2), &status(OutboundState::Failed))
-        .unwrap();
-    // A late receipt for a message given up.
-    store
-        .put_outbound_status(&id(3), &status(OutboundState::Failed))
-        .unwrap();
-    store
-        .put_outbound_status(&id(3), &status(OutboundState::Delivered))
-        .unwrap();
+    use OutboundState::{Delivered, Failed, Sent};
+    // 0 sent twice (no change of state the second time); 3 delivered by a
+    // late receipt after it was given up.
+    let changes = [(0, Sent), (0, Sent), (1, Sent), (1, Delivered), (2, Failed)];
+    for (n, state) in changes.into_iter().chain([(3, Failed), (3, Delivered)]) {
+        store.put_outbound_status(&id(n), &status(state)).unwrap();
+    }
     store
         .insert_inbound_if_new(&inbound(10, 1, MessageKind::Reply, 2000))
         .unwrap();
