@@ -12,6 +12,7 @@
 mod audit;
 mod cluster;
 mod crypto;
+mod large_store;
 mod load;
 mod procfs;
 mod report;
@@ -33,7 +34,8 @@ use crate::runs::{median_of, Ctx, DrainRun, Topology};
     name = "comity-bench",
     version,
     about = "Benchmarks real comityd nodes on 127.0.0.1 against the targets of issue 7",
-    after_help = "Sections: crypto, audit, throughput (includes the audit-off runs), sustained, latency, mesh, idle.\n\
+    after_help = "Sections: crypto, audit, throughput (includes the audit-off runs), sustained, latency, mesh, idle;\n\
+                  store (a large store: status, /metrics and a page of messages timed; only when named in --only).\n\
                   Build the daemon first: cargo build --release -p comity-node"
 )]
 struct Args {
@@ -74,6 +76,14 @@ struct Args {
     /// How long the idle node runs before its memory is read, seconds.
     #[arg(long, default_value_t = 20.0)]
     idle_secs: f64,
+    /// Messages sent A→B before the large-store questions are timed
+    /// (section `store`).
+    #[arg(long, default_value_t = 200_000)]
+    store_messages: u64,
+    /// The `comity` CLI timed in section `store` (default: next to comityd,
+    /// if there is one).
+    #[arg(long)]
+    comity: Option<PathBuf>,
     /// Entries of the audit bundle verified.
     #[arg(long, default_value_t = 1_000_000)]
     audit_entries: u64,
@@ -107,7 +117,7 @@ struct Args {
     quiet: bool,
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "crypto",
     "audit",
     "throughput",
@@ -115,6 +125,7 @@ const SECTIONS: [&str; 7] = [
     "latency",
     "mesh",
     "idle",
+    "store",
 ];
 
 fn main() -> ExitCode {
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
         args.idle_secs = args.idle_secs.min(3.0);
         args.audit_entries = args.audit_entries.min(100_000);
         args.crypto_iterations = args.crypto_iterations.min(300);
+        args.store_messages = args.store_messages.min(5000);
     }
     match run(&args) {
         Ok(report) => {
@@ -158,7 +170,8 @@ fn run(args: &Args) -> Result<Report> {
     if args.window == 0 || args.window > 4096 {
         bail!("--window must be 1..=4096");
     }
-    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    // The large store takes minutes to fill: it runs only when named.
+    let want = |s: &str| (args.only.is_empty() && s != "store") || args.only.iter().any(|o| o == s);
     let comityd = runs::locate_comityd(args.comityd.as_deref())?;
     let exe = std::env::current_exe()?;
     if !exe.to_string_lossy().contains("/release/")
@@ -178,6 +191,21 @@ fn run(args: &Args) -> Result<Report> {
     let comityd_copy = pinned.path().join("comityd");
     std::fs::copy(&comityd, &comityd_copy)
         .with_context(|| format!("copying {}", comityd.display()))?;
+    let comity = match &args.comity {
+        Some(c) => Some(c.clone()),
+        None => comityd
+            .parent()
+            .map(|d| d.join("comity"))
+            .filter(|c| c.is_file()),
+    };
+    let comity_copy = match &comity {
+        Some(c) => {
+            let copy = pinned.path().join("comity");
+            std::fs::copy(c, &copy).with_context(|| format!("copying {}", c.display()))?;
+            Some(copy)
+        }
+        None => None,
+    };
     let comityd_built = std::fs::metadata(&comityd)
         .and_then(|m| m.modified())
         .ok()
@@ -212,6 +240,8 @@ fn run(args: &Args) -> Result<Report> {
         "idle_peers": args.idle_peers,
         "idle_secs": args.idle_secs,
         "audit_entries": args.audit_entries,
+        "store_messages": args.store_messages,
+        "comity": comity.as_ref().map(|c| c.display().to_string()),
         "crypto_iterations": args.crypto_iterations,
     }));
 
@@ -312,6 +342,17 @@ fn run(args: &Args) -> Result<Report> {
             &ctx,
             args.idle_peers,
             Duration::from_secs_f64(args.idle_secs),
+        )?);
+    }
+    if want("store") {
+        say(&format!(
+            "large store: {} messages A→B, then status, /metrics and a page of messages, {} times each…",
+            args.store_messages, 10
+        ));
+        report.large_store = Some(large_store::run(
+            &ctx,
+            comity_copy.as_ref(),
+            args.store_messages,
         )?);
     }
     report.discarded_runs = discarded;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::audit::AuditVerify;
 use crate::crypto::CryptoFloor;
+use crate::large_store::LargeStore;
 use crate::procfs;
 use crate::runs::{median_of, DrainRun, IdlePeers, LatencyRun, SustainedRun};
 
@@ -45,6 +46,7 @@ pub struct Report {
     pub latency: Option<LatencyRun>,
     pub mesh_runs: Vec<DrainRun>,
     pub idle: Option<IdlePeers>,
+    pub large_store: Option<LargeStore>,
     pub discarded_runs: Vec<DrainRun>,
     pub elapsed_secs: f64,
 }
@@ -80,6 +82,7 @@ impl Report {
             latency: None,
             mesh_runs: Vec::new(),
             idle: None,
+            large_store: None,
             discarded_runs: Vec::new(),
             elapsed_secs: 0.0,
         }
@@ -160,7 +163,60 @@ impl Report {
                     r.peak_rss_mib.iter().copied().fold(0.0, f64::max)
                 }),
             ),
+            ("large_store_status_ms", self.store(|n| n.status.median_ms)),
+            (
+                "large_store_metrics_ms",
+                self.store(|n| n.metrics.median_ms),
+            ),
+            ("large_store_page_ms", self.store(|n| n.page.median_ms)),
+            (
+                "large_store_next_page_ms",
+                self.store_opt(|n| n.next_page.as_ref().map(|t| t.median_ms)),
+            ),
+            (
+                "large_store_unmatched_filter_page_ms",
+                self.store_opt(|n| n.unmatched_filter_page.as_ref().map(|t| t.median_ms)),
+            ),
+            (
+                "large_store_status_cli_ms",
+                self.store_opt(|n| n.status_cli.as_ref().map(|t| t.median_ms)),
+            ),
+            (
+                "large_store_page_cli_ms",
+                self.store_opt(|n| n.page_cli.as_ref().map(|t| t.median_ms)),
+            ),
+            (
+                "large_store_rss_growth_mib",
+                self.store(|n| n.rss_after_mib - n.rss_before_mib),
+            ),
+            (
+                "large_store_peak_rss_growth_mib",
+                self.store(|n| n.peak_rss_after_mib - n.peak_rss_before_mib),
+            ),
+            (
+                "large_store_restart_secs",
+                self.large_store
+                    .as_ref()
+                    .map(|s| s.restart_secs.iter().copied().fold(0.0, f64::max)),
+            ),
         ]
+    }
+
+    /// The slowest node's figure of the large store.
+    fn store(&self, f: impl Fn(&crate::large_store::NodeFigures) -> f64) -> Option<f64> {
+        self.large_store.as_ref().map(|s| s.worst(f))
+    }
+
+    fn store_opt(
+        &self,
+        f: impl Fn(&crate::large_store::NodeFigures) -> Option<f64>,
+    ) -> Option<f64> {
+        let s = self.large_store.as_ref()?;
+        s.nodes
+            .iter()
+            .map(f)
+            .collect::<Option<Vec<f64>>>()
+            .map(|v| v.into_iter().fold(0.0, f64::max))
     }
 
     fn figure(&self, key: &str) -> Option<f64> {
@@ -172,6 +228,7 @@ impl Report {
 
     fn targets(&self) -> Vec<Target> {
         let idle_peers = self.idle.as_ref().map_or(200, |i| i.peers);
+        let stored = self.large_store.as_ref().map_or(0, |s| s.messages);
         let spec: Vec<(&'static str, String, &'static str, Op, f64)> = vec![
             (
                 "throughput_msgs_per_sec",
@@ -233,6 +290,34 @@ impl Report {
                 "%",
                 Op::AtMost,
                 10.0,
+            ),
+            (
+                "large_store_status_ms",
+                format!("status, {stored} messages stored (median)"),
+                "ms",
+                Op::AtMost,
+                20.0,
+            ),
+            (
+                "large_store_metrics_ms",
+                format!("/metrics, {stored} messages stored"),
+                "ms",
+                Op::AtMost,
+                20.0,
+            ),
+            (
+                "large_store_page_ms",
+                format!("page of 100, {stored} messages stored"),
+                "ms",
+                Op::AtMost,
+                20.0,
+            ),
+            (
+                "large_store_peak_rss_growth_mib",
+                "peak RSS growth over those questions".into(),
+                "MiB",
+                Op::AtMost,
+                1.0,
             ),
         ];
         spec.into_iter()
@@ -359,6 +444,36 @@ impl Report {
             ),
             ("crypto_floor_us_per_msg", "crypto floor per message", "µs"),
             ("idle_peers_rss_mib", "RSS with idle peers, settled", "MiB"),
+            (
+                "large_store_next_page_ms",
+                "  next page, through its cursor",
+                "ms",
+            ),
+            (
+                "large_store_unmatched_filter_page_ms",
+                "  page of a filter nothing matches",
+                "ms",
+            ),
+            (
+                "large_store_status_cli_ms",
+                "  comity status (process)",
+                "ms",
+            ),
+            (
+                "large_store_page_cli_ms",
+                "  comity messages (process)",
+                "ms",
+            ),
+            (
+                "large_store_rss_growth_mib",
+                "  RSS growth over those questions",
+                "MiB",
+            ),
+            (
+                "large_store_restart_secs",
+                "  restart with that store, median of 3",
+                "s",
+            ),
         ];
         for (key, label, unit) in info {
             if let Some(v) = self.figure(key) {
@@ -468,6 +583,7 @@ impl Report {
                 "latency": self.latency,
                 "mesh_runs": self.mesh_runs,
                 "idle_peers": self.idle,
+                "large_store": self.large_store,
                 "discarded_runs": self.discarded_runs,
             },
         })

@@ -52,17 +52,9 @@ pub enum Command {
     /// Send a request or spontaneous information.
     #[command(subcommand)]
     Send(SendCommand),
-    /// List messages sent and received.
-    Messages {
-        /// Only messages received.
-        #[arg(long, conflicts_with = "outbox")]
-        inbox: bool,
-        /// Only messages sent.
-        #[arg(long)]
-        outbox: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    /// List messages sent and received, oldest first, a page at a time
+    /// (`--all` for every one).
+    Messages(MessagesArgs),
     /// Show one message: content, delivery state, receipt, business history.
     Show {
         /// The message id (32 hex digits), or PEER/ID (a country code or node id) when another peer used the same id.
@@ -410,4 +402,42 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which messages `comity messages` lists, and how many.
+#[derive(Debug, Args)]
+pub struct MessagesArgs {
+    /// Only messages received.
+    #[arg(long, conflicts_with = "outbox")]
+    pub inbox: bool,
+    /// Only messages sent.
+    #[arg(long)]
+    pub outbox: bool,
+    /// Only messages exchanged with this peer (country code or node id).
+    #[arg(long, value_name = "PEER")]
+    pub peer: Option<String>,
+    /// Only messages of this kind.
+    #[arg(long, value_parser = ["request", "info", "status", "reply", "consultation"])]
+    pub kind: Option<String>,
+    /// Only messages in this delivery state (`received` for all received).
+    #[arg(long, value_parser = ["queued", "sent", "delivered", "failed", "received"])]
+    pub state: Option<String>,
+    /// Only messages accepted or received since WHEN: a date (2027-01-31,
+    /// UTC), a time ago (90s, 30m, 24h, 7d) or milliseconds since the epoch.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most N messages (1 to 1000; default 100).
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub limit: Option<usize>,
+    /// Go on where an earlier page ended (the cursor it printed on stderr).
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// Newest first.
+    #[arg(long)]
+    pub newest: bool,
+    /// Every message, page after page.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
 }

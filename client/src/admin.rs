@@ -51,6 +51,9 @@ pub enum ClientError {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Where the next page of a listing starts (`Comity-Next-Cursor`);
+    /// `None` on the last page and on answers that are not listings.
+    pub next_cursor: Option<String>,
 }
 
 impl Response {
@@ -225,6 +228,14 @@ impl Client {
         self.request("GET", path, None)?.into_json()
     }
 
+    /// GET of one page of a listing: its JSON answer (of a 2xx, else the
+    /// API's error) and the cursor of the next page, if there is one.
+    pub fn get_page(&self, path: &str) -> Result<(Value, Option<String>), ClientError> {
+        let r = self.request("GET", path, None)?;
+        let next = r.next_cursor.clone();
+        Ok((r.into_json()?, next))
+    }
+
     /// POST of a JSON body; the JSON answer of a 2xx, else the API's error.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         self.post_bytes(path, body.to_string().as_bytes())
@@ -319,6 +330,7 @@ impl Client {
             Ok(Response {
                 status: head.status,
                 body,
+                next_cursor: head.next_cursor.clone(),
             })
         })
     }

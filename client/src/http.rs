@@ -38,7 +38,12 @@ pub struct Head {
     /// Headers named `comity-…` (lower-cased name, value), at most
     /// [`MAX_HEADERS`] of them as every header.
     pub comity: Vec<(String, String)>,
+    /// `Comity-Next-Cursor`: where the next page of a listing starts.
+    pub next_cursor: Option<String>,
 }
+
+/// Longest `Comity-Next-Cursor` accepted (the daemon's are about 35 bytes).
+const MAX_CURSOR: usize = 256;
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -95,6 +100,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
         let mut chunked = false;
         let mut close = http10;
         let mut comity = Vec::new();
+        let mut next_cursor = None;
         for i in 0.. {
             let line = read_line(r, "headers")?
                 .ok_or_else(|| cut_short("connection closed in the headers"))?;
@@ -135,6 +141,12 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
                         }
                     }
                 }
+                "comity-next-cursor" => {
+                    if value.len() > MAX_CURSOR || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(bad("bad comity-next-cursor header"));
+                    }
+                    next_cursor = Some(value.to_string());
+                }
                 n if n.starts_with("comity-") => comity.push((n.to_string(), value.to_string())),
                 _ => {}
             }
@@ -156,6 +168,7 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Head> {
             comity,
             framing,
             close: close || framing == Framing::UntilClose,
+            next_cursor,
         });
     }
     Err(bad(format!("more than {MAX_INTERIM} interim responses")))

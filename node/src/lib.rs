@@ -31,6 +31,7 @@ pub mod disk;
 pub mod events;
 pub mod files;
 pub mod idempotency;
+pub mod listing;
 pub mod lookup;
 pub mod malloc;
 pub mod metrics;

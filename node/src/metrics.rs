@@ -209,7 +209,7 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         );
     }
     // Messages held, by direction, kind and state (read from the store).
-    let held = node.message_counts().map(|c| c.by).unwrap_or_default();
+    let held = node.message_counts().by;
     let _ = writeln!(out, "# HELP comity_messages Messages held, by direction, kind and state.\n# TYPE comity_messages gauge");
     for ((d, k, st), n) in held {
         let _ = writeln!(

@@ -22,6 +22,7 @@ use crate::delivery::{accept, send};
 use crate::disk::Storage;
 use crate::events::Event;
 use crate::idempotency::IdempotencyKey;
+use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
@@ -29,6 +30,7 @@ use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::stats::{self, Stats};
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::store::{ListQuery, Position};
 use crate::store::{StoreError, StoreFault};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::handshakes::HandshakeCounts;
@@ -188,13 +190,22 @@ impl Node {
     /// Puts every message accepted but not delivered back in its peer's
     /// queue, oldest first.
     fn requeue_pending(&self) -> Result<(), StoreError> {
-        let mut pending = Vec::new();
-        for r in self.ctx.store.outbound_all() {
-            let (msg, status) = r?;
-            if !status.state.is_final() {
-                pending.push((msg.created_at, msg.id, msg.peer));
-            }
+        // Found by the pass over the summaries that opening the store made.
+        let opened = self.ctx.store.take_opened();
+        if opened.built {
+            info!(
+                messages = opened.summaries,
+                "message listing built (a store from before it existed)"
+            );
         }
+        if opened.settled + opened.removed > 0 {
+            info!(
+                settled = opened.settled,
+                removed = opened.removed,
+                "message listing brought in line with the messages after an interrupted stop"
+            );
+        }
+        let mut pending = opened.pending;
         pending.sort();
         let n = pending.len();
         for (_, id, peer_id) in pending {
@@ -334,6 +345,17 @@ impl Node {
         stats::collect(&self.ctx)
     }
 
+    /// One page of the message listing, and where the next starts (see
+    /// [`crate::listing`]).
+    pub fn list_messages(
+        &self,
+        q: &ListQuery,
+    ) -> Result<(Vec<Listed>, Option<Position>), StoreError> {
+        listing::page(&self.ctx, q)
+    }
+
+    /// Every message sent, bodies decoded (its cost grows with the store:
+    /// the admin API lists pages, [`Node::list_messages`]).
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         outbox::list(&self.ctx)
     }
@@ -356,12 +378,15 @@ impl Node {
         &self.ctx.audit
     }
 
+    /// Every message received, bodies included (its cost grows with the
+    /// store: see [`Node::list_messages`]).
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {
         self.ctx.store.inbound_all().collect()
     }
 
-    /// Messages held, counted one record at a time.
-    pub fn message_counts(&self) -> Result<MessageCounts, StoreError> {
+    /// Messages held, by direction, kind and state (kept as messages are
+    /// written: nothing is read).
+    pub fn message_counts(&self) -> MessageCounts {
         MessageCounts::of(&self.ctx.store)
     }
 
@@ -376,7 +401,7 @@ impl Node {
         self.ctx.handshakes.counts()
     }
 
-    pub fn rejection_count(&self) -> usize {
+    pub fn rejection_count(&self) -> u64 {
         self.ctx.store.rejection_count()
     }
 
@@ -422,13 +447,13 @@ impl Node {
         let peer = self.ctx.peers.add(&self.id(), config)?;
         let id = peer.id();
         self.ctx.pins.insert(id);
-        let mut pending = Vec::new();
-        for r in self.ctx.store.outbound_all() {
-            let (m, s) = r?;
-            if m.peer == id && !s.state.is_final() {
-                pending.push((m.created_at, m.id));
-            }
-        }
+        let mut pending: Vec<_> = self
+            .ctx
+            .store
+            .pending_outbound(Some(&id))?
+            .into_iter()
+            .map(|s| (s.created_at, s.id))
+            .collect();
         pending.sort();
         for (_, msg) in pending {
             peer.queue.push(msg);

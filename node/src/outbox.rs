@@ -313,9 +313,14 @@ pub(crate) fn list(ctx: &Context) -> Result<Vec<OutboxEntry>, StoreError> {
 /// The message's own last error, or while it is pending, its peer's (why
 /// the connection fails).
 pub(crate) fn last_error(ctx: &Context, m: &OutboundMessage, s: &OutboundStatus) -> Option<String> {
+    last_error_for(ctx, &m.peer, s)
+}
+
+/// [`last_error`] of a message to `peer`.
+pub(crate) fn last_error_for(ctx: &Context, peer: &NodeId, s: &OutboundStatus) -> Option<String> {
     s.last_error.clone().or_else(|| {
         (!s.state.is_final())
-            .then(|| ctx.peer(&m.peer).and_then(|p| p.last_error()))
+            .then(|| ctx.peer(peer).and_then(|p| p.last_error()))
             .flatten()
     })
 }

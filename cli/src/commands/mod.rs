@@ -170,11 +170,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Id { json } => id::run(&config_path(config)?, json),
         Command::Peer(cmd) => peer::run(&client()?, cmd),
         Command::Send(cmd) => send::run(&client()?, cmd),
-        Command::Messages {
-            inbox,
-            outbox,
-            json,
-        } => messages::list(&client()?, inbox, outbox, json),
+        Command::Messages(args) => messages::list(&client()?, &args),
         Command::Show { id, json } => messages::show(&client()?, &id, json),
         Command::Status {
             id,

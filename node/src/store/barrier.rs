@@ -65,6 +65,11 @@ impl Tree {
         self.tree.remove(key)
     }
 
+    pub(super) fn clear(&self) -> sled::Result<()> {
+        let _pass = self.barrier.pass();
+        self.tree.clear()
+    }
+
     pub(super) fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
         let _pass = self.barrier.pass();
         self.tree.apply_batch(batch)
@@ -101,6 +106,13 @@ impl Tree {
 
     pub(super) fn iter(&self) -> sled::Iter {
         self.tree.iter()
+    }
+
+    pub(super) fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> sled::Iter {
+        self.tree.range(range)
     }
 }
 

@@ -17,6 +17,8 @@
 //!   peers may use one id; a peer may reuse the id of ours)
 //! * `rejections`: sequence (u64 BE) → [`Rejection`]
 //! * `peer_keys`: node id → the peer's latest encryption-key certificate
+//! * `listing`: a small summary of every message, in the order recorded,
+//!   and what the counts are made of (see [`listing`])
 //! * `audit`: checkpoints, cosignatures, witness state (see [`audit`]), alarms
 //!   (see [`alarms`])
 //! * `idempotency`: idempotency key → the message it produced (see [`idempotency`])
@@ -32,6 +34,7 @@ mod barrier;
 mod commit;
 mod fault;
 pub mod idempotency;
+pub mod listing;
 pub mod records;
 mod resends;
 mod snapshot;
@@ -51,6 +54,8 @@ pub use commit::CommitError;
 use commit::Committer;
 use fault::FaultCell;
 pub use fault::StoreFault;
+use listing::Listing;
+pub use listing::{Counts, ListQuery, Opened, Page, Pending, Position, Summary};
 pub use records::*;
 pub use snapshot::{Snapshot, SnapshotError, SnapshotFile};
 
@@ -101,6 +106,12 @@ pub struct Store {
     audit: Tree,
     idempotency: Tree,
     resends: Tree,
+    listing: Arc<Listing>,
+    /// What opening the listing did (its pending list taken once, by
+    /// [`Store::take_opened`]).
+    opened: Arc<Mutex<Opened>>,
+    /// Rejections recorded: counted at open, then with each one recorded.
+    rejections_held: Arc<AtomicU64>,
     audit_files: Arc<AuditFiles>,
     /// Every write to sled passes it; a backup closes it (see [`barrier`]).
     barrier: WriteBarrier,
@@ -179,7 +190,12 @@ impl Store {
                     "store format brought up to date"
                 )
             }
-            Ok(_) => {}
+            Ok(version::Opened::Current) => {
+                tracing::info!(format = version::CURRENT, "store format current")
+            }
+            Ok(version::Opened::Created) => {
+                tracing::info!(format = version::CURRENT, "store created")
+            }
             Err(source) => {
                 return Err(StoreError::Version {
                     path: dir.display().to_string(),
@@ -201,6 +217,12 @@ impl Store {
         let fault = FaultCell::default();
         let unflushed = Arc::new(AtomicU64::new(0));
         let flush_gate = Arc::new(Mutex::new(()));
+        let outbox = Tree::open(&db, "outbox", &barrier)?;
+        let inbox = Tree::open(&db, "inbox", &barrier)?;
+        let (listing, opened) =
+            Listing::open(Tree::open(&db, "listing", &barrier)?, &outbox, &inbox)?;
+        let rejections = Tree::open(&db, "rejections", &barrier)?;
+        let rejections_held = rejections.iter().keys().count() as u64;
         let (committer, flusher) = Committer::start(
             db.clone(),
             audit_files.clone(),
@@ -209,14 +231,17 @@ impl Store {
             flush_gate.clone(),
         );
         Ok(Store {
-            outbox: Tree::open(&db, "outbox", &barrier)?,
-            inbox: Tree::open(&db, "inbox", &barrier)?,
-            rejections: Tree::open(&db, "rejections", &barrier)?,
+            outbox,
+            inbox,
+            rejections,
             peer_keys: Tree::open(&db, "peer_keys", &barrier)?,
             business: Tree::open(&db, "business", &barrier)?,
             audit,
             idempotency: Tree::open(&db, "idempotency", &barrier)?,
             resends: Tree::open(&db, "resends", &barrier)?,
+            listing: Arc::new(listing),
+            opened: Arc::new(Mutex::new(opened)),
+            rejections_held: Arc::new(AtomicU64::new(rejections_held)),
             audit_files,
             committer,
             fault,
@@ -285,6 +310,7 @@ impl Store {
     /// sled writes its log twice for every batch, and sled recovers writes
     /// in order, so a crash between them leaves a message no one sees
     /// (nor was told was accepted).
+    /// Its summary goes between the two (see [`listing`]).
     pub fn insert_outbound(&self, msg: &OutboundMessage, status: &OutboundStatus) -> Result<()> {
         self.insert_outbound_with(msg, status, || Ok(()))
     }
@@ -303,6 +329,7 @@ impl Store {
         self.count_unflushed(bytes.len());
         self.outbox.insert(key(b'm', &[&msg.id.0]), bytes)?;
         attach()?;
+        self.listing.add(&Summary::sent(msg, status))?;
         self.outbox
             .insert(key(b's', &[&msg.id.0]), encode(status)?)?;
         Ok(())
@@ -314,9 +341,14 @@ impl Store {
         Ok(())
     }
 
+    /// The message's summary follows (see [`listing`]).
     pub fn put_outbound_status(&self, id: &MessageId, status: &OutboundStatus) -> Result<()> {
-        self.outbox.insert(key(b's', &[&id.0]), encode(status)?)?;
-        Ok(())
+        let bytes = encode(status)?;
+        self.listing
+            .change_state(id, HeldState::Outbound(status.state), || {
+                self.outbox.insert(key(b's', &[&id.0]), bytes)?;
+                Ok(())
+            })
     }
 
     pub fn outbound(&self, id: &MessageId) -> Result<Option<(OutboundMessage, OutboundStatus)>> {
@@ -390,8 +422,19 @@ impl Store {
             .insert(key(b'm', &[&msg.sender.0, &msg.id.0]), bytes)?;
         self.inbox
             .insert(key(b'j', &[&msg.id.0, &msg.sender.0]), &[][..])?;
-        self.inbox
-            .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), encode(&seen)?)?;
+        // Its summary before `d`, under the gate (see [`listing`]).
+        let summary = Summary::received(msg);
+        let at = self.listing.add(&summary)?;
+        let seen = encode(&seen).and_then(|seen| {
+            self.inbox
+                .insert(key(b'd', &[&msg.sender.0, &msg.id.0]), seen)
+                .map_err(StoreError::from)
+        });
+        if let Err(e) = seen {
+            // Not received: the copy the peer sends again gets the summary.
+            let _ = self.listing.remove(at, &summary);
+            return Err(e);
+        }
         Ok(None)
     }
 
@@ -438,6 +481,37 @@ impl Store {
         })
     }
 
+    // --- listing ---
+
+    /// Messages held, by state and kind (kept with the summaries: nothing
+    /// is read).
+    pub fn message_counts(&self) -> Counts {
+        self.listing.counts()
+    }
+
+    /// One page of the listing (see [`ListQuery`]).
+    pub fn list(&self, q: &ListQuery) -> Result<Page> {
+        self.listing.page(q)
+    }
+
+    /// Messages sent and not yet delivered nor failed (to `peer` only, if
+    /// given), oldest first: one pass over the summaries.
+    pub fn pending_outbound(&self, peer: Option<&NodeId>) -> Result<Vec<Summary>> {
+        self.listing.pending(peer)
+    }
+
+    /// What opening the listing did (built, settled, removed), with the
+    /// messages it found still to deliver; the second call has no pending
+    /// list (see [`Store::pending_outbound`]).
+    pub fn take_opened(&self) -> Opened {
+        let mut o = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = std::mem::take(&mut o.pending);
+        Opened {
+            pending,
+            ..o.clone()
+        }
+    }
+
     // --- business history ---
 
     /// Appends to the history of message `regarding` that went `way` with
@@ -482,12 +556,13 @@ impl Store {
     pub fn record_rejection(&self, r: &Rejection) -> Result<()> {
         let seq = barrier::generate_id(&self.db, &self.barrier)?;
         self.rejections.insert(seq.to_be_bytes(), encode(r)?)?;
+        self.rejections_held.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Rejections recorded (keys only: nothing is decoded).
-    pub fn rejection_count(&self) -> usize {
-        self.rejections.iter().keys().count()
+    /// Rejections recorded (counted at open, then one by one).
+    pub fn rejection_count(&self) -> u64 {
+        self.rejections_held.load(Ordering::Relaxed)
     }
 
     pub fn rejections(&self) -> impl Iterator<Item = Result<Rejection>> + '_ {

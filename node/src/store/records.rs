@@ -130,7 +130,7 @@ pub struct SeenEntry {
 
 /// Which way a message went, from this node: with its peer and id it names
 /// one message (a peer may reuse the id of a message we sent it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum Way {
     Sent,
     Received,
@@ -142,6 +142,52 @@ impl Way {
             Way::Sent => b's',
             Way::Received => b'r',
         }
+    }
+}
+
+/// A held message's delivery state: an outgoing one's [`OutboundState`],
+/// or received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum HeldState {
+    Outbound(OutboundState),
+    Received,
+}
+
+impl HeldState {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldState::Outbound(s) => s.name(),
+            HeldState::Received => "received",
+        }
+    }
+
+    /// The names [`HeldState::parse`] takes.
+    pub const NAMES: [&'static str; 5] = ["queued", "sent", "delivered", "failed", "received"];
+
+    pub fn parse(name: &str) -> Option<HeldState> {
+        Some(match name {
+            "queued" => HeldState::Outbound(OutboundState::Queued),
+            "sent" => HeldState::Outbound(OutboundState::Sent),
+            "delivered" => HeldState::Outbound(OutboundState::Delivered),
+            "failed" => HeldState::Outbound(OutboundState::Failed),
+            "received" => HeldState::Received,
+            _ => return None,
+        })
+    }
+
+    /// Whether the state can still change (an outgoing message not yet
+    /// delivered nor failed).
+    pub fn is_final(self) -> bool {
+        match self {
+            HeldState::Outbound(s) => s.is_final(),
+            HeldState::Received => true,
+        }
+    }
+}
+
+impl serde::Serialize for HeldState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

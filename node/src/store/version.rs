@@ -13,7 +13,11 @@
 /// * 2: idempotency keys and resend links (trees a format-1 store does
 ///   not have; opened empty). An older build would ignore them: it is
 ///   refused a format-2 store.
-pub const CURRENT: u32 = 2;
+/// * 3: the listing of message summaries and the counts beside it (built
+///   from the messages at the first open, see `listing`). An older build
+///   would change messages without their summaries: it is refused a
+///   format-3 store.
+pub const CURRENT: u32 = 3;
 
 const KEY: &[u8] = b"comity-store-format";
 
@@ -60,7 +64,8 @@ pub fn check(db: &sled::Db) -> Result<Opened, VersionError> {
         None if db.tree_names().len() <= 1 && db.is_empty() => Opened::Created,
         None => Opened::Migrated { from: 0 },
     };
-    // 0 → 1 only adds the mark; 1 → 2 adds trees sled creates empty.
+    // 0 → 1 only adds the mark; 1 → 2 adds trees sled creates empty; 2 → 3
+    // adds the listing, which builds itself when it finds no mark of its own.
     db.insert(KEY, &CURRENT.to_be_bytes())?;
     Ok(opened)
 }

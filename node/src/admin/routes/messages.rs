@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use comity_protocol::message::{Body, BusinessStatus};
 use comity_protocol::{MessageId, NodeId, Timestamp};
@@ -13,8 +13,10 @@ use super::accepting::{idempotency_key, to_completion, Created};
 use super::error::{business_error, find_error, submit_error};
 use super::{message_ref, parse_json, ApiError, AppState, PeerQuery};
 use crate::counts::{Direction, HeldState};
+use crate::listing::{DEFAULT_PAGE, MAX_PAGE};
 use crate::lookup::Found;
-use crate::store::OutboundState;
+use crate::store::listing::ParsePositionError;
+use crate::store::{ListQuery, OutboundState, Way};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,10 +138,19 @@ pub(super) fn resolve_peer(node: &AppState, to: &str) -> Result<NodeId, ApiError
     })
 }
 
+/// `GET /v1/messages` query: filters, where to start, how many.
 #[derive(Deserialize)]
-pub(super) struct ListQuery {
+pub(super) struct ListParams {
     #[serde(rename = "box")]
     mailbox: Option<String>,
+    peer: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+    /// Milliseconds since the epoch.
+    since: Option<u64>,
+    after: Option<String>,
+    limit: Option<usize>,
+    order: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -152,57 +163,132 @@ pub(super) struct Listed {
     created_at: Timestamp,
     subject: Option<String>,
     last_error: Option<String>,
+    /// Received only: when this node received it.
+    received_at: Option<Timestamp>,
 }
 
+fn bad_query(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+}
+
+/// The listing query `p` asks for, and the same query as a URL's
+/// parameters without `after` (for the `Link` to the next page).
+fn list_query(node: &AppState, p: ListParams) -> Result<(ListQuery, String), ApiError> {
+    let mut q = ListQuery::all(DEFAULT_PAGE);
+    let mut params = Vec::new();
+    if let Some(b) = p.mailbox {
+        q.way = Some(match b.as_str() {
+            "outbox" => Way::Sent,
+            "inbox" => Way::Received,
+            other => {
+                return Err(bad_query(format!(
+                    "box must be inbox or outbox, not {other:?}"
+                )))
+            }
+        });
+        params.push(format!("box={b}"));
+    }
+    if let Some(peer) = p.peer {
+        let id = node.resolve_peer(&peer).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown-peer",
+                format!("peer {peer:?} is neither a node id nor a pinned peer's country code"),
+            )
+        })?;
+        q.peer = Some(id);
+        params.push(format!("peer={id}"));
+    }
+    if let Some(k) = p.kind {
+        let kind: comity_protocol::message::MessageKind =
+            k.parse().map_err(|e| bad_query(format!("kind: {e}")))?;
+        q.kind = Some(kind);
+        params.push(format!("kind={}", kind.name()));
+    }
+    if let Some(st) = p.state {
+        let state = HeldState::parse(&st).ok_or_else(|| {
+            bad_query(format!(
+                "state must be one of {}, not {st:?}",
+                HeldState::NAMES.join(", ")
+            ))
+        })?;
+        q.state = Some(state);
+        params.push(format!("state={}", state.name()));
+    }
+    if let Some(t) = p.since {
+        q.since = Some(Timestamp(t));
+        params.push(format!("since={t}"));
+    }
+    if let Some(n) = p.limit {
+        if !(1..=MAX_PAGE).contains(&n) {
+            return Err(bad_query(format!("limit must be 1 to {MAX_PAGE}, not {n}")));
+        }
+        q.limit = n;
+    }
+    params.push(format!("limit={}", q.limit));
+    match p.order.as_deref() {
+        None | Some("oldest") => {}
+        Some("newest") => {
+            q.newest_first = true;
+            params.push("order=newest".into());
+        }
+        Some(other) => {
+            return Err(bad_query(format!(
+                "order must be oldest or newest, not {other:?}"
+            )))
+        }
+    }
+    if let Some(c) = p.after {
+        q.after = Some(
+            c.parse()
+                .map_err(|e: ParsePositionError| bad_query(e.to_string()))?,
+        );
+    }
+    Ok((q, params.join("&")))
+}
+
+/// A page of messages, oldest (or newest) first; where the next page
+/// starts is in the `Comity-Next-Cursor` and `Link` headers (absent on the
+/// last page). The body stays the JSON array it always was.
 pub(super) async fn list(
     State(node): State<AppState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<Listed>>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
-    let (outbox, inbox) = match q.mailbox.as_deref() {
-        None => (true, true),
-        Some("outbox") => (true, false),
-        Some("inbox") => (false, true),
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                format!("box must be inbox or outbox, not {other:?}"),
-            ))
-        }
-    };
-    let mut out = Vec::new();
-    if outbox {
-        for m in node.outbox().map_err(ApiError::internal)? {
-            out.push(Listed {
-                id: m.id,
-                direction: Direction::Outbound,
-                kind: m.kind,
-                peer: m.peer,
-                state: HeldState::Outbound(m.state),
-                created_at: m.created_at,
-                subject: m.subject,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<(HeaderMap, Json<Vec<Listed>>), ApiError> {
+    let Query(p) = q.map_err(|e| bad_query(e.body_text()))?;
+    let (q, params) = list_query(&node, p)?;
+    let (page, next) = node.list_messages(&q).map_err(ApiError::internal)?;
+    let out = page
+        .into_iter()
+        .map(|m| {
+            let s = m.summary;
+            Listed {
+                id: s.id,
+                direction: match s.way {
+                    Way::Sent => Direction::Outbound,
+                    Way::Received => Direction::Inbound,
+                },
+                kind: s.kind,
+                peer: s.peer,
+                state: s.state,
+                created_at: s.created_at,
+                subject: s.subject,
                 last_error: m.last_error,
-            });
-        }
+                received_at: (s.way == Way::Received).then_some(s.recorded_at),
+            }
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    if let Some(next) = next {
+        let value = |v: String| HeaderValue::from_str(&v).map_err(ApiError::internal);
+        headers.insert("comity-next-cursor", value(next.to_string())?);
+        headers.insert(
+            header::LINK,
+            value(format!(
+                "</v1/messages?{params}&after={next}>; rel=\"next\""
+            ))?,
+        );
     }
-    if inbox {
-        for m in node.inbox().map_err(ApiError::internal)? {
-            out.push(Listed {
-                id: m.id,
-                direction: Direction::Inbound,
-                kind: m.kind,
-                peer: m.sender,
-                state: HeldState::Received,
-                created_at: m.created_at,
-                subject: m.body.subject().map(str::to_string),
-                last_error: None,
-            });
-        }
-    }
-    out.sort_by_key(|m| m.created_at);
-    Ok(Json(out))
+    Ok((headers, Json(out)))
 }
 
 #[derive(Serialize)]
