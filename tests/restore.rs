@@ -175,6 +175,7 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
         data.join("restored-from-backup.json").is_file(),
         "restore left no marker"
     );
+    let started = std::time::Instant::now();
     a.start();
 
     // B accepts the statement: an acknowledged `restored` alarm naming the
@@ -182,6 +183,10 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
     b.wait_until(LONG, "B accepts A's restoration", || {
         alarms(&b).iter().any(|x| x["kind"] == "restored")
     });
+    eprintln!(
+        "restored to {n} (B had cosigned {m}): B accepted the restoration {} ms after A's start began",
+        started.elapsed().as_millis()
+    );
     let b_alarms = alarms(&b);
     let restored = b_alarms.iter().find(|x| x["kind"] == "restored").unwrap();
     assert_eq!(restored["peer"].as_str(), Some(a.id.to_string().as_str()));
