@@ -77,8 +77,10 @@ impl fmt::Debug for ContentKey {
 }
 
 /// A sealed attachment's manifest and key: what the sender's node puts into
-/// the message it seals ([`crate::envelope::seal_with_attachments`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// the message it seals ([`crate::envelope::seal_with_attachments`]) and
+/// keeps (encoded with [`crate::codec`]) to seal it again later. It has no
+/// serde form, so the key cannot end up in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct SealedAttachment {
     pub manifest: AttachmentManifest,
     pub key: ContentKey,
