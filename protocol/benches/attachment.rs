@@ -43,8 +43,8 @@ fn bench(c: &mut Criterion) {
     });
 
     // A sealed attachment to open: seal all 65 chunks once.
-    let mut s = Sealer::new("a.bin", "application/octet-stream", SIZE, &limits, &mut rng)
-        .expect("valid");
+    let mut s =
+        Sealer::new("a.bin", "application/octet-stream", SIZE, &limits, &mut rng).expect("valid");
     let mut chunks = Vec::new();
     while let Some((_, len)) = s.next_chunk() {
         chunks.push(s.seal_chunk(chunk[..len].to_vec()).expect("seals"));
