@@ -25,3 +25,5 @@ pub const ENCRYPTION_KEY_SIGNATURE: &[u8] = b"comity/v1/encryption-key-signature
 pub const NODE_ID_CHECKSUM: &[u8] = b"comity/v1/node-id-checksum\0";
 /// Signature by a sender over a `ResendStatement` (session protocol 3).
 pub const RESEND_NOTICE_SIGNATURE: &[u8] = b"comity/v1/resend-notice-signature\0";
+/// Associated data of every encrypted attachment chunk (STREAM).
+pub const ATTACHMENT_CHUNK_AAD: &[u8] = b"comity/v1/attachment-chunk\0";
