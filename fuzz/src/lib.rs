@@ -14,6 +14,10 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use comity_protocol::attachment::{
+    check_attachments, check_manifests, AttachmentLimits, AttachmentManifest, CheckedAttachment,
+    ChunkTable, SealedChunk, Sealer,
+};
 use comity_protocol::audit::bundle::{verify_bundle, BundleWriter, Finding, VerifyOptions};
 use comity_protocol::audit::checkpoint::{
     check_witness_update, cosign, cosigners, open_checkpoint, origin_for, sign_checkpoint,
@@ -29,7 +33,7 @@ use comity_protocol::codec::{self, MAX_FRAME_BYTES};
 use comity_protocol::envelope::{check, seal, CheckPolicy, Envelope, OriginProof};
 use comity_protocol::message::{
     Body, BusinessStatus, CaseReferences, Consultation, Date, IccsCode, Language, LegalBasis,
-    Offence, Reply, Request, RequestType, Restrictions, SpontaneousInformation, StatusUpdate,
+    MessageKind, Offence, Reply, Request, RequestType, Restrictions, SpontaneousInformation, StatusUpdate,
     Thread, Urgency,
 };
 use comity_protocol::receipt::Receipt;
@@ -1086,7 +1090,142 @@ fn audit_file_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "two-entries-size-5".to_owned(),
         proof_file(PROVEN_MESSAGE, 5, true),
     ));
+    let a = &*ATTACHMENT;
+    let manifest = a.checked.manifest().clone();
+    let mut second = manifest.clone();
+    second.name = "annex.pdf".into();
+    second.media_type = "application/pdf".into();
+    out.push((
+        "attachment_manifest_decode",
+        "two".to_owned(),
+        codec::encode(&vec![manifest, second]).expect("manifests encode"),
+    ));
+    let with_flags = |flags: u8, bytes: &[u8]| [&[flags][..], bytes].concat();
+    out.push((
+        "attachment_chunk_open",
+        "chunk-0".to_owned(),
+        with_flags(0, &a.chunks[0].ciphertext),
+    ));
+    out.push((
+        "attachment_chunk_open",
+        "chunk-1-after-0".to_owned(),
+        with_flags(1 | 1 << 1, &a.chunks[1].ciphertext),
+    ));
+    out.push((
+        "attachment_chunk_open",
+        "table".to_owned(),
+        with_flags(8, &a.table),
+    ));
     out
+}
+
+// ---------------------------------------------------------------------------
+// Attachments.
+
+/// A manifest list as it follows the body in a sealed plaintext: decode,
+/// re-encode (canonical), check for every kind; a list that passes has a
+/// JSON form that parses back.
+pub fn attachment_manifest_decode(data: &[u8]) {
+    let Ok(list) = codec::decode::<Vec<AttachmentManifest>, MAX_FRAME_BYTES>(data) else {
+        return;
+    };
+    assert_eq!(
+        codec::encode(&list).ok().as_deref(),
+        Some(data),
+        "non-canonical manifest list"
+    );
+    for kind in MessageKind::ALL {
+        if check_manifests(kind, &list, &AttachmentLimits::default()).is_ok() {
+            let json = serde_json::to_string(&list).expect("manifests serialise");
+            let back: Vec<AttachmentManifest> =
+                serde_json::from_str(&json).expect("a checked manifest's JSON parses");
+            assert_eq!(back, list);
+        }
+    }
+}
+
+/// The attachment the chunk target opens: 64 KiB + 100 bytes, two chunks.
+pub struct FuzzAttachment {
+    pub checked: CheckedAttachment,
+    pub table: Vec<u8>,
+    pub chunks: Vec<SealedChunk>,
+    pub plaintext: Vec<u8>,
+}
+
+pub static ATTACHMENT: LazyLock<FuzzAttachment> = LazyLock::new(|| {
+    let plaintext: Vec<u8> = (0..65_636u32).map(|i| (i % 251) as u8).collect();
+    let mut rng = ChaCha20Rng::from_seed([0x61; 32]);
+    let limits = AttachmentLimits::default();
+    let mut sealer = Sealer::new(
+        "evidence.bin",
+        "application/octet-stream",
+        plaintext.len() as u64,
+        &limits,
+        &mut rng,
+    )
+    .expect("a valid attachment");
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    while let Some((_, len)) = sealer.next_chunk() {
+        chunks.push(
+            sealer
+                .seal_chunk(plaintext[at..at + len].to_vec())
+                .expect("right length"),
+        );
+        at += len;
+    }
+    let sealed = sealer.finish().expect("all chunks sealed");
+    let checked = check_attachments(MessageKind::Reply, vec![sealed], &limits)
+        .expect("it checks")
+        .remove(0);
+    let leaves: Vec<Digest> = chunks.iter().map(|c| c.leaf).collect();
+    FuzzAttachment {
+        checked,
+        table: ChunkTable::encode(&leaves),
+        chunks,
+        plaintext,
+    }
+});
+
+/// `flags (1) ‖ bytes`. Flag bit 3: `bytes` is a chunk table, checked
+/// against the attachment. Otherwise bits 1–2 are a chunk index and `bytes`
+/// its ciphertext, offered to an opener that (bit 0) first opened the
+/// genuine chunk 0. Whatever is accepted must be the genuine bytes: only
+/// they carry valid tags and leaves.
+pub fn attachment_chunk_open(data: &[u8]) {
+    let Some((&flags, bytes)) = data.split_first() else {
+        return;
+    };
+    let a = &*ATTACHMENT;
+    let table = ChunkTable::verify(&a.checked, &a.table).expect("the genuine table verifies");
+    if flags & 8 != 0 {
+        if ChunkTable::verify(&a.checked, bytes).is_ok() {
+            assert_eq!(bytes, a.table.as_slice(), "a forged chunk table verified");
+        }
+        return;
+    }
+    let mut opener = comity_protocol::attachment::Opener::new(&a.checked, table)
+        .expect("the table is this attachment's");
+    if flags & 1 != 0 {
+        opener
+            .open_chunk(0, a.chunks[0].ciphertext.clone())
+            .expect("the genuine chunk 0 opens");
+    }
+    let index = u64::from((flags >> 1) & 3);
+    let before = opener.next_chunk();
+    match opener.open_chunk(index, bytes.to_vec()) {
+        Ok(opened) => {
+            let i = usize::try_from(index).expect("small");
+            assert_eq!(bytes, a.chunks[i].ciphertext.as_slice(), "a forged chunk opened");
+            let start = i * 65_536;
+            assert_eq!(
+                opened.plaintext.as_slice(),
+                &a.plaintext[start..start + opened.plaintext.len()]
+            );
+            assert_eq!(opened.complete, i == 1);
+        }
+        Err(_) => assert_eq!(opener.next_chunk(), before, "a refused chunk changed the state"),
+    }
 }
 
 #[cfg(test)]
@@ -1111,6 +1250,8 @@ mod tests {
                 "origin_proof_decode" => origin_proof_decode(&bytes),
                 "key_file_parse" => key_file_parse(&bytes),
                 "body_decode" => body_decode(&bytes),
+                "attachment_manifest_decode" => attachment_manifest_decode(&bytes),
+                "attachment_chunk_open" => attachment_chunk_open(&bytes),
                 "session_frame_decode"
                 | "checkpoint_note"
                 | "bundle_verify"

@@ -127,6 +127,22 @@ pub fn decode<T: Decode<()>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, Deco
     Ok(value)
 }
 
+/// Decodes one value from the start of `bytes`, allocating at most `LIMIT`
+/// bytes, and returns it with the number of bytes it used. For layouts
+/// where a value is followed by an optional part (the sealed plaintext).
+pub fn decode_prefix<T: Decode<()>, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), DecodeError> {
+    if bytes.len() > LIMIT {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: LIMIT,
+        });
+    }
+    let cfg = encode_config().with_limit::<LIMIT>();
+    bincode::decode_from_slice(bytes, cfg).map_err(|e| map_error(e, LIMIT))
+}
+
 /// Encodes `value` behind a frame header: `MAGIC ‖ VERSION ‖ frame type`.
 pub fn encode_frame<T: Encode>(ty: FrameType, value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(256);

@@ -27,3 +27,5 @@ pub const NODE_ID_CHECKSUM: &[u8] = b"comity/v1/node-id-checksum\0";
 pub const RESEND_NOTICE_SIGNATURE: &[u8] = b"comity/v1/resend-notice-signature\0";
 /// Signature by a node over a `RestorationStatement` (session protocol 4).
 pub const RESTORATION_STATEMENT_SIGNATURE: &[u8] = b"comity/v1/restoration-statement-signature\0";
+/// Associated data of every encrypted attachment chunk (STREAM).
+pub const ATTACHMENT_CHUNK_AAD: &[u8] = b"comity/v1/attachment-chunk\0";

@@ -13,6 +13,8 @@
 //! * [`codec`]: the one place that turns values into bytes and back, with a
 //!   size limit on every decode.
 //! * [`envelope`]: seal, outer check, open — signed and HPKE-encrypted.
+//! * [`attachment`]: digital-evidence attachments — manifests, chunk tree,
+//!   STREAM encryption, the sealer and opener state machines.
 //! * [`receipt`]: signed proof that a recipient durably holds an envelope.
 //! * [`resend`]: a sender's signed statement that an envelope resends an
 //!   earlier message.
@@ -45,6 +47,7 @@ macro_rules! serde_as_text {
     };
 }
 
+pub mod attachment;
 pub mod audit;
 pub mod backup;
 pub mod codec;

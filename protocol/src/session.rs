@@ -10,6 +10,7 @@
 
 use bincode::{Decode, Encode};
 
+use crate::attachment::InvalidAttachment;
 use crate::audit::restoration::RestorationStatement;
 use crate::codec::{self, DecodeError, EncodeError, FrameType, MAX_FRAME_BYTES};
 use crate::digest::Digest;
@@ -211,6 +212,14 @@ impl EnvelopeError {
             EnvelopeError::BodyDecode(_)
             | EnvelopeError::KindMismatch { .. }
             | EnvelopeError::Invalid(_) => RejectReason::Invalid,
+            // Over this node's attachment limits: as permanent as an
+            // envelope over its size limit.
+            EnvelopeError::Attachment(
+                InvalidAttachment::TooLarge { .. }
+                | InvalidAttachment::TotalTooLarge { .. }
+                | InvalidAttachment::TooMany { .. },
+            ) => RejectReason::TooLarge,
+            EnvelopeError::Attachment(_) => RejectReason::Invalid,
         })
     }
 }

@@ -1,3 +1,4 @@
+use crate::attachment::InvalidAttachment;
 use crate::codec::{DecodeError, EncodeError};
 use crate::digest::Digest;
 use crate::identity::NodeId;
@@ -54,6 +55,8 @@ pub enum EnvelopeError {
     },
     #[error("invalid message: {0}")]
     Invalid(#[from] InvalidMessage),
+    #[error("attachments refused: {0}")]
+    Attachment(#[from] InvalidAttachment),
 }
 
 /// Why a message could not be sealed.
@@ -67,4 +70,6 @@ pub enum SealError {
     Encode(#[from] EncodeError),
     #[error("HPKE encryption failed")]
     Encrypt,
+    #[error("attachments refused: {0}")]
+    Attachment(#[from] InvalidAttachment),
 }

@@ -26,6 +26,7 @@
 mod check;
 mod error;
 mod open;
+mod plaintext;
 mod proof;
 mod seal;
 
@@ -43,7 +44,7 @@ pub use check::{check, CheckPolicy, CheckedEnvelope, PinnedPeers, SeenMessages};
 pub use error::{EnvelopeError, SealError};
 pub use open::OpenedMessage;
 pub use proof::OriginProof;
-pub use seal::{seal, SealedEnvelope};
+pub use seal::{seal, seal_with_attachments, SealedEnvelope};
 
 /// The cleartext part of an envelope: signed, and the AEAD's associated data.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -64,7 +65,8 @@ pub struct Envelope {
     pub header: EnvelopeHeader,
     /// HPKE encapsulated key (`enc`), an X25519 public key.
     pub encapsulated_key: [u8; 32],
-    /// `SHA-256(BODY_COMMITMENT ‖ plaintext)`; the plaintext starts with 32
+    /// `SHA-256(BODY_COMMITMENT ‖ committed plaintext)` (the plaintext
+    /// without its attachment keys, see `plaintext.rs`); it starts with 32
     /// secret random bytes, so this reveals nothing about the body.
     pub body_commitment: Digest,
     /// ChaCha20-Poly1305 ciphertext followed by its 16-byte tag.
@@ -80,13 +82,6 @@ pub struct SignedPart {
     pub body_commitment: Digest,
     /// `SHA-256(CIPHERTEXT_DIGEST ‖ encapsulated_key ‖ ciphertext)`.
     pub ciphertext_digest: Digest,
-}
-
-/// The plaintext inside the AEAD.
-#[derive(Encode, Decode)]
-pub(crate) struct Plaintext {
-    pub salt: [u8; 32],
-    pub body: crate::message::Body,
 }
 
 impl Envelope {

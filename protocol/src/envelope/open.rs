@@ -3,10 +3,10 @@ use hpke::kdf::HkdfSha256;
 use hpke::{Deserializable, OpModeR};
 
 use super::{
-    associated_data, body_commitment, CheckedEnvelope, EnvelopeError, EnvelopeHeader, OriginProof,
-    Plaintext,
+    associated_data, body_commitment, plaintext, CheckedEnvelope, EnvelopeError, EnvelopeHeader,
+    OriginProof,
 };
-use crate::codec::{self, MAX_FRAME_BYTES};
+use crate::attachment::{check_attachments, AttachmentLimits, CheckedAttachment};
 use crate::digest::Digest;
 use crate::domain;
 use crate::identity::{Identity, Kem};
@@ -19,6 +19,11 @@ const TAG_LEN: usize = 16;
 pub struct OpenedMessage {
     pub header: EnvelopeHeader,
     pub body: Body,
+    /// The attachments the body announces, checked against the limits
+    /// given to [`CheckedEnvelope::open_with_limits`] (in message order);
+    /// their content arrives separately and is opened with
+    /// [`crate::attachment::Opener`].
+    pub attachments: Vec<CheckedAttachment>,
     /// Digest of the envelope bytes received; what the receipt names.
     pub envelope_digest: Digest,
     /// What to show a third party to prove the sender sent this body.
@@ -28,7 +33,18 @@ pub struct OpenedMessage {
 impl CheckedEnvelope {
     /// Decrypts and validates the body. Only a checked envelope can be
     /// opened, so no decryption ever happens for unauthenticated input.
+    /// Attachments are checked against the default [`AttachmentLimits`].
     pub fn open(self, me: &Identity) -> Result<OpenedMessage, EnvelopeError> {
+        self.open_with_limits(me, &AttachmentLimits::default())
+    }
+
+    /// [`Self::open`] with the node's attachment limits: a manifest beyond
+    /// them is refused here, before any attachment data is accepted.
+    pub fn open_with_limits(
+        self,
+        me: &Identity,
+        limits: &AttachmentLimits,
+    ) -> Result<OpenedMessage, EnvelopeError> {
         let ciphertext_digest = self.ciphertext_digest;
         let env = self.envelope;
         let aad = associated_data(&env.header, &env.body_commitment);
@@ -54,10 +70,14 @@ impl CheckedEnvelope {
         )
         .map_err(|_| EnvelopeError::Decrypt)?;
 
+        // Decoded before the commitment check, which covers only the part
+        // before the attachment keys; both are authenticated by the AEAD.
+        let content = plaintext::decode(&plaintext).map_err(EnvelopeError::BodyDecode)?;
+        plaintext.truncate(content.committed_len);
         if body_commitment(&plaintext) != env.body_commitment {
             return Err(EnvelopeError::CommitmentMismatch);
         }
-        let body = decode_body(&plaintext)?;
+        let body = content.body;
         if body.kind() != env.header.kind {
             return Err(EnvelopeError::KindMismatch {
                 header: env.header.kind,
@@ -65,6 +85,7 @@ impl CheckedEnvelope {
             });
         }
         body.validate()?;
+        let attachments = check_attachments(body.kind(), content.attachments, limits)?;
         Ok(OpenedMessage {
             proof: OriginProof {
                 header: env.header.clone(),
@@ -74,13 +95,8 @@ impl CheckedEnvelope {
             },
             header: env.header,
             body,
+            attachments,
             envelope_digest: self.digest,
         })
     }
-}
-
-pub(super) fn decode_body(plaintext: &[u8]) -> Result<Body, EnvelopeError> {
-    let p: Plaintext =
-        codec::decode::<_, MAX_FRAME_BYTES>(plaintext).map_err(EnvelopeError::BodyDecode)?;
-    Ok(p.body)
 }

@@ -1,7 +1,7 @@
 use bincode::{Decode, Encode};
 
-use super::open::decode_body;
-use super::{body_commitment, EnvelopeError, EnvelopeHeader, SignedPart};
+use super::{body_commitment, plaintext, EnvelopeError, EnvelopeHeader, SignedPart};
+use crate::attachment::{check_manifests, AttachmentLimits, AttachmentManifest};
 use crate::codec::{self, FrameType, MAX_FRAME_BYTES};
 use crate::digest::Digest;
 use crate::domain;
@@ -17,7 +17,8 @@ use crate::message::Body;
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct OriginProof {
     pub header: EnvelopeHeader,
-    /// `salt ‖ encode(body)`, as committed to.
+    /// `salt ‖ encode(body)`, then the attachment manifests if any: the
+    /// committed part of the sealed plaintext, without the content keys.
     pub plaintext: Vec<u8>,
     pub ciphertext_digest: Digest,
     pub signature: [u8; 64],
@@ -27,8 +28,19 @@ impl OriginProof {
     /// Verifies the proof against the sender named in its header and returns
     /// the body the sender signed. It proves who signed what, to whom and
     /// when they said it was; judging whether that time was plausible is the
-    /// reader's business.
+    /// reader's business. The attachments' manifests, if any, are checked
+    /// but not returned: see [`Self::verify_with_attachments`].
     pub fn verify(&self) -> Result<Body, EnvelopeError> {
+        self.verify_with_attachments().map(|(body, _)| body)
+    }
+
+    /// [`Self::verify`], also returning the attachment manifests the sender
+    /// signed (names, sizes, tree roots, whole-file SHA-256), checked
+    /// against the protocol's rules ([`AttachmentLimits::ceiling`]: the
+    /// verifier does not know the recipient's configured limits).
+    pub fn verify_with_attachments(
+        &self,
+    ) -> Result<(Body, Vec<AttachmentManifest>), EnvelopeError> {
         let sender = self.header.sender;
         let key = sender
             .verifying_key()
@@ -42,7 +54,8 @@ impl OriginProof {
         if !verify_signature(&key, &input, &self.signature) {
             return Err(EnvelopeError::BadSignature { sender });
         }
-        let body = decode_body(&self.plaintext)?;
+        let (body, manifests) =
+            plaintext::decode_committed(&self.plaintext).map_err(EnvelopeError::BodyDecode)?;
         if body.kind() != self.header.kind {
             return Err(EnvelopeError::KindMismatch {
                 header: self.header.kind,
@@ -50,7 +63,8 @@ impl OriginProof {
             });
         }
         body.validate()?;
-        Ok(body)
+        check_manifests(body.kind(), &manifests, &AttachmentLimits::ceiling())?;
+        Ok((body, manifests))
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>, codec::EncodeError> {

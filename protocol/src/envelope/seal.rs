@@ -4,10 +4,11 @@ use hpke::rand_core::{CryptoRng, RngCore};
 use hpke::{OpModeS, Serializable};
 
 use super::{
-    associated_data, body_commitment, envelope_digest, Envelope, EnvelopeHeader, Plaintext,
+    associated_data, body_commitment, envelope_digest, plaintext, Envelope, EnvelopeHeader,
     SealError,
 };
-use crate::codec::{self, MAX_FRAME_BYTES};
+use crate::attachment::{check_manifests, AttachmentLimits, AttachmentManifest, SealedAttachment};
+use crate::codec::MAX_FRAME_BYTES;
 use crate::digest::Digest;
 use crate::domain;
 use crate::identity::{signing_input, Identity, Kem, PeerKeys};
@@ -38,7 +39,38 @@ pub fn seal<R: CryptoRng + RngCore>(
     body: &Body,
     rng: &mut R,
 ) -> Result<SealedEnvelope, SealError> {
+    seal_with_attachments(
+        sender,
+        recipient,
+        id,
+        created_at,
+        body,
+        &[],
+        &AttachmentLimits::default(),
+        rng,
+    )
+}
+
+/// [`seal`] with attachments: their manifests (checked against `limits`
+/// as the recipient will check them) and content keys go into the sealed
+/// plaintext after the body. The content itself is sealed separately, once,
+/// by a [`crate::attachment::Sealer`]; sealing the message again (a resend,
+/// another recipient key) reuses the same keys and ciphertext.
+#[allow(clippy::too_many_arguments)] // seal's arguments, plus two
+pub fn seal_with_attachments<R: CryptoRng + RngCore>(
+    sender: &Identity,
+    recipient: &PeerKeys,
+    id: MessageId,
+    created_at: Timestamp,
+    body: &Body,
+    attachments: &[SealedAttachment],
+    limits: &AttachmentLimits,
+    rng: &mut R,
+) -> Result<SealedEnvelope, SealError> {
     body.validate()?;
+    let manifests: Vec<AttachmentManifest> =
+        attachments.iter().map(|a| a.manifest.clone()).collect();
+    check_manifests(body.kind(), &manifests, limits)?;
     let header = EnvelopeHeader {
         sender: sender.id(),
         recipient: *recipient.id(),
@@ -50,11 +82,8 @@ pub fn seal<R: CryptoRng + RngCore>(
 
     let mut salt = [0u8; 32];
     rng.fill_bytes(&mut salt);
-    let mut plaintext = codec::encode(&Plaintext {
-        salt,
-        body: body.clone(),
-    })?;
-    let commitment = body_commitment(&plaintext);
+    let (mut plaintext, committed_len) = plaintext::encode(salt, body, attachments)?;
+    let commitment = body_commitment(&plaintext[..committed_len]);
     let aad = associated_data(&header, &commitment);
 
     let (enc, tag) =

@@ -56,6 +56,12 @@ impl MessageKind {
         Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
+    /// Whether messages of this kind carry content (a subject and a body)
+    /// and so may carry attachments: all but status updates.
+    pub fn carries_content(self) -> bool {
+        !matches!(self, MessageKind::StatusUpdate)
+    }
+
     /// The CLI name (`request`, `info`, `status`, `reply`, `consultation`).
     pub fn name(self) -> &'static str {
         match self {

@@ -2,11 +2,16 @@
 
 Re-derives every identity, certificate, envelope (signature, HPKE
 decryption built by hand from RFC 9180, commitment, digests) and receipt in
-kat-v1.json, and decodes its session frames, sharing no code with the Rust
-implementation.
+kat-v1.json, and decodes its session frames; then, in kat-attachment-v1.json,
+opens the envelope that carries an attachment, decodes its manifest, checks
+the chunk table against the tree root, decrypts every chunk with STREAM
+(ChaCha20-Poly1305, checking every tag) and checks the tree root, the size
+and the whole-file SHA-256 — sharing no code with the Rust implementation.
 
     python3 -m pip install cryptography
-    python3 protocol/tests/vectors/verify_kat.py protocol/tests/vectors/kat-v1.json
+    python3 protocol/tests/vectors/verify_kat.py [kat-v1.json [kat-attachment-v1.json]]
+
+Without arguments it reads both files beside this script.
 """
 # Independent re-implementation of the Comity v1 wire format from docs/protocol.md
 import json, hashlib, hmac, struct, base64, sys
@@ -14,13 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey, 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidTag
 
 D = lambda s: s.encode() + b"\0"
 ENVELOPE_SIGNATURE=D("comity/v1/envelope-signature"); HPKE_INFO=D("comity/v1/hpke-info")
 ENVELOPE_AAD=D("comity/v1/envelope-aad"); BODY_COMMITMENT=D("comity/v1/body-commitment")
 CIPHERTEXT_DIGEST=D("comity/v1/ciphertext-digest"); ENVELOPE_DIGEST=D("comity/v1/envelope-digest")
 RECEIPT_SIGNATURE=D("comity/v1/receipt-signature"); ENCRYPTION_KEY_SIGNATURE=D("comity/v1/encryption-key-signature")
-NODE_ID_CHECKSUM=D("comity/v1/node-id-checksum")
+NODE_ID_CHECKSUM=D("comity/v1/node-id-checksum"); ATTACHMENT_CHUNK_AAD=D("comity/v1/attachment-chunk")
 RESTORATION_STATEMENT_SIGNATURE=D("comity/v1/restoration-statement-signature")
 sha = lambda *p: hashlib.sha256(b"".join(p)).digest()
 
@@ -54,7 +60,11 @@ def node_id(key):
 def frame(b, ty):
     assert b[:4]==b"CMTY" and b[4]==1 and b[5]==ty, b[:6]; return b[6:]
 
-kat=json.load(open(sys.argv[1]))
+import os
+HERE=os.path.dirname(os.path.abspath(__file__))
+KAT=sys.argv[1] if len(sys.argv)>1 else os.path.join(HERE,"kat-v1.json")
+ATT=sys.argv[2] if len(sys.argv)>2 else os.path.join(HERE,"kat-attachment-v1.json")
+kat=json.load(open(KAT))
 ids={}
 for name,i in kat["identities"].items():
     sk=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(i["identity_seed"]))
@@ -114,3 +124,67 @@ for rs in kat.get("restoration_statements", []):
     assert node_id(node)==rs["node_id"]
     Ed25519PublicKey.from_public_bytes(node).verify(bytes.fromhex(rs["signature"]), si)
     print("restoration statement ok:", rs["name"])
+# Attachments (docs/protocol.md §11).
+def mth(leaves):
+    """RFC 6962 Merkle tree hash over leaf hashes: split at the largest power of two below n."""
+    n=len(leaves)
+    if n==0: return sha(b"")
+    if n==1: return leaves[0]
+    k=1
+    while k*2<n: k*=2
+    return sha(b"\x01",mth(leaves[:k]),mth(leaves[k:]))
+def u64(b,o): return struct.unpack("<Q",b[o:o+8])[0], o+8
+def text(b,o):
+    n,o=u64(b,o); return b[o:o+n].decode(), o+n
+att=json.load(open(ATT)); a=att["attachment"]; e=att["envelope"]
+keys={}
+for name,i in att["identities"].items():
+    pk=Ed25519PrivateKey.from_private_bytes(bytes.fromhex(i["identity_seed"])).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    keys[pk]=derive_keypair(bytes.fromhex(i["encryption_seed"]))
+fb=bytes.fromhex(e["envelope"]); p=frame(fb,1)
+hdr=p[:124]; sender,recipient,rkey,mid=hdr[:32],hdr[32:64],hdr[64:96],hdr[96:112]
+kind,=struct.unpack("<I",hdr[112:116]); assert kind==3  # Reply
+enc=p[124:156]; comm=p[156:188]; n,=struct.unpack("<Q",p[188:196]); ct=p[196:196+n]; sig=p[196+n:]
+assert len(sig)==64 and mid.hex()==e["message_id"]
+cdig=sha(CIPHERTEXT_DIGEST,enc,ct); assert cdig.hex()==e["ciphertext_digest"]
+Ed25519PublicKey.from_public_bytes(sender).verify(sig, ENVELOPE_SIGNATURE+hdr+comm+cdig)
+epriv,epub=keys[recipient]; assert rkey==epub
+pt=hpke_open(epriv, epub, enc, HPKE_INFO, ENVELOPE_AAD+hdr+comm, ct)
+# plaintext = committed || keys; committed = salt || body || u64 count || manifests.
+committed=bytes.fromhex(e["committed_plaintext"]); lst=bytes.fromhex(a["manifest_list_encoding"])
+assert pt.startswith(committed) and committed.endswith(lst)
+assert sha(BODY_COMMITMENT,committed)==comm, "commitment covers salt, body and manifests, not the keys"
+assert struct.unpack("<I",committed[32:36])[0]==kind
+count,o=u64(lst,0); assert count==1
+name,o=text(lst,o); mtype,o=text(lst,o); size,o=u64(lst,o)
+chunk_size,=struct.unpack("<I",lst[o:o+4]); o+=4
+root=lst[o:o+32]; whole=lst[o+32:o+64]; assert o+64==len(lst)
+assert (name,mtype,size,chunk_size)==(a["name"],a["media_type"],a["size"],a["chunk_size"])
+assert root.hex()==a["tree_root"] and whole.hex()==a["sha256"]
+trailer=pt[len(committed):]; assert len(trailer)==39*count
+key,prefix=trailer[:32],trailer[32:39]
+assert key.hex()==a["content_key"] and prefix.hex()==a["nonce_prefix"]
+assert chunk_size==(65536 if size<=64<<20 else 1<<20)
+nchunks=max(1,-(-size//chunk_size)); chunks=a["chunks"]; assert len(chunks)==nchunks
+table=bytes.fromhex(a["chunk_table"]); assert len(table)==32*nchunks
+table=[table[i:i+32] for i in range(0,len(table),32)]; assert mth(table)==root
+aead=ChaCha20Poly1305(key); aad=bytes.fromhex(a["aad"]); assert aad==ATTACHMENT_CHUNK_AAD
+plain=b""; leaves=[]
+for i,c in enumerate(chunks):
+    last=i==nchunks-1; nonce=prefix+struct.pack(">I",i)+bytes([last])
+    assert c["index"]==i and c["last"]==last and c["nonce"]==nonce.hex()
+    cc=bytes.fromhex(c["ciphertext"]); assert cc[-16:].hex()==c["tag"]
+    m=aead.decrypt(nonce, cc, aad)  # raises InvalidTag unless the tag verifies
+    assert len(m)==(chunk_size if not last else size-chunk_size*(nchunks-1))
+    leaf=sha(b"\x00",m); assert leaf==table[i] and leaf.hex()==c["leaf_hash"]
+    leaves.append(leaf); plain+=m
+    # The same bytes with the other last-chunk flag, or at another index, fail.
+    for bad in (prefix+struct.pack(">I",i)+bytes([not last]), prefix+struct.pack(">I",i+1)+bytes([last])):
+        try: aead.decrypt(bad, cc, aad); raise AssertionError("tag verified under a wrong nonce")
+        except InvalidTag: pass
+assert len(plain)==size and mth(leaves)==root and sha(plain)==whole
+assert plain==bytes(i%251 for i in range(size)), "plaintext rule: byte i is i mod 251"
+edig=sha(ENVELOPE_DIGEST,fb); assert edig.hex()==e["envelope_digest"]
+r=frame(bytes.fromhex(e["receipt"]),2); assert r[80:112]==edig
+Ed25519PublicKey.from_public_bytes(recipient).verify(r[120:184], RECEIPT_SIGNATURE+r[:120])
+print("attachment ok:", name, size, "bytes,", nchunks, "chunks, sha256", whole.hex())
