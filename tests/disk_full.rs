@@ -450,7 +450,10 @@ fn a_submission_that_would_eat_into_the_reserve_is_refused() {
         r.body = "x".repeat(4_000_000);
     }
     let body = json!({"to": b.country, "body": big}).to_string();
-    let r = a.client().post_raw("/v1/messages", body.as_bytes()).unwrap();
+    let r = a
+        .client()
+        .post_raw("/v1/messages", body.as_bytes())
+        .unwrap();
     let v = r.value();
     assert_eq!(r.status, 507, "{v}");
     assert_eq!(v["error"]["code"], "disk-reserve", "{v}");

@@ -259,7 +259,10 @@ fn within_reserve(ctx: &Context, record_len: u64) -> Result<Claim<'_>, SubmitErr
     let claim = ctx.disk.claim(record_len);
     match ctx.disk.measure() {
         Ok(s) if s.refuses_submission(ctx.store.unflushed_bytes(), ctx.disk.claimed()) => {
-            let pending = ctx.store.unflushed_bytes().saturating_add(ctx.disk.claimed());
+            let pending = ctx
+                .store
+                .unflushed_bytes()
+                .saturating_add(ctx.disk.claimed());
             let after = s.less_unflushed(pending);
             Err(SubmitError::DiskReserve {
                 free: s.free_bytes,

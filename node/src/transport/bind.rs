@@ -46,7 +46,10 @@ pub fn retry_delays(patience: Duration) -> impl Iterator<Item = Duration> {
 }
 
 /// Binds `listen`, retrying while it is in use as `patience` allows.
-pub async fn bind_udp(listen: SocketAddr, patience: BindPatience) -> Result<UdpSocket, EndpointError> {
+pub async fn bind_udp(
+    listen: SocketAddr,
+    patience: BindPatience,
+) -> Result<UdpSocket, EndpointError> {
     let bind = |source| EndpointError::Bind { listen, source };
     let patience = match patience {
         BindPatience::None => return UdpSocket::bind(listen).map_err(bind),
