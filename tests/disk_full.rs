@@ -344,3 +344,127 @@ fn a_submission_below_the_disk_reserve_is_refused() {
     assert!(a.sigterm().success());
     assert!(outbound_ids(&a).is_empty(), "a refused message was stored");
 }
+
+// What a re-executed comityd is handed: it replaced an image whose store
+// could not be released (see `reexec` in comityd's main.rs), with the same
+// arguments and these two variables. Starting comityd with them is what
+// the exec does, without a disk that fails.
+
+const REOPENED_AFTER: &str = "COMITYD_REOPENED_AFTER";
+const REOPEN_BACKOFF: &str = "COMITYD_REOPEN_BACKOFF";
+const FULL: &str = "audit log: No space left on device (os error 28)";
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn a_reexecuted_daemon_goes_on_with_the_backoff_of_the_image_before_it() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    // The image before it reopened a moment ago after waiting 1 s: this one
+    // waits 2 s before it opens the store and the admin socket.
+    let backoff = format!("1000@{}", unix_ms());
+    let started = Instant::now();
+    a.start_with_env(&[(REOPENED_AFTER, FULL), (REOPEN_BACKOFF, &backoff)]);
+    let took = started.elapsed();
+    let log = a.log();
+    assert!(
+        log.contains("reopened recently; waiting before reopening again"),
+        "{}",
+        a.log_tail(30)
+    );
+    assert!(log.contains("delay=2s"), "{}", a.log_tail(30));
+    assert!(took >= Duration::from_secs(2), "ready after {took:?}");
+    let bundle = a.get_text("/v1/audit/export");
+    let started: Vec<Value> = bundle
+        .lines()
+        .filter(|l| l.starts_with("{\"entry\""))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["fields"].clone())
+        .filter(|f| f["kind"] == "node-started")
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    let detail = started[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("reopened after the store could not write") && detail.contains(FULL),
+        "{detail}"
+    );
+    assert!(a.sigterm().success());
+}
+
+#[test]
+fn a_reopened_daemon_waits_for_its_port_to_be_released() {
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    // The old endpoint's socket, released 1.5 s after the new image starts.
+    let held = std::net::UdpSocket::bind(("127.0.0.1", a.port)).unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    // The image before it reopened long ago: no backoff, so the bind is
+    // tried while the port is still held.
+    a.start_with_env(&[(REOPENED_AFTER, FULL), (REOPEN_BACKOFF, "0@0")]);
+    releaser.join().unwrap();
+    let log = a.log();
+    assert!(
+        log.contains("the port is still in use after the reopen; retrying"),
+        "{}",
+        a.log_tail(30)
+    );
+    assert!(log.contains("the port is free again"), "{}", a.log_tail(30));
+    assert!(a.sigterm().success());
+}
+
+/// A submission counts its own size: with 1 MiB free above the reserve, a
+/// 4 MB request is refused (it would take several times that on disk), a
+/// small one is taken.
+#[test]
+fn a_submission_that_would_eat_into_the_reserve_is_refused() {
+    let mut a = node("Ministry of Justice of Arcadia", "AR", 8, free_port());
+    let b = TestNode::new(COMITYD, "Attorney General of Borduria", "BO");
+    let data = a.dir().join("data");
+    let Some(_disk) = Tmpfs::mount(&data, 32) else {
+        return;
+    };
+    a.pin(&b);
+    a.start();
+    let d = storage(&a)["disk"].clone();
+    let (free, reserve) = (
+        d["free_bytes"].as_u64().unwrap(),
+        d["reserve_bytes"].as_u64().unwrap(),
+    );
+    let filler = free - reserve - (1 << 20);
+    std::fs::write(data.join("filler"), vec![0u8; filler as usize]).unwrap();
+    // Measured by the node once a second.
+    a.wait_until(Duration::from_secs(10), "the filler seen", || {
+        storage(&a)["disk"]["free_bytes"].as_u64().unwrap() < free - filler / 2
+    });
+    let d = storage(&a)["disk"].clone();
+    let above = d["free_bytes"].as_u64().unwrap() as i64 - reserve as i64;
+    assert!((900_000..1_100_000).contains(&above), "{d}");
+
+    let mut big = request_body("evidence request");
+    if let Body::Request(r) = &mut big {
+        r.body = "x".repeat(4_000_000);
+    }
+    let body = json!({"to": b.country, "body": big}).to_string();
+    let r = a
+        .client()
+        .post_raw("/v1/messages", body.as_bytes())
+        .unwrap();
+    let v = r.value();
+    assert_eq!(r.status, 507, "{v}");
+    assert_eq!(v["error"]["code"], "disk-reserve", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("once this message"),
+        "{v}"
+    );
+    let small = a.send(&b, "a small request");
+    assert!(a.sigterm().success());
+    assert_eq!(outbound_ids(&a), BTreeSet::from([small]));
+}

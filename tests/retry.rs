@@ -224,6 +224,46 @@ fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike
     assert_eq!(outbox(&a).len(), 1);
 }
 
+/// As for a submission, so for a status update (and, in the same way,
+/// a reply, a resend and an alarm's acknowledgement): it is finished on
+/// its own task whether or not its client waits.
+#[test]
+fn a_status_update_whose_client_went_away_is_completed_and_its_retry_answered_alike() {
+    let (a, b) = pair(true);
+    let request = a.send(&b, "Hearing of a witness");
+    b.wait_until(WAIT, "the request at Borduria", || {
+        !inbox_from(&b, &a).is_empty()
+    });
+    let body = json!({"status": {"status": "registered", "reference": "BO-2026-17"}});
+    let path = format!("/v1/messages/{request}/status?peer=AR");
+    let update = keyed_request(&path, "status-gone-1", &body);
+    {
+        let mut s = UnixStream::connect(b.socket()).unwrap();
+        s.write_all(&update).unwrap();
+        b.wait_until(WAIT, "the status update made by Borduria", || {
+            outbox(&b).len() == 1
+        });
+    }
+    let id = outbox(&b)[0]["id"].as_str().unwrap().to_string();
+    b.wait_until(WAIT, "the abandoned status update delivered", || {
+        state(&b, &id) == "delivered"
+    });
+    assert_eq!(inbox_from(&a, &b).len(), 1);
+
+    let again = exchange(b.socket(), &update);
+    assert!(again.starts_with("HTTP/1.1 201"), "{again}");
+    assert!(
+        again
+            .to_ascii_lowercase()
+            .contains("\r\nidempotent-replayed: true\r\n"),
+        "{again}"
+    );
+    let v = answer_body(&again);
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["regarding"], request.as_str());
+    assert_eq!(outbox(&b).len(), 1);
+}
+
 #[test]
 fn a_key_answered_is_durable_with_its_message_through_kill9_of_the_node() {
     let (mut a, _b) = pair(false);

@@ -816,6 +816,33 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let opened = checked.open(&w.borduria).expect("sample envelopes open");
         let receipt = Receipt::sign(&w.borduria, &opened, NOW);
         if i == 0 {
+            // A resend notice as Arcadia signs it, and one whose signature
+            // does not cover the frame's `original`.
+            let original = MessageId([0xee; 16]);
+            let signature = comity_protocol::resend::ResendStatement {
+                sender: sender.id(),
+                recipient: w.borduria.id(),
+                message_id: MessageId([n; 16]),
+                envelope_digest: comity_protocol::envelope::envelope_digest(&sealed.bytes),
+                original,
+            }
+            .sign(sender);
+            frames.push((
+                "resent-envelope",
+                SessionFrame::ResentEnvelope {
+                    envelope: sealed.bytes.clone(),
+                    original,
+                    signature,
+                },
+            ));
+            frames.push((
+                "resent-envelope-bad-notice",
+                SessionFrame::ResentEnvelope {
+                    envelope: sealed.bytes.clone(),
+                    original: MessageId([0xef; 16]),
+                    signature,
+                },
+            ));
             frames.push(("envelope", SessionFrame::Envelope(sealed.bytes.clone())));
             frames.push((
                 "receipt",
@@ -1264,6 +1291,10 @@ mod tests {
                         ("session_frame_decode", "checkpoint-first") => "first-cosigned",
                         ("session_frame_decode", "checkpoint-consistent") => "consistent-cosigned",
                         ("session_frame_decode", "cosigned") => "cosignature-verified",
+                        ("session_frame_decode", "resent-envelope") => "resend-notice-verified",
+                        ("session_frame_decode", "resent-envelope-bad-notice") => {
+                            "resend-notice-refused"
+                        }
                         ("session_frame_decode", n) => n.trim_end_matches("-no-id"),
                         ("checkpoint_note", "first") => "first-cosigned",
                         ("checkpoint_note", _) => "consistent-cosigned",

@@ -44,6 +44,15 @@ impl Space {
         self.free_bytes = self.free_bytes.saturating_sub(cost(unflushed) / 2);
         self
     }
+
+    /// Whether a local submission is refused: what is written but not yet
+    /// flushed (`unflushed`), what other submissions are about to write
+    /// and this one's record (`claimed`, see [`Disk::claim`]) would leave
+    /// less than the reserve.
+    pub fn refuses_submission(&self, unflushed: u64, claimed: u64) -> bool {
+        self.less_unflushed(unflushed.saturating_add(claimed))
+            .below_reserve()
+    }
 }
 
 /// Disk taken by `bytes` of stored envelope, at most (see [`Space::defers`]).
@@ -59,6 +68,23 @@ pub struct Disk {
     limits: Limits,
     free: AtomicU64,
     total: AtomicU64,
+    /// Bytes of records that submissions checked against the reserve are
+    /// about to write (see [`Disk::claim`]).
+    claimed: AtomicU64,
+}
+
+/// Bytes a submission is about to write, counted by [`Disk::claimed`] until
+/// dropped (once the store counts them as unflushed).
+#[derive(Debug)]
+pub struct Claim<'a> {
+    disk: &'a Disk,
+    bytes: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.disk.claimed.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
 }
 
 impl Disk {
@@ -68,6 +94,7 @@ impl Disk {
             limits: limits.clone(),
             free: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
         };
         let _ = disk.measure();
         disk
@@ -88,6 +115,19 @@ impl Disk {
             total_bytes: total,
             reserve_bytes: self.reserve(total),
         })
+    }
+
+    /// Counts `bytes` that a submission is about to write, before it is
+    /// checked against the reserve: submissions checked at the same time
+    /// see each other's.
+    pub fn claim(&self, bytes: u64) -> Claim<'_> {
+        self.claimed.fetch_add(bytes, Ordering::SeqCst);
+        Claim { disk: self, bytes }
+    }
+
+    /// Bytes claimed by submissions not yet written, this one's included.
+    pub fn claimed(&self) -> u64 {
+        self.claimed.load(Ordering::SeqCst)
     }
 
     /// The last measurement (`None` before the first one succeeded).
@@ -133,5 +173,55 @@ impl Storage {
 
     pub fn is_ok(&self) -> bool {
         self.state == "ok"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn space(free_mib: u64, reserve_mib: u64) -> Space {
+        Space {
+            free_bytes: free_mib * MIB,
+            total_bytes: 1024 * MIB,
+            reserve_bytes: reserve_mib * MIB,
+        }
+    }
+
+    #[test]
+    fn a_submission_counts_its_own_size_against_the_reserve() {
+        // 1 MiB above the reserve: a 4 MiB submission (its record holds the
+        // body and its envelope) does not fit; a small one does.
+        let s = space(17, 16);
+        assert!(!s.below_reserve());
+        assert!(s.refuses_submission(0, 8 * MIB));
+        assert!(!s.refuses_submission(0, 64 * 1024));
+    }
+
+    #[test]
+    fn bytes_written_but_not_flushed_count_too() {
+        let s = space(20, 16);
+        assert!(!s.refuses_submission(0, 64 * 1024));
+        assert!(s.refuses_submission(2 * MIB, 64 * 1024));
+    }
+
+    #[test]
+    fn concurrent_submissions_see_each_others_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new(dir.path(), &Limits::default());
+        let first = disk.claim(3 * MIB);
+        let second = disk.claim(5 * MIB);
+        assert_eq!(disk.claimed(), 8 * MIB);
+        // 9 MiB above the reserve: each alone fits; the two together do not.
+        let s = space(25, 16);
+        assert!(!s.refuses_submission(0, 3 * MIB));
+        assert!(!s.refuses_submission(0, 4 * MIB));
+        assert!(s.refuses_submission(0, disk.claimed()));
+        drop(first);
+        assert_eq!(disk.claimed(), 5 * MIB);
+        drop(second);
+        assert_eq!(disk.claimed(), 0);
     }
 }

@@ -40,6 +40,7 @@ pub mod outbox;
 pub mod peers;
 mod recovery;
 pub mod refusals;
+pub mod reopens;
 pub mod resend;
 pub mod restoration;
 pub mod session;

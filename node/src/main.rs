@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use clap::Parser;
 use comity_config::{Config, LogFormat};
+use comity_node::reopens::ReopenBackoff;
 use comity_node::shutdown::Shutdown;
 use comity_node::store::StoreError;
 use comity_node::{Node, StartError};
@@ -55,7 +57,9 @@ fn main() -> ExitCode {
     // Set when this process image replaced one whose store could not be
     // released (see `reexec`); read before any other thread exists.
     let reopened = std::env::var(REOPENED_AFTER).ok();
+    let backoff = std::env::var(REOPEN_BACKOFF).ok();
     std::env::remove_var(REOPENED_AFTER);
+    std::env::remove_var(REOPEN_BACKOFF);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(config, args.config, reopened));
+    let result = runtime.block_on(run(config, args.config, reopened, backoff));
     // A thread blocked in a stuck flush must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
@@ -95,6 +99,7 @@ async fn run(
     mut config: Config,
     config_path: PathBuf,
     mut reopened: Option<String>,
+    backoff: Option<String>,
 ) -> anyhow::Result<()> {
     for o in config.env_overrides() {
         info!(
@@ -105,23 +110,39 @@ async fn run(
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut reopens = Reopens::default();
+    // A re-executed image goes on with the backoff of the one before it.
+    let mut backoff = match (&reopened, backoff) {
+        (None, _) => ReopenBackoff::default(),
+        (Some(_), Some(text)) => ReopenBackoff::from_env(&text).unwrap_or_else(|e| {
+            warn!(error = %e, "{REOPEN_BACKOFF} unreadable; assuming a reopen just now");
+            ReopenBackoff::unknown(SystemTime::now())
+        }),
+        (Some(_), None) => ReopenBackoff::unknown(SystemTime::now()),
+    };
     // A re-executed image that still finds its store locked does not try
     // again: another process holds it.
     let mut may_reexec = reopened.is_none();
     loop {
+        if reopened.is_some() {
+            tokio::select! {
+                _ = wait_before_reopening(&mut backoff) => {}
+                _ = term.recv() => return stopped_while_reopening("SIGTERM"),
+                _ = int.recv() => return stopped_while_reopening("SIGINT"),
+            }
+        }
         let socket = config.node.admin_socket.clone();
         let metrics_listen = config.node.metrics_listen;
         let listener = comity_node::admin::bind(&socket)?;
         let node = Arc::new(match &reopened {
             None => Node::start(config).await?,
-            Some(fault) => match Node::start_reopened(config, fault).await {
-                Ok(n) => n,
+            Some(fault) => match start_reopened(config, fault, &mut term, &mut int).await {
+                Some(Ok(n)) => n,
+                None => return Ok(()),
                 // A thread of the old store still holds it (see `reexec`).
-                Err(StartError::Store(StoreError::Locked { .. })) if may_reexec => {
-                    return Err(reexec(fault))
+                Some(Err(StartError::Store(StoreError::Locked { .. }))) if may_reexec => {
+                    return Err(reexec(fault, &backoff))
                 }
-                Err(e) => return Err(e.into()),
+                Some(Err(e)) => return Err(e.into()),
             },
         });
         let admin_stop = Shutdown::new();
@@ -179,23 +200,35 @@ async fn run(
         // everything, release the store, and start again from disk as at
         // start-up (see the node library's `recovery`).
         warn!(%reason, "reopening the node after its store could not write");
-        let watchdog = CloseWatchdog::start(&reason);
+        let watchdog = CloseWatchdog::start(&reason, &backoff);
         tokio::select! {
-            r = close(node, &reason) => r?,
+            r = close(node, &reason, &backoff) => r?,
             _ = term.recv() => return stopped_while_reopening("SIGTERM"),
             _ = int.recv() => return stopped_while_reopening("SIGINT"),
         }
         drop(watchdog);
-        tokio::select! {
-            _ = reopens.wait() => {}
-            _ = term.recv() => return stopped_while_reopening("SIGTERM"),
-            _ = int.recv() => return stopped_while_reopening("SIGINT"),
-        }
         config = Config::load(&config_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
         reopened = Some(reason);
         may_reexec = true;
     }
+}
+
+/// [`Node::start_reopened`], or `None` after a stop asked for meanwhile
+/// (its bind may wait up to 30 s for the old endpoint's port).
+async fn start_reopened(
+    config: Config,
+    fault: &str,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Option<Result<Node, StartError>> {
+    let signal = tokio::select! {
+        r = Node::start_reopened(config, fault) => return Some(r),
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    let _ = stopped_while_reopening(signal);
+    None
 }
 
 /// A stop asked for while the node was being reopened: the store is
@@ -213,7 +246,7 @@ enum Ended {
 
 /// Stops `node` and releases its store, once the admin API and metrics
 /// tasks have let go of it.
-async fn close(node: Arc<Node>, reason: &str) -> anyhow::Result<()> {
+async fn close(node: Arc<Node>, reason: &str, backoff: &ReopenBackoff) -> anyhow::Result<()> {
     let mut node = node;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let node = loop {
@@ -223,7 +256,7 @@ async fn close(node: Arc<Node>, reason: &str) -> anyhow::Result<()> {
                 node = shared;
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            Err(_) => return Err(reexec(reason)),
+            Err(_) => return Err(reexec(reason, backoff)),
         }
     };
     // On a thread of its own: dropping the last handle on a faulted sled
@@ -241,34 +274,18 @@ async fn close(node: Arc<Node>, reason: &str) -> anyhow::Result<()> {
         }
         Ok(Err(e)) => {
             warn!(error = %e, "closing the faulted store failed");
-            Err(reexec(reason))
+            Err(reexec(reason, backoff))
         }
-        Err(_) => Err(reexec(reason)),
+        Err(_) => Err(reexec(reason, backoff)),
     }
 }
 
-/// Spaces reopenings out, so that a disk that fails again at once (a
-/// failing device rather than a full one) does not make the node spin.
-#[derive(Default)]
-struct Reopens {
-    last: Option<tokio::time::Instant>,
-    delay: std::time::Duration,
-}
-
-impl Reopens {
-    async fn wait(&mut self) {
-        const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
-        const CAP: std::time::Duration = std::time::Duration::from_secs(300);
-        let now = tokio::time::Instant::now();
-        self.delay = match self.last {
-            Some(t) if now.duration_since(t) < CAP => (self.delay * 2).clamp(FIRST, CAP),
-            _ => std::time::Duration::ZERO,
-        };
-        if !self.delay.is_zero() {
-            info!(delay = ?self.delay, "reopened recently; waiting before reopening again");
-            tokio::time::sleep(self.delay).await;
-        }
-        self.last = Some(tokio::time::Instant::now());
+/// Waits as `backoff` says before a reopen (see `comity_node::reopens`).
+async fn wait_before_reopening(backoff: &mut ReopenBackoff) {
+    let delay = backoff.next(SystemTime::now());
+    if !delay.is_zero() {
+        info!(?delay, "reopened recently; waiting before reopening again");
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -282,15 +299,15 @@ struct CloseWatchdog(Arc<std::sync::atomic::AtomicBool>);
 impl CloseWatchdog {
     const GRACE: std::time::Duration = std::time::Duration::from_secs(45);
 
-    fn start(reason: &str) -> CloseWatchdog {
+    fn start(reason: &str, backoff: &ReopenBackoff) -> CloseWatchdog {
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, reason) = (done.clone(), reason.to_string());
+        let (flag, reason, backoff) = (done.clone(), reason.to_string(), *backoff);
         let spawned = std::thread::Builder::new()
             .name("close-watchdog".into())
             .spawn(move || {
                 std::thread::sleep(Self::GRACE);
                 if !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    let e = reexec(&reason);
+                    let e = reexec(&reason, &backoff);
                     eprintln!("comityd: {e:#}");
                     std::process::exit(1);
                 }
@@ -310,13 +327,15 @@ impl Drop for CloseWatchdog {
 
 /// The environment variable that tells a re-executed `comityd` why.
 const REOPENED_AFTER: &str = "COMITYD_REOPENED_AFTER";
+/// And the one that carries its reopen backoff (`ReopenBackoff::to_env`).
+const REOPEN_BACKOFF: &str = "COMITYD_REOPEN_BACKOFF";
 
 /// Replaces this process with a fresh `comityd` of the same arguments: the
 /// same PID, so the service manager sees no restart. For a store that was
 /// not released: sled 0.34 can block forever in a flush after a failed
 /// write, and the blocked thread keeps the database locked; only a new
 /// process image lets go of it. Returns only if the exec failed.
-fn reexec(reason: &str) -> anyhow::Error {
+fn reexec(reason: &str, backoff: &ReopenBackoff) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     warn!("the store was not released; re-executing comityd to reopen it");
     let mut args = std::env::args_os();
@@ -325,6 +344,7 @@ fn reexec(reason: &str) -> anyhow::Error {
         .arg0(arg0)
         .args(args)
         .env(REOPENED_AFTER, reason)
+        .env(REOPEN_BACKOFF, backoff.to_env())
         .exec();
     anyhow::anyhow!("cannot re-execute comityd to reopen its store: {err}")
 }

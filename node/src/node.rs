@@ -32,6 +32,7 @@ use crate::stats::{self, Stats};
 use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
 use crate::store::{ListQuery, Position};
 use crate::store::{StoreError, StoreFault};
+use crate::transport::bind::{bind_udp, BindPatience};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
@@ -82,7 +83,8 @@ impl Node {
     /// Opens the store, binds the endpoint, starts one sender per pinned
     /// peer and the receiver, and queues every message not yet delivered.
     pub async fn start_with(config: Config, identity: Identity) -> Result<Node, StartError> {
-        Self::start_inner(config, identity, env!("CARGO_PKG_VERSION").to_string()).await
+        let started = env!("CARGO_PKG_VERSION").to_string();
+        Self::start_inner(config, identity, started, BindPatience::None).await
     }
 
     /// [`Node::start`] after the daemon closed this node because its store
@@ -93,13 +95,15 @@ impl Node {
             "{}; reopened after the store could not write: {fault}",
             env!("CARGO_PKG_VERSION")
         );
-        Self::start_inner(config, identity, detail).await
+        // The port was this process's a moment ago (see `BindPatience`).
+        Self::start_inner(config, identity, detail, BindPatience::AFTER_REOPEN).await
     }
 
     async fn start_inner(
         config: Config,
         identity: Identity,
         started: String,
+        patience: BindPatience,
     ) -> Result<Node, StartError> {
         // A node pinned to itself would deliver to itself and witness its
         // own log; the API refuses it, and so does start for a file edited
@@ -130,8 +134,10 @@ impl Node {
             b"comity/v1/quic-stateless-reset-key\0",
             &[&identity.ed25519_secret()[..]],
         );
+        let socket = bind_udp(config.node.listen, patience).await?;
         let endpoint = server_endpoint(
             config.node.listen,
+            socket,
             &tls,
             pins.clone(),
             on_refused,

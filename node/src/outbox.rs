@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::audit::Fact;
 use crate::context::{Context, PeerKeyError};
+use crate::disk::Claim;
 use crate::events::Event;
 use crate::idempotency::{self, IdempotencyKey, KeyError, KeyedRequest, Operation};
 use crate::store::{OutboundMessage, OutboundState, OutboundStatus, Store, StoreError};
@@ -30,10 +31,11 @@ pub enum SubmitError {
     #[error("the store cannot write ({0}); the node reopens it once the disk has room again")]
     StoreUnwritable(String),
     #[error(
-        "{free} bytes free on the data directory's filesystem, below the reserve of {reserve} \
-         ([limits] disk_reserve_mib, disk_reserve_percent) kept for receipts and the audit log"
+        "{free} bytes free on the data directory's filesystem, {after} once this message and \
+         those being written are stored: below the reserve of {reserve} ([limits] \
+         disk_reserve_mib, disk_reserve_percent) kept for receipts and the audit log"
     )]
-    DiskReserve { free: u64, reserve: u64 },
+    DiskReserve { free: u64, after: u64, reserve: u64 },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -183,7 +185,9 @@ pub(crate) fn stage(
 ) -> Result<Staged, SubmitError> {
     body.validate()?;
     let peer = ctx.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
-    writable(ctx)?;
+    if let Some(f) = ctx.store.fault() {
+        return Err(SubmitError::StoreUnwritable(f.reason));
+    }
     let mut msg = OutboundMessage {
         id: MessageId::random(),
         peer: to,
@@ -193,11 +197,15 @@ pub(crate) fn stage(
         envelope: None,
         digest: None,
     };
-    match ctx.peer_keys(&to)? {
+    // What the record will hold: the body and, once sealed, its envelope
+    // (which is at least as long).
+    let record_len = match ctx.peer_keys(&to)? {
         Some(keys) => {
             let sealed = seal_for(ctx, &keys, &msg)?;
+            let len = sealed.bytes.len();
             msg.envelope = Some(sealed.bytes);
             msg.digest = Some(sealed.digest);
+            len.saturating_mul(2)
         }
         None => {
             // Sealed at first contact; refuse now what could never fit.
@@ -209,8 +217,11 @@ pub(crate) fn stage(
             if len > max {
                 return Err(SubmitError::TooLarge { len, max });
             }
+            len.saturating_mul(2)
         }
-    }
+    };
+    // Held until the store counts the record as unflushed.
+    let _claim = within_reserve(ctx, record_len as u64)?;
     let id = msg.id;
     ctx.audit.note(
         Fact::new(AuditKind::MessageAccepted, Actor::Operator)
@@ -239,26 +250,31 @@ pub(crate) fn stage(
     Ok(Staged { id, peer })
 }
 
-/// Refuses a submission the store cannot take now, or that would eat into
-/// the reserve.
-fn writable(ctx: &Context) -> Result<(), SubmitError> {
-    if let Some(f) = ctx.store.fault() {
-        return Err(SubmitError::StoreUnwritable(f.reason));
-    }
-    match ctx
-        .disk
-        .measure()
-        .map(|s| s.less_unflushed(ctx.store.unflushed_bytes()))
-    {
-        Ok(s) if s.below_reserve() => Err(SubmitError::DiskReserve {
-            free: s.free_bytes,
-            reserve: s.reserve_bytes,
-        }),
-        Ok(_) => Ok(()),
+/// Claims `record_len` bytes for a submission, refusing it if what it
+/// writes, with what other submissions are writing and what is not yet
+/// flushed, would eat into the reserve.
+fn within_reserve(ctx: &Context, record_len: u64) -> Result<Claim<'_>, SubmitError> {
+    // Claimed before measuring, so that a submission checked at the same
+    // moment counts this one.
+    let claim = ctx.disk.claim(record_len);
+    match ctx.disk.measure() {
+        Ok(s) if s.refuses_submission(ctx.store.unflushed_bytes(), ctx.disk.claimed()) => {
+            let pending = ctx
+                .store
+                .unflushed_bytes()
+                .saturating_add(ctx.disk.claimed());
+            let after = s.less_unflushed(pending);
+            Err(SubmitError::DiskReserve {
+                free: s.free_bytes,
+                after: after.free_bytes,
+                reserve: s.reserve_bytes,
+            })
+        }
+        Ok(_) => Ok(claim),
         // Not knowing is no reason to refuse: a full disk shows as a fault.
         Err(e) => {
             tracing::debug!(error = %e, "cannot measure free space");
-            Ok(())
+            Ok(claim)
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::context::Context;
+use crate::disk::Space;
 use crate::shutdown::ShutdownSignal;
 
 /// How often the disk is measured and the store's state looked at.
@@ -49,8 +50,18 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         let Some(fault) = ctx.store.fault() else {
             continue;
         };
-        if !(seen_full || full_disk(&fault.reason)) {
-            if !told {
+        let measured = space.as_ref().ok().copied();
+        match decide(&fault.reason, seen_full, measured) {
+            Decision::Reopen => {
+                info!(
+                    free_bytes = measured.map(|s| s.free_bytes),
+                    reason = %fault.reason,
+                    "the disk has room again: reopening the store"
+                );
+                ctx.reopen.send_replace(Some(fault));
+                return;
+            }
+            Decision::WaitForOperator if !told => {
                 error!(
                     reason = %fault.reason,
                     "the store failed with room on the disk (a failed sync or a failing device): \
@@ -59,20 +70,9 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
                 );
                 told = true;
             }
-            continue;
-        }
-        match space {
-            Ok(s) if s.free_bytes >= s.reserve_bytes.max(MIN_FREE_TO_REOPEN) => {
-                info!(
-                    free_bytes = s.free_bytes,
-                    reason = %fault.reason,
-                    "the disk has room again: reopening the store"
-                );
-                ctx.reopen.send_replace(Some(fault));
-                return;
-            }
-            Ok(s) => {
-                if !told {
+            Decision::WaitForOperator => {}
+            Decision::WaitForSpace => match &space {
+                Ok(s) if !told => {
                     warn!(
                         free_bytes = s.free_bytes,
                         reserve_bytes = s.reserve_bytes,
@@ -80,9 +80,35 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
                     );
                     told = true;
                 }
-            }
-            Err(e) => warn!(error = %e, "cannot measure the data directory's free space"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot measure the data directory's free space"),
+            },
         }
+    }
+}
+
+/// What a faulted store waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// A full disk that has room again: reopen by itself.
+    Reopen,
+    /// A full disk still without room (or not measured): wait.
+    WaitForSpace,
+    /// Another failure (EIO from a sync): never reopened by itself; the
+    /// operator checks the device and restarts the node.
+    WaitForOperator,
+}
+
+/// Whether a store faulted for `reason` reopens by itself, given whether
+/// the disk was `seen_full` since the node started and the last measurement
+/// (`None`: it failed).
+pub(crate) fn decide(reason: &str, seen_full: bool, space: Option<Space>) -> Decision {
+    if !(seen_full || full_disk(reason)) {
+        return Decision::WaitForOperator;
+    }
+    match space {
+        Some(s) if s.free_bytes >= s.reserve_bytes.max(MIN_FREE_TO_REOPEN) => Decision::Reopen,
+        _ => Decision::WaitForSpace,
     }
 }
 
@@ -107,5 +133,60 @@ mod tests {
             "fdatasync: Input/output error (os error 5)"
         ));
         assert!(!super::full_disk("a flush did not finish within 20 s"));
+    }
+
+    use super::{decide, Decision, Space, MIN_FREE_TO_REOPEN};
+
+    const EIO: &str = "flushing the store failed: Input/output error (os error 5)";
+    const ENOSPC: &str = "audit log: No space left on device (os error 28)";
+    const STUCK: &str = "a flush did not finish within 20 s";
+
+    fn room(free: u64, reserve: u64) -> Option<Space> {
+        Some(Space {
+            free_bytes: free,
+            total_bytes: 1 << 40,
+            reserve_bytes: reserve,
+        })
+    }
+
+    #[test]
+    fn an_eio_with_room_on_a_disk_never_seen_full_waits_for_the_operator() {
+        let plenty = room(100 << 30, 16 << 20);
+        assert_eq!(decide(EIO, false, plenty), Decision::WaitForOperator);
+        assert_eq!(decide(EIO, false, None), Decision::WaitForOperator);
+        assert_eq!(decide(STUCK, false, plenty), Decision::WaitForOperator);
+    }
+
+    #[test]
+    fn a_full_disk_reopens_once_it_has_room_for_the_reserve() {
+        let reserve = 16 << 20;
+        assert_eq!(
+            decide(ENOSPC, false, room(reserve - 1, reserve)),
+            Decision::WaitForSpace
+        );
+        assert_eq!(decide(ENOSPC, false, None), Decision::WaitForSpace);
+        assert_eq!(
+            decide(ENOSPC, false, room(reserve, reserve)),
+            Decision::Reopen
+        );
+        // With no reserve, still room for what a start writes.
+        assert_eq!(
+            decide(ENOSPC, false, room(MIN_FREE_TO_REOPEN - 1, 0)),
+            Decision::WaitForSpace
+        );
+        assert_eq!(
+            decide(ENOSPC, false, room(MIN_FREE_TO_REOPEN, 0)),
+            Decision::Reopen
+        );
+    }
+
+    /// A failure of another kind on a disk seen full (sled's stuck flush
+    /// on a full disk, an EIO that a full disk caused) is a full disk.
+    #[test]
+    fn any_failure_on_a_disk_seen_full_reopens_once_there_is_room() {
+        let plenty = room(100 << 30, 16 << 20);
+        assert_eq!(decide(STUCK, true, plenty), Decision::Reopen);
+        assert_eq!(decide(EIO, true, plenty), Decision::Reopen);
+        assert_eq!(decide(EIO, true, room(0, 16 << 20)), Decision::WaitForSpace);
     }
 }

@@ -20,8 +20,11 @@ use crate::ids::MessageId;
 
 /// Bytes of the length prefix before every frame on a stream.
 pub const LENGTH_PREFIX: usize = 4;
+/// Bytes a session frame adds around the envelope it carries, at most:
+/// 18 for an `Envelope`, 98 for a `ResentEnvelope`, rounded up.
+pub const ENVELOPE_FRAMING: usize = 128;
 /// Largest session frame: an envelope at the codec's ceiling plus framing.
-pub const MAX_SESSION_FRAME: usize = MAX_FRAME_BYTES + 64;
+pub const MAX_SESSION_FRAME: usize = MAX_FRAME_BYTES + ENVELOPE_FRAMING;
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum SessionFrame {
@@ -243,6 +246,14 @@ impl SessionFrame {
         codec::decode_frame::<_, MAX_SESSION_FRAME>(FrameType::Session, bytes)
     }
 
+    /// The frame limit for a reader that takes envelopes of up to
+    /// `max_envelope` bytes: room for one in either frame that carries it.
+    pub fn limit_for_envelopes(max_envelope: usize) -> usize {
+        max_envelope
+            .saturating_add(ENVELOPE_FRAMING)
+            .min(MAX_SESSION_FRAME)
+    }
+
     /// Reads a length prefix; refuses lengths above `max` before anything
     /// is allocated for the frame.
     pub fn length(prefix: [u8; LENGTH_PREFIX], max: usize) -> Result<usize, DecodeError> {
@@ -365,6 +376,35 @@ mod tests {
         .to_wire()
         .unwrap();
         assert_eq!(peek_envelope_id(&hello[LENGTH_PREFIX..]), None);
+    }
+
+    /// An envelope the receiver takes fits its frame limit whether it
+    /// comes as an `Envelope` or a `ResentEnvelope`, up to the codec's
+    /// ceiling (at `+ 64`, a resent envelope within 34 bytes of the limit
+    /// was skipped as oversize and refused as too large).
+    #[test]
+    fn an_envelope_at_the_limit_fits_either_frame() {
+        for max in [4096, 4 * 1024 * 1024, MAX_FRAME_BYTES] {
+            let envelope = vec![0u8; max];
+            for frame in [
+                SessionFrame::Envelope(envelope.clone()),
+                SessionFrame::ResentEnvelope {
+                    envelope: envelope.clone(),
+                    original: MessageId([1; 16]),
+                    signature: [2; 64],
+                },
+            ] {
+                let wire = frame.to_wire().unwrap();
+                let prefix: [u8; LENGTH_PREFIX] = wire[..LENGTH_PREFIX].try_into().unwrap();
+                let limit = SessionFrame::limit_for_envelopes(max);
+                assert_eq!(
+                    SessionFrame::length(prefix, limit),
+                    Ok(wire.len() - LENGTH_PREFIX),
+                    "max {max}"
+                );
+                assert_eq!(SessionFrame::from_bytes(&wire[LENGTH_PREFIX..]), Ok(frame));
+            }
+        }
     }
 
     #[test]

@@ -398,6 +398,13 @@ fn session_bytes(w: &'static World) -> Vec<&'static [u8]> {
                     [
                         SessionFrame::Envelope(s.bytes.clone()),
                         SessionFrame::Receipt(s.receipt.clone()),
+                        // The signature's bytes are mutated like the rest;
+                        // a valid one is not needed to reach the decoder.
+                        SessionFrame::ResentEnvelope {
+                            envelope: s.bytes.clone(),
+                            original: MessageId([0xee; 16]),
+                            signature: [7; 64],
+                        },
                     ]
                 })
                 .collect::<Vec<_>>()
@@ -771,7 +778,7 @@ proptest! {
         }
         let peeked = peek_envelope_id(&bytes);
         if let Ok(f) = SessionFrame::from_bytes(&bytes) {
-            if let SessionFrame::Envelope(e) = &f {
+            if let SessionFrame::Envelope(e) | SessionFrame::ResentEnvelope { envelope: e, .. } = &f {
                 // The peek names the envelope the frame carries.
                 if let Ok(env) = Envelope::from_bytes(e) {
                     prop_assert_eq!(peeked, Some(env.header.id));

@@ -29,7 +29,8 @@ fn transport(limits: &Limits) -> quinn::TransportConfig {
     t
 }
 
-/// Binds `listen` and accepts connections from pinned peers only.
+/// Serves `socket` (bound to `listen`, see [`super::bind`]) and accepts
+/// connections from pinned peers only.
 ///
 /// `reset_key` keys QUIC stateless resets. Deriving it from the node's
 /// identity (rather than at random per process) means a node restarted
@@ -37,6 +38,7 @@ fn transport(limits: &Limits) -> quinn::TransportConfig {
 /// leaving them to wait for the idle timeout.
 pub fn server_endpoint(
     listen: SocketAddr,
+    socket: std::net::UdpSocket,
     tls: &TlsIdentity,
     pins: Pins,
     on_refused: OnRefused,
@@ -60,7 +62,6 @@ pub fn server_endpoint(
         reset_key,
     )));
     let bind = |source| EndpointError::Bind { listen, source };
-    let socket = std::net::UdpSocket::bind(listen).map_err(bind)?;
     quinn::Endpoint::new(
         endpoint_config,
         Some(server),
@@ -88,6 +89,14 @@ pub enum EndpointError {
     Bind {
         listen: SocketAddr,
         source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on {listen}: still in use {waited:?} after the store was reopened \
+         (the previous endpoint's socket was not released); restart comityd"
+    )]
+    StillInUse {
+        listen: SocketAddr,
+        waited: Duration,
     },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),

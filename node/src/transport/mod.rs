@@ -1,5 +1,6 @@
 //! QUIC between pinned peers: TLS setup, the endpoint, and frames on streams.
 
+pub mod bind;
 pub mod endpoint;
 pub mod handshakes;
 pub mod tls;
