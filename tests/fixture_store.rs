@@ -1,7 +1,7 @@
 //! Stores written by earlier versions of comityd open with this one.
 //!
-//! `tests/fixtures/store-v3/` holds the data directories of two pinned
-//! nodes, Arcadia (AR) and Borduria (BO), as store format 3 left them:
+//! `tests/fixtures/store-vN/` holds the data directories of two pinned
+//! nodes, Arcadia (AR) and Borduria (BO), as store format N left them:
 //! requests, a status, a reply, a consultation, spontaneous information,
 //! a request refused for its size (failed) and resent, a submission made
 //! with an idempotency key, rejections, cosigned checkpoints. `expected.json`
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const LONG: Duration = Duration::from_secs(30);
 /// The fixtures, newest last; each is opened by [`every_fixture_store_opens`].
-const FIXTURES: &[(&str, u32)] = &[("store-v3", 3)];
+const FIXTURES: &[(&str, u32)] = &[("store-v3", 3), ("store-v4", 4)];
 const IDEMPOTENCY_KEY: &str = "fixture-case-2026-0042";
 
 fn fixtures() -> PathBuf {

@@ -17,7 +17,14 @@
 ///   from the messages at the first open, see `listing`). An older build
 ///   would change messages without their summaries: it is refused a
 ///   format-3 store.
-pub const CURRENT: u32 = 3;
+/// * 4: in the `audit` tree, the roots of the peers' checkpoints this node
+///   cosigned (the last 4,096 per peer) and the last restoration statement
+///   of each peer it accepted (keys that a format-3 store does not have:
+///   none at first). An older build would cosign without keeping the
+///   roots, so a peer's honest restore could no longer be checked exactly,
+///   and would forget the accepted restorations, so a second rollback
+///   would pass: it is refused a format-4 store.
+pub const CURRENT: u32 = 4;
 
 const KEY: &[u8] = b"comity-store-format";
 
@@ -65,7 +72,8 @@ pub fn check(db: &sled::Db) -> Result<Opened, VersionError> {
         None => Opened::Migrated { from: 0 },
     };
     // 0 → 1 only adds the mark; 1 → 2 adds trees sled creates empty; 2 → 3
-    // adds the listing, which builds itself when it finds no mark of its own.
+    // adds the listing, which builds itself when it finds no mark of its own;
+    // 3 → 4 adds keys that start empty.
     db.insert(KEY, &CURRENT.to_be_bytes())?;
     Ok(opened)
 }
