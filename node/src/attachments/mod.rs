@@ -51,3 +51,6 @@ pub use stored::StoredAttachment;
 
 #[cfg(test)]
 mod test_support;
+
+#[cfg(test)]
+mod tests;
