@@ -230,7 +230,11 @@ fn attachment_limits_have_defaults_and_bounds() {
     .unwrap();
     let a = c.limits.attachment_limits();
     assert_eq!(
-        (a.max_attachment_bytes, a.max_message_bytes, a.max_attachments),
+        (
+            a.max_attachment_bytes,
+            a.max_message_bytes,
+            a.max_attachments
+        ),
         (1 << 20, 2 << 20, 0)
     );
 }

@@ -196,7 +196,10 @@ impl AttachmentDir {
             }
             Err(e) => return Err(e),
         };
-        let len = file.metadata().map_err(io_at("reading", &paths.part))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_at("reading", &paths.part))?
+            .len();
         let resumed = point
             .filter(|p| geometry.chunk_offset(p.next_chunk) <= len)
             .and_then(|p| Opener::resume(attachment, table.clone(), &p).ok());
@@ -210,7 +213,8 @@ impl AttachmentDir {
         let next = opener.next_chunk().unwrap_or(0);
         let keep = geometry.chunk_offset(next);
         if len != keep {
-            file.set_len(keep).map_err(io_at("truncating", &paths.part))?;
+            file.set_len(keep)
+                .map_err(io_at("truncating", &paths.part))?;
             file.sync_all().map_err(io_at("syncing", &paths.part))?;
         }
         Ok(Incoming::Partial(Receiving {

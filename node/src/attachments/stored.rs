@@ -68,10 +68,7 @@ impl StoredAttachment {
     pub fn open(path: &Path, manifest: &AttachmentManifest) -> Result<Self, AttachmentError> {
         let file = File::open(path).map_err(io_at("opening", path))?;
         let geometry = Geometry::of(manifest);
-        let len = file
-            .metadata()
-            .map_err(io_at("reading", path))?
-            .len();
+        let len = file.metadata().map_err(io_at("reading", path))?.len();
         if len != geometry.stored_len() {
             return Err(AttachmentError::Corrupt {
                 path: path.to_path_buf(),
@@ -118,12 +115,11 @@ impl StoredAttachment {
 
     /// The chunk table (leaf hashes), as the receiver gets it first.
     pub fn table_bytes(&self) -> Result<Vec<u8>, AttachmentError> {
-        let len = usize::try_from(self.geometry.table_len()).map_err(|_| {
-            AttachmentError::Corrupt {
+        let len =
+            usize::try_from(self.geometry.table_len()).map_err(|_| AttachmentError::Corrupt {
                 path: self.path.clone(),
                 problem: "the chunk table does not fit in memory".into(),
-            }
-        })?;
+            })?;
         let mut buf = vec![0u8; len];
         self.file
             .read_exact_at(&mut buf, self.geometry.ciphertext_len())

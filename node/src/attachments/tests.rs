@@ -65,7 +65,10 @@ fn copy_in_at_chunk_boundaries_opens_with_the_protocol_opener() {
         // Chunk i is found by a seek, in any order.
         if stored.chunk_count() > 2 {
             let last = stored.chunk_count() - 1;
-            assert_eq!(stored.read_chunk(last).unwrap().len() as u64, (size - last * CHUNK) + 16);
+            assert_eq!(
+                stored.read_chunk(last).unwrap().len() as u64,
+                (size - last * CHUNK) + 16
+            );
         }
     }
     for d in ["", "staging", "sent", "received"] {
@@ -155,14 +158,27 @@ fn a_source_shorter_or_longer_than_declared_is_refused() {
         .copy_in(&space, &limits, "a", "text/plain", CHUNK + 5, &bytes[..])
         .unwrap_err();
     assert!(
-        matches!(big, AttachmentError::Invalid(InvalidAttachment::TooLarge { .. })),
+        matches!(
+            big,
+            AttachmentError::Invalid(InvalidAttachment::TooLarge { .. })
+        ),
         "{big}"
     );
     assert!(!big.is_retriable());
     let bad_name = dir
-        .copy_in(&space, &AttachmentLimits::default(), "../../etc/passwd", "text/plain", 1, &b"x"[..])
+        .copy_in(
+            &space,
+            &AttachmentLimits::default(),
+            "../../etc/passwd",
+            "text/plain",
+            1,
+            &b"x"[..],
+        )
         .unwrap_err();
-    assert!(matches!(bad_name, AttachmentError::Invalid(_)), "{bad_name}");
+    assert!(
+        matches!(bad_name, AttachmentError::Invalid(_)),
+        "{bad_name}"
+    );
     assert!(entries(&dir.root().join("sent")).is_empty());
     assert!(entries(&dir.root().join("staging")).is_empty());
 }
@@ -195,7 +211,9 @@ fn partial(dir: &AttachmentDir, sent: &CopiedIn) -> Receiving {
 }
 
 fn part_len(dir: &AttachmentDir) -> u64 {
-    fs::metadata(dir.received_path(&key(0), ".part")).unwrap().len()
+    fs::metadata(dir.received_path(&key(0), ".part"))
+        .unwrap()
+        .len()
 }
 
 /// Feeds every chunk from `r`'s next one to the end.
@@ -227,11 +245,17 @@ fn chunks_in_order_complete_and_match() {
     assert_eq!(r.next_chunk(), Some(0));
     let done = finish(&stored, &mut r);
     // The receiver's file is the sender's, byte for byte.
-    assert_eq!(fs::read(done.path()).unwrap(), fs::read(&sent.path).unwrap());
+    assert_eq!(
+        fs::read(done.path()).unwrap(),
+        fs::read(&sent.path).unwrap()
+    );
     assert_eq!(mode(done.path()), 0o600);
     assert_eq!(mode(&dir.received_dir(&key(0))), 0o700);
     assert_eq!(plaintext(&done), bytes);
-    assert!(dir.incoming(&key(0), &checked(&sent.sealed)).unwrap().is_complete());
+    assert!(dir
+        .incoming(&key(0), &checked(&sent.sealed))
+        .unwrap()
+        .is_complete());
     // Only the complete file is left.
     assert_eq!(entries(&dir.received_dir(&key(0))), vec!["0".to_string()]);
 }
@@ -261,7 +285,10 @@ fn a_refused_chunk_writes_nothing_and_keeps_the_resume_point() {
         assert_eq!(part_len(&dir), len, "nothing written");
     }
     let e = r.accept(1, other.read_chunk(1).unwrap()).unwrap_err();
-    assert!(matches!(e, AttachmentError::Chunk(ChunkError::BadTag { index: 1 })), "{e}");
+    assert!(
+        matches!(e, AttachmentError::Chunk(ChunkError::BadTag { index: 1 })),
+        "{e}"
+    );
     assert_eq!(partial(&dir, &sent).next_chunk(), Some(1));
     let done = finish(&stored, &mut r);
     assert_eq!(plaintext(&done), bytes);
@@ -284,7 +311,11 @@ fn crash_and_resume(chunks: u64, at: u64, step: Step, resumes: u64) {
     drop(r);
     let mut r = partial(&dir, &sent);
     assert_eq!(r.next_chunk(), Some(resumes), "{step:?} at chunk {at}");
-    assert_eq!(part_len(&dir), resumes * (CHUNK + 16), "{step:?} at chunk {at}");
+    assert_eq!(
+        part_len(&dir),
+        resumes * (CHUNK + 16),
+        "{step:?} at chunk {at}"
+    );
     let done = finish(&stored, &mut r);
     assert_eq!(plaintext(&done), bytes);
 }
@@ -340,7 +371,12 @@ fn a_torn_write_past_the_point_or_a_file_shorter_than_it_is_recovered() {
     assert_eq!(part_len(&dir), 2 * (CHUNK + 16));
     drop(r);
     // Storage that lost synced bytes: shorter than the point says.
-    fs::OpenOptions::new().write(true).open(&part).unwrap().set_len(CHUNK).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_len(CHUNK)
+        .unwrap();
     let mut r = partial(&dir, &sent);
     assert_eq!(r.next_chunk(), Some(0));
     assert_eq!(part_len(&dir), 0);
@@ -372,7 +408,10 @@ fn the_receiver_refuses_to_start_without_room_as_retriable() {
         panic!("nothing yet");
     };
     let e = n
-        .begin(&stored.table_bytes().unwrap(), &FixedSpace::free(&[2 * MIB]))
+        .begin(
+            &stored.table_bytes().unwrap(),
+            &FixedSpace::free(&[2 * MIB]),
+        )
         .unwrap_err();
     assert!(e.is_retriable(), "{e}");
     assert!(!dir.received_dir(&key(0)).join("0.part").exists());
@@ -383,7 +422,10 @@ fn the_receiver_refuses_to_start_without_room_as_retriable() {
     let mut table = stored.table_bytes().unwrap();
     table[0] ^= 1;
     let e = n.begin(&table, &FixedSpace::plenty()).unwrap_err();
-    assert!(matches!(e, AttachmentError::Chunk(ChunkError::TableRootMismatch)), "{e}");
+    assert!(
+        matches!(e, AttachmentError::Chunk(ChunkError::TableRootMismatch)),
+        "{e}"
+    );
 }
 
 #[test]
