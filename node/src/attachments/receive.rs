@@ -81,7 +81,7 @@ impl Paths {
 pub enum Incoming {
     /// No chunk table yet: the transfer starts with it.
     NotStarted(NotStarted),
-    Partial(Receiving),
+    Partial(Box<Receiving>),
     Complete(Received),
 }
 
@@ -217,7 +217,7 @@ impl AttachmentDir {
                 .map_err(io_at("truncating", &paths.part))?;
             file.sync_all().map_err(io_at("syncing", &paths.part))?;
         }
-        Ok(Incoming::Partial(Receiving {
+        Ok(Incoming::Partial(Box::new(Receiving {
             paths,
             attachment: attachment.clone(),
             geometry,
@@ -226,7 +226,7 @@ impl AttachmentDir {
             broken: false,
             #[cfg(test)]
             crash: None,
-        }))
+        })))
     }
 }
 

@@ -205,7 +205,7 @@ fn start(dir: &AttachmentDir, sent: &CopiedIn) -> (StoredAttachment, Receiving) 
 
 fn partial(dir: &AttachmentDir, sent: &CopiedIn) -> Receiving {
     match dir.incoming(&key(0), &checked(&sent.sealed)).unwrap() {
-        Incoming::Partial(r) => r,
+        Incoming::Partial(r) => *r,
         other => panic!("expected a partial transfer, got {other:?}"),
     }
 }
@@ -538,7 +538,7 @@ mod crash_anywhere {
                                 let next = again.next_chunk().unwrap();
                                 prop_assert!(next <= i + 1 && next >= i);
                                 prop_assert_eq!(part_len(&dir), next * (CHUNK + 16));
-                                r = again;
+                                r = *again;
                             }
                             Incoming::Complete(done) => break done,
                             Incoming::NotStarted(_) => prop_assert!(false, "the table was lost"),
