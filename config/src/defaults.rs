@@ -39,6 +39,11 @@ pub const DISK_RESERVE_MIB: u32 = 256;
 pub const DISK_RESERVE_CEILING_MIB: u32 = 1 << 20;
 pub const DISK_RESERVE_PERCENT: u32 = 1;
 pub const DISK_RESERVE_CEILING_PERCENT: u32 = 50;
+/// Attachments: 64 GiB each (a server image), 256 GiB and 64 files per
+/// message; the protocol's ceilings bound what may be configured.
+pub const MAX_ATTACHMENT_BYTES: u64 = 64 << 30;
+pub const MAX_MESSAGE_ATTACHMENT_BYTES: u64 = 256 << 30;
+pub const MAX_ATTACHMENTS_PER_MESSAGE: u32 = 64;
 
 pub const INITIAL_BACKOFF_MS: u32 = 500;
 pub const MAX_BACKOFF_SECS: u32 = 300;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use comity_protocol::attachment::AttachmentLimits;
 use comity_protocol::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +90,15 @@ pub struct Limits {
     /// The same, as a percentage of the data directory's filesystem.
     /// Default 1; 0–50.
     pub disk_reserve_percent: u32,
+    /// Largest single attachment, in bytes of plaintext, sent or accepted.
+    /// Default 64 GiB; at most the protocol ceiling (2^32 chunks of 1 MiB).
+    pub max_attachment_bytes: u64,
+    /// Largest sum of one message's attachments. Default 256 GiB; at least
+    /// `max_attachment_bytes`.
+    pub max_message_attachment_bytes: u64,
+    /// Most attachments on one message. Default 64; 0 refuses attachments;
+    /// at most 1024.
+    pub max_attachments_per_message: u32,
 }
 
 /// `[retry]`: how the sender retries a peer that is down.
@@ -226,6 +236,9 @@ impl Default for Limits {
             over_budget_backoff_secs: defaults::OVER_BUDGET_BACKOFF_SECS,
             disk_reserve_mib: defaults::DISK_RESERVE_MIB,
             disk_reserve_percent: defaults::DISK_RESERVE_PERCENT,
+            max_attachment_bytes: defaults::MAX_ATTACHMENT_BYTES,
+            max_message_attachment_bytes: defaults::MAX_MESSAGE_ATTACHMENT_BYTES,
+            max_attachments_per_message: defaults::MAX_ATTACHMENTS_PER_MESSAGE,
         }
     }
 }
@@ -253,6 +266,16 @@ impl Limits {
         let bytes = u64::from(self.disk_reserve_mib).saturating_mul(1024 * 1024);
         let percent = total / 100 * u64::from(self.disk_reserve_percent);
         bytes.max(percent)
+    }
+
+    /// The attachment limits as the protocol checks them.
+    pub fn attachment_limits(&self) -> AttachmentLimits {
+        AttachmentLimits {
+            max_attachment_bytes: self.max_attachment_bytes,
+            max_message_bytes: self.max_message_attachment_bytes,
+            max_attachments: usize::try_from(self.max_attachments_per_message)
+                .unwrap_or(usize::MAX),
+        }
     }
 
     pub fn over_budget_backoff(&self) -> Duration {

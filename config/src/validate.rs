@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use comity_protocol::attachment::AttachmentLimits;
 use comity_protocol::codec::MAX_FRAME_BYTES;
 
 use crate::address::{parse_host_port, ADDRESS_FIX};
@@ -221,7 +222,42 @@ impl Config {
         ] {
             check_range(&self.label(key), v.into(), 0, max.into(), default.into())?;
         }
-        Ok(())
+        self.validate_attachment_limits()
+    }
+
+    fn validate_attachment_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let ceiling = AttachmentLimits::ceiling().max_attachment_bytes;
+        check_range(
+            &self.label("limits.max_attachment_bytes"),
+            l.max_attachment_bytes,
+            0,
+            ceiling,
+            d::MAX_ATTACHMENT_BYTES,
+        )?;
+        if l.max_message_attachment_bytes < l.max_attachment_bytes {
+            return Err(invalid(
+                self.label("limits.max_message_attachment_bytes"),
+                format!(
+                    "{} is below limits.max_attachment_bytes ({}): a message could not \
+                     carry one attachment of the largest size allowed",
+                    l.max_message_attachment_bytes, l.max_attachment_bytes
+                ),
+                format!(
+                    "use at least {} (default {})",
+                    l.max_attachment_bytes,
+                    d::MAX_MESSAGE_ATTACHMENT_BYTES
+                ),
+            ));
+        }
+        let most = u64::try_from(AttachmentLimits::MAX_ATTACHMENTS_CEILING).unwrap_or(u64::MAX);
+        check_range(
+            &self.label("limits.max_attachments_per_message"),
+            l.max_attachments_per_message.into(),
+            0,
+            most,
+            d::MAX_ATTACHMENTS_PER_MESSAGE.into(),
+        )
     }
 
     fn validate_retry(&self) -> Result<(), ConfigError> {

@@ -202,6 +202,44 @@ fn limit_errors_name_their_key() {
 }
 
 #[test]
+fn attachment_limits_have_defaults_and_bounds() {
+    let c = parse(MINIMAL).unwrap();
+    let a = c.limits.attachment_limits();
+    assert_eq!(a.max_attachment_bytes, 64 << 30);
+    assert_eq!(a.max_message_bytes, 256 << 30);
+    assert_eq!(a.max_attachments, 64);
+    let lim = |body: &str| format!("{MINIMAL}\n[limits]\n{body}\n");
+    assert_key(
+        &lim("max_attachment_bytes = 4503599627370497"),
+        "limits.max_attachment_bytes",
+        "above the maximum of 4503599627370496",
+    );
+    assert_key(
+        &lim("max_attachment_bytes = 1000\nmax_message_attachment_bytes = 999"),
+        "limits.max_message_attachment_bytes",
+        "use at least 1000",
+    );
+    assert_key(
+        &lim("max_attachments_per_message = 1025"),
+        "limits.max_attachments_per_message",
+        "above the maximum of 1024",
+    );
+    let c = parse(&lim(
+        "max_attachment_bytes = 1048576\nmax_message_attachment_bytes = 2097152\nmax_attachments_per_message = 0",
+    ))
+    .unwrap();
+    let a = c.limits.attachment_limits();
+    assert_eq!(
+        (
+            a.max_attachment_bytes,
+            a.max_message_bytes,
+            a.max_attachments
+        ),
+        (1 << 20, 2 << 20, 0)
+    );
+}
+
+#[test]
 fn retry_errors_name_their_key() {
     let r = |k: &str, v: &str| format!("{MINIMAL}\n[retry]\n{k} = {v}\n");
     assert_key(&r("jitter", "1.5"), "retry.jitter", "between 0.0 and 1.0");

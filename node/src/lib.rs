@@ -19,6 +19,7 @@
 //! the node and starts it again in the same process.
 
 pub mod admin;
+pub mod attachments;
 pub mod audit;
 pub mod backup;
 pub mod budget;

@@ -1,0 +1,56 @@
+//! The node's attachment files: the sender's durable copy of each file it
+//! sends and the receiver's partial and complete copies of each file it
+//! receives, as files in the data directory (not in sled), with no network
+//! code: the admin API and the transport drive them.
+//!
+//! Layout under `data/attachments/` (directories 0700, files 0600):
+//! * `staging/RANDOM.part`: a copy-in under way; removed at start-up.
+//! * `sent/RANDOM`: a sender's copy, renamed from staging once durable.
+//! * `received/PEER/MESSAGE/N.{table,part,resume}`: a transfer under way;
+//!   `N` is the attachment's index in the message, `PEER` and `MESSAGE` the
+//!   hex of the peer's key and the message id. No name a peer chose is
+//!   ever part of a path.
+//! * `received/PEER/MESSAGE/N`: a complete attachment.
+//!
+//! A stored attachment, sent or received, is one file ([`stored`]): the
+//! ciphertext chunks end to end, then the chunk table. Both sides keep
+//! ciphertext, so a file is encrypted once (while it is copied in) and
+//! decrypted only when the operator retrieves it, every chunk checked again.
+//!
+//! Where the content keys live: in the message records of the store, beside
+//! the body (the sender's `OutboundMessage`, the receiver's
+//! `InboundMessage`), as the codec encodes `SealedAttachment`, which has no
+//! serde form, so it cannot reach JSON, logs or the audit log. Not in the
+//! envelope alone: the sender cannot open its own envelope (it is sealed to
+//! the recipient) and must seal again after a key rotation, a resend, or
+//! when the peer's key was not known at acceptance; the receiver's
+//! encryption key rotates. Not beside the ciphertext here: the records
+//! already hold the plaintext bodies under the same protection, and a copy
+//! of this directory alone then reveals nothing. The records do not carry
+//! them yet: adding the field changes the store format (version 4), which
+//! is for the session that wires this module in.
+
+mod error;
+mod layout;
+mod receive;
+mod resume;
+mod retrieve;
+mod save;
+mod send;
+mod space;
+mod stored;
+
+pub use error::AttachmentError;
+pub use layout::{AttachmentDir, IncomingKey, StoredId};
+pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
+pub use retrieve::PlaintextReader;
+pub use save::save_new_file;
+pub use send::CopiedIn;
+pub use space::SpaceSource;
+pub use stored::StoredAttachment;
+
+#[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
+mod tests;

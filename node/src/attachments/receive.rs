@@ -1,0 +1,390 @@
+//! The receiver's side: a partial file per (peer, message, attachment
+//! index), written chunk by chunk, each chunk verified by the protocol's
+//! `Opener` before a byte of it is written, with a durable resume point.
+//!
+//! The order of the steps for chunk `i` (not the last):
+//! 1. write its ciphertext at its offset in `N.part`;
+//! 2. sync the file's data;
+//! 3. write the resume point `i + 1` to `N.resume.tmp` and sync it;
+//! 4. rename it over `N.resume`.
+//!
+//! On reopening, `N.part` is cut to the length the resume point names.
+//! A crash before 4 leaves the old point and a file that may be longer
+//! (steps 1–3: bytes of chunk `i`, whole, torn, or lost): cut back, chunk
+//! `i` is asked for again. After 4 the point names `i + 1` and step 2 made
+//! every byte before it durable. The file is never shorter than its point;
+//! if it is (storage that lied), the transfer starts again from chunk 0.
+//!
+//! The last chunk: write it, append the chunk table, sync, rename `N.part`
+//! to `N`, sync the directory. Until the rename, reopening resumes at the
+//! last chunk; after it the attachment is complete. Only the directory
+//! sync makes [`Received`], the proof that the attachment is durable and
+//! verified, which is what the receipt waits for.
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use comity_protocol::attachment::{CheckedAttachment, ChunkTable, Opener};
+
+use super::error::{io_at, AttachmentError};
+use super::layout::{
+    create_new_private, create_private_dir, exists, open_private, remove_if_present, sync_dir,
+    AttachmentDir, IncomingKey,
+};
+use super::resume;
+use super::space::{ensure_room, SpaceSource};
+use super::stored::{Geometry, StoredAttachment};
+
+/// The files of one received attachment.
+#[derive(Clone, Debug)]
+struct Paths {
+    dir: PathBuf,
+    table: PathBuf,
+    table_tmp: PathBuf,
+    part: PathBuf,
+    point: PathBuf,
+    point_tmp: PathBuf,
+    done: PathBuf,
+}
+
+impl Paths {
+    fn new(dir: &AttachmentDir, key: &IncomingKey) -> Self {
+        Paths {
+            dir: dir.received_dir(key),
+            table: dir.received_path(key, ".table"),
+            table_tmp: dir.received_path(key, ".table.tmp"),
+            part: dir.received_path(key, ".part"),
+            point: dir.received_path(key, ".resume"),
+            point_tmp: dir.received_path(key, ".resume.tmp"),
+            done: dir.received_path(key, ""),
+        }
+    }
+
+    /// Everything but the complete file.
+    fn remove_transfer_files(&self) -> Result<(), AttachmentError> {
+        for p in [
+            &self.part,
+            &self.point,
+            &self.point_tmp,
+            &self.table,
+            &self.table_tmp,
+        ] {
+            remove_if_present(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a received attachment stands, from what is on disk.
+#[derive(Debug)]
+pub enum Incoming {
+    /// No chunk table yet: the transfer starts with it.
+    NotStarted(NotStarted),
+    Partial(Box<Receiving>),
+    Complete(Received),
+}
+
+impl Incoming {
+    pub fn is_complete(&self) -> bool {
+        matches!(self, Incoming::Complete(_))
+    }
+}
+
+/// A complete attachment, verified chunk by chunk against the signed
+/// manifest and its whole-file SHA-256, synced and renamed into place.
+/// Only this module makes one.
+#[derive(Debug, Clone)]
+pub struct Received {
+    path: PathBuf,
+    attachment: CheckedAttachment,
+}
+
+impl Received {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn attachment(&self) -> &CheckedAttachment {
+        &self.attachment
+    }
+
+    pub fn open(&self) -> Result<StoredAttachment, AttachmentError> {
+        StoredAttachment::open(&self.path, self.attachment.manifest())
+    }
+}
+
+/// A received attachment with nothing on disk yet.
+#[derive(Debug)]
+pub struct NotStarted {
+    paths: Paths,
+    attachment: CheckedAttachment,
+}
+
+/// The next step of a transfer after a chunk was accepted.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Durable up to here: ask for this chunk next.
+    Next(u64),
+    Complete(Received),
+}
+
+/// Between two steps of [`Receiving::accept`], where a test stops as a
+/// crash would (see the module documentation for the order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    ChunkWritten,
+    ChunkSynced,
+    ResumeWritten,
+    TableAppended,
+    FinalSynced,
+    Renamed,
+}
+
+/// A transfer under way, from its last durable chunk.
+#[derive(Debug)]
+pub struct Receiving {
+    paths: Paths,
+    attachment: CheckedAttachment,
+    geometry: Geometry,
+    file: File,
+    opener: Opener,
+    /// A write failed after a chunk was verified: the file and the opener
+    /// no longer agree, so only reopening (from the durable point) helps.
+    broken: bool,
+    #[cfg(test)]
+    pub(super) crash: Option<Step>,
+}
+
+impl AttachmentDir {
+    /// What is on disk for the attachment `key` of a message whose
+    /// manifests were checked as `attachment`. Cuts a partial file back to
+    /// its durable resume point. The delivery code signs the receipt only
+    /// when this is [`Incoming::Complete`] for every attachment.
+    pub fn incoming(
+        &self,
+        key: &IncomingKey,
+        attachment: &CheckedAttachment,
+    ) -> Result<Incoming, AttachmentError> {
+        let paths = Paths::new(self, key);
+        let geometry = Geometry::of(attachment.manifest());
+        if exists(&paths.done)? {
+            StoredAttachment::open(&paths.done, attachment.manifest())?;
+            paths.remove_transfer_files()?;
+            return Ok(Incoming::Complete(Received {
+                path: paths.done,
+                attachment: attachment.clone(),
+            }));
+        }
+        let not_started = |paths: Paths| {
+            Incoming::NotStarted(NotStarted {
+                paths,
+                attachment: attachment.clone(),
+            })
+        };
+        let Some(table) = read_table(&paths.table, attachment, &geometry)? else {
+            return Ok(not_started(paths));
+        };
+        let point = resume::load(&paths.point, &attachment.manifest().tree_root)?;
+        let file = match open_private(&paths.part) {
+            Ok(f) => f,
+            // The table is written before the part file: a crash between.
+            Err(AttachmentError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(not_started(paths));
+            }
+            Err(e) => return Err(e),
+        };
+        let len = file
+            .metadata()
+            .map_err(io_at("reading", &paths.part))?
+            .len();
+        let resumed = point
+            .filter(|p| geometry.chunk_offset(p.next_chunk) <= len)
+            .and_then(|p| Opener::resume(attachment, table.clone(), &p).ok());
+        let opener = match resumed {
+            Some(o) => o,
+            None => {
+                remove_if_present(&paths.point)?;
+                Opener::new(attachment, table)?
+            }
+        };
+        let next = opener.next_chunk().unwrap_or(0);
+        let keep = geometry.chunk_offset(next);
+        if len != keep {
+            file.set_len(keep)
+                .map_err(io_at("truncating", &paths.part))?;
+            file.sync_all().map_err(io_at("syncing", &paths.part))?;
+        }
+        Ok(Incoming::Partial(Box::new(Receiving {
+            paths,
+            attachment: attachment.clone(),
+            geometry,
+            file,
+            opener,
+            broken: false,
+            #[cfg(test)]
+            crash: None,
+        })))
+    }
+}
+
+/// The stored chunk table, if there is one and it is this attachment's.
+fn read_table(
+    path: &Path,
+    attachment: &CheckedAttachment,
+    geometry: &Geometry,
+) -> Result<Option<ChunkTable>, AttachmentError> {
+    let len = match fs::symlink_metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at("reading", path)(e)),
+    };
+    // Checked before reading, so a wrong file cannot make us allocate.
+    if len != geometry.table_len() {
+        return Ok(None);
+    }
+    let bytes = fs::read(path).map_err(io_at("reading", path))?;
+    Ok(ChunkTable::verify(attachment, &bytes).ok())
+}
+
+impl NotStarted {
+    /// Starts the transfer with the sender's chunk table: verified against
+    /// the signed root, then made durable. Refused, as retriable, if the
+    /// whole attachment would eat into the disk reserve; a manifest over
+    /// the limits never got this far (it is refused when the message is
+    /// opened, permanently).
+    pub fn begin(
+        self,
+        table_bytes: &[u8],
+        space: &dyn SpaceSource,
+    ) -> Result<Receiving, AttachmentError> {
+        let table = ChunkTable::verify(&self.attachment, table_bytes)?;
+        let geometry = Geometry::of(self.attachment.manifest());
+        ensure_room(space, geometry.stored_len())?;
+        let paths = self.paths;
+        create_private_dir(&paths.dir)?;
+        paths.remove_transfer_files()?;
+        {
+            let tmp = &paths.table_tmp;
+            let f = create_new_private(tmp)?;
+            f.write_all_at(table_bytes, 0)
+                .map_err(io_at("writing", tmp))?;
+            f.sync_all().map_err(io_at("syncing", tmp))?;
+            fs::rename(tmp, &paths.table).map_err(io_at("renaming", tmp))?;
+        }
+        let file = create_new_private(&paths.part)?;
+        sync_dir(&paths.dir)?;
+        Ok(Receiving {
+            opener: Opener::new(&self.attachment, table)?,
+            paths,
+            attachment: self.attachment,
+            geometry,
+            file,
+            broken: false,
+            #[cfg(test)]
+            crash: None,
+        })
+    }
+}
+
+impl Receiving {
+    /// The chunk to ask the sender for (where the transfer resumes).
+    pub fn next_chunk(&self) -> Option<u64> {
+        self.opener.next_chunk()
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.geometry.chunks
+    }
+
+    /// Plaintext bytes received and verified so far.
+    pub fn bytes_done(&self) -> u64 {
+        let next = self.opener.next_chunk().unwrap_or(self.geometry.chunks);
+        next.saturating_mul(u64::from(self.geometry.chunk_size))
+            .min(self.geometry.size)
+    }
+
+    /// Refuses, as retriable, a resumed transfer whose rest would eat into
+    /// the disk reserve; ask before the data flows.
+    pub fn ensure_room(&self, space: &dyn SpaceSource) -> Result<(), AttachmentError> {
+        let next = self.opener.next_chunk().unwrap_or(self.geometry.chunks);
+        let rest = self
+            .geometry
+            .stored_len()
+            .saturating_sub(self.geometry.chunk_offset(next));
+        ensure_room(space, rest)
+    }
+
+    /// Verifies ciphertext chunk `index` and makes it durable. A refused
+    /// chunk writes nothing and leaves the next chunk as it was.
+    pub fn accept(&mut self, index: u64, ciphertext: Vec<u8>) -> Result<Accepted, AttachmentError> {
+        if self.broken {
+            return Err(AttachmentError::Corrupt {
+                path: self.paths.part.clone(),
+                problem: "an earlier write failed; reopen to resume from the last durable chunk"
+                    .into(),
+            });
+        }
+        // The opener decrypts in place; the file keeps the ciphertext.
+        let opened = self.opener.open_chunk(index, ciphertext.clone())?;
+        self.broken = true;
+        let part = &self.paths.part;
+        self.file
+            .write_all_at(&ciphertext, self.geometry.chunk_offset(index))
+            .map_err(io_at("writing", part))?;
+        self.stop(Step::ChunkWritten)?;
+        if opened.complete {
+            return self.complete().map(Accepted::Complete);
+        }
+        self.file.sync_data().map_err(io_at("syncing", part))?;
+        self.stop(Step::ChunkSynced)?;
+        let root = &self.attachment.manifest().tree_root;
+        if let Some(point) = self.opener.resume_point() {
+            resume::write(&self.paths.point_tmp, root, &point)?;
+            self.stop(Step::ResumeWritten)?;
+            resume::commit(&self.paths.point_tmp, &self.paths.point)?;
+        }
+        self.broken = false;
+        Ok(Accepted::Next(index + 1))
+    }
+
+    fn complete(&mut self) -> Result<Received, AttachmentError> {
+        let part = &self.paths.part;
+        let table = fs::read(&self.paths.table).map_err(io_at("reading", &self.paths.table))?;
+        self.file
+            .write_all_at(&table, self.geometry.ciphertext_len())
+            .map_err(io_at("writing", part))?;
+        self.stop(Step::TableAppended)?;
+        self.file.sync_all().map_err(io_at("syncing", part))?;
+        self.stop(Step::FinalSynced)?;
+        fs::rename(part, &self.paths.done).map_err(io_at("renaming", part))?;
+        self.stop(Step::Renamed)?;
+        sync_dir(&self.paths.dir)?;
+        self.broken = false;
+        // Leftovers are harmless (the complete file wins) and removed on
+        // the next look.
+        if let Err(e) = self.paths.remove_transfer_files() {
+            tracing::warn!(error = %e, "cannot remove an attachment's transfer files");
+        }
+        Ok(Received {
+            path: self.paths.done.clone(),
+            attachment: self.attachment.clone(),
+        })
+    }
+
+    #[cfg(test)]
+    fn stop(&self, step: Step) -> Result<(), AttachmentError> {
+        if self.crash == Some(step) {
+            Err(AttachmentError::SimulatedCrash)
+        } else {
+            Ok(())
+        }
+    }
+
+    #[cfg(not(test))]
+    fn stop(&self, _: Step) -> Result<(), AttachmentError> {
+        Ok(())
+    }
+}
