@@ -27,8 +27,9 @@
 //! encryption key rotates. Not beside the ciphertext here: the records
 //! already hold the plaintext bodies under the same protection, and a copy
 //! of this directory alone then reveals nothing. The records do not carry
-//! them yet: adding the field changes the store format (version 4), which
-//! is for the session that wires this module in.
+//! them yet: adding the field changes the store format (to version 5), which
+//! is for the session that wires this module in. Backups do not copy
+//! `data/attachments/` yet either (see `crate::backup`).
 
 mod error;
 mod layout;
