@@ -335,6 +335,46 @@ mod restoration {
         assert_eq!(r.reason, WitnessRefusal::Fork, "{}", r.detail);
     }
 
+    /// A thief holding the node's key, or a node rewriting its history,
+    /// names a restored size whose root the witness does not keep: the
+    /// whole prefix can be anything, so the statement does not settle the
+    /// alarm; an honest one whose root was compared does.
+    #[tokio::test]
+    async fn a_restoration_whose_root_was_not_compared_leaves_its_alarm_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+
+        // Every entry rewritten, "restored" at 5, a size never cosigned.
+        let forged = tree(&["V", "W", "X", "Y", "Z", "restored"]);
+        let s = statement(&peer, &forged, 5);
+        let w = present(&log, &peer, &forged, &s, &peer).unwrap();
+        let gap = w.gap.unwrap();
+        assert!(!gap.root_checked);
+        log.record_restoration(peer.id(), &gap, w.size, s.backup_time);
+        assert_eq!(
+            log.unacknowledged_alarms().unwrap(),
+            1,
+            "a restoration the witness could not compare is acknowledged: {:?}",
+            log.alarms().unwrap()
+        );
+
+        // An honest one, compared at a cosigned size: acknowledged.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (peer, _store2, log2) = witness_of(&dir2);
+        witness_up_to(&log2, &peer, &seen, &[2, 4, 6]);
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        let w = present(&log2, &peer, &restored, &s, &peer).unwrap();
+        let gap = w.gap.unwrap();
+        assert!(gap.root_checked);
+        log2.record_restoration(peer.id(), &gap, w.size, s.backup_time);
+        assert_eq!(log2.unacknowledged_alarms().unwrap(), 0);
+        assert_eq!(log2.alarms().unwrap().len(), 1);
+        drop(store);
+    }
+
     #[tokio::test]
     async fn a_restoration_beyond_what_was_cosigned_asks_for_an_ordinary_proof() {
         let dir = tempfile::tempdir().unwrap();
