@@ -222,8 +222,9 @@ impl AuditLog {
     /// against what this node cosigned for it ([`check_restoration`]); if
     /// it holds, persists the continuation as the last checkpoint cosigned
     /// (re-basing the peer's log at the restored size) and the statement,
-    /// and returns the cosignature on the continuation. The caller records
-    /// the gap and commits before sending the line.
+    /// records the gap ([`AuditLog::record_restoration`]), and returns the
+    /// cosignature on the continuation. The caller commits before sending
+    /// the line.
     pub fn witness_restoration(
         &self,
         peer: &NodeId,
@@ -298,21 +299,22 @@ impl AuditLog {
                 witnessed_root,
                 root_checked,
             } => {
-                self.store
-                    .put_witnessed(peer, continuation)
-                    .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
-                    .and_then(|()| {
-                        self.store
-                            .put_accepted_restoration(peer, statement, signature)
-                    })
-                    .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
-                Some(RestorationGap {
+                let gap = RestorationGap {
                     restored_size: statement.restored_size,
                     restored_root: statement.restored_root,
                     witnessed_size,
                     witnessed_root,
                     root_checked,
-                })
+                };
+                // The gap goes on record before the re-basing: a crash
+                // between them (with another task's commit flushing the
+                // first) can repeat the entry on the retry, never lose it.
+                self.record_restoration(*peer, &gap, size, statement.backup_time);
+                self.store
+                    .put_accepted_restoration(peer, continuation, statement, signature)
+                    .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
+                    .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
+                Some(gap)
             }
         };
         let now_secs = Timestamp::now().as_millis() / 1000;

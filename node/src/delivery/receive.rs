@@ -534,13 +534,10 @@ pub(crate) fn witness_restoration(
         &claim.proof,
     ) {
         Ok(w) => {
-            if let Some(gap) = &w.gap {
-                // Each accepted statement extends the peer's log past the
-                // last one (`check_restoration`), so these are as rare as
-                // its restorations; the alarms are bounded per peer.
-                ctx.audit
-                    .record_restoration(peer, gap, w.size, s.backup_time);
-            }
+            // An accepted statement is on record already (in
+            // `AuditLog::witness_restoration`). Each extends the peer's log
+            // past the last one (`check_restoration`), so these are as rare
+            // as its restorations; the alarms are bounded per peer.
             SessionFrame::Cosigned {
                 size: w.size,
                 line: w.line,

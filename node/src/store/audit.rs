@@ -215,14 +215,23 @@ impl Store {
             .transpose()
     }
 
+    /// A restoration of `peer` accepted: `continuation` becomes the last
+    /// checkpoint cosigned for it and `statement` the last restoration, in
+    /// one batch — a flush between the two would leave the continuation
+    /// cosigned without its statement, and a retry would then take the
+    /// continuation for what had been cosigned before.
     pub fn put_accepted_restoration(
         &self,
         peer: &NodeId,
+        continuation: &str,
         statement: &RestorationStatement,
         signature: &[u8; 64],
     ) -> Result<()> {
         let v = super::encode(&(statement, signature))?;
-        self.audit.insert(key(b'r', &[&peer.0]), v)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b'w', &[&peer.0]), continuation.as_bytes());
+        batch.insert(key(b'r', &[&peer.0]), v);
+        self.audit.apply_batch(batch)?;
         Ok(())
     }
 }
