@@ -312,6 +312,10 @@ impl AuditLog {
                 self.record_restoration(*peer, &gap, size, statement.backup_time);
                 self.store
                     .put_accepted_restoration(peer, continuation, statement, signature)
+                    .and_then(|()| {
+                        self.store
+                            .drop_witnessed_roots_above(peer, statement.restored_size)
+                    })
                     .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
                     .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
                 Some(gap)

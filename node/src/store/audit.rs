@@ -189,6 +189,32 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the roots kept of `peer`'s checkpoints larger than `size`:
+    /// after a restoration to `size` they are of a history that is gone.
+    /// At most [`MAX_WITNESSED_ROOTS`] removals.
+    pub fn drop_witnessed_roots_above(&self, peer: &NodeId, size: u64) -> Result<()> {
+        let Some(from) = size.checked_add(1) else {
+            return Ok(());
+        };
+        let start = key(b'h', &[&peer.0, &from.to_be_bytes()]);
+        let end = key(b'h', &[&peer.0, &u64::MAX.to_be_bytes()]);
+        let mut dropped = 0u64;
+        for kv in self.audit.range(start..=end) {
+            self.audit.remove(kv?.0)?;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            let count_key = key(b'n', &[&peer.0]);
+            let count = match self.audit.get(&count_key)? {
+                Some(v) => u64_at(&v, 0).ok_or_else(|| corrupt(&count_key, "bad count"))?,
+                None => 0,
+            };
+            self.audit
+                .insert(count_key, &count.saturating_sub(dropped).to_be_bytes()[..])?;
+        }
+        Ok(())
+    }
+
     /// The root of `peer`'s checkpoint of `size` this node cosigned, if it
     /// still keeps it.
     pub fn witnessed_root(&self, peer: &NodeId, size: u64) -> Result<Option<Digest>> {
