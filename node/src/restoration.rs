@@ -58,7 +58,8 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> RestorationStartError + '_ {
 /// At start, before anything else is logged: acts on a restore marker in
 /// `data_dir` if there is one, and returns the statement to present, if
 /// this node was ever restored. A crash between the steps repeats only
-/// what is missing: the statement file is written before the marker goes.
+/// what is missing: the entry is found at seq N again, and the statement
+/// file is written before the marker goes.
 pub async fn on_start(
     data_dir: &Path,
     audit: &Arc<AuditLog>,
@@ -161,7 +162,15 @@ async fn make_statement(
         restored.root,
         backup_time.as_millis()
     );
-    audit.record(Fact::new(AuditKind::LogRestored, Actor::Operator).detail(&detail))?;
+    // A start that died after this entry and before the statement file
+    // was written left it at seq N (nothing is logged before it): it is
+    // not recorded twice.
+    let recorded = audit
+        .entry(restored.size)?
+        .is_some_and(|e| e.kind == AuditKind::LogRestored && e.detail == detail);
+    if !recorded {
+        audit.record(Fact::new(AuditKind::LogRestored, Actor::Operator).detail(&detail))?;
+    }
     let size = audit.durable_checkpoint().await?;
     let note = audit
         .checkpoint_note(size)?
@@ -230,3 +239,6 @@ fn write_statement(path: &Path, p: &PendingRestoration) -> Result<(), Restoratio
         .map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }
+
+#[cfg(test)]
+mod tests;

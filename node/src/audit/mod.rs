@@ -190,6 +190,14 @@ impl AuditLog {
         Ok(self.store.checkpoint_at(size)?)
     }
 
+    /// The entry at `seq`, if the log holds one this build can read.
+    pub fn entry(&self, seq: u64) -> Result<Option<AuditEntry>, AuditError> {
+        Ok(self
+            .store
+            .audit_leaf(seq)?
+            .and_then(|leaf| AuditEntry::from_leaf(&leaf).ok()))
+    }
+
     /// Appends one entry (not yet flushed: the caller's commit does that).
     pub fn record(&self, fact: Fact<'_>) -> Result<u64, AuditError> {
         if !self.enabled {

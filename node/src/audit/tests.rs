@@ -335,6 +335,145 @@ mod restoration {
         assert_eq!(r.reason, WitnessRefusal::Fork, "{}", r.detail);
     }
 
+    /// A thief holding the node's key, or a node rewriting its history,
+    /// names a restored size whose root the witness does not keep: the
+    /// whole prefix can be anything, so the statement does not settle the
+    /// alarm; an honest one whose root was compared does.
+    #[tokio::test]
+    async fn a_restoration_whose_root_was_not_compared_leaves_its_alarm_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+
+        // Every entry rewritten, "restored" at 5, a size never cosigned.
+        let forged = tree(&["V", "W", "X", "Y", "Z", "restored"]);
+        let s = statement(&peer, &forged, 5);
+        let w = present(&log, &peer, &forged, &s, &peer).unwrap();
+        let gap = w.gap.unwrap();
+        assert!(!gap.root_checked);
+        assert_eq!(
+            log.unacknowledged_alarms().unwrap(),
+            1,
+            "a restoration the witness could not compare is acknowledged: {:?}",
+            log.alarms().unwrap()
+        );
+
+        // An honest one, compared at a cosigned size: acknowledged.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (peer, _store2, log2) = witness_of(&dir2);
+        witness_up_to(&log2, &peer, &seen, &[2, 4, 6]);
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        let w = present(&log2, &peer, &restored, &s, &peer).unwrap();
+        let gap = w.gap.unwrap();
+        assert!(gap.root_checked);
+        assert_eq!(log2.unacknowledged_alarms().unwrap(), 0);
+        assert_eq!(log2.alarms().unwrap().len(), 1);
+        drop(store);
+    }
+
+    /// What a crash could leave between the witness's writes when a
+    /// concurrent commit flushed some of them: the continuation stored as
+    /// cosigned and the statement not; a retry then took the continuation
+    /// for the size cosigned before (5 instead of 6). Both go in one batch
+    /// now, after the gap is on record.
+    #[tokio::test]
+    async fn an_accepted_restoration_is_stored_in_one_write_after_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+        let before = store.audit_size();
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        let w = present(&log, &peer, &restored, &s, &peer).unwrap();
+        assert_eq!(w.gap.unwrap().witnessed_size, 6);
+        assert_eq!(
+            store.witnessed(&peer.id()).unwrap().as_deref(),
+            Some(note(&peer, &restored, 5).as_str())
+        );
+        assert_eq!(
+            store.accepted_restoration(&peer.id()).unwrap().unwrap().0,
+            s
+        );
+        // peer-restored, then checkpoint-cosigned.
+        let kinds: Vec<_> = store
+            .audit_leaves(before, store.audit_size())
+            .unwrap()
+            .map(|l| {
+                comity_protocol::audit::entry::AuditEntry::from_leaf(&l.unwrap().1)
+                    .unwrap()
+                    .kind
+            })
+            .collect();
+        use comity_protocol::audit::entry::AuditKind;
+        assert_eq!(
+            kinds,
+            [AuditKind::PeerRestored, AuditKind::CheckpointCosigned]
+        );
+        assert_eq!(log.alarms().unwrap().len(), 1);
+    }
+
+    /// Roots the witness kept of the history a restoration discarded
+    /// (sizes above N) are not the restored log's: a later restoration to
+    /// one of those sizes is compared with the new history, not called a
+    /// fork.
+    #[tokio::test]
+    async fn roots_of_the_lost_history_do_not_make_a_later_restoration_a_fork() {
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, _store, log) = witness_of(&dir);
+        let seen = tree(&["a", "b", "c", "d", "e", "f"]);
+        witness_up_to(&log, &peer, &seen, &[2, 4, 6]);
+        let restored = tree(&["a", "b", "c", "d", "restored"]);
+        let s = statement(&peer, &restored, 4);
+        present(&log, &peer, &restored, &s, &peer).unwrap();
+
+        // The restored log goes on to 8, cosigned at 8 (not at 6: say the
+        // backup at 6 was taken and the node restarted before offering it).
+        let on = tree(&["a", "b", "c", "d", "restored", "g", "h", "i"]);
+        let proof = on.consistency_proof(5, 8).unwrap();
+        log.witness(&peer.id(), &note(&peer, &on, 8), 5, &proof)
+            .unwrap();
+        // Restored again, from that backup at 6 of the new history.
+        let mut again = tree(&["a", "b", "c", "d", "restored", "g"]);
+        again.push(leaf_hash(b"restored again"));
+        let s2 = statement(&peer, &again, 6);
+        let w = present(&log, &peer, &again, &s2, &peer);
+        let gap = w.map_err(|r| r.detail).unwrap().gap.unwrap();
+        assert_eq!((gap.restored_size, gap.witnessed_size), (6, 8));
+        assert!(!gap.root_checked);
+    }
+
+    /// A peer with an open alarm against it restores its log, losing
+    /// nothing, again and again: each an acknowledged `restored` alarm, so
+    /// cheap. They must not push its unacknowledged alarm out of the kept
+    /// ones (and so out of `/healthz`).
+    #[tokio::test]
+    async fn acknowledged_restorations_do_not_push_out_an_open_alarm() {
+        use crate::store::alarms::{AlarmKind, MAX_ALARMS_PER_PEER};
+        let dir = tempfile::tempdir().unwrap();
+        let (peer, _store, log) = witness_of(&dir);
+        let mut t = tree(&["a", "b"]);
+        witness_up_to(&log, &peer, &t, &[2]);
+        log.alarm(peer.id(), AlarmKind::PeerCheckpoint, "fork", "peer forked");
+        assert_eq!(log.unacknowledged_alarms().unwrap(), 1);
+        for i in 0..MAX_ALARMS_PER_PEER + 5 {
+            // Restored to what was cosigned (N = M: the root is checked),
+            // continued by one entry.
+            let n = t.size();
+            t.push(leaf_hash(format!("restored {i}").as_bytes()));
+            let s = statement(&peer, &t, n);
+            let w = present(&log, &peer, &t, &s, &peer).unwrap();
+            assert!(w.gap.unwrap().root_checked);
+        }
+        assert_eq!(
+            log.unacknowledged_alarms().unwrap(),
+            1,
+            "the open fork alarm was pushed out"
+        );
+    }
+
     #[tokio::test]
     async fn a_restoration_beyond_what_was_cosigned_asks_for_an_ordinary_proof() {
         let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,10 @@ use comity_protocol::audit::restoration::{
 use comity_protocol::session::WitnessRefusal;
 use comity_protocol::{Digest, NodeId, Timestamp};
 
-use super::{AuditError, AuditLog, StoredHashes};
+use comity_protocol::audit::entry::{Actor, AuditKind};
+
+use super::{AuditError, AuditLog, Fact, StoredHashes};
+use crate::store::alarms::AlarmKind;
 
 impl AuditLog {
     pub fn cosigned_by(&self, witness: &NodeId) -> u64 {
@@ -219,8 +222,9 @@ impl AuditLog {
     /// against what this node cosigned for it ([`check_restoration`]); if
     /// it holds, persists the continuation as the last checkpoint cosigned
     /// (re-basing the peer's log at the restored size) and the statement,
-    /// and returns the cosignature on the continuation. The caller records
-    /// the gap and commits before sending the line.
+    /// records the gap ([`AuditLog::record_restoration`]), and returns the
+    /// cosignature on the continuation. The caller commits before sending
+    /// the line.
     pub fn witness_restoration(
         &self,
         peer: &NodeId,
@@ -295,21 +299,26 @@ impl AuditLog {
                 witnessed_root,
                 root_checked,
             } => {
-                self.store
-                    .put_witnessed(peer, continuation)
-                    .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
-                    .and_then(|()| {
-                        self.store
-                            .put_accepted_restoration(peer, statement, signature)
-                    })
-                    .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
-                Some(RestorationGap {
+                let gap = RestorationGap {
                     restored_size: statement.restored_size,
                     restored_root: statement.restored_root,
                     witnessed_size,
                     witnessed_root,
                     root_checked,
-                })
+                };
+                // The gap goes on record before the re-basing: a crash
+                // between them (with another task's commit flushing the
+                // first) can repeat the entry on the retry, never lose it.
+                self.record_restoration(*peer, &gap, size, statement.backup_time);
+                self.store
+                    .put_accepted_restoration(peer, continuation, statement, signature)
+                    .and_then(|()| {
+                        self.store
+                            .drop_witnessed_roots_above(peer, statement.restored_size)
+                    })
+                    .and_then(|()| self.store.put_witnessed_root(peer, new.size, &new.root))
+                    .map_err(|e| refused(WitnessRefusal::BadCheckpoint, format!("store: {e}")))?;
+                Some(gap)
             }
         };
         let now_secs = Timestamp::now().as_millis() / 1000;
@@ -321,6 +330,75 @@ impl AuditLog {
         )
         .map_err(|e| refused(WitnessRefusal::BadCheckpoint, e.to_string()))?;
         Ok(RestorationWitnessed { size, line, gap })
+    }
+}
+
+impl AuditLog {
+    /// An accepted restoration of `peer`'s log, continued at `continuation`,
+    /// on record: `peer-restored` and `checkpoint-cosigned` entries, and a
+    /// `restored` alarm, acknowledged by the statement only if the restored
+    /// root was compared with one cosigned.
+    pub fn record_restoration(
+        &self,
+        peer: NodeId,
+        gap: &RestorationGap,
+        continuation: u64,
+        backup_time: Timestamp,
+    ) {
+        let detail = format!(
+            "restored-size {} restored-root {} witnessed-size {} witnessed-root {} continuation {} root-checked {} backup-time {}",
+            gap.restored_size,
+            gap.restored_root,
+            gap.witnessed_size,
+            gap.witnessed_root,
+            continuation,
+            gap.root_checked,
+            backup_time.as_millis(),
+        );
+        self.note(
+            Fact::new(AuditKind::PeerRestored, Actor::Peer)
+                .peer(peer)
+                .detail(&detail),
+        );
+        self.note(
+            Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
+                .peer(peer)
+                .detail(&continuation.to_string()),
+        );
+        let lost = if gap.witnessed_size > gap.restored_size {
+            format!(
+                "entries {}..{} that this node had cosigned are lost",
+                gap.restored_size + 1,
+                gap.witnessed_size
+            )
+        } else {
+            "no entry this node had cosigned is lost".to_string()
+        };
+        let text = format!(
+            "peer {peer} restored its audit log from a backup at size {} (root {}{}); {lost}; cosigning goes on from its checkpoint {}",
+            gap.restored_size,
+            gap.restored_root,
+            if gap.root_checked {
+                ", as cosigned"
+            } else {
+                ", not comparable with a cosigned root: its first entries may not be those this node cosigned; compare with an earlier export of its log"
+            },
+            continuation,
+        );
+        // Unchecked, the statement proves only N <= M: a node holding its
+        // key could have rewritten every entry. That is for a person to
+        // settle, so the alarm stays open.
+        if gap.root_checked {
+            self.alarm_acknowledged(
+                peer,
+                AlarmKind::Restored,
+                "restored",
+                &text,
+                "restoration-statement",
+            );
+        } else {
+            self.alarm(peer, AlarmKind::Restored, "restored-unchecked", &text);
+        }
     }
 }
 

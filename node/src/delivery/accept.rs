@@ -15,8 +15,10 @@ use tracing::{debug, info, warn};
 use super::receive;
 use crate::context::{Context, OVER_BUDGET, UNPINNED};
 use crate::session::receiver::{Input, Receiver, Step};
+use crate::session::SessionVersion;
 use crate::shutdown::ShutdownSignal;
 use crate::store::Store;
+use crate::transport::tls::alpn_of;
 use crate::transport::{peer_of, wire};
 
 /// Answers computed but not yet written, per stream. Bounded, so a peer
@@ -100,6 +102,7 @@ async fn serve_connection(
         return;
     }
     debug!(peer = %peer.short(), remote = %conn.remote_address(), "peer connected");
+    let version = SessionVersion::of_alpn(alpn_of(&conn).as_deref());
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -111,7 +114,14 @@ async fn serve_connection(
                 return;
             }
             Ok((send, recv)) => {
-                tasks.spawn(serve_stream(ctx.clone(), peer, send, recv, stop.clone()));
+                tasks.spawn(serve_stream(
+                    ctx.clone(),
+                    peer,
+                    version,
+                    send,
+                    recv,
+                    stop.clone(),
+                ));
             }
             Err(e) => {
                 debug!(peer = %peer.short(), error = %e, "connection ended");
@@ -164,11 +174,12 @@ async fn hello_input(ctx: &Context, recv: &mut quinn::RecvStream) -> Option<Inpu
 async fn serve_stream(
     ctx: Arc<Context>,
     peer: NodeId,
+    version: SessionVersion,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     mut stop: ShutdownSignal,
 ) {
-    let mut session = Receiver::new(peer);
+    let mut session = Receiver::new(peer).speaking(version);
     let Some(input) = hello_input(&ctx, &mut recv).await else {
         return;
     };

@@ -534,54 +534,10 @@ pub(crate) fn witness_restoration(
         &claim.proof,
     ) {
         Ok(w) => {
-            if let Some(gap) = &w.gap {
-                // Each accepted statement extends the peer's log past the
-                // last one (`check_restoration`), so these are as rare as
-                // its restorations; the alarms are bounded per peer.
-                let detail = format!(
-                    "restored-size {} restored-root {} witnessed-size {} witnessed-root {} continuation {} root-checked {} backup-time {}",
-                    gap.restored_size,
-                    gap.restored_root,
-                    gap.witnessed_size,
-                    gap.witnessed_root,
-                    w.size,
-                    gap.root_checked,
-                    s.backup_time.as_millis(),
-                );
-                ctx.audit.note(
-                    Fact::new(AuditKind::PeerRestored, Actor::Peer)
-                        .peer(peer)
-                        .detail(&detail),
-                );
-                ctx.audit.note(
-                    Fact::new(AuditKind::CheckpointCosigned, Actor::Node)
-                        .peer(peer)
-                        .detail(&w.size.to_string()),
-                );
-                let lost = if gap.witnessed_size > gap.restored_size {
-                    format!(
-                        "entries {}..{} that this node had cosigned are lost",
-                        gap.restored_size + 1,
-                        gap.witnessed_size
-                    )
-                } else {
-                    "no entry this node had cosigned is lost".to_string()
-                };
-                let text = format!(
-                    "peer {peer} restored its audit log from a backup at size {} (root {}{}); {lost}; cosigning goes on from its checkpoint {}",
-                    gap.restored_size,
-                    gap.restored_root,
-                    if gap.root_checked { ", as cosigned" } else { ", not comparable with a cosigned root" },
-                    w.size,
-                );
-                ctx.audit.alarm_acknowledged(
-                    peer,
-                    AlarmKind::Restored,
-                    "restored",
-                    &text,
-                    "restoration-statement",
-                );
-            }
+            // An accepted statement is on record already (in
+            // `AuditLog::witness_restoration`). Each extends the peer's log
+            // past the last one (`check_restoration`), so these are as rare
+            // as its restorations; the alarms are bounded per peer.
             SessionFrame::Cosigned {
                 size: w.size,
                 line: w.line,

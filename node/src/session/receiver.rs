@@ -11,7 +11,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::session::{SessionFrame, MAX_CHECKPOINT_NOTE, MAX_PROOF_HASHES};
 use comity_protocol::{Digest, MessageId, NodeId, PeerKeys};
 
-use super::frame_name;
+use super::{frame_name, SessionVersion};
 
 /// What arrived on the stream.
 #[derive(Debug)]
@@ -113,6 +113,7 @@ enum State {
 pub struct Receiver {
     peer: NodeId,
     state: State,
+    version: SessionVersion,
 }
 
 impl Receiver {
@@ -121,7 +122,14 @@ impl Receiver {
         Receiver {
             peer,
             state: State::AwaitingHello,
+            version: SessionVersion::V4,
         }
+    }
+
+    /// On a connection that settled on `version` (the newest by default).
+    pub fn speaking(mut self, version: SessionVersion) -> Receiver {
+        self.version = version;
+        self
     }
 
     /// What to do with `input`; `pinned` is whether the peer is pinned at
@@ -142,7 +150,7 @@ impl Receiver {
                 step
             }
             State::Open => {
-                let step = on_frame(input);
+                let step = on_frame(input, self.version);
                 if matches!(step, Step::Close(_) | Step::Stop) {
                     self.state = State::Closed;
                 }
@@ -163,7 +171,7 @@ impl Receiver {
     }
 }
 
-fn on_frame(input: Input) -> Step {
+fn on_frame(input: Input, version: SessionVersion) -> Step {
     match input {
         Input::End => Step::Stop,
         Input::Frame(SessionFrame::Envelope(envelope)) => Step::Receive {
@@ -197,6 +205,10 @@ fn on_frame(input: Input) -> Step {
                     proof,
                 }
             }
+        }
+        // Only a dialler that negotiated version 4 sends it.
+        Input::Frame(f @ SessionFrame::Restoration { .. }) if version < SessionVersion::V4 => {
+            Step::Close(BadStream::Unexpected(frame_name(&f)))
         }
         Input::Frame(SessionFrame::Restoration {
             statement,

@@ -146,20 +146,34 @@ impl Store {
     }
 
     /// Stores `alarm` in its peer's bucket, then drops the bucket's oldest
-    /// beyond [`MAX_ALARMS_PER_PEER`], counting them. Callers serialise.
+    /// beyond [`MAX_ALARMS_PER_PEER`] — acknowledged ones before open ones —
+    /// counting them. Callers serialise.
     pub fn put_alarm(&self, alarm: &Alarm) -> Result<()> {
         let b = bucket(alarm.peer.as_ref());
         self.audit
             .insert(key(b'p', &[&b, &alarm.id.to_be_bytes()]), encode(alarm)?)?;
-        let keys: Vec<sled::IVec> = self
+        // (key, acknowledged), oldest first; at most one over the cap.
+        let kept: Vec<(sled::IVec, bool)> = self
             .audit
             .scan_prefix(key(b'p', &[&b]))
-            .keys()
-            .collect::<std::result::Result<_, _>>()?;
-        let excess = keys.len().saturating_sub(MAX_ALARMS_PER_PEER);
+            .map(|kv| {
+                let (k, v) = kv?;
+                let acknowledged = alarm_record(&k, &v)?.acknowledged.is_some();
+                Ok((k, acknowledged))
+            })
+            .collect::<Result<_>>()?;
+        let excess = kept.len().saturating_sub(MAX_ALARMS_PER_PEER);
         if excess > 0 {
+            // Acknowledged ones go first: a peer can raise those at will
+            // (each restoration it presents), and must not push an open
+            // alarm out of sight with them.
+            let victims = kept
+                .iter()
+                .filter(|(_, acknowledged)| *acknowledged)
+                .chain(kept.iter().filter(|(_, acknowledged)| !*acknowledged))
+                .take(excess);
             let mut batch = sled::Batch::default();
-            for k in keys.iter().take(excess) {
+            for (k, _) in victims {
                 batch.remove(k);
             }
             let n = self.alarms_suppressed(alarm.peer.as_ref())? + excess as u64;

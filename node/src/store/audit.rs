@@ -189,6 +189,32 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the roots kept of `peer`'s checkpoints larger than `size`:
+    /// after a restoration to `size` they are of a history that is gone.
+    /// At most [`MAX_WITNESSED_ROOTS`] removals.
+    pub fn drop_witnessed_roots_above(&self, peer: &NodeId, size: u64) -> Result<()> {
+        let Some(from) = size.checked_add(1) else {
+            return Ok(());
+        };
+        let start = key(b'h', &[&peer.0, &from.to_be_bytes()]);
+        let end = key(b'h', &[&peer.0, &u64::MAX.to_be_bytes()]);
+        let mut dropped = 0u64;
+        for kv in self.audit.range(start..=end) {
+            self.audit.remove(kv?.0)?;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            let count_key = key(b'n', &[&peer.0]);
+            let count = match self.audit.get(&count_key)? {
+                Some(v) => u64_at(&v, 0).ok_or_else(|| corrupt(&count_key, "bad count"))?,
+                None => 0,
+            };
+            self.audit
+                .insert(count_key, &count.saturating_sub(dropped).to_be_bytes()[..])?;
+        }
+        Ok(())
+    }
+
     /// The root of `peer`'s checkpoint of `size` this node cosigned, if it
     /// still keeps it.
     pub fn witnessed_root(&self, peer: &NodeId, size: u64) -> Result<Option<Digest>> {
@@ -215,14 +241,23 @@ impl Store {
             .transpose()
     }
 
+    /// A restoration of `peer` accepted: `continuation` becomes the last
+    /// checkpoint cosigned for it and `statement` the last restoration, in
+    /// one batch — a flush between the two would leave the continuation
+    /// cosigned without its statement, and a retry would then take the
+    /// continuation for what had been cosigned before.
     pub fn put_accepted_restoration(
         &self,
         peer: &NodeId,
+        continuation: &str,
         statement: &RestorationStatement,
         signature: &[u8; 64],
     ) -> Result<()> {
         let v = super::encode(&(statement, signature))?;
-        self.audit.insert(key(b'r', &[&peer.0]), v)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b'w', &[&peer.0]), continuation.as_bytes());
+        batch.insert(key(b'r', &[&peer.0]), v);
+        self.audit.apply_batch(batch)?;
         Ok(())
     }
 }

@@ -200,3 +200,58 @@ fn a_frame_after_unpinning_stops_the_stream_and_nothing_more_is_read() {
         Step::Stop
     ));
 }
+
+fn restoration_frame(continuation: String, proof: Vec<Digest>) -> SessionFrame {
+    use comity_protocol::audit::restoration::RestorationStatement;
+    use comity_protocol::Timestamp;
+    SessionFrame::Restoration {
+        statement: Box::new(RestorationStatement {
+            node: arcadia().id(),
+            restored_size: 4,
+            restored_root: Digest([1; 32]),
+            backup_time: Timestamp(u64::MAX),
+            restored_at: Timestamp(0),
+            continuation_size: 5,
+            continuation_root: Digest([2; 32]),
+        }),
+        signature: [0; 64],
+        continuation,
+        proof,
+    }
+}
+
+#[test]
+fn a_restoration_is_bounded_like_a_checkpoint() {
+    let mut r = open_receiver();
+    let step = r.on_input_pinned(Input::Frame(restoration_frame("n".into(), vec![])));
+    assert!(matches!(step, Step::WitnessRestoration(_)), "{step:?}");
+    let long = "n".repeat(MAX_CHECKPOINT_NOTE + 1);
+    let step = r.on_input_pinned(Input::Frame(restoration_frame(long, vec![])));
+    assert!(
+        matches!(step, Step::Close(BadStream::OversizeCheckpoint)),
+        "{step:?}"
+    );
+    let mut r = open_receiver();
+    let proof = vec![Digest([0; 32]); MAX_PROOF_HASHES + 1];
+    let step = r.on_input_pinned(Input::Frame(restoration_frame("n".into(), proof)));
+    assert!(
+        matches!(step, Step::Close(BadStream::OversizeCheckpoint)),
+        "{step:?}"
+    );
+}
+
+/// Session protocol 4 added the frame: on a connection that settled on 3
+/// the dialler does not speak it, so it is a bad stream.
+#[test]
+fn a_restoration_on_a_version_3_connection_closes_the_stream() {
+    let mut r = Receiver::new(arcadia().id()).speaking(crate::session::SessionVersion::V3);
+    assert!(matches!(
+        r.on_input_pinned(Input::Frame(hello(&arcadia()))),
+        Step::Hello(_)
+    ));
+    let step = r.on_input_pinned(Input::Frame(restoration_frame("n".into(), vec![])));
+    assert!(
+        matches!(step, Step::Close(BadStream::Unexpected("restoration"))),
+        "{step:?}"
+    );
+}

@@ -260,3 +260,61 @@ fn a_bad_proof_or_a_continuation_that_is_not_the_statement_is_refused() {
         Err(RestorationError::NotAContinuation { .. })
     ));
 }
+
+/// Size 0 has one root everyone knows: a statement naming another is not
+/// "not comparable" but false.
+#[test]
+fn a_restoration_to_size_zero_is_checked_against_the_empty_root() {
+    let mut c = case(0);
+    let last = checkpoint(&c.id.id(), &c.seen, 6);
+    let record = WitnessRecord {
+        last: Some(&last),
+        ..WitnessRecord::default()
+    };
+    assert_eq!(
+        c.check(record),
+        Ok(Accepted::New {
+            witnessed_size: 6,
+            witnessed_root: last.root,
+            root_checked: true,
+        })
+    );
+    c.statement.restored_root = Digest([7; 32]);
+    assert_eq!(c.check(record), Err(RestorationError::Fork { size: 0 }));
+}
+
+/// Sizes at the ends of the range do not panic and are refused.
+#[test]
+fn extreme_sizes_are_refused_without_panic() {
+    let c = case(4);
+    let last = checkpoint(&c.id.id(), &c.seen, 6);
+    let record = WitnessRecord {
+        last: Some(&last),
+        ..WitnessRecord::default()
+    };
+    for (restored, continuation) in [(u64::MAX, u64::MAX), (u64::MAX, 0), (5, 5), (5, 4)] {
+        let mut s = c.statement.clone();
+        s.restored_size = restored;
+        s.continuation_size = continuation;
+        assert!(matches!(
+            check_restoration(&s, &s.continuation(), &c.proof(), record),
+            Err(RestorationError::NotAContinuation { .. })
+        ));
+    }
+    // Beyond the witness, with a huge continuation: ahead, no allocation.
+    let mut s = c.statement.clone();
+    s.restored_size = u64::MAX - 1;
+    s.continuation_size = u64::MAX;
+    assert!(matches!(
+        check_restoration(&s, &s.continuation(), &[], record),
+        Err(RestorationError::Ahead { .. })
+    ));
+    // Within it, with a huge continuation and a long junk proof: inconsistent.
+    let mut s = c.statement.clone();
+    s.continuation_size = u64::MAX;
+    let junk = vec![Digest([1; 32]); 64];
+    assert!(matches!(
+        check_restoration(&s, &s.continuation(), &junk, record),
+        Err(RestorationError::Inconsistent { .. })
+    ));
+}
