@@ -1306,3 +1306,66 @@ fn entries_no_witness_cosigned_are_reported_and_a_witness_must_cover_the_log() {
     assert_eq!(with(38).findings.len(), 1);
     assert!(with(39).is_valid());
 }
+
+/// A 60-entry log whose entry 40 is `log-restored` with `detail`, signed at 60.
+fn restored_log_bundle(detail: impl Fn(&MemoryTree) -> String) -> String {
+    let node = ident(1);
+    let peer = ident(9).id();
+    let mut leaves: Vec<Vec<u8>> = (0..40).map(|i| entry(i, peer).to_leaf().unwrap()).collect();
+    let before =
+        MemoryTree::from_leaf_hashes(leaves.iter().map(|l| merkle::leaf_hash(l)).collect());
+    let restored = AuditEntry {
+        kind: AuditKind::LogRestored,
+        actor: Actor::Node,
+        peer: None,
+        message_id: None,
+        envelope_digest: None,
+        detail: detail(&before),
+        ..entry(40, peer)
+    };
+    leaves.push(restored.to_leaf().unwrap());
+    leaves.extend((41..60).map(|i| entry(i, peer).to_leaf().unwrap()));
+    let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|l| merkle::leaf_hash(l)).collect());
+    let log = Log { node, leaves, tree };
+    let mut w = BundleWriter::new(Vec::new(), &log.node.id()).unwrap();
+    for l in &log.leaves {
+        w.write_entry(l).unwrap();
+    }
+    w.write_checkpoint(&log.signed(60)).unwrap();
+    String::from_utf8(w.finish().unwrap()).unwrap()
+}
+
+#[test]
+fn a_log_restored_entry_is_checked_against_the_entries_before_it() {
+    let honest = verify(&restored_log_bundle(|t| {
+        format!(
+            "restored-size 40 restored-root {} backup-time 1",
+            t.root_at(40).unwrap()
+        )
+    }));
+    assert!(honest.is_valid(), "{:?}", honest.findings);
+    assert_eq!(honest.restorations.len(), 1);
+    assert_eq!(honest.restorations[0].restored_size, Some(40));
+
+    let mismatch = |r: &Report| {
+        has(r, |f| {
+            matches!(f, Finding::RestorationMismatch { entry: 40, .. })
+        })
+    };
+    let wrong_size = verify(&restored_log_bundle(|t| {
+        format!(
+            "restored-size 39 restored-root {} backup-time 1",
+            t.root_at(39).unwrap()
+        )
+    }));
+    assert!(mismatch(&wrong_size), "{:?}", wrong_size.findings);
+    let wrong_root = verify(&restored_log_bundle(|t| {
+        format!(
+            "restored-size 40 restored-root {} backup-time 1",
+            t.root_at(39).unwrap()
+        )
+    }));
+    assert!(mismatch(&wrong_root), "{:?}", wrong_root.findings);
+    let no_detail = verify(&restored_log_bundle(|_| "restored".to_string()));
+    assert!(mismatch(&no_detail), "{:?}", no_detail.findings);
+}

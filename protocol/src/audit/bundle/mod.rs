@@ -106,6 +106,8 @@ pub enum Finding {
         expected: u64,
         found: u64,
     },
+    #[error("entry {entry}: the log-restored entry does not match the log: {why}")]
+    RestorationMismatch { entry: u64, why: String },
     #[error("line {line}: checkpoint is malformed: {why}")]
     CheckpointMalformed { line: u64, why: String },
     #[error("line {line}: checkpoint at size {size} is not validly signed by the node")]
@@ -202,9 +204,11 @@ pub struct Report {
 pub const MAX_RESTORATIONS: usize = 100;
 
 /// A `log-restored` or `peer-restored` entry, as the log states it. The
-/// figures are the entry's detail (`key value` pairs), which the verifier
-/// shows but cannot check: they are the node's or its peer's word, signed
-/// into the log like any entry.
+/// figures are the entry's detail (`key value` pairs). For `log-restored`
+/// the verifier checks that the entry is entry `restored_size` and that the
+/// entries before it have `restored_root` ([`Finding::RestorationMismatch`]
+/// otherwise); a `peer-restored` entry is about another log, and is the
+/// witness's word, signed into its log like any entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Restoration {
     /// The entry's seq.

@@ -195,6 +195,9 @@ impl Assembler {
             (None, None) => None,
         };
         let tree = MemoryTree::from_leaf_hashes(std::mem::take(&mut self.leaf_hashes));
+        for r in &report.restorations {
+            self.check_restoration(r, &tree);
+        }
         if let Some(node) = node {
             let origin = origin_for(&node);
             self.check_log(&node, &origin, &tree, options, &mut report);
@@ -204,6 +207,34 @@ impl Assembler {
         report.findings = self.findings.kept;
         report.findings_omitted = self.findings.omitted;
         report
+    }
+
+    /// A `log-restored` entry states the size and root the log was restored
+    /// to: it must be entry N of the log, and the first N entries must have
+    /// that root (a `peer-restored` entry is about another log: shown only).
+    fn check_restoration(&mut self, r: &Restoration, tree: &MemoryTree) {
+        if r.kind != crate::audit::entry::AuditKind::LogRestored {
+            return;
+        }
+        let entry = r.entry;
+        let why = match (r.restored_size, r.restored_root.as_deref()) {
+            (Some(size), _) if size != entry => {
+                format!("it says the log was restored to size {size}, but it is entry {entry}")
+            }
+            (Some(size), Some(root)) => match tree.root_at(size) {
+                Ok(at) if at.to_string() == root => return,
+                Ok(at) => {
+                    format!("it says the root at size {size} was {root}, the entries give {at}")
+                }
+                // Entry N is in the log, so the first N are too.
+                Err(_) => return,
+            },
+            _ => "its detail does not name restored-size and restored-root".to_string(),
+        };
+        self.findings.push(Finding::RestorationMismatch {
+            entry,
+            why: why.chars().take(300).collect(),
+        });
     }
 
     /// Checks the header against itself; returns its node if readable.
