@@ -34,7 +34,7 @@ const MIN_FREE_TO_REOPEN: u64 = 1024 * 1024;
 pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut told = false;
+    let mut told = Told::default();
     // Whether the disk was seen full, or the fault says so: only then is
     // reopening safe (see `full_disk`).
     let mut seen_full = false;
@@ -44,14 +44,24 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
             _ = stop.triggered() => return,
         }
         let space = ctx.disk.measure();
-        if let Ok(s) = &space {
-            seen_full |= s.free_bytes < (s.reserve_bytes / 2).max(MIN_FREE_TO_REOPEN);
+        match &space {
+            Ok(s) => {
+                seen_full |= s.free_bytes < (s.reserve_bytes / 2).max(MIN_FREE_TO_REOPEN);
+                told.measure_failed = false;
+            }
+            Err(e) if !told.measure_failed => {
+                warn!(error = %e, "cannot measure the data directory's free space");
+                told.measure_failed = true;
+            }
+            Err(_) => {}
         }
         let Some(fault) = ctx.store.fault() else {
             continue;
         };
         let measured = space.as_ref().ok().copied();
-        match decide(&fault.reason, seen_full, measured) {
+        let decision = decide(&fault.reason, seen_full, measured);
+        let tell = told.changed_to(decision);
+        match decision {
             Decision::Reopen => {
                 info!(
                     free_bytes = measured.map(|s| s.free_bytes),
@@ -61,29 +71,38 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: ShutdownSignal) {
                 ctx.reopen.send_replace(Some(fault));
                 return;
             }
-            Decision::WaitForOperator if !told => {
+            Decision::WaitForOperator if tell => {
                 error!(
                     reason = %fault.reason,
                     "the store failed with room on the disk (a failed sync or a failing device): \
                      it is not reopened by itself, since the kernel may report unwritten pages \
                      as written; check the device, then restart the node"
                 );
-                told = true;
             }
             Decision::WaitForOperator => {}
-            Decision::WaitForSpace => match &space {
-                Ok(s) if !told => {
-                    warn!(
-                        free_bytes = s.free_bytes,
-                        reserve_bytes = s.reserve_bytes,
-                        "the store cannot write; waiting for free space to reopen it"
-                    );
-                    told = true;
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "cannot measure the data directory's free space"),
-            },
+            Decision::WaitForSpace if tell => warn!(
+                free_bytes = measured.map(|s| s.free_bytes),
+                reserve_bytes = measured.map(|s| s.reserve_bytes),
+                "the store cannot write; waiting for free space to reopen it"
+            ),
+            Decision::WaitForSpace => {}
         }
+    }
+}
+
+/// What the watch has logged: each wait once when it begins (a store that
+/// waits for the operator may later see the disk full and wait for space
+/// instead), and a failing measurement once until one succeeds.
+#[derive(Default)]
+struct Told {
+    decision: Option<Decision>,
+    measure_failed: bool,
+}
+
+impl Told {
+    /// Whether `decision` is new since the last call.
+    fn changed_to(&mut self, decision: Decision) -> bool {
+        self.decision.replace(decision) != Some(decision)
     }
 }
 
@@ -123,6 +142,19 @@ fn full_disk(reason: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_wait_is_told_once_when_it_begins() {
+        use super::{Decision, Told};
+        let mut told = Told::default();
+        assert!(told.changed_to(Decision::WaitForOperator));
+        assert!(!told.changed_to(Decision::WaitForOperator));
+        // EIO first, then the disk is seen full: the new wait is told too
+        // (one flag for both kept it silent).
+        assert!(told.changed_to(Decision::WaitForSpace));
+        assert!(!told.changed_to(Decision::WaitForSpace));
+        assert!(told.changed_to(Decision::Reopen));
+    }
+
     #[test]
     fn only_a_full_disk_or_quota_is_a_full_disk() {
         assert!(super::full_disk(
