@@ -233,9 +233,20 @@ fn a_receiver_whose_disk_fills_defers_then_recovers_by_itself() {
     );
 
     disk.grow(1024);
-    b.wait_until(Duration::from_secs(120), "every message delivered", || {
-        a.outbox_count("delivered") == MESSAGES as u64
-    });
+    // On a timeout, the sender's side too (one CI run timed out here after
+    // the slow way, a stuck flush then a re-exec, with the receiver idle).
+    let until = std::time::Instant::now() + Duration::from_secs(150);
+    while a.outbox_count("delivered") != MESSAGES as u64 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not every message delivered: sender outbox {}, receiver inbox {}\n--- sender log ---\n{}\n--- receiver log ---\n{}",
+            a.get("/v1/node")["outbox"],
+            b.inbox_count(),
+            a.log_tail(60),
+            b.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(b.pid(), pid, "the receiver was restarted");
     let (status, health) = http_get(pb, "/healthz");
     assert_eq!(status, 200, "{health}");
