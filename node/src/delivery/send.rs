@@ -209,7 +209,10 @@ async fn session(
                 offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
             };
             let Some(id) = id else { break };
-            write_envelope(ctx, peer, &core, &keys, version, id, &mut send).await?;
+            // Back in the queue if this future is dropped (the reader ended
+            // the session) before the message is recorded as in flight.
+            let mut taken = Taken { peer, id: Some(id) };
+            write_envelope(ctx, peer, &core, &keys, version, &mut taken, &mut send).await?;
         }
         // Shutting down: stop sending; give receipts of what was sent a
         // moment to arrive.
@@ -238,27 +241,53 @@ async fn session(
     result
 }
 
-/// Seals (if needed), records and writes the envelope of `id`.
+/// A message taken from the peer's queue and not yet in flight: put back
+/// in front of the queue when dropped unless its fate was settled (sent,
+/// in flight already, or no longer to send). Without it, a session ended
+/// by its reader while the writer was sealing lost the message from the
+/// queue until the next start (seen: one of 40 left queued for good).
+struct Taken<'a> {
+    peer: &'a Arc<Peer>,
+    id: Option<MessageId>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.peer.queue.requeue_front(std::iter::once(id));
+        }
+    }
+}
+
+/// Seals (if needed), records and writes the envelope of the message
+/// `taken` holds.
 async fn write_envelope(
     ctx: &Arc<Context>,
     peer: &Arc<Peer>,
     core: &Core,
     keys: &comity_protocol::PeerKeys,
     version: SessionVersion,
-    id: MessageId,
+    taken: &mut Taken<'_>,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
+    let Some(id) = taken.id else {
+        return Ok(());
+    };
     // Before anything is recorded as an attempt.
     if core.lock().is_in_flight(&id) {
         debug!(%id, "already in flight on this connection");
+        taken.id = None;
         return Ok(());
     }
     let Some(prepared) = outcome::prepare(ctx, peer, keys, id).await? else {
+        taken.id = None;
         return Ok(());
     };
     {
         let mut sender = core.lock();
         sender.sent(id, prepared.digest)?;
+        // In flight now: requeued with the unanswered if the session ends.
+        taken.id = None;
         peer.set_in_flight(sender.in_flight());
     }
     let frame = envelope_frame(
