@@ -129,3 +129,22 @@ pub enum ChunkError {
     #[error("resume point {next} is not a chunk of this attachment ({count} chunks)")]
     BadResumePoint { next: u64, count: u64 },
 }
+
+impl ChunkError {
+    /// Chunk `index` must be exactly `expected` bytes long.
+    pub(crate) fn check_len(index: u64, expected: usize, got: usize) -> Result<(), ChunkError> {
+        match got.cmp(&expected) {
+            std::cmp::Ordering::Greater => Err(ChunkError::BeyondSize {
+                index,
+                expected,
+                got,
+            }),
+            std::cmp::Ordering::Less => Err(ChunkError::Short {
+                index,
+                expected,
+                got,
+            }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+}

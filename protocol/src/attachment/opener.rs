@@ -159,21 +159,7 @@ impl Opener {
             count: self.count,
             got: index,
         })?;
-        let got = ciphertext.len();
-        if got > expected {
-            return Err(ChunkError::BeyondSize {
-                index,
-                expected,
-                got,
-            });
-        }
-        if got < expected {
-            return Err(ChunkError::Short {
-                index,
-                expected,
-                got,
-            });
-        }
+        ChunkError::check_len(index, expected, ciphertext.len())?;
         let last = index + 1 == self.count;
         self.cipher
             .open(index, last, &mut ciphertext)

@@ -120,21 +120,7 @@ impl Sealer {
                 got: index,
             });
         };
-        let got = plaintext.len();
-        if got > expected {
-            return Err(ChunkError::BeyondSize {
-                index,
-                expected,
-                got,
-            });
-        }
-        if got < expected {
-            return Err(ChunkError::Short {
-                index,
-                expected,
-                got,
-            });
-        }
+        ChunkError::check_len(index, expected, plaintext.len())?;
         let leaf = super::chunk_leaf_hash(&plaintext);
         let last = index + 1 == self.count;
         let mut tree = self.tree.clone();
