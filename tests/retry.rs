@@ -187,30 +187,25 @@ fn kill9_of_the_cli_between_the_flush_and_its_answer_then_a_retry_with_its_key_m
     assert_eq!(received[0]["id"], id);
 }
 
-#[test]
-fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike() {
-    let (a, b) = pair(true);
-    let body = json!({"to": "BO", "body": request_body("Freezing of accounts")});
-    let request = keyed_request("/v1/messages", "gone-1", &body);
+/// Writes the keyed `request` to `node` and hangs up once it has made its
+/// message (hanging up at once could end the connection before the node
+/// read the body: then nothing was made), without reading the answer;
+/// waits until that message is delivered to `peer` without a restart,
+/// then sends the same request again and checks it is answered as a
+/// replay of the same message. Returns the id and the replayed answer.
+fn abandoned_then_replayed(node: &TestNode, peer: &TestNode, request: &[u8]) -> (String, Value) {
     {
-        // Write the request and hang up once the node has it (hanging up
-        // at once could end the connection before the node read the body:
-        // then nothing was submitted), without reading the answer.
-        let mut s = UnixStream::connect(a.socket()).unwrap();
-        s.write_all(&request).unwrap();
-        a.wait_until(WAIT, "the message accepted by Arcadia", || {
-            outbox(&a).len() == 1
-        });
+        let mut s = UnixStream::connect(node.socket()).unwrap();
+        s.write_all(request).unwrap();
+        node.wait_until(WAIT, "the message made", || outbox(node).len() == 1);
     }
-    let id = outbox(&a)[0]["id"].as_str().unwrap().to_string();
-    // Delivered without a restart: the node queued it although its client
-    // had gone.
-    a.wait_until(WAIT, "the abandoned message delivered", || {
-        state(&a, &id) == "delivered"
+    let id = outbox(node)[0]["id"].as_str().unwrap().to_string();
+    node.wait_until(WAIT, "the abandoned message delivered", || {
+        state(node, &id) == "delivered"
     });
-    assert_eq!(inbox_from(&b, &a).len(), 1);
+    assert_eq!(inbox_from(peer, node).len(), 1);
 
-    let again = exchange(a.socket(), &request);
+    let again = exchange(node.socket(), request);
     assert!(again.starts_with("HTTP/1.1 201"), "{again}");
     assert!(
         again
@@ -220,13 +215,24 @@ fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike
     );
     let v = answer_body(&again);
     assert_eq!(v["id"], id.as_str());
+    assert_eq!(outbox(node).len(), 1);
+    (id, v)
+}
+
+#[test]
+fn a_submission_whose_client_went_away_is_completed_and_its_retry_answered_alike() {
+    let (a, b) = pair(true);
+    let body = json!({"to": "BO", "body": request_body("Freezing of accounts")});
+    let request = keyed_request("/v1/messages", "gone-1", &body);
+    let (_, v) = abandoned_then_replayed(&a, &b, &request);
     assert_eq!(v["state"], "queued");
-    assert_eq!(outbox(&a).len(), 1);
 }
 
 /// As for a submission, so for a status update (and, in the same way,
 /// a reply, a resend and an alarm's acknowledgement): it is finished on
-/// its own task whether or not its client waits.
+/// its own task whether or not its client waits. (On this machine the
+/// handler also finishes before the hang-up is seen, so this passes with
+/// `to_completion` removed too: it checks the outcome, not the race.)
 #[test]
 fn a_status_update_whose_client_went_away_is_completed_and_its_retry_answered_alike() {
     let (a, b) = pair(true);
@@ -237,31 +243,8 @@ fn a_status_update_whose_client_went_away_is_completed_and_its_retry_answered_al
     let body = json!({"status": {"status": "registered", "reference": "BO-2026-17"}});
     let path = format!("/v1/messages/{request}/status?peer=AR");
     let update = keyed_request(&path, "status-gone-1", &body);
-    {
-        let mut s = UnixStream::connect(b.socket()).unwrap();
-        s.write_all(&update).unwrap();
-        b.wait_until(WAIT, "the status update made by Borduria", || {
-            outbox(&b).len() == 1
-        });
-    }
-    let id = outbox(&b)[0]["id"].as_str().unwrap().to_string();
-    b.wait_until(WAIT, "the abandoned status update delivered", || {
-        state(&b, &id) == "delivered"
-    });
-    assert_eq!(inbox_from(&a, &b).len(), 1);
-
-    let again = exchange(b.socket(), &update);
-    assert!(again.starts_with("HTTP/1.1 201"), "{again}");
-    assert!(
-        again
-            .to_ascii_lowercase()
-            .contains("\r\nidempotent-replayed: true\r\n"),
-        "{again}"
-    );
-    let v = answer_body(&again);
-    assert_eq!(v["id"], id.as_str());
+    let (_, v) = abandoned_then_replayed(&b, &a, &update);
     assert_eq!(v["regarding"], request.as_str());
-    assert_eq!(outbox(&b).len(), 1);
 }
 
 #[test]
