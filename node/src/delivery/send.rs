@@ -247,7 +247,7 @@ async fn session(
 /// by its reader while the writer was sealing lost the message from the
 /// queue until the next start (seen: one of 40 left queued for good).
 struct Taken<'a> {
-    peer: &'a Arc<Peer>,
+    peer: &'a Peer,
     id: Option<MessageId>,
 }
 
@@ -257,6 +257,42 @@ impl Drop for Taken<'_> {
             self.peer.queue.requeue_front(std::iter::once(id));
         }
     }
+}
+
+/// Prepares the message `taken` holds and records it as in flight: the
+/// step between the queue and the wire that may be cancelled at its await
+/// (the reader ends the session) and must not lose the message then.
+/// `None` when there is nothing to write (in flight already, or no longer
+/// to send).
+async fn into_flight<F, Fut>(
+    peer: &Peer,
+    core: &Core,
+    taken: &mut Taken<'_>,
+    prepare: F,
+) -> Result<Option<(MessageId, outcome::Prepared)>, SessionError>
+where
+    F: FnOnce(MessageId) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<outcome::Prepared>, crate::store::StoreError>>,
+{
+    let Some(id) = taken.id else {
+        return Ok(None);
+    };
+    // Before anything is recorded as an attempt.
+    if core.lock().is_in_flight(&id) {
+        debug!(%id, "already in flight on this connection");
+        taken.id = None;
+        return Ok(None);
+    }
+    let Some(prepared) = prepare(id).await? else {
+        taken.id = None;
+        return Ok(None);
+    };
+    let mut sender = core.lock();
+    sender.sent(id, prepared.digest)?;
+    // In flight now: requeued with the unanswered if the session ends.
+    taken.id = None;
+    peer.set_in_flight(sender.in_flight());
+    Ok(Some((id, prepared)))
 }
 
 /// Seals (if needed), records and writes the envelope of the message
@@ -270,26 +306,10 @@ async fn write_envelope(
     taken: &mut Taken<'_>,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
-    let Some(id) = taken.id else {
+    let prepare = |id| outcome::prepare(ctx, peer, keys, id);
+    let Some((id, prepared)) = into_flight(peer, core, taken, prepare).await? else {
         return Ok(());
     };
-    // Before anything is recorded as an attempt.
-    if core.lock().is_in_flight(&id) {
-        debug!(%id, "already in flight on this connection");
-        taken.id = None;
-        return Ok(());
-    }
-    let Some(prepared) = outcome::prepare(ctx, peer, keys, id).await? else {
-        taken.id = None;
-        return Ok(());
-    };
-    {
-        let mut sender = core.lock();
-        sender.sent(id, prepared.digest)?;
-        // In flight now: requeued with the unanswered if the session ends.
-        taken.id = None;
-        peer.set_in_flight(sender.in_flight());
-    }
     let frame = envelope_frame(
         version,
         &ctx.identity,
@@ -420,5 +440,142 @@ async fn read_answers(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's step from the queue into flight, cancelled where the
+    //! session can cancel it: while the message is being prepared.
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    use comity_protocol::{Digest, Identity};
+
+    use super::*;
+
+    fn identity(seed: u8) -> Identity {
+        Identity::from_seeds(&[seed; 32], &[seed; 32], Timestamp(0))
+    }
+
+    fn id(n: u8) -> MessageId {
+        MessageId([n; 16])
+    }
+
+    /// A peer with messages 1, 2, 3 queued and an open session's core.
+    fn setup() -> (Peer, Core) {
+        let remote = identity(2);
+        let peer = Peer::new(comity_config::PeerConfig {
+            id: remote.id(),
+            address: "127.0.0.1:7400".into(),
+            name: String::new(),
+            country: "BO".parse().expect("a country code"),
+        });
+        for n in 1..=3 {
+            peer.queue.push(id(n));
+        }
+        let mut sender = Sender::new(identity(1).id(), remote.id(), 8, 0);
+        let hello = SessionFrame::Hello {
+            cert: remote.encryption_cert().clone(),
+        };
+        assert!(matches!(sender.on_frame(hello, || 0), Ok(Action::Hello(_))));
+        let core = Core {
+            sender: Mutex::new(sender),
+            wake: Notify::new(),
+        };
+        (peer, core)
+    }
+
+    fn prepared() -> outcome::Prepared {
+        outcome::Prepared {
+            bytes: vec![1, 2, 3],
+            digest: Digest([7; 32]),
+            attempt: 1,
+            resend_of: None,
+        }
+    }
+
+    fn queued(peer: &Peer) -> Vec<MessageId> {
+        std::iter::from_fn(|| peer.queue.pop()).collect()
+    }
+
+    /// Polls `f` once.
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        let mut f = pin!(f);
+        let waker = std::task::Waker::noop();
+        f.as_mut().poll(&mut TaskContext::from_waker(waker))
+    }
+
+    #[test]
+    fn a_message_whose_preparation_is_cancelled_goes_back_in_front() {
+        let (peer, core) = setup();
+        let first = peer.queue.pop().expect("queued");
+        {
+            let mut taken = Taken {
+                peer: &peer,
+                id: Some(first),
+            };
+            let step = into_flight(&peer, &core, &mut taken, |_| std::future::pending());
+            assert!(poll_once(step).is_pending());
+            // The session ends here: the writer's future, `taken` with it,
+            // is dropped.
+        }
+        assert_eq!(queued(&peer), vec![id(1), id(2), id(3)]);
+        assert!(core.lock().take_unanswered().is_empty());
+    }
+
+    #[test]
+    fn a_prepared_message_is_in_flight_and_not_queued_again() {
+        let (peer, core) = setup();
+        let first = peer.queue.pop().expect("queued");
+        {
+            let mut taken = Taken {
+                peer: &peer,
+                id: Some(first),
+            };
+            let step = into_flight(&peer, &core, &mut taken, |_| async { Ok(Some(prepared())) });
+            let Poll::Ready(Ok(Some((sent, _)))) = poll_once(step) else {
+                panic!("prepared at once");
+            };
+            assert_eq!(sent, id(1));
+        }
+        assert_eq!(peer.queue.len(), 2);
+        // Ending the session now requeues it as unanswered, once.
+        assert_eq!(core.lock().take_unanswered(), vec![id(1)]);
+        assert_eq!(queued(&peer), vec![id(2), id(3)]);
+    }
+
+    #[test]
+    fn a_message_no_longer_to_send_is_not_queued_again() {
+        let (peer, core) = setup();
+        let first = peer.queue.pop().expect("queued");
+        {
+            let mut taken = Taken {
+                peer: &peer,
+                id: Some(first),
+            };
+            let step = into_flight(&peer, &core, &mut taken, |_| async { Ok(None) });
+            assert!(matches!(poll_once(step), Poll::Ready(Ok(None))));
+        }
+        assert_eq!(queued(&peer), vec![id(2), id(3)]);
+    }
+
+    #[test]
+    fn a_message_already_in_flight_is_neither_prepared_nor_queued_again() {
+        let (peer, core) = setup();
+        core.lock().sent(id(1), Digest([7; 32])).expect("open");
+        let first = peer.queue.pop().expect("queued");
+        {
+            let mut taken = Taken {
+                peer: &peer,
+                id: Some(first),
+            };
+            let step = into_flight(&peer, &core, &mut taken, |_| async {
+                panic!("prepared a message already in flight")
+            });
+            assert!(matches!(poll_once(step), Poll::Ready(Ok(None))));
+        }
+        assert_eq!(queued(&peer), vec![id(2), id(3)]);
     }
 }
