@@ -19,7 +19,7 @@ pub struct AttachmentDir {
 
 /// The name of a sender's copy: random, so two sends of the same file (with
 /// different keys, so different ciphertexts) never meet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
 pub struct StoredId(pub [u8; 16]);
 
 impl StoredId {

@@ -28,6 +28,7 @@
 //! `sled/` (see [`audit_files`]); the group commit syncs them first.
 
 pub mod alarms;
+mod attachments;
 pub mod audit;
 pub mod audit_files;
 mod barrier;
@@ -50,6 +51,7 @@ use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
 use audit_files::{AuditFileError, AuditFiles};
 use barrier::{Tree, WriteBarrier};
+pub use attachments::{HeldAttachment, StagedAttachment};
 pub use commit::CommitError;
 use commit::Committer;
 use fault::FaultCell;
@@ -106,6 +108,7 @@ pub struct Store {
     audit: Tree,
     idempotency: Tree,
     resends: Tree,
+    attachments: Tree,
     listing: Arc<Listing>,
     /// What opening the listing did (its pending list taken once, by
     /// [`Store::take_opened`]).
@@ -239,6 +242,7 @@ impl Store {
             audit,
             idempotency: Tree::open(&db, "idempotency", &barrier)?,
             resends: Tree::open(&db, "resends", &barrier)?,
+            attachments: Tree::open(&db, "attachments", &barrier)?,
             listing: Arc::new(listing),
             opened: Arc::new(Mutex::new(opened)),
             rejections_held: Arc::new(AtomicU64::new(rejections_held)),

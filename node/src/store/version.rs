@@ -24,7 +24,11 @@
 ///   roots, so a peer's honest restore could no longer be checked exactly,
 ///   and would forget the accepted restorations, so a second rollback
 ///   would pass: it is refused a format-4 store.
-pub const CURRENT: u32 = 4;
+/// * 5: the `attachments` tree (manifests and content keys of messages'
+///   attachments, and files copied in but not yet attached; a format-4
+///   store has none). An older build would send and receive such messages
+///   without their attachments: it is refused a format-5 store.
+pub const CURRENT: u32 = 5;
 
 const KEY: &[u8] = b"comity-store-format";
 
@@ -73,7 +77,7 @@ pub fn check(db: &sled::Db) -> Result<Opened, VersionError> {
     };
     // 0 → 1 only adds the mark; 1 → 2 adds trees sled creates empty; 2 → 3
     // adds the listing, which builds itself when it finds no mark of its own;
-    // 3 → 4 adds keys that start empty.
+    // 3 → 4 adds keys that start empty; 4 → 5 a tree that starts empty.
     db.insert(KEY, &CURRENT.to_be_bytes())?;
     Ok(opened)
 }

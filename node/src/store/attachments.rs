@@ -1,0 +1,113 @@
+//! The `attachments` tree: what the store knows about attachment files,
+//! beside the message records (which keep their format). The files
+//! themselves are in `data/attachments/` (see [`crate::attachments`]).
+//!
+//! * `t ‖ stored id` → [`StagedAttachment`]: a file copied in through the
+//!   admin API and not yet part of a message.
+//! * `s ‖ id` → the attachments of our outgoing message `id`, in order.
+//! * `r ‖ sender ‖ id` → the attachments of `sender`'s message `id`.
+//!
+//! The values hold content keys: they are encoded with the protocol's
+//! codec, have no serde form, and never reach JSON, logs or the audit log.
+
+use bincode::{Decode, Encode};
+use comity_protocol::attachment::SealedAttachment;
+use comity_protocol::{MessageId, NodeId, Timestamp};
+
+use super::{decode, encode, key, Result, Store};
+use crate::attachments::StoredId;
+
+/// One attachment of a message as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct HeldAttachment {
+    /// The manifest the message carries and the content key.
+    pub sealed: SealedAttachment,
+    /// The sender's copy in `attachments/sent/` (ours only; a received
+    /// attachment's file is named by peer, message and index).
+    pub stored: Option<StoredId>,
+}
+
+/// A file copied in and waiting to be attached to a message.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct StagedAttachment {
+    pub sealed: SealedAttachment,
+    pub stored: StoredId,
+    pub staged_at: Timestamp,
+}
+
+impl Store {
+    /// Records a copied-in file as staged. Not flushed: the caller commits
+    /// before it answers.
+    pub fn put_staged_attachment(&self, staged: &StagedAttachment) -> Result<()> {
+        self.attachments
+            .insert(key(b't', &[&staged.stored.0]), encode(staged)?)?;
+        Ok(())
+    }
+
+    pub fn staged_attachment(&self, stored: &StoredId) -> Result<Option<StagedAttachment>> {
+        let k = key(b't', &[&stored.0]);
+        self.attachments
+            .get(&k)?
+            .map(|v| decode(&k, &v))
+            .transpose()
+    }
+
+    /// Every staged file, oldest first (for the clean-up of ones never
+    /// attached).
+    pub fn staged_attachments(&self) -> Result<Vec<StagedAttachment>> {
+        let mut all = Vec::new();
+        for item in self.attachments.scan_prefix([b't']) {
+            let (k, v) = item?;
+            all.push(decode::<StagedAttachment>(&k, &v)?);
+        }
+        all.sort_by_key(|s| s.staged_at);
+        Ok(all)
+    }
+
+    /// Forgets a staged file (attached to a message, or cleaned up).
+    pub fn remove_staged_attachment(&self, stored: &StoredId) -> Result<()> {
+        self.attachments.remove(key(b't', &[&stored.0]))?;
+        Ok(())
+    }
+
+    /// The attachments of our message `id`, written while it is staged,
+    /// before its status (as the resend links are).
+    pub fn put_outbound_attachments(&self, id: &MessageId, items: &[HeldAttachment]) -> Result<()> {
+        self.attachments
+            .insert(key(b's', &[&id.0]), encode(&items.to_vec())?)?;
+        Ok(())
+    }
+
+    /// Our message `id`'s attachments; empty when it has none.
+    pub fn outbound_attachments(&self, id: &MessageId) -> Result<Vec<HeldAttachment>> {
+        let k = key(b's', &[&id.0]);
+        match self.attachments.get(&k)? {
+            Some(v) => decode(&k, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn put_inbound_attachments(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+        items: &[HeldAttachment],
+    ) -> Result<()> {
+        self.attachments
+            .insert(key(b'r', &[&sender.0, &id.0]), encode(&items.to_vec())?)?;
+        Ok(())
+    }
+
+    /// `sender`'s message `id`'s attachments; empty when it has none.
+    pub fn inbound_attachments(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+    ) -> Result<Vec<HeldAttachment>> {
+        let k = key(b'r', &[&sender.0, &id.0]);
+        match self.attachments.get(&k)? {
+            Some(v) => decode(&k, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+}
