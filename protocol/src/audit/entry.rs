@@ -65,11 +65,20 @@ pub enum AuditKind {
     /// the detail names the restored size and root, the size and root this
     /// node had cosigned, and so the peer's lost entries.
     PeerRestored,
+    /// An attachment of a message accepted from the operator was copied in
+    /// (the detail: its index, size, SHA-256 and chunk tree root).
+    AttachmentAccepted,
+    /// All of an attachment's chunks reached the peer, which verified them.
+    AttachmentSent,
+    /// A peer's attachment arrived whole, verified and durable.
+    AttachmentReceived,
+    /// The operator retrieved an attachment's plaintext (evidence read out).
+    AttachmentRetrieved,
 }
 
 impl AuditKind {
     /// Every kind, in wire order.
-    pub const ALL: [AuditKind; 19] = [
+    pub const ALL: [AuditKind; 23] = [
         AuditKind::MessageAccepted,
         AuditKind::MessageSent,
         AuditKind::MessageReceived,
@@ -89,6 +98,10 @@ impl AuditKind {
         AuditKind::CheckpointRefused,
         AuditKind::LogRestored,
         AuditKind::PeerRestored,
+        AuditKind::AttachmentAccepted,
+        AuditKind::AttachmentSent,
+        AuditKind::AttachmentReceived,
+        AuditKind::AttachmentRetrieved,
     ];
 
     /// The JSON name (kebab-case), for tables and filters.
@@ -113,6 +126,10 @@ impl AuditKind {
             AuditKind::CheckpointRefused => "checkpoint-refused",
             AuditKind::LogRestored => "log-restored",
             AuditKind::PeerRestored => "peer-restored",
+            AuditKind::AttachmentAccepted => "attachment-accepted",
+            AuditKind::AttachmentSent => "attachment-sent",
+            AuditKind::AttachmentReceived => "attachment-received",
+            AuditKind::AttachmentRetrieved => "attachment-retrieved",
         }
     }
 }
