@@ -12,6 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
+use crate::attachments::{AttachmentDir, IncomingKey};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -58,6 +59,10 @@ pub(crate) struct Context {
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
+    /// The attachment files in the data directory.
+    pub attachments: AttachmentDir,
+    /// Received attachments a stream is writing now: one stream each.
+    pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -74,6 +79,7 @@ impl Context {
     pub fn new(
         identity: Arc<Identity>,
         config: Config,
+        attachments: AttachmentDir,
         store: Store,
         endpoint: quinn::Endpoint,
         tls: TlsIdentity,
@@ -109,6 +115,8 @@ impl Context {
             handshakes: Arc::default(),
             key_locks: KeyLocks::default(),
             restoration: None,
+            attachments,
+            attachment_intakes: Mutex::default(),
         }
     }
 

@@ -55,6 +55,8 @@ pub enum StartError {
     DataDir(#[from] crate::files::DataDirError),
     #[error("restoration: {0}")]
     Restoration(#[from] crate::restoration::RestorationStartError),
+    #[error("attachment files: {0}")]
+    Attachments(#[from] crate::attachments::AttachmentError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -144,9 +146,11 @@ impl Node {
             &config.limits,
             &reset_key.0,
         )?;
+        let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let mut ctx = Context::new(
             identity,
             config,
+            attachments,
             store,
             endpoint,
             tls,
