@@ -180,6 +180,10 @@ impl Node {
             node.ctx.config.limits.max_message_age(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::delivery::attachments_in::sweep(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),

@@ -34,6 +34,11 @@ use crate::shutdown::ShutdownSignal;
 use crate::store::{AwaitedMessage, HeldAttachment};
 use crate::transport::wire;
 
+/// Messages of one peer held awaiting their attachments, at most.
+const MAX_AWAITED_PER_PEER: usize = 1000;
+/// How often messages awaiting attachments for too long are given up.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What became of an envelope with attachments.
 pub(crate) enum Held {
     /// Every attachment is complete: receive the message as any other.
@@ -93,6 +98,20 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
         }
         Ok(Some(_)) => {}
         Ok(None) => {
+            // Bounded: a peer that never sends the attachments cannot make
+            // us hold its envelopes without end.
+            match ctx.store.awaited_from(&peer, MAX_AWAITED_PER_PEER) {
+                Ok(n) if n >= MAX_AWAITED_PER_PEER => {
+                    return unavailable(format!(
+                        "{MAX_AWAITED_PER_PEER} messages from this peer already await their attachments"
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot read awaited messages");
+                    return unavailable("store read failed".into());
+                }
+            }
             // Deferred, not refused, when the whole would not fit now.
             let need = opened
                 .attachments
@@ -170,6 +189,52 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
 pub(crate) fn received(ctx: &Context, peer: NodeId, id: &MessageId) {
     if let Err(e) = ctx.store.remove_awaited(&peer, id) {
         warn!(error = %e, "cannot clear an awaited message");
+    }
+}
+
+/// Until shutdown, gives up (files and records removed) on messages that
+/// awaited their attachments longer than a sender keeps trying
+/// (`max_message_age` and the clock skew): their sender failed them.
+pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
+    loop {
+        let limits = &ctx.config.limits;
+        let cutoff = Timestamp::now()
+            .saturating_sub(limits.max_message_age())
+            .saturating_sub(limits.clock_skew());
+        match ctx.store.all_awaited() {
+            Ok(all) => {
+                for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
+                    let key = IncomingKey {
+                        peer,
+                        message: id,
+                        index: 0,
+                    };
+                    // Not while a stream writes one of them.
+                    if ctx
+                        .attachment_intakes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .any(|k| k.peer == key.peer && k.message == key.message)
+                    {
+                        continue;
+                    }
+                    warn!(peer = %peer.short(), %id, since = awaited.since.0, "giving up on a message whose attachments never arrived");
+                    if let Err(e) = ctx.attachments.remove_received_message(&peer, &id) {
+                        warn!(error = %e, "cannot remove the attachments of a message given up on");
+                        continue;
+                    }
+                    if let Err(e) = ctx.store.remove_inbound_attachments(&peer, &id) {
+                        warn!(error = %e, "cannot forget a message given up on");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read awaited messages"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stop.triggered() => return,
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! ([`attachments_out`], [`attachments_in`]).
 
 pub mod accept;
-mod attachments_in;
+pub(crate) mod attachments_in;
 mod attachments_out;
 mod outcome;
 pub(crate) mod receive;

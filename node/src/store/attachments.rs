@@ -158,4 +158,37 @@ impl Store {
         self.attachments.remove(key(b'w', &[&sender.0, &id.0]))?;
         Ok(())
     }
+
+    /// How many of `sender`'s messages await their attachments, counting
+    /// up to `stop` (a cap needs no more).
+    pub fn awaited_from(&self, sender: &NodeId, stop: usize) -> Result<usize> {
+        let mut n = 0;
+        for item in self.attachments.scan_prefix(key(b'w', &[&sender.0])) {
+            item?;
+            n += 1;
+            if n >= stop {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every message awaiting its attachments: (sender, id, record).
+    pub fn all_awaited(&self) -> Result<Vec<(NodeId, MessageId, AwaitedMessage)>> {
+        let mut all = Vec::new();
+        for item in self.attachments.scan_prefix([b'w']) {
+            let (k, v) = item?;
+            let sender = super::node_id_at(&k, 1)?;
+            let id = super::message_id_at(&k, 33)?;
+            all.push((sender, id, decode::<AwaitedMessage>(&k, &v)?));
+        }
+        Ok(all)
+    }
+
+    /// Forgets `sender`'s message `id` and its attachments (given up on).
+    pub fn remove_inbound_attachments(&self, sender: &NodeId, id: &MessageId) -> Result<()> {
+        self.attachments.remove(key(b'r', &[&sender.0, &id.0]))?;
+        self.attachments.remove(key(b'w', &[&sender.0, &id.0]))?;
+        Ok(())
+    }
 }

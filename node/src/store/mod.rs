@@ -598,6 +598,16 @@ impl Store {
     }
 }
 
+fn node_id_at(k: &[u8], at: usize) -> Result<NodeId> {
+    k.get(at..at + 32)
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        .map(NodeId)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: hex_key(k),
+            why: "key too short".into(),
+        })
+}
+
 fn message_id_at(k: &[u8], at: usize) -> Result<MessageId> {
     k.get(at..at + 16)
         .and_then(|s| <[u8; 16]>::try_from(s).ok())
