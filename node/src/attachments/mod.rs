@@ -31,6 +31,7 @@
 //! is for the session that wires this module in. Backups do not copy
 //! `data/attachments/` yet either (see `crate::backup`).
 
+mod claims;
 mod error;
 mod layout;
 mod receive;
@@ -41,13 +42,14 @@ mod send;
 mod space;
 mod stored;
 
+pub use claims::{ClaimedSpace, UploadClaim, UploadClaims};
 pub use error::AttachmentError;
-pub use layout::{AttachmentDir, IncomingKey, StoredId};
+pub use layout::{AttachmentDir, IncomingKey, ParseStoredIdError, StoredId};
 pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
-pub use send::CopiedIn;
-pub use space::SpaceSource;
+pub use send::{check_copy_in, CopiedIn};
+pub use space::{stored_len, SpaceSource};
 pub use stored::StoredAttachment;
 
 #[cfg(test)]
