@@ -12,7 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
-use crate::attachments::{AttachmentDir, IncomingKey};
+use crate::attachments::{AttachmentDir, IncomingKey, UploadClaims};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -56,11 +56,17 @@ pub(crate) struct Context {
     pub reopen: tokio::sync::watch::Sender<Option<StoreFault>>,
     /// Idempotency keys whose requests are being staged.
     pub key_locks: KeyLocks,
+    /// The attachment files (`data/attachments/`).
+    pub attachments: AttachmentDir,
+    /// What uploads in progress have left to write (see `attachments`).
+    pub uploads: UploadClaims,
+    /// Held while staged attachments are taken into a message or removed
+    /// as expired, so that no staged file goes to two messages, or to one
+    /// and the bin.
+    pub staged_gate: Mutex<()>,
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
-    /// The attachment files in the data directory.
-    pub attachments: AttachmentDir,
     /// Received attachments a stream is writing now: one stream each.
     pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
 }
@@ -79,7 +85,6 @@ impl Context {
     pub fn new(
         identity: Arc<Identity>,
         config: Config,
-        attachments: AttachmentDir,
         store: Store,
         endpoint: quinn::Endpoint,
         tls: TlsIdentity,
@@ -87,6 +92,7 @@ impl Context {
         pins: Pins,
         events: broadcast::Sender<Event>,
         handshakes_refused: Arc<AtomicU64>,
+        attachments: AttachmentDir,
     ) -> Context {
         let peers = Peers::new(config.peers.iter().cloned());
         let budgets = Budgets::new(BudgetLimits {
@@ -114,8 +120,10 @@ impl Context {
             budgets,
             handshakes: Arc::default(),
             key_locks: KeyLocks::default(),
-            restoration: None,
             attachments,
+            uploads: UploadClaims::default(),
+            staged_gate: Mutex::new(()),
+            restoration: None,
             attachment_intakes: Mutex::default(),
         }
     }

@@ -31,6 +31,7 @@
 //! is for the session that wires this module in. Backups do not copy
 //! `data/attachments/` yet either (see `crate::backup`).
 
+mod claims;
 mod error;
 mod layout;
 mod receive;
@@ -41,12 +42,13 @@ mod send;
 mod space;
 mod stored;
 
+pub use claims::{ClaimedSpace, UploadClaim, UploadClaims};
 pub use error::AttachmentError;
-pub use layout::{AttachmentDir, IncomingKey, StoredId};
+pub use layout::{AttachmentDir, IncomingKey, ParseStoredIdError, StoredId};
 pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
-pub use send::CopiedIn;
+pub use send::{check_copy_in, CopiedIn};
 pub use space::{ensure_room, stored_len, SpaceSource};
 pub use stored::{Geometry, StoredAttachment};
 

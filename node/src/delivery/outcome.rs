@@ -85,7 +85,8 @@ pub(crate) async fn prepare(
     let (bytes, digest) = match (&msg.envelope, msg.digest) {
         (Some(b), Some(d)) => (b.clone(), d),
         _ => {
-            let sealed = match seal_for(ctx, keys, &msg) {
+            let attachments = ctx.store.outbound_attachments(&id)?;
+            let sealed = match seal_for(ctx, keys, &msg, &attachments) {
                 Ok(s) => s,
                 Err(SealError::TooLarge { len, .. }) => {
                     let why =
