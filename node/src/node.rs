@@ -31,7 +31,9 @@ use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::staged::{self, Upload, UploadError};
 use crate::stats::{self, Stats};
-use crate::store::{BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::store::{
+    BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way,
+};
 use crate::store::{ListQuery, Position};
 use crate::store::{StoreError, StoreFault};
 use crate::transport::bind::{bind_udp, BindPatience};

@@ -285,3 +285,34 @@ pub fn request_body(subject: &str) -> Body {
         thread: Thread::default(),
     })
 }
+
+/// Two nodes of `comityd`, each pinning the other, started.
+pub fn pair(comityd: &str) -> (TestNode, TestNode) {
+    let mut a = TestNode::new(comityd, "Ministry of Justice of Arcadia", "AR");
+    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    (a, b)
+}
+
+/// Both nodes' audit logs, exported, verify offline as their own, each
+/// with the other as a required witness.
+pub fn assert_logs_verify(a: &TestNode, b: &TestNode) {
+    use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
+    for (n, w) in [(a, b), (b, a)] {
+        let bundle = n.get_text("/v1/audit/export");
+        let report = verify_bundle(
+            std::io::Cursor::new(bundle.as_bytes()),
+            &VerifyOptions {
+                expected_node: Some(n.id),
+                required_witnesses: vec![w.id],
+                allow_unwitnessed_tail: 0,
+                threads: 1,
+            },
+        )
+        .unwrap();
+        assert!(report.is_valid(), "{}'s log: {:?}", n.name, report.findings);
+    }
+}

@@ -12,7 +12,8 @@
 //! One stream at a time per attachment ([`Claim`]): two writers of one
 //! partial file would undo each other's durable resume points.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use comity_protocol::attachment::{check_attachments, AttachmentLimits, CheckedAttachment};
 use comity_protocol::audit::entry::{Actor, AuditKind};
@@ -49,24 +50,28 @@ pub(crate) enum Held {
 
 /// The only writer of one received attachment while it exists.
 pub(crate) struct Claim<'a> {
-    ctx: &'a Context,
+    held: &'a Mutex<HashSet<IncomingKey>>,
     key: IncomingKey,
 }
 
 impl<'a> Claim<'a> {
     fn take(ctx: &'a Context, key: IncomingKey) -> Option<Claim<'a>> {
-        let mut held = ctx
-            .attachment_intakes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        held.insert(key).then_some(Claim { ctx, key })
+        Claim::take_in(&ctx.attachment_intakes, key)
+    }
+
+    fn take_in(held: &'a Mutex<HashSet<IncomingKey>>, key: IncomingKey) -> Option<Claim<'a>> {
+        let taken = held.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+        // A claim is made only when taken (and only after the lock is
+        // released): dropping one releases the key, and locks. (Made
+        // eagerly, as `then_some` does, it released another stream's key
+        // and deadlocked the node: seen with a sender killed mid-transfer.)
+        taken.then(|| Claim { held, key })
     }
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.ctx
-            .attachment_intakes
+        self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.key);
@@ -486,5 +491,32 @@ fn refusal(
                 "the receiver could not store it",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(index: usize) -> IncomingKey {
+        IncomingKey {
+            peer: NodeId([1; 32]),
+            message: MessageId([2; 16]),
+            index,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_one_writers_and_a_refused_one_releases_nothing() {
+        let held = Mutex::new(HashSet::new());
+        let first = Claim::take_in(&held, key(0)).expect("free");
+        // Refused, without deadlocking, and without releasing the first.
+        assert!(Claim::take_in(&held, key(0)).is_none());
+        assert!(Claim::take_in(&held, key(0)).is_none());
+        let other = Claim::take_in(&held, key(1)).expect("another attachment");
+        drop(first);
+        assert!(Claim::take_in(&held, key(0)).is_some());
+        drop(other);
+        assert!(held.lock().expect("lock").is_empty());
     }
 }

@@ -206,6 +206,9 @@ async fn attachment(
                 bytes,
             };
             wire::write_frame(&mut send, &frame).await?;
+            // Each chunk handed to the connection, for operators counting
+            // what a resume sends again (the log is written unbuffered).
+            debug!(%id, index, chunk, "attachment chunk handed to the connection");
         }
         Ok::<(), TransferError>(())
     };
