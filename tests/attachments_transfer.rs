@@ -2,10 +2,13 @@
 //! `comity send … --attach`: delivered with the message (the receipt only
 //! once they are verified and durable on the receiver), byte for byte, and
 //! through kill -9 of either node part-way, with what a resume sends again
-//! bounded by a stream window and a chunk.
+//! bounded by a stream window and a chunk, and through a path that loses,
+//! duplicates and reorders datagrams.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use comity_node::store::Store;
 use comity_protocol::attachment::{check_attachments, AttachmentLimits};
 use comity_protocol::message::MessageKind;
 use comity_protocol::{MessageId, NodeId};
+use comity_tests::relay::{Impairment, Relay};
 use comity_tests::{assert_logs_verify, comityd_beside, pair, TestNode};
 use rand::RngCore;
 use serde_json::Value;
@@ -211,6 +215,46 @@ fn a_large_attachment_survives_kill_9_of_the_receiver_then_of_the_sender() {
     // durable (docs/protocol.md §11.5.1), so at most 5 chunks of 1 MiB.
     assert!(resent <= 10, "{resent} MiB sent again");
     assert_logs_verify(&a, &b);
+    b.sigterm();
+    assert_eq!(digests_held(&b, a.id, &id), vec![sha]);
+    a.sigterm();
+}
+
+#[test]
+fn a_32_mib_attachment_arrives_intact_through_a_lossy_path() {
+    let d = comityd_beside(COMITY);
+    let d = d.to_str().unwrap();
+    let mut a = TestNode::new(d, "Ministry of Justice of Arcadia", "AR");
+    let mut b = TestNode::new(d, "Attorney General of Borduria", "BO");
+    // A reaches B only through the relay; B reaches A directly.
+    let bad = Impairment {
+        loss: 0.2,
+        duplicate: 0.05,
+        reorder: 0.1,
+    };
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], b.port)), bad, 7);
+    a.pin_as(b.id, relay.port, "Attorney General of Borduria", "BO");
+    b.pin(&a);
+    a.start();
+    b.start();
+    let work = tempfile::tempdir().unwrap();
+    let (file, sha) = random_file(work.path(), "cctv.mp4", 32 << 20);
+    let started = Instant::now();
+    let id = send_with(&a, "BO", &[&file]);
+    a.wait_until(Duration::from_secs(240), "delivered through the relay", || {
+        a.outbox_count("delivered") == 1
+    });
+    let s = &relay.stats;
+    println!(
+        "delivered after {:?}; relay: {} forwarded, {} dropped, {} duplicated, {} reordered",
+        started.elapsed(),
+        s.forwarded.load(Ordering::Relaxed),
+        s.dropped.load(Ordering::Relaxed),
+        s.duplicated.load(Ordering::Relaxed),
+        s.reordered.load(Ordering::Relaxed),
+    );
+    assert!(s.dropped.load(Ordering::Relaxed) > 1000, "the path was lossy");
+    assert_eq!(b.inbox_count(), 1);
     b.sigterm();
     assert_eq!(digests_held(&b, a.id, &id), vec![sha]);
     a.sigterm();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test support: a panic is the report
 
 pub mod peer;
+pub mod relay;
 
 use std::process::ExitStatus;
 use std::time::Duration;
