@@ -20,7 +20,7 @@ use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
-use crate::disk::Storage;
+use crate::storage::Storage;
 use crate::events::Event;
 use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
@@ -630,3 +630,6 @@ fn refusal_recorder(
         let _ = events.send(Event::PeerRefused { key });
     })
 }
+
+#[cfg(test)]
+mod staged_tests;

@@ -1,5 +1,6 @@
-//! Uploads taken into messages, on a node started in this process with a
-//! peer that is pinned but never started (nothing is delivered).
+//! Uploads (`crate::staged`) taken into messages, on a node started in
+//! this process with a peer that is pinned but never started (nothing is
+//! delivered). Here, beside the facade, because they start a whole node.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -11,9 +12,13 @@ use comity_protocol::envelope::{check, CheckPolicy};
 use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
 use comity_tests::{free_port, request_body};
 
-use super::*;
+use comity_protocol::attachment::InvalidAttachment;
+
+use crate::attachments::StoredId;
 use crate::node::Node;
 use crate::outbox::{seal_for, SubmitError};
+use crate::staged::{remove_expired, AttachError};
+use crate::store::StagedAttachment;
 
 struct Pair {
     _dir: tempfile::TempDir,
