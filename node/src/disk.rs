@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use comity_config::Limits;
 use serde::Serialize;
 
-
 /// One measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Space {

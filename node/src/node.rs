@@ -20,7 +20,6 @@ use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
-use crate::storage::Storage;
 use crate::events::Event;
 use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
@@ -31,7 +30,10 @@ use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::staged::{self, Upload, UploadError};
 use crate::stats::{self, Stats};
-use crate::store::{BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::storage::Storage;
+use crate::store::{
+    BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way,
+};
 use crate::store::{ListQuery, Position};
 use crate::store::{StoreError, StoreFault};
 use crate::transport::bind::{bind_udp, BindPatience};

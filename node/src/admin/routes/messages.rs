@@ -155,13 +155,14 @@ pub(super) async fn submit(
 fn stored_ids(ids: &[String]) -> Result<Vec<StoredId>, ApiError> {
     ids.iter()
         .map(|s| {
-            s.parse().map_err(|e: crate::attachments::ParseStoredIdError| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid-attachment",
-                    e.to_string(),
-                )
-            })
+            s.parse()
+                .map_err(|e: crate::attachments::ParseStoredIdError| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid-attachment",
+                        e.to_string(),
+                    )
+                })
         })
         .collect()
 }
