@@ -267,6 +267,23 @@ fn send_request_with_two_attachments_through_the_cli() {
     assert_eq!(att[1]["size"], 200_000);
     // Taken out of staging; the stored copies stay, for the transfer.
     assert_eq!(files_in(&a, "sent").len(), 2);
+    // One audit entry per attachment, with digests and sizes, never the
+    // name or the key.
+    let bundle = a.get_text("/v1/audit/export");
+    let accepted: Vec<&str> = bundle
+        .lines()
+        .filter(|l| l.contains("attachment-accepted"))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{bundle}");
+    let detail = format!(
+        "attachment 0 size 26 sha256 {} root {}",
+        att[0]["sha256"].as_str().unwrap(),
+        att[0]["tree_root"].as_str().unwrap()
+    );
+    assert!(accepted[0].contains(&detail), "{}", accepted[0]);
+    assert!(accepted[0].contains(id), "{}", accepted[0]);
+    assert!(accepted[1].contains("attachment 1 size 200000 sha256 "));
+    assert!(!bundle.contains("a.pdf") && !bundle.contains("b.bin"));
 
     // Without --json and not on a terminal: plain lines on stderr.
     let out = comity(
