@@ -310,6 +310,50 @@ fn send_request_with_two_attachments_through_the_cli() {
 }
 
 #[test]
+fn reply_with_an_attachment_through_the_cli() {
+    let mut a = node("Arcadia", "AR", test_settings());
+    let mut b = node("Borduria", "BO", test_settings());
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    let request = a.send(&b, "Bank records");
+    b.wait_until(Duration::from_secs(20), "the request received", || {
+        b.inbox_count() == 1
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let statements = write_file(
+        dir.path(),
+        "statements-2024.csv",
+        b"date,amount\n2024-01-02,100\n",
+    );
+    let out = comity(
+        &b,
+        &[
+            "reply",
+            &request,
+            "--subject",
+            "Statements 2024",
+            "--body",
+            "Attached.",
+            "--attach",
+            statements.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["in_reply_to"].as_str().unwrap(), request);
+    let shown = b.get(&format!("/v1/messages/{}", v["id"].as_str().unwrap()));
+    assert_eq!(shown["kind"], "reply");
+    let att = shown["attachments"].as_array().unwrap();
+    assert_eq!(att.len(), 1, "{shown}");
+    assert_eq!(att[0]["name"], "statements-2024.csv");
+    assert_eq!(att[0]["media_type"], "text/csv");
+}
+
+#[test]
 fn a_refused_upload_stops_the_cli_before_it_submits() {
     let (a, _b) = sender(small_limits());
     let dir = tempfile::tempdir().unwrap();
