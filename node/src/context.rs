@@ -12,7 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
-use crate::attachments::{AttachmentDir, UploadClaims};
+use crate::attachments::{AttachmentDir, IncomingKey, UploadClaims};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -67,6 +67,8 @@ pub(crate) struct Context {
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
+    /// Received attachments a stream is writing now: one stream each.
+    pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -122,6 +124,7 @@ impl Context {
             uploads: UploadClaims::default(),
             staged_gate: Mutex::new(()),
             restoration: None,
+            attachment_intakes: Mutex::default(),
         }
     }
 

@@ -188,6 +188,10 @@ impl Node {
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::delivery::attachments_in::sweep(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),

@@ -106,6 +106,26 @@ impl AttachmentDir {
             .join(hex::encode(key.message.0))
     }
 
+    /// Removes every file of `peer`'s message `message` (complete or not):
+    /// a message given up on. The path is made of hex alone.
+    pub fn remove_received_message(
+        &self,
+        peer: &NodeId,
+        message: &MessageId,
+    ) -> Result<(), AttachmentError> {
+        let key = IncomingKey {
+            peer: *peer,
+            message: *message,
+            index: 0,
+        };
+        let dir = self.received_dir(&key);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at("removing", &dir)(e)),
+        }
+    }
+
     /// A received attachment's file with `suffix` (`""` for the complete
     /// file, `.part`, `.table`, `.resume`).
     pub(super) fn received_path(&self, key: &IncomingKey, suffix: &str) -> PathBuf {

@@ -49,8 +49,8 @@ pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
 pub use send::{check_copy_in, CopiedIn};
-pub use space::{stored_len, SpaceSource};
-pub use stored::StoredAttachment;
+pub use space::{ensure_room, stored_len, SpaceSource};
+pub use stored::{Geometry, StoredAttachment};
 
 #[cfg(test)]
 mod test_support;
