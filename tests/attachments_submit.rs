@@ -267,6 +267,23 @@ fn send_request_with_two_attachments_through_the_cli() {
     assert_eq!(att[1]["size"], 200_000);
     // Taken out of staging; the stored copies stay, for the transfer.
     assert_eq!(files_in(&a, "sent").len(), 2);
+    // One audit entry per attachment, with digests and sizes, never the
+    // name or the key.
+    let bundle = a.get_text("/v1/audit/export");
+    let accepted: Vec<&str> = bundle
+        .lines()
+        .filter(|l| l.contains("attachment-accepted"))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{bundle}");
+    let detail = format!(
+        "attachment 0 size 26 sha256 {} root {}",
+        att[0]["sha256"].as_str().unwrap(),
+        att[0]["tree_root"].as_str().unwrap()
+    );
+    assert!(accepted[0].contains(&detail), "{}", accepted[0]);
+    assert!(accepted[0].contains(id), "{}", accepted[0]);
+    assert!(accepted[1].contains("attachment 1 size 200000 sha256 "));
+    assert!(!bundle.contains("a.pdf") && !bundle.contains("b.bin"));
 
     // Without --json and not on a terminal: plain lines on stderr.
     let out = comity(
@@ -290,6 +307,50 @@ fn send_request_with_two_attachments_through_the_cli() {
         stderr.contains("uploaded a.pdf: 26 bytes, sha256 "),
         "{stderr}"
     );
+}
+
+#[test]
+fn reply_with_an_attachment_through_the_cli() {
+    let mut a = node("Arcadia", "AR", test_settings());
+    let mut b = node("Borduria", "BO", test_settings());
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    let request = a.send(&b, "Bank records");
+    b.wait_until(Duration::from_secs(20), "the request received", || {
+        b.inbox_count() == 1
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let statements = write_file(
+        dir.path(),
+        "statements-2024.csv",
+        b"date,amount\n2024-01-02,100\n",
+    );
+    let out = comity(
+        &b,
+        &[
+            "reply",
+            &request,
+            "--subject",
+            "Statements 2024",
+            "--body",
+            "Attached.",
+            "--attach",
+            statements.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["in_reply_to"].as_str().unwrap(), request);
+    let shown = b.get(&format!("/v1/messages/{}", v["id"].as_str().unwrap()));
+    assert_eq!(shown["kind"], "reply");
+    let att = shown["attachments"].as_array().unwrap();
+    assert_eq!(att.len(), 1, "{shown}");
+    assert_eq!(att[0]["name"], "statements-2024.csv");
+    assert_eq!(att[0]["media_type"], "text/csv");
 }
 
 #[test]

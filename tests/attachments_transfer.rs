@@ -8,9 +8,9 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use comity_node::attachments::{PlaintextReader, StoredAttachment};
@@ -241,9 +241,11 @@ fn a_32_mib_attachment_arrives_intact_through_a_lossy_path() {
     let (file, sha) = random_file(work.path(), "cctv.mp4", 32 << 20);
     let started = Instant::now();
     let id = send_with(&a, "BO", &[&file]);
-    a.wait_until(Duration::from_secs(240), "delivered through the relay", || {
-        a.outbox_count("delivered") == 1
-    });
+    a.wait_until(
+        Duration::from_secs(240),
+        "delivered through the relay",
+        || a.outbox_count("delivered") == 1,
+    );
     let s = &relay.stats;
     println!(
         "delivered after {:?}; relay: {} forwarded, {} dropped, {} duplicated, {} reordered",
@@ -253,7 +255,10 @@ fn a_32_mib_attachment_arrives_intact_through_a_lossy_path() {
         s.duplicated.load(Ordering::Relaxed),
         s.reordered.load(Ordering::Relaxed),
     );
-    assert!(s.dropped.load(Ordering::Relaxed) > 1000, "the path was lossy");
+    assert!(
+        s.dropped.load(Ordering::Relaxed) > 1000,
+        "the path was lossy"
+    );
     assert_eq!(b.inbox_count(), 1);
     b.sigterm();
     assert_eq!(digests_held(&b, a.id, &id), vec![sha]);

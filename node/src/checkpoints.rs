@@ -23,7 +23,7 @@ pub(crate) async fn run(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         // Suppressed rejections are summarised even when the peer stopped.
         let now = std::time::Instant::now();
         for peer in ctx.budgets.pending_peers() {
-            crate::delivery::receive::record_summaries(&ctx, &peer, now, false);
+            crate::delivery::refusals::record_summaries(&ctx, &peer, now, false);
         }
         if let Err(e) = ctx.audit.durable_checkpoint().await {
             warn!(error = %e, "cannot make a checkpoint durable");

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use comity_config::Limits;
 use serde::Serialize;
 
-use crate::store::StoreFault;
-
 /// One measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Space {
@@ -138,41 +136,6 @@ impl Disk {
             total_bytes: total,
             reserve_bytes: self.reserve(total),
         })
-    }
-}
-
-/// What operators see of the node's storage (`GET /v1/node` `storage`,
-/// `/healthz`, metrics).
-#[derive(Clone, Debug, Serialize)]
-pub struct Storage {
-    /// `ok`; `disk-full` (incoming envelopes are deferred: less than half
-    /// the reserve is free); `store-unwritable` (a write or sync failed; the
-    /// store is reopened once the disk has room).
-    pub state: &'static str,
-    pub writable: bool,
-    pub fault: Option<StoreFault>,
-    pub disk: Option<Space>,
-}
-
-impl Storage {
-    pub fn new(fault: Option<StoreFault>, disk: Option<Space>) -> Storage {
-        let state = if fault.is_some() {
-            "store-unwritable"
-        } else if disk.is_some_and(|d| d.defers(0)) {
-            "disk-full"
-        } else {
-            "ok"
-        };
-        Storage {
-            state,
-            writable: fault.is_none(),
-            fault,
-            disk,
-        }
-    }
-
-    pub fn is_ok(&self) -> bool {
-        self.state == "ok"
     }
 }
 

@@ -49,6 +49,7 @@ pub mod shutdown;
 pub mod staged;
 pub mod stats;
 mod status_gate;
+pub mod storage;
 pub mod store;
 pub mod transport;
 

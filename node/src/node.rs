@@ -20,7 +20,6 @@ use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
-use crate::disk::Storage;
 use crate::events::Event;
 use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
@@ -31,6 +30,7 @@ use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::staged::{self, Upload, UploadError};
 use crate::stats::{self, Stats};
+use crate::storage::Storage;
 use crate::store::{
     BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way,
 };
@@ -578,7 +578,7 @@ impl Node {
         .await;
         let now = std::time::Instant::now();
         for peer in self.ctx.budgets.pending_peers() {
-            crate::delivery::receive::record_summaries(&self.ctx, &peer, now, true);
+            crate::delivery::refusals::record_summaries(&self.ctx, &peer, now, true);
         }
         let audit = &self.ctx.audit;
         audit.note(Fact::new(AuditKind::NodeStopped, Actor::Node));
@@ -636,3 +636,6 @@ fn refusal_recorder(
         let _ = events.send(Event::PeerRefused { key });
     })
 }
+
+#[cfg(test)]
+mod staged_tests;

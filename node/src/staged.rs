@@ -283,7 +283,7 @@ pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
 }
 
 /// Removes the staged files recorded before `before`; how many.
-async fn remove_expired(ctx: &Context, before: Timestamp) -> Result<usize, StoreError> {
+pub(crate) async fn remove_expired(ctx: &Context, before: Timestamp) -> Result<usize, StoreError> {
     let expired: Vec<StoredId> = {
         let _gate = ctx.staged_gate.lock().unwrap_or_else(|p| p.into_inner());
         let mut expired = Vec::new();
@@ -309,6 +309,3 @@ async fn remove_expired(ctx: &Context, before: Timestamp) -> Result<usize, Store
     );
     Ok(expired.len())
 }
-
-#[cfg(test)]
-mod tests;

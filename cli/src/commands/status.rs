@@ -85,6 +85,7 @@ pub fn set(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // one per flag of `comity reply`
 pub fn reply(
     client: &Client,
     id: &str,

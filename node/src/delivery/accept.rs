@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::{attachments_in, receive};
+use super::input::next_input;
+use super::{attachments_in, receive, refusals};
 use crate::context::{Context, OVER_BUDGET, UNPINNED};
 use crate::session::receiver::{Input, Receiver, Step};
 use crate::session::SessionVersion;
@@ -139,25 +140,6 @@ enum Answer {
     Close(&'static str),
 }
 
-/// Reads the next frame as the session core's input; `None` when the
-/// connection went away (not the peer's fault: nothing to record).
-pub(super) async fn next_input(
-    recv: &mut quinn::RecvStream,
-    max_frame: usize,
-    stall: std::time::Duration,
-) -> Option<Input> {
-    match wire::read_incoming(recv, max_frame, stall).await {
-        Ok(wire::Incoming::End) => Some(Input::End),
-        Ok(wire::Incoming::Frame(f)) => Some(Input::Frame(f)),
-        Ok(wire::Incoming::Oversize { len, id }) => Some(Input::Oversize { len, id }),
-        Err(wire::WireError::Decode(e)) => Some(Input::Undecodable(e.to_string())),
-        Err(e) => {
-            debug!(error = %e, "stream ended");
-            None
-        }
-    }
-}
-
 /// The peer's hello: a read error or a clean end is quiet; a timeout or
 /// anything but a hello is the peer's fault.
 async fn hello_input(ctx: &Context, recv: &mut quinn::RecvStream) -> Option<Input> {
@@ -186,7 +168,7 @@ async fn serve_stream(
     let keys = match session.on_input(input, ctx.is_pinned(&peer)) {
         Step::Hello(keys) => keys,
         Step::Close(bad) => {
-            receive::record_bad_stream(&ctx, peer, &bad.to_string());
+            refusals::record_bad_stream(&ctx, peer, &bad.to_string());
             let _ = recv.stop(1u32.into());
             return;
         }
@@ -231,7 +213,7 @@ async fn serve_stream(
             }
             Step::RejectOversize { id, len } => {
                 let detail = format!("{len} bytes, above this node's limit of {max_frame}");
-                Answer::Frame(receive::reject(
+                Answer::Frame(refusals::reject(
                     &ctx,
                     peer,
                     Some(id),
@@ -241,7 +223,7 @@ async fn serve_stream(
                 ))
             }
             Step::Close(bad) => {
-                receive::record_bad_stream(&ctx, peer, &bad.to_string());
+                refusals::record_bad_stream(&ctx, peer, &bad.to_string());
                 Answer::Close("bad stream")
             }
             Step::Unpinned => {

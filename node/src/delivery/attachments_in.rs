@@ -22,9 +22,9 @@ use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
 use comity_protocol::{MessageId, NodeId, Timestamp};
 use tracing::{debug, info, warn};
 
-use super::accept::next_input;
 use super::blocking;
-use super::receive;
+use super::input::next_input;
+use super::refusals;
 use crate::attachments::{
     ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, Receiving,
 };
@@ -92,7 +92,7 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
     match ctx.store.awaited(&peer, &id) {
         Ok(Some(a)) if a.digest != opened.envelope_digest => {
             let detail = "another envelope with this id is awaiting its attachments".into();
-            return Held::Answer(receive::reject(
+            return Held::Answer(refusals::reject(
                 ctx,
                 peer,
                 Some(id),
@@ -438,7 +438,7 @@ async fn intake(
                 return None;
             }
             IntakeStep::Close(bad) => {
-                receive::record_bad_stream(ctx, peer, &bad.to_string());
+                refusals::record_bad_stream(ctx, peer, &bad.to_string());
                 return refused(AttachmentRefusal::BadChunk, next, bad.to_string());
             }
             IntakeStep::Unpinned => {
@@ -480,7 +480,7 @@ fn refusal(
         AttachmentError::NoRoom { .. } => refused(AttachmentRefusal::NoRoom, next, e.to_string()),
         AttachmentError::Chunk(_) | AttachmentError::Invalid(_) => {
             let detail = format!("message {id} attachment {index}: {e}");
-            receive::record_bad_input(ctx, peer, Some(*id), "bad attachment chunks", &detail);
+            refusals::record_bad_input(ctx, peer, Some(*id), "bad attachment chunks", &detail);
             refused(AttachmentRefusal::BadChunk, next, e.to_string())
         }
         other => {

@@ -2,14 +2,16 @@
 //! that hold a connection open and pipeline envelopes ([`send`], recording
 //! each [`outcome`]), and the receiver that accepts streams ([`accept`])
 //! and checks, stores, flushes and only then receipts what arrives
-//! ([`receive`]); attachments travel on streams of their own
+//! ([`receive`], [`refusals`]); attachments travel on streams of their own
 //! ([`attachments_out`], [`attachments_in`]).
 
 pub mod accept;
 pub(crate) mod attachments_in;
 mod attachments_out;
+mod input;
 mod outcome;
 pub(crate) mod receive;
+pub(crate) mod refusals;
 pub mod send;
 
 /// Runs file work off the async threads (a panic in it is the caller's).

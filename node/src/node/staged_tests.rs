@@ -1,5 +1,6 @@
-//! Uploads taken into messages, on a node started in this process with a
-//! peer that is pinned but never started (nothing is delivered).
+//! Uploads (`crate::staged`) taken into messages, on a node started in
+//! this process with a peer that is pinned but never started (nothing is
+//! delivered). Here, beside the facade, because they start a whole node.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -11,9 +12,13 @@ use comity_protocol::envelope::{check, CheckPolicy};
 use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
 use comity_tests::{free_port, request_body};
 
-use super::*;
+use comity_protocol::attachment::InvalidAttachment;
+
+use crate::attachments::StoredId;
 use crate::node::Node;
 use crate::outbox::{seal_for, SubmitError};
+use crate::staged::{remove_expired, AttachError};
+use crate::store::StagedAttachment;
 
 struct Pair {
     _dir: tempfile::TempDir,
@@ -203,5 +208,32 @@ async fn expired_staged_files_lose_record_and_file_and_newer_ones_stay() {
     assert!(ctx.store.staged_attachment(&old.stored).unwrap().is_none());
     assert!(ctx.store.staged_attachment(&new.stored).unwrap().is_some());
     assert!(ctx.attachments.sent_path(new.stored).exists());
+    p.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_carries_the_same_files_under_the_same_keys() {
+    let p = node_with_peer("").await;
+    let a = upload(&p.node, "letter.pdf", b"%PDF-1.7 letter").await;
+    let ctx = p.node.context();
+    let first = p
+        .node
+        .submit_with(p.peer.id(), request_body("to resend"), &[a.stored], None)
+        .await
+        .unwrap();
+    let (_, mut status) = ctx.store.outbound(&first.id).unwrap().unwrap();
+    status.failed("refused by peer (test)".into());
+    ctx.store.put_outbound_status(&first.id, &status).unwrap();
+    let (again, _) = p.node.resend(first.id, None).await.unwrap();
+    let original = ctx.store.outbound_attachments(&first.id).unwrap();
+    let resent = ctx.store.outbound_attachments(&again.id).unwrap();
+    assert_eq!(resent, original);
+    assert_eq!(resent[0].stored, Some(a.stored));
+    // Sealed again for the new id: the peer opens the same manifest and key.
+    let (msg, _) = ctx.store.outbound(&again.id).unwrap().unwrap();
+    assert_eq!(
+        opened_by(&p.peer, &p.node, &msg.envelope.unwrap()),
+        vec![a.sealed]
+    );
     p.node.shutdown().await.unwrap();
 }
