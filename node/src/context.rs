@@ -12,6 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
+use crate::attachments::{AttachmentDir, Progress};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -58,6 +59,10 @@ pub(crate) struct Context {
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
+    /// `data/attachments/`: the sender's copies and the received files.
+    pub attachments: AttachmentDir,
+    /// How far each attachment transfer under way has got.
+    pub progress: Arc<Progress>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -81,6 +86,7 @@ impl Context {
         pins: Pins,
         events: broadcast::Sender<Event>,
         handshakes_refused: Arc<AtomicU64>,
+        attachments: AttachmentDir,
     ) -> Context {
         let peers = Peers::new(config.peers.iter().cloned());
         let budgets = Budgets::new(BudgetLimits {
@@ -109,6 +115,8 @@ impl Context {
             handshakes: Arc::default(),
             key_locks: KeyLocks::default(),
             restoration: None,
+            attachments,
+            progress: Arc::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::attachments::Progress;
 use crate::audit::{AuditError, AuditLog, Fact};
 use crate::business::{self, BusinessError};
 use crate::context::Context;
@@ -21,6 +22,7 @@ use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::disk::Storage;
 use crate::events::Event;
+use crate::evidence::{Evidence, ListingError, MessageAttachments, Retrieval, RetrieveError};
 use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
@@ -55,6 +57,8 @@ pub enum StartError {
     DataDir(#[from] crate::files::DataDirError),
     #[error("restoration: {0}")]
     Restoration(#[from] crate::restoration::RestorationStartError),
+    #[error("attachments directory: {0}")]
+    Attachments(#[from] crate::attachments::AttachmentError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -114,6 +118,7 @@ impl Node {
         let identity = Arc::new(identity);
         crate::files::prepare_data_dir(&config.node.data_dir)?;
         let store = Store::open(&config.node.data_dir.join("store"))?;
+        let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let audit = Arc::new(AuditLog::open(
             store.clone(),
             identity.clone(),
@@ -154,6 +159,7 @@ impl Node {
             pins,
             events,
             handshakes_refused,
+            attachments,
         );
         ctx.restoration = restoration;
         let ctx = Arc::new(ctx);
@@ -369,6 +375,40 @@ impl Node {
     /// The message's own last error, or while it is pending, its peer's.
     pub fn last_error(&self, m: &OutboundMessage, s: &OutboundStatus) -> Option<String> {
         outbox::last_error(&self.ctx, m, s)
+    }
+
+    /// What the evidence functions work with, for one call.
+    fn with_evidence<T>(&self, f: impl FnOnce(Evidence<'_>) -> T) -> T {
+        let peers: Vec<NodeId> = self.ctx.peers.all().iter().map(|p| p.id()).collect();
+        f(Evidence {
+            store: &self.ctx.store,
+            dir: &self.ctx.attachments,
+            progress: &self.ctx.progress,
+            audit: &self.ctx.audit,
+            peers: &peers,
+        })
+    }
+
+    /// The attachments of the message `r` names, with their states and
+    /// progress (a received message's also while it is still arriving).
+    pub fn attachments(&self, r: &MessageRef) -> Result<MessageAttachments, ListingError> {
+        self.with_evidence(|e| e.listing(r))
+    }
+
+    /// Opens attachment `index` for reading out, recorded in the audit log
+    /// and made durable first (blocking: see [`Evidence::open_retrieval`]).
+    pub fn open_retrieval(&self, r: &MessageRef, index: usize) -> Result<Retrieval, RetrieveError> {
+        self.with_evidence(|e| e.open_retrieval(r, index))
+    }
+
+    /// Makes entries recorded so far durable, synchronously (blocking).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.ctx.store.flush()
+    }
+
+    /// The progress registry the attachment transfers report to.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.ctx.progress
     }
 
     pub(crate) fn audit_note(&self, fact: Fact<'_>) {

@@ -309,6 +309,15 @@ pub(super) async fn show(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let r = message_ref(&node, id, q)?;
     let found = node.find(&r).map_err(find_error)?;
+    let exact = crate::lookup::MessageRef {
+        id: r.id,
+        peer: Some(found.peer()),
+        way: Some(found.way()),
+    };
+    let attachments = match node.attachments(&exact) {
+        Ok(a) => a.attachments,
+        Err(e) => return Err(ApiError::internal(e)),
+    };
     let me = node.id();
     let history: Vec<HistoryView> = node
         .business_history(&found)
@@ -346,6 +355,7 @@ pub(super) async fn show(
                 "resent_as": resent_as,
                 "resend_of": resend_of,
                 "body": m.body,
+                "attachments": attachments,
             })
         }
         Found::Received(m) => json!({
@@ -363,6 +373,7 @@ pub(super) async fn show(
             "receipt": hex::encode(&m.receipt),
             "history": history,
             "body": m.body,
+            "attachments": attachments,
         }),
     }))
 }
