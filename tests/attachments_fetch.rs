@@ -1,0 +1,286 @@
+//! Reading evidence out through the real binaries: `comity attachments`,
+//! `comity attachment get` and the chain of custody in `comity audit
+//! verify-proof`, against a running `comityd`.
+//!
+//! Until the upload route lands, the attachments are put on a queued
+//! message with the node's own store and attachment-file APIs while the
+//! daemon is stopped (as the upload will: a sender's copy, then the
+//! message's manifests and keys in the store); the peer never runs, so the
+//! message stays queued and the files are the sender's copies.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::fs;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use comity_node::attachments::{AttachmentDir, SpaceSource};
+use comity_node::disk::Space;
+use comity_node::store::{HeldAttachment, Store};
+use comity_protocol::attachment::{AttachmentLimits, SMALL_CHUNK_BYTES, TAG_BYTES};
+use comity_protocol::MessageId;
+use comity_tests::{comityd_beside, TestNode};
+use serde_json::Value;
+
+const COMITY: &str = env!("CARGO_BIN_EXE_comity");
+
+struct Plenty;
+
+impl SpaceSource for Plenty {
+    fn measure(&self) -> std::io::Result<Space> {
+        Ok(Space {
+            free_bytes: u64::MAX / 4,
+            total_bytes: u64::MAX / 2,
+            reserve_bytes: 0,
+        })
+    }
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 13)) as u8 ^ seed)
+        .collect()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    comity_protocol::Digest::of(b"", &[b]).to_string()
+}
+
+fn comity(node: &TestNode, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(COMITY)
+        .arg("--config")
+        .arg(node.config_path())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Puts `files` (name, bytes) on our queued message `id`; returns the
+/// paths of the sender's copies.
+fn attach(node: &TestNode, id: &str, files: &[(&str, &[u8])]) -> Vec<PathBuf> {
+    let id: MessageId = id.parse().unwrap();
+    let data_dir = node.dir().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&data_dir.join("store")).unwrap();
+        let dir = AttachmentDir::open(&data_dir).unwrap();
+        let mut held = Vec::new();
+        let mut paths = Vec::new();
+        for (name, bytes) in files {
+            let c = dir
+                .copy_in(
+                    &Plenty,
+                    &AttachmentLimits::default(),
+                    name,
+                    "application/octet-stream",
+                    bytes.len() as u64,
+                    *bytes,
+                )
+                .unwrap();
+            paths.push(c.path.clone());
+            held.push(HeldAttachment {
+                sealed: c.sealed,
+                stored: Some(c.id),
+            });
+        }
+        store.put_outbound_attachments(&id, &held).unwrap();
+        store.close().await.unwrap();
+        paths
+    })
+}
+
+fn hidden_leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn attachment_get_writes_only_new_verified_files_where_told() {
+    let comityd = comityd_beside(COMITY);
+    let comityd = comityd.to_str().unwrap();
+    let mut ar = TestNode::new(comityd, "Arcadia", "AR");
+    // Pinned, never started: the message stays queued with its files.
+    let bo = TestNode::new(comityd, "Borduria", "BO");
+    ar.pin(&bo);
+    ar.start();
+    let id = ar.send(&bo, "Bank records of Example Holdings");
+    ar.sigterm();
+    let letter = data(20_000, 1);
+    let statements = data(3 * 1024 * 1024 + 5, 2);
+    let copies = attach(
+        &ar,
+        &id,
+        &[("1", &letter), ("Kontoauszüge 2025.xlsx", &statements)],
+    );
+    ar.start();
+
+    let work = tempfile::tempdir().unwrap();
+    // Three levels deep, so that `../../etc/passwd` from here would land
+    // inside the temporary directory if anything used it as a path.
+    let cwd = work.path().join("a/b/c");
+    fs::create_dir_all(&cwd).unwrap();
+
+    // The listing: both, queued (the peer is down), with sizes and digests.
+    let listed = comity(&ar, &cwd, &["attachments", &id, "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let items = v["attachments"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["name"], "Kontoauszüge 2025.xlsx");
+    assert_eq!(items[1]["size"], statements.len() as u64);
+    assert_eq!(items[1]["sha256"], sha256_hex(&statements));
+    assert_eq!(items[1]["state"], "queued");
+    assert!(items[1].get("key").is_none());
+    let table = comity(&ar, &cwd, &["attachments", &id]);
+    let table = stdout(&table);
+    assert!(table.contains("\"Kontoauszüge 2025.xlsx\""), "{table}");
+    assert!(table.contains("3.0 MiB (3145733 bytes)"), "{table}");
+    let show = stdout(&comity(&ar, &cwd, &["show", &id]));
+    assert!(show.contains("attachments (read one out"), "{show}");
+    assert!(show.contains(&sha256_hex(&letter)), "{show}");
+
+    // By name: written, the right bytes, 0600, digest reported.
+    let out = cwd.join("statements.xlsx");
+    let got = comity(
+        &ar,
+        &cwd,
+        &[
+            "attachment",
+            "get",
+            &id,
+            "Kontoauszüge 2025.xlsx",
+            "--out",
+            "statements.xlsx",
+            "--json",
+        ],
+    );
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(stderr(&got), "", "--json: nothing but the result");
+    let r: Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(r["sha256"], sha256_hex(&statements));
+    assert_eq!(r["verified"], true);
+    assert_eq!(fs::read(&out).unwrap(), statements);
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Never over an existing file: refused before anything is fetched.
+    fs::write(&out, b"the operator's own notes").unwrap();
+    let again = comity(
+        &ar,
+        &cwd,
+        &["attachment", "get", &id, "1", "--out", "statements.xlsx"],
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(fs::read(&out).unwrap(), b"the operator's own notes");
+
+    // Never through a link, dangling or not.
+    let target = work.path().join("target-of-link");
+    let link = cwd.join("link.pdf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let linked = comity(
+        &ar,
+        &cwd,
+        &["attachment", "get", &id, "1", "--out", "link.pdf"],
+    );
+    assert_eq!(linked.status.code(), Some(1));
+    assert!(
+        stderr(&linked).contains("symbolic link"),
+        "{}",
+        stderr(&linked)
+    );
+    assert!(!target.exists(), "nothing written through the link");
+
+    // A name like a path is a name to match, never a path: no such
+    // attachment, shown as given, and nothing written anywhere.
+    let passwd = comity(
+        &ar,
+        &cwd,
+        &["attachment", "get", &id, "../../etc/passwd", "--out", "p"],
+    );
+    assert_eq!(passwd.status.code(), Some(1));
+    let e = stderr(&passwd);
+    assert!(e.contains("no attachment \"../../etc/passwd\""), "{e}");
+    assert!(
+        e.contains("\"Kontoauszüge 2025.xlsx\""),
+        "lists what there is: {e}"
+    );
+    assert!(!work.path().join("a/etc").exists());
+    assert!(!cwd.join("p").exists());
+
+    // A name wins over an index; --index takes it as one.
+    let named = comity(&ar, &cwd, &["attachment", "get", &id, "1", "--out", "one"]);
+    assert!(named.status.success(), "{}", stderr(&named));
+    assert_eq!(fs::read(cwd.join("one")).unwrap(), letter);
+    let indexed = comity(
+        &ar,
+        &cwd,
+        &["attachment", "get", &id, "1", "--index", "--out", "second"],
+    );
+    assert!(indexed.status.success(), "{}", stderr(&indexed));
+    assert_eq!(fs::read(cwd.join("second")).unwrap(), statements);
+
+    // A stored chunk altered on disk: the node stops before that chunk,
+    // the CLI sees the body end short, keeps nothing and says so.
+    let chunk = SMALL_CHUNK_BYTES as u64 + TAG_BYTES as u64;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&copies[1])
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, 3 * chunk + 7).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], 3 * chunk + 7).unwrap();
+    let bad = comity(
+        &ar,
+        &cwd,
+        &[
+            "attachment",
+            "get",
+            &id,
+            "--index",
+            "1",
+            "--out",
+            "bad.xlsx",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    let e = stderr(&bad);
+    assert!(e.contains("the read-out failed after"), "{e}");
+    assert!(e.contains("nothing was written"), "{e}");
+    assert!(!cwd.join("bad.xlsx").exists());
+    assert_eq!(hidden_leftovers(&cwd), Vec::<String>::new());
+
+    // The chain of custody: each read-out, and the aborted one, in the
+    // message's inclusion proof.
+    let proof = comity(&ar, &cwd, &["audit", "proof", &id, "--out", "proof.json"]);
+    assert!(proof.status.success(), "{}", stderr(&proof));
+    let verified = comity(&ar, &cwd, &["audit", "verify-proof", "proof.json"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let text = stdout(&verified);
+    assert!(text.contains("chain of custody"), "{text}");
+    assert_eq!(text.matches("attachment-retrieved").count(), 5, "{text}");
+    assert!(text.contains("retrieval aborted"), "{text}");
+    assert!(
+        text.contains(&format!("size 3145733, sha256 {}", sha256_hex(&statements))),
+        "{text}"
+    );
+}
