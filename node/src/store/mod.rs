@@ -49,9 +49,9 @@ use bincode::{Decode, Encode};
 use comity_protocol::codec;
 use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
+pub use attachments::{HeldAttachment, StagedAttachment};
 use audit_files::{AuditFileError, AuditFiles};
 use barrier::{Tree, WriteBarrier};
-pub use attachments::{HeldAttachment, StagedAttachment};
 pub use commit::CommitError;
 use commit::Committer;
 use fault::FaultCell;
