@@ -41,12 +41,18 @@ pub enum RetrieveError {
         "attachment {} of message {id} is still arriving ({} of {} bytes): it can be read out once complete",
         view.index, view.bytes_done, view.manifest.size
     )]
-    Incomplete { id: MessageId, view: AttachmentView },
+    Incomplete {
+        id: MessageId,
+        view: Box<AttachmentView>,
+    },
     #[error(
         "attachment {} of message {id} is complete, but the message is still arriving (other attachments are not): it can be read out once the message is received",
         view.index
     )]
-    MessageArriving { id: MessageId, view: AttachmentView },
+    MessageArriving {
+        id: MessageId,
+        view: Box<AttachmentView>,
+    },
     /// The stored copy is missing or does not match its signed manifest;
     /// recorded in the audit log.
     #[error("attachment {index} of message {id} cannot be read: {source}")]
@@ -143,10 +149,16 @@ impl Evidence<'_> {
             .view(&held, index)
             .map_err(|source| RetrieveError::Unreadable { id, index, source })?;
         if !view.state.is_retrievable() {
-            return Err(RetrieveError::Incomplete { id, view });
+            return Err(RetrieveError::Incomplete {
+                id,
+                view: Box::new(view),
+            });
         }
         if matches!(held.holder, Holder::Arriving { .. }) {
-            return Err(RetrieveError::MessageArriving { id, view });
+            return Err(RetrieveError::MessageArriving {
+                id,
+                view: Box::new(view),
+            });
         }
         let manifest = view.manifest;
         let started = detail(index, &manifest);
