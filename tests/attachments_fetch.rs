@@ -47,7 +47,11 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 fn comity(node: &TestNode, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(COMITY)
+    comity_at(COMITY, node, cwd, args)
+}
+
+fn comity_at(bin: &str, node: &TestNode, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
         .arg("--config")
         .arg(node.config_path())
         .args(args)
@@ -282,5 +286,131 @@ fn attachment_get_writes_only_new_verified_files_where_told() {
     assert!(
         text.contains(&format!("size 3145733, sha256 {}", sha256_hex(&statements))),
         "{text}"
+    );
+}
+
+/// Peak resident memory of process `pid` seen while `f` runs (sampled
+/// every 10 ms), and its resident memory just before.
+fn rss_while<T>(pid: u32, f: impl FnOnce() -> T) -> (T, u64, u64) {
+    let rss = move || -> u64 {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        peak
+    });
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (out, before, sampler.join().unwrap())
+}
+
+/// Not a check: prints the read-out rate and the daemon's memory for a
+/// large attachment, with `sha256sum` of the same file as the reference
+/// of the same run, and what the progress bar looks like on a terminal.
+/// `COMITY_FIGURE_MIB` sets the size (default 256); `COMITY_FIGURE_BIN_DIR`
+/// a directory with the `comity` and `comityd` to measure (e.g. a release
+/// build; the files are put in place by this test's debug build).
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn figures_read_out_of_a_large_attachment() {
+    let mib: usize = std::env::var("COMITY_FIGURE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let (comity_bin, comityd) = match std::env::var("COMITY_FIGURE_BIN_DIR") {
+        Ok(d) => (format!("{d}/comity"), Path::new(&d).join("comityd")),
+        Err(_) => (COMITY.to_string(), comityd_beside(COMITY)),
+    };
+    println!("binaries: {comity_bin}, {}", comityd.display());
+    let comityd = comityd.to_str().unwrap();
+    let mut ar = TestNode::new(comityd, "Arcadia", "AR");
+    let bo = TestNode::new(comityd, "Borduria", "BO");
+    ar.pin(&bo);
+    ar.start();
+    let id = ar.send(&bo, "Server image");
+    ar.sigterm();
+    let image = data(mib << 20, 3);
+    attach(&ar, &id, &[("server.img", &image)]);
+    let sha = sha256_hex(&image);
+    drop(image);
+    ar.start();
+    let pid = ar.pid().unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    let t = std::time::Instant::now();
+    let (got, before, peak) = rss_while(pid, || {
+        comity_at(
+            &comity_bin,
+            &ar,
+            work.path(),
+            &["attachment", "get", &id, "0", "--out", "plain.img"],
+        )
+    });
+    let took = t.elapsed();
+    assert!(got.status.success(), "{}", stderr(&got));
+    println!(
+        "comity attachment get, {mib} MiB, not a terminal: {took:?} ({:.0} MiB/s); comityd RSS {} KiB before, peak {} KiB (+{} KiB)",
+        mib as f64 / took.as_secs_f64(),
+        before,
+        peak,
+        peak.saturating_sub(before)
+    );
+    println!(
+        "  its stderr ({} progress lines): {:?}",
+        stderr(&got).lines().count(),
+        stderr(&got).lines().next()
+    );
+
+    let t = std::time::Instant::now();
+    let sum = Command::new("sha256sum")
+        .arg(work.path().join("plain.img"))
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(stdout(&sum).starts_with(&sha));
+    println!(
+        "reference, sha256sum of the same {mib} MiB: {took:?} ({:.0} MiB/s)",
+        mib as f64 / took.as_secs_f64()
+    );
+
+    // On a terminal (a pseudo-terminal from script(1)): the bar.
+    let line = format!(
+        "{comity_bin} --config {} attachment get {id} 0 --out {}",
+        ar.config_path().display(),
+        work.path().join("tty.img").display()
+    );
+    let t = std::time::Instant::now();
+    let tty = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(tty.status.success(), "{}", stdout(&tty));
+    let screen = stdout(&tty);
+    let frames: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .map(|l| {
+            l.trim_start_matches("\u{1b}[2K")
+                .trim_start_matches("\u{1b}[1A")
+        })
+        .filter(|l| l.contains("ETA"))
+        .collect();
+    println!(
+        "on a terminal: {took:?}; {} bar frames, the middle one {:?}; the result {:?}",
+        frames.len(),
+        frames.get(frames.len() / 2).map(|f| f.trim_end()),
+        screen.rsplit("\u{1b}[1A").next()
     );
 }

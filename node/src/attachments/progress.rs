@@ -95,6 +95,9 @@ struct Entry {
     sample_bytes: u64,
     rate: Option<f64>,
     finished: bool,
+    /// Counted as finished once (an update after `finished`, a re-sent
+    /// chunk, makes it live again but not countable again).
+    counted: bool,
 }
 
 impl Entry {
@@ -108,6 +111,7 @@ impl Entry {
             sample_bytes: bytes_done,
             rate: None,
             finished: false,
+            counted: false,
         }
     }
 
@@ -211,7 +215,8 @@ impl Progress {
         let mut entries = self.lock();
         let first = match entries.get_mut(&key) {
             Some(e) => {
-                let first = !e.finished;
+                let first = !e.counted;
+                e.counted = true;
                 e.finished = true;
                 e.bytes_done = e.total;
                 e.updated = now;
@@ -223,6 +228,7 @@ impl Progress {
                 make_room(&mut entries, now);
                 let mut e = Entry::new(0, 0, now);
                 e.finished = true;
+                e.counted = true;
                 entries.insert(key, e);
                 true
             }
@@ -407,6 +413,14 @@ mod tests {
         let t0 = Instant::now();
         p.update_at(key(0), MIB, 2 * MIB, t0);
         p.finished_at(key(0), t0 + Duration::from_secs(1));
+        p.finished_at(key(0), t0 + Duration::from_secs(2));
+        // A late update and a second finish: live again, not counted again.
+        p.update_at(key(0), MIB, 2 * MIB, t0 + Duration::from_secs(2));
+        assert!(
+            !p.get_at(&key(0), t0 + Duration::from_secs(2))
+                .unwrap()
+                .finished
+        );
         p.finished_at(key(0), t0 + Duration::from_secs(2));
         let out = TransferKey {
             direction: Direction::Outbound,

@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -21,6 +22,9 @@ const PIECE_BYTES: usize = 64 * 1024;
 /// Pieces waiting for the client at most: with the reader's one chunk
 /// (at most 1 MiB), what a read-out holds in memory whatever the file size.
 const PIECES_QUEUED: usize = 4;
+/// A client that takes no piece for this long is given up on, so that a
+/// stuck client does not hold the reading thread and the file for good.
+const CLIENT_IDLE: Duration = Duration::from_secs(300);
 
 fn parts(
     state: &AppState,
@@ -79,15 +83,18 @@ pub(super) async fn content(
     let sha256 = retrieval.manifest.sha256.to_string();
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(PIECES_QUEUED);
     let node = state.node.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || loop {
         match retrieval.next_piece(PIECE_BYTES) {
             Ok(Some(piece)) => {
-                if tx.blocking_send(Ok(piece)).is_err() {
+                let handed =
+                    runtime.block_on(tokio::time::timeout(CLIENT_IDLE, tx.send(Ok(piece))));
+                if !matches!(handed, Ok(Ok(()))) {
                     debug!(
                         message = %retrieval.message,
                         index = retrieval.index,
                         after = retrieval.done(),
-                        "attachment read-out: the client went away"
+                        "attachment read-out: the client went away or stopped reading"
                     );
                     return;
                 }

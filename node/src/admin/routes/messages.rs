@@ -314,10 +314,12 @@ pub(super) async fn show(
         peer: Some(found.peer()),
         way: Some(found.way()),
     };
-    let attachments = match node.attachments(&exact) {
-        Ok(a) => a.attachments,
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let listed = node.node.clone();
+    let attachments = tokio::task::spawn_blocking(move || listed.attachments(&exact))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .attachments;
     let me = node.id();
     let history: Vec<HistoryView> = node
         .business_history(&found)
