@@ -15,25 +15,23 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use comity_config::Limits;
 use comity_node::store::OutboundState;
 use comity_node::transport::tls::SERVER_NAME;
-use comity_node::transport::{client_config, wire, TlsIdentity};
+use comity_node::transport::{wire, TlsIdentity};
 use comity_protocol::envelope::{seal, Envelope, SealedEnvelope};
 use comity_protocol::message::{Body, BusinessStatus, Reply, StatusUpdate, Thread};
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame};
-use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
+use comity_protocol::{Digest, Identity, MessageId, PeerKeys, Timestamp};
+use comity_tests::peer::{answer, assert_closed_by_node, connect, stream, try_connect, ANSWER};
 use comity_tests::{free_port, request_body, Snapshot, TestNode};
-use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use quinn::Endpoint;
 use rand::RngCore;
 use tokio::runtime::Runtime;
 use tokio::time::timeout;
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const LONG: Duration = Duration::from_secs(30);
-/// How long A may take to answer a frame or close a stream.
-const ANSWER: Duration = Duration::from_secs(5);
 /// `handshake_timeout_secs` in the test configuration.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -220,71 +218,6 @@ fn assert_survived(
 
 // ---------------------------------------------------------- the attacker
 
-/// H's QUIC client endpoint connected to A, as a pinned peer.
-async fn connect(h: &Identity, a: &TestNode) -> (Endpoint, Connection) {
-    let endpoint = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let conn = try_connect(&endpoint, h, a).await.unwrap();
-    (endpoint, conn)
-}
-
-async fn try_connect(
-    endpoint: &Endpoint,
-    h: &Identity,
-    a: &TestNode,
-) -> Result<Connection, quinn::ConnectionError> {
-    let config = client_config(&TlsIdentity::new(h).unwrap(), a.id, &Limits::default()).unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
-    timeout(
-        ANSWER,
-        endpoint.connect_with(config, addr, SERVER_NAME).unwrap(),
-    )
-    .await
-    .expect("handshake within 5 s")
-}
-
-/// A new stream on which H and A have exchanged hellos; A's keys as its
-/// hello presents them.
-async fn stream(conn: &Connection, h: &Identity, a: NodeId) -> (SendStream, RecvStream, PeerKeys) {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let hello = SessionFrame::Hello {
-        cert: h.encryption_cert().clone(),
-    };
-    wire::write_frame(&mut send, &hello).await.unwrap();
-    match answer(&mut recv).await {
-        SessionFrame::Hello { cert } => {
-            let keys = PeerKeys::new(a, cert).unwrap();
-            (send, recv, keys)
-        }
-        other => panic!("A's first frame is not a hello: {other:?}"),
-    }
-}
-
-/// A's next frame on this stream.
-async fn answer(recv: &mut RecvStream) -> SessionFrame {
-    timeout(
-        ANSWER,
-        wire::read_frame(recv, 1 << 20, std::time::Duration::from_secs(10)),
-    )
-    .await
-    .expect("A answers within 5 s")
-    .unwrap()
-    .expect("a frame, not the end of the stream")
-}
-
-/// A ends the stream (finishes or resets it) without another frame.
-async fn assert_closed_by_a(recv: &mut RecvStream, after: &str) {
-    match timeout(
-        ANSWER,
-        wire::read_frame(recv, 1 << 20, std::time::Duration::from_secs(10)),
-    )
-    .await
-    {
-        Err(_) => panic!("A kept the stream open after {after}"),
-        Ok(Ok(Some(f))) => panic!("A answered {after} with {f:?}"),
-        Ok(Ok(None) | Err(_)) => {}
-    }
-}
-
 fn sealed(
     from: &Identity,
     to: &PeerKeys,
@@ -445,7 +378,7 @@ fn bad_envelopes_from_a_pinned_peer_are_rejected_and_change_nothing() {
 
             // Later, on a new connection, the same bytes: the same receipt.
             send.finish().unwrap();
-            assert_closed_by_a(&mut recv, "the end of H's stream").await;
+            assert_closed_by_node(&mut recv, "the end of H's stream").await;
             conn.close(0u32.into(), b"done");
             let conn = try_connect(&endpoint, &h, &a).await.unwrap();
             let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
@@ -488,7 +421,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
             let mut garbage = 200u32.to_be_bytes().to_vec();
             garbage.extend((0..200).map(|_| rand::random::<u8>()));
             send.write_all(&garbage).await.unwrap();
-            assert_closed_by_a(&mut recv, "a garbage frame").await;
+            assert_closed_by_node(&mut recv, "a garbage frame").await;
 
             // A length prefix claiming 1 GiB, then a little: refused on the
             // prefix alone (A closes without waiting for the rest) and
@@ -498,7 +431,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
             let mut huge = (1u32 << 30).to_be_bytes().to_vec();
             huge.extend(vec![0x5a; 64 * 1024]);
             let _ = send.write_all(&huge).await; // A may stop reading first
-            assert_closed_by_a(&mut recv, "a 1 GiB length prefix").await;
+            assert_closed_by_node(&mut recv, "a 1 GiB length prefix").await;
             let grown_mib = vm_peak_kib(&a).saturating_sub(peak_before) / 1024;
             println!("A's peak virtual memory grew by {grown_mib} MiB");
             let claim = "input is 1073741824 bytes, more than the limit";
@@ -516,7 +449,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
             let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
             let receipt_frame = SessionFrame::Receipt(vec![7; 40]).to_wire().unwrap();
             send.write_all(&receipt_frame).await.unwrap();
-            assert_closed_by_a(&mut recv, "a receipt frame from the client").await;
+            assert_closed_by_node(&mut recv, "a receipt frame from the client").await;
 
             // An envelope before any hello: no hello from A, no receipt.
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -528,7 +461,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
                 "too early",
             );
             send.write_all(&envelope(early.bytes)).await.unwrap();
-            assert_closed_by_a(&mut recv, "an envelope instead of a hello").await;
+            assert_closed_by_node(&mut recv, "an envelope instead of a hello").await;
 
             // A hello whose encryption key H's identity did not sign.
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -537,7 +470,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
             wire::write_frame(&mut send, &SessionFrame::Hello { cert })
                 .await
                 .unwrap();
-            assert_closed_by_a(&mut recv, "a hello with a forged key").await;
+            assert_closed_by_node(&mut recv, "a hello with a forged key").await;
 
             // After all that, the connection still carries messages.
             let (mut send, mut recv, _) = stream(&conn, &h, a.id).await;
@@ -570,7 +503,7 @@ fn a_pinned_peer_breaking_the_stream_protocol_loses_only_its_stream() {
             }
 
             // The silent stream was dropped after the handshake timeout.
-            assert_closed_by_a(&mut silent_recv, "half a hello").await;
+            assert_closed_by_node(&mut silent_recv, "half a hello").await;
             let waited = silent_since.elapsed();
             println!("silent stream closed after {:.2} s", waited.as_secs_f64());
             assert!(waited >= HANDSHAKE_TIMEOUT - Duration::from_millis(500));
@@ -942,8 +875,8 @@ fn a_version_2_dialler_is_served_and_a_resend_notice_must_be_signed_by_its_sende
         );
 
         let (_endpoint, conn) = connect(&h, &a).await;
-        // The newest version (4) carries everything 3 does.
-        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/4"[..]));
+        // The newest version (5) carries everything 3 does.
+        assert_eq!(alpn_of(&conn).as_deref(), Some(&b"comity/5"[..]));
         let (mut send, mut recv, a_keys) = stream(&conn, &h, a.id).await;
         let resent = |m: &SealedEnvelope, by: &Identity| SessionFrame::ResentEnvelope {
             envelope: m.bytes.clone(),

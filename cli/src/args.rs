@@ -118,6 +118,8 @@ pub enum Command {
         #[arg(long)]
         partial: bool,
         #[command(flatten)]
+        attach: AttachArgs,
+        #[command(flatten)]
         retry: RetryArgs,
         #[arg(long)]
         json: bool,
@@ -247,6 +249,16 @@ pub struct RetryArgs {
     pub idempotency_key: Option<String>,
 }
 
+/// Files sent with a message (digital evidence).
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// A file to attach, signed and encrypted with the message; repeat for
+    /// several, in the order the recipient will see them. Its name is the
+    /// file's name; its media type follows from the extension.
+    #[arg(long = "attach", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct BodyArgs {
@@ -302,6 +314,8 @@ pub struct RequestArgs {
     #[arg(long, value_name = "MSGID")]
     pub in_reply_to: Option<String>,
     #[command(flatten)]
+    pub attach: AttachArgs,
+    #[command(flatten)]
     pub retry: RetryArgs,
     #[arg(long)]
     pub json: bool,
@@ -323,6 +337,8 @@ pub struct InfoArgs {
     pub confidential: bool,
     #[command(flatten)]
     pub about: AboutArgs,
+    #[command(flatten)]
+    pub attach: AttachArgs,
     #[command(flatten)]
     pub retry: RetryArgs,
     #[arg(long)]
@@ -358,6 +374,8 @@ pub struct ConsultationArgs {
     /// The message the consultation is about.
     #[arg(long, value_name = "MSGID")]
     pub regarding: Option<String>,
+    #[command(flatten)]
+    pub attach: AttachArgs,
     #[command(flatten)]
     pub retry: RetryArgs,
     #[arg(long)]

@@ -219,6 +219,10 @@ impl Client {
         self
     }
 
+    pub(crate) fn max_response_len(&self) -> u64 {
+        self.max_response
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -482,7 +486,7 @@ impl Client {
         req
     }
 
-    fn io(&self, source: std::io::Error) -> ClientError {
+    pub(crate) fn io(&self, source: std::io::Error) -> ClientError {
         ClientError::Io {
             socket: self.socket.clone(),
             source,
@@ -491,7 +495,7 @@ impl Client {
 
     /// A malformed or truncated answer is a bad response; anything else
     /// (a timeout, a reset) is an I/O error on the socket.
-    fn read_error(&self, e: std::io::Error) -> ClientError {
+    pub(crate) fn read_error(&self, e: std::io::Error) -> ClientError {
         match e.kind() {
             std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
                 ClientError::BadResponse(e.to_string())
@@ -500,7 +504,7 @@ impl Client {
         }
     }
 
-    fn connect(&self) -> Result<BufReader<UnixStream>, ClientError> {
+    pub(crate) fn connect(&self) -> Result<BufReader<UnixStream>, ClientError> {
         let s = UnixStream::connect(&self.socket).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
                 ClientError::NotRunning {

@@ -18,6 +18,7 @@ pub mod init;
 pub mod local;
 pub mod restore;
 pub mod settings;
+pub mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;

@@ -300,6 +300,11 @@ fn place(
     }
     let store = data_dir.join("store");
     fs::rename(staging.join("store"), &store).map_err(io_err(&store))?;
+    let attachments = staging.join("attachments");
+    if attachments.exists() {
+        let to = data_dir.join("attachments");
+        fs::rename(&attachments, &to).map_err(io_err(&to))?;
+    }
     let old = staging.join("config/comity.toml");
     let old_config = if old.exists() {
         let to = data_dir.join("config-at-backup.toml");

@@ -29,6 +29,14 @@ pub struct Settings {
     pub disk_reserve_mib: Option<u32>,
     /// `[limits] disk_reserve_percent`.
     pub disk_reserve_percent: Option<u32>,
+    /// `[limits] max_attachment_bytes`.
+    pub max_attachment_bytes: Option<u64>,
+    /// `[limits] max_message_attachment_bytes`.
+    pub max_message_attachment_bytes: Option<u64>,
+    /// `[limits] max_attachments_per_message`.
+    pub max_attachments_per_message: Option<u32>,
+    /// `[limits] staged_attachment_secs`.
+    pub staged_attachment_secs: Option<u32>,
     /// `[retry] initial_backoff_ms`.
     pub initial_backoff_ms: Option<u32>,
     /// `[retry] max_backoff_secs`.
@@ -62,7 +70,9 @@ impl Settings {
                     message: e.to_string().trim_end().to_string(),
                 })?;
         let int = |v: u32| toml_edit::value(i64::from(v));
-        let edits: [(&str, &str, Option<Item>); 13] = [
+        // TOML integers are i64: a larger value is written as the largest.
+        let big = |v: u64| toml_edit::value(i64::try_from(v).unwrap_or(i64::MAX));
+        let edits: [(&str, &str, Option<Item>); 17] = [
             (
                 "node",
                 "metrics_listen",
@@ -89,6 +99,26 @@ impl Settings {
                 "limits",
                 "disk_reserve_percent",
                 self.disk_reserve_percent.map(int),
+            ),
+            (
+                "limits",
+                "max_attachment_bytes",
+                self.max_attachment_bytes.map(big),
+            ),
+            (
+                "limits",
+                "max_message_attachment_bytes",
+                self.max_message_attachment_bytes.map(big),
+            ),
+            (
+                "limits",
+                "max_attachments_per_message",
+                self.max_attachments_per_message.map(int),
+            ),
+            (
+                "limits",
+                "staged_attachment_secs",
+                self.staged_attachment_secs.map(int),
             ),
             (
                 "retry",
@@ -187,6 +217,10 @@ mod tests {
             delivery_window: Some(64),
             disk_reserve_mib: Some(8),
             disk_reserve_percent: Some(0),
+            max_attachment_bytes: Some(1 << 20),
+            max_message_attachment_bytes: Some(3 << 20),
+            max_attachments_per_message: Some(3),
+            staged_attachment_secs: Some(2),
             initial_backoff_ms: Some(100),
             max_backoff_secs: Some(2),
             log_level: Some("comity_node=debug,info".into()),
@@ -210,6 +244,10 @@ mod tests {
         assert_eq!(c.limits.delivery_window, 64);
         assert_eq!(c.limits.disk_reserve_mib, 8);
         assert_eq!(c.limits.disk_reserve_percent, 0);
+        assert_eq!(c.limits.max_attachment_bytes, 1 << 20);
+        assert_eq!(c.limits.max_message_attachment_bytes, 3 << 20);
+        assert_eq!(c.limits.max_attachments_per_message, 3);
+        assert_eq!(c.limits.staged_attachment_secs, 2);
         assert_eq!(c.retry.initial_backoff_ms, 100);
         assert_eq!(c.retry.max_backoff_secs, 2);
         assert_eq!(c.log.level, "comity_node=debug,info");

@@ -44,6 +44,10 @@ pub const DISK_RESERVE_CEILING_PERCENT: u32 = 50;
 pub const MAX_ATTACHMENT_BYTES: u64 = 64 << 30;
 pub const MAX_MESSAGE_ATTACHMENT_BYTES: u64 = 256 << 30;
 pub const MAX_ATTACHMENTS_PER_MESSAGE: u32 = 64;
+/// An uploaded file not attached to a message within a day is removed.
+pub const STAGED_ATTACHMENT_SECS: u32 = 86_400;
+/// A week: long enough for any upload followed by its submission.
+pub const STAGED_ATTACHMENT_CEILING_SECS: u32 = 7 * 86_400;
 
 pub const INITIAL_BACKOFF_MS: u32 = 500;
 pub const MAX_BACKOFF_SECS: u32 = 300;

@@ -99,6 +99,9 @@ pub struct Limits {
     /// Most attachments on one message. Default 64; 0 refuses attachments;
     /// at most 1024.
     pub max_attachments_per_message: u32,
+    /// An uploaded file not attached to a message within this long is
+    /// removed (file and record). Default 86400 s (24 h); 1 s to 7 days.
+    pub staged_attachment_secs: u32,
 }
 
 /// `[retry]`: how the sender retries a peer that is down.
@@ -239,6 +242,7 @@ impl Default for Limits {
             max_attachment_bytes: defaults::MAX_ATTACHMENT_BYTES,
             max_message_attachment_bytes: defaults::MAX_MESSAGE_ATTACHMENT_BYTES,
             max_attachments_per_message: defaults::MAX_ATTACHMENTS_PER_MESSAGE,
+            staged_attachment_secs: defaults::STAGED_ATTACHMENT_SECS,
         }
     }
 }
@@ -276,6 +280,11 @@ impl Limits {
             max_attachments: usize::try_from(self.max_attachments_per_message)
                 .unwrap_or(usize::MAX),
         }
+    }
+
+    /// How long an uploaded file may wait to be attached to a message.
+    pub fn staged_attachment_expiry(&self) -> Duration {
+        Duration::from_secs(self.staged_attachment_secs.into())
     }
 
     pub fn over_budget_backoff(&self) -> Duration {

@@ -250,6 +250,13 @@ impl Config {
                 ),
             ));
         }
+        check_range(
+            &self.label("limits.staged_attachment_secs"),
+            l.staged_attachment_secs.into(),
+            1,
+            d::STAGED_ATTACHMENT_CEILING_SECS.into(),
+            d::STAGED_ATTACHMENT_SECS.into(),
+        )?;
         let most = u64::try_from(AttachmentLimits::MAX_ATTACHMENTS_CEILING).unwrap_or(u64::MAX);
         check_range(
             &self.label("limits.max_attachments_per_message"),

@@ -5,6 +5,10 @@
 //!
 //! Writes pause only for the local copy into a temporary directory inside
 //! the data directory; hashing, archiving and encrypting read that copy.
+//! Attachment files are not copied but hard-linked into it (they never
+//! change once in place): the sender's copies and the complete received
+//! ones. Partial received files are left out: after a restore their
+//! transfers start again from the first chunk.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -100,7 +104,11 @@ pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared
     let key = node.config().node.identity_key.clone();
     let config = config_path.map(Path::to_path_buf);
     let root = dir.path().to_path_buf();
+    let attachments = data_dir.join("attachments");
     let files = tokio::task::spawn_blocking(move || {
+        // After the store's copy: every file it names is here already (a
+        // file is in place before any record names it).
+        link_attachments(&attachments, &root, &mut members)?;
         copy_small(&key, &root, "keys/identity.key")?;
         members.push("keys/identity.key".into());
         if let Some(c) = config {
@@ -125,6 +133,71 @@ pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared
         files,
     };
     Ok(Prepared { dir, manifest })
+}
+
+/// Links the attachment files that never change any more into the copy,
+/// as `attachments/sent/ID` and `attachments/received/PEER/MESSAGE/N`.
+fn link_attachments(
+    from: &Path,
+    root: &Path,
+    members: &mut Vec<String>,
+) -> Result<(), BackupError> {
+    let is_hex = |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut link = |src: &Path, member: String| -> Result<(), BackupError> {
+        let dst = root.join(&member);
+        if let Some(parent) = dst.parent() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(parent)
+                .map_err(io_err(parent))?;
+        }
+        if fs::hard_link(src, &dst).is_err() {
+            fs::copy(src, &dst).map_err(io_err(src))?;
+        }
+        members.push(member);
+        Ok(())
+    };
+    for (name, path) in entries(&from.join("sent"))? {
+        if is_hex(&name) && path.is_file() {
+            link(&path, format!("attachments/sent/{name}"))?;
+        }
+    }
+    for (peer, peer_dir) in entries(&from.join("received"))? {
+        if !is_hex(&peer) {
+            continue;
+        }
+        for (message, message_dir) in entries(&peer_dir)? {
+            if !is_hex(&message) {
+                continue;
+            }
+            for (n, path) in entries(&message_dir)? {
+                // Complete ones only: `N`, not `N.part` and the like.
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && path.is_file() {
+                    link(&path, format!("attachments/received/{peer}/{message}/{n}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A directory's entries as (name, path), sorted; none if it is absent.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut all = Vec::new();
+    for e in read {
+        let e = e.map_err(io_err(dir))?;
+        if let Some(name) = e.file_name().to_str() {
+            all.push((name.to_string(), e.path()));
+        }
+    }
+    all.sort();
+    Ok(all)
 }
 
 /// Copies a configuration or key file into the copy (0600).

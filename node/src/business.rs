@@ -13,11 +13,13 @@ use comity_protocol::message::{
 };
 use comity_protocol::{MessageId, NodeId, Timestamp};
 
+use crate::attachments::StoredId;
 use crate::audit::Fact;
 use crate::context::Context;
 use crate::idempotency::{IdempotencyKey, KeyedRequest, Operation};
 use crate::lookup::{find, FindError, Found, MessageRef};
-use crate::outbox::{self, Accepted, Attached, SubmitError};
+use crate::outbox::{self, Accepted, Attached, Attachments, SubmitError};
+use crate::staged;
 use crate::store::{BusinessEvent, Store, StoreError, Way};
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +174,7 @@ pub(crate) async fn reply(
     subject: String,
     body: String,
     partial: bool,
+    attachments: &[StoredId],
     key: Option<IdempotencyKey>,
 ) -> Result<Accepted, BusinessError> {
     let original = original(&ctx.store, &r)?;
@@ -179,7 +182,21 @@ pub(crate) async fn reply(
     if original.side != Side::Recipient || original.kind != MessageKind::Request {
         return Err(BusinessError::NotAReplyTarget);
     }
-    let keyed = original.keyed(key, Operation::Reply, &(&subject, &body, partial))?;
+    let keyed = match attachments {
+        // As before attachments existed, so that keys recorded then match.
+        [] => original.keyed(key, Operation::Reply, &(&subject, &body, partial))?,
+        ids => match key {
+            None => None,
+            Some(k) => {
+                let files = staged::key_content(ctx, &k, ids).map_err(SubmitError::from)?;
+                original.keyed(
+                    Some(k),
+                    Operation::Reply,
+                    &(&subject, &body, partial, files),
+                )?
+            }
+        },
+    };
     let reply = Body::Reply(Reply {
         in_reply_to: id,
         subject,
@@ -188,9 +205,11 @@ pub(crate) async fn reply(
         thread: Thread::replying_to(id, &original.thread),
     });
     let stage = |keyed: Option<&KeyedRequest>| {
-        outbox::stage(ctx, original.peer, reply, Attached::key(keyed), |_, _| {
-            Ok(())
-        })
+        let attached = Attached {
+            attachments: Attachments::Staged(attachments),
+            ..Attached::key(keyed)
+        };
+        outbox::stage(ctx, original.peer, reply, attached, |_, _| Ok(()))
     };
     Ok(outbox::accept_once(ctx, keyed.as_ref(), stage).await?)
 }

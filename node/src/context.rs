@@ -12,7 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
-use crate::attachments::{AttachmentDir, Progress};
+use crate::attachments::{AttachmentDir, IncomingKey, Progress, UploadClaims};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -56,11 +56,19 @@ pub(crate) struct Context {
     pub reopen: tokio::sync::watch::Sender<Option<StoreFault>>,
     /// Idempotency keys whose requests are being staged.
     pub key_locks: KeyLocks,
+    /// The attachment files (`data/attachments/`).
+    pub attachments: AttachmentDir,
+    /// What uploads in progress have left to write (see `attachments`).
+    pub uploads: UploadClaims,
+    /// Held while staged attachments are taken into a message or removed
+    /// as expired, so that no staged file goes to two messages, or to one
+    /// and the bin.
+    pub staged_gate: Mutex<()>,
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
-    /// `data/attachments/`: the sender's copies and the received files.
-    pub attachments: AttachmentDir,
+    /// Received attachments a stream is writing now: one stream each.
+    pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
     /// How far each attachment transfer under way has got.
     pub progress: Arc<Progress>,
 }
@@ -114,8 +122,11 @@ impl Context {
             budgets,
             handshakes: Arc::default(),
             key_locks: KeyLocks::default(),
-            restoration: None,
             attachments,
+            uploads: UploadClaims::default(),
+            staged_gate: Mutex::new(()),
+            restoration: None,
+            attachment_intakes: Mutex::default(),
             progress: Arc::default(),
         }
     }

@@ -47,6 +47,7 @@ pub mod resend;
 pub mod restoration;
 pub mod session;
 pub mod shutdown;
+pub mod staged;
 pub mod stats;
 mod status_gate;
 pub mod store;

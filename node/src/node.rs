@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::attachments::Progress;
+use crate::attachments::{Progress, StoredId};
 use crate::audit::{AuditError, AuditLog, Fact};
 use crate::business::{self, BusinessError};
 use crate::context::Context;
@@ -30,8 +30,11 @@ use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
 use crate::peers::{PeerError, PeerStatus};
 use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
+use crate::staged::{self, Upload, UploadError};
 use crate::stats::{self, Stats};
-use crate::store::{BusinessEvent, InboundMessage, OutboundMessage, OutboundStatus, Store, Way};
+use crate::store::{
+    BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way,
+};
 use crate::store::{ListQuery, Position};
 use crate::store::{StoreError, StoreFault};
 use crate::transport::bind::{bind_udp, BindPatience};
@@ -55,10 +58,10 @@ pub enum StartError {
     SelfPinned(NodeId),
     #[error(transparent)]
     DataDir(#[from] crate::files::DataDirError),
+    #[error("attachment files: {0}")]
+    Attachments(#[from] crate::attachments::AttachmentError),
     #[error("restoration: {0}")]
     Restoration(#[from] crate::restoration::RestorationStartError),
-    #[error("attachments directory: {0}")]
-    Attachments(#[from] crate::attachments::AttachmentError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -182,6 +185,14 @@ impl Node {
             node.ctx.config.limits.max_message_age(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::staged::sweep(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
+        node.tasks.spawn(crate::delivery::attachments_in::sweep(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),
@@ -280,7 +291,30 @@ impl Node {
         body: Body,
         key: Option<IdempotencyKey>,
     ) -> Result<Accepted, SubmitError> {
-        outbox::submit(&self.ctx, to, body, key).await
+        outbox::submit(&self.ctx, to, body, &[], key).await
+    }
+
+    /// [`Node::submit`] with staged attachments (uploaded with
+    /// [`Node::begin_upload`]), in message order.
+    pub async fn submit_with(
+        &self,
+        to: NodeId,
+        body: Body,
+        attachments: &[StoredId],
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, SubmitError> {
+        outbox::submit(&self.ctx, to, body, attachments, key).await
+    }
+
+    /// Checks an upload of `size` bytes before any of it is read and
+    /// claims its space (see [`crate::staged`]).
+    pub fn begin_upload(
+        &self,
+        name: &str,
+        media_type: &str,
+        size: u64,
+    ) -> Result<Upload, UploadError> {
+        staged::begin(&self.ctx, name, media_type, size)
     }
 
     /// Sends a status update about message `id` (see [`business`]).
@@ -301,9 +335,19 @@ impl Node {
         subject: String,
         body: String,
         partial: bool,
+        attachments: &[StoredId],
         key: Option<IdempotencyKey>,
     ) -> Result<Accepted, BusinessError> {
-        business::reply(&self.ctx, message.into(), subject, body, partial, key).await
+        business::reply(
+            &self.ctx,
+            message.into(),
+            subject,
+            body,
+            partial,
+            attachments,
+            key,
+        )
+        .await
     }
 
     /// Sends a failed message again under a new id (see [`crate::resend`]).
@@ -313,6 +357,11 @@ impl Node {
         key: Option<IdempotencyKey>,
     ) -> Result<(Accepted, NodeId), ResendError> {
         resend::resend(&self.ctx, message.into(), key).await
+    }
+
+    /// Our message `id`'s attachments (manifests and stored files).
+    pub fn outbound_attachments(&self, id: &MessageId) -> Result<Vec<HeldAttachment>, StoreError> {
+        self.ctx.store.outbound_attachments(id)
     }
 
     /// The message that resent `id` (a message this node sent), and the
@@ -375,6 +424,11 @@ impl Node {
     /// The message's own last error, or while it is pending, its peer's.
     pub fn last_error(&self, m: &OutboundMessage, s: &OutboundStatus) -> Option<String> {
         outbox::last_error(&self.ctx, m, s)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// What the evidence functions work with, for one call.

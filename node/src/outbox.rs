@@ -3,17 +3,22 @@
 //! flushed — then it will not be lost. Also what operators see of the
 //! outbox.
 
-use comity_protocol::envelope::{seal, SealError, SealedEnvelope};
+use comity_protocol::attachment::{ContentKey, SealedAttachment};
+use comity_protocol::envelope::{seal_with_attachments, SealError, SealedEnvelope};
 use comity_protocol::message::{Body, InvalidMessage, MessageKind};
 use comity_protocol::{codec, MessageId, NodeId, PeerKeys, Timestamp};
 use serde::Serialize;
 
+use crate::attachments::StoredId;
 use crate::audit::Fact;
 use crate::context::{Context, PeerKeyError};
 use crate::disk::Claim;
 use crate::events::Event;
 use crate::idempotency::{self, IdempotencyKey, KeyError, KeyedRequest, Operation};
-use crate::store::{OutboundMessage, OutboundState, OutboundStatus, Store, StoreError};
+use crate::staged::{self, AttachError};
+use crate::store::{
+    HeldAttachment, OutboundMessage, OutboundState, OutboundStatus, Store, StoreError,
+};
 use comity_protocol::audit::entry::{Actor, AuditKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,8 @@ pub enum SubmitError {
     )]
     DiskReserve { free: u64, after: u64, reserve: u64 },
     #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,6 +62,7 @@ impl From<SealError> for SubmitError {
         match e {
             SealError::TooLarge { len, max } => SubmitError::TooLarge { len, max },
             SealError::Invalid(e) => SubmitError::Invalid(e),
+            SealError::Attachment(e) => SubmitError::Attach(AttachError::Invalid(e)),
             e => SubmitError::Seal(e),
         }
     }
@@ -64,20 +72,25 @@ impl From<SealError> for SubmitError {
 /// commitment, salt, tag, signature, framing).
 const ENVELOPE_OVERHEAD: usize = 512;
 
-/// Seals `msg` to the peer's current keys, refusing an envelope above
-/// `limits.max_message_bytes`.
+/// Seals `msg` with its `attachments` (manifests and content keys; the
+/// content was encrypted once, when copied in) to the peer's current keys,
+/// refusing an envelope above `limits.max_message_bytes`.
 pub(crate) fn seal_for(
     ctx: &Context,
     keys: &PeerKeys,
     msg: &OutboundMessage,
+    attachments: &[HeldAttachment],
 ) -> Result<SealedEnvelope, SealError> {
     let max = ctx.config.limits.max_message_len();
-    let sealed = seal(
+    let attachments: Vec<SealedAttachment> = attachments.iter().map(|a| a.sealed.clone()).collect();
+    let sealed = seal_with_attachments(
         &ctx.identity,
         keys,
         msg.id,
         msg.created_at,
         &msg.body,
+        &attachments,
+        &ctx.config.limits.attachment_limits(),
         &mut rand::rng(),
     )?;
     if sealed.bytes.len() > max {
@@ -103,13 +116,25 @@ pub(crate) async fn submit(
     ctx: &Context,
     to: NodeId,
     body: Body,
+    attachments: &[StoredId],
     key: Option<IdempotencyKey>,
 ) -> Result<Accepted, SubmitError> {
     let key = key
-        .map(|k| KeyedRequest::new(k, Operation::Submit, &[&to.0], &body))
+        .map(|k| match attachments {
+            // As before attachments existed, so that keys recorded then match.
+            [] => KeyedRequest::new(k, Operation::Submit, &[&to.0], &body),
+            ids => {
+                let files = staged::key_content(ctx, &k, ids)?;
+                KeyedRequest::new(k, Operation::Submit, &[&to.0], &(&body, files))
+            }
+        })
         .transpose()?;
     accept_once(ctx, key.as_ref(), |key| {
-        stage(ctx, to, body, Attached::key(key), |_, _| Ok(()))
+        let attached = Attached {
+            attachments: Attachments::Staged(attachments),
+            ..Attached::key(key)
+        };
+        stage(ctx, to, body, attached, |_, _| Ok(()))
     })
     .await
 }
@@ -156,6 +181,20 @@ pub(crate) struct Attached<'a> {
     pub key: Option<&'a KeyedRequest>,
     /// The failed message this one resends.
     pub resend_of: Option<MessageId>,
+    /// The files the message carries.
+    pub attachments: Attachments<'a>,
+}
+
+/// Where a new message's attachments come from.
+#[derive(Clone, Copy, Default)]
+pub(crate) enum Attachments<'a> {
+    #[default]
+    None,
+    /// Files uploaded and staged, by stored id, in message order: taken
+    /// out of staging by the message.
+    Staged(&'a [StoredId]),
+    /// Another message's, the same files and keys (a resend).
+    Copied(&'a [HeldAttachment]),
 }
 
 impl<'a> Attached<'a> {
@@ -163,6 +202,7 @@ impl<'a> Attached<'a> {
         Attached {
             key,
             resend_of: None,
+            attachments: Attachments::None,
         }
     }
 }
@@ -188,6 +228,17 @@ pub(crate) fn stage(
     if let Some(f) = ctx.store.fault() {
         return Err(SubmitError::StoreUnwritable(f.reason));
     }
+    // Held until the staged records are removed, so that no staged file
+    // goes into two messages.
+    let (_gate, held) = match attached.attachments {
+        Attachments::None => (None, Vec::new()),
+        Attachments::Staged([]) => (None, Vec::new()),
+        Attachments::Staged(ids) => {
+            let gate = ctx.staged_gate.lock().unwrap_or_else(|p| p.into_inner());
+            (Some(gate), staged::held_for(ctx, body.kind(), ids)?)
+        }
+        Attachments::Copied(held) => (None, held.to_vec()),
+    };
     let mut msg = OutboundMessage {
         id: MessageId::random(),
         peer: to,
@@ -201,7 +252,7 @@ pub(crate) fn stage(
     // (which is at least as long).
     let record_len = match ctx.peer_keys(&to)? {
         Some(keys) => {
-            let sealed = seal_for(ctx, &keys, &msg)?;
+            let sealed = seal_for(ctx, &keys, &msg, &held)?;
             let len = sealed.bytes.len();
             msg.envelope = Some(sealed.bytes);
             msg.digest = Some(sealed.digest);
@@ -210,10 +261,12 @@ pub(crate) fn stage(
         None => {
             // Sealed at first contact; refuse now what could never fit.
             let max = ctx.config.limits.max_message_len();
+            let manifests: Vec<_> = held.iter().map(|h| h.sealed.manifest.clone()).collect();
             let len = codec::encode(&msg.body)
                 .map(|b| b.len())
                 .unwrap_or(usize::MAX)
-                .saturating_add(ENVELOPE_OVERHEAD);
+                .saturating_add(ENVELOPE_OVERHEAD)
+                .saturating_add(attachments_len(&manifests));
             if len > max {
                 return Err(SubmitError::TooLarge { len, max });
             }
@@ -230,8 +283,20 @@ pub(crate) fn stage(
             .digest(msg.digest)
             .detail(msg.kind.name()),
     );
+    for (index, a) in held.iter().enumerate() {
+        ctx.audit.note(
+            Fact::new(AuditKind::AttachmentAccepted, Actor::Operator)
+                .peer(to)
+                .message(id)
+                .detail(&staged::audit_detail(index, &a.sealed.manifest)),
+        );
+    }
     ctx.store
         .insert_outbound_with(&msg, &OutboundStatus::queued(), || {
+            if !held.is_empty() {
+                ctx.store.put_outbound_attachments(&id, &held)?;
+                staged::release(ctx, &held)?;
+            }
             if let Some(original) = attached.resend_of {
                 ctx.audit.note(
                     Fact::new(AuditKind::AdminAction, Actor::Operator)
@@ -248,6 +313,18 @@ pub(crate) fn stage(
         })?;
     also(&ctx.store, id)?;
     Ok(Staged { id, peer })
+}
+
+/// What a message's attachment manifests and content keys add to its
+/// sealed plaintext.
+fn attachments_len(manifests: &[comity_protocol::attachment::AttachmentManifest]) -> usize {
+    if manifests.is_empty() {
+        return 0;
+    }
+    codec::encode(&manifests.to_vec())
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX)
+        .saturating_add(manifests.len().saturating_mul(ContentKey::ENCODED_LEN))
 }
 
 /// Claims `record_len` bytes for a submission, refusing it if what it

@@ -2,6 +2,8 @@
 //! thread and case references) in a new envelope under a new id, linked to
 //! the original both ways ([`crate::store`]'s `resends` tree) and in the
 //! audit log (an `admin-action` entry on the original naming the new id).
+//! The new message carries the original's attachments: the same stored
+//! files and content keys, so nothing is copied or encrypted again.
 //! A message that expired while its peer was down, or that the peer
 //! refused for good (e.g. over its size limit, since raised), can then
 //! still reach it.
@@ -11,7 +13,7 @@ use comity_protocol::{MessageId, NodeId};
 use crate::context::Context;
 use crate::idempotency::{IdempotencyKey, KeyedRequest, Operation};
 use crate::lookup::{find, FindError, Found, MessageRef};
-use crate::outbox::{self, Accepted, Attached, SubmitError};
+use crate::outbox::{self, Accepted, Attached, Attachments, SubmitError};
 use crate::store::{OutboundState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub(crate) async fn resend(
         .map(|k| KeyedRequest::new(k, Operation::Resend, &[&peer.0, &id.0], &()))
         .transpose()
         .map_err(SubmitError::from)?;
+    // The same files under the same keys: sealing again never encrypts
+    // the content again.
+    let held = ctx.store.outbound_attachments(&id)?;
     let stage = |keyed: Option<&KeyedRequest>| {
         let state = ctx
             .store
@@ -62,6 +67,7 @@ pub(crate) async fn resend(
         let attached = Attached {
             key: keyed,
             resend_of: Some(id),
+            attachments: Attachments::Copied(&held),
         };
         Ok(outbox::stage(
             ctx,

@@ -10,11 +10,12 @@ pub const MANIFEST_FORMAT: &str = "comity-backup/1";
 /// Name of the manifest in the archive (always its first member).
 pub const MANIFEST_NAME: &str = "manifest.json";
 
-/// Largest manifest a restore reads.
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest manifest a restore reads (about 250 bytes per attachment file).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
-/// Largest number of files a manifest may list.
-pub const MAX_MANIFEST_FILES: usize = 10_000;
+/// Largest number of files a manifest may list: the store's, and one per
+/// attachment sent or received.
+pub const MAX_MANIFEST_FILES: usize = 250_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +91,10 @@ impl RestoreMarker {
 /// components under one of the archive's three top directories.
 pub fn member_path_ok(path: &str) -> bool {
     let mut parts = path.split('/');
-    let top_ok = matches!(parts.next(), Some("config" | "keys" | "store"));
+    let top_ok = matches!(
+        parts.next(),
+        Some("attachments" | "config" | "keys" | "store")
+    );
     let mut n = 0;
     let rest_ok = parts.all(|p| {
         n += 1;
@@ -111,6 +115,8 @@ mod tests {
     fn member_paths() {
         assert!(member_path_ok("store/sled/db"));
         assert!(member_path_ok("keys/identity.key"));
+        assert!(member_path_ok("attachments/sent/00ff"));
+        assert!(!member_path_ok("attachments/../keys/x"));
         assert!(!member_path_ok("store/../keys/x"));
         assert!(!member_path_ok("/etc/passwd"));
         assert!(!member_path_ok("store"));

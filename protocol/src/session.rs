@@ -85,6 +85,75 @@ pub enum SessionFrame {
         continuation: String,
         proof: Vec<Digest>,
     },
+    /// (Session protocol 5.) The acceptor holds the envelope of `id` (it
+    /// verified, and its manifests are within the limits) but not yet all
+    /// of its attachments: `next[i]` is the chunk of attachment `i` it
+    /// needs next, or that attachment's chunk count when it is complete.
+    /// Not a receipt: the dialler sends the attachments on streams of their
+    /// own (`AttachmentOffer`), then the same envelope again, which is
+    /// answered with the receipt once every attachment is complete.
+    AttachmentsWanted { id: MessageId, next: Vec<u64> },
+    /// (5.) The first frame of an attachment stream, in place of a hello:
+    /// the dialler offers attachment `index` of its message `id`.
+    AttachmentOffer { id: MessageId, index: u32 },
+    /// (5.) The acceptor's answer to an offer: send the chunks from
+    /// `from_chunk` on, in order, after the chunk table if `table`.
+    AttachmentFrom { from_chunk: u64, table: bool },
+    /// (5.) The attachment's chunk table (§11.4: 32 bytes per chunk).
+    AttachmentTable(Vec<u8>),
+    /// (5.) Ciphertext chunk `index` of the attachment the stream carries.
+    AttachmentChunk { index: u64, bytes: Vec<u8> },
+    /// (5.) The acceptor holds the whole attachment, verified against the
+    /// signed manifest and durable; the stream ends.
+    AttachmentComplete { id: MessageId, index: u32 },
+    /// (5.) The acceptor refused the offer or a chunk and ends the stream.
+    /// `next` is the chunk it needs next (where a new offer resumes).
+    AttachmentRefused {
+        reason: AttachmentRefusal,
+        next: u64,
+        detail: String,
+    },
+}
+
+/// Why an acceptor refused an attachment stream; whether to offer again
+/// depends on it (see [`AttachmentRefusal::is_permanent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum AttachmentRefusal {
+    /// No envelope of that message is held awaiting attachments, or it has
+    /// no attachment of that index: offer only after `AttachmentsWanted`.
+    NotAwaited,
+    /// Not enough free space now; offer again later.
+    NoRoom,
+    /// Another stream carries this attachment now.
+    Busy,
+    /// A chunk or the table failed its checks (tag, hash, length, order);
+    /// nothing of it was kept: offer again from `next`.
+    BadChunk,
+    /// The acceptor could not store it (a disk error): offer again later.
+    Unavailable,
+}
+
+impl AttachmentRefusal {
+    /// Offering the same attachment again cannot succeed.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, AttachmentRefusal::NotAwaited)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachmentRefusal::NotAwaited => "not-awaited",
+            AttachmentRefusal::NoRoom => "no-room",
+            AttachmentRefusal::Busy => "busy",
+            AttachmentRefusal::BadChunk => "bad-chunk",
+            AttachmentRefusal::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachmentRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why a witness did not cosign.

@@ -3,6 +3,8 @@
 //! stopped. Every process is killed when its [`TestNode`] is dropped.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test support: a panic is the report
 
+pub mod peer;
+
 use std::process::ExitStatus;
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 mod alarms;
+mod attach;
 mod attachments;
 mod audit;
 mod backup;
@@ -209,9 +210,19 @@ pub fn run(cli: Cli) -> Result<()> {
             subject,
             body,
             partial,
+            attach,
             retry,
             json,
-        } => status::reply(&client()?, &id, subject, &body, partial, &retry, json),
+        } => status::reply(
+            &client()?,
+            &id,
+            subject,
+            &body,
+            partial,
+            &attach,
+            &retry,
+            json,
+        ),
         Command::Resend { id, retry, json } => resend::run(&client()?, &id, &retry, json),
         Command::Stats { format } => stats::run(&client()?, format),
         Command::Audit(cmd) => audit::run(config.as_deref(), cmd),

@@ -10,6 +10,7 @@ use comity_protocol::MessageId;
 use serde_json::json;
 
 use crate::args::{BodyArgs, SendCommand};
+use super::attach::{self, Progress};
 use crate::output;
 use comity_client::Client;
 
@@ -45,7 +46,7 @@ fn message_id(s: &Option<String>) -> Result<Option<MessageId>> {
 }
 
 pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
-    let (to, body, retry, json) = match cmd {
+    let (to, body, attach, retry, json) = match cmd {
         SendCommand::Request(a) => {
             let in_reply_to = message_id(&a.in_reply_to)?;
             let body = Body::Request(Request {
@@ -70,7 +71,7 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                     root: in_reply_to,
                 },
             });
-            (a.to, body, a.retry, a.json)
+            (a.to, body, a.attach, a.retry, a.json)
         }
         SendCommand::Info(a) => {
             let body = Body::SpontaneousInformation(SpontaneousInformation {
@@ -88,7 +89,7 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                 },
                 thread: Thread::default(),
             });
-            (a.to, body, a.retry, a.json)
+            (a.to, body, a.attach, a.retry, a.json)
         }
         SendCommand::Consultation(a) => {
             let body = Body::Consultation(Consultation {
@@ -97,16 +98,16 @@ pub fn run(client: &Client, cmd: SendCommand) -> Result<()> {
                 body: body_text(&a.body)?,
                 thread: Thread::default(),
             });
-            (a.to, body, a.retry, a.json)
+            (a.to, body, a.attach, a.retry, a.json)
         }
     };
     body.validate()?;
-    let v = super::post_once(
-        client,
-        "/v1/messages",
-        Some(&json!({"to": to, "body": body})),
-        &retry,
-    )?;
+    let attachments = attach::upload_all(client, &attach.files, Progress::for_output(json))?;
+    let mut request = json!({"to": to, "body": body});
+    if !attachments.is_empty() {
+        request["attachments"] = json!(attachments);
+    }
+    let v = super::post_once(client, "/v1/messages", Some(&request), &retry)?;
     if json {
         output::json(&v);
     } else {

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use comity_protocol::message::{BusinessStatus, Date};
 use serde_json::json;
 
-use crate::args::{BodyArgs, RetryArgs};
+use crate::args::{AttachArgs, BodyArgs, RetryArgs};
 use crate::output;
 use comity_client::Client;
 
@@ -91,16 +91,26 @@ pub fn reply(
     subject: String,
     body: &BodyArgs,
     partial: bool,
+    attach: &AttachArgs,
     retry: &RetryArgs,
     json: bool,
 ) -> Result<()> {
     let arg = super::MessageArg::parse(id)?;
     let id = arg.id();
     let text = super::send::body_text(body)?;
+    let attachments = super::attach::upload_all(
+        client,
+        &attach.files,
+        super::attach::Progress::for_output(json),
+    )?;
+    let mut request = json!({"subject": subject, "body": text, "partial": partial});
+    if !attachments.is_empty() {
+        request["attachments"] = json!(attachments);
+    }
     let v = super::post_once(
         client,
         &arg.path("/v1/messages", "/reply"),
-        Some(&json!({"subject": subject, "body": text, "partial": partial})),
+        Some(&request),
         retry,
     )?;
     if json {

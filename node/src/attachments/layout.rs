@@ -36,6 +36,21 @@ impl std::fmt::Display for StoredId {
     }
 }
 
+/// A stored id that is not 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an attachment id (32 hex digits, as the upload answered)")]
+pub struct ParseStoredIdError(pub String);
+
+impl std::str::FromStr for StoredId {
+    type Err = ParseStoredIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(s, &mut b).map_err(|_| ParseStoredIdError(s.escape_debug().to_string()))?;
+        Ok(StoredId(b))
+    }
+}
+
 /// Which received attachment: a message is named by (peer, id) everywhere,
 /// and an attachment by its index in that message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +103,26 @@ impl AttachmentDir {
             .join("received")
             .join(hex::encode(key.peer.0))
             .join(hex::encode(key.message.0))
+    }
+
+    /// Removes every file of `peer`'s message `message` (complete or not):
+    /// a message given up on. The path is made of hex alone.
+    pub fn remove_received_message(
+        &self,
+        peer: &NodeId,
+        message: &MessageId,
+    ) -> Result<(), AttachmentError> {
+        let key = IncomingKey {
+            peer: *peer,
+            message: *message,
+            index: 0,
+        };
+        let dir = self.received_dir(&key);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at("removing", &dir)(e)),
+        }
     }
 
     /// A received attachment's file with `suffix` (`""` for the complete

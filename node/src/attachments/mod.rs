@@ -36,6 +36,7 @@
 //! is for the session that wires this module in. Backups do not copy
 //! `data/attachments/` yet either (see `crate::backup`).
 
+mod claims;
 mod error;
 mod layout;
 mod peek;
@@ -48,16 +49,17 @@ mod send;
 mod space;
 mod stored;
 
+pub use claims::{ClaimedSpace, UploadClaim, UploadClaims};
 pub use error::AttachmentError;
-pub use layout::{AttachmentDir, IncomingKey, StoredId};
+pub use layout::{AttachmentDir, IncomingKey, ParseStoredIdError, StoredId};
 pub use peek::IncomingState;
 pub use progress::{Direction, Progress, TransferCounts, TransferKey, TransferProgress};
 pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
-pub use send::CopiedIn;
-pub use space::SpaceSource;
-pub use stored::StoredAttachment;
+pub use send::{check_copy_in, CopiedIn};
+pub use space::{ensure_room, stored_len, SpaceSource};
+pub use stored::{Geometry, StoredAttachment};
 
 #[cfg(test)]
 mod test_support;

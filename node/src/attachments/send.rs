@@ -22,6 +22,20 @@ pub struct CopiedIn {
     pub sealed: SealedAttachment,
 }
 
+/// The checks [`AttachmentDir::copy_in`] makes before it reads a byte, for
+/// a caller that must refuse before any data flows (the admin API answers
+/// before it reads the request's body).
+pub fn check_copy_in(
+    space: &dyn SpaceSource,
+    limits: &AttachmentLimits,
+    name: &str,
+    media_type: &str,
+    size: u64,
+) -> Result<(), AttachmentError> {
+    Sealer::new(name, media_type, size, limits, &mut rand::rng())?;
+    ensure_room(space, stored_len(size))
+}
+
 impl AttachmentDir {
     /// Copies `size` bytes from `source` into a new sender's copy, named
     /// and media-typed as given. Refused before a byte is read if the

@@ -27,7 +27,7 @@ pub fn stored_len(size: u64) -> u64 {
 /// Refuses, as retriable, writing `need` more bytes if that would leave
 /// less than the reserve free. A measurement that fails refuses nothing (a
 /// disk that is really full shows as a write error).
-pub(super) fn ensure_room(space: &dyn SpaceSource, need: u64) -> Result<(), AttachmentError> {
+pub fn ensure_room(space: &dyn SpaceSource, need: u64) -> Result<(), AttachmentError> {
     match space.measure() {
         Ok(s) if s.free_bytes.saturating_sub(need) < s.reserve_bytes || s.free_bytes < need => {
             Err(AttachmentError::NoRoom {

@@ -14,7 +14,7 @@ use super::space::stored_len;
 
 /// Where the parts of an attachment's stored form begin and end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Geometry {
+pub struct Geometry {
     pub size: u64,
     pub chunk_size: u32,
     pub chunks: u64,

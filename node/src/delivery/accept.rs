@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::receive;
+use super::{attachments_in, receive};
 use crate::context::{Context, OVER_BUDGET, UNPINNED};
 use crate::session::receiver::{Input, Receiver, Step};
 use crate::session::SessionVersion;
@@ -141,7 +141,7 @@ enum Answer {
 
 /// Reads the next frame as the session core's input; `None` when the
 /// connection went away (not the peer's fault: nothing to record).
-async fn next_input(
+pub(super) async fn next_input(
     recv: &mut quinn::RecvStream,
     max_frame: usize,
     stall: std::time::Duration,
@@ -194,6 +194,10 @@ async fn serve_stream(
             let _ = recv.stop(UNPINNED.into());
             return;
         }
+        Step::AttachmentOffer { id, index } => {
+            attachments_in::serve(ctx, peer, id, index, send, recv, stop).await;
+            return;
+        }
         _ => return,
     };
     let hello = SessionFrame::Hello {
@@ -214,9 +218,9 @@ async fn serve_stream(
         };
         let Some(input) = input else { break };
         let answer = match session.on_input(input, ctx.is_pinned(&peer)) {
-            Step::Receive { envelope, resends } => {
-                Answer::Frame(receive::envelope(&ctx, peer, &keys, &envelope, resends))
-            }
+            Step::Receive { envelope, resends } => Answer::Frame(receive::envelope(
+                &ctx, peer, &keys, version, &envelope, resends,
+            )),
             Step::Witness {
                 note,
                 old_size,
@@ -245,7 +249,7 @@ async fn serve_stream(
                 let _ = recv.stop(UNPINNED.into());
                 break;
             }
-            Step::Stop | Step::Hello(_) => break,
+            Step::Stop | Step::Hello(_) | Step::AttachmentOffer { .. } => break,
         };
         let closing = matches!(answer, Answer::Close(_));
         if tx.send(answer).await.is_err() || closing {

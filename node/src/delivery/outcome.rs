@@ -85,7 +85,8 @@ pub(crate) async fn prepare(
     let (bytes, digest) = match (&msg.envelope, msg.digest) {
         (Some(b), Some(d)) => (b.clone(), d),
         _ => {
-            let sealed = match seal_for(ctx, keys, &msg) {
+            let attachments = ctx.store.outbound_attachments(&id)?;
+            let sealed = match seal_for(ctx, keys, &msg, &attachments) {
                 Ok(s) => s,
                 Err(SealError::TooLarge { len, .. }) => {
                     let why =
@@ -124,6 +125,24 @@ pub(crate) async fn prepare(
     }))
 }
 
+/// `id` cannot be sent on this session, for `why`; it stays queued.
+pub(crate) fn held_back(
+    ctx: &Context,
+    peer: &Peer,
+    id: MessageId,
+    why: &str,
+) -> Result<(), StoreError> {
+    let Some(mut status) = ctx.store.outbound_status(&id)? else {
+        return Ok(());
+    };
+    if status.last_error.as_deref() != Some(why) {
+        warn!(%id, peer = %peer.id().short(), why, "message held back");
+        status.retry_later(why.to_string());
+        ctx.store.put_outbound_status(&id, &status)?;
+    }
+    Ok(())
+}
+
 fn fail(
     ctx: &Context,
     peer: &Peer,
@@ -157,6 +176,8 @@ pub(crate) fn apply(
     log_size: u64,
 ) -> Result<Option<Ended>, StoreError> {
     match action {
+        // Handled by the session (it starts the transfers).
+        Action::SendAttachments { .. } => Ok(None),
         Action::Delivered {
             id,
             digest,

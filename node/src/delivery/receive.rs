@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
+use super::attachments_in::{self, Held};
 use crate::audit::Fact;
 use crate::budget::Verdict;
 use crate::business;
@@ -21,6 +22,7 @@ use crate::context::Context;
 use crate::events::Event;
 use crate::session::bounded;
 use crate::session::receiver::{ResendClaim, RestorationClaim};
+use crate::session::SessionVersion;
 use crate::store::alarms::AlarmKind;
 use crate::store::{InboundMessage, Rejection, Store, Way};
 
@@ -39,11 +41,12 @@ pub(crate) fn envelope(
     ctx: &Context,
     peer: NodeId,
     keys: &PeerKeys,
+    version: SessionVersion,
     bytes: &[u8],
     resends: Option<ResendClaim>,
 ) -> SessionFrame {
     let mut verified = None;
-    let answer = receive(ctx, peer, keys, bytes, resends, &mut verified);
+    let answer = receive(ctx, peer, keys, version, bytes, resends, &mut verified);
     // Linked once the message is held (new, or a copy of one held).
     if let (SessionFrame::Receipt(_), Some((id, claim))) = (&answer, verified) {
         if let Err(e) = ctx
@@ -79,6 +82,7 @@ fn receive(
     ctx: &Context,
     peer: NodeId,
     keys: &PeerKeys,
+    version: SessionVersion,
     bytes: &[u8],
     resends: Option<ResendClaim>,
     verified: &mut Option<(MessageId, ResendClaim)>,
@@ -124,7 +128,7 @@ fn receive(
         &SeenIn(&ctx.store),
         &policy,
     )
-    .and_then(|checked| checked.open(me));
+    .and_then(|checked| checked.open_with_limits(me, &limits.attachment_limits()));
     let opened = match result {
         Ok(o) => o,
         Err(EnvelopeError::AlreadyReceived { id, digest }) => {
@@ -180,6 +184,20 @@ fn receive(
         }
         *verified = Some((id, claim));
     }
+    // The receipt covers the evidence: signed only once every attachment
+    // is here, verified and durable.
+    if !opened.attachments.is_empty() {
+        let id = opened.header.id;
+        if version < SessionVersion::V5 {
+            let detail = "attachments need session protocol 5 (comity/5)".to_string();
+            return reject(ctx, peer, Some(id), bytes, RejectReason::Invalid, detail);
+        }
+        match attachments_in::hold(ctx, peer, &opened, bytes) {
+            Held::Complete => {}
+            Held::Answer(frame) => return frame,
+        }
+    }
+    let with_attachments = !opened.attachments.is_empty();
     let receipt = Receipt::sign(me, &opened, now);
     let receipt_bytes = match receipt.to_bytes() {
         Ok(b) => b,
@@ -225,7 +243,13 @@ fn receive(
         receipt: receipt_bytes.clone(),
     };
     match &status_update {
-        None => store_received(ctx, peer, record, None, bytes, now),
+        None => {
+            let answer = store_received(ctx, peer, record, None, bytes, now);
+            if with_attachments && matches!(answer, SessionFrame::Receipt(_)) {
+                attachments_in::received(ctx, peer, &id);
+            }
+            answer
+        }
         // A duplicate of an update already applied was answered with its
         // receipt above (AlreadyReceived); this is a new one, checked and
         // stored under the gate that local updates take too.
@@ -424,19 +448,31 @@ pub(crate) fn record_summaries(ctx: &Context, peer: &NodeId, now: Instant, force
 }
 
 pub(crate) fn record_bad_stream(ctx: &Context, peer: NodeId, why: &str) {
+    record_bad_input(ctx, peer, None, "broken streams", why);
+}
+
+/// Records `peer`'s bad input (a broken stream, a bad attachment chunk)
+/// within its budget, counted under `what`.
+pub(crate) fn record_bad_input(
+    ctx: &Context,
+    peer: NodeId,
+    id: Option<MessageId>,
+    what: &'static str,
+    why: &str,
+) {
     ctx.emit(Event::Rejected {
         peer,
-        id: None,
+        id,
         reason: RejectReason::Malformed,
     });
-    if !within_budget(ctx, peer, "broken streams", true) {
+    if !within_budget(ctx, peer, what, true) {
         return;
     }
-    warn!(peer = %peer.short(), why, "peer sent a bad frame; closing the stream");
+    warn!(peer = %peer.short(), why, "peer sent bad input; closing the stream");
     let rejection = Rejection {
         at: Timestamp::now(),
         peer,
-        id: None,
+        id,
         digest: None,
         reason: RejectReason::Malformed,
         detail: bounded(why),

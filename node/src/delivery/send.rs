@@ -12,6 +12,7 @@ use comity_protocol::{MessageId, Timestamp};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use super::attachments_out::{TransferError, Transfers};
 use super::outcome::{self, Ended};
 use crate::context::Context;
 use crate::events::Event;
@@ -52,6 +53,8 @@ pub(crate) enum SessionError {
     Timeout,
     #[error("the peer is not pinned")]
     Unpinned,
+    #[error("attachments: {0}")]
+    Attachments(#[from] TransferError),
 }
 
 /// Runs until shutdown: the life of one peer's outgoing traffic.
@@ -151,7 +154,8 @@ async fn session(
         peer.id(),
         window,
         ctx.audit.cosigned_by(&peer.id()),
-    );
+    )
+    .speaking(version);
     // A peer of an older version cannot read the statement: it gets our
     // checkpoints as usual (and refuses them for the rollback).
     if let (Some(r), true) = (&ctx.restoration, version >= SessionVersion::V4) {
@@ -182,16 +186,26 @@ async fn session(
     ctx.emit(Event::PeerConnected { peer: peer.id() });
     info!(peer = %peer.id().short(), %addr, ?version, "connected");
 
-    let reader = read_answers(ctx, peer, &core, &mut recv);
+    let (transfers, mut transferred) = Transfers::new(ctx.clone(), peer.clone(), conn.clone());
+    let reader = read_answers(ctx, peer, &core, &transfers, &mut recv);
     let writer = async {
         let mut latest = ctx.audit.latest();
         loop {
+            // Messages whose attachments are all with the peer: their
+            // envelopes again, in front, for the receipts.
+            while let Ok((id, result)) = transferred.try_recv() {
+                attachments_done(peer, &core, id, result)?;
+            }
             let newest = *latest.borrow();
             offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
             if !core.lock().can_send() {
                 tokio::select! {
                     _ = core.wake.notified() => continue,
                     _ = latest.changed() => continue,
+                    Some((id, result)) = transferred.recv() => {
+                        attachments_done(peer, &core, id, result)?;
+                        continue;
+                    }
                     _ = stop.triggered() => break,
                 }
             }
@@ -203,6 +217,9 @@ async fn session(
                     _ = peer.queue.wait() => {}
                     _ = latest.changed() => {}
                     _ = core.wake.notified() => {}
+                    Some((id, result)) = transferred.recv() => {
+                        attachments_done(peer, &core, id, result)?;
+                    }
                     _ = stop.triggered() => break None,
                 }
                 let newest = *latest.borrow();
@@ -239,6 +256,22 @@ async fn session(
         peer.set_connected(false);
     }
     result
+}
+
+/// The transfer of `id`'s attachments ended: on success its envelope goes
+/// again, in front of the queue; a failure ends the session.
+fn attachments_done(
+    peer: &Peer,
+    core: &Core,
+    id: MessageId,
+    result: Result<(), TransferError>,
+) -> Result<(), SessionError> {
+    result?;
+    if core.lock().attachments_sent(&id) {
+        debug!(peer = %peer.id().short(), %id, "attachments sent; the envelope again for its receipt");
+        peer.queue.requeue_front(std::iter::once(id));
+    }
+    Ok(())
 }
 
 /// A message taken from the peer's queue and not yet in flight: put back
@@ -306,6 +339,15 @@ async fn write_envelope(
     taken: &mut Taken<'_>,
     send: &mut quinn::SendStream,
 ) -> Result<(), SessionError> {
+    if let Some(id) = taken.id {
+        if !core.lock().carries_attachments() && ctx.store.has_outbound_attachments(&id)? {
+            let why = "the peer's node does not take attachments (it speaks an older session protocol than comity/5); kept until it does";
+            outcome::held_back(ctx, peer, id, why)?;
+            core.lock().set_aside(id);
+            taken.id = None;
+            return Ok(());
+        }
+    }
     let prepare = |id| outcome::prepare(ctx, peer, keys, id);
     let Some((id, prepared)) = into_flight(peer, core, taken, prepare).await? else {
         return Ok(());
@@ -405,6 +447,7 @@ async fn read_answers(
     ctx: &Arc<Context>,
     peer: &Arc<Peer>,
     core: &Core,
+    transfers: &Transfers,
     recv: &mut quinn::RecvStream,
 ) -> Result<(), SessionError> {
     loop {
@@ -429,6 +472,12 @@ async fn read_answers(
                 core.wake.notify_one();
             }
             Action::OfferAgain => core.wake.notify_one(),
+            Action::SendAttachments { id, next } => {
+                debug!(peer = %peer.id().short(), %id, ?next, "the peer wants the message's attachments");
+                transfers.start(id, next);
+                peer.set_in_flight(core.lock().in_flight());
+                core.wake.notify_one();
+            }
             action => {
                 let frees = matches!(action, Action::Delivered { .. } | Action::Failed { .. });
                 if let Some(end) = outcome::apply(ctx, peer, action, log_size)? {

@@ -1,10 +1,12 @@
 //! The session protocol between two nodes as plain state machines, without
 //! IO (as quinn-proto is to quinn): [`sender`] for the dialling side (hello,
 //! window, in-flight order, answers, witnessing offers), [`receiver`] for
-//! the accepting side (hello, what each frame asks of the node). They hold
+//! the accepting side (hello, what each frame asks of the node),
+//! [`attachment`] for both ends of an attachment stream. They hold
 //! all per-connection protocol state; `delivery/` only drives them, and
 //! their tests need no sockets. No tokio, no quinn here.
 
+pub mod attachment;
 pub mod receiver;
 pub mod sender;
 #[cfg(test)]
@@ -22,6 +24,9 @@ pub enum SessionVersion {
     V3,
     /// `comity/4`: `Restoration` may be sent.
     V4,
+    /// `comity/5`: messages with attachments (`AttachmentsWanted` and
+    /// attachment streams).
+    V5,
 }
 
 impl SessionVersion {
@@ -30,6 +35,7 @@ impl SessionVersion {
     /// version that sends nothing new.
     pub fn of_alpn(alpn: Option<&[u8]>) -> SessionVersion {
         match alpn {
+            Some(b"comity/5") => SessionVersion::V5,
             Some(b"comity/4") => SessionVersion::V4,
             Some(b"comity/3") => SessionVersion::V3,
             _ => SessionVersion::V2,
@@ -58,5 +64,12 @@ fn frame_name(frame: &SessionFrame) -> &'static str {
         SessionFrame::CheckpointRefused { .. } => "checkpoint-refused",
         SessionFrame::ResentEnvelope { .. } => "resent-envelope",
         SessionFrame::Restoration { .. } => "restoration",
+        SessionFrame::AttachmentsWanted { .. } => "attachments-wanted",
+        SessionFrame::AttachmentOffer { .. } => "attachment-offer",
+        SessionFrame::AttachmentFrom { .. } => "attachment-from",
+        SessionFrame::AttachmentTable(_) => "attachment-table",
+        SessionFrame::AttachmentChunk { .. } => "attachment-chunk",
+        SessionFrame::AttachmentComplete { .. } => "attachment-complete",
+        SessionFrame::AttachmentRefused { .. } => "attachment-refused",
     }
 }

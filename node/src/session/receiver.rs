@@ -34,6 +34,10 @@ pub enum Input {
 pub enum Step {
     /// The peer's hello verified: answer with ours.
     Hello(Box<PeerKeys>),
+    /// (Version 5.) The stream is an attachment stream, not a session:
+    /// the peer offers attachment `index` of its message `id`. This
+    /// machine is done; [`super::attachment::Intake`] takes the stream.
+    AttachmentOffer { id: MessageId, index: u32 },
     /// Check, open and store this envelope; answer with a receipt or a
     /// rejection. With `resends`, it says it resends an earlier message.
     Receive {
@@ -122,7 +126,7 @@ impl Receiver {
         Receiver {
             peer,
             state: State::AwaitingHello,
-            version: SessionVersion::V4,
+            version: SessionVersion::V5,
         }
     }
 
@@ -166,6 +170,11 @@ impl Receiver {
                 Ok(keys) => Step::Hello(Box::new(keys)),
                 Err(e) => Step::Close(BadStream::BadKey(e)),
             },
+            Input::Frame(SessionFrame::AttachmentOffer { id, index })
+                if self.version >= SessionVersion::V5 =>
+            {
+                Step::AttachmentOffer { id, index }
+            }
             _ => Step::Close(BadStream::NoHello),
         }
     }

@@ -60,6 +60,12 @@ pub enum Action {
         reason: WitnessRefusal,
         detail: String,
     },
+    /// (Version 5.) The peer holds the envelope of a message in flight and
+    /// wants its attachments: `next[i]` is where attachment `i` resumes
+    /// (its chunk count: complete). The message is out of the window and
+    /// awaiting them; send them, then call [`Sender::attachments_sent`]
+    /// and send the envelope again for its receipt.
+    SendAttachments { id: MessageId, next: Vec<u64> },
     /// Nothing to do (a repeated, late or unasked answer); why, for the log.
     Ignore(&'static str),
 }
@@ -108,6 +114,13 @@ pub struct Sender {
     in_flight: InFlight,
     witnessing: Witnessing,
     restoration: Option<Restoration>,
+    /// Messages out of the window whose attachments are being sent, in the
+    /// order the peer asked for them.
+    awaiting_attachments: Vec<MessageId>,
+    /// Messages this connection cannot carry (attachments on a version
+    /// before 5): back in the queue when the session ends.
+    aside: Vec<MessageId>,
+    version: SessionVersion,
 }
 
 /// Our log's restoration, to be presented to this witness until it
@@ -146,7 +159,21 @@ impl Sender {
                 ..Witnessing::default()
             },
             restoration: None,
+            awaiting_attachments: Vec::new(),
+            aside: Vec::new(),
+            version: SessionVersion::V5,
         }
+    }
+
+    /// On a connection that settled on `version` (the newest by default).
+    pub fn speaking(mut self, version: SessionVersion) -> Sender {
+        self.version = version;
+        self
+    }
+
+    /// Whether messages with attachments may be sent on this connection.
+    pub fn carries_attachments(&self) -> bool {
+        self.version >= SessionVersion::V5
     }
 
     /// Our log was restored to size `restored` and continues at the
@@ -242,7 +269,31 @@ impl Sender {
     /// (to be queued again in front when the connection ends).
     pub fn take_unanswered(&mut self) -> Vec<MessageId> {
         self.state = State::Ended;
-        self.in_flight.take_all()
+        let mut ids = self.in_flight.take_all();
+        // Their envelopes are held by the peer; sent again, they are
+        // answered with where their attachments resume.
+        ids.append(&mut self.awaiting_attachments);
+        ids.append(&mut self.aside);
+        ids
+    }
+
+    /// `id` cannot go on this connection: kept aside until it ends.
+    pub fn set_aside(&mut self, id: MessageId) {
+        self.aside.push(id);
+    }
+
+    /// The attachments of `id` are all with the peer: its envelope may be
+    /// sent again (for the receipt). `false` if it was not awaiting them
+    /// (the session ended meanwhile and took it back).
+    pub fn attachments_sent(&mut self, id: &MessageId) -> bool {
+        let before = self.awaiting_attachments.len();
+        self.awaiting_attachments.retain(|a| a != id);
+        self.awaiting_attachments.len() < before
+    }
+
+    /// Messages whose attachments are being sent.
+    pub fn awaiting_attachments(&self) -> usize {
+        self.awaiting_attachments.len()
     }
 
     /// Whether `id` was written on this connection and not yet answered.
@@ -304,6 +355,19 @@ impl Sender {
                         reseal: reason == RejectReason::UnknownEncryptionKey,
                     }
                 }
+            }
+            SessionFrame::AttachmentsWanted { id, next } => {
+                if self.version < SessionVersion::V5 {
+                    return Err(SenderError::Unexpected("attachments-wanted"));
+                }
+                if self.in_flight.digest(&id).is_none() {
+                    return Ok(Action::Ignore(
+                        "attachments wanted for a message not in flight",
+                    ));
+                }
+                self.in_flight.answered(&id);
+                self.awaiting_attachments.push(id);
+                Action::SendAttachments { id, next }
             }
             SessionFrame::Cosigned { size, line } => self.witnessing.on_cosigned(size, line),
             SessionFrame::CheckpointRefused {

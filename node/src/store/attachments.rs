@@ -6,13 +6,17 @@
 //!   admin API and not yet part of a message.
 //! * `s ‖ id` → the attachments of our outgoing message `id`, in order.
 //! * `r ‖ sender ‖ id` → the attachments of `sender`'s message `id`.
+//! * `w ‖ sender ‖ id` → [`AwaitedMessage`]: `sender`'s message `id` is
+//!   held (its attachments above) and not yet in the inbox, because some
+//!   of its attachments have not arrived; removed once it is received.
 //!
 //! The values hold content keys: they are encoded with the protocol's
 //! codec, have no serde form, and never reach JSON, logs or the audit log.
 
 use bincode::{Decode, Encode};
 use comity_protocol::attachment::SealedAttachment;
-use comity_protocol::{MessageId, NodeId, Timestamp};
+use comity_protocol::message::MessageKind;
+use comity_protocol::{Digest, MessageId, NodeId, Timestamp};
 
 use super::{decode, encode, key, Result, Store};
 use crate::attachments::StoredId;
@@ -33,6 +37,17 @@ pub struct StagedAttachment {
     pub sealed: SealedAttachment,
     pub stored: StoredId,
     pub staged_at: Timestamp,
+}
+
+/// A peer's message whose envelope verified and whose attachments are
+/// arriving: what an attachment stream checks its offer against.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct AwaitedMessage {
+    /// The envelope's digest: another envelope with the same id is another
+    /// message (refused as `id-reused`).
+    pub digest: Digest,
+    pub kind: MessageKind,
+    pub since: Timestamp,
 }
 
 impl Store {
@@ -78,6 +93,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether our message `id` has attachments (one key lookup).
+    pub fn has_outbound_attachments(&self, id: &MessageId) -> Result<bool> {
+        Ok(self.attachments.contains_key(key(b's', &[&id.0]))?)
+    }
+
     /// Our message `id`'s attachments; empty when it has none.
     pub fn outbound_attachments(&self, id: &MessageId) -> Result<Vec<HeldAttachment>> {
         let k = key(b's', &[&id.0]);
@@ -109,5 +129,66 @@ impl Store {
             Some(v) => decode(&k, &v),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Records that `sender`'s message `id` awaits its attachments (with
+    /// them, [`Store::put_inbound_attachments`]). Not flushed: the answer
+    /// that asks for the attachments goes after the next commit.
+    pub fn put_awaited(
+        &self,
+        sender: &NodeId,
+        id: &MessageId,
+        awaited: &AwaitedMessage,
+    ) -> Result<()> {
+        self.attachments
+            .insert(key(b'w', &[&sender.0, &id.0]), encode(awaited)?)?;
+        Ok(())
+    }
+
+    pub fn awaited(&self, sender: &NodeId, id: &MessageId) -> Result<Option<AwaitedMessage>> {
+        let k = key(b'w', &[&sender.0, &id.0]);
+        self.attachments
+            .get(&k)?
+            .map(|v| decode(&k, &v))
+            .transpose()
+    }
+
+    /// The message is received (in the inbox) or given up.
+    pub fn remove_awaited(&self, sender: &NodeId, id: &MessageId) -> Result<()> {
+        self.attachments.remove(key(b'w', &[&sender.0, &id.0]))?;
+        Ok(())
+    }
+
+    /// How many of `sender`'s messages await their attachments, counting
+    /// up to `stop` (a cap needs no more).
+    pub fn awaited_from(&self, sender: &NodeId, stop: usize) -> Result<usize> {
+        let mut n = 0;
+        for item in self.attachments.scan_prefix(key(b'w', &[&sender.0])) {
+            item?;
+            n += 1;
+            if n >= stop {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every message awaiting its attachments: (sender, id, record).
+    pub fn all_awaited(&self) -> Result<Vec<(NodeId, MessageId, AwaitedMessage)>> {
+        let mut all = Vec::new();
+        for item in self.attachments.scan_prefix([b'w']) {
+            let (k, v) = item?;
+            let sender = super::node_id_at(&k, 1)?;
+            let id = super::message_id_at(&k, 33)?;
+            all.push((sender, id, decode::<AwaitedMessage>(&k, &v)?));
+        }
+        Ok(all)
+    }
+
+    /// Forgets `sender`'s message `id` and its attachments (given up on).
+    pub fn remove_inbound_attachments(&self, sender: &NodeId, id: &MessageId) -> Result<()> {
+        self.attachments.remove(key(b'r', &[&sender.0, &id.0]))?;
+        self.attachments.remove(key(b'w', &[&sender.0, &id.0]))?;
+        Ok(())
     }
 }

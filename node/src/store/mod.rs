@@ -49,7 +49,7 @@ use bincode::{Decode, Encode};
 use comity_protocol::codec;
 use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
-pub use attachments::{HeldAttachment, StagedAttachment};
+pub use attachments::{AwaitedMessage, HeldAttachment, StagedAttachment};
 use audit_files::{AuditFileError, AuditFiles};
 use barrier::{Tree, WriteBarrier};
 pub use commit::CommitError;
@@ -596,6 +596,16 @@ impl Store {
         self.peer_keys.insert(cert.node.0, cert.to_bytes())?;
         Ok(())
     }
+}
+
+fn node_id_at(k: &[u8], at: usize) -> Result<NodeId> {
+    k.get(at..at + 32)
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        .map(NodeId)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: hex_key(k),
+            why: "key too short".into(),
+        })
 }
 
 fn message_id_at(k: &[u8], at: usize) -> Result<MessageId> {

@@ -19,12 +19,13 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 /// ALPNs of Comity's session protocol over QUIC, most preferred first:
-/// version 4 (a dialler may send `Restoration`), version 3 (it may send
+/// version 5 (messages with attachments, and attachment streams), version 4
+/// (a dialler may send `Restoration`), version 3 (it may send
 /// `ResentEnvelope`) and version 2 (`Rejected` names an optional id). Both
 /// sides offer all and the acceptor takes the first of its list that the
-/// dialler offers, so two nodes of this version speak 4, and either speaks
+/// dialler offers, so two nodes of this version speak 5, and either speaks
 /// the older one with a node that offers only that.
-pub const ALPNS: [&[u8]; 3] = [b"comity/4", b"comity/3", b"comity/2"];
+pub const ALPNS: [&[u8]; 4] = [b"comity/5", b"comity/4", b"comity/3", b"comity/2"];
 /// The name the client asks for; certificates carry it, nobody checks it.
 pub const SERVER_NAME: &str = "comity";
 

@@ -10,6 +10,7 @@ use crate::idempotency::KeyError;
 use crate::lookup::FindError;
 use crate::outbox::SubmitError;
 use crate::resend::ResendError;
+use crate::staged::AttachError;
 use crate::store::StoreError;
 
 pub struct ApiError {
@@ -55,6 +56,12 @@ pub(super) fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::Invalid(_) | SubmitError::TooLarge { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-message",
+            e.to_string(),
+        ),
+        SubmitError::Attach(AttachError::Store(_)) => ApiError::internal(e),
+        SubmitError::Attach(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-attachment",
             e.to_string(),
         ),
         SubmitError::UnknownPeer(_) => {

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::accepting::{idempotency_key, to_completion, Created};
 use super::error::{business_error, find_error, submit_error};
 use super::{message_ref, parse_json, ApiError, AppState, PeerQuery};
+use crate::attachments::StoredId;
 use crate::counts::{Direction, HeldState};
 use crate::listing::{DEFAULT_PAGE, MAX_PAGE};
 use crate::lookup::Found;
@@ -24,6 +25,9 @@ pub(super) struct StatusRequest {
     status: BusinessStatus,
     #[serde(default)]
     note: Option<String>,
+    /// Refused when not empty: a status update carries no content.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 pub(super) async fn set_status(
@@ -36,6 +40,14 @@ pub(super) async fn set_status(
     let r = message_ref(&state, id, q)?;
     let key = idempotency_key(&headers)?;
     let req = parse_json(body)?;
+    if !req.attachments.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-attachment",
+            "a status update carries no attachments: attach files to a request, spontaneous \
+             information, consultation or reply",
+        ));
+    }
     let update = to_completion(async move {
         state
             .set_status(r, req.status, req.note, key)
@@ -56,6 +68,9 @@ pub(super) struct ReplyRequest {
     body: String,
     #[serde(default)]
     partial: bool,
+    /// Stored ids of uploaded files (`POST /v1/attachments`), in order.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 pub(super) async fn reply(
@@ -68,9 +83,10 @@ pub(super) async fn reply(
     let r = message_ref(&state, id, q)?;
     let key = idempotency_key(&headers)?;
     let req = parse_json(body)?;
+    let attachments = stored_ids(&req.attachments)?;
     let reply = to_completion(async move {
         state
-            .reply(r, req.subject, req.body, req.partial, key)
+            .reply(r, req.subject, req.body, req.partial, &attachments, key)
             .await
             .map_err(business_error)
     })
@@ -87,6 +103,9 @@ pub(super) struct SubmitRequest {
     /// A pinned peer's country code or node id.
     to: String,
     body: Body,
+    /// Stored ids of uploaded files (`POST /v1/attachments`), in order.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -114,9 +133,13 @@ pub(super) async fn submit(
         _ => {}
     }
     let peer = resolve_peer(&node, &req.to)?;
-    let accepted =
-        to_completion(async move { node.submit(peer, req.body, key).await.map_err(submit_error) })
-            .await?;
+    let attachments = stored_ids(&req.attachments)?;
+    let accepted = to_completion(async move {
+        node.submit_with(peer, req.body, &attachments, key)
+            .await
+            .map_err(submit_error)
+    })
+    .await?;
     Ok(Created {
         body: Submitted {
             id: accepted.id,
@@ -126,6 +149,22 @@ pub(super) async fn submit(
         },
         replayed: accepted.replayed,
     })
+}
+
+/// The stored ids a request lists, as the upload answered them.
+fn stored_ids(ids: &[String]) -> Result<Vec<StoredId>, ApiError> {
+    ids.iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e: crate::attachments::ParseStoredIdError| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid-attachment",
+                        e.to_string(),
+                    )
+                })
+        })
+        .collect()
 }
 
 pub(super) fn resolve_peer(node: &AppState, to: &str) -> Result<NodeId, ApiError> {
@@ -357,6 +396,8 @@ pub(super) async fn show(
                 "resent_as": resent_as,
                 "resend_of": resend_of,
                 "body": m.body,
+                // What the message carries, as signed (never the content
+                // keys), with where each attachment stands.
                 "attachments": attachments,
             })
         }

@@ -1,9 +1,11 @@
 //! `/v1` endpoints, one file per resource: [`peers`], [`messages`],
-//! [`evidence`] (a message's attachments), [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
+//! [`attachments`] (uploads), [`evidence`] (a message's attachments and
+//! their read-out), [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
 //! with a status that says whose fault it was ([`ApiError`]).
 
 mod accepting;
 mod alarms;
+mod attachments;
 mod audit;
 mod backup;
 mod error;
@@ -51,6 +53,9 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{id}", delete(peers::remove))
+        // The body streams to disk: no body limit applies (the size is
+        // checked against limits.max_attachment_bytes before it is read).
+        .route("/v1/attachments", post(attachments::upload))
         .route("/v1/messages", get(messages::list).post(messages::submit))
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/status", post(messages::set_status))

@@ -2,6 +2,7 @@
 //! and asserts the one action or error that must come out. Fixtures here;
 //! the dialler's tests in `sender.rs`, the acceptor's in `receiver.rs`.
 
+mod attachment;
 mod receiver;
 mod sender;
 

@@ -546,6 +546,10 @@ fn a_resend_carries_its_signed_notice_only_on_a_version_3_connection() {
 fn the_version_is_the_negotiated_alpn() {
     use crate::session::SessionVersion;
     assert_eq!(
+        SessionVersion::of_alpn(Some(b"comity/5")),
+        SessionVersion::V5
+    );
+    assert_eq!(
         SessionVersion::of_alpn(Some(b"comity/4")),
         SessionVersion::V4
     );

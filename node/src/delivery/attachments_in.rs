@@ -1,0 +1,490 @@
+//! A peer's attachments, the receiving side (session protocol 5).
+//!
+//! * [`hold`]: an envelope that verified and carries attachments is held
+//!   (its manifests and keys stored, the message marked awaited) until
+//!   every attachment is complete; until then it is answered with
+//!   `AttachmentsWanted` instead of a receipt.
+//! * [`serve`]: an attachment stream the peer opened: the offer checked
+//!   against the held message, the chunk table and the chunks verified by
+//!   the protocol's `Opener` and made durable one by one (see
+//!   [`crate::attachments`]), `AttachmentComplete` at the end.
+//!
+//! One stream at a time per attachment ([`Claim`]): two writers of one
+//! partial file would undo each other's durable resume points.
+
+use std::sync::Arc;
+
+use comity_protocol::attachment::{check_attachments, AttachmentLimits, CheckedAttachment};
+use comity_protocol::audit::entry::{Actor, AuditKind};
+use comity_protocol::envelope::OpenedMessage;
+use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
+use comity_protocol::{MessageId, NodeId, Timestamp};
+use tracing::{debug, info, warn};
+
+use super::accept::next_input;
+use super::blocking;
+use super::receive;
+use crate::attachments::{
+    ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, Receiving,
+};
+use crate::audit::Fact;
+use crate::context::{Context, UNPINNED};
+use crate::session::attachment::{Intake, IntakeStep};
+use crate::shutdown::ShutdownSignal;
+use crate::store::{AwaitedMessage, HeldAttachment};
+use crate::transport::wire;
+
+/// Messages of one peer held awaiting their attachments, at most.
+const MAX_AWAITED_PER_PEER: usize = 1000;
+/// How often messages awaiting attachments for too long are given up.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What became of an envelope with attachments.
+pub(crate) enum Held {
+    /// Every attachment is complete: receive the message as any other.
+    Complete,
+    /// Answer with this (`AttachmentsWanted`, or a refusal).
+    Answer(SessionFrame),
+}
+
+/// The only writer of one received attachment while it exists.
+pub(crate) struct Claim<'a> {
+    ctx: &'a Context,
+    key: IncomingKey,
+}
+
+impl<'a> Claim<'a> {
+    fn take(ctx: &'a Context, key: IncomingKey) -> Option<Claim<'a>> {
+        let mut held = ctx
+            .attachment_intakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        held.insert(key).then_some(Claim { ctx, key })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.ctx
+            .attachment_intakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Holds `peer`'s verified envelope (`bytes`, opened as `opened`, with at
+/// least one attachment) until its attachments are complete.
+pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &[u8]) -> Held {
+    let id = opened.header.id;
+    let unavailable = |detail: String| {
+        Held::Answer(SessionFrame::Rejected {
+            id: Some(id),
+            reason: RejectReason::Unavailable,
+            detail,
+        })
+    };
+    match ctx.store.awaited(&peer, &id) {
+        Ok(Some(a)) if a.digest != opened.envelope_digest => {
+            let detail = "another envelope with this id is awaiting its attachments".into();
+            return Held::Answer(receive::reject(
+                ctx,
+                peer,
+                Some(id),
+                bytes,
+                RejectReason::IdReused,
+                detail,
+            ));
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            // Bounded: a peer that never sends the attachments cannot make
+            // us hold its envelopes without end.
+            match ctx.store.awaited_from(&peer, MAX_AWAITED_PER_PEER) {
+                Ok(n) if n >= MAX_AWAITED_PER_PEER => {
+                    return unavailable(format!(
+                        "{MAX_AWAITED_PER_PEER} messages from this peer already await their attachments"
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot read awaited messages");
+                    return unavailable("store read failed".into());
+                }
+            }
+            // Deferred, not refused, when the whole would not fit now.
+            let need = opened
+                .attachments
+                .iter()
+                .fold(0u64, |n, a| n.saturating_add(stored_len(a.size())));
+            if let Err(e) = ensure_room(&ctx.disk, need) {
+                return unavailable(format!("its attachments do not fit now: {e}"));
+            }
+            let held: Vec<HeldAttachment> = opened
+                .attachments
+                .iter()
+                .map(|a| HeldAttachment {
+                    sealed: a.to_sealed(),
+                    stored: None,
+                })
+                .collect();
+            let awaited = AwaitedMessage {
+                digest: opened.envelope_digest,
+                kind: opened.header.kind,
+                since: Timestamp::now(),
+            };
+            let stored = ctx
+                .store
+                .put_inbound_attachments(&peer, &id, &held)
+                .and_then(|()| ctx.store.put_awaited(&peer, &id, &awaited));
+            if let Err(e) = stored {
+                warn!(error = %e, "cannot hold an envelope awaiting its attachments");
+                return unavailable("store write failed".into());
+            }
+            info!(peer = %peer.short(), %id, attachments = held.len(), "message held until its attachments arrive");
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read awaited messages");
+            return unavailable("store read failed".into());
+        }
+    }
+    let mut next = Vec::with_capacity(opened.attachments.len());
+    let mut complete = true;
+    for a in &opened.attachments {
+        let key = IncomingKey {
+            peer,
+            message: id,
+            index: a.index(),
+        };
+        // A stream writing it now: not complete, and not to be touched.
+        let Some(_claim) = Claim::take(ctx, key) else {
+            complete = false;
+            next.push(0);
+            continue;
+        };
+        match ctx.attachments.incoming(&key, a) {
+            Ok(Incoming::Complete(_)) => next.push(a.chunk_count()),
+            Ok(Incoming::Partial(r)) => {
+                complete = false;
+                next.push(r.next_chunk().unwrap_or(0));
+            }
+            Ok(Incoming::NotStarted(_)) => {
+                complete = false;
+                next.push(0);
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read a received attachment");
+                return unavailable("attachment files unreadable".into());
+            }
+        }
+    }
+    if complete {
+        Held::Complete
+    } else {
+        Held::Answer(SessionFrame::AttachmentsWanted { id, next })
+    }
+}
+
+/// The message is received: it no longer awaits anything.
+pub(crate) fn received(ctx: &Context, peer: NodeId, id: &MessageId) {
+    if let Err(e) = ctx.store.remove_awaited(&peer, id) {
+        warn!(error = %e, "cannot clear an awaited message");
+    }
+}
+
+/// Until shutdown, gives up (files and records removed) on messages that
+/// awaited their attachments longer than a sender keeps trying
+/// (`max_message_age` and the clock skew): their sender failed them.
+pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
+    loop {
+        let limits = &ctx.config.limits;
+        let cutoff = Timestamp::now()
+            .saturating_sub(limits.max_message_age())
+            .saturating_sub(limits.clock_skew());
+        match ctx.store.all_awaited() {
+            Ok(all) => {
+                for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
+                    let key = IncomingKey {
+                        peer,
+                        message: id,
+                        index: 0,
+                    };
+                    // Not while a stream writes one of them.
+                    if ctx
+                        .attachment_intakes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .any(|k| k.peer == key.peer && k.message == key.message)
+                    {
+                        continue;
+                    }
+                    warn!(peer = %peer.short(), %id, since = awaited.since.0, "giving up on a message whose attachments never arrived");
+                    if let Err(e) = ctx.attachments.remove_received_message(&peer, &id) {
+                        warn!(error = %e, "cannot remove the attachments of a message given up on");
+                        continue;
+                    }
+                    if let Err(e) = ctx.store.remove_inbound_attachments(&peer, &id) {
+                        warn!(error = %e, "cannot forget a message given up on");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read awaited messages"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stop.triggered() => return,
+        }
+    }
+}
+
+/// Serves an attachment stream `peer` opened with an offer of attachment
+/// `index` of its message `id`.
+pub(crate) async fn serve(
+    ctx: Arc<Context>,
+    peer: NodeId,
+    id: MessageId,
+    index: u32,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    stop: ShutdownSignal,
+) {
+    let answer = intake(&ctx, peer, id, index, &mut send, &mut recv, stop).await;
+    if let Some(frame) = answer {
+        if let SessionFrame::AttachmentRefused {
+            reason,
+            next,
+            detail,
+        } = &frame
+        {
+            debug!(peer = %peer.short(), %id, index, %reason, next, detail, "attachment refused");
+        }
+        if wire::write_frame(&mut send, &frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+    let _ = recv.stop(0u32.into());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send.stopped()).await;
+}
+
+fn refused(
+    reason: AttachmentRefusal,
+    next: u64,
+    detail: impl Into<String>,
+) -> Option<SessionFrame> {
+    Some(SessionFrame::AttachmentRefused {
+        reason,
+        next,
+        detail: detail.into(),
+    })
+}
+
+/// The attachment the offer names, checked again (against the protocol's
+/// ceilings: it met this node's limits when its envelope was held).
+fn offered(
+    ctx: &Context,
+    peer: NodeId,
+    id: &MessageId,
+    index: u32,
+) -> Result<CheckedAttachment, String> {
+    let awaited = ctx
+        .store
+        .awaited(&peer, id)
+        .map_err(|e| e.to_string())?
+        .ok_or("no message of that id awaits its attachments")?;
+    let held = ctx
+        .store
+        .inbound_attachments(&peer, id)
+        .map_err(|e| e.to_string())?;
+    let sealed = held.into_iter().map(|h| h.sealed).collect();
+    let checked = check_attachments(awaited.kind, sealed, &AttachmentLimits::ceiling())
+        .map_err(|e| e.to_string())?;
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| checked.into_iter().nth(i))
+        .ok_or_else(|| "the message has no attachment of that index".into())
+}
+
+/// Takes the attachment; the last frame to send, if any.
+async fn intake(
+    ctx: &Arc<Context>,
+    peer: NodeId,
+    id: MessageId,
+    index: u32,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    mut stop: ShutdownSignal,
+) -> Option<SessionFrame> {
+    let attachment = match offered(ctx, peer, &id, index) {
+        Ok(a) => a,
+        Err(why) => return refused(AttachmentRefusal::NotAwaited, 0, why),
+    };
+    let key = IncomingKey {
+        peer,
+        message: id,
+        index: attachment.index(),
+    };
+    let Some(_claim) = Claim::take(ctx, key) else {
+        return refused(AttachmentRefusal::Busy, 0, "another stream carries it now");
+    };
+    let geometry = crate::attachments::Geometry::of(attachment.manifest());
+    let max_frame = usize::try_from(
+        geometry
+            .table_len()
+            .max(u64::from(geometry.chunk_size) + 16),
+    )
+    .unwrap_or(usize::MAX)
+    .saturating_add(64);
+    let incoming = {
+        let (ctx, a) = (ctx.clone(), attachment.clone());
+        blocking(move || ctx.attachments.incoming(&key, &a)).await
+    };
+    let (mut state, from_chunk, table) = match incoming {
+        Ok(Incoming::Complete(_)) => return Some(SessionFrame::AttachmentComplete { id, index }),
+        Ok(Incoming::NotStarted(n)) => {
+            if let Err(e) = ensure_room(&ctx.disk, geometry.stored_len()) {
+                return refused(AttachmentRefusal::NoRoom, 0, e.to_string());
+            }
+            (State::NotStarted(Box::new(n)), 0, true)
+        }
+        Ok(Incoming::Partial(r)) => {
+            let next = r.next_chunk().unwrap_or(0);
+            if let Err(e) = r.ensure_room(&ctx.disk) {
+                return refused(AttachmentRefusal::NoRoom, next, e.to_string());
+            }
+            (State::Receiving(r), next, false)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot open a received attachment");
+            return refused(
+                AttachmentRefusal::Unavailable,
+                0,
+                "attachment files unreadable",
+            );
+        }
+    };
+    let from = SessionFrame::AttachmentFrom { from_chunk, table };
+    if wire::write_frame(send, &from).await.is_err() {
+        return None;
+    }
+    let mut machine = Intake::new(table);
+    let stall = ctx.config.limits.handshake_timeout();
+    loop {
+        let input = tokio::select! {
+            i = next_input(recv, max_frame, stall) => i,
+            _ = stop.triggered() => return None,
+        };
+        let input = input?;
+        let step = machine.on_input(input, ctx.is_pinned(&peer));
+        let next = state.next_chunk();
+        match step {
+            IntakeStep::Table(bytes) => {
+                let State::NotStarted(n) = state else {
+                    return None;
+                };
+                let ctx2 = ctx.clone();
+                match blocking(move || (*n).begin(&bytes, &ctx2.disk)).await {
+                    Ok(r) => state = State::Receiving(Box::new(r)),
+                    Err(e) => return refusal(ctx, peer, &id, index, 0, e),
+                }
+            }
+            IntakeStep::Chunk {
+                index: chunk,
+                bytes,
+            } => {
+                let State::Receiving(mut r) = state else {
+                    return None;
+                };
+                let (r, result) = blocking(move || {
+                    let result = r.accept(chunk, bytes);
+                    (r, result)
+                })
+                .await;
+                match result {
+                    Ok(Accepted::Next(_)) => state = State::Receiving(r),
+                    Ok(Accepted::Complete(received)) => {
+                        machine.finished();
+                        let m = received.attachment().manifest();
+                        let detail = format!(
+                            "attachment {} size {} sha256 {} root {}",
+                            attachment.index(),
+                            m.size,
+                            m.sha256,
+                            m.tree_root
+                        );
+                        ctx.audit.note(
+                            Fact::new(AuditKind::AttachmentReceived, Actor::Peer)
+                                .peer(peer)
+                                .message(id)
+                                .detail(&detail),
+                        );
+                        info!(peer = %peer.short(), %id, index, size = m.size, "attachment received and verified");
+                        return Some(SessionFrame::AttachmentComplete { id, index });
+                    }
+                    Err(e) => {
+                        let next = r.next_chunk().unwrap_or(0);
+                        return refusal(ctx, peer, &id, index, next, e);
+                    }
+                }
+            }
+            IntakeStep::Truncated => {
+                debug!(peer = %peer.short(), %id, index, next, "attachment stream ended before the last chunk");
+                return None;
+            }
+            IntakeStep::Close(bad) => {
+                receive::record_bad_stream(ctx, peer, &bad.to_string());
+                return refused(AttachmentRefusal::BadChunk, next, bad.to_string());
+            }
+            IntakeStep::Unpinned => {
+                let _ = recv.stop(UNPINNED.into());
+                return None;
+            }
+            IntakeStep::Stop => return None,
+        }
+    }
+}
+
+/// Where an intake stands between frames.
+enum State {
+    NotStarted(Box<crate::attachments::NotStarted>),
+    Receiving(Box<Receiving>),
+}
+
+impl State {
+    fn next_chunk(&self) -> u64 {
+        match self {
+            State::NotStarted(_) => 0,
+            State::Receiving(r) => r.next_chunk().unwrap_or(0),
+        }
+    }
+}
+
+/// The answer to a table or chunk the node did not take; a bad one is
+/// recorded against the peer's budget (which cuts off a peer that keeps
+/// sending them).
+fn refusal(
+    ctx: &Context,
+    peer: NodeId,
+    id: &MessageId,
+    index: u32,
+    next: u64,
+    e: AttachmentError,
+) -> Option<SessionFrame> {
+    match e {
+        AttachmentError::NoRoom { .. } => refused(AttachmentRefusal::NoRoom, next, e.to_string()),
+        AttachmentError::Chunk(_) | AttachmentError::Invalid(_) => {
+            let detail = format!("message {id} attachment {index}: {e}");
+            receive::record_bad_input(ctx, peer, Some(*id), "bad attachment chunks", &detail);
+            refused(AttachmentRefusal::BadChunk, next, e.to_string())
+        }
+        other => {
+            warn!(error = %other, "cannot store a received attachment");
+            refused(
+                AttachmentRefusal::Unavailable,
+                next,
+                "the receiver could not store it",
+            )
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Attachments from a pinned peer played by this test process (H) to a
+//! real `comityd` (A) on 127.0.0.1, frame by frame: A holds the envelope
+//! and asks for the attachments instead of receipting it; it takes each on
+//! a stream of its own, verifies every chunk before it is written, resumes
+//! where its copy is durable (after a broken stream and after kill -9),
+//! refuses what does not belong, and receipts the message only once every
+//! attachment is complete.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use comity_node::attachments::{PlaintextReader, StoredAttachment};
+use comity_node::transport::wire;
+use comity_protocol::attachment::{
+    check_attachments, AttachmentLimits, ChunkTable, SealedAttachment, SealedChunk, Sealer,
+};
+use comity_protocol::envelope::{seal_with_attachments, SealedEnvelope};
+use comity_protocol::receipt::Receipt;
+use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
+use comity_protocol::{Identity, MessageId, PeerKeys, Timestamp};
+use comity_tests::peer::{answer, assert_closed_by_node, connect, stream};
+use comity_tests::{free_port, request_body, TestNode};
+use quinn::{Connection, RecvStream, SendStream};
+use rand::RngCore;
+use tokio::runtime::Runtime;
+
+const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
+
+/// A, with H pinned (H only dials), started.
+fn node_with_hostile(limits: &str) -> (TestNode, Identity) {
+    let h = Identity::generate(Timestamp::now());
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    if !limits.is_empty() {
+        let path = a.config_path().to_path_buf();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = if text.contains("[limits]\n") {
+            text.replacen("[limits]\n", &format!("[limits]\n{limits}\n"), 1)
+        } else {
+            format!("{text}\n[limits]\n{limits}\n")
+        };
+        std::fs::write(&path, text).unwrap();
+    }
+    a.start();
+    (a, h)
+}
+
+/// A file of `len` random bytes, sealed as H's node would when copying it
+/// in: its manifest and key, and its ciphertext chunks.
+struct File {
+    plain: Vec<u8>,
+    sealed: SealedAttachment,
+    chunks: Vec<SealedChunk>,
+}
+
+impl File {
+    fn new(name: &str, len: usize) -> File {
+        let mut plain = vec![0u8; len];
+        rand::rng().fill_bytes(&mut plain);
+        let mut s = Sealer::new(
+            name,
+            "application/octet-stream",
+            len as u64,
+            &AttachmentLimits::ceiling(),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        while let Some((_, n)) = s.next_chunk() {
+            chunks.push(s.seal_chunk(plain[at..at + n].to_vec()).unwrap());
+            at += n;
+        }
+        File {
+            plain,
+            sealed: s.finish().unwrap(),
+            chunks,
+        }
+    }
+
+    fn table(&self) -> Vec<u8> {
+        ChunkTable::encode(&self.chunks.iter().map(|c| c.leaf).collect::<Vec<_>>())
+    }
+
+    fn chunk(&self, i: usize) -> SessionFrame {
+        SessionFrame::AttachmentChunk {
+            index: i as u64,
+            bytes: self.chunks[i].ciphertext.clone(),
+        }
+    }
+}
+
+fn sealed_request(h: &Identity, a: &PeerKeys, id: MessageId, files: &[&File]) -> SealedEnvelope {
+    let attachments: Vec<SealedAttachment> = files.iter().map(|f| f.sealed.clone()).collect();
+    seal_with_attachments(
+        h,
+        a,
+        id,
+        Timestamp::now(),
+        &request_body("Bank records with their statements attached"),
+        &attachments,
+        &AttachmentLimits::ceiling(),
+        &mut rand::rng(),
+    )
+    .unwrap()
+}
+
+async fn send(s: &mut SendStream, frame: &SessionFrame) {
+    wire::write_frame(s, frame).await.unwrap();
+}
+
+/// Sends the envelope on the session stream and returns A's answer.
+async fn offer_envelope(
+    s: &mut SendStream,
+    r: &mut RecvStream,
+    env: &SealedEnvelope,
+) -> SessionFrame {
+    send(s, &SessionFrame::Envelope(env.bytes.clone())).await;
+    answer(r).await
+}
+
+fn wanted(frame: &SessionFrame, id: MessageId) -> Vec<u64> {
+    match frame {
+        SessionFrame::AttachmentsWanted { id: got, next } if *got == id => next.clone(),
+        other => panic!("expected AttachmentsWanted for {id}, got {other:?}"),
+    }
+}
+
+/// Opens an attachment stream offering attachment `index` of `id`; A's
+/// first answer.
+async fn offer(
+    conn: &Connection,
+    id: MessageId,
+    index: u32,
+) -> (SendStream, RecvStream, SessionFrame) {
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &SessionFrame::AttachmentOffer { id, index }).await;
+    let first = answer(&mut r).await;
+    (s, r, first)
+}
+
+fn assert_refused(frame: &SessionFrame, reason: AttachmentRefusal, next: u64) {
+    match frame {
+        SessionFrame::AttachmentRefused {
+            reason: r,
+            next: n,
+            detail,
+        } => {
+            assert_eq!((*r, *n), (reason, next), "{detail}");
+            println!("refused {reason} at {next}: {detail}");
+        }
+        other => panic!("expected refusal {reason} at {next}, got {other:?}"),
+    }
+}
+
+/// Asks A (with the envelope again) until attachment `index` resumes at
+/// `at`: A writes chunks in order, each durable before the next is read.
+async fn wait_for_next(
+    s: &mut SendStream,
+    r: &mut RecvStream,
+    env: &SealedEnvelope,
+    index: usize,
+    at: u64,
+) -> Vec<u64> {
+    let id = env_id(env);
+    for _ in 0..50 {
+        let next = wanted(&offer_envelope(s, r, env).await, id);
+        if next[index] == at {
+            return next;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("attachment {index} never resumed at {at}");
+}
+
+fn env_id(env: &SealedEnvelope) -> MessageId {
+    comity_protocol::envelope::Envelope::from_bytes(&env.bytes)
+        .unwrap()
+        .header
+        .id
+}
+
+/// A's copy of attachment `index`, decrypted and verified as retrieval
+/// reads it.
+fn read_back(a: &TestNode, h: &Identity, id: MessageId, index: usize, file: &File) -> Vec<u8> {
+    let path = a
+        .dir()
+        .join("data/attachments/received")
+        .join(hex(&h.id().0))
+        .join(hex(&id.0))
+        .join(index.to_string());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+    let checked = check_attachments(
+        comity_protocol::message::MessageKind::Request,
+        vec![file.sealed.clone()],
+        &AttachmentLimits::ceiling(),
+    )
+    .unwrap();
+    let stored = StoredAttachment::open(&path, &file.sealed.manifest).unwrap();
+    let mut reader = PlaintextReader::new(stored, &checked[0]).unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn attachments_arrive_before_the_receipt_and_resume_where_they_were_durable() {
+    let (mut a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    // 3 MiB in 64 KiB chunks (48), and a small annex.
+    let big = File::new("statements.bin", 3 << 20);
+    let annex = File::new("annex.txt", 10);
+    assert_eq!(big.chunks.len(), 48);
+    let id = MessageId::random();
+    let env = rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let env = sealed_request(&h, &keys, id, &[&big, &annex]);
+        // Held, not receipted: both wanted from the start, twice alike.
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0, 0]
+        );
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0, 0]
+        );
+
+        // The big one: table and 20 chunks, then the stream breaks off.
+        let (mut as_, mut ar, first) = offer(&conn, id, 0).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 0,
+                table: true
+            }
+        );
+        send(&mut as_, &SessionFrame::AttachmentTable(big.table())).await;
+        for i in 0..20 {
+            send(&mut as_, &big.chunk(i)).await;
+        }
+        as_.finish().unwrap();
+        assert_closed_by_node(&mut ar, "a stream that ended early").await;
+        wait_for_next(&mut s, &mut r, &env, 0, 20).await;
+        env
+    });
+    assert_eq!(
+        a.inbox_count(),
+        0,
+        "nothing received before its attachments"
+    );
+
+    // kill -9 of A: what was durable is where it resumes.
+    a.kill9();
+    a.start();
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, _) = stream(&conn, &h, a.id).await;
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![20, 0]
+        );
+
+        // Out of order, a chunk of the other attachment, a corrupted one:
+        // each refused, nothing kept, the point unchanged.
+        let (mut as_, mut ar, first) = offer(&conn, id, 0).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 20,
+                table: false
+            }
+        );
+        send(&mut as_, &big.chunk(21)).await;
+        assert_refused(&answer(&mut ar).await, AttachmentRefusal::BadChunk, 20);
+
+        let (mut as_, mut ar, _) = offer(&conn, id, 0).await;
+        let foreign = SessionFrame::AttachmentChunk {
+            index: 20,
+            bytes: annex.chunks[0].ciphertext.clone(),
+        };
+        send(&mut as_, &foreign).await;
+        assert_refused(&answer(&mut ar).await, AttachmentRefusal::BadChunk, 20);
+
+        let (mut as_, mut ar, _) = offer(&conn, id, 0).await;
+        let mut bad = big.chunks[20].ciphertext.clone();
+        bad[100] ^= 1;
+        send(
+            &mut as_,
+            &SessionFrame::AttachmentChunk {
+                index: 20,
+                bytes: bad,
+            },
+        )
+        .await;
+        assert_refused(&answer(&mut ar).await, AttachmentRefusal::BadChunk, 20);
+
+        // An offer of an attachment the message does not have.
+        let (_, _, first) = offer(&conn, id, 2).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+        // Of a message A does not hold.
+        let (_, _, first) = offer(&conn, MessageId::random(), 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+
+        // The rest, then the annex.
+        let (mut as_, mut ar, first) = offer(&conn, id, 0).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 20,
+                table: false
+            }
+        );
+        for i in 20..48 {
+            send(&mut as_, &big.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut ar).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+        let (mut as_, mut ar, first) = offer(&conn, id, 1).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 0,
+                table: true
+            }
+        );
+        send(&mut as_, &SessionFrame::AttachmentTable(annex.table())).await;
+        send(&mut as_, &annex.chunk(0)).await;
+        assert_eq!(
+            answer(&mut ar).await,
+            SessionFrame::AttachmentComplete { id, index: 1 }
+        );
+        // Offered again: complete at once.
+        let (_, _, first) = offer(&conn, id, 1).await;
+        assert_eq!(first, SessionFrame::AttachmentComplete { id, index: 1 });
+
+        // Now the receipt, over the envelope H sent.
+        let receipt = match offer_envelope(&mut s, &mut r, &env).await {
+            SessionFrame::Receipt(bytes) => Receipt::from_bytes(&bytes).unwrap(),
+            other => panic!("expected the receipt, got {other:?}"),
+        };
+        let a_keys = PeerKeys::new(a.id, a.identity().encryption_cert().clone()).unwrap();
+        receipt.verify(&h.id(), &a_keys, &id, &env.digest).unwrap();
+    });
+    assert_eq!(a.inbox_count(), 1);
+    assert_eq!(read_back(&a, &h, id, 0, &big), big.plain);
+    assert_eq!(read_back(&a, &h, id, 1, &annex), annex.plain);
+    let log = a.log();
+    assert!(log.contains("attachment received and verified"), "{log}");
+}
+
+#[test]
+fn attachments_over_the_limits_are_refused_before_any_data() {
+    let (a, h) = node_with_hostile("max_attachment_bytes = 1048576");
+    let rt = Runtime::new().unwrap();
+    let big = File::new("too-large.bin", (1 << 20) + 1);
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&big]);
+        match offer_envelope(&mut s, &mut r, &env).await {
+            SessionFrame::Rejected {
+                id: got,
+                reason,
+                detail,
+            } => {
+                assert_eq!(
+                    (got, reason),
+                    (Some(id), RejectReason::TooLarge),
+                    "{detail}"
+                );
+                assert!(reason.is_permanent());
+            }
+            other => panic!("expected a too-large refusal, got {other:?}"),
+        }
+        // Nothing is held for it: its attachments are not awaited.
+        let (_, _, first) = offer(&conn, id, 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+    });
+    let received = a.dir().join("data/attachments/received");
+    assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
+    assert_eq!(a.inbox_count(), 0);
+}
