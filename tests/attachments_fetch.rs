@@ -414,3 +414,118 @@ fn figures_read_out_of_a_large_attachment() {
         screen.rsplit("\u{1b}[1A").next()
     );
 }
+
+/// The whole way, now that upload and transfer exist: Arcadia sends a
+/// request with two files (`--attach`), Borduria receives them; each side
+/// lists them, Borduria reads one out, and each side's proof shows its
+/// half of the chain of custody.
+#[test]
+fn evidence_sent_between_two_nodes_is_listed_read_out_and_in_both_chains() {
+    let comityd = comityd_beside(COMITY);
+    let comityd = comityd.to_str().unwrap();
+    let mut ar = TestNode::new(comityd, "Arcadia", "AR");
+    let mut bo = TestNode::new(comityd, "Borduria", "BO");
+    ar.pin(&bo);
+    bo.pin(&ar);
+    ar.start();
+    bo.start();
+    let work = tempfile::tempdir().unwrap();
+    let letter = data(30_000, 4);
+    let image = data(2 * 1024 * 1024 + 3, 5);
+    fs::write(work.path().join("letter.pdf"), &letter).unwrap();
+    fs::write(work.path().join("image.dd"), &image).unwrap();
+    let sent = comity(
+        &ar,
+        work.path(),
+        &[
+            "send",
+            "request",
+            "--to",
+            "BO",
+            "--type",
+            "mla",
+            "--legal-basis",
+            "uncac-46",
+            "--subject",
+            "Server image",
+            "--body",
+            "Annexed.",
+            "--attach",
+            "letter.pdf",
+            "--attach",
+            "image.dd",
+            "--json",
+        ],
+    );
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let v: Value = serde_json::from_slice(&sent.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    ar.wait_until(std::time::Duration::from_secs(30), "delivered", || {
+        ar.get(&format!("/v1/messages/{id}"))["state"] == "delivered"
+    });
+
+    // The sender: both sent (delivered: the receipt waited for them).
+    let ours: Value =
+        serde_json::from_slice(&comity(&ar, work.path(), &["attachments", &id, "--json"]).stdout)
+            .unwrap();
+    let states: Vec<&Value> = ours["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["state"])
+        .collect();
+    assert_eq!(states, ["sent", "sent"], "{ours}");
+
+    // The receiver: complete, in its inbox; read out and verified.
+    let theirs: Value =
+        serde_json::from_slice(&comity(&bo, work.path(), &["attachments", &id, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(theirs["arriving"], false, "{theirs}");
+    assert_eq!(theirs["attachments"][1]["state"], "complete", "{theirs}");
+    assert_eq!(theirs["attachments"][1]["sha256"], sha256_hex(&image));
+    let got = comity(
+        &bo,
+        work.path(),
+        &["attachment", "get", &id, "image.dd", "--out", "received.dd"],
+    );
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(fs::read(work.path().join("received.dd")).unwrap(), image);
+
+    // Each side's proof: the sender's accepted and sent, the receiver's
+    // received and retrieved, all naming the same bytes.
+    for (node, expect) in [
+        (&ar, &["accepted", "sent"][..]),
+        (&bo, &["received", "retrieved"][..]),
+    ] {
+        let proof = work.path().join(format!("{}.json", node.country));
+        let made = comity(
+            node,
+            work.path(),
+            &["audit", "proof", &id, "--out", proof.to_str().unwrap()],
+        );
+        assert!(made.status.success(), "{}", stderr(&made));
+        let checked = comity(
+            node,
+            work.path(),
+            &["audit", "verify-proof", proof.to_str().unwrap(), "--json"],
+        );
+        assert!(checked.status.success(), "{}", stderr(&checked));
+        let report: Value = serde_json::from_slice(&checked.stdout).unwrap();
+        let custody = report["custody"].as_array().unwrap();
+        assert_eq!(custody.len(), 2, "{}: {report}", node.country);
+        let image_chain = &custody[1];
+        assert_eq!(image_chain["consistent"], true, "{image_chain}");
+        let events: Vec<&str> = image_chain["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["event"].as_str().unwrap())
+            .collect();
+        for e in expect {
+            assert!(events.contains(e), "{}: {events:?}", node.country);
+        }
+        for s in image_chain["steps"].as_array().unwrap() {
+            assert_eq!(s["sha256"], sha256_hex(&image), "{s}");
+        }
+    }
+}
