@@ -23,7 +23,12 @@ const COMITY: &str = env!("CARGO_BIN_EXE_comity");
 const MIB: u64 = 1 << 20;
 
 fn node(name: &str, country: &str, settings: Settings) -> TestNode {
-    TestNode::with_settings(comityd_beside(COMITY).to_str().unwrap(), name, country, settings)
+    TestNode::with_settings(
+        comityd_beside(COMITY).to_str().unwrap(),
+        name,
+        country,
+        settings,
+    )
 }
 
 /// A node for AR with a pinned peer BO that never runs (nothing here is
@@ -63,7 +68,12 @@ fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
 }
 
 /// Uploads `content` through the client; the node's answer.
-fn upload(n: &TestNode, name: &str, media_type: &str, content: &[u8]) -> Result<Value, ClientError> {
+fn upload(
+    n: &TestNode,
+    name: &str,
+    media_type: &str,
+    content: &[u8],
+) -> Result<Value, ClientError> {
     n.client().upload(
         &attachment_path(name, media_type),
         &mut &content[..],
@@ -262,13 +272,24 @@ fn send_request_with_two_attachments_through_the_cli() {
     let out = comity(
         &a,
         &[
-            "send", "info", "--to", "BO", "--subject", "Heads-up", "--body", "Annexed.",
-            "--attach", pdf.to_str().unwrap(),
+            "send",
+            "info",
+            "--to",
+            "BO",
+            "--subject",
+            "Heads-up",
+            "--body",
+            "Annexed.",
+            "--attach",
+            pdf.to_str().unwrap(),
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("uploaded a.pdf: 26 bytes, sha256 "), "{stderr}");
+    assert!(
+        stderr.contains("uploaded a.pdf: 26 bytes, sha256 "),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -280,15 +301,29 @@ fn a_refused_upload_stops_the_cli_before_it_submits() {
     let out = comity(
         &a,
         &[
-            "send", "request", "--to", "BO", "--type", "mla", "--legal-basis", "uncac-46",
-            "--subject", "S", "--body", "B", "--attach", ok.to_str().unwrap(), "--attach",
+            "send",
+            "request",
+            "--to",
+            "BO",
+            "--type",
+            "mla",
+            "--legal-basis",
+            "uncac-46",
+            "--subject",
+            "S",
+            "--body",
+            "B",
+            "--attach",
+            ok.to_str().unwrap(),
+            "--attach",
             big.to_str().unwrap(),
         ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("big.bin was not accepted") && stderr.contains("above limits.max_attachment_bytes (1000)"),
+        stderr.contains("big.bin was not accepted")
+            && stderr.contains("above limits.max_attachment_bytes (1000)"),
         "{stderr}"
     );
     assert_eq!(a.outbox_count("queued"), 0);
@@ -359,7 +394,10 @@ fn attaching_breaks_no_rule_or_limit() {
         assert!(msg.contains(says), "{msg}");
     };
     refused(&[&x, &y, &z], "3 attachments, at most 2");
-    refused(&["00112233445566778899aabbccddeeff"], "not waiting to be attached");
+    refused(
+        &["00112233445566778899aabbccddeeff"],
+        "not waiting to be attached",
+    );
     refused(&["not-an-id"], "not an attachment id");
     let big1 = uploaded_id(&a, "big1.bin", &[4; 800]);
     let big2 = uploaded_id(&a, "big2.bin", &[5; 800]);

@@ -211,10 +211,12 @@ pub(crate) fn key_content(
             continue;
         }
         if earlier.is_none() {
-            earlier = Some(match ctx.store.idempotency_record(key.as_str().as_bytes())? {
-                Some(record) => ctx.store.outbound_attachments(&record.message)?,
-                None => Vec::new(),
-            });
+            earlier = Some(
+                match ctx.store.idempotency_record(key.as_str().as_bytes())? {
+                    Some(record) => ctx.store.outbound_attachments(&record.message)?,
+                    None => Vec::new(),
+                },
+            );
         }
         let found = earlier
             .iter()

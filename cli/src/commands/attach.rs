@@ -40,10 +40,7 @@ pub fn upload_all(
     files: &[std::path::PathBuf],
     progress: Progress,
 ) -> Result<Vec<String>> {
-    files
-        .iter()
-        .map(|f| upload(client, f, progress))
-        .collect()
+    files.iter().map(|f| upload(client, f, progress)).collect()
 }
 
 fn upload(client: &Client, path: &Path, progress: Progress) -> Result<String> {
@@ -154,8 +151,14 @@ mod tests {
     #[test]
     fn media_types_follow_the_extension_and_pass_the_protocol_rules() {
         assert_eq!(media_type_of(Path::new("Letter.PDF")), "application/pdf");
-        assert_eq!(media_type_of(Path::new("dump.E01")), "application/octet-stream");
-        assert_eq!(media_type_of(Path::new("noext")), "application/octet-stream");
+        assert_eq!(
+            media_type_of(Path::new("dump.E01")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            media_type_of(Path::new("noext")),
+            "application/octet-stream"
+        );
         for ext in ["pdf", "docx", "xlsx", "mp4", "7z", "eml", "bin"] {
             let t = media_type_of(Path::new(&format!("f.{ext}")));
             assert_eq!(

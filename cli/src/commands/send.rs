@@ -9,8 +9,8 @@ use comity_protocol::message::{
 use comity_protocol::MessageId;
 use serde_json::json;
 
-use crate::args::{BodyArgs, SendCommand};
 use super::attach::{self, Progress};
+use crate::args::{BodyArgs, SendCommand};
 use crate::output;
 use comity_client::Client;
 

@@ -46,7 +46,8 @@ impl std::str::FromStr for StoredId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut b = [0u8; 16];
-        hex::decode_to_slice(s, &mut b).map_err(|_| ParseStoredIdError(s.escape_debug().to_string()))?;
+        hex::decode_to_slice(s, &mut b)
+            .map_err(|_| ParseStoredIdError(s.escape_debug().to_string()))?;
         Ok(StoredId(b))
     }
 }

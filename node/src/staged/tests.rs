@@ -36,7 +36,10 @@ async fn node_with_peer(extra_limits: &str) -> Pair {
     let config = Config::from_toml_str(&text, dir.path(), &|_| None).unwrap();
     let node = Node::start_with(config, me).await.unwrap();
     // The peer's key known, as after a first contact: acceptance seals.
-    node.context().store.put_peer_key(peer.public().cert()).unwrap();
+    node.context()
+        .store
+        .put_peer_key(peer.public().cert())
+        .unwrap();
     Pair {
         _dir: dir,
         node,
@@ -58,8 +61,13 @@ async fn upload(node: &Node, name: &str, content: &[u8]) -> StagedAttachment {
 }
 
 /// Opens `bytes` as the peer would, and returns its manifests and keys.
-fn opened_by(peer: &Identity, from: &Node, bytes: &[u8]) -> Vec<comity_protocol::attachment::SealedAttachment> {
-    let sender: HashMap<NodeId, PeerKeys> = [(from.id(), from.context().identity.public().clone())].into();
+fn opened_by(
+    peer: &Identity,
+    from: &Node,
+    bytes: &[u8],
+) -> Vec<comity_protocol::attachment::SealedAttachment> {
+    let sender: HashMap<NodeId, PeerKeys> =
+        [(from.id(), from.context().identity.public().clone())].into();
     let seen: HashMap<(NodeId, MessageId), Digest> = HashMap::new();
     let policy = CheckPolicy {
         now: Timestamp::now(),
@@ -80,7 +88,12 @@ async fn a_message_seals_its_staged_attachments_in_order_and_takes_them_out_of_s
     let ctx = p.node.context();
     let accepted = p
         .node
-        .submit_with(p.peer.id(), request_body("with annexes"), &[a.stored, b.stored], None)
+        .submit_with(
+            p.peer.id(),
+            request_body("with annexes"),
+            &[a.stored, b.stored],
+            None,
+        )
         .await
         .unwrap();
     let held = ctx.store.outbound_attachments(&accepted.id).unwrap();
@@ -96,12 +109,18 @@ async fn a_message_seals_its_staged_attachments_in_order_and_takes_them_out_of_s
     // Sealed at acceptance: the peer opens the same manifests and keys.
     let (msg, _) = ctx.store.outbound(&accepted.id).unwrap().unwrap();
     let envelope = msg.envelope.clone().unwrap();
-    assert_eq!(opened_by(&p.peer, &p.node, &envelope), vec![a.sealed.clone(), b.sealed.clone()]);
+    assert_eq!(
+        opened_by(&p.peer, &p.node, &envelope),
+        vec![a.sealed.clone(), b.sealed.clone()]
+    );
     // Sealed again (a new peer key, a reseal after a refusal): the same
     // manifests and keys, in a new envelope.
     let again = seal_for(ctx, p.peer.public(), &msg, &held).unwrap();
     assert_ne!(again.bytes, envelope);
-    assert_eq!(opened_by(&p.peer, &p.node, &again.bytes), vec![a.sealed, b.sealed]);
+    assert_eq!(
+        opened_by(&p.peer, &p.node, &again.bytes),
+        vec![a.sealed, b.sealed]
+    );
 
     // Taken: a second message cannot use them again.
     let e = p
@@ -109,7 +128,10 @@ async fn a_message_seals_its_staged_attachments_in_order_and_takes_them_out_of_s
         .submit_with(p.peer.id(), request_body("again"), &[a.stored], None)
         .await
         .unwrap_err();
-    assert!(matches!(e, SubmitError::Attach(AttachError::NotStaged(id)) if id == a.stored), "{e}");
+    assert!(
+        matches!(e, SubmitError::Attach(AttachError::NotStaged(id)) if id == a.stored),
+        "{e}"
+    );
     p.node.shutdown().await.unwrap();
 }
 
@@ -122,17 +144,47 @@ async fn refused_attachment_lists_leave_the_staged_files_staged() {
     let to = p.peer.id();
     let refused = |ids: Vec<StoredId>| {
         let node = &p.node;
-        async move { node.submit_with(to, request_body("x"), &ids, None).await.unwrap_err() }
+        async move {
+            node.submit_with(to, request_body("x"), &ids, None)
+                .await
+                .unwrap_err()
+        }
     };
     let e = refused(vec![a.stored, b.stored, c.stored]).await;
-    assert!(matches!(e, SubmitError::Attach(AttachError::Invalid(InvalidAttachment::TooMany { count: 3, max: 2 }))), "{e}");
+    assert!(
+        matches!(
+            e,
+            SubmitError::Attach(AttachError::Invalid(InvalidAttachment::TooMany {
+                count: 3,
+                max: 2
+            }))
+        ),
+        "{e}"
+    );
     let e = refused(vec![a.stored, a.stored]).await;
-    assert!(matches!(e, SubmitError::Attach(AttachError::ListedTwice(_))), "{e}");
+    assert!(
+        matches!(e, SubmitError::Attach(AttachError::ListedTwice(_))),
+        "{e}"
+    );
     let e = refused(vec![a.stored, c.stored]).await;
-    assert!(matches!(e, SubmitError::Attach(AttachError::Invalid(InvalidAttachment::DuplicateName { .. }))), "{e}");
+    assert!(
+        matches!(
+            e,
+            SubmitError::Attach(AttachError::Invalid(
+                InvalidAttachment::DuplicateName { .. }
+            ))
+        ),
+        "{e}"
+    );
     let e = refused(vec![StoredId([9; 16])]).await;
-    assert!(matches!(e, SubmitError::Attach(AttachError::NotStaged(_))), "{e}");
-    assert_eq!(p.node.context().store.staged_attachments().unwrap().len(), 3);
+    assert!(
+        matches!(e, SubmitError::Attach(AttachError::NotStaged(_))),
+        "{e}"
+    );
+    assert_eq!(
+        p.node.context().store.staged_attachments().unwrap().len(),
+        3
+    );
     p.node.shutdown().await.unwrap();
 }
 
