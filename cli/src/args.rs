@@ -62,6 +62,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A message's attachments: name, size, SHA-256, state, progress.
+    Attachments {
+        /// The message id, or PEER/ID (a country code or node id) when another peer used the same id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an attachment out (an audited action).
+    #[command(subcommand)]
+    Attachment(AttachmentCommand),
     /// Without MSGID: this node at a glance. With MSGID --set STATE: send a
     /// business status update about that message (e.g. registered, executed).
     Status {
@@ -370,6 +380,30 @@ pub struct ConsultationArgs {
     pub retry: RetryArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttachmentCommand {
+    /// Write an attachment's plaintext to a new file, verified chunk by
+    /// chunk by the node and against the signed SHA-256 here; recorded in
+    /// the audit log. The sender's file name is never used as a path.
+    Get {
+        /// The message id, or PEER/ID (a country code or node id) when another peer used the same id.
+        id: String,
+        /// The attachment: its name exactly as `comity attachments` shows
+        /// it, or its index there (a name wins over an index; see --index).
+        attachment: String,
+        /// The file to create; refused if anything (a link included) is
+        /// there. Written 0600.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Take ATTACHMENT as an index even if an attachment has that name.
+        #[arg(long)]
+        index: bool,
+        /// Print the result as JSON (and no progress).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

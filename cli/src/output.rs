@@ -87,6 +87,21 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// A byte count for people: `512 B`, `3.0 KiB`, `1.5 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 /// The first group of a node id.
 pub fn short_id(v: &Value) -> String {
     text(v).split('-').next().unwrap_or_default().to_string()
@@ -105,5 +120,11 @@ mod tests {
         );
         assert_eq!(duration(40), "40s");
         assert_eq!(duration(3 * 86_400 + 4 * 3600 + 5), "3d 4h");
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 + 17), "3.0 MiB");
+        assert_eq!(bytes(64 << 30), "64.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
     }
 }

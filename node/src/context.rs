@@ -12,7 +12,7 @@ use comity_protocol::identity::KeyError;
 use comity_protocol::{Identity, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
-use crate::attachments::{AttachmentDir, IncomingKey, UploadClaims};
+use crate::attachments::{AttachmentDir, IncomingKey, Progress, UploadClaims};
 use crate::audit::AuditLog;
 use crate::budget::{BudgetLimits, Budgets};
 use crate::disk::Disk;
@@ -69,6 +69,8 @@ pub(crate) struct Context {
     pub restoration: Option<crate::restoration::PendingRestoration>,
     /// Received attachments a stream is writing now: one stream each.
     pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
+    /// How far each attachment transfer under way has got.
+    pub progress: Arc<Progress>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -125,6 +127,7 @@ impl Context {
             staged_gate: Mutex::new(()),
             restoration: None,
             attachment_intakes: Mutex::default(),
+            progress: Arc::default(),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod counts;
 pub(crate) mod delivery;
 pub mod disk;
 pub mod events;
+pub mod evidence;
 pub mod files;
 pub mod idempotency;
 pub mod listing;

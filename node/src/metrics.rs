@@ -17,6 +17,7 @@ use comity_protocol::{MessageId, Timestamp};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
+use crate::attachments::{Direction, Progress};
 use crate::events::Event;
 use crate::node::Node;
 use crate::peers::PeerStatus;
@@ -302,9 +303,64 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
         );
     }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
+    attachment_metrics(&mut out, node.progress(), &peers);
     storage_metrics(&mut out, node);
 
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Attachment transfers under way per peer (country code; `unknown` for a
+/// peer no longer pinned) and direction, and attachments finished and read
+/// out since start.
+fn attachment_metrics(out: &mut String, progress: &Progress, peers: &[PeerStatus]) {
+    // (peer, direction) → (transfers, bytes done, bytes left)
+    let mut by: BTreeMap<(String, &'static str), (u64, u64, u64)> = BTreeMap::new();
+    for p in peers {
+        for d in [Direction::Outbound, Direction::Inbound] {
+            by.insert((p.country.clone(), d.name()), (0, 0, 0));
+        }
+    }
+    for (key, t) in progress.in_progress() {
+        let peer = peers
+            .iter()
+            .find(|p| p.id == key.peer)
+            .map(|p| p.country.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let e = by.entry((peer, key.direction.name())).or_default();
+        e.0 += 1;
+        e.1 += t.bytes_done;
+        e.2 += t.total.saturating_sub(t.bytes_done);
+    }
+    let _ = writeln!(out, "# HELP comity_attachment_transfers Attachment transfers under way, per peer and direction.\n# TYPE comity_attachment_transfers gauge");
+    for ((peer, d), (n, _, _)) in &by {
+        let _ = writeln!(
+            out,
+            "comity_attachment_transfers{{peer=\"{peer}\",direction=\"{d}\"}} {n}"
+        );
+    }
+    let _ = writeln!(out, "# HELP comity_attachment_bytes_in_progress Plaintext bytes through so far of the attachment transfers under way, per peer and direction.\n# TYPE comity_attachment_bytes_in_progress gauge");
+    for ((peer, d), (_, done, _)) in &by {
+        let _ = writeln!(
+            out,
+            "comity_attachment_bytes_in_progress{{peer=\"{peer}\",direction=\"{d}\"}} {done}"
+        );
+    }
+    let _ = writeln!(out, "# HELP comity_attachment_bytes_remaining Plaintext bytes still to go of the attachment transfers under way, per peer and direction.\n# TYPE comity_attachment_bytes_remaining gauge");
+    for ((peer, d), (_, _, left)) in &by {
+        let _ = writeln!(
+            out,
+            "comity_attachment_bytes_remaining{{peer=\"{peer}\",direction=\"{d}\"}} {left}"
+        );
+    }
+    let c = progress.counts();
+    let _ = writeln!(out, "# HELP comity_attachments_total Attachments sent (verified by the peer), received (verified and durable) and retrieved (read out by an operator) since start.\n# TYPE comity_attachments_total counter");
+    for (event, n) in [
+        ("sent", c.sent),
+        ("received", c.received),
+        ("retrieved", c.retrieved),
+    ] {
+        let _ = writeln!(out, "comity_attachments_total{{event=\"{event}\"}} {n}");
+    }
 }
 
 /// Whether the store can write, and the data directory's free space.

@@ -14,13 +14,14 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::attachments::StoredId;
+use crate::attachments::{Progress, StoredId};
 use crate::audit::{AuditError, AuditLog, Fact};
 use crate::business::{self, BusinessError};
 use crate::context::Context;
 use crate::counts::MessageCounts;
 use crate::delivery::{accept, send};
 use crate::events::Event;
+use crate::evidence::{Evidence, ListingError, MessageAttachments, Retrieval, RetrieveError};
 use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
@@ -428,6 +429,40 @@ impl Node {
     #[cfg(test)]
     pub(crate) fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// What the evidence functions work with, for one call.
+    fn with_evidence<T>(&self, f: impl FnOnce(Evidence<'_>) -> T) -> T {
+        let peers: Vec<NodeId> = self.ctx.peers.all().iter().map(|p| p.id()).collect();
+        f(Evidence {
+            store: &self.ctx.store,
+            dir: &self.ctx.attachments,
+            progress: &self.ctx.progress,
+            audit: &self.ctx.audit,
+            peers: &peers,
+        })
+    }
+
+    /// The attachments of the message `r` names, with their states and
+    /// progress (a received message's also while it is still arriving).
+    pub fn attachments(&self, r: &MessageRef) -> Result<MessageAttachments, ListingError> {
+        self.with_evidence(|e| e.listing(r))
+    }
+
+    /// Opens attachment `index` for reading out, recorded in the audit log
+    /// and made durable first (blocking: see [`Evidence::open_retrieval`]).
+    pub fn open_retrieval(&self, r: &MessageRef, index: usize) -> Result<Retrieval, RetrieveError> {
+        self.with_evidence(|e| e.open_retrieval(r, index))
+    }
+
+    /// Makes entries recorded so far durable, synchronously (blocking).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.ctx.store.flush()
+    }
+
+    /// The progress registry the attachment transfers report to.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.ctx.progress
     }
 
     pub(crate) fn audit_note(&self, fact: Fact<'_>) {

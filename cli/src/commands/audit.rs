@@ -131,6 +131,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                         e.detail
                     );
                 }
+                print_custody(&report.custody);
             }
         }
     }
@@ -201,5 +202,49 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
     }
     if r.findings_omitted > 0 {
         println!("  ... and {} more problems", r.findings_omitted);
+    }
+}
+
+/// Each attachment's steps on this node, as the proof's entries state
+/// them, and whether they all name the same bytes.
+fn print_custody(chains: &[comity_protocol::audit::custody::AttachmentCustody]) {
+    if chains.is_empty() {
+        return;
+    }
+    println!("chain of custody of the attachments (as this node's log records it):");
+    for c in chains {
+        if c.index == u64::MAX {
+            println!("  attachment ?:");
+        } else {
+            println!("  attachment {}:", c.index);
+        }
+        for s in &c.steps {
+            let mut facts = Vec::new();
+            if let Some(n) = s.size {
+                facts.push(format!("size {n}"));
+            }
+            if let Some(h) = s.sha256 {
+                facts.push(format!("sha256 {h}"));
+            }
+            if let Some(r) = s.tree_root {
+                facts.push(format!("tree root {r}"));
+            }
+            if let Some(note) = &s.note {
+                facts.push(note.clone());
+            }
+            println!(
+                "    #{} {} {:<17} by {:<8} {}",
+                s.seq,
+                output::time(&serde_json::Value::from(s.time.as_millis())),
+                s.event.as_str(),
+                s.actor.as_str(),
+                facts.join(", ")
+            );
+        }
+        if c.consistent {
+            println!("    every step names the same size and digests");
+        } else {
+            println!("    MISMATCH: the steps do not all name the same size and digests (or a detail could not be read)");
+        }
     }
 }

@@ -263,6 +263,14 @@ pub fn show(client: &Client, id: &str, json: bool) -> Result<()> {
     if let Some(text) = b["body"].as_str() {
         println!("\n{text}\n");
     }
+    let attachments = m["attachments"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    if !attachments.is_empty() {
+        println!("attachments (read one out with `comity attachment get {id} NAME --out PATH`):");
+        super::attachments::print_table(attachments);
+    }
     let history = m["history"]
         .as_array()
         .map(|a| a.as_slice())

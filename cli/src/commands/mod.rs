@@ -1,5 +1,6 @@
 mod alarms;
 mod attach;
+mod attachments;
 mod audit;
 mod backup;
 mod demo;
@@ -173,6 +174,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Send(cmd) => send::run(&client()?, cmd),
         Command::Messages(args) => messages::list(&client()?, &args),
         Command::Show { id, json } => messages::show(&client()?, &id, json),
+        Command::Attachments { id, json } => attachments::list(&client()?, &id, json),
+        Command::Attachment(cmd) => attachments::run(&client()?, cmd),
         Command::Status {
             id,
             set,

@@ -12,6 +12,11 @@
 //!   ever part of a path.
 //! * `received/PEER/MESSAGE/N`: a complete attachment.
 //!
+//! Beside the files: [`Progress`], in memory, how far each transfer under
+//! way has got (for listings and metrics), and [`AttachmentDir::incoming_state`],
+//! a read-only look at a received attachment that is safe while the
+//! transfer writes it.
+//!
 //! A stored attachment, sent or received, is one file ([`stored`]): the
 //! ciphertext chunks end to end, then the chunk table. Both sides keep
 //! ciphertext, so a file is encrypted once (while it is copied in) and
@@ -34,6 +39,8 @@
 mod claims;
 mod error;
 mod layout;
+mod peek;
+mod progress;
 mod receive;
 mod resume;
 mod retrieve;
@@ -45,6 +52,8 @@ mod stored;
 pub use claims::{ClaimedSpace, UploadClaim, UploadClaims};
 pub use error::AttachmentError;
 pub use layout::{AttachmentDir, IncomingKey, ParseStoredIdError, StoredId};
+pub use peek::IncomingState;
+pub use progress::{Direction, Progress, TransferCounts, TransferKey, TransferProgress};
 pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;

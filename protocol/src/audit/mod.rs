@@ -9,6 +9,7 @@
 //!   `cosignature/v1` cosignatures by witnessing peers.
 //! * [`bundle`]: the export an auditor verifies offline, and its verifier.
 //! * [`proof_file`]: an inclusion proof for one message.
+//! * [`custody`]: an attachment's chain of custody, from its entries.
 //! * [`restoration`]: a restored node's signed statement of the entries
 //!   its witnesses saw that the backup lost.
 //!
@@ -17,6 +18,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod custody;
 pub mod entry;
 pub mod merkle;
 pub mod note;

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{cosigners, open_checkpoint, origin_for, Checkpoint, CheckpointError};
+use super::custody::{chain_of_custody, AttachmentCustody};
 use super::entry::{AuditEntry, EntryError};
 use super::merkle::{self, ProofError, SubtreeHashes, TreeError};
 use super::note::Note;
@@ -132,6 +133,8 @@ pub struct ProofReport {
     pub ignored_signatures: u64,
     /// The entries, each proven included, in file order.
     pub entries: Vec<AuditEntry>,
+    /// The attachments' chains of custody, from the entries above.
+    pub custody: Vec<AttachmentCustody>,
 }
 
 impl InclusionProofFile {
@@ -285,6 +288,7 @@ pub fn verify_inclusion_file(text: &str) -> Result<ProofReport, ProofFileError> 
         checkpoint_root: cp.root,
         cosigners: witnesses,
         ignored_signatures,
+        custody: chain_of_custody(&entries),
         entries,
     })
 }

@@ -348,6 +348,17 @@ pub(super) async fn show(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let r = message_ref(&node, id, q)?;
     let found = node.find(&r).map_err(find_error)?;
+    let exact = crate::lookup::MessageRef {
+        id: r.id,
+        peer: Some(found.peer()),
+        way: Some(found.way()),
+    };
+    let listed = node.node.clone();
+    let attachments = tokio::task::spawn_blocking(move || listed.attachments(&exact))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .attachments;
     let me = node.id();
     let history: Vec<HistoryView> = node
         .business_history(&found)
@@ -368,13 +379,6 @@ pub(super) async fn show(
                 return Err(ApiError::internal("outbound message without its status"));
             };
             let (resent_as, resend_of) = node.resend_links(&m.id).map_err(ApiError::internal)?;
-            // What the message carries, as signed (never the content keys).
-            let attachments: Vec<_> = node
-                .outbound_attachments(&m.id)
-                .map_err(ApiError::internal)?
-                .into_iter()
-                .map(|a| a.sealed.manifest)
-                .collect();
             json!({
                 "id": m.id,
                 "direction": Direction::Outbound,
@@ -391,8 +395,10 @@ pub(super) async fn show(
                 "history": history,
                 "resent_as": resent_as,
                 "resend_of": resend_of,
-                "attachments": attachments,
                 "body": m.body,
+                // What the message carries, as signed (never the content
+                // keys), with where each attachment stands.
+                "attachments": attachments,
             })
         }
         Found::Received(m) => json!({
@@ -410,6 +416,7 @@ pub(super) async fn show(
             "receipt": hex::encode(&m.receipt),
             "history": history,
             "body": m.body,
+            "attachments": attachments,
         }),
     }))
 }

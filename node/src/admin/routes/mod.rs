@@ -1,6 +1,6 @@
 //! `/v1` endpoints, one file per resource: [`peers`], [`messages`],
-//! [`attachments`],
-//! [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
+//! [`attachments`] (uploads), [`evidence`] (a message's attachments and
+//! their read-out), [`audit`], [`alarms`]. Every error is `{"error": {"code": ..., "message": ...}}`
 //! with a status that says whose fault it was ([`ApiError`]).
 
 mod accepting;
@@ -9,6 +9,7 @@ mod attachments;
 mod audit;
 mod backup;
 mod error;
+mod evidence;
 mod messages;
 mod peers;
 mod resend;
@@ -60,6 +61,11 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/messages/{id}/status", post(messages::set_status))
         .route("/v1/messages/{id}/reply", post(messages::reply))
         .route("/v1/messages/{id}/resend", post(resend::resend))
+        .route("/v1/messages/{id}/attachments", get(evidence::list))
+        .route(
+            "/v1/messages/{id}/attachments/{index}/content",
+            get(evidence::content),
+        )
         .route("/v1/stats", get(stats))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))
@@ -128,7 +134,15 @@ fn message_ref(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<MessageRef, ApiError> {
-    let text = path_param(id)?;
+    message_ref_from(node, path_param(id)?, q)
+}
+
+/// [`message_ref`] of a path's message part already extracted.
+fn message_ref_from(
+    node: &AppState,
+    text: String,
+    q: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<MessageRef, ApiError> {
     let Query(q) =
         q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
     let (peer, id) = match text.split_once('/') {

@@ -1,0 +1,64 @@
+//! Looking at a received attachment without touching it, for listings
+//! and retrieval while a transfer may be writing it. Unlike
+//! [`AttachmentDir::incoming`], which cuts a partial file back to its
+//! resume point (and so must only be called by the transfer itself), these
+//! only read: a chunk being written past the point stays as it is.
+
+use comity_protocol::attachment::AttachmentManifest;
+
+use super::error::AttachmentError;
+use super::layout::{exists, AttachmentDir, IncomingKey};
+use super::resume;
+use super::stored::{Geometry, StoredAttachment};
+
+/// Where a received attachment stands, from its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncomingState {
+    /// No chunk table yet.
+    NotStarted,
+    /// Plaintext bytes durable and verified, from the resume point.
+    Partial { bytes_done: u64 },
+    /// Verified, synced and renamed into place.
+    Complete,
+}
+
+impl AttachmentDir {
+    /// The state of received attachment `key` (whose signed manifest is
+    /// `manifest`), read only.
+    pub fn incoming_state(
+        &self,
+        key: &IncomingKey,
+        manifest: &AttachmentManifest,
+    ) -> Result<IncomingState, AttachmentError> {
+        if exists(&self.received_path(key, ""))? {
+            return Ok(IncomingState::Complete);
+        }
+        if !exists(&self.received_path(key, ".table"))? {
+            return Ok(IncomingState::NotStarted);
+        }
+        let g = Geometry::of(manifest);
+        let next = resume::load(&self.received_path(key, ".resume"), &manifest.tree_root)?
+            .map(|p| p.next_chunk)
+            .unwrap_or(0);
+        let bytes_done = next.saturating_mul(u64::from(g.chunk_size)).min(g.size);
+        Ok(IncomingState::Partial { bytes_done })
+    }
+
+    /// Received attachment `key`, opened for reading, if it is complete.
+    pub fn open_received(
+        &self,
+        key: &IncomingKey,
+        manifest: &AttachmentManifest,
+    ) -> Result<Option<StoredAttachment>, AttachmentError> {
+        let path = self.received_path(key, "");
+        match StoredAttachment::open(&path, manifest) {
+            Ok(s) => Ok(Some(s)),
+            Err(AttachmentError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
