@@ -28,6 +28,7 @@ use super::refusals;
 use crate::attachments::{
     ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, Receiving,
 };
+use crate::attachments::{Direction, TransferKey};
 use crate::audit::Fact;
 use crate::context::{Context, UNPINNED};
 use crate::session::attachment::{Intake, IntakeStep};
@@ -333,6 +334,12 @@ async fn intake(
     let Some(_claim) = Claim::take(ctx, key) else {
         return refused(AttachmentRefusal::Busy, 0, "another stream carries it now");
     };
+    let progress_key = TransferKey {
+        direction: Direction::Inbound,
+        peer,
+        message: id,
+        index: attachment.index(),
+    };
     let geometry = crate::attachments::Geometry::of(attachment.manifest());
     let max_frame = usize::try_from(
         geometry
@@ -407,8 +414,13 @@ async fn intake(
                 })
                 .await;
                 match result {
-                    Ok(Accepted::Next(_)) => state = State::Receiving(r),
+                    Ok(Accepted::Next(_)) => {
+                        ctx.progress
+                            .update(progress_key, r.bytes_done(), attachment.size());
+                        state = State::Receiving(r);
+                    }
                     Ok(Accepted::Complete(received)) => {
+                        ctx.progress.finished(progress_key);
                         machine.finished();
                         let m = received.attachment().manifest();
                         let detail = format!(

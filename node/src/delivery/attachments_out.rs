@@ -21,6 +21,7 @@ use tracing::{debug, info};
 
 use super::blocking;
 use crate::attachments::{AttachmentError, StoredAttachment};
+use crate::attachments::{Direction, TransferKey};
 use crate::audit::Fact;
 use crate::context::Context;
 use crate::peers::Peer;
@@ -191,6 +192,13 @@ async fn attachment(
     };
     let started = std::time::Instant::now();
     let mut bytes_sent = 0u64;
+    let progress_key = TransferKey {
+        direction: Direction::Outbound,
+        peer: peer.id(),
+        message: id,
+        index: usize::try_from(index).unwrap_or(usize::MAX),
+    };
+    let geometry = crate::attachments::Geometry::of(&manifest);
     let sending = async {
         if table {
             let s = stored.clone();
@@ -209,6 +217,9 @@ async fn attachment(
             // Each chunk handed to the connection, for operators counting
             // what a resume sends again (the log is written unbuffered).
             debug!(%id, index, chunk, "attachment chunk handed to the connection");
+            let done = (chunk + 1).saturating_mul(u64::from(geometry.chunk_size));
+            ctx.progress
+                .update(progress_key, done.min(manifest.size), manifest.size);
         }
         Ok::<(), TransferError>(())
     };
@@ -232,6 +243,7 @@ async fn attachment(
     );
     match outlet.on_frame(answer, all_sent)? {
         OutletAction::Complete => {
+            ctx.progress.finished(progress_key);
             let detail = format!(
                 "attachment {index} size {} sha256 {}",
                 manifest.size, manifest.sha256
