@@ -14,14 +14,34 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::{Batch, IVec};
 
+use super::fault::FaultCell;
+
+/// Also where a failed write is noticed: sled stays in an error state
+/// after an I/O error, so the first one faults the store (with its reason:
+/// a full disk says `os error 28`, which is what recovery reopens after).
 #[derive(Clone, Debug, Default)]
-pub(super) struct WriteBarrier(Arc<RwLock<()>>);
+pub(super) struct WriteBarrier(Arc<RwLock<()>>, FaultCell);
 
 /// Proof that the barrier is closed: no write is under way or can start
 /// until this is dropped.
 pub(super) struct Closed<'a>(#[allow(dead_code)] RwLockWriteGuard<'a, ()>);
 
 impl WriteBarrier {
+    /// Writes that fail fault `fault`.
+    pub(super) fn new(fault: FaultCell) -> WriteBarrier {
+        WriteBarrier(Arc::default(), fault)
+    }
+
+    /// Faults the store if `result` is a failed write (an I/O error; a
+    /// write refused for another reason, e.g. a compare-and-swap that did
+    /// not match, is not a fault).
+    fn noticed<T>(&self, result: sled::Result<T>) -> sled::Result<T> {
+        if let Err(e @ sled::Error::Io(_)) = &result {
+            self.1.set(&format!("store: {e}"));
+        }
+        result
+    }
+
     /// Held for the duration of one write. Never held across another
     /// `pass` (a waiting backup would make the second one wait forever).
     fn pass(&self) -> RwLockReadGuard<'_, ()> {
@@ -57,22 +77,22 @@ impl Tree {
         V: Into<IVec>,
     {
         let _pass = self.barrier.pass();
-        self.tree.insert(key, value)
+        self.barrier.noticed(self.tree.insert(key, value))
     }
 
     pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
         let _pass = self.barrier.pass();
-        self.tree.remove(key)
+        self.barrier.noticed(self.tree.remove(key))
     }
 
     pub(super) fn clear(&self) -> sled::Result<()> {
         let _pass = self.barrier.pass();
-        self.tree.clear()
+        self.barrier.noticed(self.tree.clear())
     }
 
     pub(super) fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
         let _pass = self.barrier.pass();
-        self.tree.apply_batch(batch)
+        self.barrier.noticed(self.tree.apply_batch(batch))
     }
 
     /// A write the holder of the closed barrier makes itself (the backup's
@@ -87,7 +107,7 @@ impl Tree {
         K: AsRef<[u8]>,
         V: Into<IVec>,
     {
-        self.tree.insert(key, value)
+        self.barrier.noticed(self.tree.insert(key, value))
     }
 
     // --- reads: straight through ---
@@ -119,5 +139,5 @@ impl Tree {
 /// `Db::generate_id` persists its counter in sled now and then: a write.
 pub(super) fn generate_id(db: &sled::Db, barrier: &WriteBarrier) -> sled::Result<u64> {
     let _pass = barrier.pass();
-    db.generate_id()
+    barrier.noticed(db.generate_id())
 }

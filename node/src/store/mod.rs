@@ -206,7 +206,8 @@ impl Store {
                 })
             }
         }
-        let barrier = WriteBarrier::default();
+        let fault = FaultCell::default();
+        let barrier = WriteBarrier::new(fault.clone());
         let audit = Tree::open(&db, "audit", &barrier)?;
         let (audit_files, recovery) =
             AuditFiles::open(&dir.join("audit"), Store::audit_mark(&audit)?)?;
@@ -217,7 +218,6 @@ impl Store {
             );
         }
         let audit_files = Arc::new(audit_files);
-        let fault = FaultCell::default();
         let unflushed = Arc::new(AtomicU64::new(0));
         let flush_gate = Arc::new(Mutex::new(()));
         let outbox = Tree::open(&db, "outbox", &barrier)?;
