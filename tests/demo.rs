@@ -32,6 +32,15 @@ fn the_demo_runs_to_completion_and_every_audit_log_verifies() {
         "{stdout}"
     );
     assert!(stdout.contains("RESTRICTION"), "{stdout}");
+    // The evidence: each digest as attached and as read out on the other side.
+    for file in ["request-letter.pdf", "account-statements-2022-2025.zip"] {
+        assert!(stdout.contains(file), "{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("read out and verified at").count(),
+        2,
+        "{stdout}"
+    );
     assert!(stdout.contains("refused"), "{stdout}");
     // --keep leaves the network for inspection.
     for cc in ["ar", "bo", "ca"] {

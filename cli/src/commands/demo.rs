@@ -2,14 +2,17 @@
 //! real `comityd`, play a short story end to end; then every audit log is
 //! exported and verified offline and the network is shut down.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use comity_client::local::wait_until;
+use comity_client::upload::attachment_path;
 use comity_client::{LocalNode, Network, Settings};
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
+use rand::RngCore;
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 /// How long each step of the story may take.
 const STEP: Duration = Duration::from_secs(30);
@@ -28,6 +31,57 @@ fn comityd_path() -> Result<PathBuf> {
         );
     }
     Ok(p)
+}
+
+/// A file of `len` bytes starting with `head`, the rest random, in `dir`;
+/// its path and SHA-256 (hex).
+fn evidence_file(dir: &Path, name: &str, head: &[u8], len: usize) -> Result<(PathBuf, String)> {
+    let path = dir.join(name);
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes[..head.len()].copy_from_slice(head);
+    std::fs::write(&path, &bytes)?;
+    Ok((path, hex::encode(Sha256::digest(&bytes))))
+}
+
+/// Uploads `path` to `node` (streamed, as `comity send --attach` does):
+/// the stored id to attach.
+fn upload(node: &LocalNode, path: &Path, media_type: &str) -> Result<String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a file name")?;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let v = node.client().upload(
+        &attachment_path(name, media_type),
+        &mut file,
+        len,
+        &mut |_| {},
+    )?;
+    Ok(v["attachment"].as_str().unwrap_or_default().to_string())
+}
+
+/// Reads attachment `index` of message `id` out of `node` (every chunk
+/// verified by the node as it reads) and hashes what arrives.
+fn read_out_digest(node: &LocalNode, id: &str, index: usize) -> Result<String> {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(Sha256::new());
+    node.client().download(
+        &format!("/v1/messages/{id}/attachments/{index}/content"),
+        &mut h,
+        u64::MAX,
+    )?;
+    Ok(hex::encode(h.0.finalize()))
 }
 
 pub fn run(keep: Option<PathBuf>) -> Result<()> {
@@ -104,18 +158,32 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
         Ok(v["id"].as_str().unwrap_or_default().to_string())
     };
 
-    println!("\n1. Arcadia asks Borduria, urgently, for bank records (mutual legal assistance, UNCAC art. 46).");
-    let mla = send(
-        ar,
-        bo,
-        json!({"kind": "request", "request_type": "mla", "legal_basis": "uncac-46",
+    println!("\n1. Arcadia asks Borduria, urgently, for bank records (mutual legal assistance, UNCAC art. 46),\n   with the signed request letter attached.");
+    let files = root.join("files");
+    std::fs::create_dir_all(&files)?;
+    let (letter, letter_sha) =
+        evidence_file(&files, "request-letter.pdf", b"%PDF-1.7\n", 240 * 1024)?;
+    let letter_id = upload(ar, &letter, "application/pdf")?;
+    let mla = ar.client().post(
+        "/v1/messages",
+        &json!({"to": bo.country, "attachments": [letter_id], "body": {
+        "kind": "request", "request_type": "mla", "legal_basis": "uncac-46",
         "offence": {"description": "Bribery of a national public official", "iccs": "07031"},
         "urgency": "urgent", "deadline": "2027-03-31", "case_refs": {"sender": "AR-MJ-2026/0147"},
         "subject": "Bank records of Example Holdings Ltd",
-        "body": "Please provide the account statements of Example Holdings Ltd, 2022-2025."}),
-    )?;
+        "body": "Please provide the account statements of Example Holdings Ltd, 2022-2025."}}),
+    )?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     delivered(ar, &mla)?;
-    println!("   request {mla}: delivered; Arcadia holds Borduria's signed receipt.");
+    println!("   request {mla}: delivered; Arcadia holds Borduria's signed receipt, which covers the letter.");
+    let at_bo = read_out_digest(bo, &mla, 0)?;
+    println!("   request-letter.pdf, SHA-256 {}…: attached at Arcadia {}…, read out and verified at Borduria {}…",
+        &letter_sha[..16], &letter_sha[..16], &at_bo[..16]);
+    if at_bo != letter_sha {
+        bail!("the letter Borduria holds is not the one Arcadia attached");
+    }
     for (st, note) in [
         (
             json!({"status": "registered", "reference": "BO-AG-2026-5531"}),
@@ -138,11 +206,31 @@ pub fn run(keep: Option<PathBuf>) -> Result<()> {
             note.map(|n| format!(" ({n})")).unwrap_or_default()
         );
     }
+    let (statements, statements_sha) = evidence_file(
+        &files,
+        "account-statements-2022-2025.zip",
+        b"PK\x03\x04",
+        48 << 20,
+    )?;
+    let statements_id = upload(bo, &statements, "application/zip")?;
     let reply = bo.client().post(
         &format!("/v1/messages/{mla}/reply"),
-        &json!({"subject": "Account statements", "body": "Statements attached as agreed."}),
+        &json!({"subject": "Account statements", "body": "Statements attached as agreed.",
+        "attachments": [statements_id]}),
     )?;
-    delivered(bo, reply["id"].as_str().unwrap_or_default())?;
+    let reply_id = reply["id"].as_str().unwrap_or_default().to_string();
+    let sent = Instant::now();
+    delivered(bo, &reply_id)?;
+    let at_ar = read_out_digest(ar, &reply_id, 0)?;
+    println!(
+        "   Borduria replies with the evidence, 48 MiB, delivered in {:.1} s: account-statements-2022-2025.zip,\n   SHA-256 {}… at Borduria, read out and verified at Arcadia {}…",
+        sent.elapsed().as_secs_f64(),
+        &statements_sha[..16],
+        &at_ar[..16]
+    );
+    if at_ar != statements_sha {
+        bail!("the evidence Arcadia holds is not what Borduria attached");
+    }
     wait_for("the history at Arcadia", || {
         Ok(show(ar, &mla)?["history"].as_array().map(|h| h.len()) == Some(3))
     })?;
