@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const LONG: Duration = Duration::from_secs(30);
 /// The fixtures, newest last; each is opened by [`every_fixture_store_opens`].
-const FIXTURES: &[(&str, u32)] = &[("store-v3", 3), ("store-v4", 4)];
+const FIXTURES: &[(&str, u32)] = &[("store-v3", 3), ("store-v4", 4), ("store-v5", 5)];
 const IDEMPOTENCY_KEY: &str = "fixture-case-2026-0042";
 
 fn fixtures() -> PathBuf {
@@ -207,6 +207,26 @@ fn open_fixture(name: &str, format: u32) {
     let m = a.client().get(&format!("/v1/messages/{failed}")).unwrap();
     assert_eq!(m["resent_as"], expected["ar"]["resent_as"], "{name}: {m}");
 
+    // The evidence reads out as it was attached, on both sides.
+    if let Some(reply) = expected["ar"]["evidence_reply_id"].as_str() {
+        for node in [&a, &b] {
+            let mut out = Vec::new();
+            node.client()
+                .download(
+                    &format!("/v1/messages/{reply}/attachments/0/content"),
+                    &mut out,
+                    1 << 20,
+                )
+                .unwrap();
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&out));
+            assert_eq!(
+                sha, expected["ar"]["evidence_sha256"],
+                "{name}/{}: the evidence",
+                node.name
+            );
+        }
+    }
+
     // Both logs verify, the other node required as witness, before and
     // after a new exchange that continues them.
     verify(&a, b.id);
@@ -267,10 +287,24 @@ fn write_fixture() {
         &format!("/v1/messages/{}/status", ids[0]),
         &json!({"status": {"status": "registered", "reference": "BO-2026-17"}}),
     );
-    post(
+    // The reply carries evidence (format 5: its manifest and key in the
+    // store, its files under data/attachments/ on both nodes).
+    let evidence: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let evidence_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&evidence));
+    let staged = b
+        .client()
+        .upload(
+            &comity_client::upload::attachment_path("statements-2025.csv", "text/csv"),
+            &mut &evidence[..],
+            evidence.len() as u64,
+            &mut |_| {},
+        )
+        .unwrap();
+    let reply = post(
         &b,
         &format!("/v1/messages/{}/reply", ids[1]),
-        &json!({"subject": "Bank records", "body": "Statements for 2025 attached."}),
+        &json!({"subject": "Bank records", "body": "Statements for 2025 attached.",
+            "attachments": [staged["attachment"]]}),
     );
     let consultation = json!({"to": "AR", "body": {"kind": "consultation",
         "subject": "Before refusing", "body": "Could the request be narrowed to 2025?",
@@ -288,6 +322,8 @@ fn write_fixture() {
     expected["ar"]["failed_id"] = json!(failed);
     expected["ar"]["resent_as"] = resent["id"].clone();
     expected["ar"]["info_id"] = info["id"].clone();
+    expected["ar"]["evidence_reply_id"] = reply["id"].clone();
+    expected["ar"]["evidence_sha256"] = json!(evidence_sha);
     a.sigterm();
     b.sigterm();
     for (node, name) in [(&a, "ar"), (&b, "bo")] {
