@@ -10,14 +10,14 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
 use comity_protocol::message::Body;
-use comity_tests::{free_port, http_get, request_body, test_settings, Settings, TestNode};
+use comity_tests::{
+    assert_logs_verify, free_port, http_get, request_body, test_settings, Settings, TestNode,
+};
 use serde_json::{json, Value};
 
 const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
@@ -196,23 +196,6 @@ fn assert_exactly_once(a: &mut TestNode, b: &mut TestNode, accepted: &BTreeSet<S
         "a message was stored twice"
     );
     assert_eq!(distinct, sent_ids, "received is not what was sent");
-}
-
-fn assert_logs_verify(a: &TestNode, b: &TestNode) {
-    for (n, w) in [(a, b), (b, a)] {
-        let bundle = n.get_text("/v1/audit/export");
-        let report = verify_bundle(
-            Cursor::new(bundle.as_bytes()),
-            &VerifyOptions {
-                expected_node: Some(n.id),
-                required_witnesses: vec![w.id],
-                allow_unwitnessed_tail: 0,
-                threads: 1,
-            },
-        )
-        .unwrap();
-        assert!(report.is_valid(), "{}'s log: {:?}", n.name, report.findings);
-    }
 }
 
 #[test]
@@ -490,4 +473,60 @@ fn a_submission_that_would_eat_into_the_reserve_is_refused() {
     let small = a.send(&b, "a small request");
     assert!(a.sigterm().success());
     assert_eq!(outbound_ids(&a), BTreeSet::from([small]));
+}
+
+/// Uploads `bytes` to `node` as an attachment: the stored id.
+fn staged(node: &TestNode, name: &str, bytes: &[u8]) -> String {
+    let v = node
+        .client()
+        .upload(
+            &comity_client::upload::attachment_path(name, "application/octet-stream"),
+            &mut &bytes[..],
+            bytes.len() as u64,
+            &mut |_| {},
+        )
+        .unwrap();
+    v["attachment"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_receiver_without_room_for_an_attachment_waits_then_takes_it() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = node("Ministry of Justice of Arcadia", "AR", 1, pa);
+    let mut b = node("Attorney General of Borduria", "BO", 8, pb);
+    let Some(disk) = Tmpfs::mount(&b.dir().join("data"), 40) else {
+        return;
+    };
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    // 36 MiB of evidence: more than B has free above its reserve.
+    let evidence = vec![7u8; 36 << 20];
+    let attachment = staged(&a, "extraction.bin", &evidence);
+    let body = json!({"to": "BO", "attachments": [attachment],
+        "body": request_body("With an extraction attached")});
+    let id = a.client().post("/v1/messages", &body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Deferred: B keeps nothing of it, A keeps it and says why.
+    a.wait_until(LONG, "the sender told why", || {
+        a.get(&format!("/v1/messages/{id}"))["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("do not fit"))
+    });
+    assert_eq!(a.outbox_count("delivered"), 0);
+    assert_eq!(b.inbox_count(), 0);
+    let received = b.dir().join("data/attachments/received");
+    assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
+
+    disk.grow(256);
+    a.wait_until(
+        Duration::from_secs(120),
+        "delivered once there is room",
+        || a.outbox_count("delivered") == 1,
+    );
+    assert_eq!(b.inbox_count(), 1);
+    assert_logs_verify(&a, &b);
 }
