@@ -22,19 +22,16 @@
 //! ciphertext, so a file is encrypted once (while it is copied in) and
 //! decrypted only when the operator retrieves it, every chunk checked again.
 //!
-//! Where the content keys live: in the message records of the store, beside
-//! the body (the sender's `OutboundMessage`, the receiver's
-//! `InboundMessage`), as the codec encodes `SealedAttachment`, which has no
-//! serde form, so it cannot reach JSON, logs or the audit log. Not in the
-//! envelope alone: the sender cannot open its own envelope (it is sealed to
-//! the recipient) and must seal again after a key rotation, a resend, or
-//! when the peer's key was not known at acceptance; the receiver's
-//! encryption key rotates. Not beside the ciphertext here: the records
-//! already hold the plaintext bodies under the same protection, and a copy
-//! of this directory alone then reveals nothing. The records do not carry
-//! them yet: adding the field changes the store format (to version 5), which
-//! is for the session that wires this module in. Backups do not copy
-//! `data/attachments/` yet either (see `crate::backup`).
+//! Where the content keys live: in the store's `attachments` tree, beside
+//! the message records (see `crate::store` and its `HeldAttachment`), as
+//! the codec encodes `SealedAttachment`, which has no serde form, so it
+//! cannot reach JSON, logs or the audit log. Not in the envelope alone: the
+//! sender cannot open its own envelope (it is sealed to the recipient) and
+//! must seal again after a key rotation, a resend, or when the peer's key
+//! was not known at acceptance; the receiver's encryption key rotates. Not
+//! beside the ciphertext here: the store already holds the plaintext bodies
+//! under the same protection, and a copy of this directory alone then
+//! reveals nothing. Backups hold both (see `crate::backup`).
 
 mod claims;
 mod error;
