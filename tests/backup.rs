@@ -385,3 +385,62 @@ fn fs_size(p: &Path) -> u64 {
         m.len()
     }
 }
+
+#[test]
+fn a_backup_holds_the_evidence_and_a_restore_reads_it_out() {
+    let (a, mut b) = pair();
+    let work = tempfile::tempdir().unwrap();
+    let evidence: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    let path = work.path().join("ledger.bin");
+    std::fs::write(&path, &evidence).unwrap();
+    let config = a.config_path().to_str().unwrap().to_string();
+    let o = comity(&[
+        "--config",
+        &config,
+        "send",
+        "request",
+        "--to",
+        "BO",
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        "Ledger",
+        "--body",
+        "Attached.",
+        "--attach",
+        path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.wait_until(Duration::from_secs(30), "delivered", || {
+        a.outbox_count("delivered") == 1
+    });
+    let pf = write_passphrase(work.path(), "pass", "correct horse battery staple");
+    let v = backup(&b, work.path(), &["--passphrase-file", &pf]);
+    b.sigterm();
+
+    let fresh = work.path().join("restored");
+    let config = fresh_config(&b, &fresh);
+    let file = v["path"].as_str().unwrap();
+    let o = restore(&config, file, &["--passphrase-file", &pf]);
+    assert!(o.status.success(), "restore failed: {}", text(&o.stderr));
+    let mut restored = LocalNode::open(comityd_beside(COMITY), &config).unwrap();
+    restored.start().unwrap();
+    let mut out = Vec::new();
+    restored
+        .client()
+        .download(
+            &format!("/v1/messages/{id}/attachments/0/content"),
+            &mut out,
+            1 << 23,
+        )
+        .unwrap();
+    assert!(out == evidence, "the restored node reads out other bytes");
+    restored.sigterm(Duration::from_secs(30)).unwrap();
+}
