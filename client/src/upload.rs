@@ -22,8 +22,9 @@ pub fn attachment_path(name: &str, media_type: &str) -> String {
     )
 }
 
-/// Every byte but the unreserved characters of RFC 3986 as `%XX`.
-fn percent_encode(s: &str) -> String {
+/// Every byte but the unreserved characters of RFC 3986 as `%XX`: a URL
+/// query value.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -145,13 +145,7 @@ fn link_attachments(
     let is_hex = |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit());
     let mut link = |src: &Path, member: String| -> Result<(), BackupError> {
         let dst = root.join(&member);
-        if let Some(parent) = dst.parent() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(parent)
-                .map_err(io_err(parent))?;
-        }
+        private_parent(&dst)?;
         if fs::hard_link(src, &dst).is_err() {
             fs::copy(src, &dst).map_err(io_err(src))?;
         }
@@ -200,16 +194,22 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
     Ok(all)
 }
 
-/// Copies a configuration or key file into the copy (0600).
-fn copy_small(src: &Path, root: &Path, member: &str) -> Result<(), BackupError> {
-    let dst = root.join(member);
-    if let Some(parent) = dst.parent() {
-        fs::DirBuilder::new()
+/// Creates the directories above `path` in the copy (0700).
+fn private_parent(path: &Path) -> Result<(), BackupError> {
+    match path.parent() {
+        Some(parent) => fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)
             .create(parent)
-            .map_err(io_err(parent))?;
+            .map_err(io_err(parent)),
+        None => Ok(()),
     }
+}
+
+/// Copies a configuration or key file into the copy (0600).
+fn copy_small(src: &Path, root: &Path, member: &str) -> Result<(), BackupError> {
+    let dst = root.join(member);
+    private_parent(&dst)?;
     let mut bytes = Vec::new();
     fs::File::open(src)
         .map_err(io_err(src))?

@@ -8,18 +8,9 @@ use comity_client::Client;
 /// Page size of `--all` (the API's largest).
 const ALL_PAGE: usize = 1000;
 
-/// `s` as a URL query value (everything but unreserved characters
-/// percent-encoded).
+/// `s` as a URL query value.
 fn query_value(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    comity_client::upload::percent_encode(s)
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
