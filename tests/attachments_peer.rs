@@ -20,7 +20,7 @@ use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
 use comity_protocol::{Identity, MessageId, PeerKeys, Timestamp};
 use comity_tests::peer::{answer, assert_closed_by_node, connect, stream};
-use comity_tests::{free_port, request_body, TestNode};
+use comity_tests::{free_port, request_body, test_settings, Settings, TestNode};
 use quinn::{Connection, RecvStream, SendStream};
 use rand::RngCore;
 use tokio::runtime::Runtime;
@@ -388,5 +388,132 @@ fn attachments_over_the_limits_are_refused_before_any_data() {
     });
     let received = a.dir().join("data/attachments/received");
     assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
+    assert_eq!(a.inbox_count(), 0);
+}
+
+/// A tmpfs mounted on a directory until dropped; `None` when this machine
+/// cannot mount one (not root), which fails under `CI=true`.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            return Some(Tmpfs(dir.to_path_buf()));
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: the disk test cannot be skipped (mount -t tmpfs failed)"
+        );
+        eprintln!("SKIPPED: mount -t tmpfs failed; run as root to test a small disk");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Two messages held at once, each of whose attachment fits above the
+/// reserve, and both streams begun before either wrote a byte: together
+/// they would eat into the reserve, so the second is refused `no-room`
+/// part-way (each chunk is measured), not written until the disk is
+/// below the reserve.
+#[test]
+fn streams_begun_at_once_do_not_fill_the_disk_past_the_reserve() {
+    let h = Identity::generate(Timestamp::now());
+    let settings = Settings {
+        disk_reserve_mib: Some(24),
+        disk_reserve_percent: Some(0),
+        ..test_settings()
+    };
+    let mut a = TestNode::with_settings(COMITYD, "Ministry of Justice of Arcadia", "AR", settings);
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    let data = a.dir().join("data");
+    let Some(_disk) = Tmpfs::mount(&data, 64) else {
+        return;
+    };
+    a.start();
+    let disk = a.get("/v1/node")["storage"]["disk"].clone();
+    let (free, reserve) = (
+        disk["free_bytes"].as_u64().unwrap(),
+        disk["reserve_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(reserve, 24 << 20, "{disk}");
+    // Each fits above the reserve with a third to spare; both do not.
+    let len = ((free - reserve) / 3 * 2) as usize;
+    let (one, two) = (File::new("one.bin", len), File::new("two.bin", len));
+    let rt = Runtime::new().unwrap();
+    let (refusal, chunks) = rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let (id1, id2) = (MessageId::random(), MessageId::random());
+        let env1 = sealed_request(&h, &keys, id1, &[&one]);
+        let env2 = sealed_request(&h, &keys, id2, &[&two]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env1).await, id1),
+            vec![0]
+        );
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env2).await, id2),
+            vec![0]
+        );
+        let from = SessionFrame::AttachmentFrom {
+            from_chunk: 0,
+            table: true,
+        };
+        let (mut s1, mut r1, first1) = offer(&conn, id1, 0).await;
+        let (mut s2, mut r2, first2) = offer(&conn, id2, 0).await;
+        assert_eq!((first1, first2), (from.clone(), from));
+
+        // Both tables first: each is checked against the free space (both
+        // fit) and each file begun, as when a dialler sends several
+        // messages' attachments at once.
+        send(&mut s1, &SessionFrame::AttachmentTable(one.table())).await;
+        send(&mut s2, &SessionFrame::AttachmentTable(two.table())).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for i in 0..one.chunks.len() {
+            send(&mut s1, &one.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r1).await,
+            SessionFrame::AttachmentComplete { id: id1, index: 0 }
+        );
+        // The node stops reading when it refuses: writes may fail then.
+        let mut sent = 0;
+        for i in 0..two.chunks.len() {
+            if wire::write_frame(&mut s2, &two.chunk(i)).await.is_err() {
+                break;
+            }
+            sent = i + 1;
+        }
+        println!(
+            "{sent} of {} chunks of the second written",
+            two.chunks.len()
+        );
+        (answer(&mut r2).await, two.chunks.len() as u64)
+    });
+    // Not below the reserve by more than the chunk being written.
+    let now = fs2::available_space(&data).unwrap();
+    println!("free {free} before, {now} after; reserve {reserve}");
+    match refusal {
+        SessionFrame::AttachmentRefused { reason, next, .. } => {
+            assert_eq!(reason, AttachmentRefusal::NoRoom, "{refusal:?}");
+            assert!(next > 0 && next < chunks, "{refusal:?}");
+        }
+        other => panic!("expected no-room part-way, got {other:?}"),
+    }
+    assert!(now + (1 << 20) >= reserve, "{now} free");
     assert_eq!(a.inbox_count(), 0);
 }

@@ -408,8 +408,14 @@ async fn intake(
                 let State::Receiving(mut r) = state else {
                     return None;
                 };
+                let ctx2 = ctx.clone();
                 let (r, result) = blocking(move || {
-                    let result = r.accept(chunk, bytes);
+                    // Measured again for every chunk: streams that began at
+                    // the same time each saw the same free space, and
+                    // together they would fill the disk past the reserve.
+                    let need = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                    let result =
+                        ensure_room(&ctx2.disk, need).and_then(|()| r.accept(chunk, bytes));
                     (r, result)
                 })
                 .await;
