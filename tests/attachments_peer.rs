@@ -517,3 +517,42 @@ fn streams_begun_at_once_do_not_fill_the_disk_past_the_reserve() {
     assert!(now + (1 << 20) >= reserve, "{now} free");
     assert_eq!(a.inbox_count(), 0);
 }
+
+/// An offer answered, then silence: the stream is given up after the
+/// stall timeout (the tests' handshake timeout, 3 s) and its attachment is free for the next
+/// offer, instead of being held (`busy`) for as long as the connection
+/// lives (which also kept the message from ever being given up).
+#[test]
+fn an_offer_followed_by_silence_does_not_hold_the_attachment() {
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("statements.bin", 200_000);
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+        let from = SessionFrame::AttachmentFrom {
+            from_chunk: 0,
+            table: true,
+        };
+        let (_s1, mut r1, first) = offer(&conn, id, 0).await;
+        assert_eq!(first, from);
+        // Nothing more on it, the stream left open.
+        assert_closed_by_node(&mut r1, "an offer followed by silence").await;
+        let (mut s2, mut r2, again) = offer(&conn, id, 0).await;
+        assert_eq!(again, from, "the silent stream still holds the attachment");
+        send(&mut s2, &SessionFrame::AttachmentTable(file.table())).await;
+        for i in 0..file.chunks.len() {
+            send(&mut s2, &file.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r2).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+    });
+}
