@@ -556,3 +556,78 @@ fn an_offer_followed_by_silence_does_not_hold_the_attachment() {
         );
     });
 }
+
+/// A peer that keeps sending bad input on attachment streams (a chunk of
+/// index u64::MAX, a frame announced at 4 GiB, one of 16 MiB) is refused each time,
+/// never crashes the node, and is cut off by its budget of rejections
+/// (5 an hour here): its connection is closed.
+#[test]
+fn a_peer_that_keeps_sending_bad_chunks_is_cut_off() {
+    let (a, h) = node_with_hostile("rejections_per_hour = 5");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("statements.bin", 200_000);
+    let rounds = rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+        for round in 0..20u32 {
+            let Ok((mut s1, mut r1)) = conn.open_bi().await else {
+                return round;
+            };
+            let offer = SessionFrame::AttachmentOffer { id, index: 0 };
+            if wire::write_frame(&mut s1, &offer).await.is_err() {
+                return round;
+            }
+            let read = wire::read_frame(&mut r1, 1 << 20, Duration::from_secs(5));
+            let Ok(Ok(Some(first))) = tokio::time::timeout(Duration::from_secs(5), read).await
+            else {
+                return round;
+            };
+            let table = match first {
+                SessionFrame::AttachmentFrom { table, .. } => table,
+                other => panic!("round {round}: {other:?}"),
+            };
+            if table {
+                send(&mut s1, &SessionFrame::AttachmentTable(file.table())).await;
+            }
+            match round % 3 {
+                0 => {
+                    let bad = SessionFrame::AttachmentChunk {
+                        index: u64::MAX,
+                        bytes: file.chunks[0].ciphertext.clone(),
+                    };
+                    let _ = wire::write_frame(&mut s1, &bad).await;
+                }
+                // A frame announced at 4 GiB.
+                1 => {
+                    let _ = s1.write_all(&u32::MAX.to_be_bytes()).await;
+                }
+                // A frame of 16 MiB, sent whole.
+                _ => {
+                    let _ = s1.write_all(&(16u32 << 20).to_be_bytes()).await;
+                    let _ = s1.write_all(&vec![0u8; 16 << 20]).await;
+                }
+            }
+            let read = wire::read_frame(&mut r1, 1 << 20, Duration::from_secs(5));
+            match tokio::time::timeout(Duration::from_secs(5), read).await {
+                Ok(Ok(Some(SessionFrame::AttachmentRefused { reason, next, .. }))) => {
+                    assert_eq!((reason, next), (AttachmentRefusal::BadChunk, 0));
+                }
+                Ok(Ok(Some(other))) => panic!("round {round}: {other:?}"),
+                Ok(_) => return round,
+                Err(_) => panic!("round {round}: no answer within 5 s"),
+            }
+        }
+        panic!("still connected after 20 rounds of bad chunks");
+    });
+    println!("cut off in round {rounds}");
+    assert!(rounds <= 7, "cut off only in round {rounds}");
+    // Alive, and the bad input was recorded.
+    assert_eq!(a.get("/v1/node")["storage"]["writable"], true);
+    assert!(a.log().contains("over its budget"), "{}", a.log());
+}
