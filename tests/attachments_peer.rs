@@ -631,3 +631,61 @@ fn a_peer_that_keeps_sending_bad_chunks_is_cut_off() {
     assert_eq!(a.get("/v1/node")["storage"]["writable"], true);
     assert!(a.log().contains("over its budget"), "{}", a.log());
 }
+
+/// Attachment streams name the message by (the connection's peer, id):
+/// a second pinned peer G cannot offer chunks for H's held message, and H
+/// cannot replace its held envelope with another of the same id (other
+/// attachments): `id-reused`.
+#[test]
+fn another_peer_cannot_feed_a_held_message_nor_can_it_be_replaced() {
+    let h = Identity::generate(Timestamp::now());
+    let g = Identity::generate(Timestamp::now());
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    a.pin_as(g.id(), free_port(), "Grabber", "GR");
+    a.start();
+    let rt = Runtime::new().unwrap();
+    let (file, other) = (File::new("one.bin", 100_000), File::new("two.bin", 100_000));
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+
+        let (_gep, gconn) = connect(&g, &a).await;
+        let (_, _, first) = offer(&gconn, id, 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+
+        let replacement = sealed_request(&h, &keys, id, &[&other]);
+        match offer_envelope(&mut s, &mut r, &replacement).await {
+            SessionFrame::Rejected { reason, .. } => assert_eq!(reason, RejectReason::IdReused),
+            other => panic!("expected id-reused, got {other:?}"),
+        }
+        // The held one is untouched: it still takes its own attachment.
+        let (mut s1, mut r1, first) = offer(&conn, id, 0).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 0,
+                table: true
+            }
+        );
+        send(&mut s1, &SessionFrame::AttachmentTable(file.table())).await;
+        for i in 0..file.chunks.len() {
+            send(&mut s1, &file.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r1).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+        assert!(matches!(
+            offer_envelope(&mut s, &mut r, &env).await,
+            SessionFrame::Receipt(_)
+        ));
+    });
+    assert_eq!(a.inbox_count(), 1);
+}
