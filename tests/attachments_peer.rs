@@ -689,3 +689,46 @@ fn another_peer_cannot_feed_a_held_message_nor_can_it_be_replaced() {
     });
     assert_eq!(a.inbox_count(), 1);
 }
+
+/// A reply to a request A never sent to H is refused (`invalid`) when it
+/// arrives, before its attachments are asked for: nothing is held for it,
+/// and no attachment data is written for a message that would be refused
+/// once they were all there (and then kept until given up, days later).
+#[test]
+fn a_reply_to_a_message_never_sent_is_refused_before_its_attachments() {
+    use comity_protocol::message::{Body, Reply, Thread};
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("records.bin", 100_000);
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let body = Body::Reply(Reply {
+            in_reply_to: MessageId::random(),
+            subject: "Records".into(),
+            body: "Attached.".into(),
+            partial: false,
+            thread: Thread::default(),
+        });
+        let env = seal_with_attachments(
+            &h,
+            &keys,
+            id,
+            Timestamp::now(),
+            &body,
+            &[file.sealed.clone()],
+            &AttachmentLimits::ceiling(),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        match offer_envelope(&mut s, &mut r, &env).await {
+            SessionFrame::Rejected { reason, detail, .. } => {
+                assert_eq!(reason, RejectReason::Invalid, "{detail}")
+            }
+            other => panic!("expected invalid at once, got {other:?}"),
+        }
+        let (_, _, first) = offer(&conn, id, 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+    });
+}
