@@ -717,7 +717,7 @@ fn a_reply_to_a_message_never_sent_is_refused_before_its_attachments() {
             id,
             Timestamp::now(),
             &body,
-            &[file.sealed.clone()],
+            std::slice::from_ref(&file.sealed),
             &AttachmentLimits::ceiling(),
             &mut rand::rng(),
         )
