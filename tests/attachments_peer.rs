@@ -20,7 +20,7 @@ use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
 use comity_protocol::{Identity, MessageId, PeerKeys, Timestamp};
 use comity_tests::peer::{answer, assert_closed_by_node, connect, stream};
-use comity_tests::{free_port, request_body, TestNode};
+use comity_tests::{free_port, request_body, test_settings, Settings, TestNode};
 use quinn::{Connection, RecvStream, SendStream};
 use rand::RngCore;
 use tokio::runtime::Runtime;
@@ -389,4 +389,346 @@ fn attachments_over_the_limits_are_refused_before_any_data() {
     let received = a.dir().join("data/attachments/received");
     assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
     assert_eq!(a.inbox_count(), 0);
+}
+
+/// A tmpfs mounted on a directory until dropped; `None` when this machine
+/// cannot mount one (not root), which fails under `CI=true`.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            return Some(Tmpfs(dir.to_path_buf()));
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: the disk test cannot be skipped (mount -t tmpfs failed)"
+        );
+        eprintln!("SKIPPED: mount -t tmpfs failed; run as root to test a small disk");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Two messages held at once, each of whose attachment fits above the
+/// reserve, and both streams begun before either wrote a byte: together
+/// they would eat into the reserve, so the second is refused `no-room`
+/// part-way (each chunk is measured), not written until the disk is
+/// below the reserve.
+#[test]
+fn streams_begun_at_once_do_not_fill_the_disk_past_the_reserve() {
+    let h = Identity::generate(Timestamp::now());
+    let settings = Settings {
+        disk_reserve_mib: Some(24),
+        disk_reserve_percent: Some(0),
+        ..test_settings()
+    };
+    let mut a = TestNode::with_settings(COMITYD, "Ministry of Justice of Arcadia", "AR", settings);
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    let data = a.dir().join("data");
+    let Some(_disk) = Tmpfs::mount(&data, 64) else {
+        return;
+    };
+    a.start();
+    let disk = a.get("/v1/node")["storage"]["disk"].clone();
+    let (free, reserve) = (
+        disk["free_bytes"].as_u64().unwrap(),
+        disk["reserve_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(reserve, 24 << 20, "{disk}");
+    // Each fits above the reserve with a third to spare; both do not.
+    let len = ((free - reserve) / 3 * 2) as usize;
+    let (one, two) = (File::new("one.bin", len), File::new("two.bin", len));
+    let rt = Runtime::new().unwrap();
+    let (refusal, chunks) = rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let (id1, id2) = (MessageId::random(), MessageId::random());
+        let env1 = sealed_request(&h, &keys, id1, &[&one]);
+        let env2 = sealed_request(&h, &keys, id2, &[&two]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env1).await, id1),
+            vec![0]
+        );
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env2).await, id2),
+            vec![0]
+        );
+        let from = SessionFrame::AttachmentFrom {
+            from_chunk: 0,
+            table: true,
+        };
+        let (mut s1, mut r1, first1) = offer(&conn, id1, 0).await;
+        let (mut s2, mut r2, first2) = offer(&conn, id2, 0).await;
+        assert_eq!((first1, first2), (from.clone(), from));
+
+        // Both tables first: each is checked against the free space (both
+        // fit) and each file begun, as when a dialler sends several
+        // messages' attachments at once.
+        send(&mut s1, &SessionFrame::AttachmentTable(one.table())).await;
+        send(&mut s2, &SessionFrame::AttachmentTable(two.table())).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for i in 0..one.chunks.len() {
+            send(&mut s1, &one.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r1).await,
+            SessionFrame::AttachmentComplete { id: id1, index: 0 }
+        );
+        // The node stops reading when it refuses: writes may fail then.
+        let mut sent = 0;
+        for i in 0..two.chunks.len() {
+            if wire::write_frame(&mut s2, &two.chunk(i)).await.is_err() {
+                break;
+            }
+            sent = i + 1;
+        }
+        println!(
+            "{sent} of {} chunks of the second written",
+            two.chunks.len()
+        );
+        (answer(&mut r2).await, two.chunks.len() as u64)
+    });
+    // Not below the reserve by more than the chunk being written.
+    let now = fs2::available_space(&data).unwrap();
+    println!("free {free} before, {now} after; reserve {reserve}");
+    match refusal {
+        SessionFrame::AttachmentRefused { reason, next, .. } => {
+            assert_eq!(reason, AttachmentRefusal::NoRoom, "{refusal:?}");
+            assert!(next > 0 && next < chunks, "{refusal:?}");
+        }
+        other => panic!("expected no-room part-way, got {other:?}"),
+    }
+    assert!(now + (1 << 20) >= reserve, "{now} free");
+    assert_eq!(a.inbox_count(), 0);
+}
+
+/// An offer answered, then silence: the stream is given up after the
+/// stall timeout (the tests' handshake timeout, 3 s) and its attachment is free for the next
+/// offer, instead of being held (`busy`) for as long as the connection
+/// lives (which also kept the message from ever being given up).
+#[test]
+fn an_offer_followed_by_silence_does_not_hold_the_attachment() {
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("statements.bin", 200_000);
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+        let from = SessionFrame::AttachmentFrom {
+            from_chunk: 0,
+            table: true,
+        };
+        let (_s1, mut r1, first) = offer(&conn, id, 0).await;
+        assert_eq!(first, from);
+        // Nothing more on it, the stream left open.
+        assert_closed_by_node(&mut r1, "an offer followed by silence").await;
+        let (mut s2, mut r2, again) = offer(&conn, id, 0).await;
+        assert_eq!(again, from, "the silent stream still holds the attachment");
+        send(&mut s2, &SessionFrame::AttachmentTable(file.table())).await;
+        for i in 0..file.chunks.len() {
+            send(&mut s2, &file.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r2).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+    });
+}
+
+/// A peer that keeps sending bad input on attachment streams (a chunk of
+/// index u64::MAX, a frame announced at 4 GiB, one of 16 MiB) is refused each time,
+/// never crashes the node, and is cut off by its budget of rejections
+/// (5 an hour here): its connection is closed.
+#[test]
+fn a_peer_that_keeps_sending_bad_chunks_is_cut_off() {
+    let (a, h) = node_with_hostile("rejections_per_hour = 5");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("statements.bin", 200_000);
+    let rounds = rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+        for round in 0..20u32 {
+            let Ok((mut s1, mut r1)) = conn.open_bi().await else {
+                return round;
+            };
+            let offer = SessionFrame::AttachmentOffer { id, index: 0 };
+            if wire::write_frame(&mut s1, &offer).await.is_err() {
+                return round;
+            }
+            let read = wire::read_frame(&mut r1, 1 << 20, Duration::from_secs(5));
+            let Ok(Ok(Some(first))) = tokio::time::timeout(Duration::from_secs(5), read).await
+            else {
+                return round;
+            };
+            let table = match first {
+                SessionFrame::AttachmentFrom { table, .. } => table,
+                other => panic!("round {round}: {other:?}"),
+            };
+            if table {
+                send(&mut s1, &SessionFrame::AttachmentTable(file.table())).await;
+            }
+            match round % 3 {
+                0 => {
+                    let bad = SessionFrame::AttachmentChunk {
+                        index: u64::MAX,
+                        bytes: file.chunks[0].ciphertext.clone(),
+                    };
+                    let _ = wire::write_frame(&mut s1, &bad).await;
+                }
+                // A frame announced at 4 GiB.
+                1 => {
+                    let _ = s1.write_all(&u32::MAX.to_be_bytes()).await;
+                }
+                // A frame of 16 MiB, sent whole.
+                _ => {
+                    let _ = s1.write_all(&(16u32 << 20).to_be_bytes()).await;
+                    let _ = s1.write_all(&vec![0u8; 16 << 20]).await;
+                }
+            }
+            let read = wire::read_frame(&mut r1, 1 << 20, Duration::from_secs(5));
+            match tokio::time::timeout(Duration::from_secs(5), read).await {
+                Ok(Ok(Some(SessionFrame::AttachmentRefused { reason, next, .. }))) => {
+                    assert_eq!((reason, next), (AttachmentRefusal::BadChunk, 0));
+                }
+                Ok(Ok(Some(other))) => panic!("round {round}: {other:?}"),
+                Ok(_) => return round,
+                Err(_) => panic!("round {round}: no answer within 5 s"),
+            }
+        }
+        panic!("still connected after 20 rounds of bad chunks");
+    });
+    println!("cut off in round {rounds}");
+    assert!(rounds <= 7, "cut off only in round {rounds}");
+    // Alive, and the bad input was recorded.
+    assert_eq!(a.get("/v1/node")["storage"]["writable"], true);
+    assert!(a.log().contains("over its budget"), "{}", a.log());
+}
+
+/// Attachment streams name the message by (the connection's peer, id):
+/// a second pinned peer G cannot offer chunks for H's held message, and H
+/// cannot replace its held envelope with another of the same id (other
+/// attachments): `id-reused`.
+#[test]
+fn another_peer_cannot_feed_a_held_message_nor_can_it_be_replaced() {
+    let h = Identity::generate(Timestamp::now());
+    let g = Identity::generate(Timestamp::now());
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    a.pin_as(h.id(), free_port(), "Hostile", "HO");
+    a.pin_as(g.id(), free_port(), "Grabber", "GR");
+    a.start();
+    let rt = Runtime::new().unwrap();
+    let (file, other) = (File::new("one.bin", 100_000), File::new("two.bin", 100_000));
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+
+        let (_gep, gconn) = connect(&g, &a).await;
+        let (_, _, first) = offer(&gconn, id, 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+
+        let replacement = sealed_request(&h, &keys, id, &[&other]);
+        match offer_envelope(&mut s, &mut r, &replacement).await {
+            SessionFrame::Rejected { reason, .. } => assert_eq!(reason, RejectReason::IdReused),
+            other => panic!("expected id-reused, got {other:?}"),
+        }
+        // The held one is untouched: it still takes its own attachment.
+        let (mut s1, mut r1, first) = offer(&conn, id, 0).await;
+        assert_eq!(
+            first,
+            SessionFrame::AttachmentFrom {
+                from_chunk: 0,
+                table: true
+            }
+        );
+        send(&mut s1, &SessionFrame::AttachmentTable(file.table())).await;
+        for i in 0..file.chunks.len() {
+            send(&mut s1, &file.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r1).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+        assert!(matches!(
+            offer_envelope(&mut s, &mut r, &env).await,
+            SessionFrame::Receipt(_)
+        ));
+    });
+    assert_eq!(a.inbox_count(), 1);
+}
+
+/// A reply to a request A never sent to H is refused (`invalid`) when it
+/// arrives, before its attachments are asked for: nothing is held for it,
+/// and no attachment data is written for a message that would be refused
+/// once they were all there (and then kept until given up, days later).
+#[test]
+fn a_reply_to_a_message_never_sent_is_refused_before_its_attachments() {
+    use comity_protocol::message::{Body, Reply, Thread};
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("records.bin", 100_000);
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let id = MessageId::random();
+        let body = Body::Reply(Reply {
+            in_reply_to: MessageId::random(),
+            subject: "Records".into(),
+            body: "Attached.".into(),
+            partial: false,
+            thread: Thread::default(),
+        });
+        let env = seal_with_attachments(
+            &h,
+            &keys,
+            id,
+            Timestamp::now(),
+            &body,
+            std::slice::from_ref(&file.sealed),
+            &AttachmentLimits::ceiling(),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        match offer_envelope(&mut s, &mut r, &env).await {
+            SessionFrame::Rejected { reason, detail, .. } => {
+                assert_eq!(reason, RejectReason::Invalid, "{detail}")
+            }
+            other => panic!("expected invalid at once, got {other:?}"),
+        }
+        let (_, _, first) = offer(&conn, id, 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+    });
 }

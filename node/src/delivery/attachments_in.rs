@@ -23,7 +23,7 @@ use comity_protocol::{MessageId, NodeId, Timestamp};
 use tracing::{debug, info, warn};
 
 use super::blocking;
-use super::input::next_input;
+use super::input::next_input_within;
 use super::refusals;
 use crate::attachments::{
     ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, Receiving,
@@ -384,7 +384,11 @@ async fn intake(
     let stall = ctx.config.limits.handshake_timeout();
     loop {
         let input = tokio::select! {
-            i = next_input(recv, max_frame, stall) => i,
+            // The dialler sends its chunks without waiting: a stream
+            // gone quiet between frames would hold the attachment's claim
+            // (and keep its message from being given up) for as long as
+            // the connection lives.
+            i = next_input_within(recv, max_frame, stall, Some(stall)) => i,
             _ = stop.triggered() => return None,
         };
         let input = input?;
@@ -408,8 +412,14 @@ async fn intake(
                 let State::Receiving(mut r) = state else {
                     return None;
                 };
+                let ctx2 = ctx.clone();
                 let (r, result) = blocking(move || {
-                    let result = r.accept(chunk, bytes);
+                    // Measured again for every chunk: streams that began at
+                    // the same time each saw the same free space, and
+                    // together they would fill the disk past the reserve.
+                    let need = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                    let result =
+                        ensure_room(&ctx2.disk, need).and_then(|()| r.accept(chunk, bytes));
                     (r, result)
                 })
                 .await;

@@ -13,7 +13,18 @@ pub(super) async fn next_input(
     max_frame: usize,
     stall: std::time::Duration,
 ) -> Option<Input> {
-    match wire::read_incoming(recv, max_frame, stall).await {
+    next_input_within(recv, max_frame, stall, None).await
+}
+
+/// Like [`next_input`]; the wait for a frame's first byte bounded by
+/// `idle` if given.
+pub(super) async fn next_input_within(
+    recv: &mut quinn::RecvStream,
+    max_frame: usize,
+    stall: std::time::Duration,
+    idle: Option<std::time::Duration>,
+) -> Option<Input> {
+    match wire::read_incoming_within(recv, max_frame, stall, idle).await {
         Ok(wire::Incoming::End) => Some(Input::End),
         Ok(wire::Incoming::Frame(f)) => Some(Input::Frame(f)),
         Ok(wire::Incoming::Oversize { len, id }) => Some(Input::Oversize { len, id }),

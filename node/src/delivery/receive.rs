@@ -183,6 +183,20 @@ fn receive(
         }
         *verified = Some((id, claim));
     }
+    // A reply or consultation about a message must be about one exchanged
+    // with this peer: ids are per peer, and another peer's message is not
+    // this one's to answer. Checked before any attachment is asked for:
+    // refused after them, they stayed on disk until given up.
+    if let Err(why) = business::check_refers_to_peer(&ctx.store, peer, &opened.body) {
+        return reject(
+            ctx,
+            peer,
+            Some(opened.header.id),
+            bytes,
+            RejectReason::Invalid,
+            why.to_string(),
+        );
+    }
     // The receipt covers the evidence: signed only once every attachment
     // is here, verified and durable.
     if !opened.attachments.is_empty() {
@@ -217,19 +231,6 @@ fn receive(
         Body::StatusUpdate(u) => Some(u.clone()),
         _ => None,
     };
-    // A reply or consultation about a message must be about one exchanged
-    // with this peer: ids are per peer, and another peer's message is not
-    // this one's to answer.
-    if let Err(why) = business::check_refers_to_peer(&ctx.store, peer, &opened.body) {
-        return reject(
-            ctx,
-            peer,
-            Some(id),
-            bytes,
-            RejectReason::Invalid,
-            why.to_string(),
-        );
-    }
     let record = InboundMessage {
         id,
         sender: opened.header.sender,

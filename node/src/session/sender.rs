@@ -97,7 +97,16 @@ pub enum SenderError {
     WindowFull(usize),
     #[error("message {0} is already in flight")]
     AlreadyInFlight(MessageId),
+    #[error("the peer asked for the attachments of {id} {rounds} times on this connection and never receipted it")]
+    EndlessAttachments { id: MessageId, rounds: u32 },
 }
+
+/// Times the peer may ask for one message's attachments on one connection.
+/// More than one is honest (a stream of a lost connection still busy at
+/// the receiver); without a bound, an acceptor that answers every envelope
+/// with `AttachmentsWanted` would have us send it round as fast as the
+/// connection allows.
+const MAX_WANTED_ROUNDS: u32 = 8;
 
 enum State {
     AwaitingHello,
@@ -117,6 +126,9 @@ pub struct Sender {
     /// Messages out of the window whose attachments are being sent, in the
     /// order the peer asked for them.
     awaiting_attachments: Vec<MessageId>,
+    /// How often the peer asked for each message's attachments on this
+    /// connection (until it receipts the message).
+    wanted_rounds: HashMap<MessageId, u32>,
     /// Messages this connection cannot carry (attachments on a version
     /// before 5): back in the queue when the session ends.
     aside: Vec<MessageId>,
@@ -160,6 +172,7 @@ impl Sender {
             },
             restoration: None,
             awaiting_attachments: Vec::new(),
+            wanted_rounds: HashMap::new(),
             aside: Vec::new(),
             version: SessionVersion::V5,
         }
@@ -327,6 +340,7 @@ impl Sender {
                 match receipt.verify(&self.me, keys, &id, &digest) {
                     Ok(()) => {
                         self.in_flight.answered(&id);
+                        self.wanted_rounds.remove(&id);
                         Action::Delivered {
                             id,
                             digest,
@@ -364,6 +378,15 @@ impl Sender {
                     return Ok(Action::Ignore(
                         "attachments wanted for a message not in flight",
                     ));
+                }
+                let rounds = self.wanted_rounds.entry(id).or_insert(0);
+                *rounds = rounds.saturating_add(1);
+                if *rounds > MAX_WANTED_ROUNDS {
+                    // Still in flight: taken back when the session ends.
+                    return Err(SenderError::EndlessAttachments {
+                        id,
+                        rounds: *rounds,
+                    });
                 }
                 self.in_flight.answered(&id);
                 self.awaiting_attachments.push(id);

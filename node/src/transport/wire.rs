@@ -48,13 +48,22 @@ async fn read_into(
 }
 
 /// Reads the length prefix: waits as long as it takes for the first byte
-/// (an idle stream is normal), then at most `stall` for the rest.
+/// (an idle stream is normal), or at most `idle` if given, then at most
+/// `stall` for the rest.
 async fn read_prefix(
     recv: &mut quinn::RecvStream,
     stall: Duration,
+    idle: Option<Duration>,
 ) -> Result<Option<[u8; LENGTH_PREFIX]>, WireError> {
     let mut buf = Vec::with_capacity(LENGTH_PREFIX);
-    match recv.read_chunk(LENGTH_PREFIX, true).await? {
+    let first = recv.read_chunk(LENGTH_PREFIX, true);
+    let first = match idle {
+        None => first.await?,
+        Some(idle) => tokio::time::timeout(idle, first)
+            .await
+            .map_err(|_| WireError::Stalled(idle))??,
+    };
+    match first {
         None => return Ok(None),
         Some(c) => buf.extend_from_slice(&c.bytes),
     }
@@ -71,7 +80,7 @@ pub async fn read_frame(
     max_len: usize,
     stall: Duration,
 ) -> Result<Option<SessionFrame>, WireError> {
-    let Some(prefix) = read_prefix(recv, stall).await? else {
+    let Some(prefix) = read_prefix(recv, stall, None).await? else {
         return Ok(None);
     };
     let len = SessionFrame::length(prefix, max_len)?;
@@ -102,7 +111,19 @@ pub async fn read_incoming(
     max_len: usize,
     stall: Duration,
 ) -> Result<Incoming, WireError> {
-    let Some(prefix) = read_prefix(recv, stall).await? else {
+    read_incoming_within(recv, max_len, stall, None).await
+}
+
+/// Like [`read_incoming`], with the wait for the frame's first byte
+/// bounded by `idle` too: for streams whose sender never has a reason to
+/// pause between frames (attachment chunks).
+pub async fn read_incoming_within(
+    recv: &mut quinn::RecvStream,
+    max_len: usize,
+    stall: Duration,
+    idle: Option<Duration>,
+) -> Result<Incoming, WireError> {
+    let Some(prefix) = read_prefix(recv, stall, idle).await? else {
         return Ok(Incoming::End);
     };
     let len = SessionFrame::length(prefix, MAX_SESSION_FRAME)?;

@@ -45,6 +45,34 @@ fn a_finished_transfer_is_taken_once() {
 }
 
 #[test]
+fn an_acceptor_that_wants_the_attachments_without_end_ends_the_session() {
+    // Each round: the envelope, `AttachmentsWanted`, the transfer (which
+    // the acceptor may call complete at once), the envelope again. An
+    // acceptor that never receipts would have the dialler go round as
+    // fast as the connection allows; a few rounds are honest (a stream
+    // still busy from a lost connection), hundreds are not.
+    let mut s = open_sender(4, 0);
+    let mut rounds = 0;
+    let ended = loop {
+        rounds += 1;
+        assert!(rounds <= 100, "still going round after 100 rounds");
+        s.sent(id(1), Digest([1; 32])).unwrap();
+        match s.on_frame(wanted(1, vec![3]), || 0) {
+            Ok(Action::SendAttachments { .. }) => assert!(s.attachments_sent(&id(1))),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        rounds > 2,
+        "honest rounds are allowed: ended after {rounds}"
+    );
+    assert!(ended.to_string().contains("attachments"), "{ended}");
+    // The message goes back to the queue, not lost.
+    assert_eq!(s.take_unanswered(), vec![id(1)]);
+}
+
+#[test]
 fn attachments_wanted_for_a_message_not_in_flight_are_ignored() {
     let mut s = open_sender(4, 0);
     let a = s.on_frame(wanted(9, vec![0]), || 0).unwrap();
