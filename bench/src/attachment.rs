@@ -6,6 +6,7 @@
 //! the Comity runs), and the single-core speeds of the primitives an
 //! attachment chunk goes through.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,7 @@ use serde_json::Value;
 use crate::cluster::{mesh_with, BenchNode};
 use crate::load::submission;
 use crate::procfs::thread_cpu_ns;
-use crate::runs::{median_of, percentile, prime, stop_all, Ctx, Topology};
+use crate::runs::{median_of, percentile, prime, stop_all, Ctx, Profiler, Topology};
 
 /// The side-by-side peer: scp of FILE to a throwaway sshd, then `sync`
 /// of the copy; one JSON line per run, exit 3 without sshd.
@@ -53,6 +54,13 @@ pub struct AttachmentRun {
     pub small_p50_ms: f64,
     pub small_p99_ms: f64,
     pub small_max_ms: f64,
+    /// p99 of those sent while `comity send` uploaded, and of those sent
+    /// after it returned (while the nodes transferred).
+    pub small_p99_upload_ms: f64,
+    pub small_p99_transfer_ms: f64,
+    /// With `--count-events`: each node's kernel events, invoked → receipt.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<BTreeMap<String, f64>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -169,7 +177,7 @@ pub fn run(
         ));
         let r = one_run(ctx, comity, &file, bytes, small_rate)?;
         ctx.say(format!(
-            "(a) {:.1} s = {:.0} MiB/s, (b) {:.1} s = {:.0} MiB/s; peak above idle {:.0} / {:.0} MiB; CPU {:.1} / {:.1} s; 1 KiB p99 {:.0} ms",
+            "(a) {:.1} s = {:.0} MiB/s, (b) {:.1} s = {:.0} MiB/s; peak above idle {:.0} / {:.0} MiB; CPU {:.1} / {:.1} s; 1 KiB p99 {:.0} ms (upload {:.0}, transfer {:.0})",
             r.send_to_receipt_secs,
             r.send_to_receipt_mib_per_sec,
             r.invocation_to_receipt_secs,
@@ -178,7 +186,9 @@ pub fn run(
             r.peak_above_idle_mib[1],
             r.cpu_secs[0],
             r.cpu_secs[1],
-            r.small_p99_ms
+            r.small_p99_ms,
+            r.small_p99_upload_ms,
+            r.small_p99_transfer_ms
         ));
         out.runs.push(r);
         if out.scp_missing.is_none() {
@@ -265,6 +275,10 @@ fn one_run(
     // Let the priming's checkpoint and witnessing settle.
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss_mib = [nodes[0].rss_mib()?, nodes[1].rss_mib()?];
+    let profilers = [
+        Profiler::attach(ctx, nodes[0].pid()?, "attachment-sender")?,
+        Profiler::attach(ctx, nodes[1].pid()?, "attachment-receiver")?,
+    ];
     let cpu0 = [nodes[0].cpu_secs()?, nodes[1].cpu_secs()?];
     let stop = AtomicBool::new(false);
     let small_body = submission(&nodes[1].country)?;
@@ -277,10 +291,29 @@ fn one_run(
     let transfer = transfer?;
     let cpu1 = [nodes[0].cpu_secs()?, nodes[1].cpu_secs()?];
     let peak = [nodes[0].peak_rss_mib()?, nodes[1].peak_rss_mib()?];
+    let mut events = Vec::new();
+    for p in profilers {
+        events.push(p.finish()?.unwrap_or_default());
+    }
     let small_ids = small.map_err(|_| anyhow!("the 1 KiB sender panicked"))??;
-    let mut lat = small_latencies(&nodes[0], &small_ids)?;
+    let timed = small_latencies(&nodes[0], &small_ids)?;
     stop_all(&mut nodes)?;
-    lat.sort_by(f64::total_cmp);
+    // Which phase a request met: the upload (`comity send` running) or
+    // the transfer between the nodes.
+    let mut upload: Vec<f64> = timed
+        .iter()
+        .filter(|(created, _)| *created < transfer.returned_ms)
+        .map(|t| t.1)
+        .collect();
+    let mut between: Vec<f64> = timed
+        .iter()
+        .filter(|(created, _)| *created >= transfer.returned_ms)
+        .map(|t| t.1)
+        .collect();
+    let mut lat: Vec<f64> = timed.iter().map(|t| t.1).collect();
+    for v in [&mut lat, &mut upload, &mut between] {
+        v.sort_by(f64::total_cmp);
+    }
     let mib = bytes as f64 / (1024.0 * 1024.0);
     let a = transfer.delivered_ms.saturating_sub(transfer.returned_ms) as f64 / 1e3;
     let b = transfer.delivered_ms.saturating_sub(transfer.invoked_ms) as f64 / 1e3;
@@ -297,6 +330,13 @@ fn one_run(
         small_p50_ms: percentile(&lat, 50.0),
         small_p99_ms: percentile(&lat, 99.0),
         small_max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        small_p99_upload_ms: percentile(&upload, 99.0),
+        small_p99_transfer_ms: percentile(&between, 99.0),
+        events: if events.iter().all(BTreeMap::is_empty) {
+            Vec::new()
+        } else {
+            events
+        },
     })
 }
 
@@ -388,9 +428,9 @@ fn small_requests(
     Ok(ids)
 }
 
-/// `delivered_at − created_at` of each message (both stamped by the
-/// sender, ms), once all are delivered.
-fn small_latencies(node: &BenchNode, ids: &[String]) -> Result<Vec<f64>> {
+/// `created_at` and `delivered_at − created_at` of each message (both
+/// stamped by the sender, ms), once all are delivered.
+fn small_latencies(node: &BenchNode, ids: &[String]) -> Result<Vec<(u64, f64)>> {
     let conn = node.conn();
     let deadline = Instant::now() + Duration::from_secs(60);
     while node.pending(&conn)? > 0 {
@@ -408,7 +448,7 @@ fn small_latencies(node: &BenchNode, ids: &[String]) -> Result<Vec<f64>> {
         let delivered = v["delivered_at"]
             .as_u64()
             .ok_or_else(|| anyhow!("{id} not delivered: {}", v["state"]))?;
-        lat.push(delivered.saturating_sub(created) as f64);
+        lat.push((created, delivered.saturating_sub(created) as f64));
     }
     Ok(lat)
 }

@@ -248,6 +248,14 @@ impl Report {
             ("attachment_small_p50_ms", m(|r| r.small_p50_ms)),
             ("attachment_small_p99_ms", m(|r| r.small_p99_ms)),
             (
+                "attachment_small_p99_upload_ms",
+                m(|r| r.small_p99_upload_ms),
+            ),
+            (
+                "attachment_small_p99_transfer_ms",
+                m(|r| r.small_p99_transfer_ms),
+            ),
+            (
                 "attachment_chacha20poly1305_mib_per_sec",
                 a.map(|a| a.floor.chacha20poly1305_mib_per_sec),
             ),
@@ -409,7 +417,7 @@ impl Report {
         if let Some(scp) = self.figure("attachment_scp_mib_per_sec") {
             spec.push((
                 "attachment_send_to_receipt_mib_per_sec",
-                "attachment (a): send returned → receipt, vs scp".into(),
+                "attachment (a) send→receipt, vs scp".into(),
                 "MiB/s",
                 Op::AtLeast,
                 scp,
@@ -609,6 +617,16 @@ impl Report {
                 "s",
             ),
             ("attachment_small_p50_ms", "  1 KiB meanwhile, p50", "ms"),
+            (
+                "attachment_small_p99_upload_ms",
+                "  1 KiB p99 while comity send uploads",
+                "ms",
+            ),
+            (
+                "attachment_small_p99_transfer_ms",
+                "  1 KiB p99 while the nodes transfer",
+                "ms",
+            ),
             (
                 "attachment_chacha20poly1305_mib_per_sec",
                 "  ChaCha20-Poly1305, one core",

@@ -36,13 +36,13 @@ syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_clone3
 
 /// `perf record` (`--perf DIR`) or `perf stat` (`--count-events`)
 /// attached to one process until [`Profiler::finish`].
-struct Profiler {
+pub(crate) struct Profiler {
     child: Option<std::process::Child>,
     stat_out: Option<PathBuf>,
 }
 
 impl Profiler {
-    fn attach(ctx: &Ctx, pid: u32, name: &str) -> Result<Profiler> {
+    pub(crate) fn attach(ctx: &Ctx, pid: u32, name: &str) -> Result<Profiler> {
         let (args, out): (Vec<String>, PathBuf) = if let Some(dir) = &ctx.perf_dir {
             std::fs::create_dir_all(dir)?;
             let mut out = dir.join(format!("{name}.data"));
@@ -89,7 +89,7 @@ impl Profiler {
     }
 
     /// Stops perf; for `perf stat`, the counts by event.
-    fn finish(self) -> Result<Option<BTreeMap<String, f64>>> {
+    pub(crate) fn finish(self) -> Result<Option<BTreeMap<String, f64>>> {
         let Some(mut child) = self.child else {
             return Ok(None);
         };
