@@ -31,7 +31,7 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    fn settings(&self) -> Settings {
+    pub fn settings(&self) -> Settings {
         Settings {
             delivery_window: Some(self.window),
             audit_enabled: (!self.audit).then_some(false),
@@ -188,7 +188,20 @@ pub fn peer(id: &NodeId, port: u16, name: &str, country: &str) -> Result<PeerCon
 
 /// `n` nodes, every one pinning every other.
 pub fn mesh(comityd: &Path, n: usize, options: &NodeOptions) -> Result<Vec<BenchNode>> {
-    let net = Network::create((0..n).map(|i| builder(comityd, i, options)).collect())?;
+    mesh_with(comityd, n, &options.settings())
+}
+
+/// `n` nodes, every one pinning every other, configured by `settings`.
+pub fn mesh_with(comityd: &Path, n: usize, settings: &Settings) -> Result<Vec<BenchNode>> {
+    let net = Network::create(
+        (0..n)
+            .map(|i| {
+                LocalNode::builder(comityd, &format!("Bench node {i}"), &country(i))
+                    .temp_prefix("comity-bench-")
+                    .settings(settings.clone())
+            })
+            .collect(),
+    )?;
     Ok(net
         .into_nodes()
         .into_iter()

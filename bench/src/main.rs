@@ -9,6 +9,7 @@
 //!
 //! Method and latest figures: `docs/performance.md`.
 
+mod attachment;
 mod audit;
 mod cluster;
 mod crypto;
@@ -35,7 +36,8 @@ use crate::runs::{median_of, Ctx, DrainRun, Topology};
     version,
     about = "Benchmarks real comityd nodes on 127.0.0.1 against the targets of issue 7",
     after_help = "Sections: crypto, audit, throughput (includes the audit-off runs), sustained, latency, mesh, idle;\n\
-                  store (a large store: status, /metrics and a page of messages timed; only when named in --only).\n\
+                  store (a large store: status, /metrics and a page of messages timed; only when named in --only);\n\
+                  attachment (a 1 GiB attachment A→B through the CLI beside scp; only when named in --only).\n\
                   Build the daemon first: cargo build --release -p comity-node"
 )]
 struct Args {
@@ -94,6 +96,21 @@ struct Args {
     /// use what was measured).
     #[arg(long, default_value_t = 3000.0)]
     estimate: f64,
+    /// Size of the attachment of section `attachment`, MiB.
+    #[arg(long, default_value_t = 1024)]
+    attachment_mib: u64,
+    /// Runs of section `attachment` (median reported), each followed by
+    /// one scp of the same file.
+    #[arg(long, default_value_t = 3)]
+    attachment_runs: usize,
+    /// 1 KiB requests per second sent while the attachment transfers.
+    #[arg(long, default_value_t = 50.0)]
+    attachment_rate: f64,
+    /// Where the random file of section `attachment` is written (default:
+    /// the temporary directory; the nodes' data stays there whatever this
+    /// says).
+    #[arg(long, value_name = "DIR")]
+    attachment_dir: Option<PathBuf>,
     /// Only these sections (comma-separated; see below).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -117,7 +134,7 @@ struct Args {
     quiet: bool,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "crypto",
     "audit",
     "throughput",
@@ -126,6 +143,7 @@ const SECTIONS: [&str; 8] = [
     "mesh",
     "idle",
     "store",
+    "attachment",
 ];
 
 fn main() -> ExitCode {
@@ -139,6 +157,8 @@ fn main() -> ExitCode {
         args.audit_entries = args.audit_entries.min(100_000);
         args.crypto_iterations = args.crypto_iterations.min(300);
         args.store_messages = args.store_messages.min(5000);
+        args.attachment_mib = args.attachment_mib.min(64);
+        args.attachment_runs = args.attachment_runs.min(1);
     }
     match run(&args) {
         Ok(report) => {
@@ -170,8 +190,12 @@ fn run(args: &Args) -> Result<Report> {
     if args.window == 0 || args.window > 4096 {
         bail!("--window must be 1..=4096");
     }
-    // The large store takes minutes to fill: it runs only when named.
-    let want = |s: &str| (args.only.is_empty() && s != "store") || args.only.iter().any(|o| o == s);
+    // The large store takes minutes to fill, and the attachment needs 3×
+    // its size of free disk and an sshd beside it: they run only when named.
+    let want = |s: &str| {
+        (args.only.is_empty() && s != "store" && s != "attachment")
+            || args.only.iter().any(|o| o == s)
+    };
     let comityd = runs::locate_comityd(args.comityd.as_deref())?;
     let exe = std::env::current_exe()?;
     if !exe.to_string_lossy().contains("/release/")
@@ -243,6 +267,9 @@ fn run(args: &Args) -> Result<Report> {
         "store_messages": args.store_messages,
         "comity": comity.as_ref().map(|c| c.display().to_string()),
         "crypto_iterations": args.crypto_iterations,
+        "attachment_mib": args.attachment_mib,
+        "attachment_runs": args.attachment_runs,
+        "attachment_rate": args.attachment_rate,
     }));
 
     if want("crypto") {
@@ -353,6 +380,27 @@ fn run(args: &Args) -> Result<Report> {
             &ctx,
             comity_copy.as_ref(),
             args.store_messages,
+        )?);
+    }
+    if want("attachment") {
+        let Some(comity) = comity_copy.as_ref() else {
+            bail!("section attachment needs the comity CLI: build it (cargo build --release -p comity-cli) or pass --comity PATH");
+        };
+        say(&format!(
+            "attachment: {} MiB A→B through comity send --attach, {} runs, scp of the same file after each…",
+            args.attachment_mib, args.attachment_runs
+        ));
+        let dir = args
+            .attachment_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        report.attachment = Some(attachment::run(
+            &ctx,
+            comity,
+            args.attachment_mib << 20,
+            args.attachment_runs.max(1),
+            args.attachment_rate,
+            &dir,
         )?);
     }
     report.discarded_runs = discarded;

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::attachment::AttachmentBench;
 use crate::audit::AuditVerify;
 use crate::crypto::CryptoFloor;
 use crate::large_store::LargeStore;
@@ -47,6 +48,7 @@ pub struct Report {
     pub mesh_runs: Vec<DrainRun>,
     pub idle: Option<IdlePeers>,
     pub large_store: Option<LargeStore>,
+    pub attachment: Option<AttachmentBench>,
     pub discarded_runs: Vec<DrainRun>,
     pub elapsed_secs: f64,
 }
@@ -83,6 +85,7 @@ impl Report {
             mesh_runs: Vec::new(),
             idle: None,
             large_store: None,
+            attachment: None,
             discarded_runs: Vec::new(),
             elapsed_secs: 0.0,
         }
@@ -200,6 +203,71 @@ impl Report {
                     .map(|s| s.restart_secs.iter().copied().fold(0.0, f64::max)),
             ),
         ]
+        .into_iter()
+        .chain(self.attachment_figures())
+        .collect()
+    }
+
+    fn attachment_figures(&self) -> Vec<(&'static str, Option<f64>)> {
+        let a = self.attachment.as_ref();
+        let m = |f: fn(&crate::attachment::AttachmentRun) -> f64| a.and_then(|a| a.median(f));
+        vec![
+            (
+                "attachment_send_to_receipt_mib_per_sec",
+                m(|r| r.send_to_receipt_mib_per_sec),
+            ),
+            (
+                "attachment_send_to_receipt_secs",
+                m(|r| r.send_to_receipt_secs),
+            ),
+            (
+                "attachment_invocation_to_receipt_mib_per_sec",
+                m(|r| r.invocation_to_receipt_mib_per_sec),
+            ),
+            (
+                "attachment_invocation_to_receipt_secs",
+                m(|r| r.invocation_to_receipt_secs),
+            ),
+            ("attachment_cli_secs", m(|r| r.cli_secs)),
+            (
+                "attachment_scp_mib_per_sec",
+                a.and_then(AttachmentBench::scp_mib_per_sec),
+            ),
+            (
+                "attachment_sender_peak_above_idle_mib",
+                m(|r| r.peak_above_idle_mib[0]),
+            ),
+            (
+                "attachment_receiver_peak_above_idle_mib",
+                m(|r| r.peak_above_idle_mib[1]),
+            ),
+            ("attachment_sender_idle_rss_mib", m(|r| r.idle_rss_mib[0])),
+            ("attachment_receiver_idle_rss_mib", m(|r| r.idle_rss_mib[1])),
+            ("attachment_sender_cpu_secs", m(|r| r.cpu_secs[0])),
+            ("attachment_receiver_cpu_secs", m(|r| r.cpu_secs[1])),
+            ("attachment_small_p50_ms", m(|r| r.small_p50_ms)),
+            ("attachment_small_p99_ms", m(|r| r.small_p99_ms)),
+            (
+                "attachment_small_p99_upload_ms",
+                m(|r| r.small_p99_upload_ms),
+            ),
+            (
+                "attachment_small_p99_transfer_ms",
+                m(|r| r.small_p99_transfer_ms),
+            ),
+            (
+                "attachment_chacha20poly1305_mib_per_sec",
+                a.map(|a| a.floor.chacha20poly1305_mib_per_sec),
+            ),
+            (
+                "attachment_sha256_mib_per_sec",
+                a.map(|a| a.floor.sha256_mib_per_sec),
+            ),
+            (
+                "attachment_sealer_mib_per_sec",
+                a.map(|a| a.floor.sealer_mib_per_sec),
+            ),
+        ]
     }
 
     /// The slowest node's figure of the large store.
@@ -229,7 +297,7 @@ impl Report {
     fn targets(&self) -> Vec<Target> {
         let idle_peers = self.idle.as_ref().map_or(200, |i| i.peers);
         let stored = self.large_store.as_ref().map_or(0, |s| s.messages);
-        let spec: Vec<(&'static str, String, &'static str, Op, f64)> = vec![
+        let mut spec: Vec<(&'static str, String, &'static str, Op, f64)> = vec![
             (
                 "throughput_msgs_per_sec",
                 "throughput A→B, audit on".into(),
@@ -319,7 +387,42 @@ impl Report {
                 Op::AtMost,
                 1.0,
             ),
+            (
+                "attachment_sender_peak_above_idle_mib",
+                "attachment: sender peak RSS above idle".into(),
+                "MiB",
+                Op::AtMost,
+                64.0,
+            ),
+            (
+                "attachment_receiver_peak_above_idle_mib",
+                "attachment: receiver peak RSS above idle".into(),
+                "MiB",
+                Op::AtMost,
+                64.0,
+            ),
+            (
+                "attachment_small_p99_ms",
+                format!(
+                    "attachment: p99 of 1 KiB at {} msg/s",
+                    self.attachment.as_ref().map_or(50.0, |a| a.small_rate)
+                ),
+                "ms",
+                Op::AtMost,
+                20.0,
+            ),
         ];
+        // (a) against scp of the same file in the same run: no scp figure,
+        // no target.
+        if let Some(scp) = self.figure("attachment_scp_mib_per_sec") {
+            spec.push((
+                "attachment_send_to_receipt_mib_per_sec",
+                "attachment (a) send→receipt, vs scp".into(),
+                "MiB/s",
+                Op::AtLeast,
+                scp,
+            ));
+        }
         spec.into_iter()
             .filter_map(|(key, label, unit, op, limit)| {
                 self.figure(key).map(|value| Target {
@@ -475,7 +578,72 @@ impl Report {
                 "s",
             ),
         ];
-        for (key, label, unit) in info {
+        let attachment_info: Vec<(&str, &str, &str)> = vec![
+            (
+                "attachment_send_to_receipt_secs",
+                "attachment (a): send returned → receipt",
+                "s",
+            ),
+            (
+                "attachment_invocation_to_receipt_mib_per_sec",
+                "attachment (b): CLI invoked → receipt",
+                "MiB/s",
+            ),
+            (
+                "attachment_invocation_to_receipt_secs",
+                "attachment (b): CLI invoked → receipt",
+                "s",
+            ),
+            ("attachment_cli_secs", "  of which comity send itself", "s"),
+            (
+                "attachment_scp_mib_per_sec",
+                "  scp + sync, same file",
+                "MiB/s",
+            ),
+            ("attachment_sender_idle_rss_mib", "  sender idle RSS", "MiB"),
+            (
+                "attachment_receiver_idle_rss_mib",
+                "  receiver idle RSS",
+                "MiB",
+            ),
+            (
+                "attachment_sender_cpu_secs",
+                "  sender CPU, invoked → receipt",
+                "s",
+            ),
+            (
+                "attachment_receiver_cpu_secs",
+                "  receiver CPU, invoked → receipt",
+                "s",
+            ),
+            ("attachment_small_p50_ms", "  1 KiB meanwhile, p50", "ms"),
+            (
+                "attachment_small_p99_upload_ms",
+                "  1 KiB p99 while comity send uploads",
+                "ms",
+            ),
+            (
+                "attachment_small_p99_transfer_ms",
+                "  1 KiB p99 while the nodes transfer",
+                "ms",
+            ),
+            (
+                "attachment_chacha20poly1305_mib_per_sec",
+                "  ChaCha20-Poly1305, one core",
+                "MiB/s",
+            ),
+            (
+                "attachment_sha256_mib_per_sec",
+                "  SHA-256, one core",
+                "MiB/s",
+            ),
+            (
+                "attachment_sealer_mib_per_sec",
+                "  attachment Sealer per 1 MiB chunk, one core",
+                "MiB/s",
+            ),
+        ];
+        for (key, label, unit) in info.into_iter().chain(attachment_info) {
             if let Some(v) = self.figure(key) {
                 let label = if key == "mesh_msgs_per_sec" || key == "mesh_peak_rss_mib" {
                     label.replace(
@@ -534,6 +702,18 @@ impl Report {
                 }
             ));
         }
+        if let Some(a) = &self.attachment {
+            out.push_str(&format!(
+                "  attachment: {} MiB, median of {} runs (each node fresh); scp: {}\n",
+                a.bytes >> 20,
+                a.runs.len(),
+                match (&a.scp_missing, a.scp_runs.len()) {
+                    (Some(why), 0) => format!("NO FIGURE ({why})"),
+                    (Some(why), n) => format!("{n} runs, then no figure ({why})"),
+                    (None, n) => format!("median of {n} runs, alternating with Comity"),
+                }
+            ));
+        }
         out.push_str(&format!("  total bench time {:.0} s\n", self.elapsed_secs));
         if to_stderr {
             eprint!("{out}");
@@ -584,6 +764,7 @@ impl Report {
                 "mesh_runs": self.mesh_runs,
                 "idle_peers": self.idle,
                 "large_store": self.large_store,
+                "attachment": self.attachment,
                 "discarded_runs": self.discarded_runs,
             },
         })

@@ -36,13 +36,13 @@ syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_clone3
 
 /// `perf record` (`--perf DIR`) or `perf stat` (`--count-events`)
 /// attached to one process until [`Profiler::finish`].
-struct Profiler {
+pub(crate) struct Profiler {
     child: Option<std::process::Child>,
     stat_out: Option<PathBuf>,
 }
 
 impl Profiler {
-    fn attach(ctx: &Ctx, pid: u32, name: &str) -> Result<Profiler> {
+    pub(crate) fn attach(ctx: &Ctx, pid: u32, name: &str) -> Result<Profiler> {
         let (args, out): (Vec<String>, PathBuf) = if let Some(dir) = &ctx.perf_dir {
             std::fs::create_dir_all(dir)?;
             let mut out = dir.join(format!("{name}.data"));
@@ -89,7 +89,7 @@ impl Profiler {
     }
 
     /// Stops perf; for `perf stat`, the counts by event.
-    fn finish(self) -> Result<Option<BTreeMap<String, f64>>> {
+    pub(crate) fn finish(self) -> Result<Option<BTreeMap<String, f64>>> {
         let Some(mut child) = self.child else {
             return Ok(None);
         };
@@ -281,7 +281,7 @@ impl Topology {
     }
 }
 
-fn start_all(nodes: &mut [BenchNode]) -> Result<()> {
+pub(crate) fn start_all(nodes: &mut [BenchNode]) -> Result<()> {
     for n in nodes.iter_mut() {
         n.spawn()?;
     }
@@ -291,7 +291,7 @@ fn start_all(nodes: &mut [BenchNode]) -> Result<()> {
     Ok(())
 }
 
-fn stop_all(nodes: &mut [BenchNode]) -> Result<()> {
+pub(crate) fn stop_all(nodes: &mut [BenchNode]) -> Result<()> {
     for n in nodes.iter_mut() {
         n.stop()?;
     }
@@ -326,7 +326,7 @@ fn wait_delivered(nodes: &[BenchNode], expected: &[(usize, u64)], timeout: Durat
 /// sender knows its peers' encryption keys and seals at submission, as in
 /// steady operation (a message to a never-contacted peer is sealed at
 /// first contact instead).
-fn prime(nodes: &mut [BenchNode], topo: &Topology) -> Result<Vec<(usize, u64)>> {
+pub(crate) fn prime(nodes: &mut [BenchNode], topo: &Topology) -> Result<Vec<(usize, u64)>> {
     start_all(nodes)?;
     for &(s, r) in &topo.routes {
         let body = submission(&nodes[r].country)?;
@@ -593,7 +593,7 @@ pub struct LatencyRun {
 }
 
 /// Nearest-rank percentile of sorted data.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
