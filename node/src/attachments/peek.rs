@@ -16,8 +16,9 @@ use super::stored::{Geometry, StoredAttachment};
 pub enum IncomingState {
     /// No chunk table yet.
     NotStarted,
-    /// Plaintext bytes durable and verified, from the resume point.
-    Partial { bytes_done: u64 },
+    /// Durable and verified up to the resume point: the chunk needed next,
+    /// and the plaintext bytes before it.
+    Partial { next_chunk: u64, bytes_done: u64 },
     /// Verified, synced and renamed into place.
     Complete,
 }
@@ -41,7 +42,10 @@ impl AttachmentDir {
             .map(|p| p.next_chunk)
             .unwrap_or(0);
         let bytes_done = next.saturating_mul(u64::from(g.chunk_size)).min(g.size);
-        Ok(IncomingState::Partial { bytes_done })
+        Ok(IncomingState::Partial {
+            next_chunk: next,
+            bytes_done,
+        })
     }
 
     /// Received attachment `key`, opened for reading, if it is complete.

@@ -26,7 +26,8 @@ use super::blocking;
 use super::input::next_input_within;
 use super::refusals;
 use crate::attachments::{
-    ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, Receiving,
+    ensure_room, stored_len, Accepted, AttachmentError, Incoming, IncomingKey, IncomingState,
+    Receiving,
 };
 use crate::attachments::{Direction, TransferKey};
 use crate::audit::Fact;
@@ -162,19 +163,23 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
             message: id,
             index: a.index(),
         };
-        // A stream writing it now: not complete, and not to be touched.
+        // A stream writing it now: not complete (its file may be renamed
+        // into place before its directory is synced).
         let Some(_claim) = Claim::take(ctx, key) else {
             complete = false;
             next.push(0);
             continue;
         };
-        match ctx.attachments.incoming(&key, a) {
-            Ok(Incoming::Complete(_)) => next.push(a.chunk_count()),
-            Ok(Incoming::Partial(r)) => {
+        // Read only: the stream that takes it next cuts a partial file back
+        // to its resume point, not this answer (which comes again with every
+        // offer of the envelope).
+        match ctx.attachments.incoming_state(&key, a.manifest()) {
+            Ok(IncomingState::Complete) => next.push(a.chunk_count()),
+            Ok(IncomingState::Partial { next_chunk, .. }) => {
                 complete = false;
-                next.push(r.next_chunk().unwrap_or(0));
+                next.push(next_chunk);
             }
-            Ok(Incoming::NotStarted(_)) => {
+            Ok(IncomingState::NotStarted) => {
                 complete = false;
                 next.push(0);
             }

@@ -115,7 +115,7 @@ impl Evidence<'_> {
                     ),
                     // The registry is ahead of the disk between two resume
                     // points; the disk is ahead after a restart.
-                    IncomingState::Partial { bytes_done } => (
+                    IncomingState::Partial { bytes_done, .. } => (
                         AttachmentState::Receiving,
                         live.map_or(bytes_done, |p| p.bytes_done.max(bytes_done).min(size)),
                     ),
