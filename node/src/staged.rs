@@ -15,7 +15,9 @@ use comity_protocol::message::MessageKind;
 use comity_protocol::Timestamp;
 use tracing::{info, warn};
 
-use crate::attachments::{check_copy_in, AttachmentError, ClaimedSpace, StoredId, UploadClaim};
+use crate::attachments::{
+    check_copy_in, ensure_room, stored_len, AttachmentError, ClaimedSpace, StoredId, UploadClaim,
+};
 use crate::context::Context;
 use crate::idempotency::IdempotencyKey;
 use crate::shutdown::ShutdownSignal;
@@ -69,19 +71,21 @@ pub(crate) fn begin(
     if let Some(f) = ctx.store.fault() {
         return Err(UploadError::StoreUnwritable(f.reason));
     }
+    // The size is checked first: only a size within the limits is claimed
+    // (an unchecked one, up to u64::MAX, would wrap the claims' total).
+    check_copy_in(
+        &ctx.config.limits.attachment_limits(),
+        name,
+        media_type,
+        size,
+    )?;
     let claim = ctx.uploads.claim(size);
     let space = ClaimedSpace {
         inner: &ctx.disk,
         claims: &ctx.uploads,
         own: &claim,
     };
-    check_copy_in(
-        &space,
-        &ctx.config.limits.attachment_limits(),
-        name,
-        media_type,
-        size,
-    )?;
+    ensure_room(&space, stored_len(size))?;
     Ok(Upload {
         ctx: ctx.clone(),
         name: name.to_string(),
