@@ -144,10 +144,9 @@ impl Evidence<'_> {
             if found.is_some_and(|f| f.way() == Way::Received && f.peer() == p) {
                 continue;
             }
-            if self.store.inbound(&p, &r.id)?.is_some() {
-                continue; // a record: `lookup::find` saw it
-            }
-            if !self.store.inbound_attachments(&p, &r.id)?.is_empty() {
+            // Held awaiting its attachments (the marker goes when the
+            // message is received, which `lookup::find` then sees).
+            if self.store.awaited(&p, &r.id)?.is_some() {
                 out.push(p);
             }
         }

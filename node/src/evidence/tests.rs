@@ -23,7 +23,7 @@ use crate::attachments::{
 };
 use crate::disk::Space;
 use crate::store::{
-    HeldAttachment, InboundMessage, OutboundMessage, OutboundState, OutboundStatus,
+    AwaitedMessage, HeldAttachment, InboundMessage, OutboundMessage, OutboundState, OutboundStatus,
 };
 
 const CHUNK: u64 = SMALL_CHUNK_BYTES as u64;
@@ -176,9 +176,16 @@ impl Fx {
                 stored: None,
             })
             .collect();
+        // As the receiver holds an envelope awaiting its attachments.
         self.store
             .put_inbound_attachments(&sender, &id, &held)
             .unwrap();
+        let awaited = AwaitedMessage {
+            digest: Digest([0; 32]),
+            kind: MessageKind::Consultation,
+            since: Timestamp::now(),
+        };
+        self.store.put_awaited(&sender, &id, &awaited).unwrap();
         let checked = checked_all(&sealed);
         for (i, c) in copies.iter().enumerate() {
             let key = IncomingKey {
