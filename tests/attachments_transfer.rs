@@ -143,7 +143,8 @@ fn a_request_is_delivered_with_its_attachments_byte_for_byte() {
     // The operator may delete the originals once `send` returned.
     std::fs::remove_file(&letter).unwrap();
     std::fs::remove_file(&evidence).unwrap();
-    // Small messages are not held behind it.
+    // Small messages sent meanwhile are delivered too (their latency
+    // meanwhile is the bench's to measure).
     for i in 0..5 {
         a.send(&b, &format!("meanwhile {i}"));
     }

@@ -192,7 +192,7 @@ fn get(
     let fetched = client.download(&path, &mut w, size);
     let flushed = w.file.flush();
     let written = w.written;
-    let digest = hex(&w.sha.finalize_reset());
+    let digest = hex::encode(w.sha.finalize_reset());
     drop(w);
     progress.finish();
     let outcome = fetched
@@ -293,10 +293,6 @@ impl<W: Write> Write for Hashing<'_, W> {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -122,15 +122,7 @@ fn retrieved<'a>(held: &HeldMessage, detail: &'a str) -> Fact<'a> {
 const MAX_REASON: usize = 300;
 
 fn reason_of(e: &dyn std::fmt::Display) -> String {
-    let mut s = e.to_string();
-    if s.len() > MAX_REASON {
-        let mut cut = MAX_REASON;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
+    crate::store::alarms::cut(&e.to_string(), MAX_REASON)
 }
 
 impl Evidence<'_> {
