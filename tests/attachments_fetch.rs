@@ -19,7 +19,7 @@ use comity_node::disk::Space;
 use comity_node::store::{HeldAttachment, Store};
 use comity_protocol::attachment::{AttachmentLimits, SMALL_CHUNK_BYTES, TAG_BYTES};
 use comity_protocol::MessageId;
-use comity_tests::{comityd_beside, TestNode};
+use comity_tests::{comityd_beside, request_args, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -437,25 +437,12 @@ fn evidence_sent_between_two_nodes_is_listed_read_out_and_in_both_chains() {
     let sent = comity(
         &ar,
         work.path(),
-        &[
-            "send",
-            "request",
-            "--to",
+        &request_args(
             "BO",
-            "--type",
-            "mla",
-            "--legal-basis",
-            "uncac-46",
-            "--subject",
             "Server image",
-            "--body",
             "Annexed.",
-            "--attach",
-            "letter.pdf",
-            "--attach",
-            "image.dd",
-            "--json",
-        ],
+            &["--attach", "letter.pdf", "--attach", "image.dd", "--json"],
+        ),
     );
     assert!(sent.status.success(), "{}", stderr(&sent));
     let v: Value = serde_json::from_slice(&sent.stdout).unwrap();

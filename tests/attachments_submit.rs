@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use comity_client::upload::attachment_path;
 use comity_client::{ClientError, Settings};
-use comity_tests::{comityd_beside, http, request_body, test_settings, TestNode};
+use comity_tests::{comityd_beside, http, request_args, request_body, test_settings, TestNode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -226,25 +226,18 @@ fn send_request_with_two_attachments_through_the_cli() {
     let bin = write_file(dir.path(), "b.bin", &vec![0x5a; 200_000]);
     let out = comity(
         &a,
-        &[
-            "send",
-            "request",
-            "--to",
+        &request_args(
             "BO",
-            "--type",
-            "mla",
-            "--legal-basis",
-            "uncac-46",
-            "--subject",
             "Bank records",
-            "--body",
             "See the annexes.",
-            "--attach",
-            pdf.to_str().unwrap(),
-            "--attach",
-            bin.to_str().unwrap(),
-            "--json",
-        ],
+            &[
+                "--attach",
+                pdf.to_str().unwrap(),
+                "--attach",
+                bin.to_str().unwrap(),
+                "--json",
+            ],
+        ),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -361,24 +354,17 @@ fn a_refused_upload_stops_the_cli_before_it_submits() {
     let big = write_file(dir.path(), "big.bin", &[1u8; 5000]);
     let out = comity(
         &a,
-        &[
-            "send",
-            "request",
-            "--to",
+        &request_args(
             "BO",
-            "--type",
-            "mla",
-            "--legal-basis",
-            "uncac-46",
-            "--subject",
             "S",
-            "--body",
             "B",
-            "--attach",
-            ok.to_str().unwrap(),
-            "--attach",
-            big.to_str().unwrap(),
-        ],
+            &[
+                "--attach",
+                ok.to_str().unwrap(),
+                "--attach",
+                big.to_str().unwrap(),
+            ],
+        ),
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

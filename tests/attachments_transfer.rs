@@ -19,7 +19,7 @@ use comity_protocol::attachment::{check_attachments, AttachmentLimits};
 use comity_protocol::message::MessageKind;
 use comity_protocol::{MessageId, NodeId};
 use comity_tests::relay::{Impairment, Relay};
-use comity_tests::{assert_logs_verify, comityd_beside, pair, TestNode};
+use comity_tests::{assert_logs_verify, comityd_beside, pair, request_args, TestNode};
 use rand::RngCore;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -55,21 +55,12 @@ fn random_file(dir: &Path, name: &str, len: usize) -> (PathBuf, [u8; 32]) {
 
 /// `comity send request` from `a` to `to` with `files` attached: the id.
 fn send_with(a: &TestNode, to: &str, files: &[&Path]) -> String {
-    let mut args = vec![
-        "send",
-        "request",
-        "--to",
+    let mut args = request_args(
         to,
-        "--type",
-        "mla",
-        "--legal-basis",
-        "uncac-46",
-        "--subject",
         "Bank records of Zeta Holdings",
-        "--body",
         "The statements and the extraction are attached.",
-        "--json",
-    ];
+        &["--json"],
+    );
     for f in files {
         args.push("--attach");
         args.push(f.to_str().unwrap());

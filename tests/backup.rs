@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use comity_client::LocalNode;
 use comity_node::store::Store;
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
-use comity_tests::{comityd_beside, TestNode};
+use comity_tests::{comityd_beside, request_args, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -394,25 +394,14 @@ fn a_backup_holds_the_evidence_and_a_restore_reads_it_out() {
     let path = work.path().join("ledger.bin");
     std::fs::write(&path, &evidence).unwrap();
     let config = a.config_path().to_str().unwrap().to_string();
-    let o = comity(&[
-        "--config",
-        &config,
-        "send",
-        "request",
-        "--to",
+    let mut args = vec!["--config", &config];
+    args.extend(request_args(
         "BO",
-        "--type",
-        "mla",
-        "--legal-basis",
-        "uncac-46",
-        "--subject",
         "Ledger",
-        "--body",
         "Attached.",
-        "--attach",
-        path.to_str().unwrap(),
-        "--json",
-    ]);
+        &["--attach", path.to_str().unwrap(), "--json"],
+    ));
+    let o = comity(&args);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
         .as_str()

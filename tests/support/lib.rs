@@ -317,3 +317,30 @@ pub fn assert_logs_verify(a: &TestNode, b: &TestNode) {
         assert!(report.is_valid(), "{}'s log: {:?}", n.name, report.findings);
     }
 }
+
+/// The arguments of `comity send request` to `to`: a request for mutual
+/// legal assistance under UNCAC art. 46 with `subject` and `body`, then
+/// `extra` (`--attach FILE`, `--json`, …).
+pub fn request_args<'a>(
+    to: &'a str,
+    subject: &'a str,
+    body: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "send",
+        "request",
+        "--to",
+        to,
+        "--type",
+        "mla",
+        "--legal-basis",
+        "uncac-46",
+        "--subject",
+        subject,
+        "--body",
+        body,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
