@@ -68,7 +68,7 @@ pub(crate) struct Context {
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
     /// Received attachments a stream is writing now: one stream each.
-    pub attachment_intakes: Mutex<std::collections::HashSet<IncomingKey>>,
+    pub attachment_intakes: Arc<Mutex<std::collections::HashSet<IncomingKey>>>,
     /// How far each attachment transfer under way has got.
     pub progress: Arc<Progress>,
 }
@@ -126,7 +126,7 @@ impl Context {
             uploads: UploadClaims::default(),
             staged_gate: Mutex::new(()),
             restoration: None,
-            attachment_intakes: Mutex::default(),
+            attachment_intakes: Arc::default(),
             progress: Arc::default(),
         }
     }

@@ -299,7 +299,10 @@ impl EnvelopeError {
 impl SessionFrame {
     /// `length ‖ frame`, ready to write to a stream.
     pub fn to_wire(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut out = vec![0u8; LENGTH_PREFIX];
+        // Sized for the payload up front: a chunk of 1 MiB grown by
+        // doubling would be copied about twice more on its way out.
+        let mut out = Vec::with_capacity(LENGTH_PREFIX + 128 + self.payload_len());
+        out.resize(LENGTH_PREFIX, 0);
         out.extend_from_slice(&codec::MAGIC);
         out.push(codec::VERSION);
         out.push(FrameType::Session as u8);
@@ -308,6 +311,18 @@ impl SessionFrame {
             .map_err(|_| EncodeError::new("session frame longer than 4 GiB"))?;
         out[..LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
         Ok(out)
+    }
+
+    /// Bytes of the variable-length payload a frame carries (an envelope,
+    /// a chunk, a chunk table), for sizing its encoding.
+    fn payload_len(&self) -> usize {
+        match self {
+            SessionFrame::Envelope(e) => e.len(),
+            SessionFrame::ResentEnvelope { envelope, .. } => envelope.len(),
+            SessionFrame::AttachmentTable(t) => t.len(),
+            SessionFrame::AttachmentChunk { bytes, .. } => bytes.len(),
+            _ => 0,
+        }
     }
 
     /// Decodes the bytes after the length prefix.

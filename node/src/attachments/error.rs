@@ -33,6 +33,10 @@ pub enum AttachmentError {
         path: PathBuf,
         source: io::Error,
     },
+    /// The node is shutting down: a commit on a blocking thread was
+    /// cancelled (what it had made durable stays).
+    #[error("the node is shutting down")]
+    ShuttingDown,
     /// A test stopped the work between two steps, as a crash would.
     #[cfg(test)]
     #[error("simulated crash")]

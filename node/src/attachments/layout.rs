@@ -170,6 +170,25 @@ pub(super) fn open_private(path: &Path) -> Result<File, AttachmentError> {
         .map_err(io_at("opening", path))
 }
 
+/// Asks the kernel to drop the cached pages of `file`'s first `len`
+/// bytes, which must be synced (clean). An attachment is written once and
+/// read rarely: without this, a large transfer fills the page cache with
+/// it, evicting the store's pages, and every new page it writes is one
+/// the machine has to find. Advice only: an error is ignored.
+pub(super) fn drop_cached(file: &File, len: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return;
+    };
+    // SAFETY: posix_fadvise(2) takes a file descriptor (valid: `file` is
+    // borrowed for the call) and two integers; it reads or writes no
+    // memory of ours, and at worst returns an error.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
 /// Makes the entries of `dir` (a rename, a new file) durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), AttachmentError> {
     File::open(dir)

@@ -51,7 +51,7 @@ pub use error::AttachmentError;
 pub use layout::{AttachmentDir, IncomingKey, ParseStoredIdError, StoredId};
 pub use peek::IncomingState;
 pub use progress::{Direction, Progress, TransferCounts, TransferKey, TransferProgress};
-pub use receive::{Accepted, Incoming, NotStarted, Received, Receiving};
+pub use receive::{Accepted, Checkpoint, Incoming, NotStarted, Received, Receiving};
 pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
 pub use send::{check_copy_in, CopiedIn};

@@ -2,18 +2,24 @@
 //! index), written chunk by chunk, each chunk verified by the protocol's
 //! `Opener` before a byte of it is written, with a durable resume point.
 //!
-//! The order of the steps for chunk `i` (not the last):
-//! 1. write its ciphertext at its offset in `N.part`;
-//! 2. sync the file's data;
-//! 3. write the resume point `i + 1` to `N.resume.tmp` and sync it;
-//! 4. rename it over `N.resume`.
+//! Chunk `i` (not the last) is verified and written at its offset in
+//! `N.part` ([`Receiving::accept`]); it becomes durable with a
+//! [`Checkpoint`] taken after it, whose commit
+//! 1. syncs the file's data;
+//! 2. writes the resume point `i + 1` to `N.resume.tmp` and syncs it;
+//! 3. renames it over `N.resume`.
+//!
+//! A checkpoint may commit on another thread while later chunks are
+//! written (so the syncs are off the path of every chunk): what it names
+//! was written before it was taken, and step 1 makes those bytes durable
+//! whatever is written after them.
 //!
 //! On reopening, `N.part` is cut to the length the resume point names.
-//! A crash before 4 leaves the old point and a file that may be longer
-//! (steps 1–3: bytes of chunk `i`, whole, torn, or lost): cut back, chunk
-//! `i` is asked for again. After 4 the point names `i + 1` and step 2 made
-//! every byte before it durable. The file is never shorter than its point;
-//! if it is (storage that lied), the transfer starts again from chunk 0.
+//! A crash before 3 leaves the old point and a file that may be longer
+//! (chunks written since, whole, torn, or lost): cut back, they are asked
+//! for again. After 3 the point names `i + 1` and step 1 made every byte
+//! before it durable. The file is never shorter than its point; if it is
+//! (storage that lied), the transfer starts again from chunk 0.
 //!
 //! The last chunk: write it, append the chunk table, sync, rename `N.part`
 //! to `N`, sync the directory. Until the rename, reopening resumes at the
@@ -24,13 +30,14 @@
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use comity_protocol::attachment::{CheckedAttachment, ChunkTable, Opener};
+use comity_protocol::attachment::{CheckedAttachment, ChunkTable, Opener, ResumePoint};
 
 use super::error::{io_at, AttachmentError};
 use super::layout::{
-    create_new_private, create_private_dir, exists, open_private, remove_if_present, sync_dir,
-    AttachmentDir, IncomingKey,
+    create_new_private, create_private_dir, drop_cached, exists, open_private, remove_if_present,
+    sync_dir, AttachmentDir, IncomingKey,
 };
 use super::resume;
 use super::space::{ensure_room, SpaceSource};
@@ -124,7 +131,8 @@ pub struct NotStarted {
 /// The next step of a transfer after a chunk was accepted.
 #[derive(Debug)]
 pub enum Accepted {
-    /// Durable up to here: ask for this chunk next.
+    /// Written (durable once a [`Checkpoint`] taken now commits): the
+    /// chunk to take next.
     Next(u64),
     Complete(Received),
 }
@@ -147,7 +155,11 @@ pub struct Receiving {
     paths: Paths,
     attachment: CheckedAttachment,
     geometry: Geometry,
-    file: File,
+    file: Arc<File>,
+    /// Held by a committing checkpoint and by the completion, so that the
+    /// two never touch the resume point at once; `true` once complete (a
+    /// checkpoint committed later does nothing).
+    finished: Arc<Mutex<bool>>,
     opener: Opener,
     /// A write failed after a chunk was verified: the file and the opener
     /// no longer agree, so only reopening (from the durable point) helps.
@@ -221,7 +233,8 @@ impl AttachmentDir {
             paths,
             attachment: attachment.clone(),
             geometry,
-            file,
+            file: Arc::new(file),
+            finished: Arc::default(),
             opener,
             broken: false,
             #[cfg(test)]
@@ -281,7 +294,8 @@ impl NotStarted {
             paths,
             attachment: self.attachment,
             geometry,
-            file,
+            file: Arc::new(file),
+            finished: Arc::default(),
             broken: false,
             #[cfg(test)]
             crash: None,
@@ -317,8 +331,9 @@ impl Receiving {
         ensure_room(space, rest)
     }
 
-    /// Verifies ciphertext chunk `index` and makes it durable. A refused
-    /// chunk writes nothing and leaves the next chunk as it was.
+    /// Verifies ciphertext chunk `index` and writes it; the last chunk
+    /// also completes the attachment (durable, renamed into place). A
+    /// refused chunk writes nothing and leaves the next chunk as it was.
     pub fn accept(&mut self, index: u64, ciphertext: Vec<u8>) -> Result<Accepted, AttachmentError> {
         if self.broken {
             return Err(AttachmentError::Corrupt {
@@ -338,19 +353,48 @@ impl Receiving {
         if opened.complete {
             return self.complete().map(Accepted::Complete);
         }
-        self.file.sync_data().map_err(io_at("syncing", part))?;
-        self.stop(Step::ChunkSynced)?;
-        let root = &self.attachment.manifest().tree_root;
-        if let Some(point) = self.opener.resume_point() {
-            resume::write(&self.paths.point_tmp, root, &point)?;
-            self.stop(Step::ResumeWritten)?;
-            resume::commit(&self.paths.point_tmp, &self.paths.point)?;
-        }
         self.broken = false;
         Ok(Accepted::Next(index + 1))
     }
 
+    /// [`Receiving::accept`], then a checkpoint committed at once (as
+    /// the transfer did before checkpoints moved off its path).
+    #[cfg(test)]
+    pub(crate) fn accept_durably(
+        &mut self,
+        index: u64,
+        ciphertext: Vec<u8>,
+    ) -> Result<Accepted, AttachmentError> {
+        let accepted = self.accept(index, ciphertext)?;
+        if let (Accepted::Next(_), Some(c)) = (&accepted, self.checkpoint()) {
+            c.commit()?;
+        }
+        Ok(accepted)
+    }
+
+    /// What makes every chunk accepted so far durable, to commit now or on
+    /// another thread while more are accepted; `None` before the first.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        // After a failed write the opener is ahead of the file.
+        if self.broken {
+            return None;
+        }
+        let point = self.opener.resume_point()?;
+        Some(Checkpoint {
+            file: self.file.clone(),
+            finished: self.finished.clone(),
+            paths: self.paths.clone(),
+            root: self.attachment.manifest().tree_root,
+            offset: self.geometry.chunk_offset(point.next_chunk),
+            point,
+            #[cfg(test)]
+            crash: self.crash,
+        })
+    }
+
     fn complete(&mut self) -> Result<Received, AttachmentError> {
+        // A checkpoint committing now finishes first; one after, no-ops.
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         let part = &self.paths.part;
         let table = fs::read(&self.paths.table).map_err(io_at("reading", &self.paths.table))?;
         self.file
@@ -362,6 +406,7 @@ impl Receiving {
         fs::rename(part, &self.paths.done).map_err(io_at("renaming", part))?;
         self.stop(Step::Renamed)?;
         sync_dir(&self.paths.dir)?;
+        *finished = true;
         self.broken = false;
         // Leftovers are harmless (the complete file wins) and removed on
         // the next look.
@@ -374,17 +419,75 @@ impl Receiving {
         })
     }
 
-    #[cfg(test)]
     fn stop(&self, step: Step) -> Result<(), AttachmentError> {
-        if self.crash == Some(step) {
-            Err(AttachmentError::SimulatedCrash)
-        } else {
-            Ok(())
-        }
+        #[cfg(test)]
+        let crash = self.crash;
+        #[cfg(not(test))]
+        let crash = None;
+        stop_at(crash, step)
+    }
+}
+
+/// The resume point after the chunks a [`Receiving`] had accepted when
+/// this was taken; [`Checkpoint::commit`] makes them durable.
+#[derive(Debug)]
+pub struct Checkpoint {
+    file: Arc<File>,
+    finished: Arc<Mutex<bool>>,
+    paths: Paths,
+    root: comity_protocol::Digest,
+    point: ResumePoint,
+    /// Where the chunk the point names begins: the bytes made durable.
+    offset: u64,
+    #[cfg(test)]
+    pub(super) crash: Option<Step>,
+}
+
+impl Checkpoint {
+    /// The chunk the point names: the receiver's next after a reopen.
+    pub fn next_chunk(&self) -> u64 {
+        self.point.next_chunk
     }
 
-    #[cfg(not(test))]
-    fn stop(&self, _: Step) -> Result<(), AttachmentError> {
+    /// Syncs the chunks and records the point (see the module
+    /// documentation for the steps); returns the chunk it names. Does
+    /// nothing once the attachment is complete.
+    pub fn commit(self) -> Result<u64, AttachmentError> {
+        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        if *finished {
+            return Ok(self.point.next_chunk);
+        }
+        let part = &self.paths.part;
+        self.file.sync_data().map_err(io_at("syncing", part))?;
+        self.stop(Step::ChunkSynced)?;
+        drop_cached(&self.file, self.offset);
+        resume::write(&self.paths.point_tmp, &self.root, &self.point)?;
+        self.stop(Step::ResumeWritten)?;
+        resume::commit(&self.paths.point_tmp, &self.paths.point)?;
+        drop(finished);
+        Ok(self.point.next_chunk)
+    }
+
+    fn stop(&self, step: Step) -> Result<(), AttachmentError> {
+        #[cfg(test)]
+        let crash = self.crash;
+        #[cfg(not(test))]
+        let crash = None;
+        stop_at(crash, step)
+    }
+}
+
+#[cfg(not(test))]
+fn stop_at(_: Option<Step>, _: Step) -> Result<(), AttachmentError> {
+    Ok(())
+}
+
+/// Where a test stops as a crash would.
+#[cfg(test)]
+fn stop_at(crash: Option<Step>, step: Step) -> Result<(), AttachmentError> {
+    if crash == Some(step) {
+        Err(AttachmentError::SimulatedCrash)
+    } else {
         Ok(())
     }
 }

@@ -12,6 +12,12 @@ use super::error::{io_at, AttachmentError};
 use super::layout::{create_new_private, remove_if_present, sync_dir, AttachmentDir, StoredId};
 use super::space::{ensure_room, stored_len, SpaceSource};
 
+/// Bytes written between two syncs of a copy-in. Without them a large
+/// file's dirty pages pile up and each sync of the store's own files
+/// waits behind their writeback: the p99 of small messages submitted
+/// during a 1 GiB upload was 130–250 ms.
+const SYNC_EVERY: u64 = 8 << 20;
+
 /// A file copied in: durable under `path` once this exists.
 #[derive(Debug)]
 pub struct CopiedIn {
@@ -85,6 +91,7 @@ impl AttachmentDir {
         let mut leaves = Vec::new();
         let mut read = 0u64;
         let mut written = 0u64;
+        let mut synced = 0u64;
         while let Some((_, len)) = sealer.next_chunk() {
             ensure_room(space, need.saturating_sub(written))?;
             let mut chunk = vec![0u8; len];
@@ -101,6 +108,11 @@ impl AttachmentDir {
                 .map_err(io_at("writing", staging))?;
             written = written.saturating_add(sealed.ciphertext.len() as u64);
             leaves.push(sealed.leaf);
+            if written - synced >= SYNC_EVERY {
+                // The cache is kept: the transfer reads the file next.
+                file.sync_data().map_err(io_at("syncing", staging))?;
+                synced = written;
+            }
         }
         if fill(&mut source, &mut [0u8; 1]).map_err(io_at("reading", staging))? > 0 {
             return Err(AttachmentError::SourceLong { expected: size });

@@ -220,7 +220,7 @@ fn part_len(dir: &AttachmentDir) -> u64 {
 fn finish(stored: &StoredAttachment, r: &mut Receiving) -> Received {
     loop {
         let i = r.next_chunk().unwrap();
-        match r.accept(i, stored.read_chunk(i).unwrap()).unwrap() {
+        match r.accept_durably(i, stored.read_chunk(i).unwrap()).unwrap() {
             Accepted::Next(n) => assert_eq!(n, i + 1),
             Accepted::Complete(done) => return done,
         }
@@ -268,7 +268,7 @@ fn a_refused_chunk_writes_nothing_and_keeps_the_resume_point() {
     let other = copy(&dir, &data(4 * CHUNK, 7));
     let other = StoredAttachment::open(&other.path, &other.sealed.manifest).unwrap();
     let (stored, mut r) = start(&dir, &sent);
-    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
+    r.accept_durably(0, stored.read_chunk(0).unwrap()).unwrap();
     let len = part_len(&dir);
     let mut flipped = stored.read_chunk(1).unwrap();
     flipped[10] ^= 1;
@@ -279,12 +279,14 @@ fn a_refused_chunk_writes_nothing_and_keeps_the_resume_point() {
         (1, stored.read_chunk(1).unwrap()[..100].to_vec()),
     ];
     for (i, c) in refusals {
-        let e = r.accept(i, c).unwrap_err();
+        let e = r.accept_durably(i, c).unwrap_err();
         assert!(matches!(e, AttachmentError::Chunk(_)), "{e}");
         assert_eq!(r.next_chunk(), Some(1));
         assert_eq!(part_len(&dir), len, "nothing written");
     }
-    let e = r.accept(1, other.read_chunk(1).unwrap()).unwrap_err();
+    let e = r
+        .accept_durably(1, other.read_chunk(1).unwrap())
+        .unwrap_err();
     assert!(
         matches!(e, AttachmentError::Chunk(ChunkError::BadTag { index: 1 })),
         "{e}"
@@ -303,10 +305,12 @@ fn crash_and_resume(chunks: u64, at: u64, step: Step, resumes: u64) {
     let sent = copy(&dir, &bytes);
     let (stored, mut r) = start(&dir, &sent);
     for i in 0..at {
-        r.accept(i, stored.read_chunk(i).unwrap()).unwrap();
+        r.accept_durably(i, stored.read_chunk(i).unwrap()).unwrap();
     }
     r.crash = Some(step);
-    let e = r.accept(at, stored.read_chunk(at).unwrap()).unwrap_err();
+    let e = r
+        .accept_durably(at, stored.read_chunk(at).unwrap())
+        .unwrap_err();
     assert!(matches!(e, AttachmentError::SimulatedCrash), "{e}");
     drop(r);
     let mut r = partial(&dir, &sent);
@@ -341,9 +345,9 @@ fn a_crash_after_the_final_rename_is_complete() {
     let bytes = data(2 * CHUNK, 9);
     let sent = copy(&dir, &bytes);
     let (stored, mut r) = start(&dir, &sent);
-    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
+    r.accept_durably(0, stored.read_chunk(0).unwrap()).unwrap();
     r.crash = Some(Step::Renamed);
-    assert!(r.accept(1, stored.read_chunk(1).unwrap()).is_err());
+    assert!(r.accept_durably(1, stored.read_chunk(1).unwrap()).is_err());
     let Incoming::Complete(done) = dir.incoming(&key(0), &checked(&sent.sealed)).unwrap() else {
         panic!("complete once renamed");
     };
@@ -358,7 +362,7 @@ fn a_torn_write_past_the_point_or_a_file_shorter_than_it_is_recovered() {
     let sent = copy(&dir, &bytes);
     let (stored, mut r) = start(&dir, &sent);
     for i in 0..2 {
-        r.accept(i, stored.read_chunk(i).unwrap()).unwrap();
+        r.accept_durably(i, stored.read_chunk(i).unwrap()).unwrap();
     }
     drop(r);
     let part = dir.received_path(&key(0), ".part");
@@ -385,12 +389,54 @@ fn a_torn_write_past_the_point_or_a_file_shorter_than_it_is_recovered() {
 }
 
 #[test]
+fn chunks_written_after_the_last_committed_checkpoint_are_asked_for_again() {
+    let (_tmp, dir) = dir();
+    let bytes = data(6 * CHUNK - 5, 17);
+    let sent = copy(&dir, &bytes);
+    let (stored, mut r) = start(&dir, &sent);
+    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
+    // Taken after chunk 0, committed only after chunks 1 and 2 were
+    // written (as on its blocking thread): it names chunk 1.
+    let checkpoint = r.checkpoint().expect("a point after chunk 0");
+    assert_eq!(checkpoint.next_chunk(), 1);
+    r.accept(1, stored.read_chunk(1).unwrap()).unwrap();
+    r.accept(2, stored.read_chunk(2).unwrap()).unwrap();
+    assert_eq!(checkpoint.commit().unwrap(), 1);
+    // Chunk 3 written, never checkpointed: a crash now.
+    r.accept(3, stored.read_chunk(3).unwrap()).unwrap();
+    drop(r);
+    let mut r = partial(&dir, &sent);
+    assert_eq!(r.next_chunk(), Some(1));
+    assert_eq!(part_len(&dir), CHUNK + 16);
+    let done = finish(&stored, &mut r);
+    assert_eq!(plaintext(&done), bytes);
+}
+
+#[test]
+fn a_checkpoint_committed_after_completion_changes_nothing() {
+    let (_tmp, dir) = dir();
+    let bytes = data(2 * CHUNK + 1, 18);
+    let sent = copy(&dir, &bytes);
+    let (stored, mut r) = start(&dir, &sent);
+    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
+    let late = r.checkpoint().expect("a point after chunk 0");
+    let done = finish(&stored, &mut r);
+    assert_eq!(late.commit().unwrap(), 1);
+    assert_eq!(entries(&dir.received_dir(&key(0))), vec!["0".to_string()]);
+    assert_eq!(plaintext(&done), bytes);
+    assert!(dir
+        .incoming(&key(0), &checked(&sent.sealed))
+        .unwrap()
+        .is_complete());
+}
+
+#[test]
 fn a_resume_point_of_another_attachment_is_ignored() {
     let (_tmp, dir) = dir();
     let a = copy(&dir, &data(3 * CHUNK, 11));
     let (stored, mut r) = start(&dir, &a);
-    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
-    r.accept(1, stored.read_chunk(1).unwrap()).unwrap();
+    r.accept_durably(0, stored.read_chunk(0).unwrap()).unwrap();
+    r.accept_durably(1, stored.read_chunk(1).unwrap()).unwrap();
     drop(r);
     let point = dir.received_path(&key(0), ".resume");
     let mut bytes = fs::read(&point).unwrap();
@@ -529,7 +575,7 @@ mod crash_anywhere {
                     r.crash = Some(STEPS[step]);
                     pending = crashes.next();
                 }
-                match r.accept(i, stored.read_chunk(i).unwrap()) {
+                match r.accept_durably(i, stored.read_chunk(i).unwrap()) {
                     Ok(Accepted::Next(_)) => {}
                     Ok(Accepted::Complete(done)) => break done,
                     Err(AttachmentError::SimulatedCrash) => {

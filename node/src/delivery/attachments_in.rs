@@ -50,28 +50,37 @@ pub(crate) enum Held {
     Answer(SessionFrame),
 }
 
-/// The only writer of one received attachment while it exists.
-pub(crate) struct Claim<'a> {
-    held: &'a Mutex<HashSet<IncomingKey>>,
+/// Chunks written but not yet durable, at most: what a crash can make the
+/// sender send again beyond the stream window (docs/protocol.md §11.5.1).
+const MAX_NOT_DURABLE: u64 = 2 << 20;
+
+/// The only writer of one received attachment while it exists. Owned, so
+/// that a checkpoint still committing on a blocking thread keeps it after
+/// its stream ended (another stream must not cut the file back meanwhile).
+pub(crate) struct Claim {
+    held: Arc<Mutex<HashSet<IncomingKey>>>,
     key: IncomingKey,
 }
 
-impl<'a> Claim<'a> {
-    fn take(ctx: &'a Context, key: IncomingKey) -> Option<Claim<'a>> {
+impl Claim {
+    fn take(ctx: &Context, key: IncomingKey) -> Option<Claim> {
         Claim::take_in(&ctx.attachment_intakes, key)
     }
 
-    fn take_in(held: &'a Mutex<HashSet<IncomingKey>>, key: IncomingKey) -> Option<Claim<'a>> {
+    fn take_in(held: &Arc<Mutex<HashSet<IncomingKey>>>, key: IncomingKey) -> Option<Claim> {
         let taken = held.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
         // A claim is made only when taken (and only after the lock is
         // released): dropping one releases the key, and locks. (Made
         // eagerly, as `then_some` does, it released another stream's key
         // and deadlocked the node: seen with a sender killed mid-transfer.)
-        taken.then(|| Claim { held, key })
+        taken.then(|| Claim {
+            held: held.clone(),
+            key,
+        })
     }
 }
 
-impl Drop for Claim<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
         self.held
             .lock()
@@ -336,9 +345,10 @@ async fn intake(
         message: id,
         index: attachment.index(),
     };
-    let Some(_claim) = Claim::take(ctx, key) else {
+    let Some(claim) = Claim::take(ctx, key) else {
         return refused(AttachmentRefusal::Busy, 0, "another stream carries it now");
     };
+    let claim = Arc::new(claim);
     let progress_key = TransferKey {
         direction: Direction::Inbound,
         peer,
@@ -386,6 +396,7 @@ async fn intake(
         return None;
     }
     let mut machine = Intake::new(table);
+    let mut durability = Durability::new(claim, from_chunk);
     let stall = ctx.config.limits.handshake_timeout();
     loop {
         let input = tokio::select! {
@@ -398,7 +409,6 @@ async fn intake(
         };
         let input = input?;
         let step = machine.on_input(input, ctx.is_pinned(&peer));
-        let next = state.next_chunk();
         match step {
             IntakeStep::Table(bytes) => {
                 let State::NotStarted(n) = state else {
@@ -417,6 +427,15 @@ async fn intake(
                 let State::Receiving(mut r) = state else {
                     return None;
                 };
+                // Bounded: a slow disk must not let unsynced chunks pile up.
+                let behind = geometry
+                    .chunk_offset(chunk)
+                    .saturating_sub(geometry.chunk_offset(durability.committing_to()));
+                if behind >= MAX_NOT_DURABLE {
+                    if let Err(e) = durability.wait().await {
+                        return refusal(ctx, peer, &id, index, durability.durable, e);
+                    }
+                }
                 let ctx2 = ctx.clone();
                 let (r, result) = blocking(move || {
                     // Measured again for every chunk: streams that began at
@@ -432,6 +451,9 @@ async fn intake(
                     Ok(Accepted::Next(_)) => {
                         ctx.progress
                             .update(progress_key, r.bytes_done(), attachment.size());
+                        if let Err(e) = durability.offer(&r).await {
+                            return refusal(ctx, peer, &id, index, durability.durable, e);
+                        }
                         state = State::Receiving(r);
                     }
                     Ok(Accepted::Complete(received)) => {
@@ -455,17 +477,19 @@ async fn intake(
                         return Some(SessionFrame::AttachmentComplete { id, index });
                     }
                     Err(e) => {
-                        let next = r.next_chunk().unwrap_or(0);
+                        let next = durability.settle(&State::Receiving(r)).await;
                         return refusal(ctx, peer, &id, index, next, e);
                     }
                 }
             }
             IntakeStep::Truncated => {
+                let next = durability.settle(&state).await;
                 debug!(peer = %peer.short(), %id, index, next, "attachment stream ended before the last chunk");
                 return None;
             }
             IntakeStep::Close(bad) => {
                 refusals::record_bad_stream(ctx, peer, &bad.to_string());
+                let next = durability.settle(&state).await;
                 return refused(AttachmentRefusal::BadChunk, next, bad.to_string());
             }
             IntakeStep::Unpinned => {
@@ -477,19 +501,97 @@ async fn intake(
     }
 }
 
+/// The checkpoints of one intake: at most one commits at a time, on a
+/// blocking thread, while the next chunks are verified and written; a new
+/// one is taken after a chunk whenever none is committing.
+struct Durability {
+    claim: Arc<Claim>,
+    /// The chunk the last committed point names.
+    durable: u64,
+    committing: Option<(u64, tokio::task::JoinHandle<Result<u64, AttachmentError>>)>,
+}
+
+impl Durability {
+    fn new(claim: Arc<Claim>, durable: u64) -> Self {
+        Durability {
+            claim,
+            durable,
+            committing: None,
+        }
+    }
+
+    /// The chunk durable once the committing checkpoint is done.
+    fn committing_to(&self) -> u64 {
+        self.committing.as_ref().map_or(self.durable, |(p, _)| *p)
+    }
+
+    /// Waits for the committing checkpoint, if any.
+    async fn wait(&mut self) -> Result<(), AttachmentError> {
+        let Some((_, job)) = self.committing.take() else {
+            return Ok(());
+        };
+        match job.await {
+            Ok(r) => self.durable = r?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled only when the runtime shuts down.
+            Err(_) => return Err(AttachmentError::ShuttingDown),
+        }
+        Ok(())
+    }
+
+    /// At the end of a stream that did not complete: what was written is
+    /// made durable (it verified), so a new offer resumes after it; the
+    /// chunk the receiver needs next, durably.
+    async fn settle(&mut self, state: &State) -> u64 {
+        if let Err(e) = self.wait().await {
+            warn!(error = %e, "cannot make received chunks durable");
+            return self.durable;
+        }
+        let State::Receiving(r) = state else {
+            return self.durable;
+        };
+        let Some(checkpoint) = r.checkpoint().filter(|c| c.next_chunk() > self.durable) else {
+            return self.durable;
+        };
+        match tokio::task::spawn_blocking(move || checkpoint.commit()).await {
+            Ok(Ok(next)) => self.durable = next,
+            Ok(Err(e)) => warn!(error = %e, "cannot make received chunks durable"),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+        self.durable
+    }
+
+    /// After a chunk of `r` was written: commits a checkpoint of it unless
+    /// one is committing now; reports one that failed.
+    async fn offer(&mut self, r: &Receiving) -> Result<(), AttachmentError> {
+        if let Some((_, job)) = &self.committing {
+            if !job.is_finished() {
+                return Ok(());
+            }
+            // Finished: no wait.
+            self.wait().await?;
+        }
+        if let Some(checkpoint) = r.checkpoint() {
+            let point = checkpoint.next_chunk();
+            // The claim goes with it: held until the commit is done, even
+            // if the stream ends first.
+            let claim = self.claim.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let result = checkpoint.commit();
+                drop(claim);
+                result
+            });
+            self.committing = Some((point, job));
+        }
+        Ok(())
+    }
+}
+
 /// Where an intake stands between frames.
 enum State {
     NotStarted(Box<crate::attachments::NotStarted>),
     Receiving(Box<Receiving>),
-}
-
-impl State {
-    fn next_chunk(&self) -> u64 {
-        match self {
-            State::NotStarted(_) => 0,
-            State::Receiving(r) => r.next_chunk().unwrap_or(0),
-        }
-    }
 }
 
 /// The answer to a table or chunk the node did not take; a bad one is
@@ -535,7 +637,7 @@ mod tests {
 
     #[test]
     fn a_claim_is_one_writers_and_a_refused_one_releases_nothing() {
-        let held = Mutex::new(HashSet::new());
+        let held = Arc::new(Mutex::new(HashSet::new()));
         let first = Claim::take_in(&held, key(0)).expect("free");
         // Refused, without deadlocking, and without releasing the first.
         assert!(Claim::take_in(&held, key(0)).is_none());

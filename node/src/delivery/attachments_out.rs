@@ -178,6 +178,9 @@ async fn attachment(
     let timeout = ctx.config.limits.handshake_timeout();
     let (mut outlet, offer) = Outlet::offer(id, index, stored.chunk_count());
     let (mut send, mut recv) = conn.open_bi().await?;
+    // Below the session stream (priority 0): quinn sends what the session
+    // stream has first, so small messages pass a file being sent.
+    let _ = send.set_priority(-1);
     wire::write_frame(&mut send, &offer).await?;
     let answer = read_answer(&mut recv, timeout).await?;
     let (from_chunk, table) = match outlet.on_frame(answer, false)? {

@@ -199,7 +199,7 @@ impl Fx {
             };
             let mut r: Receiving = n.begin(&source.table_bytes().unwrap(), &Plenty).unwrap();
             for k in 0..chunks[i].min(source.chunk_count()) {
-                match r.accept(k, source.read_chunk(k).unwrap()).unwrap() {
+                match r.accept_durably(k, source.read_chunk(k).unwrap()).unwrap() {
                     Accepted::Next(_) | Accepted::Complete(_) => {}
                 }
             }
