@@ -732,3 +732,94 @@ fn a_reply_to_a_message_never_sent_is_refused_before_its_attachments() {
         assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
     });
 }
+
+/// Names a hostile peer may put in a manifest it signs (its node would
+/// never seal them): each envelope is refused `invalid` when opened,
+/// before anything is held or written, nothing appears outside the data
+/// directory (the name is never a path), and A goes on taking H's next
+/// message with a proper name.
+#[test]
+fn manifest_names_that_are_paths_or_tricks_are_refused() {
+    use comity_protocol::envelope::seal_unchecked;
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let hostile = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        "evidence\0.pdf",
+        "line\nbreak.txt",
+        "CON",
+        "report\u{202E}fdp.exe",
+        "C:evil.txt",
+    ];
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        for name in hostile {
+            let mut file = File::new("statement.pdf", 70_000);
+            file.sealed.manifest.name = name.to_string();
+            let id = MessageId::random();
+            let env = seal_unchecked(
+                &h,
+                &keys,
+                id,
+                Timestamp::now(),
+                &request_body("Bank records with their statements attached"),
+                std::slice::from_ref(&file.sealed),
+                &mut rand::rng(),
+            )
+            .unwrap();
+            match offer_envelope(&mut s, &mut r, &env).await {
+                SessionFrame::Rejected {
+                    id: got,
+                    reason,
+                    detail,
+                } => {
+                    assert_eq!((got, reason), (Some(id), RejectReason::Invalid), "{name:?}");
+                    assert!(reason.is_permanent(), "{name:?}");
+                    println!("{name:?}: refused: {detail}");
+                }
+                other => panic!("{name:?}: expected invalid, got {other:?}"),
+            }
+            let (_, _, first) = offer(&conn, id, 0).await;
+            assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+        }
+        // Still serving H: a proper name is held and asked for.
+        let good = File::new("statement.pdf", 70_000);
+        let env = sealed_request(&h, &keys, MessageId::random(), &[&good]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, env_id(&env)),
+            vec![0]
+        );
+    });
+    let data = a.dir().join("data");
+    for p in [
+        data.join("attachments/etc/passwd"),
+        data.join("etc/passwd"),
+        a.dir().join("etc/passwd"),
+    ] {
+        assert!(!p.exists(), "{} was written", p.display());
+    }
+    let received = data.join("attachments/received");
+    let files: Vec<_> = walk(&received);
+    assert!(files.is_empty(), "files under received/: {files:?}");
+    assert_eq!(a.inbox_count(), 0);
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

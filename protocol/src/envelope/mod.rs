@@ -45,6 +45,8 @@ pub use error::{EnvelopeError, SealError};
 pub use open::OpenedMessage;
 pub use proof::OriginProof;
 pub use seal::{seal, seal_with_attachments, SealedEnvelope};
+#[cfg(feature = "hostile")]
+pub use seal::seal_unchecked;
 
 /// The cleartext part of an envelope: signed, and the AEAD's associated data.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]

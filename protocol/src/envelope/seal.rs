@@ -71,6 +71,34 @@ pub fn seal_with_attachments<R: CryptoRng + RngCore>(
     let manifests: Vec<AttachmentManifest> =
         attachments.iter().map(|a| a.manifest.clone()).collect();
     check_manifests(body.kind(), &manifests, limits)?;
+    seal_as_given(sender, recipient, id, created_at, body, attachments, rng)
+}
+
+/// [`seal_with_attachments`] without checking the body or the manifests:
+/// what a hostile peer can send, for the tests of a receiver's checks
+/// (feature `hostile`; never enabled in a node).
+#[cfg(feature = "hostile")]
+pub fn seal_unchecked<R: CryptoRng + RngCore>(
+    sender: &Identity,
+    recipient: &PeerKeys,
+    id: MessageId,
+    created_at: Timestamp,
+    body: &Body,
+    attachments: &[SealedAttachment],
+    rng: &mut R,
+) -> Result<SealedEnvelope, SealError> {
+    seal_as_given(sender, recipient, id, created_at, body, attachments, rng)
+}
+
+fn seal_as_given<R: CryptoRng + RngCore>(
+    sender: &Identity,
+    recipient: &PeerKeys,
+    id: MessageId,
+    created_at: Timestamp,
+    body: &Body,
+    attachments: &[SealedAttachment],
+    rng: &mut R,
+) -> Result<SealedEnvelope, SealError> {
     let header = EnvelopeHeader {
         sender: sender.id(),
         recipient: *recipient.id(),
