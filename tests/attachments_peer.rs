@@ -823,3 +823,115 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Here H is the acceptor: A dials it with a message whose 32 MiB
+/// attachment H asks for, takes the offer, and then never reads the
+/// stream. Once the flow-control windows are full A's writes take nothing
+/// more; it must give up on the stream (and its session) after the stall
+/// time rather than hold the transfer for as long as the connection lives.
+#[test]
+fn an_acceptor_that_stops_reading_an_attachment_is_given_up_on() {
+    use comity_client::upload::attachment_path;
+    use comity_node::transport::{server_endpoint, Pins, TlsIdentity};
+    use std::sync::Arc;
+
+    let h = Identity::generate(Timestamp::now());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = socket.local_addr().unwrap();
+    let mut a = TestNode::new(COMITYD, "Ministry of Justice of Arcadia", "AR");
+    a.pin_as(h.id(), listen.port(), "Hostile", "HO");
+    a.start();
+    let mut content = vec![0u8; 32 << 20];
+    rand::rng().fill_bytes(&mut content);
+    let uploaded = a
+        .client()
+        .upload(
+            &attachment_path("image.bin", "application/octet-stream"),
+            &mut &content[..],
+            content.len() as u64,
+            &mut |_| {},
+        )
+        .unwrap();
+    let body = serde_json::json!({
+        "to": "HO",
+        "body": request_body("A server image"),
+        "attachments": [uploaded["attachment"]],
+    });
+    let r = a
+        .client()
+        .request_with(
+            "POST",
+            "/v1/messages",
+            &[],
+            Some(body.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert!(r.status < 300, "{}: {:?}", r.status, r.value());
+
+    let rt = Runtime::new().unwrap();
+    let stall = rt.block_on(async {
+        let ep = server_endpoint(
+            listen,
+            socket,
+            &TlsIdentity::new(&h).unwrap(),
+            Pins::new([a.id]),
+            Arc::new(|_| {}),
+            &comity_config::Limits::default(),
+            &[9; 32],
+        )
+        .unwrap();
+        let incoming = tokio::time::timeout(Duration::from_secs(20), ep.accept())
+            .await
+            .expect("A dials H")
+            .unwrap();
+        let conn = incoming.await.unwrap();
+        let (mut s, mut r) = conn.accept_bi().await.unwrap();
+        match answer(&mut r).await {
+            SessionFrame::Hello { .. } => {}
+            other => panic!("expected A's hello, got {other:?}"),
+        }
+        let hello = SessionFrame::Hello {
+            cert: h.encryption_cert().clone(),
+        };
+        send(&mut s, &hello).await;
+        let id = loop {
+            let bytes = match answer(&mut r).await {
+                SessionFrame::Envelope(b) => b,
+                SessionFrame::ResentEnvelope { envelope, .. } => envelope,
+                _ => continue,
+            };
+            break comity_protocol::envelope::Envelope::from_bytes(&bytes)
+                .unwrap()
+                .header
+                .id;
+        };
+        send(
+            &mut s,
+            &SessionFrame::AttachmentsWanted { id, next: vec![0] },
+        )
+        .await;
+        let (mut as_, mut ar) = conn.accept_bi().await.unwrap();
+        match answer(&mut ar).await {
+            SessionFrame::AttachmentOffer { id: got, index: 0 } if got == id => {}
+            other => panic!("expected the offer, got {other:?}"),
+        }
+        let from = SessionFrame::AttachmentFrom {
+            from_chunk: 0,
+            table: true,
+        };
+        send(&mut as_, &from).await;
+        // Not another byte read: A's writes stall once the windows fill.
+        let since = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(30), conn.closed())
+            .await
+            .expect("A still holds an attachment stream nobody reads after 30 s");
+        drop((as_, ar, s, r));
+        since.elapsed()
+    });
+    println!("A ended the session {stall:?} after the offer was taken");
+    let log = a.log();
+    assert!(
+        log.contains("the peer stopped taking the attachment"),
+        "A's log does not say why: {log}"
+    );
+}

@@ -605,6 +605,18 @@ impl Node {
         {
             warn!("some tasks did not stop within 10 s");
         }
+        // Attachment checkpoints still committing on blocking threads hold
+        // their claims: a node reopened in this process must not take the
+        // same files before they are done.
+        let claims = self.ctx.attachment_intakes.clone();
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async move {
+            while !claims.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+        if drained.await.is_err() {
+            warn!("attachment checkpoints did not finish within 10 s");
+        }
         self.ctx.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),

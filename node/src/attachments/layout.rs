@@ -177,9 +177,13 @@ pub(super) fn open_private(path: &Path) -> Result<File, AttachmentError> {
 /// the machine has to find. Advice only: an error is ignored.
 pub(super) fn drop_cached(file: &File, len: u64) {
     use std::os::fd::AsRawFd;
+    // A length of 0 would mean "to the end of the file".
     let Ok(len) = libc::off_t::try_from(len) else {
         return;
     };
+    if len == 0 {
+        return;
+    }
     // SAFETY: posix_fadvise(2) takes a file descriptor (valid: `file` is
     // borrowed for the call) and two integers; it reads or writes no
     // memory of ours, and at worst returns an error.

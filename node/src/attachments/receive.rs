@@ -149,6 +149,20 @@ pub(super) enum Step {
     Renamed,
 }
 
+/// What the checkpoints of a [`Receiving`] have come to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Points {
+    #[default]
+    Open,
+    /// A commit failed part-way. A failed sync may have lost written pages
+    /// and reports so once per file, so no later sync of this handle can
+    /// be trusted: nothing more is committed or completed; reopening cuts
+    /// the file back to the last durable point.
+    Failed,
+    /// Complete: a checkpoint committed later does nothing.
+    Finished,
+}
+
 /// A transfer under way, from its last durable chunk.
 #[derive(Debug)]
 pub struct Receiving {
@@ -157,9 +171,8 @@ pub struct Receiving {
     geometry: Geometry,
     file: Arc<File>,
     /// Held by a committing checkpoint and by the completion, so that the
-    /// two never touch the resume point at once; `true` once complete (a
-    /// checkpoint committed later does nothing).
-    finished: Arc<Mutex<bool>>,
+    /// two never touch the resume point at once.
+    points: Arc<Mutex<Points>>,
     opener: Opener,
     /// A write failed after a chunk was verified: the file and the opener
     /// no longer agree, so only reopening (from the durable point) helps.
@@ -234,7 +247,7 @@ impl AttachmentDir {
             attachment: attachment.clone(),
             geometry,
             file: Arc::new(file),
-            finished: Arc::default(),
+            points: Arc::default(),
             opener,
             broken: false,
             #[cfg(test)]
@@ -295,7 +308,7 @@ impl NotStarted {
             attachment: self.attachment,
             geometry,
             file: Arc::new(file),
-            finished: Arc::default(),
+            points: Arc::default(),
             broken: false,
             #[cfg(test)]
             crash: None,
@@ -382,7 +395,7 @@ impl Receiving {
         let point = self.opener.resume_point()?;
         Some(Checkpoint {
             file: self.file.clone(),
-            finished: self.finished.clone(),
+            points: self.points.clone(),
             paths: self.paths.clone(),
             root: self.attachment.manifest().tree_root,
             offset: self.geometry.chunk_offset(point.next_chunk),
@@ -394,8 +407,15 @@ impl Receiving {
 
     fn complete(&mut self) -> Result<Received, AttachmentError> {
         // A checkpoint committing now finishes first; one after, no-ops.
-        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
         let part = &self.paths.part;
+        if *points == Points::Failed {
+            self.broken = true;
+            return Err(AttachmentError::Corrupt {
+                path: part.clone(),
+                problem: "a checkpoint failed; reopen to resume from the last durable chunk".into(),
+            });
+        }
         let table = fs::read(&self.paths.table).map_err(io_at("reading", &self.paths.table))?;
         self.file
             .write_all_at(&table, self.geometry.ciphertext_len())
@@ -406,7 +426,7 @@ impl Receiving {
         fs::rename(part, &self.paths.done).map_err(io_at("renaming", part))?;
         self.stop(Step::Renamed)?;
         sync_dir(&self.paths.dir)?;
-        *finished = true;
+        *points = Points::Finished;
         self.broken = false;
         // Leftovers are harmless (the complete file wins) and removed on
         // the next look.
@@ -433,7 +453,7 @@ impl Receiving {
 #[derive(Debug)]
 pub struct Checkpoint {
     file: Arc<File>,
-    finished: Arc<Mutex<bool>>,
+    points: Arc<Mutex<Points>>,
     paths: Paths,
     root: comity_protocol::Digest,
     point: ResumePoint,
@@ -451,21 +471,35 @@ impl Checkpoint {
 
     /// Syncs the chunks and records the point (see the module
     /// documentation for the steps); returns the chunk it names. Does
-    /// nothing once the attachment is complete.
+    /// nothing once the attachment is complete; refused once a commit
+    /// failed (see [`Points::Failed`]).
     pub fn commit(self) -> Result<u64, AttachmentError> {
-        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        if *finished {
-            return Ok(self.point.next_chunk);
+        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        match *points {
+            Points::Finished => return Ok(self.point.next_chunk),
+            Points::Failed => {
+                return Err(AttachmentError::Corrupt {
+                    path: self.paths.part.clone(),
+                    problem: "an earlier checkpoint failed".into(),
+                })
+            }
+            Points::Open => {}
         }
+        let result = self.steps();
+        if result.is_err() {
+            *points = Points::Failed;
+        }
+        result.map(|()| self.point.next_chunk)
+    }
+
+    fn steps(&self) -> Result<(), AttachmentError> {
         let part = &self.paths.part;
         self.file.sync_data().map_err(io_at("syncing", part))?;
         self.stop(Step::ChunkSynced)?;
         drop_cached(&self.file, self.offset);
         resume::write(&self.paths.point_tmp, &self.root, &self.point)?;
         self.stop(Step::ResumeWritten)?;
-        resume::commit(&self.paths.point_tmp, &self.paths.point)?;
-        drop(finished);
-        Ok(self.point.next_chunk)
+        resume::commit(&self.paths.point_tmp, &self.paths.point)
     }
 
     fn stop(&self, step: Step) -> Result<(), AttachmentError> {

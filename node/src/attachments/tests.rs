@@ -430,6 +430,35 @@ fn a_checkpoint_committed_after_completion_changes_nothing() {
         .is_complete());
 }
 
+/// A sync that failed may have lost written pages, and the kernel says so
+/// only once per file: after a failed checkpoint nothing of that handle is
+/// committed or completed (no receipt could follow); reopening resumes
+/// from the last durable point.
+#[test]
+fn after_a_failed_checkpoint_nothing_commits_or_completes_until_reopened() {
+    let (_tmp, dir) = dir();
+    let bytes = data(3 * CHUNK - 7, 19);
+    let sent = copy(&dir, &bytes);
+    let (stored, mut r) = start(&dir, &sent);
+    r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
+    let mut failing = r.checkpoint().unwrap();
+    failing.crash = Some(Step::ChunkSynced);
+    assert!(matches!(
+        failing.commit(),
+        Err(AttachmentError::SimulatedCrash)
+    ));
+    r.accept(1, stored.read_chunk(1).unwrap()).unwrap();
+    let e = r.checkpoint().unwrap().commit().unwrap_err();
+    assert!(matches!(e, AttachmentError::Corrupt { .. }), "{e}");
+    let e = r.accept(2, stored.read_chunk(2).unwrap()).unwrap_err();
+    assert!(matches!(e, AttachmentError::Corrupt { .. }), "{e}");
+    drop(r);
+    let mut r = partial(&dir, &sent);
+    assert_eq!(r.next_chunk(), Some(0));
+    let done = finish(&stored, &mut r);
+    assert_eq!(plaintext(&done), bytes);
+}
+
 #[test]
 fn a_resume_point_of_another_attachment_is_ignored() {
     let (_tmp, dir) = dir();

@@ -6,7 +6,8 @@
 //!   `AttachmentsWanted` instead of a receipt.
 //! * [`serve`]: an attachment stream the peer opened: the offer checked
 //!   against the held message, the chunk table and the chunks verified by
-//!   the protocol's `Opener` and made durable one by one (see
+//!   the protocol's `Opener` and written one by one, made durable by
+//!   checkpoints that commit beside the stream ([`Durability`], and see
 //!   [`crate::attachments`]), `AttachmentComplete` at the end.
 //!
 //! One stream at a time per attachment ([`Claim`]): two writers of one
@@ -427,14 +428,12 @@ async fn intake(
                 let State::Receiving(mut r) = state else {
                     return None;
                 };
-                // Bounded: a slow disk must not let unsynced chunks pile up.
-                let behind = geometry
-                    .chunk_offset(chunk)
-                    .saturating_sub(geometry.chunk_offset(durability.committing_to()));
-                if behind >= MAX_NOT_DURABLE {
-                    if let Err(e) = durability.wait().await {
-                        return refusal(ctx, peer, &id, index, durability.durable, e);
-                    }
+                // Bounded: a slow disk must not let chunks not yet durable
+                // pile up; and the last chunk completes only after every
+                // checkpoint before it committed (a failed one refuses it).
+                let last = chunk.saturating_add(1) >= r.chunk_count();
+                if let Err(e) = durability.catch_up(&r, &geometry, chunk, last).await {
+                    return refusal(ctx, peer, &id, index, durability.durable, e);
                 }
                 let ctx2 = ctx.clone();
                 let (r, result) = blocking(move || {
@@ -520,9 +519,35 @@ impl Durability {
         }
     }
 
-    /// The chunk durable once the committing checkpoint is done.
-    fn committing_to(&self) -> u64 {
-        self.committing.as_ref().map_or(self.durable, |(p, _)| *p)
+    /// Before chunk `chunk` of `r` is written: until what is written but
+    /// not durable is under [`MAX_NOT_DURABLE`] (or, before the `last`
+    /// chunk, until nothing is committing), waits for the committing
+    /// checkpoint or commits one.
+    async fn catch_up(
+        &mut self,
+        r: &Receiving,
+        geometry: &crate::attachments::Geometry,
+        chunk: u64,
+        last: bool,
+    ) -> Result<(), AttachmentError> {
+        if last {
+            return self.wait().await;
+        }
+        loop {
+            let behind = geometry
+                .chunk_offset(chunk)
+                .saturating_sub(geometry.chunk_offset(self.durable));
+            if behind < MAX_NOT_DURABLE {
+                return Ok(());
+            }
+            if self.committing.is_none() {
+                self.offer(r).await?;
+                if self.committing.is_none() {
+                    return Ok(());
+                }
+            }
+            self.wait().await?;
+        }
     }
 
     /// Waits for the committing checkpoint, if any.

@@ -53,6 +53,8 @@ pub(crate) enum TransferError {
     Store(#[from] StoreError),
     #[error("timed out waiting for the peer")]
     Timeout,
+    #[error("the peer stopped taking the attachment: nothing written for {0:?}")]
+    Stalled(Duration),
     #[error("the peer ended the attachment stream")]
     Ended,
 }
@@ -206,7 +208,8 @@ async fn attachment(
         if table {
             let s = stored.clone();
             let bytes = blocking(move || s.table_bytes()).await?;
-            wire::write_frame(&mut send, &SessionFrame::AttachmentTable(bytes)).await?;
+            let frame = SessionFrame::AttachmentTable(bytes);
+            write_within(&mut send, &frame, timeout).await?;
         }
         for chunk in from_chunk..stored.chunk_count() {
             let s = stored.clone();
@@ -216,7 +219,7 @@ async fn attachment(
                 index: chunk,
                 bytes,
             };
-            wire::write_frame(&mut send, &frame).await?;
+            write_within(&mut send, &frame, timeout).await?;
             // Each chunk handed to the connection, for operators counting
             // what a resume sends again (the log is written unbuffered).
             debug!(%id, index, chunk, "attachment chunk handed to the connection");
@@ -266,6 +269,20 @@ async fn attachment(
             Ok(Offer::Again(format!("{reason}: {detail}")))
         }
         OutletAction::Send { .. } => Err(TransferError::Peer(OutletError::Over)),
+    }
+}
+
+/// Writes `frame`, giving up if the peer takes none of it for `stall`: an
+/// acceptor that stops reading would otherwise hold this transfer, and one
+/// of the session's slots for them, for as long as the connection lives.
+async fn write_within(
+    send: &mut quinn::SendStream,
+    frame: &SessionFrame,
+    stall: Duration,
+) -> Result<(), TransferError> {
+    match wire::write_frame_within(send, frame, stall).await {
+        Err(wire::WireError::Stalled(d)) => Err(TransferError::Stalled(d)),
+        other => Ok(other?),
     }
 }
 

@@ -47,28 +47,29 @@ async fn read_into(
     Ok(())
 }
 
-/// The `len` bytes of a frame body. quinn's chunks are kept as they
-/// arrive (memory still follows the bytes received) and copied once into
-/// a buffer of the exact length: a 1 MiB chunk grown by doubling was
-/// copied about three times.
+/// The `len` bytes of a frame body, in a buffer that grows as bytes
+/// arrive (at most twice what was received, never beyond `len`). quinn's
+/// chunks are copied, not kept: a chunk keeps its whole datagram's buffer
+/// alive, so a peer sending one-byte frames would make a kept list cost
+/// far more than the bytes.
 async fn read_body(
     recv: &mut quinn::RecvStream,
     len: usize,
     stall: Duration,
 ) -> Result<Vec<u8>, WireError> {
-    let mut parts = Vec::new();
-    let mut got = 0usize;
-    while got < len {
-        let chunk = tokio::time::timeout(stall, recv.read_chunk(len - got, true))
+    let mut out = Vec::with_capacity(len.min(64 * 1024));
+    while out.len() < len {
+        let chunk = tokio::time::timeout(stall, recv.read_chunk(len - out.len(), true))
             .await
             .map_err(|_| WireError::Stalled(stall))??
             .ok_or(WireError::Truncated)?;
-        got += chunk.bytes.len();
-        parts.push(chunk.bytes);
-    }
-    let mut out = Vec::with_capacity(len);
-    for p in &parts {
-        out.extend_from_slice(p);
+        let need = out.len() + chunk.bytes.len();
+        if need > out.capacity() {
+            // Exact, so a 1 MiB chunk frame is not given 2 MiB.
+            let grown = need.max(out.capacity().saturating_mul(2)).min(len);
+            out.reserve_exact(grown - out.len());
+        }
+        out.extend_from_slice(&chunk.bytes);
     }
     Ok(out)
 }
@@ -181,6 +182,34 @@ pub async fn write_frame(
         .map_err(|e| WireError::Encode(e.to_string()))?;
     // Handed over, not copied: quinn keeps the buffer until it is acked.
     send.write_chunk(bytes.into()).await?;
+    Ok(())
+}
+
+/// Like [`write_frame`], but gives up when the peer takes no byte of the
+/// frame for `stall` (its flow-control window stays shut): for streams
+/// whose reader has no reason to stop. A slow peer that keeps taking
+/// bytes is waited for, however long the frame.
+pub async fn write_frame_within(
+    send: &mut quinn::SendStream,
+    frame: &SessionFrame,
+    stall: Duration,
+) -> Result<(), WireError> {
+    let bytes = frame
+        .to_wire()
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let mut left = [bytes::Bytes::from(bytes)];
+    while !left[0].is_empty() {
+        // Cancel-safe: when the timeout fires, nothing of this call was
+        // written; a partial write advances `left`.
+        match tokio::time::timeout(stall, send.write_chunks(&mut left)).await {
+            Ok(written) => {
+                if written?.chunks == 1 {
+                    break;
+                }
+            }
+            Err(_) => return Err(WireError::Stalled(stall)),
+        }
+    }
     Ok(())
 }
 

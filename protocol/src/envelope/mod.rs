@@ -44,9 +44,9 @@ pub use check::{check, CheckPolicy, CheckedEnvelope, PinnedPeers, SeenMessages};
 pub use error::{EnvelopeError, SealError};
 pub use open::OpenedMessage;
 pub use proof::OriginProof;
-pub use seal::{seal, seal_with_attachments, SealedEnvelope};
 #[cfg(feature = "hostile")]
 pub use seal::seal_unchecked;
+pub use seal::{seal, seal_with_attachments, SealedEnvelope};
 
 /// The cleartext part of an envelope: signed, and the AEAD's associated data.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
