@@ -355,13 +355,44 @@ impl Receiving {
                     .into(),
             });
         }
-        // The opener decrypts in place; the file keeps the ciphertext.
-        let opened = self.opener.open_chunk(index, ciphertext.clone())?;
-        self.broken = true;
+        // The file keeps the ciphertext and the opener decrypts it in
+        // place, so it is written first (no copy of the chunk): only a
+        // chunk that is the next one and of its length, and the bytes of
+        // one that then fails its checks are cut off again. A crash in
+        // between leaves them past the durable point, where reopening cuts
+        // the file anyway.
+        let offset = self.geometry.chunk_offset(index);
+        let fits = self.opener.next_chunk() == Some(index)
+            && self.geometry.chunk_ciphertext_len(index) == Some(ciphertext.len());
         let part = &self.paths.part;
-        self.file
-            .write_all_at(&ciphertext, self.geometry.chunk_offset(index))
-            .map_err(io_at("writing", part))?;
+        if fits {
+            self.broken = true;
+            self.file
+                .write_all_at(&ciphertext, offset)
+                .map_err(io_at("writing", part))?;
+        }
+        let opened = match self.opener.open_chunk(index, ciphertext) {
+            Ok(o) if fits => o,
+            // The opener and the file's geometry disagree: never accept
+            // a chunk that was not written.
+            Ok(_) => {
+                self.broken = true;
+                return Err(AttachmentError::Corrupt {
+                    path: part.clone(),
+                    problem: format!("chunk {index} passed the opener but not the file's geometry"),
+                });
+            }
+            Err(e) => {
+                if fits {
+                    self.file
+                        .set_len(offset)
+                        .map_err(io_at("truncating", part))?;
+                    self.broken = false;
+                }
+                return Err(e.into());
+            }
+        };
+        self.broken = true;
         self.stop(Step::ChunkWritten)?;
         if opened.complete {
             return self.complete().map(Accepted::Complete);
