@@ -352,6 +352,32 @@ impl SessionFrame {
     }
 }
 
+/// Bytes of an `AttachmentChunk` frame body before its ciphertext: frame
+/// header (6) ‖ variant u32 = 13 (4) ‖ chunk index u64 (8) ‖ ciphertext
+/// length u64 (8), little-endian as the codec writes them.
+pub const CHUNK_FRAME_HEAD: usize = 26;
+const CHUNK_VARIANT: u32 = 13;
+
+/// The chunk index, if `head` (a frame body's first [`CHUNK_FRAME_HEAD`]
+/// bytes) begins an `AttachmentChunk` whose ciphertext is the rest of a
+/// body of `len` bytes: then the ciphertext can be read into a buffer of
+/// its own, which is the frame's, instead of decoded out of the body (a
+/// copy of every chunk). Any other frame: `None`, and it is decoded whole.
+pub fn chunk_frame_index(head: &[u8], len: usize) -> Option<u64> {
+    let h = head.get(..CHUNK_FRAME_HEAD)?;
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let is_chunk = h[..4] == codec::MAGIC
+        && h[4] == codec::VERSION
+        && h[5] == FrameType::Session as u8
+        && h[6..10] == CHUNK_VARIANT.to_le_bytes();
+    let rest = u64::try_from(len.checked_sub(CHUNK_FRAME_HEAD)?).ok()?;
+    (is_chunk && u64_at(18) == rest).then(|| u64_at(10))
+}
+
 /// Bytes of a session frame needed by [`peek_envelope_id`].
 pub const ENVELOPE_ID_PREFIX: usize = 136;
 
@@ -530,5 +556,43 @@ mod tests {
                 max: 1 << 20
             })
         );
+    }
+
+    #[test]
+    fn a_chunk_frame_is_read_by_its_head_as_the_codec_decodes_it() {
+        for (index, len) in [(0u64, 0usize), (7, 1), (u64::MAX, 65_552), (3, 1 << 20)] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let frame = SessionFrame::AttachmentChunk {
+                index,
+                bytes: bytes.clone(),
+            };
+            let wire = frame.to_wire().unwrap();
+            let body = &wire[LENGTH_PREFIX..];
+            assert_eq!(chunk_frame_index(body, body.len()), Some(index));
+            assert_eq!(&body[CHUNK_FRAME_HEAD..], &bytes[..]);
+            assert_eq!(SessionFrame::from_bytes(body).unwrap(), frame);
+            // A length that is not the rest of the body: decoded whole.
+            assert_eq!(chunk_frame_index(body, body.len() + 1), None);
+            assert_eq!(
+                chunk_frame_index(&body[..CHUNK_FRAME_HEAD - 1], body.len()),
+                None
+            );
+        }
+        for other in [
+            SessionFrame::AttachmentTable(vec![5; 64]),
+            SessionFrame::Envelope(vec![1; 64]),
+            SessionFrame::AttachmentFrom {
+                from_chunk: 13,
+                table: true,
+            },
+            SessionFrame::AttachmentsWanted {
+                id: MessageId([13; 16]),
+                next: vec![13, 13],
+            },
+        ] {
+            let wire = other.to_wire().unwrap();
+            let body = &wire[LENGTH_PREFIX..];
+            assert_eq!(chunk_frame_index(body, body.len()), None, "{other:?}");
+        }
     }
 }

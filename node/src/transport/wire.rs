@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use comity_protocol::codec::DecodeError;
 use comity_protocol::session::{
-    peek_envelope_id, SessionFrame, ENVELOPE_ID_PREFIX, LENGTH_PREFIX, MAX_SESSION_FRAME,
+    chunk_frame_index, peek_envelope_id, SessionFrame, CHUNK_FRAME_HEAD, ENVELOPE_ID_PREFIX,
+    LENGTH_PREFIX, MAX_SESSION_FRAME,
 };
 use comity_protocol::MessageId;
 
@@ -47,17 +48,42 @@ async fn read_into(
     Ok(())
 }
 
-/// The `len` bytes of a frame body, in a buffer that grows as bytes
+/// Reads a frame body of `len` bytes and decodes it. An attachment chunk
+/// is recognised by its head and its ciphertext read into a buffer of its
+/// own, which becomes the frame's: decoding it out of the body copied
+/// every chunk once more.
+async fn read_frame_body(
+    recv: &mut quinn::RecvStream,
+    len: usize,
+    stall: Duration,
+) -> Result<SessionFrame, WireError> {
+    let mut body = Vec::new();
+    if len >= CHUNK_FRAME_HEAD {
+        read_body_into(recv, &mut body, CHUNK_FRAME_HEAD, stall).await?;
+        if let Some(index) = chunk_frame_index(&body, len) {
+            let mut bytes = Vec::new();
+            read_body_into(recv, &mut bytes, len - CHUNK_FRAME_HEAD, stall).await?;
+            return Ok(SessionFrame::AttachmentChunk { index, bytes });
+        }
+    }
+    read_body_into(recv, &mut body, len, stall).await?;
+    Ok(SessionFrame::from_bytes(&body)?)
+}
+
+/// Appends to `out` until it holds `len` bytes, its buffer growing as they
 /// arrive (at most twice what was received, never beyond `len`). quinn's
 /// chunks are copied, not kept: a chunk keeps its whole datagram's buffer
 /// alive, so a peer sending one-byte frames would make a kept list cost
 /// far more than the bytes.
-async fn read_body(
+async fn read_body_into(
     recv: &mut quinn::RecvStream,
+    out: &mut Vec<u8>,
     len: usize,
     stall: Duration,
-) -> Result<Vec<u8>, WireError> {
-    let mut out = Vec::with_capacity(len.min(64 * 1024));
+) -> Result<(), WireError> {
+    if out.capacity() < len {
+        out.reserve_exact(len.min(64 * 1024).saturating_sub(out.len()));
+    }
     while out.len() < len {
         let chunk = tokio::time::timeout(stall, recv.read_chunk(len - out.len(), true))
             .await
@@ -65,13 +91,13 @@ async fn read_body(
             .ok_or(WireError::Truncated)?;
         let need = out.len() + chunk.bytes.len();
         if need > out.capacity() {
-            // Exact, so a 1 MiB chunk frame is not given 2 MiB.
+            // Exact, so a 1 MiB chunk is not given 2 MiB.
             let grown = need.max(out.capacity().saturating_mul(2)).min(len);
             out.reserve_exact(grown - out.len());
         }
         out.extend_from_slice(&chunk.bytes);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reads the length prefix: waits as long as it takes for the first byte
@@ -111,8 +137,7 @@ pub async fn read_frame(
         return Ok(None);
     };
     let len = SessionFrame::length(prefix, max_len)?;
-    let buf = read_body(recv, len, stall).await?;
-    Ok(Some(SessionFrame::from_bytes(&buf)?))
+    Ok(Some(read_frame_body(recv, len, stall).await?))
 }
 
 /// What arrived on a stream where envelopes may be larger than accepted.
@@ -154,8 +179,7 @@ pub async fn read_incoming_within(
     };
     let len = SessionFrame::length(prefix, MAX_SESSION_FRAME)?;
     if len <= max_len {
-        let buf = read_body(recv, len, stall).await?;
-        return Ok(Incoming::Frame(SessionFrame::from_bytes(&buf)?));
+        return Ok(Incoming::Frame(read_frame_body(recv, len, stall).await?));
     }
     let mut head = Vec::with_capacity(ENVELOPE_ID_PREFIX);
     read_into(recv, &mut head, ENVELOPE_ID_PREFIX.min(len), stall).await?;
