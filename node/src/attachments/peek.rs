@@ -7,7 +7,7 @@
 use comity_protocol::attachment::AttachmentManifest;
 
 use super::error::AttachmentError;
-use super::layout::{exists, AttachmentDir, IncomingKey};
+use super::layout::{exists, sync_dir, AttachmentDir, IncomingKey};
 use super::resume;
 use super::stored::{Geometry, StoredAttachment};
 
@@ -46,6 +46,20 @@ impl AttachmentDir {
             next_chunk: next,
             bytes_done,
         })
+    }
+
+    /// Before a receipt names it: checks that received attachment `key` is
+    /// complete (its file there, of its stored length) and makes its
+    /// rename into place durable. The transfer syncs the directory after
+    /// the rename, but if that sync failed, a later look would find the
+    /// file and the receipt could outlive it in a crash.
+    pub fn confirm_received(
+        &self,
+        key: &IncomingKey,
+        manifest: &AttachmentManifest,
+    ) -> Result<(), AttachmentError> {
+        StoredAttachment::open(&self.received_path(key, ""), manifest)?;
+        sync_dir(&self.received_dir(key))
     }
 
     /// Received attachment `key`, opened for reading, if it is complete.

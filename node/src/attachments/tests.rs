@@ -459,6 +459,34 @@ fn after_a_failed_checkpoint_nothing_commits_or_completes_until_reopened() {
     assert_eq!(plaintext(&done), bytes);
 }
 
+/// What a receipt waits for: the complete file, of its stored length, in
+/// place; a partial, missing or cut file is not confirmed.
+#[test]
+fn only_a_whole_received_file_is_confirmed_for_the_receipt() {
+    let (_tmp, dir) = dir();
+    let bytes = data(2 * CHUNK + 9, 20);
+    let sent = copy(&dir, &bytes);
+    let manifest = &sent.sealed.manifest;
+    assert!(
+        dir.confirm_received(&key(0), manifest).is_err(),
+        "nothing yet"
+    );
+    let (stored, mut r) = start(&dir, &sent);
+    r.accept_durably(0, stored.read_chunk(0).unwrap()).unwrap();
+    assert!(dir.confirm_received(&key(0), manifest).is_err(), "partial");
+    let done = finish(&stored, &mut r);
+    dir.confirm_received(&key(0), manifest).unwrap();
+    let len = fs::metadata(done.path()).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(done.path())
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let e = dir.confirm_received(&key(0), manifest).unwrap_err();
+    assert!(matches!(e, AttachmentError::Corrupt { .. }), "{e}");
+}
+
 #[test]
 fn a_resume_point_of_another_attachment_is_ignored() {
     let (_tmp, dir) = dir();

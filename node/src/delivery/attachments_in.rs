@@ -200,6 +200,18 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
         }
     }
     if complete {
+        // Each is there, whole, and durable in place, or no receipt.
+        for a in &opened.attachments {
+            let key = IncomingKey {
+                peer,
+                message: id,
+                index: a.index(),
+            };
+            if let Err(e) = ctx.attachments.confirm_received(&key, a.manifest()) {
+                warn!(error = %e, "a received attachment is not whole or not durable");
+                return unavailable("attachment files unreadable".into());
+            }
+        }
         Held::Complete
     } else {
         Held::Answer(SessionFrame::AttachmentsWanted { id, next })
@@ -225,21 +237,31 @@ pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         match ctx.store.all_awaited() {
             Ok(all) => {
                 for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
-                    let key = IncomingKey {
-                        peer,
-                        message: id,
-                        index: 0,
+                    // Not while a stream writes one of them: their claims
+                    // are held until the files and records are gone, so
+                    // none can begin meanwhile either.
+                    let count = match ctx.store.inbound_attachments(&peer, &id) {
+                        Ok(held) => held.len(),
+                        Err(e) => {
+                            warn!(error = %e, "cannot read a message's attachments");
+                            continue;
+                        }
                     };
-                    // Not while a stream writes one of them.
-                    if ctx
-                        .attachment_intakes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .any(|k| k.peer == key.peer && k.message == key.message)
-                    {
+                    let claims: Option<Vec<Claim>> = (0..count)
+                        .map(|index| {
+                            Claim::take(
+                                &ctx,
+                                IncomingKey {
+                                    peer,
+                                    message: id,
+                                    index,
+                                },
+                            )
+                        })
+                        .collect();
+                    let Some(_claims) = claims else {
                         continue;
-                    }
+                    };
                     warn!(peer = %peer.short(), %id, since = awaited.since.0, "giving up on a message whose attachments never arrived");
                     if let Err(e) = ctx.attachments.remove_received_message(&peer, &id) {
                         warn!(error = %e, "cannot remove the attachments of a message given up on");
