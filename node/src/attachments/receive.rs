@@ -177,8 +177,7 @@ pub struct Receiving {
     /// A write failed after a chunk was verified: the file and the opener
     /// no longer agree, so only reopening (from the durable point) helps.
     broken: bool,
-    #[cfg(test)]
-    pub(super) crash: Option<Step>,
+    pub(super) crash: CrashAt,
 }
 
 impl AttachmentDir {
@@ -250,8 +249,7 @@ impl AttachmentDir {
             points: Arc::default(),
             opener,
             broken: false,
-            #[cfg(test)]
-            crash: None,
+            crash: CrashAt::default(),
         })))
     }
 }
@@ -310,8 +308,7 @@ impl NotStarted {
             file: Arc::new(file),
             points: Arc::default(),
             broken: false,
-            #[cfg(test)]
-            crash: None,
+            crash: CrashAt::default(),
         })
     }
 }
@@ -393,7 +390,7 @@ impl Receiving {
             }
         };
         self.broken = true;
-        self.stop(Step::ChunkWritten)?;
+        self.crash.at(Step::ChunkWritten)?;
         if opened.complete {
             return self.complete().map(Accepted::Complete);
         }
@@ -431,7 +428,6 @@ impl Receiving {
             root: self.attachment.manifest().tree_root,
             offset: self.geometry.chunk_offset(point.next_chunk),
             point,
-            #[cfg(test)]
             crash: self.crash,
         })
     }
@@ -451,11 +447,11 @@ impl Receiving {
         self.file
             .write_all_at(&table, self.geometry.ciphertext_len())
             .map_err(io_at("writing", part))?;
-        self.stop(Step::TableAppended)?;
+        self.crash.at(Step::TableAppended)?;
         self.file.sync_all().map_err(io_at("syncing", part))?;
-        self.stop(Step::FinalSynced)?;
+        self.crash.at(Step::FinalSynced)?;
         fs::rename(part, &self.paths.done).map_err(io_at("renaming", part))?;
-        self.stop(Step::Renamed)?;
+        self.crash.at(Step::Renamed)?;
         sync_dir(&self.paths.dir)?;
         *points = Points::Finished;
         self.broken = false;
@@ -468,14 +464,6 @@ impl Receiving {
             path: self.paths.done.clone(),
             attachment: self.attachment.clone(),
         })
-    }
-
-    fn stop(&self, step: Step) -> Result<(), AttachmentError> {
-        #[cfg(test)]
-        let crash = self.crash;
-        #[cfg(not(test))]
-        let crash = None;
-        stop_at(crash, step)
     }
 }
 
@@ -490,8 +478,7 @@ pub struct Checkpoint {
     point: ResumePoint,
     /// Where the chunk the point names begins: the bytes made durable.
     offset: u64,
-    #[cfg(test)]
-    pub(super) crash: Option<Step>,
+    pub(super) crash: CrashAt,
 }
 
 impl Checkpoint {
@@ -526,33 +513,26 @@ impl Checkpoint {
     fn steps(&self) -> Result<(), AttachmentError> {
         let part = &self.paths.part;
         self.file.sync_data().map_err(io_at("syncing", part))?;
-        self.stop(Step::ChunkSynced)?;
+        self.crash.at(Step::ChunkSynced)?;
         drop_cached(&self.file, self.offset);
         resume::write(&self.paths.point_tmp, &self.root, &self.point)?;
-        self.stop(Step::ResumeWritten)?;
+        self.crash.at(Step::ResumeWritten)?;
         resume::commit(&self.paths.point_tmp, &self.paths.point)
     }
+}
 
-    fn stop(&self, step: Step) -> Result<(), AttachmentError> {
+/// Where a test stops the work as a crash would (see [`Step`]); outside
+/// tests it holds nothing and never stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct CrashAt(#[cfg(test)] pub(super) Option<Step>);
+
+impl CrashAt {
+    fn at(self, step: Step) -> Result<(), AttachmentError> {
         #[cfg(test)]
-        let crash = self.crash;
-        #[cfg(not(test))]
-        let crash = None;
-        stop_at(crash, step)
-    }
-}
-
-#[cfg(not(test))]
-fn stop_at(_: Option<Step>, _: Step) -> Result<(), AttachmentError> {
-    Ok(())
-}
-
-/// Where a test stops as a crash would.
-#[cfg(test)]
-fn stop_at(crash: Option<Step>, step: Step) -> Result<(), AttachmentError> {
-    if crash == Some(step) {
-        Err(AttachmentError::SimulatedCrash)
-    } else {
+        if self.0 == Some(step) {
+            return Err(AttachmentError::SimulatedCrash);
+        }
+        let _ = step;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use comity_protocol::attachment::{
 use comity_protocol::Digest;
 use sha2::{Digest as _, Sha256};
 
-use super::receive::Step;
+use super::receive::{CrashAt, Step};
 use super::test_support::*;
 use super::*;
 
@@ -307,7 +307,7 @@ fn crash_and_resume(chunks: u64, at: u64, step: Step, resumes: u64) {
     for i in 0..at {
         r.accept_durably(i, stored.read_chunk(i).unwrap()).unwrap();
     }
-    r.crash = Some(step);
+    r.crash = CrashAt(Some(step));
     let e = r
         .accept_durably(at, stored.read_chunk(at).unwrap())
         .unwrap_err();
@@ -346,7 +346,7 @@ fn a_crash_after_the_final_rename_is_complete() {
     let sent = copy(&dir, &bytes);
     let (stored, mut r) = start(&dir, &sent);
     r.accept_durably(0, stored.read_chunk(0).unwrap()).unwrap();
-    r.crash = Some(Step::Renamed);
+    r.crash = CrashAt(Some(Step::Renamed));
     assert!(r.accept_durably(1, stored.read_chunk(1).unwrap()).is_err());
     let Incoming::Complete(done) = dir.incoming(&key(0), &checked(&sent.sealed)).unwrap() else {
         panic!("complete once renamed");
@@ -442,7 +442,7 @@ fn after_a_failed_checkpoint_nothing_commits_or_completes_until_reopened() {
     let (stored, mut r) = start(&dir, &sent);
     r.accept(0, stored.read_chunk(0).unwrap()).unwrap();
     let mut failing = r.checkpoint().unwrap();
-    failing.crash = Some(Step::ChunkSynced);
+    failing.crash = CrashAt(Some(Step::ChunkSynced));
     assert!(matches!(
         failing.commit(),
         Err(AttachmentError::SimulatedCrash)
@@ -629,7 +629,7 @@ mod crash_anywhere {
                 let i = r.next_chunk().unwrap();
                 if let Some((step, at)) = pending.filter(|&(_, at)| at == i) {
                     let _ = at;
-                    r.crash = Some(STEPS[step]);
+                    r.crash = CrashAt(Some(STEPS[step]));
                     pending = crashes.next();
                 }
                 match r.accept_durably(i, stored.read_chunk(i).unwrap()) {

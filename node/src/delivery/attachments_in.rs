@@ -590,23 +590,23 @@ impl Durability {
     /// made durable (it verified), so a new offer resumes after it; the
     /// chunk the receiver needs next, durably.
     async fn settle(&mut self, state: &State) -> u64 {
-        if let Err(e) = self.wait().await {
+        let written = match state {
+            State::Receiving(r) => Some(&**r),
+            State::NotStarted(_) => None,
+        };
+        if let Err(e) = self.commit_all(written).await {
             warn!(error = %e, "cannot make received chunks durable");
-            return self.durable;
-        }
-        let State::Receiving(r) = state else {
-            return self.durable;
-        };
-        let Some(checkpoint) = r.checkpoint().filter(|c| c.next_chunk() > self.durable) else {
-            return self.durable;
-        };
-        match tokio::task::spawn_blocking(move || checkpoint.commit()).await {
-            Ok(Ok(next)) => self.durable = next,
-            Ok(Err(e)) => warn!(error = %e, "cannot make received chunks durable"),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {}
         }
         self.durable
+    }
+
+    async fn commit_all(&mut self, r: Option<&Receiving>) -> Result<(), AttachmentError> {
+        self.wait().await?;
+        if let Some(r) = r {
+            self.offer(r).await?;
+            self.wait().await?;
+        }
+        Ok(())
     }
 
     /// After a chunk of `r` was written: commits a checkpoint of it unless
@@ -619,7 +619,8 @@ impl Durability {
             // Finished: no wait.
             self.wait().await?;
         }
-        if let Some(checkpoint) = r.checkpoint() {
+        // Nothing committing now: one that names no new chunk is no use.
+        if let Some(checkpoint) = r.checkpoint().filter(|c| c.next_chunk() > self.durable) {
             let point = checkpoint.next_chunk();
             // The claim goes with it: held until the commit is done, even
             // if the stream ends first.

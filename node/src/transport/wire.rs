@@ -28,26 +28,6 @@ pub enum WireError {
     Encode(String),
 }
 
-/// Chunks are appended as they arrive: memory follows the bytes received,
-/// not the length a peer claims.
-async fn read_into(
-    recv: &mut quinn::RecvStream,
-    out: &mut Vec<u8>,
-    want: usize,
-    stall: Duration,
-) -> Result<(), WireError> {
-    while out.len() < want {
-        let chunk = tokio::time::timeout(stall, recv.read_chunk(want - out.len(), true))
-            .await
-            .map_err(|_| WireError::Stalled(stall))??;
-        match chunk {
-            Some(c) => out.extend_from_slice(&c.bytes),
-            None => return Err(WireError::Truncated),
-        }
-    }
-    Ok(())
-}
-
 /// Reads a frame body of `len` bytes and decodes it. An attachment chunk
 /// is recognised by its head and its ciphertext read into a buffer of its
 /// own, which becomes the frame's: decoding it out of the body copied
@@ -120,7 +100,7 @@ async fn read_prefix(
         None => return Ok(None),
         Some(c) => buf.extend_from_slice(&c.bytes),
     }
-    read_into(recv, &mut buf, LENGTH_PREFIX, stall).await?;
+    read_body_into(recv, &mut buf, LENGTH_PREFIX, stall).await?;
     let mut prefix = [0u8; LENGTH_PREFIX];
     prefix.copy_from_slice(&buf);
     Ok(Some(prefix))
@@ -182,7 +162,7 @@ pub async fn read_incoming_within(
         return Ok(Incoming::Frame(read_frame_body(recv, len, stall).await?));
     }
     let mut head = Vec::with_capacity(ENVELOPE_ID_PREFIX);
-    read_into(recv, &mut head, ENVELOPE_ID_PREFIX.min(len), stall).await?;
+    read_body_into(recv, &mut head, ENVELOPE_ID_PREFIX.min(len), stall).await?;
     let mut left = len - head.len();
     while left > 0 {
         let chunk = tokio::time::timeout(stall, recv.read_chunk(left, true))
@@ -201,12 +181,16 @@ pub async fn write_frame(
     send: &mut quinn::SendStream,
     frame: &SessionFrame,
 ) -> Result<(), WireError> {
-    let bytes = frame
-        .to_wire()
-        .map_err(|e| WireError::Encode(e.to_string()))?;
     // Handed over, not copied: quinn keeps the buffer until it is acked.
-    send.write_chunk(bytes.into()).await?;
+    send.write_chunk(encode(frame)?).await?;
     Ok(())
+}
+
+fn encode(frame: &SessionFrame) -> Result<bytes::Bytes, WireError> {
+    frame
+        .to_wire()
+        .map(bytes::Bytes::from)
+        .map_err(|e| WireError::Encode(e.to_string()))
 }
 
 /// Like [`write_frame`], but gives up when the peer takes no byte of the
@@ -218,10 +202,7 @@ pub async fn write_frame_within(
     frame: &SessionFrame,
     stall: Duration,
 ) -> Result<(), WireError> {
-    let bytes = frame
-        .to_wire()
-        .map_err(|e| WireError::Encode(e.to_string()))?;
-    let mut left = [bytes::Bytes::from(bytes)];
+    let mut left = [encode(frame)?];
     while !left[0].is_empty() {
         // Cancel-safe: when the timeout fires, nothing of this call was
         // written; a partial write advances `left`.

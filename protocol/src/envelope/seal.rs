@@ -71,26 +71,14 @@ pub fn seal_with_attachments<R: CryptoRng + RngCore>(
     let manifests: Vec<AttachmentManifest> =
         attachments.iter().map(|a| a.manifest.clone()).collect();
     check_manifests(body.kind(), &manifests, limits)?;
-    seal_as_given(sender, recipient, id, created_at, body, attachments, rng)
+    seal_unchecked(sender, recipient, id, created_at, body, attachments, rng)
 }
 
 /// [`seal_with_attachments`] without checking the body or the manifests:
-/// what a hostile peer can send, for the tests of a receiver's checks
-/// (feature `hostile`; never enabled in a node).
-#[cfg(feature = "hostile")]
+/// what a hostile peer can send. Outside this module only for the tests of
+/// a receiver's checks (re-exported with feature `hostile`, never enabled
+/// in a node).
 pub fn seal_unchecked<R: CryptoRng + RngCore>(
-    sender: &Identity,
-    recipient: &PeerKeys,
-    id: MessageId,
-    created_at: Timestamp,
-    body: &Body,
-    attachments: &[SealedAttachment],
-    rng: &mut R,
-) -> Result<SealedEnvelope, SealError> {
-    seal_as_given(sender, recipient, id, created_at, body, attachments, rng)
-}
-
-fn seal_as_given<R: CryptoRng + RngCore>(
     sender: &Identity,
     recipient: &PeerKeys,
     id: MessageId,
