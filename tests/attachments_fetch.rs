@@ -19,7 +19,7 @@ use comity_node::disk::Space;
 use comity_node::store::{HeldAttachment, Store};
 use comity_protocol::attachment::{AttachmentLimits, SMALL_CHUNK_BYTES, TAG_BYTES};
 use comity_protocol::MessageId;
-use comity_tests::{comityd_beside, request_args, TestNode};
+use comity_tests::{comityd_beside, pair, request_args, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -421,14 +421,7 @@ fn figures_read_out_of_a_large_attachment() {
 /// half of the chain of custody.
 #[test]
 fn evidence_sent_between_two_nodes_is_listed_read_out_and_in_both_chains() {
-    let comityd = comityd_beside(COMITY);
-    let comityd = comityd.to_str().unwrap();
-    let mut ar = TestNode::new(comityd, "Arcadia", "AR");
-    let mut bo = TestNode::new(comityd, "Borduria", "BO");
-    ar.pin(&bo);
-    bo.pin(&ar);
-    ar.start();
-    bo.start();
+    let (ar, bo) = pair(comityd_beside(COMITY).to_str().unwrap());
     let work = tempfile::tempdir().unwrap();
     let letter = data(30_000, 4);
     let image = data(2 * 1024 * 1024 + 3, 5);

@@ -20,6 +20,7 @@ use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{AttachmentRefusal, RejectReason, SessionFrame};
 use comity_protocol::{Identity, MessageId, PeerKeys, Timestamp};
 use comity_tests::peer::{answer, assert_closed_by_node, connect, stream};
+use comity_tests::tmpfs::Tmpfs;
 use comity_tests::{free_port, request_body, test_settings, Settings, TestNode};
 use quinn::{Connection, RecvStream, SendStream};
 use rand::RngCore;
@@ -389,40 +390,6 @@ fn attachments_over_the_limits_are_refused_before_any_data() {
     let received = a.dir().join("data/attachments/received");
     assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0);
     assert_eq!(a.inbox_count(), 0);
-}
-
-/// A tmpfs mounted on a directory until dropped; `None` when this machine
-/// cannot mount one (not root), which fails under `CI=true`.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, mib: u32) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700")])
-            .arg("tmpfs")
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if mounted {
-            return Some(Tmpfs(dir.to_path_buf()));
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: the disk test cannot be skipped (mount -t tmpfs failed)"
-        );
-        eprintln!("SKIPPED: mount -t tmpfs failed; run as root to test a small disk");
-        None
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// Two messages held at once, each of whose attachment fits above the

@@ -31,15 +31,7 @@ fn text(b: &[u8]) -> String {
 
 /// Two pinned nodes, running.
 fn pair() -> (TestNode, TestNode) {
-    let d = comityd_beside(COMITY);
-    let d = d.to_str().unwrap();
-    let mut a = TestNode::new(d, "Ministry of Justice of Arcadia", "AR");
-    let mut b = TestNode::new(d, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
-    (a, b)
+    comity_tests::pair(comityd_beside(COMITY).to_str().unwrap())
 }
 
 fn backup_output(node: &TestNode, out: &Path, key: &[&str]) -> Output {

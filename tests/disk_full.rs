@@ -10,11 +10,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use comity_protocol::message::Body;
+use comity_tests::tmpfs::Tmpfs;
 use comity_tests::{
     assert_logs_verify, free_port, http_get, request_body, test_settings, Settings, TestNode,
 };
@@ -25,59 +24,6 @@ const MESSAGES: usize = 40;
 const LONG: Duration = Duration::from_secs(60);
 /// Each request's text: 40 of them need several times the small disk.
 const BODY_BYTES: usize = 2_000_000;
-
-/// A tmpfs mounted on a directory until dropped.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `mib` MiB (mode 0700) on `dir`; `None` when this
-    /// machine cannot (not root), which fails under `CI=true`.
-    fn mount(dir: &Path, mib: u32) -> Option<Tmpfs> {
-        let uid = Command::new("id").arg("-u").output().ok();
-        let root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        let mounted = root
-            && Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700")])
-                .arg("tmpfs")
-                .arg(dir)
-                .status()
-                .is_ok_and(|s| s.success());
-        if mounted {
-            return Some(Tmpfs {
-                dir: dir.to_path_buf(),
-            });
-        }
-        let why = if root {
-            "mount -t tmpfs failed"
-        } else {
-            "mounting a tmpfs needs root"
-        };
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: the disk-full test cannot be skipped ({why})"
-        );
-        eprintln!("SKIPPED: {why}; run as root to test a full disk");
-        None
-    }
-
-    fn grow(&self, mib: u32) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(&self.dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cannot grow the tmpfs at {}", self.dir.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
 
 fn large_request(i: usize) -> Body {
     let mut body = request_body(&format!("evidence request {i}"));

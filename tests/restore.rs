@@ -17,7 +17,7 @@ use std::time::Duration;
 use comity_protocol::audit::bundle::{verify_bundle, Report, VerifyOptions};
 use comity_protocol::audit::AuditKind;
 use comity_protocol::NodeId;
-use comity_tests::{comityd_beside, TestNode};
+use comity_tests::{comityd_beside, pair, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -95,14 +95,7 @@ fn delivered(node: &TestNode, id: &str) -> bool {
 
 #[test]
 fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
-    let d = comityd_beside(COMITY);
-    let d = d.to_str().unwrap();
-    let mut a = TestNode::new(d, "Ministry of Justice of Arcadia", "AR");
-    let mut b = TestNode::new(d, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
+    let (mut a, mut b) = pair(comityd_beside(COMITY).to_str().unwrap());
     let work = tempfile::tempdir().unwrap();
     // Delivered before the backup: messages accepted before A first met B
     // are sealed only when sent, and one still unsealed in the backup is
