@@ -902,3 +902,54 @@ fn an_acceptor_that_stops_reading_an_attachment_is_given_up_on() {
         "A's log does not say why: {log}"
     );
 }
+
+/// The receipt names the evidence only if its file is there whole: an
+/// attachment taken complete, whose file is then cut short on A's disk
+/// (storage that lost bytes), makes A answer the envelope `unavailable`,
+/// not with a receipt; put back whole, the same envelope is receipted.
+#[test]
+fn no_receipt_for_an_attachment_whose_file_is_no_longer_whole() {
+    let (a, h) = node_with_hostile("");
+    let rt = Runtime::new().unwrap();
+    let file = File::new("records.bin", 150_000);
+    let id = MessageId::random();
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let env = sealed_request(&h, &keys, id, &[&file]);
+        assert_eq!(
+            wanted(&offer_envelope(&mut s, &mut r, &env).await, id),
+            vec![0]
+        );
+        let (mut s1, mut r1, _) = offer(&conn, id, 0).await;
+        send(&mut s1, &SessionFrame::AttachmentTable(file.table())).await;
+        for i in 0..file.chunks.len() {
+            send(&mut s1, &file.chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut r1).await,
+            SessionFrame::AttachmentComplete { id, index: 0 }
+        );
+        let path = a
+            .dir()
+            .join("data/attachments/received")
+            .join(hex(&h.id().0))
+            .join(hex(&id.0))
+            .join("0");
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
+        match offer_envelope(&mut s, &mut r, &env).await {
+            SessionFrame::Rejected { reason, detail, .. } => {
+                assert_eq!(reason, RejectReason::Unavailable, "{detail}")
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        assert_eq!(a.inbox_count(), 0);
+        std::fs::write(&path, &whole).unwrap();
+        assert!(matches!(
+            offer_envelope(&mut s, &mut r, &env).await,
+            SessionFrame::Receipt(_)
+        ));
+    });
+    assert_eq!(a.inbox_count(), 1);
+}
