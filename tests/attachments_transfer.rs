@@ -257,3 +257,67 @@ fn a_32_mib_attachment_arrives_intact_through_a_lossy_path() {
     assert_eq!(digests_held(&b, a.id, &id), vec![sha]);
     a.sigterm();
 }
+
+/// A's own stored copy damaged on its disk after `send` returned: B refuses
+/// the bad chunk once; A then checks each chunk before it goes, finds its
+/// copy damaged and fails the message with that reason, instead of
+/// offering it again and again until B cuts it off. A's next message is
+/// delivered.
+#[test]
+fn a_sender_whose_own_copy_is_damaged_fails_the_message_and_is_not_cut_off() {
+    let (mut a, mut b) = pair(comityd_beside(COMITY).to_str().unwrap());
+    b.sigterm();
+    let work = tempfile::tempdir().unwrap();
+    let (file, _) = random_file(work.path(), "statements.pdf", 3 << 20);
+    let id = send_with(&a, "BO", &[&file]);
+    let sent = a.dir().join("data/attachments/sent");
+    let copies: Vec<PathBuf> = std::fs::read_dir(&sent)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    // One byte inside the second chunk's ciphertext.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&copies[0])
+        .unwrap();
+    let at = (1 << 20) + 16 + 1000;
+    let mut byte = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, at).unwrap();
+    byte[0] ^= 0x01;
+    std::os::unix::fs::FileExt::write_all_at(&f, &byte, at).unwrap();
+    drop(f);
+    b.start();
+    a.wait_until(Duration::from_secs(60), "the message failed", || {
+        a.outbox_count("failed") == 1
+    });
+    let out = comity(&a, &["show", &id, "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = shown.to_string();
+    assert!(
+        error.contains("our stored copy of attachment 0 is damaged"),
+        "{error}"
+    );
+    // The damaged chunk went once, was refused once, and never again.
+    let log = a.log();
+    let damaged: u64 = error
+        .split("damaged: chunk ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk named in {error}"));
+    assert_eq!(count(&log, &format!("chunk={damaged}\n")), 1, "{log}");
+    assert_eq!(count(&log, "attachment refused for now"), 1, "{log}");
+    a.send(&b, "after the damaged one");
+    a.wait_until(Duration::from_secs(30), "the next delivered", || {
+        a.outbox_count("delivered") == 1
+    });
+    assert_eq!(b.inbox_count(), 1);
+    assert_eq!(
+        count(&a.get_text("/v1/audit/export"), "\"message-failed\""),
+        1
+    );
+    a.sigterm();
+    b.sigterm();
+}

@@ -8,12 +8,18 @@
 //! again on the same connection after a pause; a broken protocol or a
 //! refusal for good ends the session (the envelope is sent again on the
 //! next, and the peer says again where each attachment resumes).
+//!
+//! After a bad-chunk refusal every chunk of that attachment is checked
+//! against our own table before it goes: a copy damaged on our disk would
+//! otherwise be offered again and again, and the peer would cut us off.
+//! A chunk of ours that fails fails the message (`TransferError::Damaged`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use comity_protocol::attachment::{check_attachments, AttachmentLimits, ChunkTable, Opener};
 use comity_protocol::audit::entry::{Actor, AuditKind};
-use comity_protocol::session::SessionFrame;
+use comity_protocol::session::{AttachmentRefusal, SessionFrame};
 use comity_protocol::MessageId;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -57,6 +63,8 @@ pub(crate) enum TransferError {
     Stalled(Duration),
     #[error("the peer ended the attachment stream")]
     Ended,
+    #[error("our stored copy of attachment {index} is damaged: {problem}")]
+    Damaged { index: u32, problem: String },
 }
 
 /// The transfers of one session. Dropped with the session: its tasks are
@@ -133,11 +141,13 @@ async fn message(
             continue;
         }
         let mut pause = FIRST_PAUSE;
+        let mut careful = false;
         loop {
-            match attachment(ctx, peer, conn, id, index, h).await? {
+            match attachment(ctx, peer, conn, id, index, h, careful).await? {
                 Offer::Done => break,
-                Offer::Again(why) => {
-                    debug!(peer = %peer.id().short(), %id, index, why, ?pause, "attachment refused for now; offering again");
+                Offer::Again { why, bad_chunk } => {
+                    careful |= bad_chunk;
+                    debug!(peer = %peer.id().short(), %id, index, why, careful, ?pause, "attachment refused for now; offering again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
                 }
@@ -149,11 +159,57 @@ async fn message(
 
 enum Offer {
     Done,
-    /// Refused for now; why.
-    Again(String),
+    /// Refused for now; why, and whether for a chunk that failed its checks.
+    Again {
+        why: String,
+        bad_chunk: bool,
+    },
 }
 
-/// One offer of attachment `index` and, if taken, its chunks.
+impl Offer {
+    fn again(reason: AttachmentRefusal, detail: &str) -> Offer {
+        Offer::Again {
+            why: format!("{reason}: {detail}"),
+            bad_chunk: reason == AttachmentRefusal::BadChunk,
+        }
+    }
+}
+
+/// What checks our chunks before they go: an opener over our own table,
+/// itself checked against the signed root.
+fn own_checker(
+    ctx: &Context,
+    id: &MessageId,
+    index: u32,
+    stored: &StoredAttachment,
+) -> Result<Opener, TransferError> {
+    let damaged = |problem: String| TransferError::Damaged { index, problem };
+    let Some((message, _)) = ctx.store.outbound(id)? else {
+        return Err(damaged("the message is no longer held".into()));
+    };
+    let sealed = ctx
+        .store
+        .outbound_attachments(id)?
+        .into_iter()
+        .map(|h| h.sealed)
+        .collect();
+    let mut checked = check_attachments(message.kind, sealed, &AttachmentLimits::ceiling())
+        .map_err(|e| damaged(e.to_string()))?;
+    let i = usize::try_from(index).unwrap_or(usize::MAX);
+    if i >= checked.len() {
+        return Err(damaged(format!(
+            "the message has {} attachments",
+            checked.len()
+        )));
+    }
+    let attachment = checked.swap_remove(i);
+    let table = ChunkTable::verify(&attachment, &stored.table_bytes()?)
+        .map_err(|e| damaged(format!("chunk table: {e}")))?;
+    Opener::new(&attachment, table).map_err(|e| damaged(e.to_string()))
+}
+
+/// One offer of attachment `index` and, if taken, its chunks — each
+/// checked first when `careful`.
 async fn attachment(
     ctx: &Arc<Context>,
     peer: &Peer,
@@ -161,6 +217,7 @@ async fn attachment(
     id: MessageId,
     index: u32,
     held: &HeldAttachment,
+    careful: bool,
 ) -> Result<Offer, TransferError> {
     let manifest = held.sealed.manifest.clone();
     let Some(stored_id) = held.stored else {
@@ -176,6 +233,11 @@ async fn attachment(
         let manifest = manifest.clone();
         blocking(move || StoredAttachment::open(&path, &manifest)).await?
     };
+    let checker = if careful {
+        Some(Arc::new(own_checker(ctx, &id, index, &stored)?))
+    } else {
+        None
+    };
     let stored = Arc::new(stored);
     let timeout = ctx.config.limits.handshake_timeout();
     let (mut outlet, offer) = Outlet::offer(id, index, stored.chunk_count());
@@ -190,9 +252,7 @@ async fn attachment(
         OutletAction::Refused { reason, detail, .. } if reason.is_permanent() => {
             return Err(TransferError::Refused { index, detail })
         }
-        OutletAction::Refused { reason, detail, .. } => {
-            return Ok(Offer::Again(format!("{reason}: {detail}")))
-        }
+        OutletAction::Refused { reason, detail, .. } => return Ok(Offer::again(reason, &detail)),
         OutletAction::Send { from_chunk, table } => (from_chunk, table),
     };
     let started = std::time::Instant::now();
@@ -212,8 +272,19 @@ async fn attachment(
             write_within(&mut send, &frame, timeout).await?;
         }
         for chunk in from_chunk..stored.chunk_count() {
-            let s = stored.clone();
-            let bytes = blocking(move || s.read_chunk(chunk)).await?;
+            let (s, checker) = (stored.clone(), checker.clone());
+            let bytes = blocking(move || {
+                let bytes = s.read_chunk(chunk)?;
+                if let Some(c) = checker {
+                    c.check_chunk(chunk, &bytes)
+                        .map_err(|e| TransferError::Damaged {
+                            index,
+                            problem: e.to_string(),
+                        })?;
+                }
+                Ok::<_, TransferError>(bytes)
+            })
+            .await?;
             bytes_sent = bytes_sent.saturating_add(bytes.len() as u64);
             let frame = SessionFrame::AttachmentChunk {
                 index: chunk,
@@ -265,9 +336,7 @@ async fn attachment(
         OutletAction::Refused { reason, detail, .. } if reason.is_permanent() => {
             Err(TransferError::Refused { index, detail })
         }
-        OutletAction::Refused { reason, detail, .. } => {
-            Ok(Offer::Again(format!("{reason}: {detail}")))
-        }
+        OutletAction::Refused { reason, detail, .. } => Ok(Offer::again(reason, &detail)),
         OutletAction::Send { .. } => Err(TransferError::Peer(OutletError::Over)),
     }
 }

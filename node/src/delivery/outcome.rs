@@ -143,6 +143,19 @@ pub(crate) fn held_back(
     Ok(())
 }
 
+/// `id` can never be sent, for `reason`: failed, audited, announced.
+pub(crate) fn failed(
+    ctx: &Context,
+    peer: &Peer,
+    id: MessageId,
+    reason: String,
+) -> Result<(), StoreError> {
+    match ctx.store.outbound_status(&id)? {
+        Some(mut status) if !status.state.is_final() => fail(ctx, peer, &mut status, id, reason),
+        _ => Ok(()),
+    }
+}
+
 fn fail(
     ctx: &Context,
     peer: &Peer,

@@ -194,7 +194,7 @@ async fn session(
             // Messages whose attachments are all with the peer: their
             // envelopes again, in front, for the receipts.
             while let Ok((id, result)) = transferred.try_recv() {
-                attachments_done(peer, &core, id, result)?;
+                attachments_done(ctx, peer, &core, id, result)?;
             }
             let newest = *latest.borrow();
             offer_checkpoint(ctx, peer, &core, newest, &mut send).await?;
@@ -203,7 +203,7 @@ async fn session(
                     _ = core.wake.notified() => continue,
                     _ = latest.changed() => continue,
                     Some((id, result)) = transferred.recv() => {
-                        attachments_done(peer, &core, id, result)?;
+                        attachments_done(ctx, peer, &core, id, result)?;
                         continue;
                     }
                     _ = stop.triggered() => break,
@@ -218,7 +218,7 @@ async fn session(
                     _ = latest.changed() => {}
                     _ = core.wake.notified() => {}
                     Some((id, result)) = transferred.recv() => {
-                        attachments_done(peer, &core, id, result)?;
+                        attachments_done(ctx, peer, &core, id, result)?;
                     }
                     _ = stop.triggered() => break None,
                 }
@@ -259,13 +259,20 @@ async fn session(
 }
 
 /// The transfer of `id`'s attachments ended: on success its envelope goes
-/// again, in front of the queue; a failure ends the session.
+/// again, in front of the queue; a damaged copy of ours fails the message
+/// (it can never be delivered from it); any other failure ends the session.
 fn attachments_done(
+    ctx: &Context,
     peer: &Peer,
     core: &Core,
     id: MessageId,
     result: Result<(), TransferError>,
 ) -> Result<(), SessionError> {
+    if let Err(e @ TransferError::Damaged { .. }) = result {
+        core.lock().attachments_sent(&id);
+        outcome::failed(ctx, peer, id, e.to_string())?;
+        return Ok(());
+    }
     result?;
     if core.lock().attachments_sent(&id) {
         debug!(peer = %peer.id().short(), %id, "attachments sent; the envelope again for its receipt");

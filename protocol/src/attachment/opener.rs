@@ -185,6 +185,25 @@ impl Opener {
         })
     }
 
+    /// Checks chunk `index` alone — length, tag and leaf hash, not the
+    /// whole-file digest — without moving the opener: how a sender checks
+    /// its own stored copy once the peer has refused a chunk of it.
+    pub fn check_chunk(&self, index: u64, ciphertext: &[u8]) -> Result<(), ChunkError> {
+        let expected = self.ciphertext_len(index).ok_or(ChunkError::AfterLast {
+            count: self.count,
+            got: index,
+        })?;
+        ChunkError::check_len(index, expected, ciphertext.len())?;
+        let mut plaintext = ciphertext.to_vec();
+        self.cipher
+            .open(index, index + 1 == self.count, &mut plaintext)
+            .map_err(|_| ChunkError::BadTag { index })?;
+        if self.table.leaf(index) != Some(&super::chunk_leaf_hash(&plaintext)) {
+            return Err(ChunkError::HashMismatch { index });
+        }
+        Ok(())
+    }
+
     /// Call when the sender says the stream has ended: an error unless
     /// every chunk arrived and verified.
     pub fn finish(&self) -> Result<(), ChunkError> {

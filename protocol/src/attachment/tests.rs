@@ -253,6 +253,25 @@ fn every_bit_flip_is_refused() {
 }
 
 #[test]
+fn check_chunk_takes_any_good_chunk_in_any_order_and_refuses_a_damaged_one() {
+    let sent = seal(&data(SMALL * 3 + 5, 12), 12);
+    let o = opener(&sent);
+    for c in sent.chunks.iter().rev() {
+        assert_eq!(o.check_chunk(c.index, &c.ciphertext), Ok(()));
+    }
+    // Nothing moved: the opener still wants chunk 0.
+    assert_eq!(o.next_chunk(), Some(0));
+    let mut bad = sent.chunks[2].ciphertext.clone();
+    bad[7] ^= 0x40;
+    assert_eq!(o.check_chunk(2, &bad), Err(ChunkError::BadTag { index: 2 }));
+    // The last chunk is checked as the last, a middle one not.
+    let last = sent.chunks[3].ciphertext.clone();
+    assert!(o.check_chunk(1, &sent.chunks[1].ciphertext[1..]).is_err());
+    assert_eq!(o.check_chunk(3, &last), Ok(()));
+    assert!(o.check_chunk(4, &last).is_err());
+}
+
+#[test]
 fn a_manifest_that_lies_is_refused() {
     let plain = data(SMALL + 10, 12);
     let sent = seal(&plain, 12);
