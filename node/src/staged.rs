@@ -279,11 +279,50 @@ pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         if let Err(e) = remove_expired(&ctx, Timestamp::now().saturating_sub(expiry)).await {
             warn!(error = %e, "cannot remove expired staged attachments");
         }
+        let before = std::time::SystemTime::now()
+            .checked_sub(expiry)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        if let Err(e) = remove_unrecorded(&ctx, before) {
+            warn!(error = %e, "cannot remove sender's copies no record names");
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.triggered() => return,
         }
     }
+}
+
+/// Removes the sender's copies that no record names and that were last
+/// written before `before`; how many. A crash between a copy-in's rename
+/// into `sent/` and its staged record leaves such a file, and so does one
+/// between the sweep's commit and its removal; an upload in progress is
+/// still in `staging/`, and one just renamed was written moments ago.
+pub(crate) fn remove_unrecorded(
+    ctx: &Context,
+    before: std::time::SystemTime,
+) -> Result<usize, UploadError> {
+    let unrecorded: Vec<StoredId> = {
+        // Staging takes files into messages under this gate: the records
+        // read here are not between staged and attached.
+        let _gate = ctx.staged_gate.lock().unwrap_or_else(|p| p.into_inner());
+        let named = ctx.store.named_sent_copies()?;
+        ctx.attachments
+            .sent_copies()?
+            .into_iter()
+            .filter(|(id, written)| *written < before && !named.contains(id))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    for id in &unrecorded {
+        remove_file(ctx, *id);
+    }
+    if !unrecorded.is_empty() {
+        info!(
+            count = unrecorded.len(),
+            "sender's copies no record names removed (left by a crash)"
+        );
+    }
+    Ok(unrecorded.len())
 }
 
 /// Removes the staged files recorded before `before`; how many.

@@ -93,6 +93,25 @@ impl AttachmentDir {
         self.root.join("sent")
     }
 
+    /// Every sender's copy in `sent/` and when it was last written; files
+    /// not named by a stored id are not ours and are left alone.
+    pub fn sent_copies(&self) -> Result<Vec<(StoredId, std::time::SystemTime)>, AttachmentError> {
+        let sent = self.sent();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&sent).map_err(io_at("reading", &sent))? {
+            let entry = entry.map_err(io_at("reading", &sent))?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let written = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(io_at("reading", &entry.path()))?;
+            out.push((id, written));
+        }
+        Ok(out)
+    }
+
     /// The sender's copy named `id`.
     pub fn sent_path(&self, id: StoredId) -> PathBuf {
         self.sent().join(id.to_string())

@@ -17,7 +17,7 @@ use comity_protocol::attachment::InvalidAttachment;
 use crate::attachments::StoredId;
 use crate::node::Node;
 use crate::outbox::{seal_for, SubmitError};
-use crate::staged::{remove_expired, AttachError};
+use crate::staged::{remove_expired, remove_unrecorded, AttachError};
 use crate::store::StagedAttachment;
 
 struct Pair {
@@ -208,6 +208,43 @@ async fn expired_staged_files_lose_record_and_file_and_newer_ones_stay() {
     assert!(ctx.store.staged_attachment(&old.stored).unwrap().is_none());
     assert!(ctx.store.staged_attachment(&new.stored).unwrap().is_some());
     assert!(ctx.attachments.sent_path(new.stored).exists());
+    p.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_no_record_names_are_removed_once_old_and_named_ones_stay() {
+    let p = node_with_peer("").await;
+    let ctx = p.node.context();
+    let staged = upload(&p.node, "staged.pdf", b"staged").await;
+    let attached = upload(&p.node, "attached.pdf", b"attached").await;
+    p.node
+        .submit_with(
+            p.peer.id(),
+            request_body("with one"),
+            &[attached.stored],
+            None,
+        )
+        .await
+        .unwrap();
+    // What a crash between the rename into sent/ and the record leaves.
+    let orphan = upload(&p.node, "orphan.pdf", b"orphan").await;
+    ctx.store.remove_staged_attachment(&orphan.stored).unwrap();
+    let not_ours = ctx.attachments.root().join("sent/README");
+    std::fs::write(&not_ours, b"an operator's note").unwrap();
+    let written = std::time::SystemTime::now();
+    // Written before the cut-off? Not yet: nothing goes.
+    assert_eq!(
+        remove_unrecorded(ctx, written - Duration::from_secs(60)).unwrap(),
+        0
+    );
+    assert!(ctx.attachments.sent_path(orphan.stored).exists());
+    let later = written + Duration::from_secs(1);
+    assert_eq!(remove_unrecorded(ctx, later).unwrap(), 1);
+    assert!(!ctx.attachments.sent_path(orphan.stored).exists());
+    for kept in [staged.stored, attached.stored] {
+        assert!(ctx.attachments.sent_path(kept).exists());
+    }
+    assert!(not_ours.exists());
     p.node.shutdown().await.unwrap();
 }
 

@@ -79,6 +79,22 @@ impl Store {
         Ok(all)
     }
 
+    /// Every sender's copy a record names: staged, or an attachment of one
+    /// of our messages (a resend names the same copies as its original).
+    pub fn named_sent_copies(&self) -> Result<std::collections::HashSet<StoredId>> {
+        let mut named = std::collections::HashSet::new();
+        for item in self.attachments.scan_prefix([b't']) {
+            let (k, v) = item?;
+            named.insert(decode::<StagedAttachment>(&k, &v)?.stored);
+        }
+        for item in self.attachments.scan_prefix([b's']) {
+            let (k, v) = item?;
+            let held: Vec<HeldAttachment> = decode(&k, &v)?;
+            named.extend(held.into_iter().filter_map(|h| h.stored));
+        }
+        Ok(named)
+    }
+
     /// Forgets a staged file (attached to a message, or cleaned up).
     pub fn remove_staged_attachment(&self, stored: &StoredId) -> Result<()> {
         self.attachments.remove(key(b't', &[&stored.0]))?;
