@@ -685,4 +685,8 @@ fn refusal_recorder(
 }
 
 #[cfg(test)]
+mod awaited_tests;
+#[cfg(test)]
 mod staged_tests;
+#[cfg(test)]
+mod test_node;

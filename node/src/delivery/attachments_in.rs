@@ -64,7 +64,7 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    fn take(ctx: &Context, key: IncomingKey) -> Option<Claim> {
+    pub(crate) fn take(ctx: &Context, key: IncomingKey) -> Option<Claim> {
         Claim::take_in(&ctx.attachment_intakes, key)
     }
 
@@ -234,51 +234,61 @@ pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         let cutoff = Timestamp::now()
             .saturating_sub(limits.max_message_age())
             .saturating_sub(limits.clock_skew());
-        match ctx.store.all_awaited() {
-            Ok(all) => {
-                for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
-                    // Not while a stream writes one of them: their claims
-                    // are held until the files and records are gone, so
-                    // none can begin meanwhile either.
-                    let count = match ctx.store.inbound_attachments(&peer, &id) {
-                        Ok(held) => held.len(),
-                        Err(e) => {
-                            warn!(error = %e, "cannot read a message's attachments");
-                            continue;
-                        }
-                    };
-                    let claims: Option<Vec<Claim>> = (0..count)
-                        .map(|index| {
-                            Claim::take(
-                                &ctx,
-                                IncomingKey {
-                                    peer,
-                                    message: id,
-                                    index,
-                                },
-                            )
-                        })
-                        .collect();
-                    let Some(_claims) = claims else {
-                        continue;
-                    };
-                    warn!(peer = %peer.short(), %id, since = awaited.since.0, "giving up on a message whose attachments never arrived");
-                    if let Err(e) = ctx.attachments.remove_received_message(&peer, &id) {
-                        warn!(error = %e, "cannot remove the attachments of a message given up on");
-                        continue;
-                    }
-                    if let Err(e) = ctx.store.remove_inbound_attachments(&peer, &id) {
-                        warn!(error = %e, "cannot forget a message given up on");
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot read awaited messages"),
-        }
+        give_up_awaited_since_before(&ctx, cutoff);
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = stop.triggered() => return,
         }
     }
+}
+
+/// Gives up on the messages that await their attachments since before
+/// `cutoff` and on which no stream is writing now; how many.
+pub(crate) fn give_up_awaited_since_before(ctx: &Context, cutoff: Timestamp) -> usize {
+    let all = match ctx.store.all_awaited() {
+        Ok(all) => all,
+        Err(e) => {
+            warn!(error = %e, "cannot read awaited messages");
+            return 0;
+        }
+    };
+    let mut given_up = 0;
+    for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
+        // Not while a stream writes one of them: their claims are held
+        // until the files and records are gone, so none can begin
+        // meanwhile either.
+        let count = match ctx.store.inbound_attachments(&peer, &id) {
+            Ok(held) => held.len(),
+            Err(e) => {
+                warn!(error = %e, "cannot read a message's attachments");
+                continue;
+            }
+        };
+        let claims: Option<Vec<Claim>> = (0..count)
+            .map(|index| {
+                let key = IncomingKey {
+                    peer,
+                    message: id,
+                    index,
+                };
+                Claim::take(ctx, key)
+            })
+            .collect();
+        let Some(_claims) = claims else {
+            continue;
+        };
+        warn!(peer = %peer.short(), %id, since = awaited.since.0, "giving up on a message whose attachments never arrived");
+        if let Err(e) = ctx.attachments.remove_received_message(&peer, &id) {
+            warn!(error = %e, "cannot remove the attachments of a message given up on");
+            continue;
+        }
+        if let Err(e) = ctx.store.remove_inbound_attachments(&peer, &id) {
+            warn!(error = %e, "cannot forget a message given up on");
+            continue;
+        }
+        given_up += 1;
+    }
+    given_up
 }
 
 /// Serves an attachment stream `peer` opened with an offer of attachment
