@@ -4,13 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::time::Duration;
 
-use comity_config::Config;
 use comity_protocol::envelope::{check, CheckPolicy};
 use comity_protocol::{Digest, Identity, MessageId, NodeId, PeerKeys, Timestamp};
-use comity_tests::{free_port, request_body};
+use comity_tests::request_body;
 
 use comity_protocol::attachment::InvalidAttachment;
 
