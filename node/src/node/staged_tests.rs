@@ -17,7 +17,6 @@ use crate::attachments::StoredId;
 use crate::node::Node;
 use crate::outbox::{seal_for, SubmitError};
 use crate::staged::{remove_expired, remove_unrecorded, AttachError};
-use crate::store::StagedAttachment;
 
 /// Opens `bytes` as the peer would, and returns its manifests and keys.
 fn opened_by(

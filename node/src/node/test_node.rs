@@ -12,7 +12,8 @@ use crate::node::Node;
 use crate::store::StagedAttachment;
 
 pub(super) struct Pair {
-    pub dir: tempfile::TempDir,
+    /// Holds the node's directory until the test ends.
+    pub _dir: tempfile::TempDir,
     pub node: Node,
     pub peer: Identity,
 }
