@@ -37,7 +37,11 @@ pub(super) async fn node_with_peer(extra_limits: &str) -> Pair {
         .store
         .put_peer_key(peer.public().cert())
         .unwrap();
-    Pair { dir, node, peer }
+    Pair {
+        _dir: dir,
+        node,
+        peer,
+    }
 }
 
 /// Uploads `content` as `name` and returns it staged.
