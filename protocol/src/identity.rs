@@ -148,6 +148,53 @@ pub struct Identity {
     encryption_seed: Zeroizing<[u8; 32]>,
     cert: EncryptionKeyCert,
     peer_keys: PeerKeys,
+    /// Encryption keys superseded by a rotation and still opened (the
+    /// grace period is the node's to enforce), newest first.
+    previous: Vec<PreviousEncryptionKey>,
+}
+
+/// An encryption key superseded by a rotation: envelopes sealed to it are
+/// still opened until its holder drops it. Never printed.
+pub struct PreviousEncryptionKey {
+    private: KemPrivateKey,
+    seed: Zeroizing<[u8; 32]>,
+    public_key: [u8; 32],
+    created_at: Timestamp,
+}
+
+impl std::fmt::Debug for PreviousEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousEncryptionKey")
+            .field("public_key", &hex::encode(self.public_key))
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreviousEncryptionKey {
+    /// The key `DeriveKeyPair(seed)` made at `created_at`.
+    pub fn from_seed(seed: &[u8; 32], created_at: Timestamp) -> Self {
+        let (private, public) = Kem::derive_keypair(seed);
+        PreviousEncryptionKey {
+            private,
+            seed: Zeroizing::new(*seed),
+            public_key: public.to_bytes().into(),
+            created_at,
+        }
+    }
+
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The secret seed, for the node's key store only.
+    pub fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
 }
 
 impl std::fmt::Debug for Identity {
@@ -201,7 +248,66 @@ impl Identity {
             encryption_seed: Zeroizing::new(*encryption_seed),
             cert,
             peer_keys,
+            previous: Vec::new(),
         }
+    }
+
+    /// The same identity with a new encryption key made from `seed` at
+    /// `created_at`, certified by the identity key; the current one joins
+    /// the previous keys (still opened until dropped).
+    pub fn with_new_encryption_key(&self, seed: &[u8; 32], created_at: Timestamp) -> Identity {
+        let mut next = Identity::from_seeds(&self.signing.to_bytes(), seed, created_at);
+        next.previous.push(PreviousEncryptionKey::from_seed(
+            &self.encryption_seed,
+            self.cert.created_at,
+        ));
+        next.previous.extend(
+            self.previous
+                .iter()
+                .map(|p| PreviousEncryptionKey::from_seed(&p.seed, p.created_at)),
+        );
+        next
+    }
+
+    /// The same identity also opening envelopes sealed to `previous` (a
+    /// key equal to the current one is ignored), newest first.
+    pub fn with_previous_keys(mut self, previous: Vec<PreviousEncryptionKey>) -> Identity {
+        let current = self.cert.public_key;
+        self.previous
+            .extend(previous.into_iter().filter(|p| p.public_key != current));
+        self.previous
+            .sort_by_key(|p| std::cmp::Reverse(p.created_at));
+        self.previous.dedup_by_key(|p| p.public_key);
+        self
+    }
+
+    /// The same identity without the previous keys `drop` selects.
+    pub fn without_previous_keys(
+        &self,
+        mut drop: impl FnMut(&PreviousEncryptionKey) -> bool,
+    ) -> Identity {
+        let mut next = Identity::from_seeds(
+            &self.signing.to_bytes(),
+            &self.encryption_seed,
+            self.cert.created_at,
+        );
+        next.previous = self
+            .previous
+            .iter()
+            .filter(|p| !drop(p))
+            .map(|p| PreviousEncryptionKey::from_seed(&p.seed, p.created_at))
+            .collect();
+        next
+    }
+
+    /// The encryption keys superseded and still opened, newest first.
+    pub fn previous_keys(&self) -> &[PreviousEncryptionKey] {
+        &self.previous
+    }
+
+    /// The current encryption key's secret seed, for the key file only.
+    pub fn encryption_seed(&self) -> &[u8; 32] {
+        &self.encryption_seed
     }
 
     pub fn id(&self) -> NodeId {
@@ -223,8 +329,16 @@ impl Identity {
         self.signing.sign(signing_input).to_bytes()
     }
 
-    pub(crate) fn encryption_key(&self) -> &KemPrivateKey {
-        &self.encryption
+    /// The secret key of the encryption key `public_key`: the current one
+    /// or a previous one still held.
+    pub(crate) fn decryption_key(&self, public_key: &[u8; 32]) -> Option<&KemPrivateKey> {
+        if *public_key == self.cert.public_key {
+            return Some(&self.encryption);
+        }
+        self.previous
+            .iter()
+            .find(|p| p.public_key == *public_key)
+            .map(|p| &p.private)
     }
 
     /// The Ed25519 secret, for building a TLS certificate for the transport.

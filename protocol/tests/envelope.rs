@@ -398,6 +398,114 @@ fn envelope_sealed_to_an_old_encryption_key_is_refused() {
 }
 
 #[test]
+fn after_a_rotation_the_previous_key_opens_until_it_is_dropped() {
+    let a = arcadia();
+    let b_old = borduria();
+    let (old_sealed, _) = sealed_a_to_b();
+    let later = NOW.saturating_add(Duration::from_secs(60));
+    let b = b_old.with_new_encryption_key(&[0xbc; 32], later);
+    assert_eq!(b.id(), b_old.id());
+    assert_ne!(b.encryption_cert(), b_old.encryption_cert());
+    assert!(
+        b.public().cert().verify().is_ok(),
+        "certified by the identity key"
+    );
+    assert_eq!(b.previous_keys().len(), 1);
+    // Sealed to the previous key: still opened.
+    let checked = check(
+        &old_sealed.bytes,
+        &b,
+        &pins(&[&a]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap();
+    assert_eq!(checked.open(&b).unwrap().body, mla_request(1024));
+    // Sealed to the new one: opened; the old identity cannot.
+    let id = MessageId([8; 16]);
+    let new_sealed = seal(&a, b.public(), id, NOW, &mla_request(64), &mut rng(2)).unwrap();
+    let checked = check(
+        &new_sealed.bytes,
+        &b,
+        &pins(&[&a]),
+        &no_history(),
+        &policy(),
+    )
+    .unwrap();
+    assert_eq!(checked.open(&b).unwrap().body, mla_request(64));
+    assert_eq!(
+        check(
+            &new_sealed.bytes,
+            &b_old,
+            &pins(&[&a]),
+            &no_history(),
+            &policy()
+        )
+        .unwrap_err(),
+        EnvelopeError::UnknownEncryptionKey
+    );
+    // A second rotation keeps both earlier keys; dropping the oldest
+    // refuses what was sealed to it.
+    let b2 = b.with_new_encryption_key(&[0xbd; 32], later.saturating_add(Duration::from_secs(1)));
+    assert_eq!(b2.previous_keys().len(), 2);
+    assert!(check(
+        &old_sealed.bytes,
+        &b2,
+        &pins(&[&a]),
+        &no_history(),
+        &policy()
+    )
+    .is_ok());
+    let dropped = b2.without_previous_keys(|k| k.created_at() < later);
+    assert_eq!(dropped.previous_keys().len(), 1);
+    assert_eq!(
+        check(
+            &old_sealed.bytes,
+            &dropped,
+            &pins(&[&a]),
+            &no_history(),
+            &policy()
+        )
+        .unwrap_err(),
+        EnvelopeError::UnknownEncryptionKey
+    );
+    assert!(check(
+        &new_sealed.bytes,
+        &dropped,
+        &pins(&[&a]),
+        &no_history(),
+        &policy()
+    )
+    .is_ok());
+    // Reloaded from its parts (key file and previous keys): the same.
+    let reloaded = comity_protocol::Identity::from_seeds(
+        &[0xb1; 32],
+        &[0xbd; 32],
+        b2.encryption_cert().created_at,
+    )
+    .with_previous_keys(
+        b2.previous_keys()
+            .iter()
+            .map(|k| {
+                comity_protocol::identity::PreviousEncryptionKey::from_seed(
+                    k.seed(),
+                    k.created_at(),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(reloaded.encryption_cert(), b2.encryption_cert());
+    assert!(check(
+        &old_sealed.bytes,
+        &reloaded,
+        &pins(&[&a]),
+        &no_history(),
+        &policy()
+    )
+    .is_ok());
+}
+
+#[test]
 fn a_duplicate_is_answered_with_its_receipt_after_the_encryption_key_rotated() {
     let a = arcadia();
     let (sealed, id) = sealed_a_to_b();

@@ -128,7 +128,8 @@ pub fn check(
     // After the replay check: a duplicate of a message already accepted is
     // answered with its receipt whatever key it was sealed to (a sender
     // whose receipt was lost must not meet a key since rotated).
-    if h.recipient_key != me.encryption_cert().public_key {
+    // The current key or a previous one still held (a rotation's grace).
+    if me.decryption_key(&h.recipient_key).is_none() {
         return Err(EnvelopeError::UnknownEncryptionKey);
     }
     if h.created_at > policy.now.saturating_add(policy.max_future_skew) {

@@ -59,9 +59,12 @@ impl CheckedEnvelope {
             .map_err(|_| EnvelopeError::Decrypt)?;
         let mut plaintext = env.ciphertext;
         plaintext.truncate(split);
+        let key = me
+            .decryption_key(&env.header.recipient_key)
+            .ok_or(EnvelopeError::UnknownEncryptionKey)?;
         hpke::single_shot_open_in_place_detached::<ChaCha20Poly1305, HkdfSha256, Kem>(
             &OpModeR::Base,
-            me.encryption_key(),
+            key,
             &enc,
             domain::HPKE_INFO,
             &mut plaintext,
