@@ -175,6 +175,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Without a subcommand: the node's encryption keys (age, next
+    /// scheduled rotation, superseded keys and when each is destroyed).
+    /// `rotate-encryption` makes a new encryption key now.
+    #[command(args_conflicts_with_subcommands = true)]
+    Keys {
+        #[command(subcommand)]
+        command: Option<KeysCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Without a subcommand: the alarms kept (newest first), and how many
     /// each peer had that were not kept. `ack ID` acknowledges one.
     #[command(args_conflicts_with_subcommands = true)]
@@ -412,6 +422,17 @@ pub enum AlarmsCommand {
     Ack {
         /// The alarm's id, as `comity alarms` lists it.
         id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new encryption key now: peers are told it as they reconnect
+    /// (at once), and the superseded key still opens what was sealed to it
+    /// for `[keys] encryption_grace_days`.
+    RotateEncryption {
         #[arg(long)]
         json: bool,
     },

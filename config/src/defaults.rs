@@ -70,3 +70,7 @@ pub const MAX_SOCKET_PATH_BYTES: usize = 107;
 pub const CHECKPOINT_ENTRIES: u32 = 1000;
 /// Seconds between checkpoints (when anything was added).
 pub const CHECKPOINT_INTERVAL_SECS: u32 = 60;
+/// A new encryption key this often.
+pub const ENCRYPTION_ROTATION_DAYS: u32 = 90;
+/// A superseded encryption key is still opened this long, then destroyed.
+pub const ENCRYPTION_GRACE_DAYS: u32 = 14;

@@ -88,6 +88,33 @@ pub fn write_new_key_file(path: &Path, identity: &Identity) -> Result<(), KeyFil
         .map_err(io_err("sync the directory of", path))
 }
 
+/// Replaces the key file at `path` with `identity`'s (a rotated key): the
+/// new text goes to a fresh 0600 file beside it, is synced, and is renamed
+/// over the old one, and the directory is synced; a crash leaves the old
+/// file or the new one, never a mix.
+pub fn replace_key_file(path: &Path, identity: &Identity) -> Result<(), KeyFileIoError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "node.key".into());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let fresh = dir.join(format!(".{name}.new"));
+    // Left by a crash during an earlier replacement: never the live file.
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove the leftover", &fresh)(e)),
+    }
+    write_new_key_file(&fresh, identity)?;
+    std::fs::rename(&fresh, path).map_err(io_err("rename over", path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync the directory of", path))
+}
+
 /// Loads the identity from `path`, refusing a file that group or others
 /// may access, a non-regular file and an oversize one, before reading it.
 pub fn load_key_file(path: &Path) -> Result<Identity, KeyFileIoError> {

@@ -62,9 +62,10 @@ pub use country::{CountryCode, ParseCountryError};
 pub use edit::{add_peer, remove_peer};
 pub use env::{EnvOverride, ENV_OVERRIDES};
 pub use error::ConfigError;
-pub use keyfile::{load_key_file, write_new_key_file, KeyFileIoError};
+pub use keyfile::{load_key_file, replace_key_file, write_new_key_file, KeyFileIoError};
 pub use schema::{
-    AuditSection, Config, Limits, LogFormat, LogSection, NodeSection, PeerConfig, RetryPolicy,
+    AuditSection, Config, KeysSection, Limits, LogFormat, LogSection, NodeSection, PeerConfig,
+    RetryPolicy,
 };
 pub use template::commented_config;
 

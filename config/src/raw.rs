@@ -13,7 +13,7 @@ use crate::defaults;
 use crate::env::{label, EnvOverride};
 use crate::error::{excerpt, invalid, ConfigError};
 use crate::schema::{
-    AuditSection, Config, Limits, LogSection, NodeSection, PeerConfig, RetryPolicy,
+    AuditSection, Config, KeysSection, Limits, LogSection, NodeSection, PeerConfig, RetryPolicy,
 };
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     pub log: LogSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub keys: KeysSection,
     #[serde(default, rename = "peer")]
     pub peers: Vec<RawPeer>,
 }
@@ -127,6 +129,7 @@ impl RawConfig {
             retry: self.retry,
             log: self.log,
             audit: self.audit,
+            keys: self.keys,
             peers,
             base_dir: base_dir.to_path_buf(),
             env_overrides: overrides,

@@ -21,6 +21,7 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub log: LogSection,
     pub audit: AuditSection,
+    pub keys: KeysSection,
     /// `[[peer]]` in the file: the pinned peers.
     pub peers: Vec<PeerConfig>,
     /// Directory relative paths were resolved against (the config file's).
@@ -169,6 +170,42 @@ impl Default for AuditSection {
 impl AuditSection {
     pub fn checkpoint_interval(&self) -> Duration {
         Duration::from_secs(self.checkpoint_interval_secs.into())
+    }
+}
+
+/// `[keys]`: when the node's keys change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysSection {
+    /// Make a new encryption key once the current one is this many days
+    /// old (checked hourly). Default 90; 0 never rotates on a schedule
+    /// (`comity keys rotate-encryption` still does).
+    pub encryption_rotation_days: u32,
+    /// Days a superseded encryption key still opens envelopes sealed to
+    /// it; then it is destroyed, and such envelopes are refused with a
+    /// retriable error that makes the sender seal again to the current
+    /// key. Default 14.
+    pub encryption_grace_days: u32,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        KeysSection {
+            encryption_rotation_days: defaults::ENCRYPTION_ROTATION_DAYS,
+            encryption_grace_days: defaults::ENCRYPTION_GRACE_DAYS,
+        }
+    }
+}
+
+impl KeysSection {
+    /// `None`: no scheduled rotation.
+    pub fn encryption_rotation(&self) -> Option<Duration> {
+        (self.encryption_rotation_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.encryption_rotation_days) * 86_400))
+    }
+
+    pub fn encryption_grace(&self) -> Duration {
+        Duration::from_secs(u64::from(self.encryption_grace_days) * 86_400)
     }
 }
 

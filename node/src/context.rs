@@ -25,7 +25,8 @@ use crate::transport::handshakes::Handshakes;
 use crate::transport::{Pins, TlsIdentity};
 
 pub(crate) struct Context {
-    pub identity: Arc<Identity>,
+    /// Swapped whole when an encryption key rotates (see `keys`).
+    identity: std::sync::RwLock<Arc<Identity>>,
     pub config: Config,
     pub store: Store,
     pub endpoint: quinn::Endpoint,
@@ -71,6 +72,8 @@ pub(crate) struct Context {
     pub attachment_intakes: Arc<Mutex<std::collections::HashSet<IncomingKey>>>,
     /// How far each attachment transfer under way has got.
     pub progress: Arc<Progress>,
+    /// One key rotation or expiry at a time (see `keys`).
+    pub key_rotation: tokio::sync::Mutex<()>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -106,7 +109,7 @@ impl Context {
         Context {
             disk,
             reopen: tokio::sync::watch::channel(None).0,
-            identity,
+            identity: std::sync::RwLock::new(identity),
             config,
             store,
             endpoint,
@@ -128,11 +131,26 @@ impl Context {
             restoration: None,
             attachment_intakes: Arc::default(),
             progress: Arc::default(),
+            key_rotation: tokio::sync::Mutex::new(()),
         }
     }
 
     pub fn id(&self) -> NodeId {
-        self.identity.id()
+        self.identity().id()
+    }
+
+    /// The node's keys now: take it once per use, since a rotation may
+    /// replace it at any moment.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the node's keys (same identity key, other encryption keys).
+    pub(crate) fn set_identity(&self, next: Arc<Identity>) {
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     /// The peer's verified keys from its stored certificate, if known.
@@ -214,6 +232,16 @@ impl Context {
         }
     }
 
+    /// Closes every connection, ours and the peers': after our encryption
+    /// key rotated, each peer reconnects and is told the new certificate
+    /// (messages in flight are sent again on the next session).
+    pub fn close_all_connections(&self) {
+        let c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        for o in c.values().flatten() {
+            o.conn.close(KEYS_CHANGED.into(), b"keys changed");
+        }
+    }
+
     /// Whether `peer` is pinned now. Asked on every connection, stream and
     /// frame, never only at the handshake.
     pub fn is_pinned(&self, peer: &NodeId) -> bool {
@@ -227,6 +255,8 @@ pub const UNPINNED: u32 = 4;
 /// … because the peer made us reject more than its budget allows; it may
 /// come back after the back-off.
 pub const OVER_BUDGET: u32 = 5;
+/// … because our keys changed; reconnect at once for the new ones.
+pub const KEYS_CHANGED: u32 = 6;
 
 struct Open {
     id: usize,

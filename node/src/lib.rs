@@ -33,6 +33,7 @@ pub mod events;
 pub mod evidence;
 pub mod files;
 pub mod idempotency;
+pub mod keys;
 pub mod listing;
 pub mod lookup;
 pub mod malloc;

@@ -62,6 +62,8 @@ pub enum StartError {
     Attachments(#[from] crate::attachments::AttachmentError),
     #[error("restoration: {0}")]
     Restoration(#[from] crate::restoration::RestorationStartError),
+    #[error("superseded encryption keys: {0}")]
+    PreviousKeys(#[from] crate::keys::PreviousKeyError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -118,8 +120,12 @@ impl Node {
         if config.peers.iter().any(|p| p.id == identity.id()) {
             return Err(StartError::SelfPinned(identity.id()));
         }
-        let identity = Arc::new(identity);
         crate::files::prepare_data_dir(&config.node.data_dir)?;
+        // The keys a rotation superseded, still opened in their grace period.
+        let superseded =
+            crate::keys::previous::load(&crate::keys::previous::dir(&config.node.data_dir))?;
+        let identity =
+            Arc::new(identity.with_previous_keys(superseded.into_iter().map(|s| s.key).collect()));
         let store = Store::open(&config.node.data_dir.join("store"))?;
         let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let audit = Arc::new(AuditLog::open(
@@ -193,6 +199,10 @@ impl Node {
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::keys::schedule(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(accept::accept_loop(
             node.ctx.clone(),
             node.shutdown.signal(),
@@ -245,6 +255,28 @@ impl Node {
 
     /// The store's state and the data directory's free space (as last
     /// measured, once a second).
+    /// The node's encryption keys: the current one's age, the next
+    /// scheduled rotation, the superseded ones and when each is destroyed.
+    pub fn key_status(&self) -> Result<crate::keys::KeyStatus, crate::keys::PreviousKeyError> {
+        crate::keys::KeyStatus::of(&self.ctx)
+    }
+
+    /// A new encryption key now, by the operator (see `keys`).
+    pub async fn rotate_encryption(
+        &self,
+    ) -> Result<crate::keys::KeyStatus, crate::keys::RotationError> {
+        crate::keys::rotate_encryption(&self.ctx, Actor::Operator).await
+    }
+
+    /// Destroys the superseded encryption keys whose grace period ended by
+    /// `now`; how many (the schedule does this hourly).
+    pub async fn expire_previous_keys(
+        &self,
+        now: comity_protocol::Timestamp,
+    ) -> Result<usize, crate::keys::PreviousKeyError> {
+        crate::keys::expire_previous(&self.ctx, now).await
+    }
+
     pub fn storage(&self) -> Storage {
         Storage::new(self.ctx.store.fault(), self.ctx.disk.last())
     }

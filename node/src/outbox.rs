@@ -84,7 +84,7 @@ pub(crate) fn seal_for(
     let max = ctx.config.limits.max_message_len();
     let attachments: Vec<SealedAttachment> = attachments.iter().map(|a| a.sealed.clone()).collect();
     let sealed = seal_with_attachments(
-        &ctx.identity,
+        &ctx.identity(),
         keys,
         msg.id,
         msg.created_at,

@@ -6,6 +6,7 @@ mod backup;
 mod demo;
 mod id;
 mod init;
+mod keys;
 mod messages;
 mod peer;
 mod resend;
@@ -245,6 +246,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         ),
         Command::Alarms { command, json } => alarms::run(&client()?, command, json),
+        Command::Keys { command, json } => keys::run(&client()?, command, json),
         Command::Demo { keep } => demo::run(keep),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "comity", &mut std::io::stdout());

@@ -183,7 +183,7 @@ async fn serve_stream(
         _ => return,
     };
     let hello = SessionFrame::Hello {
-        cert: ctx.identity.encryption_cert().clone(),
+        cert: ctx.identity().encryption_cert().clone(),
     };
     if wire::write_frame(&mut send, &hello).await.is_err() {
         return;

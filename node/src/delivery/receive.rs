@@ -119,7 +119,8 @@ fn receive(
         max_age: limits.max_message_age(),
         max_envelope_bytes: limits.max_message_len(),
     };
-    let me = &ctx.identity;
+    let me = ctx.identity();
+    let me = &*me;
     let result = check(
         bytes,
         me,

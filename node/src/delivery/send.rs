@@ -167,7 +167,7 @@ async fn session(
     };
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = SessionFrame::Hello {
-        cert: ctx.identity.encryption_cert().clone(),
+        cert: ctx.identity().encryption_cert().clone(),
     };
     wire::write_frame(&mut send, &hello).await?;
     let answer = tokio::time::timeout(
@@ -361,7 +361,7 @@ async fn write_envelope(
     };
     let frame = envelope_frame(
         version,
-        &ctx.identity,
+        &ctx.identity(),
         peer.id(),
         id,
         prepared.bytes,

@@ -25,7 +25,7 @@ fn opened_by(
     bytes: &[u8],
 ) -> Vec<comity_protocol::attachment::SealedAttachment> {
     let sender: HashMap<NodeId, PeerKeys> =
-        [(from.id(), from.context().identity.public().clone())].into();
+        [(from.id(), from.context().identity().public().clone())].into();
     let seen: HashMap<(NodeId, MessageId), Digest> = HashMap::new();
     let policy = CheckPolicy {
         now: Timestamp::now(),

@@ -10,6 +10,7 @@ mod audit;
 mod backup;
 mod error;
 mod evidence;
+mod keys;
 mod messages;
 mod peers;
 mod resend;
@@ -70,6 +71,8 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))
         .route("/v1/backup", post(backup::backup))
+        .route("/v1/keys", get(keys::status))
+        .route("/v1/keys/rotate-encryption", post(keys::rotate_encryption))
         .route("/v1/alarms", get(alarms::list))
         .route("/v1/alarms/{id}/ack", post(alarms::ack))
         .fallback(not_found)

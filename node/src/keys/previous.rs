@@ -1,0 +1,231 @@
+//! The encryption keys a rotation superseded, one file each in
+//! `data/keys/previous/` (0600, in a 0700 directory), kept until their
+//! grace period ends and then overwritten and removed.
+//!
+//! ```text
+//! # Comity superseded encryption key. SECRET: keep this file mode 0600.
+//! comity-previous-encryption-key v1
+//! created-at <ms since the epoch>
+//! superseded-at <ms since the epoch>
+//! seed <base64 of the 32-byte X25519 DeriveKeyPair input>
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use comity_protocol::identity::PreviousEncryptionKey;
+use comity_protocol::Timestamp;
+use zeroize::Zeroizing;
+
+const HEADER: &str = "comity-previous-encryption-key v1";
+const MAX_BYTES: u64 = 1024;
+
+/// Why a previous key could not be written, read or destroyed. Never holds
+/// key material.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviousKeyError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has mode {mode:04o}; a key file must be private (chmod 600)", path.display())]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("{} is not a superseded encryption key file: {problem}", path.display())]
+    Malformed {
+        path: PathBuf,
+        problem: &'static str,
+    },
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> PreviousKeyError + 'a {
+    move |source| PreviousKeyError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A superseded key and when it was superseded.
+#[derive(Debug)]
+pub struct Superseded {
+    pub key: PreviousEncryptionKey,
+    pub superseded_at: Timestamp,
+    pub path: PathBuf,
+}
+
+/// The directory of superseded keys under `data_dir`.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("previous")
+}
+
+fn file_name(created_at: Timestamp) -> String {
+    format!("{}.key", created_at.as_millis())
+}
+
+/// Writes `key`, superseded at `at`, durably (file and directory synced).
+/// A file for the same key already there is replaced.
+pub fn write(
+    dir: &Path,
+    key: &PreviousEncryptionKey,
+    at: Timestamp,
+) -> Result<PathBuf, PreviousKeyError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create", dir))?;
+    let path = dir.join(file_name(key.created_at()));
+    let fresh = dir.join(format!(".{}.new", file_name(key.created_at())));
+    let _ = fs::remove_file(&fresh);
+    let seed = Zeroizing::new(STANDARD.encode(key.seed()));
+    let text = Zeroizing::new(format!(
+        "# Comity superseded encryption key. SECRET: keep this file mode 0600.\n\
+         {HEADER}\ncreated-at {}\nsuperseded-at {}\nseed {}\n",
+        key.created_at().as_millis(),
+        at.as_millis(),
+        seed.as_str()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&fresh)
+        .map_err(io("create", &fresh))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io("write", &fresh))?;
+    fs::rename(&fresh, &path).map_err(io("rename", &path))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Every superseded key in `dir` (none if it does not exist).
+pub fn load(dir: &Path) -> Result<Vec<Superseded>, PreviousKeyError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io("read", dir))?.path();
+        let is_key = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".key") && !n.starts_with('.'));
+        if is_key {
+            out.push(read(&path)?);
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.key.created_at()));
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<Superseded, PreviousKeyError> {
+    let file = File::open(path).map_err(io("open", path))?;
+    let meta = file.metadata().map_err(io("inspect", path))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PreviousKeyError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let malformed = |problem| PreviousKeyError::Malformed {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize + 1));
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read", path))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(malformed("too large"));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not UTF-8"))?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    if lines.next() != Some(HEADER) {
+        return Err(malformed("wrong first line"));
+    }
+    let (mut created, mut superseded, mut seed) = (None, None, None);
+    for l in lines {
+        let (field, value) = l
+            .split_once(' ')
+            .ok_or(malformed("a line without a value"))?;
+        let ms = || {
+            value
+                .parse::<u64>()
+                .map(Timestamp)
+                .map_err(|_| malformed("a bad time"))
+        };
+        match field {
+            "created-at" => created = Some(ms()?),
+            "superseded-at" => superseded = Some(ms()?),
+            "seed" => {
+                let raw = Zeroizing::new(
+                    STANDARD
+                        .decode(value)
+                        .map_err(|_| malformed("a bad seed"))?,
+                );
+                let s: [u8; 32] = raw
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| malformed("a bad seed"))?;
+                seed = Some(Zeroizing::new(s));
+            }
+            _ => return Err(malformed("an unknown field")),
+        }
+    }
+    let (Some(created), Some(superseded_at), Some(seed)) = (created, superseded, seed) else {
+        return Err(malformed("a field is missing"));
+    };
+    Ok(Superseded {
+        key: PreviousEncryptionKey::from_seed(&seed, created),
+        superseded_at,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Overwrites the file at `path` with zeros, syncs it, removes it and
+/// syncs its directory: what destroying a key means on a file system
+/// (copies in backups, snapshots or a journal are beyond its reach).
+pub fn destroy(path: &Path) -> Result<(), PreviousKeyError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("open", path))?;
+    let len = f.metadata().map_err(io("inspect", path))?.len();
+    let zeros = vec![
+        0u8;
+        usize::try_from(len)
+            .unwrap_or(0)
+            .min(MAX_BYTES as usize * 4)
+    ];
+    f.write_all(&zeros)
+        .and_then(|()| f.sync_all())
+        .map_err(io("overwrite", path))?;
+    drop(f);
+    fs::remove_file(path).map_err(io("remove", path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PreviousKeyError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}

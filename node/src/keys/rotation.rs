@@ -1,0 +1,207 @@
+//! Rotating the encryption key: the current key is written to
+//! `keys/previous/` first, then the key file is replaced with the new key
+//! (a crash between the two leaves the old key current and also filed as
+//! previous, which loading ignores), then the node swaps its keys, records
+//! it, and closes its connections so that every peer reconnects and is
+//! told the new certificate in the session's hello.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use comity_protocol::audit::entry::{Actor, AuditKind};
+use comity_protocol::Timestamp;
+use rand::RngCore;
+use serde::Serialize;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use super::previous::{self, PreviousKeyError};
+use crate::audit::Fact;
+use crate::context::Context;
+use crate::shutdown::ShutdownSignal;
+
+/// How often the schedule looks at the keys' ages.
+const LOOK_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("the superseded key could not be kept, so the key was not rotated: {0}")]
+    Previous(#[from] PreviousKeyError),
+    #[error("the key file could not be replaced, so the key was not rotated: {0}")]
+    KeyFile(#[from] comity_config::KeyFileIoError),
+}
+
+/// The node's encryption keys, as `comity keys` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// The current key's X25519 public key, hex.
+    pub encryption_key: String,
+    pub created_at: Timestamp,
+    pub age_days: u64,
+    /// When the schedule makes the next one (`None`: no schedule).
+    pub next_rotation_at: Option<Timestamp>,
+    /// Older than its policy (the schedule is off, or it failed).
+    pub overdue: bool,
+    pub previous: Vec<PreviousStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviousStatus {
+    pub encryption_key: String,
+    pub created_at: Timestamp,
+    pub superseded_at: Timestamp,
+    /// When it is destroyed.
+    pub destroyed_at: Timestamp,
+}
+
+impl KeyStatus {
+    pub(crate) fn of(ctx: &Context) -> Result<KeyStatus, PreviousKeyError> {
+        let me = ctx.identity();
+        let keys = &ctx.config.keys;
+        let cert = me.encryption_cert();
+        let now = Timestamp::now();
+        let age =
+            Duration::from_millis(now.as_millis().saturating_sub(cert.created_at.as_millis()));
+        let policy = keys.encryption_rotation().unwrap_or(Duration::from_secs(
+            u64::from(comity_config::KeysSection::default().encryption_rotation_days) * 86_400,
+        ));
+        let superseded = previous::load(&previous::dir(&ctx.config.node.data_dir))?;
+        Ok(KeyStatus {
+            encryption_key: hex::encode(cert.public_key),
+            created_at: cert.created_at,
+            age_days: age.as_secs() / 86_400,
+            next_rotation_at: keys
+                .encryption_rotation()
+                .map(|every| cert.created_at.saturating_add(every)),
+            overdue: age > policy,
+            previous: superseded
+                .iter()
+                .filter(|s| {
+                    me.previous_keys()
+                        .iter()
+                        .any(|k| k.public_key() == s.key.public_key())
+                })
+                .map(|s| PreviousStatus {
+                    encryption_key: hex::encode(s.key.public_key()),
+                    created_at: s.key.created_at(),
+                    superseded_at: s.superseded_at,
+                    destroyed_at: s.superseded_at.saturating_add(keys.encryption_grace()),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Makes a new encryption key now (see the module's documentation); one
+/// rotation at a time. `actor`: the operator, or the node's schedule.
+pub(crate) async fn rotate_encryption(
+    ctx: &Arc<Context>,
+    actor: Actor,
+) -> Result<KeyStatus, RotationError> {
+    let _one = ctx.key_rotation.lock().await;
+    let ctx2 = ctx.clone();
+    // Files and syncs: off the async threads.
+    let done = tokio::task::spawn_blocking(move || rotate_files(&ctx2)).await;
+    let next = match done {
+        Ok(r) => r?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let (old, new) = {
+        let me = ctx.identity();
+        (
+            hex::encode(me.encryption_cert().public_key),
+            hex::encode(next.encryption_cert().public_key),
+        )
+    };
+    ctx.set_identity(Arc::new(next));
+    let detail = format!("own encryption key rotated: {old} superseded by {new}");
+    ctx.audit
+        .note(Fact::new(AuditKind::KeyChanged, actor).detail(&detail));
+    info!(old = %old, new = %new, "encryption key rotated; reconnecting to every peer");
+    ctx.close_all_connections();
+    Ok(KeyStatus::of(ctx)?)
+}
+
+fn rotate_files(ctx: &Context) -> Result<comity_protocol::Identity, RotationError> {
+    let me = ctx.identity();
+    let now = Timestamp::now();
+    let current = comity_protocol::identity::PreviousEncryptionKey::from_seed(
+        me.encryption_seed(),
+        me.encryption_cert().created_at,
+    );
+    previous::write(&previous::dir(&ctx.config.node.data_dir), &current, now)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(&mut seed[..]);
+    // A new key's time is after the one it supersedes, even if the clock
+    // stepped back: peers and the files order keys by it.
+    let created = now.max(
+        me.encryption_cert()
+            .created_at
+            .saturating_add(Duration::from_millis(1)),
+    );
+    let next = me.with_new_encryption_key(&seed, created);
+    comity_config::replace_key_file(&ctx.config.node.identity_key, &next)?;
+    Ok(next)
+}
+
+/// Destroys the superseded keys whose grace period has ended: the node
+/// stops opening envelopes sealed to them first, then their files are
+/// overwritten and removed. How many.
+pub(crate) async fn expire_previous(
+    ctx: &Arc<Context>,
+    now: Timestamp,
+) -> Result<usize, PreviousKeyError> {
+    let _one = ctx.key_rotation.lock().await;
+    let grace = ctx.config.keys.encryption_grace();
+    let dir = previous::dir(&ctx.config.node.data_dir);
+    let expired: Vec<_> = previous::load(&dir)?
+        .into_iter()
+        .filter(|s| s.superseded_at.saturating_add(grace) <= now)
+        .collect();
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let me = ctx.identity();
+    let next =
+        me.without_previous_keys(|k| expired.iter().any(|s| s.key.public_key() == k.public_key()));
+    ctx.set_identity(Arc::new(next));
+    for s in &expired {
+        let path = s.path.clone();
+        match tokio::task::spawn_blocking(move || previous::destroy(&path)).await {
+            Ok(r) => r?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+        let detail = format!(
+            "own encryption key {} destroyed: superseded at {} ms, grace period over",
+            hex::encode(s.key.public_key()),
+            s.superseded_at.as_millis()
+        );
+        ctx.audit
+            .note(Fact::new(AuditKind::KeyChanged, Actor::Node).detail(&detail));
+        info!(key = %hex::encode(s.key.public_key()), "superseded encryption key destroyed");
+    }
+    Ok(expired.len())
+}
+
+/// Until `stop`: destroys superseded keys past their grace period and
+/// rotates the encryption key once it is older than the policy, looking
+/// at start-up and then hourly.
+pub(crate) async fn schedule(ctx: Arc<Context>, mut stop: ShutdownSignal) {
+    loop {
+        if let Err(e) = expire_previous(&ctx, Timestamp::now()).await {
+            warn!(error = %e, "cannot destroy superseded encryption keys");
+        }
+        if let Some(every) = ctx.config.keys.encryption_rotation() {
+            let created = ctx.identity().encryption_cert().created_at;
+            if created.saturating_add(every) <= Timestamp::now() {
+                if let Err(e) = rotate_encryption(&ctx, Actor::Node).await {
+                    warn!(error = %e, "scheduled encryption key rotation failed; trying again in an hour");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
+            _ = stop.triggered() => return,
+        }
+    }
+}
