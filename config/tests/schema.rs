@@ -210,9 +210,9 @@ fn attachment_limits_have_defaults_and_bounds() {
     assert_eq!(a.max_attachments, 64);
     let lim = |body: &str| format!("{MINIMAL}\n[limits]\n{body}\n");
     assert_key(
-        &lim("max_attachment_bytes = 4503599627370497"),
+        &lim("max_attachment_bytes = 274877906945"),
         "limits.max_attachment_bytes",
-        "above the maximum of 4503599627370496",
+        "above the maximum of 274877906944",
     );
     assert_key(
         &lim("max_attachment_bytes = 1000\nmax_message_attachment_bytes = 999"),

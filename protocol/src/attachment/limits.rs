@@ -21,10 +21,15 @@ impl AttachmentLimits {
     /// The widest limits the protocol allows: every syntactic rule, no
     /// policy. For a third party verifying an origin proof, who does not
     /// know the recipient's configuration.
+    /// The largest attachment the protocol carries: 256 GiB.
+    pub const MAX_ATTACHMENT_CEILING: u64 = (1u64 << 18) * super::LARGE_CHUNK_BYTES as u64;
+
     pub fn ceiling() -> Self {
         AttachmentLimits {
-            // The STREAM counter is 32 bits: 2^32 chunks of 1 MiB.
-            max_attachment_bytes: (1u64 << 32) * u64::from(super::LARGE_CHUNK_BYTES),
+            // 2^18 chunks of 1 MiB: the chunk table (32 bytes a chunk,
+            // 8 MiB) travels in one session frame (at most 16 MiB), and
+            // well within the STREAM counter's 2^32 chunks.
+            max_attachment_bytes: Self::MAX_ATTACHMENT_CEILING,
             max_message_bytes: u64::MAX,
             max_attachments: Self::MAX_ATTACHMENTS_CEILING,
         }
