@@ -321,3 +321,44 @@ fn a_sender_whose_own_copy_is_damaged_fails_the_message_and_is_not_cut_off() {
     a.sigterm();
     b.sigterm();
 }
+
+/// A's own copy cut short on its disk: the message fails at once with
+/// that reason (it can never be sent), and A's sessions with B go on.
+#[test]
+fn a_sender_whose_own_copy_is_cut_short_fails_the_message_and_sends_the_next() {
+    let (mut a, mut b) = pair(comityd_beside(COMITY).to_str().unwrap());
+    b.sigterm();
+    let work = tempfile::tempdir().unwrap();
+    let (file, _) = random_file(work.path(), "statements.pdf", 1 << 20);
+    let id = send_with(&a, "BO", &[&file]);
+    let sent = a.dir().join("data/attachments/sent");
+    let copy = std::fs::read_dir(&sent)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let len = std::fs::metadata(&copy).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    b.start();
+    a.wait_until(Duration::from_secs(30), "the message failed", || {
+        a.outbox_count("failed") == 1
+    });
+    let out = comity(&a, &["show", &id, "--json"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        shown.contains("our stored copy of attachment 0 is damaged"),
+        "{shown}"
+    );
+    a.send(&b, "after the cut one");
+    a.wait_until(Duration::from_secs(30), "the next delivered", || {
+        a.outbox_count("delivered") == 1
+    });
+    a.sigterm();
+    b.sigterm();
+}

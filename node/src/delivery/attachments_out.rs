@@ -208,6 +208,16 @@ fn own_checker(
     Opener::new(&attachment, table).map_err(|e| damaged(e.to_string()))
 }
 
+/// Whether opening our own copy failed for good: not there, or not the
+/// length its manifest gives (a transient I/O error is not).
+fn is_gone_or_cut(e: &AttachmentError) -> bool {
+    match e {
+        AttachmentError::Corrupt { .. } => true,
+        AttachmentError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
 /// One offer of attachment `index` and, if taken, its chunks — each
 /// checked first when `careful`.
 async fn attachment(
@@ -220,18 +230,29 @@ async fn attachment(
     careful: bool,
 ) -> Result<Offer, TransferError> {
     let manifest = held.sealed.manifest.clone();
+    // Our copy missing or of the wrong length can never be sent: the
+    // message fails (like a damaged chunk), rather than every session
+    // with the peer ending on it until the message expires.
     let Some(stored_id) = held.stored else {
-        return Err(TransferError::Stored(AttachmentError::Corrupt {
-            path: ctx
-                .attachments
-                .sent_path(crate::attachments::StoredId([0; 16])),
+        return Err(TransferError::Damaged {
+            index,
             problem: "no stored copy recorded for an outgoing attachment".into(),
-        }));
+        });
     };
     let path = ctx.attachments.sent_path(stored_id);
     let stored = {
         let manifest = manifest.clone();
-        blocking(move || StoredAttachment::open(&path, &manifest)).await?
+        blocking(move || StoredAttachment::open(&path, &manifest)).await
+    };
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) if is_gone_or_cut(&e) => {
+            return Err(TransferError::Damaged {
+                index,
+                problem: e.to_string(),
+            })
+        }
+        Err(e) => return Err(e.into()),
     };
     let checker = if careful {
         Some(Arc::new(own_checker(ctx, &id, index, &stored)?))
