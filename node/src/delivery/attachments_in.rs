@@ -254,6 +254,19 @@ pub(crate) fn give_up_awaited_since_before(ctx: &Context, cutoff: Timestamp) -> 
     };
     let mut given_up = 0;
     for (peer, id, awaited) in all.into_iter().filter(|(_, _, a)| a.since < cutoff) {
+        // Received after all (a crash left the awaited record behind):
+        // its files and keys are the evidence; only the record goes.
+        match ctx.store.inbound(&peer, &id) {
+            Ok(Some(_)) => {
+                received(ctx, peer, &id);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot read the inbox");
+                continue;
+            }
+        }
         // Not while a stream writes one of them: their claims are held
         // until the files and records are gone, so none can begin
         // meanwhile either.

@@ -152,6 +152,10 @@ fn receive(
                                 .detail("duplicate"),
                         );
                     }
+                    // A crash between the inbox record and clearing the
+                    // awaited one leaves the latter: cleared here too (the
+                    // sweep would otherwise take it for one never received).
+                    attachments_in::received(ctx, peer, &id);
                     SessionFrame::Receipt(entry.receipt)
                 }
                 _ => reject(

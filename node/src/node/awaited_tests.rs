@@ -12,7 +12,7 @@ use super::test_node::{node_with_peer, upload};
 use crate::attachments::IncomingKey;
 use crate::context::Context;
 use crate::delivery::attachments_in::{give_up_awaited_since_before, Claim};
-use crate::store::{AwaitedMessage, HeldAttachment};
+use crate::store::{AwaitedMessage, HeldAttachment, InboundMessage};
 
 /// `peer`'s message, held awaiting one attachment since `since`, with a
 /// partial file on disk: what an interrupted transfer leaves.
@@ -88,11 +88,46 @@ async fn old_awaited_messages_are_given_up_unless_new_or_being_written() {
         index: 0,
     };
     let claim = Claim::take(ctx, key).unwrap();
+    // Received and receipted, but a crash left its awaited record behind.
+    let receipted = awaiting(ctx, peer, &held, old);
+    ctx.store
+        .insert_inbound_if_new(&InboundMessage {
+            id: receipted,
+            sender: peer,
+            kind: MessageKind::Request,
+            body: comity_tests::request_body("receipted"),
+            created_at: old,
+            received_at: old,
+            envelope: vec![1, 2, 3],
+            digest: Digest([7; 32]),
+            receipt: vec![4, 5, 6],
+        })
+        .unwrap();
 
     assert_eq!(give_up_awaited_since_before(ctx, cutoff), 1);
     assert!(!still_awaited(ctx, peer, stale));
     assert!(still_awaited(ctx, peer, recent));
     assert!(still_awaited(ctx, peer, written), "a stream is writing it");
+    let awaited_still = |id| {
+        ctx.store
+            .all_awaited()
+            .unwrap()
+            .iter()
+            .any(|(_, i, _)| *i == id)
+    };
+    assert!(
+        !awaited_still(receipted),
+        "its stale awaited record is cleared"
+    );
+    assert_eq!(
+        ctx.store
+            .inbound_attachments(&peer, &receipted)
+            .unwrap()
+            .len(),
+        1,
+        "but its attachments' keys are kept"
+    );
+    assert!(part_dir(ctx, peer, receipted).exists(), "and its files");
 
     drop(claim);
     assert_eq!(give_up_awaited_since_before(ctx, cutoff), 1);
