@@ -279,8 +279,11 @@ pub(crate) async fn sweep(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         if let Err(e) = remove_expired(&ctx, Timestamp::now().saturating_sub(expiry)).await {
             warn!(error = %e, "cannot remove expired staged attachments");
         }
+        // At least an hour, whatever the expiry: a copy-in between its
+        // rename and its record is named by nothing for as long as its
+        // syncs take.
         let before = std::time::SystemTime::now()
-            .checked_sub(expiry)
+            .checked_sub(expiry.max(Duration::from_secs(3600)))
             .unwrap_or(std::time::UNIX_EPOCH);
         if let Err(e) = remove_unrecorded(&ctx, before) {
             warn!(error = %e, "cannot remove sender's copies no record names");

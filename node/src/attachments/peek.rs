@@ -4,7 +4,7 @@
 //! resume point (and so must only be called by the transfer itself), these
 //! only read: a chunk being written past the point stays as it is.
 
-use comity_protocol::attachment::AttachmentManifest;
+use comity_protocol::attachment::{AttachmentManifest, CheckedAttachment, ChunkTable};
 
 use super::error::AttachmentError;
 use super::layout::{exists, sync_dir, AttachmentDir, IncomingKey};
@@ -49,16 +49,29 @@ impl AttachmentDir {
     }
 
     /// Before a receipt names it: checks that received attachment `key` is
-    /// complete (its file there, of its stored length) and makes its
-    /// rename into place durable. The transfer syncs the directory after
-    /// the rename, but if that sync failed, a later look would find the
-    /// file and the receipt could outlive it in a crash.
+    /// complete (its file there, of its stored length) and this
+    /// attachment's (its chunk table hashes to the signed root), and makes
+    /// its rename into place durable. The transfer syncs the directory
+    /// after the rename, but if that sync failed, a later look would find
+    /// the file and the receipt could outlive it in a crash. A file of
+    /// another manifest (an envelope whose record a crash lost, sent again
+    /// with the same id and other content) is refused with
+    /// [`AttachmentError::Chunk`]; [`AttachmentDir::discard_received`]
+    /// removes it.
     pub fn confirm_received(
         &self,
         key: &IncomingKey,
-        manifest: &AttachmentManifest,
+        attachment: &CheckedAttachment,
     ) -> Result<(), AttachmentError> {
-        StoredAttachment::open(&self.received_path(key, ""), manifest)?;
+        let stored = StoredAttachment::open(&self.received_path(key, ""), attachment.manifest())?;
+        ChunkTable::verify(attachment, &stored.table_bytes()?)?;
+        sync_dir(&self.received_dir(key))
+    }
+
+    /// Removes received attachment `key`'s complete file, so that it is
+    /// received again from its first chunk.
+    pub fn discard_received(&self, key: &IncomingKey) -> Result<(), AttachmentError> {
+        super::layout::remove_if_present(&self.received_path(key, ""))?;
         sync_dir(&self.received_dir(key))
     }
 

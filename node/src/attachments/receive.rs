@@ -193,12 +193,18 @@ impl AttachmentDir {
         let paths = Paths::new(self, key);
         let geometry = Geometry::of(attachment.manifest());
         if exists(&paths.done)? {
-            StoredAttachment::open(&paths.done, attachment.manifest())?;
-            paths.remove_transfer_files()?;
-            return Ok(Incoming::Complete(Received {
-                path: paths.done,
-                attachment: attachment.clone(),
-            }));
+            let stored = StoredAttachment::open(&paths.done, attachment.manifest())?;
+            if ChunkTable::verify(attachment, &stored.table_bytes()?).is_ok() {
+                paths.remove_transfer_files()?;
+                return Ok(Incoming::Complete(Received {
+                    path: paths.done,
+                    attachment: attachment.clone(),
+                }));
+            }
+            // Another manifest's file (see `confirm_received`): received
+            // again from the start.
+            drop(stored);
+            remove_if_present(&paths.done)?;
         }
         let not_started = |paths: Paths| {
             Incoming::NotStarted(NotStarted {

@@ -466,7 +466,7 @@ fn only_a_whole_received_file_is_confirmed_for_the_receipt() {
     let (_tmp, dir) = dir();
     let bytes = data(2 * CHUNK + 9, 20);
     let sent = copy(&dir, &bytes);
-    let manifest = &sent.sealed.manifest;
+    let manifest = &checked(&sent.sealed);
     assert!(
         dir.confirm_received(&key(0), manifest).is_err(),
         "nothing yet"
@@ -485,6 +485,33 @@ fn only_a_whole_received_file_is_confirmed_for_the_receipt() {
         .unwrap();
     let e = dir.confirm_received(&key(0), manifest).unwrap_err();
     assert!(matches!(e, AttachmentError::Corrupt { .. }), "{e}");
+}
+
+/// A complete file of another manifest under the same key (an envelope
+/// whose record a crash lost, sent again with the same id and other
+/// content of the same size): never confirmed, and received again.
+#[test]
+fn a_complete_file_of_another_manifest_is_not_confirmed_and_is_received_again() {
+    let (_tmp, dir) = dir();
+    let first = copy(&dir, &data(2 * CHUNK + 9, 21));
+    let (stored, mut r) = start(&dir, &first);
+    finish(&stored, &mut r);
+    dir.confirm_received(&key(0), &checked(&first.sealed))
+        .unwrap();
+    let other = copy(&dir, &data(2 * CHUNK + 9, 22));
+    let e = dir
+        .confirm_received(&key(0), &checked(&other.sealed))
+        .unwrap_err();
+    assert!(matches!(e, AttachmentError::Chunk(_)), "{e}");
+    match dir.incoming(&key(0), &checked(&other.sealed)).unwrap() {
+        Incoming::NotStarted(_) => {}
+        _ => panic!("the other manifest's file was taken as complete"),
+    }
+    assert!(
+        dir.confirm_received(&key(0), &checked(&first.sealed))
+            .is_err(),
+        "removed"
+    );
 }
 
 #[test]

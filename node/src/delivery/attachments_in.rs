@@ -207,9 +207,19 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
                 message: id,
                 index: a.index(),
             };
-            if let Err(e) = ctx.attachments.confirm_received(&key, a.manifest()) {
-                warn!(error = %e, "a received attachment is not whole or not durable");
-                return unavailable("attachment files unreadable".into());
+            match ctx.attachments.confirm_received(&key, a) {
+                Ok(()) => {}
+                Err(AttachmentError::Chunk(e)) => {
+                    warn!(peer = %peer.short(), %id, index = a.index(), error = %e, "a complete file there is not this attachment's; receiving it again");
+                    if let Err(e) = ctx.attachments.discard_received(&key) {
+                        warn!(error = %e, "cannot remove it");
+                    }
+                    return unavailable("attachment to be received again".into());
+                }
+                Err(e) => {
+                    warn!(error = %e, "a received attachment is not whole or not durable");
+                    return unavailable("attachment files unreadable".into());
+                }
             }
         }
         Held::Complete
