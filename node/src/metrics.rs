@@ -302,6 +302,18 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
             audit.offers_to(&p.id)
         );
     }
+    if let Ok(k) = node.key_status() {
+        let age = Timestamp::now()
+            .as_millis()
+            .saturating_sub(k.created_at.as_millis()) as f64
+            / 1000.0;
+        let _ = writeln!(
+            out,
+            "# HELP comity_encryption_key_age_seconds Age of the current encryption key.\n# TYPE comity_encryption_key_age_seconds gauge\ncomity_encryption_key_age_seconds {age}\n# HELP comity_encryption_key_overdue 1 once the encryption key is older than its rotation policy.\n# TYPE comity_encryption_key_overdue gauge\ncomity_encryption_key_overdue {}\n# HELP comity_encryption_keys_superseded Superseded encryption keys still opened (grace period).\n# TYPE comity_encryption_keys_superseded gauge\ncomity_encryption_keys_superseded {}",
+            u8::from(k.overdue),
+            k.previous.len()
+        );
+    }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
     attachment_metrics(&mut out, node.progress(), &peers);
     storage_metrics(&mut out, node);

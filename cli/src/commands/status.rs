@@ -169,6 +169,24 @@ pub fn overview(client: &Client, json: bool) -> Result<()> {
         ),
         None => {}
     }
+    let k = &v["keys"];
+    if !k.is_null() {
+        let next = if k["next_rotation_at"].is_null() {
+            "none scheduled".to_string()
+        } else {
+            crate::output::time(&k["next_rotation_at"])
+        };
+        println!(
+            "{}: {} days old, next rotation {next}, {} superseded key(s) still opened",
+            if k["overdue"].as_bool() == Some(true) {
+                "ENCRYPTION KEY OLDER THAN ITS POLICY"
+            } else {
+                "encryption key"
+            },
+            t(&k["age_days"]),
+            k["previous"].as_array().map_or(0, |p| p.len())
+        );
+    }
     let a = &v["audit"];
     println!(
         "audit log: {} entries, newest durable checkpoint at size {}",
