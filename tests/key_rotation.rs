@@ -67,7 +67,11 @@ fn sealed_to_a_superseded_key_opens_in_grace_and_is_sealed_again_after() {
     assert_eq!(rotated["previous"][0]["encryption_key"], k1.as_str());
     assert_eq!(previous_files(&b), 1);
     let shown = b.get("/v1/node")["keys"].clone();
-    assert_eq!(shown["encryption_key"], k2.as_str(), "comity status shows it");
+    assert_eq!(
+        shown["encryption_key"],
+        k2.as_str(),
+        "comity status shows it"
+    );
     assert_eq!(shown["previous"].as_array().unwrap().len(), 1);
     a.start();
     a.wait_until(Duration::from_secs(30), "the three delivered", || {
