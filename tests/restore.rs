@@ -106,11 +106,18 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
         first.iter().all(|id| delivered(&a, id))
     });
 
+    // A superseded encryption key, in its grace period: in the backup too.
+    let config = a.config_path().to_str().unwrap().to_string();
+    let o = comity(&["--config", &config, "keys", "rotate-encryption", "--json"]);
+    assert!(o.status.success(), "rotation failed: {}", text(&o.stderr));
+    let rotated: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let superseded = rotated["previous"][0]["encryption_key"].clone();
+    assert!(superseded.is_string(), "{rotated}");
+
     // The backup, taken while A sends to B.
     let pass = work.path().join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let pass = pass.to_str().unwrap().to_string();
-    let config = a.config_path().to_str().unwrap().to_string();
     let stop = AtomicBool::new(false);
     let o = std::thread::scope(|s| {
         s.spawn(|| {
@@ -170,6 +177,11 @@ fn a_restored_node_is_witnessed_again_and_its_gap_stays_on_record() {
     );
     let started = std::time::Instant::now();
     a.start();
+    assert_eq!(
+        a.get("/v1/keys")["previous"][0]["encryption_key"],
+        superseded,
+        "the superseded key came back with the restore"
+    );
 
     // B accepts the statement: an acknowledged `restored` alarm naming the
     // gap, no fork or rollback alarm, nothing unacknowledged.

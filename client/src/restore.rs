@@ -300,6 +300,14 @@ fn place(
     }
     let store = data_dir.join("store");
     fs::rename(staging.join("store"), &store).map_err(io_err(&store))?;
+    // The superseded encryption keys of the backup's day.
+    let previous = staging.join("keys/previous");
+    if previous.exists() {
+        let keys = data_dir.join("keys");
+        new_dir(&keys)?;
+        let to = keys.join("previous");
+        fs::rename(&previous, &to).map_err(io_err(&to))?;
+    }
     let attachments = staging.join("attachments");
     if attachments.exists() {
         let to = data_dir.join("attachments");

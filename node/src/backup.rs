@@ -105,12 +105,25 @@ pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared
     let config = config_path.map(Path::to_path_buf);
     let root = dir.path().to_path_buf();
     let attachments = data_dir.join("attachments");
+    let previous = crate::keys::previous::dir(&data_dir);
     let files = tokio::task::spawn_blocking(move || {
         // After the store's copy: every file it names is here already (a
         // file is in place before any record names it).
         link_attachments(&attachments, &root, &mut members)?;
         copy_small(&key, &root, "keys/identity.key")?;
         members.push("keys/identity.key".into());
+        // The superseded encryption keys still in their grace period, so
+        // that a restored node opens what peers sealed to them.
+        for (name, path) in superseded_keys(&previous)? {
+            let member = format!("keys/previous/{name}");
+            match copy_small(&path, &root, &member) {
+                Ok(()) => members.push(member),
+                // Destroyed meanwhile: its grace period ended.
+                Err(BackupError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(c) = config {
             copy_small(&c, &root, "config/comity.toml")?;
             members.push("config/comity.toml".into());
@@ -207,6 +220,25 @@ fn private_parent(path: &Path) -> Result<(), BackupError> {
 }
 
 /// Copies a configuration or key file into the copy (0600).
+/// The files of `data/keys/previous/` (`<ms>.key`), none if there is none.
+fn superseded_keys(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".key") && !name.starts_with('.') {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn copy_small(src: &Path, root: &Path, member: &str) -> Result<(), BackupError> {
     let dst = root.join(member);
     private_parent(&dst)?;
