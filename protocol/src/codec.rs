@@ -37,6 +37,8 @@ pub enum FrameType {
     OriginProof = 5,
     /// One audit-log entry: the exact bytes of a Merkle leaf.
     AuditEntry = 6,
+    /// An identity transition signed by the old and the new key.
+    IdentityTransition = 7,
 }
 
 impl FrameType {
@@ -48,6 +50,7 @@ impl FrameType {
             4 => Some(FrameType::Session),
             5 => Some(FrameType::OriginProof),
             6 => Some(FrameType::AuditEntry),
+            7 => Some(FrameType::IdentityTransition),
             _ => None,
         }
     }

@@ -29,3 +29,5 @@ pub const RESEND_NOTICE_SIGNATURE: &[u8] = b"comity/v1/resend-notice-signature\0
 pub const RESTORATION_STATEMENT_SIGNATURE: &[u8] = b"comity/v1/restoration-statement-signature\0";
 /// Associated data of every encrypted attachment chunk (STREAM).
 pub const ATTACHMENT_CHUNK_AAD: &[u8] = b"comity/v1/attachment-chunk\0";
+/// Signatures of an identity transition (both keys sign the same bytes).
+pub const IDENTITY_TRANSITION_SIGNATURE: &[u8] = b"comity/v1/identity-transition-signature\0";

@@ -63,6 +63,7 @@ pub mod resend;
 pub mod sample;
 pub mod session;
 pub mod time;
+pub mod transition;
 
 pub use digest::Digest;
 pub use identity::{EncryptionKeyCert, Identity, NodeId, PeerKeys};
