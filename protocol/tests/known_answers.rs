@@ -17,6 +17,7 @@ use comity_protocol::message::{
 };
 use comity_protocol::receipt::Receipt;
 use comity_protocol::session::{RejectReason, SessionFrame, LENGTH_PREFIX};
+use comity_protocol::transition::IdentityTransition;
 use comity_protocol::{Digest, EncryptionKeyCert, Identity, MessageId, Timestamp};
 use common::fixtures::*;
 use serde_json::{json, Value};
@@ -165,6 +166,7 @@ fn compute() -> Value {
         .collect();
     json!({
         "restoration_statements": restoration_cases(),
+        "transition_statements": transition_cases(),
         "comment": "Comity known answers: frame format v1, session protocol v2 (ALPN comity/2); see docs/protocol.md. All byte strings are lowercase hex.",
         "identities": {
             "arcadia": identity_json(&arcadia(), (0xa1, 0xa2)),
@@ -225,6 +227,32 @@ fn restoration_cases() -> Vec<Value> {
     })]
 }
 
+/// An identity transition (docs/protocol.md §3.4): Arcadia's identity
+/// hands over to a new key, both signing.
+fn transition_cases() -> Vec<Value> {
+    let old = arcadia();
+    let new = comity_protocol::Identity::from_seeds(&[0xa3; 32], &[0xa4; 32], NOW);
+    let statement = IdentityTransition {
+        old: old.id(),
+        new: new.id(),
+        created_at: NOW,
+        effective_after: Timestamp(NOW.0 + 72 * 3_600_000),
+        reason: "scheduled rotation".into(),
+    }
+    .sign(&old, &new)
+    .unwrap();
+    vec![json!({
+        "name": "Arcadia hands over to the identity of seed a3, effective after 72 h",
+        "old_node_id": old.id().to_string(),
+        "new_node_id": new.id().to_string(),
+        "new_identity_seed": hex(&[0xa3; 32]),
+        "created_at": statement.transition.created_at.0,
+        "effective_after": statement.transition.effective_after.0,
+        "reason": statement.transition.reason,
+        "framed": hex(&statement.to_bytes()),
+    })]
+}
+
 fn path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/kat-v1.json")
 }
@@ -255,6 +283,10 @@ fn vectors_match_the_committed_file() {
     assert_eq!(
         committed["restoration_statements"],
         computed["restoration_statements"]
+    );
+    assert_eq!(
+        committed["transition_statements"],
+        computed["transition_statements"]
     );
 }
 

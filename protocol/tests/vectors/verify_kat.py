@@ -28,6 +28,7 @@ CIPHERTEXT_DIGEST=D("comity/v1/ciphertext-digest"); ENVELOPE_DIGEST=D("comity/v1
 RECEIPT_SIGNATURE=D("comity/v1/receipt-signature"); ENCRYPTION_KEY_SIGNATURE=D("comity/v1/encryption-key-signature")
 NODE_ID_CHECKSUM=D("comity/v1/node-id-checksum"); ATTACHMENT_CHUNK_AAD=D("comity/v1/attachment-chunk")
 RESTORATION_STATEMENT_SIGNATURE=D("comity/v1/restoration-statement-signature")
+IDENTITY_TRANSITION_SIGNATURE=D("comity/v1/identity-transition-signature")
 sha = lambda *p: hashlib.sha256(b"".join(p)).digest()
 
 def ext(salt, ikm): return hmac.new(salt or b"\0"*32, ikm, hashlib.sha256).digest()
@@ -124,6 +125,23 @@ for rs in kat.get("restoration_statements", []):
     assert node_id(node)==rs["node_id"]
     Ed25519PublicKey.from_public_bytes(node).verify(bytes.fromhex(rs["signature"]), si)
     print("restoration statement ok:", rs["name"])
+# Identity transitions (docs/protocol.md §3.4): frame type 7 of old (32),
+# new (32), created_at, effective_after (u64 LE), reason (u64 LE length,
+# UTF-8), then the old key's and the new key's signatures (64 each), both
+# over the domain prefix and the five fields.
+for ts in kat.get("transition_statements", []):
+    p=frame(bytes.fromhex(ts["framed"]),7)
+    old,new=p[:32],p[32:64]
+    ca,ea,rl=struct.unpack("<QQQ",p[64:88])
+    reason=p[88:88+rl].decode(); rest=p[88+rl:]; assert len(rest)==128
+    assert (node_id(old),node_id(new),ca,ea,reason)==(ts["old_node_id"],ts["new_node_id"],ts["created_at"],ts["effective_after"],ts["reason"])
+    assert old!=new and ea>=ca and len(reason.encode())<=200
+    si=IDENTITY_TRANSITION_SIGNATURE+p[:88+rl]
+    Ed25519PublicKey.from_public_bytes(old).verify(rest[:64], si)
+    Ed25519PublicKey.from_public_bytes(new).verify(rest[64:], si)
+    seed=bytes.fromhex(ts["new_identity_seed"])
+    assert Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)==new
+    print("transition statement ok:", ts["name"])
 # Attachments (docs/protocol.md §11).
 def mth(leaves):
     """RFC 6962 Merkle tree hash over leaf hashes: split at the largest power of two below n."""
