@@ -191,13 +191,23 @@ pub(crate) async fn schedule(ctx: Arc<Context>, mut stop: ShutdownSignal) {
         if let Err(e) = expire_previous(&ctx, Timestamp::now()).await {
             warn!(error = %e, "cannot destroy superseded encryption keys");
         }
-        if let Some(every) = ctx.config.keys.encryption_rotation() {
-            let created = ctx.identity().encryption_cert().created_at;
-            if created.saturating_add(every) <= Timestamp::now() {
+        let created = ctx.identity().encryption_cert().created_at;
+        match ctx.config.keys.encryption_rotation() {
+            Some(every) if created.saturating_add(every) <= Timestamp::now() => {
                 if let Err(e) = rotate_encryption(&ctx, Actor::Node).await {
                     warn!(error = %e, "scheduled encryption key rotation failed; trying again in an hour");
                 }
             }
+            Some(_) => {}
+            // No schedule: say so, hourly, once the key is older than the
+            // default policy.
+            None => match KeyStatus::of(&ctx) {
+                Ok(k) if k.overdue => warn!(
+                    age_days = k.age_days,
+                    "the encryption key is older than its policy and no rotation is scheduled: run `comity keys rotate-encryption`"
+                ),
+                _ => {}
+            },
         }
         tokio::select! {
             _ = tokio::time::sleep(LOOK_EVERY) => {}
