@@ -302,7 +302,8 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
             audit.offers_to(&p.id)
         );
     }
-    if let Ok(k) = node.key_status() {
+    {
+        let k = node.key_status();
         let age = Timestamp::now()
             .as_millis()
             .saturating_sub(k.created_at.as_millis()) as f64

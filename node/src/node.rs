@@ -124,8 +124,7 @@ impl Node {
         // The keys a rotation superseded, still opened in their grace period.
         let superseded =
             crate::keys::previous::load(&crate::keys::previous::dir(&config.node.data_dir))?;
-        let identity =
-            Arc::new(identity.with_previous_keys(superseded.into_iter().map(|s| s.key).collect()));
+        let identity = Arc::new(identity.with_previous_keys(superseded));
         let store = Store::open(&config.node.data_dir.join("store"))?;
         let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let audit = Arc::new(AuditLog::open(
@@ -257,7 +256,7 @@ impl Node {
     /// measured, once a second).
     /// The node's encryption keys: the current one's age, the next
     /// scheduled rotation, the superseded ones and when each is destroyed.
-    pub fn key_status(&self) -> Result<crate::keys::KeyStatus, crate::keys::PreviousKeyError> {
+    pub fn key_status(&self) -> crate::keys::KeyStatus {
         crate::keys::KeyStatus::of(&self.ctx)
     }
 
@@ -266,15 +265,6 @@ impl Node {
         &self,
     ) -> Result<crate::keys::KeyStatus, crate::keys::RotationError> {
         crate::keys::rotate_encryption(&self.ctx, Actor::Operator).await
-    }
-
-    /// Destroys the superseded encryption keys whose grace period ended by
-    /// `now`; how many (the schedule does this hourly).
-    pub async fn expire_previous_keys(
-        &self,
-        now: comity_protocol::Timestamp,
-    ) -> Result<usize, crate::keys::PreviousKeyError> {
-        crate::keys::expire_previous(&self.ctx, now).await
     }
 
     pub fn storage(&self) -> Storage {

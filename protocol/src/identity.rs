@@ -155,6 +155,7 @@ pub struct Identity {
 
 /// An encryption key superseded by a rotation: envelopes sealed to it are
 /// still opened until its holder drops it. Never printed.
+#[derive(Clone)]
 pub struct PreviousEncryptionKey {
     private: KemPrivateKey,
     seed: Zeroizing<[u8; 32]>,
@@ -261,11 +262,7 @@ impl Identity {
             &self.encryption_seed,
             self.cert.created_at,
         ));
-        next.previous.extend(
-            self.previous
-                .iter()
-                .map(|p| PreviousEncryptionKey::from_seed(&p.seed, p.created_at)),
-        );
+        next.previous.extend(self.previous.iter().cloned());
         next
     }
 
@@ -291,18 +288,24 @@ impl Identity {
             &self.encryption_seed,
             self.cert.created_at,
         );
-        next.previous = self
-            .previous
-            .iter()
-            .filter(|p| !drop(p))
-            .map(|p| PreviousEncryptionKey::from_seed(&p.seed, p.created_at))
-            .collect();
+        next.previous = self.previous.iter().filter(|p| !drop(p)).cloned().collect();
         next
     }
 
     /// The encryption keys superseded and still opened, newest first.
     pub fn previous_keys(&self) -> &[PreviousEncryptionKey] {
         &self.previous
+    }
+
+    /// Each superseded key with when it was superseded: the creation time
+    /// of the key that followed it (the next newer one, or the current).
+    pub fn superseded_keys(&self) -> impl Iterator<Item = (&PreviousEncryptionKey, Timestamp)> {
+        let mut successor = self.cert.created_at;
+        self.previous.iter().map(move |p| {
+            let at = successor;
+            successor = p.created_at;
+            (p, at)
+        })
     }
 
     /// The current encryption key's secret seed, for the key file only.

@@ -448,6 +448,14 @@ fn after_a_rotation_the_previous_key_opens_until_it_is_dropped() {
     // refuses what was sealed to it.
     let b2 = b.with_new_encryption_key(&[0xbd; 32], later.saturating_add(Duration::from_secs(1)));
     assert_eq!(b2.previous_keys().len(), 2);
+    // Each superseded when the key after it was made, newest first.
+    let superseded: Vec<_> = b2
+        .superseded_keys()
+        .map(|(k, at)| (k.created_at(), at))
+        .collect();
+    let second = later.saturating_add(Duration::from_secs(1));
+    let first = b_old.encryption_cert().created_at;
+    assert_eq!(superseded, vec![(later, second), (first, later)]);
     assert!(check(
         &old_sealed.bytes,
         &b2,

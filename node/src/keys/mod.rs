@@ -5,6 +5,6 @@
 pub mod previous;
 mod rotation;
 
-pub use previous::{PreviousKeyError, Superseded};
-pub(crate) use rotation::{expire_previous, rotate_encryption, schedule};
+pub use previous::PreviousKeyError;
+pub(crate) use rotation::{rotate_encryption, schedule};
 pub use rotation::{KeyStatus, PreviousStatus, RotationError};

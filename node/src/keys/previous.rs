@@ -1,12 +1,13 @@
 //! The encryption keys a rotation superseded, one file each in
 //! `data/keys/previous/` (0600, in a 0700 directory), kept until their
-//! grace period ends and then overwritten and removed.
+//! grace period ends and then overwritten and removed. When a key was
+//! superseded is not stored: it is when the key after it was made
+//! ([`comity_protocol::Identity::superseded_keys`]).
 //!
 //! ```text
 //! # Comity superseded encryption key. SECRET: keep this file mode 0600.
 //! comity-previous-encryption-key v1
 //! created-at <ms since the epoch>
-//! superseded-at <ms since the epoch>
 //! seed <base64 of the 32-byte X25519 DeriveKeyPair input>
 //! ```
 
@@ -54,14 +55,6 @@ fn io<'a>(
     }
 }
 
-/// A superseded key and when it was superseded.
-#[derive(Debug)]
-pub struct Superseded {
-    pub key: PreviousEncryptionKey,
-    pub superseded_at: Timestamp,
-    pub path: PathBuf,
-}
-
 /// The directory of superseded keys under `data_dir`.
 pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("previous")
@@ -71,27 +64,27 @@ fn file_name(created_at: Timestamp) -> String {
     format!("{}.key", created_at.as_millis())
 }
 
-/// Writes `key`, superseded at `at`, durably (file and directory synced).
-/// A file for the same key already there is replaced.
-pub fn write(
-    dir: &Path,
-    key: &PreviousEncryptionKey,
-    at: Timestamp,
-) -> Result<PathBuf, PreviousKeyError> {
+/// The file in `dir` of the key made at `created_at`.
+pub fn path(dir: &Path, created_at: Timestamp) -> PathBuf {
+    dir.join(file_name(created_at))
+}
+
+/// Writes `key` durably (file and directory synced). A file for the same
+/// key already there is replaced.
+pub fn write(dir: &Path, key: &PreviousEncryptionKey) -> Result<PathBuf, PreviousKeyError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(io("create", dir))?;
-    let path = dir.join(file_name(key.created_at()));
+    let path = path(dir, key.created_at());
     let fresh = dir.join(format!(".{}.new", file_name(key.created_at())));
     let _ = fs::remove_file(&fresh);
     let seed = Zeroizing::new(STANDARD.encode(key.seed()));
     let text = Zeroizing::new(format!(
         "# Comity superseded encryption key. SECRET: keep this file mode 0600.\n\
-         {HEADER}\ncreated-at {}\nsuperseded-at {}\nseed {}\n",
+         {HEADER}\ncreated-at {}\nseed {}\n",
         key.created_at().as_millis(),
-        at.as_millis(),
         seed.as_str()
     ));
     let mut f = OpenOptions::new()
@@ -109,7 +102,7 @@ pub fn write(
 }
 
 /// Every superseded key in `dir` (none if it does not exist).
-pub fn load(dir: &Path) -> Result<Vec<Superseded>, PreviousKeyError> {
+pub fn load(dir: &Path) -> Result<Vec<PreviousEncryptionKey>, PreviousKeyError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -126,11 +119,10 @@ pub fn load(dir: &Path) -> Result<Vec<Superseded>, PreviousKeyError> {
             out.push(read(&path)?);
         }
     }
-    out.sort_by_key(|s| std::cmp::Reverse(s.key.created_at()));
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<Superseded, PreviousKeyError> {
+fn read(path: &Path) -> Result<PreviousEncryptionKey, PreviousKeyError> {
     let file = File::open(path).map_err(io("open", path))?;
     let meta = file.metadata().map_err(io("inspect", path))?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -159,20 +151,16 @@ fn read(path: &Path) -> Result<Superseded, PreviousKeyError> {
     if lines.next() != Some(HEADER) {
         return Err(malformed("wrong first line"));
     }
-    let (mut created, mut superseded, mut seed) = (None, None, None);
+    let (mut created, mut seed) = (None, None);
     for l in lines {
         let (field, value) = l
             .split_once(' ')
             .ok_or(malformed("a line without a value"))?;
-        let ms = || {
-            value
-                .parse::<u64>()
-                .map(Timestamp)
-                .map_err(|_| malformed("a bad time"))
-        };
         match field {
-            "created-at" => created = Some(ms()?),
-            "superseded-at" => superseded = Some(ms()?),
+            "created-at" => {
+                let ms = value.parse().map_err(|_| malformed("a bad time"))?;
+                created = Some(Timestamp(ms));
+            }
             "seed" => {
                 let raw = Zeroizing::new(
                     STANDARD
@@ -188,24 +176,22 @@ fn read(path: &Path) -> Result<Superseded, PreviousKeyError> {
             _ => return Err(malformed("an unknown field")),
         }
     }
-    let (Some(created), Some(superseded_at), Some(seed)) = (created, superseded, seed) else {
+    let (Some(created), Some(seed)) = (created, seed) else {
         return Err(malformed("a field is missing"));
     };
-    Ok(Superseded {
-        key: PreviousEncryptionKey::from_seed(&seed, created),
-        superseded_at,
-        path: path.to_path_buf(),
-    })
+    Ok(PreviousEncryptionKey::from_seed(&seed, created))
 }
 
 /// Overwrites the file at `path` with zeros, syncs it, removes it and
 /// syncs its directory: what destroying a key means on a file system
-/// (copies in backups, snapshots or a journal are beyond its reach).
+/// (copies in backups, snapshots or a journal are beyond its reach). No
+/// file: nothing to destroy.
 pub fn destroy(path: &Path) -> Result<(), PreviousKeyError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io("open", path))?;
+    let mut f = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("open", path)(e)),
+    };
     let len = f.metadata().map_err(io("inspect", path))?.len();
     let zeros = vec![
         0u8;

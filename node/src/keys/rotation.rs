@@ -55,18 +55,19 @@ pub struct PreviousStatus {
 }
 
 impl KeyStatus {
-    pub(crate) fn of(ctx: &Context) -> Result<KeyStatus, PreviousKeyError> {
+    /// From the keys in memory: no file is read.
+    pub(crate) fn of(ctx: &Context) -> KeyStatus {
         let me = ctx.identity();
         let keys = &ctx.config.keys;
         let cert = me.encryption_cert();
         let now = Timestamp::now();
         let age =
             Duration::from_millis(now.as_millis().saturating_sub(cert.created_at.as_millis()));
-        let policy = keys.encryption_rotation().unwrap_or(Duration::from_secs(
-            u64::from(comity_config::KeysSection::default().encryption_rotation_days) * 86_400,
-        ));
-        let superseded = previous::load(&previous::dir(&ctx.config.node.data_dir))?;
-        Ok(KeyStatus {
+        let policy = keys
+            .encryption_rotation()
+            .or(comity_config::KeysSection::default().encryption_rotation())
+            .unwrap_or(Duration::MAX);
+        KeyStatus {
             encryption_key: hex::encode(cert.public_key),
             created_at: cert.created_at,
             age_days: age.as_secs() / 86_400,
@@ -74,21 +75,16 @@ impl KeyStatus {
                 .encryption_rotation()
                 .map(|every| cert.created_at.saturating_add(every)),
             overdue: age > policy,
-            previous: superseded
-                .iter()
-                .filter(|s| {
-                    me.previous_keys()
-                        .iter()
-                        .any(|k| k.public_key() == s.key.public_key())
-                })
-                .map(|s| PreviousStatus {
-                    encryption_key: hex::encode(s.key.public_key()),
-                    created_at: s.key.created_at(),
-                    superseded_at: s.superseded_at,
-                    destroyed_at: s.superseded_at.saturating_add(keys.encryption_grace()),
+            previous: me
+                .superseded_keys()
+                .map(|(k, superseded_at)| PreviousStatus {
+                    encryption_key: hex::encode(k.public_key()),
+                    created_at: k.created_at(),
+                    superseded_at,
+                    destroyed_at: superseded_at.saturating_add(keys.encryption_grace()),
                 })
                 .collect(),
-        })
+        }
     }
 }
 
@@ -119,17 +115,12 @@ pub(crate) async fn rotate_encryption(
         .note(Fact::new(AuditKind::KeyChanged, actor).detail(&detail));
     info!(old = %old, new = %new, "encryption key rotated; reconnecting to every peer");
     ctx.close_all_connections();
-    Ok(KeyStatus::of(ctx)?)
+    Ok(KeyStatus::of(ctx))
 }
 
 fn rotate_files(ctx: &Context) -> Result<comity_protocol::Identity, RotationError> {
     let me = ctx.identity();
     let now = Timestamp::now();
-    let current = comity_protocol::identity::PreviousEncryptionKey::from_seed(
-        me.encryption_seed(),
-        me.encryption_cert().created_at,
-    );
-    previous::write(&previous::dir(&ctx.config.node.data_dir), &current, now)?;
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rng().fill_bytes(&mut seed[..]);
     // A new key's time is after the one it supersedes, even if the clock
@@ -140,6 +131,10 @@ fn rotate_files(ctx: &Context) -> Result<comity_protocol::Identity, RotationErro
             .saturating_add(Duration::from_millis(1)),
     );
     let next = me.with_new_encryption_key(&seed, created);
+    // The key it supersedes, kept first.
+    if let Some(superseded) = next.previous_keys().first() {
+        previous::write(&previous::dir(&ctx.config.node.data_dir), superseded)?;
+    }
     comity_config::replace_key_file(&ctx.config.node.identity_key, &next)?;
     Ok(next)
 }
@@ -147,38 +142,36 @@ fn rotate_files(ctx: &Context) -> Result<comity_protocol::Identity, RotationErro
 /// Destroys the superseded keys whose grace period has ended: the node
 /// stops opening envelopes sealed to them first, then their files are
 /// overwritten and removed. How many.
-pub(crate) async fn expire_previous(
-    ctx: &Arc<Context>,
-    now: Timestamp,
-) -> Result<usize, PreviousKeyError> {
+async fn expire_previous(ctx: &Arc<Context>, now: Timestamp) -> Result<usize, PreviousKeyError> {
     let _one = ctx.key_rotation.lock().await;
     let grace = ctx.config.keys.encryption_grace();
     let dir = previous::dir(&ctx.config.node.data_dir);
-    let expired: Vec<_> = previous::load(&dir)?
-        .into_iter()
-        .filter(|s| s.superseded_at.saturating_add(grace) <= now)
+    let me = ctx.identity();
+    // (public key, made at, superseded at)
+    let expired: Vec<([u8; 32], Timestamp, Timestamp)> = me
+        .superseded_keys()
+        .filter(|(_, at)| at.saturating_add(grace) <= now)
+        .map(|(k, at)| (*k.public_key(), k.created_at(), at))
         .collect();
     if expired.is_empty() {
         return Ok(0);
     }
-    let me = ctx.identity();
-    let next =
-        me.without_previous_keys(|k| expired.iter().any(|s| s.key.public_key() == k.public_key()));
+    let next = me.without_previous_keys(|k| expired.iter().any(|e| e.0 == *k.public_key()));
     ctx.set_identity(Arc::new(next));
-    for s in &expired {
-        let path = s.path.clone();
+    for &(key, created, superseded_at) in &expired {
+        let path = previous::path(&dir, created);
         match tokio::task::spawn_blocking(move || previous::destroy(&path)).await {
             Ok(r) => r?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
         let detail = format!(
             "own encryption key {} destroyed: superseded at {} ms, grace period over",
-            hex::encode(s.key.public_key()),
-            s.superseded_at.as_millis()
+            hex::encode(key),
+            superseded_at.as_millis()
         );
         ctx.audit
             .note(Fact::new(AuditKind::KeyChanged, Actor::Node).detail(&detail));
-        info!(key = %hex::encode(s.key.public_key()), "superseded encryption key destroyed");
+        info!(key = %hex::encode(key), "superseded encryption key destroyed");
     }
     Ok(expired.len())
 }
@@ -201,13 +194,15 @@ pub(crate) async fn schedule(ctx: Arc<Context>, mut stop: ShutdownSignal) {
             Some(_) => {}
             // No schedule: say so, hourly, once the key is older than the
             // default policy.
-            None => match KeyStatus::of(&ctx) {
-                Ok(k) if k.overdue => warn!(
-                    age_days = k.age_days,
-                    "the encryption key is older than its policy and no rotation is scheduled: run `comity keys rotate-encryption`"
-                ),
-                _ => {}
-            },
+            None => {
+                let k = KeyStatus::of(&ctx);
+                if k.overdue {
+                    warn!(
+                        age_days = k.age_days,
+                        "the encryption key is older than its policy and no rotation is scheduled: run `comity keys rotate-encryption`"
+                    );
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(LOOK_EVERY) => {}

@@ -8,8 +8,8 @@ use axum::Json;
 use super::{ApiError, AppState};
 use crate::keys::KeyStatus;
 
-pub(super) async fn status(State(node): State<AppState>) -> Result<Json<KeyStatus>, ApiError> {
-    node.key_status().map(Json).map_err(ApiError::internal)
+pub(super) async fn status(State(node): State<AppState>) -> Json<KeyStatus> {
+    Json(node.key_status())
 }
 
 pub(super) async fn rotate_encryption(

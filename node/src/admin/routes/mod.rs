@@ -219,7 +219,7 @@ async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Valu
         "incoming_handshakes": node.incoming_handshakes(),
         "audit": audit_status(&node)?,
         "storage": node.storage(),
-        "keys": node.key_status().map_err(ApiError::internal)?,
+        "keys": node.key_status(),
     })))
 }
 
