@@ -48,6 +48,8 @@ pub enum BackupError {
     Io { path: String, source: io::Error },
     #[error("{path} is larger than {MAX_SMALL_FILE} bytes: not a configuration or key file")]
     TooLarge { path: String },
+    #[error("superseded encryption keys: {0}")]
+    Keys(#[from] crate::keys::PreviousKeyError),
     #[error("the backup task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("encrypting the backup: {0}")]
@@ -114,7 +116,7 @@ pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared
         members.push("keys/identity.key".into());
         // The superseded encryption keys still in their grace period, so
         // that a restored node opens what peers sealed to them.
-        for (name, path) in superseded_keys(&previous)? {
+        for (name, path) in crate::keys::previous::files(&previous)? {
             let member = format!("keys/previous/{name}");
             match copy_small(&path, &root, &member) {
                 Ok(()) => members.push(member),
@@ -220,25 +222,6 @@ fn private_parent(path: &Path) -> Result<(), BackupError> {
 }
 
 /// Copies a configuration or key file into the copy (0600).
-/// The files of `data/keys/previous/` (`<ms>.key`), none if there is none.
-fn superseded_keys(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".key") && !name.starts_with('.') {
-            out.push((name, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn copy_small(src: &Path, root: &Path, member: &str) -> Result<(), BackupError> {
     let dst = root.join(member);
     private_parent(&dst)?;

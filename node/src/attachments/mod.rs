@@ -56,7 +56,7 @@ pub use retrieve::PlaintextReader;
 pub use save::save_new_file;
 pub use send::{check_copy_in, CopiedIn};
 pub use space::{ensure_room, stored_len, SpaceSource};
-pub use stored::{Geometry, StoredAttachment};
+pub use stored::{checked_again, Geometry, StoredAttachment};
 
 #[cfg(test)]
 mod test_support;

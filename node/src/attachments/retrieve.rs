@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 
-use comity_protocol::attachment::{CheckedAttachment, ChunkTable, Opener};
+use comity_protocol::attachment::{CheckedAttachment, Opener};
 
 use super::error::AttachmentError;
 use super::stored::StoredAttachment;
@@ -36,8 +36,7 @@ impl PlaintextReader {
         stored: StoredAttachment,
         attachment: &CheckedAttachment,
     ) -> Result<Self, AttachmentError> {
-        let table = ChunkTable::verify(attachment, &stored.table_bytes()?)?;
-        let opener = Opener::new(attachment, table)?;
+        let opener = stored.opener(attachment)?;
         Ok(PlaintextReader {
             stored,
             opener,

@@ -7,7 +7,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use comity_protocol::attachment::{chunk_count, chunk_len, AttachmentManifest, TAG_BYTES};
+use comity_protocol::attachment::{
+    check_attachments, chunk_count, chunk_len, AttachmentLimits, AttachmentManifest,
+    CheckedAttachment, ChunkTable, Opener, SealedAttachment, TAG_BYTES,
+};
+use comity_protocol::message::MessageKind;
 
 use super::error::{io_at, AttachmentError};
 use super::space::stored_len;
@@ -113,6 +117,13 @@ impl StoredAttachment {
         Ok(buf)
     }
 
+    /// An opener of this file's chunks: its own chunk table, checked
+    /// against `attachment`'s signed root first.
+    pub fn opener(&self, attachment: &CheckedAttachment) -> Result<Opener, AttachmentError> {
+        let table = ChunkTable::verify(attachment, &self.table_bytes()?)?;
+        Ok(Opener::new(attachment, table)?)
+    }
+
     /// The chunk table (leaf hashes), as the receiver gets it first.
     pub fn table_bytes(&self) -> Result<Vec<u8>, AttachmentError> {
         let len =
@@ -126,4 +137,24 @@ impl StoredAttachment {
             .map_err(io_at("reading", &self.path))?;
         Ok(buf)
     }
+}
+
+/// Attachment `index` of a message of `kind` with attachments `sealed`,
+/// the manifests checked again against the protocol's widest limits: a
+/// store written by another version must not bypass the rules, and a
+/// stricter configuration since must not lock away what was accepted
+/// under the limits of its day.
+pub fn checked_again(
+    kind: MessageKind,
+    sealed: Vec<SealedAttachment>,
+    index: usize,
+) -> Result<CheckedAttachment, AttachmentError> {
+    let mut all = check_attachments(kind, sealed, &AttachmentLimits::ceiling())?;
+    if index >= all.len() {
+        return Err(AttachmentError::Corrupt {
+            path: PathBuf::new(),
+            problem: format!("no attachment {index}: the message has {}", all.len()),
+        });
+    }
+    Ok(all.swap_remove(index))
 }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use comity_protocol::attachment::{check_attachments, AttachmentLimits, ChunkTable, Opener};
+use comity_protocol::attachment::Opener;
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::session::{AttachmentRefusal, SessionFrame};
 use comity_protocol::MessageId;
@@ -193,19 +193,10 @@ fn own_checker(
         .into_iter()
         .map(|h| h.sealed)
         .collect();
-    let mut checked = check_attachments(message.kind, sealed, &AttachmentLimits::ceiling())
-        .map_err(|e| damaged(e.to_string()))?;
     let i = usize::try_from(index).unwrap_or(usize::MAX);
-    if i >= checked.len() {
-        return Err(damaged(format!(
-            "the message has {} attachments",
-            checked.len()
-        )));
-    }
-    let attachment = checked.swap_remove(i);
-    let table = ChunkTable::verify(&attachment, &stored.table_bytes()?)
-        .map_err(|e| damaged(format!("chunk table: {e}")))?;
-    Opener::new(&attachment, table).map_err(|e| damaged(e.to_string()))
+    crate::attachments::checked_again(message.kind, sealed, i)
+        .and_then(|attachment| stored.opener(&attachment))
+        .map_err(|e| damaged(e.to_string()))
 }
 
 /// Whether opening our own copy failed for good: not there, or not the

@@ -13,9 +13,7 @@
 
 use std::sync::Arc;
 
-use comity_protocol::attachment::{
-    check_attachments, AttachmentLimits, AttachmentManifest, CheckedAttachment,
-};
+use comity_protocol::attachment::{AttachmentManifest, CheckedAttachment};
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::{Digest, MessageId, NodeId};
 use std::io::Read;
@@ -227,14 +225,7 @@ fn checked(held: &HeldMessage, index: usize) -> Result<CheckedAttachment, Attach
         Holder::Arriving { .. } => comity_protocol::message::MessageKind::Request,
     };
     let sealed = held.attachments.iter().map(|a| a.sealed.clone()).collect();
-    let mut all = check_attachments(kind, sealed, &AttachmentLimits::ceiling())?;
-    if index >= all.len() {
-        return Err(AttachmentError::Corrupt {
-            path: std::path::PathBuf::new(),
-            problem: format!("no attachment {index}"),
-        });
-    }
-    Ok(all.swap_remove(index))
+    crate::attachments::checked_again(kind, sealed, index)
 }
 
 impl Retrieval {

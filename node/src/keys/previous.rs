@@ -101,8 +101,9 @@ pub fn write(dir: &Path, key: &PreviousEncryptionKey) -> Result<PathBuf, Previou
     Ok(path)
 }
 
-/// Every superseded key in `dir` (none if it does not exist).
-pub fn load(dir: &Path) -> Result<Vec<PreviousEncryptionKey>, PreviousKeyError> {
+/// The key files in `dir` (`<ms>.key`; not the `.new` files of a write
+/// under way), by name; none if it does not exist.
+pub fn files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PreviousKeyError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -110,16 +111,19 @@ pub fn load(dir: &Path) -> Result<Vec<PreviousEncryptionKey>, PreviousKeyError> 
     };
     let mut out = Vec::new();
     for entry in entries {
-        let path = entry.map_err(io("read", dir))?.path();
-        let is_key = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".key") && !n.starts_with('.'));
-        if is_key {
-            out.push(read(&path)?);
+        let entry = entry.map_err(io("read", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".key") && !name.starts_with('.') {
+            out.push((name, entry.path()));
         }
     }
+    out.sort();
     Ok(out)
+}
+
+/// Every superseded key in `dir` (none if it does not exist).
+pub fn load(dir: &Path) -> Result<Vec<PreviousEncryptionKey>, PreviousKeyError> {
+    files(dir)?.iter().map(|(_, path)| read(path)).collect()
 }
 
 fn read(path: &Path) -> Result<PreviousEncryptionKey, PreviousKeyError> {
