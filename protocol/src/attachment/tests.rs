@@ -264,7 +264,7 @@ fn check_chunk_takes_any_good_chunk_in_any_order_and_refuses_a_damaged_one() {
     let mut bad = sent.chunks[2].ciphertext.clone();
     bad[7] ^= 0x40;
     assert_eq!(o.check_chunk(2, &bad), Err(ChunkError::BadTag { index: 2 }));
-    // The last chunk is checked as the last, a middle one not.
+    // A chunk cut short, and an index past the last, are refused.
     let last = sent.chunks[3].ciphertext.clone();
     assert!(o.check_chunk(1, &sent.chunks[1].ciphertext[1..]).is_err());
     assert_eq!(o.check_chunk(3, &last), Ok(()));
