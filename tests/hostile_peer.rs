@@ -888,7 +888,8 @@ fn a_version_2_dialler_is_served_and_a_resend_notice_must_be_signed_by_its_sende
                 envelope_digest: m.digest,
                 original,
             }
-            .sign(by),
+            .sign(by)
+            .unwrap(),
         };
         let now = Timestamp::now();
         let forged = sealed(&h, &a_keys, MessageId::random(), now, "resent, badly");

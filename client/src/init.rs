@@ -48,7 +48,10 @@ pub fn create_node(
     let country: CountryCode = country.parse()?;
     let node = NodeSection::new(name, country, listen);
     let config_path = dir.join(CONFIG_FILE);
-    let key_path = dir.join(&node.identity_key);
+    let key_path = dir.join(match settings.identity_token {
+        Some(_) => Path::new(comity_config::defaults::TOKEN_ENCRYPTION_KEY),
+        None => &node.identity_key,
+    });
     for existing in [&config_path, &key_path] {
         if existing.exists() {
             return Err(LocalError::Exists {
@@ -82,7 +85,10 @@ pub fn create_node(
         .create(dir.join(&node.data_dir))
         .map_err(io("create", dir))?;
 
-    let identity = Identity::generate(Timestamp::now());
+    let identity = match &config.node.identity_token {
+        None => Identity::generate(Timestamp::now()),
+        Some(token) => on_token(token)?,
+    };
     write_new_key_file(&key_path, &identity)?;
     let mut f = OpenOptions::new()
         .write(true)
@@ -98,6 +104,23 @@ pub fn create_node(
         config_path,
         key_path,
         config,
+    })
+}
+
+/// A new identity key made on `token` (never in this process's memory)
+/// and a new encryption key certified by it.
+fn on_token(token: &comity_config::TokenKey) -> Result<Identity, LocalError> {
+    let failed = |source| LocalError::Token {
+        uri: token.uri().to_string(),
+        source,
+    };
+    comity_token::generate(token).map_err(failed)?;
+    let signer = comity_token::TokenSigner::open(token).map_err(failed)?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
+    Identity::with_external_key(signer, &seed, Timestamp::now()).map_err(|e| LocalError::Token {
+        uri: token.uri().to_string(),
+        source: comity_token::TokenError::Signature(e),
     })
 }
 

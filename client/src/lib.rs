@@ -38,6 +38,11 @@ pub enum LocalError {
         dir.display()
     )]
     Exists { path: PathBuf, dir: PathBuf },
+    #[error("the identity key on the token {uri}: {source}")]
+    Token {
+        uri: String,
+        source: comity_token::TokenError,
+    },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

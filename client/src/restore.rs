@@ -276,9 +276,11 @@ fn place(
     manifest: BackupManifest,
 ) -> Result<Restored, RestoreError> {
     let key_src = staging.join("keys/identity.key");
-    let identity = comity_config::load_key_file(&key_src)
-        .map_err(|e| archive(format!("the backup's key file: {e}")))?;
-    let found = identity.id().to_string();
+    // Either kind of key file: a token node's holds its encryption key
+    // only (the token's key is backed up by the token's own means).
+    let found = comity_config::node_id_in_key_file(&key_src)
+        .map_err(|e| archive(format!("the backup's key file: {e}")))?
+        .to_string();
     if found != manifest.node {
         return Err(RestoreError::WrongNode {
             expected: manifest.node.clone(),

@@ -15,6 +15,9 @@ use toml_edit::{DocumentMut, Item, Table};
 /// is. The defaults of every key are in `config/comity.example.toml`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Settings {
+    /// `[node] identity_key` as a `pkcs11:` URI: the identity key is made
+    /// on that token (see [`crate::init::create_node`]).
+    pub identity_token: Option<String>,
     /// `[node] metrics_listen`.
     pub metrics_listen: Option<SocketAddr>,
     /// `[limits] max_message_bytes`.
@@ -72,7 +75,14 @@ impl Settings {
         let int = |v: u32| toml_edit::value(i64::from(v));
         // TOML integers are i64: a larger value is written as the largest.
         let big = |v: u64| toml_edit::value(i64::try_from(v).unwrap_or(i64::MAX));
-        let edits: [(&str, &str, Option<Item>); 17] = [
+        let edits: [(&str, &str, Option<Item>); 18] = [
+            (
+                "node",
+                "identity_key",
+                self.identity_token
+                    .as_ref()
+                    .map(|u| toml_edit::value(u.as_str())),
+            ),
             (
                 "node",
                 "metrics_listen",
@@ -210,6 +220,7 @@ mod tests {
 
     fn everything() -> Settings {
         Settings {
+            identity_token: None,
             metrics_listen: Some("127.0.0.1:9401".parse().unwrap()),
             max_message_bytes: Some(65_536),
             handshake_timeout_secs: Some(3),

@@ -3,6 +3,8 @@
 
 /// Secret key file, relative to the config file's directory.
 pub const IDENTITY_KEY: &str = "keys/node.key";
+/// The encryption key's file when the identity key is on a token.
+pub const TOKEN_ENCRYPTION_KEY: &str = "keys/encryption.key";
 /// Where the node's store and audit log live.
 pub const DATA_DIR: &str = "data";
 /// The admin API's Unix socket.

@@ -7,7 +7,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use comity_protocol::identity::KeyFileError;
-use comity_protocol::Identity;
+use std::sync::Arc;
+
+use comity_protocol::identity::ExternalSigner;
+use comity_protocol::{Identity, NodeId};
 use zeroize::Zeroizing;
 
 pub use comity_protocol::identity::MAX_KEY_FILE_BYTES;
@@ -118,6 +121,36 @@ pub fn replace_key_file(path: &Path, identity: &Identity) -> Result<(), KeyFileI
 /// Loads the identity from `path`, refusing a file that group or others
 /// may access, a non-regular file and an oversize one, before reading it.
 pub fn load_key_file(path: &Path) -> Result<Identity, KeyFileIoError> {
+    let text = read_key_text(path)?;
+    Identity::from_key_file(&text).map_err(|source| KeyFileIoError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads the encryption-key file at `path` of a node whose identity key
+/// `signer` holds (a token), with the same checks as [`load_key_file`].
+pub fn load_key_file_with_signer(
+    path: &Path,
+    signer: Arc<dyn ExternalSigner>,
+) -> Result<Identity, KeyFileIoError> {
+    let text = read_key_text(path)?;
+    Identity::from_encryption_key_file(&text, signer).map_err(|source| KeyFileIoError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The node id a key file of either kind names (no PIN or token needed).
+pub fn node_id_in_key_file(path: &Path) -> Result<NodeId, KeyFileIoError> {
+    let text = read_key_text(path)?;
+    comity_protocol::identity::node_id_in_key_file(&text).map_err(|source| KeyFileIoError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_key_text(path: &Path) -> Result<Zeroizing<String>, KeyFileIoError> {
     // O_NONBLOCK: opening a FIFO planted at the path must not hang; it is
     // refused below as not a regular file. No effect on regular files.
     let file = OpenOptions::new()
@@ -158,8 +191,5 @@ pub fn load_key_file(path: &Path) -> Result<Identity, KeyFileIoError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| KeyFileIoError::NotUtf8 {
         path: path.to_path_buf(),
     })?;
-    Identity::from_key_file(text).map_err(|source| KeyFileIoError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(Zeroizing::new(text.to_string()))
 }

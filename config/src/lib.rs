@@ -51,6 +51,7 @@ mod env;
 mod error;
 pub mod keyfile;
 mod load;
+pub mod pkcs11;
 mod raw;
 mod retry;
 mod schema;
@@ -62,7 +63,11 @@ pub use country::{CountryCode, ParseCountryError};
 pub use edit::{add_peer, remove_peer};
 pub use env::{EnvOverride, ENV_OVERRIDES};
 pub use error::ConfigError;
-pub use keyfile::{load_key_file, replace_key_file, write_new_key_file, KeyFileIoError};
+pub use keyfile::{
+    load_key_file, load_key_file_with_signer, node_id_in_key_file, replace_key_file,
+    write_new_key_file, KeyFileIoError,
+};
+pub use pkcs11::{TokenKey, TokenUriError, PIN_ENV};
 pub use schema::{
     AuditSection, Config, KeysSection, Limits, LogFormat, LogSection, NodeSection, PeerConfig,
     RetryPolicy,

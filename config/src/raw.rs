@@ -108,10 +108,27 @@ impl RawConfig {
             }
             Ok(base_dir.join(v))
         };
+        let identity_token = match n.identity_key.as_deref() {
+            Some(v) if v.trim_start().starts_with("pkcs11:") => {
+                Some(crate::TokenKey::parse(v).map_err(|e| {
+                    invalid(
+                        l("node.identity_key"),
+                        format!("is not a usable PKCS#11 URI: {e}"),
+                        "e.g. \"pkcs11:token=comity;object=comity-identity?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/comity/token.pin\"",
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let identity_key = match identity_token {
+            Some(_) => base_dir.join(defaults::TOKEN_ENCRYPTION_KEY),
+            None => path(n.identity_key, "node.identity_key", defaults::IDENTITY_KEY)?,
+        };
         let node = NodeSection {
             name,
             country,
-            identity_key: path(n.identity_key, "node.identity_key", defaults::IDENTITY_KEY)?,
+            identity_key,
+            identity_token,
             data_dir: path(n.data_dir, "node.data_dir", defaults::DATA_DIR)?,
             listen,
             admin_socket: path(n.admin_socket, "node.admin_socket", defaults::ADMIN_SOCKET)?,

@@ -37,8 +37,12 @@ pub struct NodeSection {
     pub name: String,
     /// This node's country. Required.
     pub country: CountryCode,
-    /// Secret key file (mode 0600). Default `keys/node.key`.
+    /// Secret key file (mode 0600). Default `keys/node.key`. When the
+    /// identity key is on a token (`identity_key = "pkcs11:…"`), this is
+    /// the file of the encryption key only, `keys/encryption.key`.
     pub identity_key: PathBuf,
+    /// The identity key's token, when `identity_key` is a `pkcs11:` URI.
+    pub identity_token: Option<crate::TokenKey>,
     /// Store and audit log directory. Default `data`.
     pub data_dir: PathBuf,
     /// QUIC (UDP) address to listen on; an IP, not a host name. Required.
@@ -252,6 +256,7 @@ impl NodeSection {
             name: name.into(),
             country,
             identity_key: PathBuf::from(defaults::IDENTITY_KEY),
+            identity_token: None,
             data_dir: PathBuf::from(defaults::DATA_DIR),
             listen,
             admin_socket: PathBuf::from(defaults::ADMIN_SOCKET),

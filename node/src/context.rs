@@ -74,6 +74,8 @@ pub(crate) struct Context {
     pub progress: Arc<Progress>,
     /// One key rotation or expiry at a time (see `keys`).
     pub key_rotation: tokio::sync::Mutex<()>,
+    /// The token holding the identity key, if it is on one.
+    pub token: Option<Arc<comity_token::TokenSigner>>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -132,6 +134,7 @@ impl Context {
             attachment_intakes: Arc::default(),
             progress: Arc::default(),
             key_rotation: tokio::sync::Mutex::new(()),
+            token: None,
         }
     }
 

@@ -40,11 +40,12 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log.level, json);
     if args.check {
-        return match comity_config::load_key_file(&config.node.identity_key) {
-            Ok(identity) => {
+        return match comity_node::keys::identity_key::load(&config) {
+            Ok(keys) => {
                 println!(
-                    "configuration and keys are valid; node id {}",
-                    identity.id()
+                    "configuration and keys are valid; node id {} (identity key: {})",
+                    keys.identity.id(),
+                    keys.identity.key_location()
                 );
                 ExitCode::SUCCESS
             }

@@ -23,6 +23,7 @@ use crate::delivery::{accept, send};
 use crate::events::Event;
 use crate::evidence::{Evidence, ListingError, MessageAttachments, Retrieval, RetrieveError};
 use crate::idempotency::IdempotencyKey;
+use crate::keys::LoadedKeys;
 use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
@@ -47,6 +48,8 @@ pub enum StartError {
     #[error(transparent)]
     Key(#[from] KeyFileIoError),
     #[error(transparent)]
+    IdentityKey(#[from] crate::keys::IdentityKeyError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
@@ -64,6 +67,8 @@ pub enum StartError {
     Restoration(#[from] crate::restoration::RestorationStartError),
     #[error("superseded encryption keys: {0}")]
     PreviousKeys(#[from] crate::keys::PreviousKeyError),
+    #[error(transparent)]
+    Sign(#[from] comity_protocol::identity::SignError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -85,35 +90,41 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Loads the key file named in `config` and starts.
     pub async fn start(config: Config) -> Result<Node, StartError> {
-        let identity = comity_config::load_key_file(&config.node.identity_key)?;
-        Self::start_with(config, identity).await
+        let keys = crate::keys::identity_key::load(&config)?;
+        let started = env!("CARGO_PKG_VERSION").to_string();
+        Self::start_inner(config, keys, started, BindPatience::None).await
     }
 
     /// Opens the store, binds the endpoint, starts one sender per pinned
     /// peer and the receiver, and queues every message not yet delivered.
     pub async fn start_with(config: Config, identity: Identity) -> Result<Node, StartError> {
         let started = env!("CARGO_PKG_VERSION").to_string();
-        Self::start_inner(config, identity, started, BindPatience::None).await
+        let keys = LoadedKeys {
+            identity,
+            token: None,
+        };
+        Self::start_inner(config, keys, started, BindPatience::None).await
     }
 
     /// [`Node::start`] after the daemon closed this node because its store
     /// could not write (see `recovery`); the `node-started` entry says so.
     pub async fn start_reopened(config: Config, fault: &str) -> Result<Node, StartError> {
-        let identity = comity_config::load_key_file(&config.node.identity_key)?;
+        let keys = crate::keys::identity_key::load(&config)?;
         let detail = format!(
             "{}; reopened after the store could not write: {fault}",
             env!("CARGO_PKG_VERSION")
         );
         // The port was this process's a moment ago (see `BindPatience`).
-        Self::start_inner(config, identity, detail, BindPatience::AFTER_REOPEN).await
+        Self::start_inner(config, keys, detail, BindPatience::AFTER_REOPEN).await
     }
 
     async fn start_inner(
         config: Config,
-        identity: Identity,
+        keys: LoadedKeys,
         started: String,
         patience: BindPatience,
     ) -> Result<Node, StartError> {
+        let LoadedKeys { identity, token } = keys;
         // A node pinned to itself would deliver to itself and witness its
         // own log; the API refuses it, and so does start for a file edited
         // by hand.
@@ -143,10 +154,7 @@ impl Node {
         let handshakes_refused = Arc::new(AtomicU64::new(0));
         let on_refused =
             refusal_recorder(audit.clone(), events.clone(), handshakes_refused.clone());
-        let reset_key = comity_protocol::Digest::of(
-            b"comity/v1/quic-stateless-reset-key\0",
-            &[&identity.ed25519_secret()[..]],
-        );
+        let reset_key = crate::transport::stateless_reset_key(&identity)?;
         let socket = bind_udp(config.node.listen, patience).await?;
         let endpoint = server_endpoint(
             config.node.listen,
@@ -155,7 +163,7 @@ impl Node {
             pins.clone(),
             on_refused,
             &config.limits,
-            &reset_key.0,
+            &reset_key,
         )?;
         let mut ctx = Context::new(
             identity,
@@ -170,6 +178,7 @@ impl Node {
             attachments,
         );
         ctx.restoration = restoration;
+        ctx.token = token;
         let ctx = Arc::new(ctx);
         let node = Node {
             ctx,

@@ -46,6 +46,8 @@ pub enum RestorationStartError {
     NotTheStore { size: u64 },
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
+    #[error("the restoration statement could not be signed: {0}")]
+    Sign(comity_protocol::identity::SignError),
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> RestorationStartError + '_ {
@@ -188,7 +190,9 @@ async fn make_statement(
         continuation_size: continuation.size,
         continuation_root: continuation.root,
     };
-    let signature = statement.sign(identity);
+    let signature = statement
+        .sign(identity)
+        .map_err(RestorationStartError::Sign)?;
     info!(
         restored = restored.size,
         continuation = continuation.size,

@@ -7,9 +7,12 @@
 
 mod keyfile;
 mod node_id;
+mod signer;
 
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, Serializable};
 use rand::RngCore;
@@ -19,8 +22,10 @@ use crate::codec::{self, DecodeError, FrameType};
 use crate::domain;
 use crate::time::Timestamp;
 
-pub use keyfile::{KeyFileError, MAX_KEY_FILE_BYTES};
+pub use keyfile::{node_id_in_key_file, KeyFileError, MAX_KEY_FILE_BYTES};
 pub use node_id::{NodeId, ParseNodeIdError};
+use signer::IdentityKey;
+pub use signer::{ExternalSigner, SignError};
 
 /// The HPKE KEM of the envelope: DHKEM(X25519, HKDF-SHA256).
 pub(crate) type Kem = X25519HkdfSha256;
@@ -143,7 +148,7 @@ impl PeerKeys {
 
 /// A node's secret keys. Never printed: `Debug` shows only the node id.
 pub struct Identity {
-    signing: SigningKey,
+    key: IdentityKey,
     encryption: KemPrivateKey,
     encryption_seed: Zeroizing<[u8; 32]>,
     cert: EncryptionKeyCert,
@@ -227,43 +232,77 @@ impl Identity {
         encryption_seed: &[u8; 32],
         created_at: Timestamp,
     ) -> Self {
-        let signing = SigningKey::from_bytes(identity_seed);
+        let key = IdentityKey::Seed(Arc::new(SigningKey::from_bytes(identity_seed)));
+        match Self::certify(key, encryption_seed, created_at) {
+            Ok(identity) => identity,
+            // A seed in memory always signs.
+            Err(_) => unreachable!("an in-memory Ed25519 key does not fail to sign"),
+        }
+    }
+
+    /// An identity whose key is held by `signer` (a hardware token), with
+    /// the encryption key made from `encryption_seed` at `created_at`. The
+    /// certificate is signed by the token and verified under its public key
+    /// here, so a token that signs wrongly is found now, not by peers.
+    pub fn with_external_key(
+        signer: Arc<dyn ExternalSigner>,
+        encryption_seed: &[u8; 32],
+        created_at: Timestamp,
+    ) -> Result<Self, SignError> {
+        let identity = Self::certify(IdentityKey::External(signer), encryption_seed, created_at)?;
+        identity
+            .cert
+            .verify()
+            .map_err(|_| SignError::BadSignature)?;
+        Ok(identity)
+    }
+
+    fn certify(
+        key: IdentityKey,
+        encryption_seed: &[u8; 32],
+        created_at: Timestamp,
+    ) -> Result<Self, SignError> {
         let (encryption, enc_pub) = Kem::derive_keypair(encryption_seed);
-        let node = NodeId(signing.verifying_key().to_bytes());
+        let node = key.node_id();
         let mut cert = EncryptionKeyCert {
             node,
             public_key: enc_pub.to_bytes().into(),
             created_at,
             signature: [0u8; 64],
         };
-        cert.signature = signing.sign(&cert.signed_bytes()).to_bytes();
+        cert.signature = key.sign(&cert.signed_bytes())?;
+        let verifying = node.verifying_key().map_err(|_| SignError::BadSignature)?;
         let peer_keys = PeerKeys {
             id: node,
-            verifying: signing.verifying_key(),
+            verifying,
             encryption: enc_pub,
             cert: cert.clone(),
         };
-        Identity {
-            signing,
+        Ok(Identity {
+            key,
             encryption,
             encryption_seed: Zeroizing::new(*encryption_seed),
             cert,
             peer_keys,
             previous: Vec::new(),
-        }
+        })
     }
 
     /// The same identity with a new encryption key made from `seed` at
     /// `created_at`, certified by the identity key; the current one joins
     /// the previous keys (still opened until dropped).
-    pub fn with_new_encryption_key(&self, seed: &[u8; 32], created_at: Timestamp) -> Identity {
-        let mut next = Identity::from_seeds(&self.signing.to_bytes(), seed, created_at);
+    pub fn with_new_encryption_key(
+        &self,
+        seed: &[u8; 32],
+        created_at: Timestamp,
+    ) -> Result<Identity, SignError> {
+        let mut next = Self::certify(self.key.clone(), seed, created_at)?;
         next.previous.push(PreviousEncryptionKey::from_seed(
             &self.encryption_seed,
             self.cert.created_at,
         ));
         next.previous.extend(self.previous.iter().cloned());
-        next
+        Ok(next)
     }
 
     /// The same identity also opening envelopes sealed to `previous` (a
@@ -283,13 +322,14 @@ impl Identity {
         &self,
         mut drop: impl FnMut(&PreviousEncryptionKey) -> bool,
     ) -> Identity {
-        let mut next = Identity::from_seeds(
-            &self.signing.to_bytes(),
-            &self.encryption_seed,
-            self.cert.created_at,
-        );
-        next.previous = self.previous.iter().filter(|p| !drop(p)).cloned().collect();
-        next
+        Identity {
+            key: self.key.clone(),
+            encryption: self.encryption.clone(),
+            encryption_seed: self.encryption_seed.clone(),
+            cert: self.cert.clone(),
+            peer_keys: self.peer_keys.clone(),
+            previous: self.previous.iter().filter(|p| !drop(p)).cloned().collect(),
+        }
     }
 
     /// The encryption keys superseded and still opened, newest first.
@@ -328,8 +368,15 @@ impl Identity {
 
     /// Signs `domain ‖ message` (domain separation is the caller's choice of
     /// a constant from [`crate::domain`]).
-    pub(crate) fn sign(&self, signing_input: &[u8]) -> [u8; 64] {
-        self.signing.sign(signing_input).to_bytes()
+    pub(crate) fn sign(&self, signing_input: &[u8]) -> Result<[u8; 64], SignError> {
+        self.key.sign(signing_input)
+    }
+
+    /// The identity key as a signer of other protocols' inputs: the TLS
+    /// handshake and the transport certificate (both domain-separated by
+    /// their own formats).
+    pub fn signer(&self) -> IdentitySigner {
+        IdentitySigner(self.key.clone())
     }
 
     /// The secret key of the encryption key `public_key`: the current one
@@ -344,9 +391,47 @@ impl Identity {
             .map(|p| &p.private)
     }
 
-    /// The Ed25519 secret, for building a TLS certificate for the transport.
-    pub fn ed25519_secret(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.signing.to_bytes())
+    /// The Ed25519 secret when it is in memory (a key file); `None` when
+    /// it is on a token and cannot be had.
+    pub fn ed25519_secret(&self) -> Option<Zeroizing<[u8; 32]>> {
+        match &self.key {
+            IdentityKey::Seed(k) => Some(Zeroizing::new(k.to_bytes())),
+            IdentityKey::External(_) => None,
+        }
+    }
+
+    /// Where the identity key is, for operators: "key file" or the token's
+    /// description.
+    pub fn key_location(&self) -> String {
+        match &self.key {
+            IdentityKey::Seed(_) => "key file".to_string(),
+            IdentityKey::External(s) => s.describe(),
+        }
+    }
+}
+
+/// The identity key, for signing what other protocols define (TLS 1.3's
+/// CertificateVerify, the transport's self-signed certificate). Cheap to
+/// clone; never shows the key.
+#[derive(Clone)]
+pub struct IdentitySigner(IdentityKey);
+
+impl IdentitySigner {
+    pub fn node_id(&self) -> NodeId {
+        self.0.node_id()
+    }
+
+    /// A pure Ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        self.0.sign(message)
+    }
+}
+
+impl std::fmt::Debug for IdentitySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("IdentitySigner")
+            .field(&self.node_id())
+            .finish()
     }
 }
 
@@ -430,7 +515,7 @@ mod tests {
         let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(5));
         let mut cert = a.encryption_cert().clone();
         cert.public_key = [0u8; 32];
-        cert.signature = a.sign(&cert.signed_bytes());
+        cert.signature = a.sign(&cert.signed_bytes()).unwrap();
         assert_eq!(cert.verify(), Err(KeyError::BadEncryptionKey));
         assert_eq!(
             PeerKeys::new(a.id(), cert).unwrap_err(),

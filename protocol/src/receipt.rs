@@ -10,7 +10,7 @@ use crate::codec::{self, DecodeError, EncodeError, FrameType};
 use crate::digest::Digest;
 use crate::domain;
 use crate::envelope::OpenedMessage;
-use crate::identity::{signing_input, verify_signature, Identity, NodeId, PeerKeys};
+use crate::identity::{signing_input, verify_signature, Identity, NodeId, PeerKeys, SignError};
 use crate::ids::MessageId;
 use crate::time::Timestamp;
 
@@ -62,7 +62,11 @@ impl Receipt {
     /// about to store durably (the caller sends it only after the flush).
     /// Only an opened message can be receipted: a receipt never vouches for
     /// a body that failed to decrypt or validate.
-    pub fn sign(me: &Identity, opened: &OpenedMessage, received_at: Timestamp) -> Receipt {
+    pub fn sign(
+        me: &Identity,
+        opened: &OpenedMessage,
+        received_at: Timestamp,
+    ) -> Result<Receipt, SignError> {
         Self::sign_statement(
             me,
             ReceiptStatement {
@@ -75,12 +79,12 @@ impl Receipt {
         )
     }
 
-    fn sign_statement(me: &Identity, statement: ReceiptStatement) -> Receipt {
-        let signature = me.sign(&signing_input(domain::RECEIPT_SIGNATURE, &statement));
-        Receipt {
+    fn sign_statement(me: &Identity, statement: ReceiptStatement) -> Result<Receipt, SignError> {
+        let signature = me.sign(&signing_input(domain::RECEIPT_SIGNATURE, &statement))?;
+        Ok(Receipt {
             statement,
             signature,
-        }
+        })
     }
 
     /// The sender's check: this receipt is from `recipient`, addressed to

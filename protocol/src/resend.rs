@@ -37,7 +37,7 @@ pub enum ResendNoticeError {
 impl ResendStatement {
     /// Ed25519 by `me` (the sender) over `RESEND_NOTICE_SIGNATURE ‖
     /// encode(statement)`.
-    pub fn sign(&self, me: &Identity) -> [u8; 64] {
+    pub fn sign(&self, me: &Identity) -> Result<[u8; 64], crate::identity::SignError> {
         me.sign(&signing_input(domain::RESEND_NOTICE_SIGNATURE, self))
     }
 
@@ -75,10 +75,10 @@ mod tests {
         let a = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
         let b = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
         let s = statement(&a, &b);
-        let sig = s.sign(&a);
+        let sig = s.sign(&a).unwrap();
         assert_eq!(s.verify(a.public(), &sig), Ok(()));
         // Another signer, or any field changed, fails.
-        assert!(s.verify(b.public(), &s.sign(&b)).is_err());
+        assert!(s.verify(b.public(), &s.sign(&b).unwrap()).is_err());
         let mut other = s.clone();
         other.original = MessageId([9; 16]);
         assert!(other.verify(a.public(), &sig).is_err());

@@ -62,6 +62,8 @@ pub enum TransitionError {
     BadReason { len: usize },
     #[error("not a transition statement: {0}")]
     Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Sign(#[from] crate::identity::SignError),
 }
 
 impl IdentityTransition {
@@ -101,8 +103,8 @@ impl IdentityTransition {
         self.check_fields()?;
         let input = self.signing_input();
         Ok(TransitionStatement {
-            old_signature: old.sign(&input),
-            new_signature: new.sign(&input),
+            old_signature: old.sign(&input)?,
+            new_signature: new.sign(&input)?,
             transition: self,
         })
     }

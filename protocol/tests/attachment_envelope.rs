@@ -115,7 +115,7 @@ fn attachments_travel_signed_and_open_with_their_keys() {
     ));
 
     // The receipt names the envelope, which holds the manifests and keys.
-    let receipt = Receipt::sign(&to, &opened, NOW);
+    let receipt = Receipt::sign(&to, &opened, NOW).unwrap();
     receipt
         .verify(
             &from.id(),

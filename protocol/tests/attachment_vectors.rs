@@ -102,7 +102,7 @@ fn compute() -> Value {
     assert!(opener.is_complete());
     assert_eq!(back, plain);
 
-    let receipt = Receipt::sign(&to, &opened, Timestamp(created_at.0 + 250));
+    let receipt = Receipt::sign(&to, &opened, Timestamp(created_at.0 + 250)).unwrap();
     let mut list = Vec::new();
     codec::encode_into(&vec![m.clone()], &mut list).unwrap();
     let key = &sealed.key;

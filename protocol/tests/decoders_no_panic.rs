@@ -128,6 +128,7 @@ impl World {
                 .expect("sample passes the check");
             let opened = checked.open(&b).expect("sample opens");
             let receipt = Receipt::sign(&b, &opened, NOW)
+                .expect("a file key signs")
                 .to_bytes()
                 .expect("receipt encodes");
             let proof = opened.proof.to_bytes().expect("proof encodes");
@@ -554,7 +555,7 @@ fn sign_arbitrary(
     };
     let mut input = domain::ENVELOPE_SIGNATURE.to_vec();
     input.extend(codec::encode(&signed).expect("signed parts encode"));
-    let key = ed25519_dalek::SigningKey::from_bytes(&sender.ed25519_secret());
+    let key = ed25519_dalek::SigningKey::from_bytes(&sender.ed25519_secret().expect("a file key"));
     envelope.signature = key.sign(&input).to_bytes();
     envelope.to_bytes().expect("envelopes encode")
 }

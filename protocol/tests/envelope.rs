@@ -403,7 +403,7 @@ fn after_a_rotation_the_previous_key_opens_until_it_is_dropped() {
     let b_old = borduria();
     let (old_sealed, _) = sealed_a_to_b();
     let later = NOW.saturating_add(Duration::from_secs(60));
-    let b = b_old.with_new_encryption_key(&[0xbc; 32], later);
+    let b = b_old.with_new_encryption_key(&[0xbc; 32], later).unwrap();
     assert_eq!(b.id(), b_old.id());
     assert_ne!(b.encryption_cert(), b_old.encryption_cert());
     assert!(
@@ -446,7 +446,9 @@ fn after_a_rotation_the_previous_key_opens_until_it_is_dropped() {
     );
     // A second rotation keeps both earlier keys; dropping the oldest
     // refuses what was sealed to it.
-    let b2 = b.with_new_encryption_key(&[0xbd; 32], later.saturating_add(Duration::from_secs(1)));
+    let b2 = b
+        .with_new_encryption_key(&[0xbd; 32], later.saturating_add(Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(b2.previous_keys().len(), 2);
     // Each superseded when the key after it was made, newest first.
     let superseded: Vec<_> = b2
@@ -564,7 +566,7 @@ fn receipt_is_verified_by_the_sender() {
         .unwrap()
         .open(&b)
         .unwrap();
-    let receipt = Receipt::sign(&b, &opened, NOW);
+    let receipt = Receipt::sign(&b, &opened, NOW).unwrap();
     let bytes = receipt.to_bytes().unwrap();
     let back = Receipt::from_bytes(&bytes).unwrap();
     back.verify(&a.id(), b.public(), &id, &sealed.digest)
@@ -596,7 +598,7 @@ fn receipt_is_verified_by_the_sender() {
         Err(ReceiptError::BadSignature)
     );
     // A receipt signed by someone else but claiming to be Borduria's.
-    let mut by_c = Receipt::sign(&c, &opened, NOW);
+    let mut by_c = Receipt::sign(&c, &opened, NOW).unwrap();
     by_c.statement.recipient = b.id();
     assert_eq!(
         by_c.verify(&a.id(), b.public(), &id, &sealed.digest),

@@ -122,7 +122,7 @@ proptest! {
         prop_assert_eq!(&proof.header, &envelope.header);
 
         // The receipt, as the sender gets it over the wire.
-        let receipt = Receipt::sign(recipient, &opened, received_at);
+        let receipt = Receipt::sign(recipient, &opened, received_at).unwrap();
         let wire = receipt.to_bytes().expect("receipt encodes");
         let receipt = Receipt::from_bytes(&wire).expect("receipt decodes");
         prop_assert_eq!(

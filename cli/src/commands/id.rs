@@ -4,16 +4,17 @@ use anyhow::Result;
 
 pub fn run(config: &Path, json: bool) -> Result<()> {
     let config = super::load_config(config)?;
-    let identity = comity_config::load_key_file(&config.node.identity_key)?;
+    // The key file names the node id (for a token node too): no PIN needed.
+    let id = comity_config::node_id_in_key_file(&config.node.identity_key)?;
     if json {
         let v = serde_json::json!({
-            "id": identity.id().to_string(),
+            "id": id.to_string(),
             "name": config.node.name,
             "country": config.node.country.as_str(),
         });
         println!("{v}");
     } else {
-        println!("{}", identity.id());
+        println!("{id}");
     }
     Ok(())
 }

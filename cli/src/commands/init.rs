@@ -7,11 +7,23 @@ use anyhow::Result;
 use comity_client::init::create_node;
 use comity_client::Settings;
 
-pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool) -> Result<()> {
+pub fn run(
+    dir: &Path,
+    name: &str,
+    country: &str,
+    listen: SocketAddr,
+    pkcs11: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let on_token = pkcs11.is_some();
+    let settings = Settings {
+        identity_token: pkcs11,
+        ..Settings::default()
+    };
     // The configuration is checked as written, without this shell's
     // environment (which the daemon may not share).
-    let new = create_node(dir, name, country, listen, &Settings::default(), &|_| None)?;
-    let (id, config_path, key_path) = (new.id, new.config_path, new.key_path);
+    let new = create_node(dir, name, country, listen, &settings, &|_| None)?;
+    let (id, config_path, key_path) = (new.id, new.config_path.clone(), new.key_path.clone());
     let country = new.config.node.country.as_str();
     // Pasted into another operator's shell: the name goes in single quotes
     // (nothing expands in them), each `'` written as `'\''`.
@@ -24,6 +36,7 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
             "id": id.to_string(),
             "config": config_path,
             "identity_key": key_path,
+            "identity_key_on_token": on_token,
             "pin_command": pin,
         });
         println!("{v}");
@@ -31,10 +44,26 @@ pub fn run(dir: &Path, name: &str, country: &str, listen: SocketAddr, json: bool
         println!("Created node {name:?} ({country}) in {}", dir.display());
         println!("  node id:  {id}");
         println!("  config:   {}", config_path.display());
-        println!(
-            "  keys:     {} (mode 0600, keep it secret)",
-            key_path.display()
-        );
+        if on_token {
+            println!(
+                "  identity: on the token ({})",
+                new.config
+                    .node
+                    .identity_token
+                    .as_ref()
+                    .map(|t| t.uri())
+                    .unwrap_or_default()
+            );
+            println!(
+                "  keys:     {} (the encryption key; mode 0600, keep it secret)",
+                key_path.display()
+            );
+        } else {
+            println!(
+                "  keys:     {} (mode 0600, keep it secret)",
+                key_path.display()
+            );
+        }
         println!();
         println!("Give this line to the operators of the peers that will pin this node:");
         println!("  {pin}");

@@ -86,7 +86,8 @@ async fn a_checkpoint_with_extension_lines_is_not_cosigned() {
 /// note, Ed25519), signed here as any peer could.
 fn signed_by(who: &Identity, name: &str, text: &str) -> String {
     let pair =
-        ring::signature::Ed25519KeyPair::from_seed_unchecked(&who.ed25519_secret()[..]).unwrap();
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&who.ed25519_secret().unwrap()[..])
+            .unwrap();
     let mut blob = key_id(name, 0x01, who.id().as_bytes())
         .to_be_bytes()
         .to_vec();
@@ -269,7 +270,7 @@ mod restoration {
         log.witness_restoration(
             &peer.id(),
             s,
-            &s.sign(signer),
+            &s.sign(signer).unwrap(),
             &note(peer, t, s.continuation_size),
             &proof,
         )

@@ -216,7 +216,21 @@ fn receive(
         }
     }
     let with_attachments = !opened.attachments.is_empty();
-    let receipt = Receipt::sign(me, &opened, now);
+    // A token that cannot sign now is a passing fault: the sender retries.
+    let receipt = match Receipt::sign(me, &opened, now) {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = e.to_string();
+            return reject(
+                ctx,
+                peer,
+                Some(opened.header.id),
+                bytes,
+                RejectReason::Unavailable,
+                detail,
+            );
+        }
+    };
     let receipt_bytes = match receipt.to_bytes() {
         Ok(b) => b,
         Err(e) => {

@@ -55,6 +55,8 @@ pub(crate) enum SessionError {
     Unpinned,
     #[error("attachments: {0}")]
     Attachments(#[from] TransferError),
+    #[error(transparent)]
+    Sign(#[from] comity_protocol::identity::SignError),
 }
 
 /// Runs until shutdown: the life of one peer's outgoing traffic.
@@ -367,7 +369,7 @@ async fn write_envelope(
         prepared.bytes,
         prepared.digest,
         prepared.resend_of,
-    );
+    )?;
     wire::write_frame(send, &frame).await?;
     ctx.emit(Event::Sent {
         id,

@@ -29,6 +29,8 @@ pub enum RotationError {
     Previous(#[from] PreviousKeyError),
     #[error("the key file could not be replaced, so the key was not rotated: {0}")]
     KeyFile(#[from] comity_config::KeyFileIoError),
+    #[error("the new key could not be certified, so the key was not rotated: {0}")]
+    Sign(#[from] comity_protocol::identity::SignError),
 }
 
 /// The node's encryption keys, as `comity keys` shows them.
@@ -130,7 +132,7 @@ fn rotate_files(ctx: &Context) -> Result<comity_protocol::Identity, RotationErro
             .created_at
             .saturating_add(Duration::from_millis(1)),
     );
-    let next = me.with_new_encryption_key(&seed, created);
+    let next = me.with_new_encryption_key(&seed, created)?;
     // The key it supersedes, kept first.
     if let Some(superseded) = next.previous_keys().first() {
         previous::write(&previous::dir(&ctx.config.node.data_dir), superseded)?;

@@ -589,8 +589,8 @@ pub fn envelope_frame(
     bytes: Vec<u8>,
     digest: Digest,
     resend_of: Option<MessageId>,
-) -> SessionFrame {
-    match resend_of {
+) -> Result<SessionFrame, comity_protocol::identity::SignError> {
+    Ok(match resend_of {
         Some(original) if version >= SessionVersion::V3 => {
             let statement = ResendStatement {
                 sender: me.id(),
@@ -602,9 +602,9 @@ pub fn envelope_frame(
             SessionFrame::ResentEnvelope {
                 envelope: bytes,
                 original,
-                signature: statement.sign(me),
+                signature: statement.sign(me)?,
             }
         }
         _ => SessionFrame::Envelope(bytes),
-    }
+    })
 }

@@ -9,14 +9,17 @@
 //! (the TLS 1.3 CertificateVerify signature).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use comity_protocol::identity::{IdentitySigner, SignError};
 use comity_protocol::{Identity, NodeId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// ALPNs of Comity's session protocol over QUIC, most preferred first:
 /// version 5 (messages with attachments, and attachment streams), version 4
@@ -29,10 +32,6 @@ pub const ALPNS: [&[u8]; 4] = [b"comity/5", b"comity/4", b"comity/3", b"comity/2
 /// The name the client asks for; certificates carry it, nobody checks it.
 pub const SERVER_NAME: &str = "comity";
 
-/// RFC 8410 PKCS#8 v1 wrapping of an Ed25519 seed: a fixed 16-byte prefix.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
 /// SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix and the key.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
@@ -82,37 +81,117 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The node's certificate and key, made from its identity.
+/// The node's certificate and the key that signs its handshakes: the
+/// identity key wherever it is (in memory, or on a token, where the
+/// CertificateVerify signature of every handshake is made).
 pub struct TlsIdentity {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
+    certified: Arc<CertifiedKey>,
+    signatures: Arc<AtomicU64>,
 }
 
 impl TlsIdentity {
     pub fn new(identity: &Identity) -> Result<TlsIdentity, TlsSetupError> {
-        let seed = identity.ed25519_secret();
-        let mut pkcs8 = zeroize::Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
-        pkcs8.extend_from_slice(&seed[..]);
-        let key = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
-        let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key, &rcgen::PKCS_ED25519)?;
+        let signatures = Arc::new(AtomicU64::new(0));
+        let key = HandshakeKey {
+            signer: identity.signer(),
+            public: identity.id().as_bytes().to_vec(),
+            signatures: signatures.clone(),
+        };
         let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, identity.id().to_string());
-        let cert = params.self_signed(&key_pair)?;
+        let cert = params.self_signed(&key)?;
+        let certified = CertifiedKey::new(vec![cert.der().clone()], Arc::new(key));
         Ok(TlsIdentity {
-            cert: cert.der().clone(),
-            key,
+            certified: Arc::new(certified),
+            signatures,
         })
     }
 
-    fn chain(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.cert.clone()]
+    /// Handshake signatures made with this identity so far (metrics, and
+    /// the token test's proof that handshakes are signed by the token).
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    fn resolver(&self) -> Arc<SingleCertAndKey> {
+        Arc::new(SingleCertAndKey::from(self.certified.clone()))
+    }
+}
+
+/// The identity key as rustls and rcgen see it: Ed25519 only.
+#[derive(Clone)]
+struct HandshakeKey {
+    signer: IdentitySigner,
+    public: Vec<u8>,
+    signatures: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for HandshakeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HandshakeKey").field(&self.signer).finish()
+    }
+}
+
+impl HandshakeKey {
+    fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let signature = self.signer.sign(message)?;
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(signature.to_vec())
+    }
+}
+
+impl rcgen::PublicKeyData for HandshakeKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+impl rcgen::SigningKey for HandshakeKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        // The certificate is signed once at start; its signature carries
+        // no trust (the pin does), but a token that cannot sign is an error.
+        self.signer
+            .sign(msg)
+            .map(|s| s.to_vec())
+            .map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+impl rustls::sign::SigningKey for HandshakeKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SignatureScheme::ED25519)
+            .then(|| Box::new(self.clone()) as Box<dyn rustls::sign::Signer>)
+    }
+
+    fn public_key(&self) -> Option<rustls_pki_types::SubjectPublicKeyInfoDer<'_>> {
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(&self.public);
+        Some(spki.into())
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::ED25519
+    }
+}
+
+impl rustls::sign::Signer for HandshakeKey {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        self.sign_bytes(message).map_err(|e| {
+            tracing::error!(error = %e, "the identity key did not sign a TLS handshake");
+            rustls::Error::General(e.to_string())
+        })
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
     }
 }
 
@@ -293,7 +372,7 @@ pub fn server_crypto(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(me.chain(), me.key())?;
+        .with_cert_resolver(me.resolver());
     config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -325,7 +404,7 @@ pub fn client_tls(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(me.chain(), me.key())?;
+        .with_client_cert_resolver(me.resolver());
     config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
@@ -340,7 +419,7 @@ mod tests {
     fn certificate_carries_the_identity_key() {
         let id = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
         let tls = TlsIdentity::new(&id).unwrap();
-        assert_eq!(node_id_of(&tls.cert).unwrap(), id.id());
+        assert_eq!(node_id_of(&tls.certified.cert[0]).unwrap(), id.id());
     }
 
     #[test]

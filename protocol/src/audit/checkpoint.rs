@@ -62,6 +62,8 @@ pub struct Checkpoint {
 pub enum CheckpointError {
     #[error("malformed note: {0}")]
     Note(#[from] NoteError),
+    #[error(transparent)]
+    Sign(#[from] crate::identity::SignError),
     #[error("checkpoint body has {found} lines, needs at least 3 (origin, size, root)")]
     TooFewLines { found: usize },
     #[error("checkpoint origin is empty, too long, or contains a space or '+'")]
@@ -236,7 +238,7 @@ pub fn cosign(
     let msg = cosigned_message(timestamp_secs, checkpoint_body);
     let mut signature = Vec::with_capacity(72);
     signature.extend_from_slice(&timestamp_secs.to_be_bytes());
-    signature.extend_from_slice(&witness.sign(msg.as_bytes()));
+    signature.extend_from_slice(&witness.sign(msg.as_bytes())?);
     let sig = NoteSignature {
         name: witness_name.to_string(),
         key_id: cosignature_key_id(witness_name, &witness.id()),

@@ -35,6 +35,8 @@ pub const SIGNATURE_LINE_PREFIX: &str = "\u{2014} ";
 /// Why a text is not a well-formed signed note, or a signature is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
+    #[error(transparent)]
+    Sign(#[from] crate::identity::SignError),
     #[error("note is {len} bytes, more than the limit of {max}")]
     TooLarge { len: usize, max: usize },
     #[error(
@@ -263,7 +265,7 @@ impl Note {
         let sig = NoteSignature {
             name: name.to_string(),
             key_id: key_id(name, SIGNATURE_TYPE_ED25519, identity.id().as_bytes()),
-            signature: identity.sign(self.text.as_bytes()).to_vec(),
+            signature: identity.sign(self.text.as_bytes())?.to_vec(),
         };
         self.push_signature(sig)
     }

@@ -48,7 +48,7 @@ pub const RESTORATION_STATEMENT_BYTES: usize = 32 + 8 + 32 + 8 + 8 + 8 + 32;
 impl RestorationStatement {
     /// Ed25519 by `me` (the node) over `RESTORATION_STATEMENT_SIGNATURE ‖
     /// encode(statement)`.
-    pub fn sign(&self, me: &Identity) -> [u8; 64] {
+    pub fn sign(&self, me: &Identity) -> Result<[u8; 64], crate::identity::SignError> {
         me.sign(&self.signing_input())
     }
 

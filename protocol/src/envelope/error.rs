@@ -72,4 +72,6 @@ pub enum SealError {
     Encrypt,
     #[error("attachments refused: {0}")]
     Attachment(#[from] InvalidAttachment),
+    #[error(transparent)]
+    Sign(#[from] crate::identity::SignError),
 }

@@ -123,7 +123,7 @@ pub fn seal_unchecked<R: CryptoRng + RngCore>(
         signature: [0u8; 64],
     };
     let to_sign = signing_input(domain::ENVELOPE_SIGNATURE, &envelope.signed_part());
-    envelope.signature = sender.sign(&to_sign);
+    envelope.signature = sender.sign(&to_sign)?;
 
     let bytes = envelope.to_bytes()?;
     if bytes.len() > MAX_FRAME_BYTES {

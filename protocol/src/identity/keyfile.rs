@@ -15,15 +15,30 @@
 //! The encryption-key certificate is re-signed on load (Ed25519 is
 //! deterministic), and `node-id` is checked against the identity seed so a
 //! file pasted together from two nodes is refused.
+//!
+//! A node whose identity key is on a hardware token has no identity seed
+//! to keep: its file holds the encryption key only, under its own header
+//! so that neither kind is ever mistaken for the other.
+//!
+//! ```text
+//! # Comity node encryption key (the identity key is on a token). SECRET: mode 0600.
+//! comity-encryption-key v1
+//! node-id <printed node id: the token's key>
+//! encryption-seed <base64>
+//! encryption-created-at <milliseconds since the Unix epoch>
+//! ```
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::{Identity, NodeId};
+use std::sync::Arc;
+
+use super::{ExternalSigner, Identity, IdentityKey, NodeId, SignError};
 use crate::time::Timestamp;
 
 const HEADER: &str = "comity-secret-keys v1";
+const ENCRYPTION_ONLY_HEADER: &str = "comity-encryption-key v1";
 /// A key file is a few hundred bytes; anything larger is not one.
 pub const MAX_KEY_FILE_BYTES: usize = 4096;
 
@@ -44,13 +59,44 @@ pub enum KeyFileError {
     BadValue { line: usize, field: &'static str },
     #[error("the node-id line ({in_file}) does not match the identity key ({derived})")]
     NodeIdMismatch { in_file: NodeId, derived: NodeId },
+    #[error("this file holds the encryption key of a node whose identity key is on a token; configure the token (identity_key = \"pkcs11:…\")")]
+    IdentityKeyOnToken,
+    #[error("this file holds an identity seed, but the identity key is configured on a token")]
+    IdentityKeyInFile,
+    #[error("the encryption-key certificate could not be signed: {0}")]
+    Sign(#[from] SignError),
+}
+
+/// What a key file says, before any key is used.
+struct Fields {
+    encryption_only: bool,
+    node_id: NodeId,
+    identity_seed: Option<Zeroizing<[u8; 32]>>,
+    encryption_seed: Zeroizing<[u8; 32]>,
+    created: Timestamp,
 }
 
 impl Identity {
-    /// The key file's text. Zeroized when dropped.
+    /// The key file's text: both seeds, or only the encryption seed when
+    /// the identity key is on a token. Zeroized when dropped.
     pub fn to_key_file(&self) -> Zeroizing<String> {
-        let id_seed = Zeroizing::new(STANDARD.encode(self.signing.to_bytes()));
         let enc_seed = Zeroizing::new(STANDARD.encode(&self.encryption_seed[..]));
+        let signing = match &self.key {
+            IdentityKey::Seed(k) => k,
+            IdentityKey::External(_) => {
+                return Zeroizing::new(format!(
+                    "# Comity node encryption key (the identity key is on a token). SECRET: mode 0600.\n\
+                     {ENCRYPTION_ONLY_HEADER}\n\
+                     node-id {}\n\
+                     encryption-seed {}\n\
+                     encryption-created-at {}\n",
+                    self.id(),
+                    enc_seed.as_str(),
+                    self.cert.created_at.as_millis()
+                ))
+            }
+        };
+        let id_seed = Zeroizing::new(STANDARD.encode(signing.to_bytes()));
         Zeroizing::new(format!(
             "# Comity node secret keys. SECRET: keep this file mode 0600.\n\
              {HEADER}\n\
@@ -65,8 +111,53 @@ impl Identity {
         ))
     }
 
-    /// Parses a key file's text.
+    /// Parses a key file holding both seeds.
     pub fn from_key_file(text: &str) -> Result<Identity, KeyFileError> {
+        let f = parse(text)?;
+        let Some(id_seed) = f.identity_seed else {
+            return Err(KeyFileError::IdentityKeyOnToken);
+        };
+        let identity = Identity::from_seeds(&id_seed, &f.encryption_seed, f.created);
+        if identity.id() != f.node_id {
+            return Err(KeyFileError::NodeIdMismatch {
+                in_file: f.node_id,
+                derived: identity.id(),
+            });
+        }
+        Ok(identity)
+    }
+
+    /// Parses the encryption-key file of a node whose identity key `signer`
+    /// holds; the file's node id must be the token key's.
+    pub fn from_encryption_key_file(
+        text: &str,
+        signer: Arc<dyn ExternalSigner>,
+    ) -> Result<Identity, KeyFileError> {
+        let f = parse(text)?;
+        if !f.encryption_only {
+            return Err(KeyFileError::IdentityKeyInFile);
+        }
+        if signer.node_id() != f.node_id {
+            return Err(KeyFileError::NodeIdMismatch {
+                in_file: f.node_id,
+                derived: signer.node_id(),
+            });
+        }
+        Ok(Identity::with_external_key(
+            signer,
+            &f.encryption_seed,
+            f.created,
+        )?)
+    }
+}
+
+/// The node id a key file of either kind names, without using a key.
+pub fn node_id_in_key_file(text: &str) -> Result<NodeId, KeyFileError> {
+    Ok(parse(text)?.node_id)
+}
+
+fn parse(text: &str) -> Result<Fields, KeyFileError> {
+    {
         if text.len() > MAX_KEY_FILE_BYTES {
             return Err(KeyFileError::TooLarge { len: text.len() });
         }
@@ -75,10 +166,11 @@ impl Identity {
             .enumerate()
             .map(|(i, l)| (i + 1, l.trim()))
             .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-        match lines.next() {
-            Some((_, HEADER)) => {}
+        let encryption_only = match lines.next() {
+            Some((_, HEADER)) => false,
+            Some((_, ENCRYPTION_ONLY_HEADER)) => true,
             _ => return Err(KeyFileError::BadHeader),
-        }
+        };
         let mut node_id: Option<NodeId> = None;
         let mut id_seed: Option<Zeroizing<[u8; 32]>> = None;
         let mut enc_seed: Option<Zeroizing<[u8; 32]>> = None;
@@ -128,17 +220,21 @@ impl Identity {
             }
         }
         let node_id = node_id.ok_or(KeyFileError::Missing("node-id"))?;
-        let id_seed = id_seed.ok_or(KeyFileError::Missing("identity-seed"))?;
-        let enc_seed = enc_seed.ok_or(KeyFileError::Missing("encryption-seed"))?;
-        let created = created.ok_or(KeyFileError::Missing("encryption-created-at"))?;
-        let identity = Identity::from_seeds(&id_seed, &enc_seed, created);
-        if identity.id() != node_id {
-            return Err(KeyFileError::NodeIdMismatch {
-                in_file: node_id,
-                derived: identity.id(),
-            });
+        match (encryption_only, &id_seed) {
+            (false, None) => return Err(KeyFileError::Missing("identity-seed")),
+            // An identity seed in a token node's file is a mix-up.
+            (true, Some(_)) => return Err(KeyFileError::Duplicate("identity-seed")),
+            _ => {}
         }
-        Ok(identity)
+        let encryption_seed = enc_seed.ok_or(KeyFileError::Missing("encryption-seed"))?;
+        let created = created.ok_or(KeyFileError::Missing("encryption-created-at"))?;
+        Ok(Fields {
+            encryption_only,
+            node_id,
+            identity_seed: id_seed,
+            encryption_seed,
+            created,
+        })
     }
 }
 

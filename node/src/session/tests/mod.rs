@@ -72,7 +72,10 @@ pub(super) fn delivered(
     .unwrap()
     .open(to)
     .unwrap();
-    let receipt = Receipt::sign(signer, &opened, now).to_bytes().unwrap();
+    let receipt = Receipt::sign(signer, &opened, now)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
     (sealed.digest, receipt)
 }
 

@@ -514,6 +514,7 @@ fn a_resend_carries_its_signed_notice_only_on_a_version_3_connection() {
             Digest([9; 32]),
             resend_of,
         )
+        .unwrap()
     };
     assert_eq!(
         frame(SessionVersion::V2, Some(id(1))),

@@ -111,12 +111,13 @@ fn an_honest_restoration_is_accepted_with_the_root_checked_where_it_can_be() {
 #[test]
 fn a_statement_verifies_only_with_the_pinned_key_and_unchanged() {
     let c = case(4);
-    let sig = c.statement.sign(&c.id);
+    let sig = c.statement.sign(&c.id).unwrap();
     assert_eq!(c.statement.verify(&c.id.id(), &sig), Ok(()));
     let other = Identity::from_seeds(&[3; 32], &[4; 32], Timestamp(0));
     // Signed by another key, though naming the node.
     assert_eq!(
-        c.statement.verify(&c.id.id(), &c.statement.sign(&other)),
+        c.statement
+            .verify(&c.id.id(), &c.statement.sign(&other).unwrap()),
         Err(RestorationError::BadSignature)
     );
     // Checked against another peer's key.

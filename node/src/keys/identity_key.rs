@@ -1,0 +1,44 @@
+//! Loading the identity key from wherever the configuration says it is: the
+//! key file, or a PKCS#11 token with the encryption key in a file beside
+//! the configuration.
+
+use std::sync::Arc;
+
+use comity_config::{Config, KeyFileIoError};
+use comity_protocol::Identity;
+use comity_token::{TokenError, TokenSigner};
+
+/// Why the node's keys could not be loaded. Never holds key material or
+/// the PIN.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityKeyError {
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileIoError),
+    #[error("identity key on the token {uri}: {source}")]
+    Token { uri: String, source: TokenError },
+}
+
+/// The node's keys, and the token when the identity key is on one.
+pub struct LoadedKeys {
+    pub identity: Identity,
+    pub token: Option<Arc<TokenSigner>>,
+}
+
+pub fn load(config: &Config) -> Result<LoadedKeys, IdentityKeyError> {
+    let key_file = &config.node.identity_key;
+    let Some(token_key) = &config.node.identity_token else {
+        return Ok(LoadedKeys {
+            identity: comity_config::load_key_file(key_file)?,
+            token: None,
+        });
+    };
+    let token = TokenSigner::open(token_key).map_err(|source| IdentityKeyError::Token {
+        uri: token_key.uri().to_string(),
+        source,
+    })?;
+    let identity = comity_config::load_key_file_with_signer(key_file, token.clone())?;
+    Ok(LoadedKeys {
+        identity,
+        token: Some(token),
+    })
+}

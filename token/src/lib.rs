@@ -1,0 +1,225 @@
+//! A node's identity key on a PKCS#11 token (an HSM, a smart card,
+//! SoftHSM2 in tests).
+//!
+//! The key is made on the token ([`generate`]) as a sensitive,
+//! non-extractable Ed25519 key (CKK_EC_EDWARDS) and never leaves it: every
+//! signature the node makes with its identity — envelopes, receipts,
+//! checkpoints, cosignatures, TLS handshakes — is a CKM_EDDSA operation on
+//! the token ([`TokenSigner`]). A key that the token would let out
+//! (CKA_EXTRACTABLE true, or not CKA_SENSITIVE) is refused.
+//!
+//! The user PIN comes from the file the URI names (`pin-source`, which must
+//! be mode 0600 or stricter) or from the environment variable
+//! [`comity_config::PIN_ENV`]; it is kept in a zeroized buffer to log in
+//! again if the token drops the session, and is never logged.
+
+mod pin;
+mod session;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use comity_config::TokenKey;
+use comity_protocol::identity::{ExternalSigner, SignError};
+use comity_protocol::NodeId;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+
+pub use pin::PinError;
+use session::Connection;
+
+/// Why the token could not be used. Never contains the PIN.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot load the PKCS#11 module {module}: {source}")]
+    Module {
+        module: String,
+        source: cryptoki::error::Error,
+    },
+    #[error("PIN: {0}")]
+    Pin(#[from] PinError),
+    #[error("no token labelled {0:?} is present in the module's slots")]
+    NoToken(String),
+    #[error("the token {token:?} has no Ed25519 {what} labelled {object:?}{}", id_note(.id))]
+    NoKey {
+        token: String,
+        object: String,
+        id: Option<Vec<u8>>,
+        what: &'static str,
+    },
+    #[error("the token {token:?} has {count} Ed25519 private keys labelled {object:?}: give id= in the URI")]
+    Ambiguous {
+        token: String,
+        object: String,
+        count: usize,
+    },
+    #[error(
+        "the token {token:?} already holds a key labelled {object:?}; refusing to make a second"
+    )]
+    Exists { token: String, object: String },
+    #[error("the key {object:?} on token {token:?} can leave the token ({why}); Comity uses only keys that are sensitive and non-extractable")]
+    Extractable {
+        token: String,
+        object: String,
+        why: &'static str,
+    },
+    #[error("the public key of {object:?} is not an Ed25519 point (CKA_EC_POINT)")]
+    BadPublicKey { object: String },
+    #[error("the token's signature: {0}")]
+    Signature(#[from] comity_protocol::identity::SignError),
+    #[error("the token refused the operation ({step}): {source}")]
+    Pkcs11 {
+        step: &'static str,
+        source: cryptoki::error::Error,
+    },
+}
+
+fn id_note(id: &Option<Vec<u8>>) -> String {
+    match id {
+        Some(id) => format!(
+            " with id {}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        None => String::new(),
+    }
+}
+
+/// What the token says about the private key (shown by `comity keys`,
+/// checked by the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeyFacts {
+    /// CKA_SENSITIVE: the value cannot be read in the clear.
+    pub sensitive: bool,
+    /// CKA_EXTRACTABLE: the key can be exported (wrapped) at all.
+    pub extractable: bool,
+    /// CKA_NEVER_EXTRACTABLE: it never could.
+    pub never_extractable: bool,
+    /// CKA_ALWAYS_SENSITIVE: it always was sensitive.
+    pub always_sensitive: bool,
+    /// CKA_LOCAL: it was generated on the token.
+    pub local: bool,
+}
+
+/// The identity key on the token: signs with CKM_EDDSA (pure Ed25519).
+pub struct TokenSigner {
+    key: TokenKey,
+    node: NodeId,
+    connection: Mutex<Option<Connection>>,
+    signatures: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("uri", &self.key)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    /// Loads the module, logs in and finds the key; refuses a key that can
+    /// leave the token.
+    pub fn open(key: &TokenKey) -> Result<Arc<TokenSigner>, TokenError> {
+        let connection = Connection::open(key)?;
+        let facts = connection.facts()?;
+        if let Some(why) = leaves_the_token(&facts) {
+            return Err(TokenError::Extractable {
+                token: key.token.clone(),
+                object: key.object.clone(),
+                why,
+            });
+        }
+        let node = connection.node_id();
+        Ok(Arc::new(TokenSigner {
+            key: key.clone(),
+            node,
+            connection: Mutex::new(Some(connection)),
+            signatures: AtomicU64::new(0),
+        }))
+    }
+
+    /// The private key's attributes, read from the token now.
+    pub fn facts(&self) -> Result<KeyFacts, TokenError> {
+        self.with_connection("read the key's attributes", |c| c.facts())
+    }
+
+    /// Signatures the token made for this process.
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+
+    /// Runs `op` on the open session; if it fails, opens the session again
+    /// (the token may have been reset or the session dropped) and retries
+    /// once.
+    fn with_connection<T>(
+        &self,
+        step: &'static str,
+        op: impl Fn(&Connection) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            match op(c) {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::warn!(error = %e, "the token failed; opening its session again"),
+            }
+        }
+        *slot = None;
+        let fresh = Connection::open(&self.key)?;
+        if fresh.node_id() != self.node {
+            return Err(TokenError::NoKey {
+                token: self.key.token.clone(),
+                object: self.key.object.clone(),
+                id: self.key.id.clone(),
+                what: "key with this node's id",
+            });
+        }
+        let v = op(&fresh)
+            .inspect_err(|e| tracing::error!(error = %e, step, "the token failed again"))?;
+        *slot = Some(fresh);
+        Ok(v)
+    }
+}
+
+/// Why a key with these attributes could leave the token, if it could.
+fn leaves_the_token(f: &KeyFacts) -> Option<&'static str> {
+    if f.extractable {
+        Some("CKA_EXTRACTABLE is true")
+    } else if !f.sensitive {
+        Some("CKA_SENSITIVE is false")
+    } else {
+        None
+    }
+}
+
+impl ExternalSigner for TokenSigner {
+    fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignError> {
+        let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+        let signature = self
+            .with_connection("sign", |c| c.sign(&mechanism, input))
+            .map_err(|e| SignError::Token(e.to_string()))?;
+        let signature: [u8; 64] = signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| SignError::BadSignature)?;
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(signature)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "PKCS#11 token {:?}, key {:?}",
+            self.key.token, self.key.object
+        )
+    }
+}
+
+/// Makes the identity key on the token: Ed25519, sensitive, never
+/// extractable, a token object. Refuses when a key of that label exists.
+pub fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
+    session::generate(key)
+}
