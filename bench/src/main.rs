@@ -18,6 +18,7 @@ mod load;
 mod procfs;
 mod report;
 mod runs;
+mod signing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ use crate::runs::{median_of, Ctx, DrainRun, Topology};
     name = "comity-bench",
     version,
     about = "Benchmarks real comityd nodes on 127.0.0.1 against the targets of issue 7",
-    after_help = "Sections: crypto, audit, throughput (includes the audit-off runs), sustained, latency, mesh, idle;\n\
+    after_help = "Sections: crypto, signing (the identity key in memory and on SoftHSM2), audit, throughput (includes the audit-off runs), sustained, latency, mesh, idle;\n\
                   store (a large store: status, /metrics and a page of messages timed; only when named in --only);\n\
                   attachment (a 1 GiB attachment A→B through the CLI beside scp; only when named in --only).\n\
                   Build the daemon first: cargo build --release -p comity-node"
@@ -134,8 +135,9 @@ struct Args {
     quiet: bool,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "crypto",
+    "signing",
     "audit",
     "throughput",
     "sustained",
@@ -275,6 +277,10 @@ fn run(args: &Args) -> Result<Report> {
     if want("crypto") {
         say("crypto floor: timing the primitives for one 1 KiB message…");
         report.crypto = Some(crypto::measure(args.crypto_iterations)?);
+    }
+    if want("signing") {
+        say("signing: one identity signature with the key file and on a PKCS#11 token…");
+        report.signing = Some(signing::measure(args.crypto_iterations)?);
     }
     if want("audit") {
         say(&format!(

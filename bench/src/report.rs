@@ -40,6 +40,7 @@ pub struct Report {
     settings: Value,
     machine: Value,
     pub crypto: Option<CryptoFloor>,
+    pub signing: Option<crate::signing::Signing>,
     pub audit_verify: Option<AuditVerify>,
     pub throughput_runs: Vec<DrainRun>,
     pub audit_off_runs: Vec<DrainRun>,
@@ -77,6 +78,7 @@ impl Report {
             settings,
             machine: procfs::machine_description(),
             crypto: None,
+            signing: None,
             audit_verify: None,
             throughput_runs: Vec::new(),
             audit_off_runs: Vec::new(),
@@ -684,6 +686,16 @@ impl Report {
                 c.peer_keys_new_us
             ));
         }
+        if let Some(s) = &self.signing {
+            out.push_str(&format!(
+                "  identity signature: key file {:.1} µs; PKCS#11 token (SoftHSM2) {}\n",
+                s.file_key_us,
+                match s.token_us {
+                    Some(t) => format!("{t:.1} µs ({:.1}× the key file)", t / s.file_key_us),
+                    None => "not measured (apt-get install softhsm2)".into(),
+                }
+            ));
+        }
         let others: Vec<f64> = self
             .throughput_runs
             .iter()
@@ -756,6 +768,7 @@ impl Report {
             "elapsed_secs": self.elapsed_secs,
             "details": {
                 "crypto_floor": self.crypto,
+                "signing": self.signing,
                 "audit_verify": self.audit_verify,
                 "throughput_runs": self.throughput_runs,
                 "audit_off_runs": self.audit_off_runs,

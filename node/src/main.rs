@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log.level, json);
     if args.check {
-        return match comity_node::keys::identity_key::load(&config) {
+        return match comity_token::load(&config) {
             Ok(keys) => {
                 println!(
                     "configuration and keys are valid; node id {} (identity key: {})",

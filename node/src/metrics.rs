@@ -314,6 +314,17 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
             u8::from(k.overdue),
             k.previous.len()
         );
+        let _ = writeln!(
+            out,
+            "# HELP comity_tls_handshake_signatures_total TLS handshakes this node signed with its identity key since it started.\n# TYPE comity_tls_handshake_signatures_total counter\ncomity_tls_handshake_signatures_total {}",
+            k.identity.tls_handshake_signatures
+        );
+        if let Some(n) = k.identity.token_signatures {
+            let _ = writeln!(
+                out,
+                "# HELP comity_token_signatures_total Signatures the PKCS#11 token made for this node since it started.\n# TYPE comity_token_signatures_total counter\ncomity_token_signatures_total {n}"
+            );
+        }
     }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
     attachment_metrics(&mut out, node.progress(), &peers);

@@ -23,7 +23,6 @@ use crate::delivery::{accept, send};
 use crate::events::Event;
 use crate::evidence::{Evidence, ListingError, MessageAttachments, Retrieval, RetrieveError};
 use crate::idempotency::IdempotencyKey;
-use crate::keys::LoadedKeys;
 use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
@@ -42,13 +41,14 @@ use crate::transport::bind::{bind_udp, BindPatience};
 use crate::transport::endpoint::EndpointError;
 use crate::transport::handshakes::HandshakeCounts;
 use crate::transport::{server_endpoint, Pins, TlsIdentity};
+use comity_token::LoadedKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Key(#[from] KeyFileIoError),
     #[error(transparent)]
-    IdentityKey(#[from] crate::keys::IdentityKeyError),
+    IdentityKey(#[from] comity_token::LoadError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -90,7 +90,7 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Loads the key file named in `config` and starts.
     pub async fn start(config: Config) -> Result<Node, StartError> {
-        let keys = crate::keys::identity_key::load(&config)?;
+        let keys = comity_token::load(&config)?;
         let started = env!("CARGO_PKG_VERSION").to_string();
         Self::start_inner(config, keys, started, BindPatience::None).await
     }
@@ -109,7 +109,7 @@ impl Node {
     /// [`Node::start`] after the daemon closed this node because its store
     /// could not write (see `recovery`); the `node-started` entry says so.
     pub async fn start_reopened(config: Config, fault: &str) -> Result<Node, StartError> {
-        let keys = crate::keys::identity_key::load(&config)?;
+        let keys = comity_token::load(&config)?;
         let detail = format!(
             "{}; reopened after the store could not write: {fault}",
             env!("CARGO_PKG_VERSION")

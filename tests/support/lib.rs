@@ -5,6 +5,7 @@
 
 pub mod peer;
 pub mod relay;
+pub mod softhsm;
 pub mod tmpfs;
 
 use std::process::ExitStatus;

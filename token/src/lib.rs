@@ -13,6 +13,7 @@
 //! [`comity_config::PIN_ENV`]; it is kept in a zeroized buffer to log in
 //! again if the token drops the session, and is never logged.
 
+mod load;
 mod pin;
 mod session;
 
@@ -25,6 +26,7 @@ use comity_protocol::NodeId;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 
+pub use load::{load, LoadError, LoadedKeys};
 pub use pin::PinError;
 use session::Connection;
 
@@ -106,6 +108,7 @@ pub struct TokenSigner {
     node: NodeId,
     connection: Mutex<Option<Connection>>,
     signatures: AtomicU64,
+    facts: KeyFacts,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -136,12 +139,18 @@ impl TokenSigner {
             node,
             connection: Mutex::new(Some(connection)),
             signatures: AtomicU64::new(0),
+            facts,
         }))
     }
 
     /// The private key's attributes, read from the token now.
     pub fn facts(&self) -> Result<KeyFacts, TokenError> {
         self.with_connection("read the key's attributes", |c| c.facts())
+    }
+
+    /// The key's attributes as read when it was opened.
+    pub fn facts_at_open(&self) -> KeyFacts {
+        self.facts
     }
 
     /// Signatures the token made for this process.

@@ -23,6 +23,35 @@ pub fn run(client: &Client, cmd: Option<KeysCommand>, json: bool) -> Result<()> 
 }
 
 fn print(v: &Value) {
+    let id = &v["identity"];
+    println!(
+        "identity key {}: {}",
+        text(&id["node_id"]),
+        text(&id["location"])
+    );
+    if let Some(facts) = id["token_key"].as_object() {
+        let yes = |k: &str| facts.get(k).and_then(Value::as_bool) == Some(true);
+        println!(
+            "  on the token: {}, {}{} ({} signatures since start, {} of them TLS handshakes)",
+            if yes("sensitive") {
+                "sensitive"
+            } else {
+                "NOT SENSITIVE"
+            },
+            if yes("extractable") {
+                "EXTRACTABLE"
+            } else {
+                "not extractable"
+            },
+            if yes("never_extractable") && yes("local") {
+                ", made on the token and never extractable"
+            } else {
+                ""
+            },
+            text(&id["token_signatures"]),
+            text(&id["tls_handshake_signatures"])
+        );
+    }
     println!(
         "encryption key {}: made {} ({} days old){}",
         text(&v["encryption_key"]),

@@ -2,11 +2,9 @@
 //! schedule), the superseded keys kept through their grace period, and
 //! their destruction after it.
 
-pub mod identity_key;
 pub mod previous;
 mod rotation;
 
-pub use identity_key::{IdentityKeyError, LoadedKeys};
 pub use previous::PreviousKeyError;
 pub(crate) use rotation::{rotate_encryption, schedule};
 pub use rotation::{KeyStatus, PreviousStatus, RotationError};

@@ -45,6 +45,23 @@ pub struct KeyStatus {
     /// Older than its policy (the schedule is off, or it failed).
     pub overdue: bool,
     pub previous: Vec<PreviousStatus>,
+    /// Where the identity key is, and how much it has signed.
+    pub identity: IdentityKeyStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityKeyStatus {
+    pub node_id: String,
+    /// "key file", or the token's description.
+    pub location: String,
+    /// The `pkcs11:` URI, when the key is on a token.
+    pub token: Option<String>,
+    /// What the token said of the key when the node opened it.
+    pub token_key: Option<comity_token::KeyFacts>,
+    /// Signatures the token made since the node started.
+    pub token_signatures: Option<u64>,
+    /// TLS handshakes this node signed since it started (either side).
+    pub tls_handshake_signatures: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +103,19 @@ impl KeyStatus {
                     destroyed_at: superseded_at.saturating_add(keys.encryption_grace()),
                 })
                 .collect(),
+            identity: IdentityKeyStatus {
+                node_id: me.id().to_string(),
+                location: me.key_location(),
+                token: ctx
+                    .config
+                    .node
+                    .identity_token
+                    .as_ref()
+                    .map(|t| t.uri().to_string()),
+                token_key: ctx.token.as_ref().map(|t| t.facts_at_open()),
+                token_signatures: ctx.token.as_ref().map(|t| t.signatures()),
+                tls_handshake_signatures: ctx.tls.signatures(),
+            },
         }
     }
 }

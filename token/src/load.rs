@@ -1,17 +1,17 @@
-//! Loading the identity key from wherever the configuration says it is: the
-//! key file, or a PKCS#11 token with the encryption key in a file beside
-//! the configuration.
+//! The node's keys from wherever its configuration says the identity key
+//! is: the key file, or the token with the encryption key in a file.
 
 use std::sync::Arc;
 
 use comity_config::{Config, KeyFileIoError};
 use comity_protocol::Identity;
-use comity_token::{TokenError, TokenSigner};
+
+use crate::{TokenError, TokenSigner};
 
 /// Why the node's keys could not be loaded. Never holds key material or
 /// the PIN.
 #[derive(Debug, thiserror::Error)]
-pub enum IdentityKeyError {
+pub enum LoadError {
     #[error(transparent)]
     KeyFile(#[from] KeyFileIoError),
     #[error("identity key on the token {uri}: {source}")]
@@ -24,7 +24,7 @@ pub struct LoadedKeys {
     pub token: Option<Arc<TokenSigner>>,
 }
 
-pub fn load(config: &Config) -> Result<LoadedKeys, IdentityKeyError> {
+pub fn load(config: &Config) -> Result<LoadedKeys, LoadError> {
     let key_file = &config.node.identity_key;
     let Some(token_key) = &config.node.identity_token else {
         return Ok(LoadedKeys {
@@ -32,7 +32,7 @@ pub fn load(config: &Config) -> Result<LoadedKeys, IdentityKeyError> {
             token: None,
         });
     };
-    let token = TokenSigner::open(token_key).map_err(|source| IdentityKeyError::Token {
+    let token = TokenSigner::open(token_key).map_err(|source| LoadError::Token {
         uri: token_key.uri().to_string(),
         source,
     })?;
