@@ -304,6 +304,63 @@ mod tests {
         );
     }
 
+    /// A key "elsewhere": a seed this test holds, signing on request.
+    struct Elsewhere(ed25519_dalek::SigningKey);
+
+    impl ExternalSigner for Elsewhere {
+        fn node_id(&self) -> NodeId {
+            NodeId(self.0.verifying_key().to_bytes())
+        }
+        fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignError> {
+            use ed25519_dalek::Signer as _;
+            Ok(self.0.sign(input).to_bytes())
+        }
+        fn describe(&self) -> String {
+            "a test signer".into()
+        }
+    }
+
+    fn elsewhere(seed: u8) -> Arc<dyn ExternalSigner> {
+        Arc::new(Elsewhere(ed25519_dalek::SigningKey::from_bytes(
+            &[seed; 32],
+        )))
+    }
+
+    #[test]
+    fn a_token_nodes_file_holds_the_encryption_key_only() {
+        let a = Identity::with_external_key(elsewhere(9), &[2; 32], Timestamp(7)).unwrap();
+        let text = a.to_key_file();
+        assert!(text.contains(ENCRYPTION_ONLY_HEADER));
+        assert!(!text.contains("identity-seed"));
+        let b = Identity::from_encryption_key_file(&text, elsewhere(9)).unwrap();
+        assert_eq!(b.id(), a.id());
+        assert_eq!(b.encryption_cert(), a.encryption_cert());
+        assert_eq!(node_id_in_key_file(&text).unwrap(), a.id());
+        assert!(b.ed25519_secret().is_none());
+        // Neither kind is read as the other, nor with another node's key.
+        assert_eq!(
+            Identity::from_key_file(&text).unwrap_err(),
+            KeyFileError::IdentityKeyOnToken
+        );
+        let seeds = Identity::from_seeds(&[9; 32], &[2; 32], Timestamp(7)).to_key_file();
+        assert!(matches!(
+            Identity::from_encryption_key_file(&seeds, elsewhere(9)),
+            Err(KeyFileError::IdentityKeyInFile)
+        ));
+        assert!(matches!(
+            Identity::from_encryption_key_file(&text, elsewhere(8)),
+            Err(KeyFileError::NodeIdMismatch { .. })
+        ));
+        let with_seed = text.replace(
+            "encryption-seed",
+            "identity-seed CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\nencryption-seed",
+        );
+        assert_eq!(
+            Identity::from_encryption_key_file(&with_seed, elsewhere(9)).unwrap_err(),
+            KeyFileError::Duplicate("identity-seed")
+        );
+    }
+
     #[test]
     fn a_damaged_secret_line_is_not_echoed() {
         let a = Identity::from_seeds(&[9; 32], &[2; 32], Timestamp(0));
