@@ -143,3 +143,82 @@ async fn a_configuration_pinning_the_node_itself_is_refused_at_start() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// An identity key held "elsewhere" (as on a token) that can be made to
+/// stop signing, as a token that is removed or stops answering does.
+struct Flaky {
+    key: ed25519_dalek::SigningKey,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl comity_protocol::identity::ExternalSigner for Flaky {
+    fn node_id(&self) -> comity_protocol::NodeId {
+        comity_protocol::NodeId(self.key.verifying_key().to_bytes())
+    }
+    fn sign(&self, input: &[u8]) -> Result<[u8; 64], comity_protocol::identity::SignError> {
+        use ed25519_dalek::Signer as _;
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(comity_protocol::identity::SignError::Token(
+                "CKR_DEVICE_REMOVED".into(),
+            ));
+        }
+        Ok(self.key.sign(input).to_bytes())
+    }
+    fn describe(&self) -> String {
+        "a token that can be pulled out".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_stops_signing_loses_and_duplicates_nothing() {
+    let (sa, sb) = (spec(), spec());
+    let (ca, ia) = config(&sa, "AR", &sb, "BO");
+    let (cb, ib) = config(&sb, "BO", &sa, "AR");
+    let seed = ib.ed25519_secret().unwrap();
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let token = std::sync::Arc::new(Flaky {
+        key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        failing: failing.clone(),
+    });
+    let ib =
+        Identity::with_external_key(token, ib.encryption_seed(), ib.encryption_cert().created_at)
+            .unwrap();
+    let b_id = ib.id();
+    let a = Node::start_with(ca, ia).await.unwrap();
+    let b = Node::start_with(cb, ib).await.unwrap();
+    let mut a_events = a.subscribe();
+    a.submit(b_id, request_body("before"), None).await.unwrap();
+    next_delivered(&mut a_events).await;
+
+    // The token stops: B can neither sign a receipt nor a new handshake.
+    failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..3 {
+        a.submit(b_id, request_body(&format!("while it is out {i}")), None)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = |n: &Node| {
+        n.outbox()
+            .unwrap()
+            .iter()
+            .filter(|m| m.state == OutboundState::Delivered)
+            .count()
+    };
+    assert_eq!(delivered(&a), 1, "no receipt without a signature");
+    assert_eq!(
+        b.inbox().unwrap().len(),
+        1,
+        "nothing kept that was not receipted"
+    );
+
+    // Back: each delivered, once.
+    failing.store(false, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..3 {
+        next_delivered(&mut a_events).await;
+    }
+    assert_eq!(delivered(&a), 4);
+    assert_eq!(b.inbox().unwrap().len(), 4);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
