@@ -65,8 +65,11 @@ pub enum TokenUriError {
         "attribute {0:?} is not one Comity uses (token, object, id, type; module-path, pin-source)"
     )]
     Unknown(String),
-    #[error("{0:?} has a bad percent-encoding or is not UTF-8")]
+    /// Names the attribute, never its value (which could be a PIN).
+    #[error("the value of {0:?} has a bad percent-encoding or is not UTF-8")]
     BadEncoding(String),
+    #[error("attribute {0:?} is empty")]
+    Empty(&'static str),
     #[error("type={0:?}: the identity key is a private key (type=private)")]
     BadType(String),
     #[error("a PIN in the configuration (pin-value) is refused: put it in a 0600 file named by pin-source=file:…, or in the environment variable {PIN_ENV}")]
@@ -91,24 +94,30 @@ impl TokenKey {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (mut token, mut object, mut id, mut module, mut pin_file) =
             (None, None, None, None, None);
+        // Each name is matched before its value is decoded: a malformed
+        // pin-value must be refused as a PIN, not quoted as bad encoding.
+        let mut kind = None;
         for (name, value) in attributes(path, ';') {
-            let raw = decode(value)?;
             match name {
-                "token" => set(&mut token, utf8(raw, value)?, name)?,
-                "object" => set(&mut object, utf8(raw, value)?, name)?,
-                "id" => set(&mut id, raw, name)?,
+                "token" => set(&mut token, value_text(value, name)?, name)?,
+                "object" => set(&mut object, value_text(value, name)?, name)?,
+                "id" => set(&mut id, decode(value, name)?, name)?,
                 "type" => {
-                    let t = utf8(raw, value)?;
+                    let t = value_text(value, name)?;
                     if t != "private" {
                         return Err(TokenUriError::BadType(t));
                     }
+                    set(&mut kind, (), name)?;
                 }
                 "pin-value" => return Err(TokenUriError::PinInUri),
                 other => return Err(TokenUriError::Unknown(other.to_string())),
             }
         }
         for (name, value) in attributes(query, '&') {
-            let v = utf8(decode(value)?, value)?;
+            if name == "pin-value" {
+                return Err(TokenUriError::PinInUri);
+            }
+            let v = value_text(value, name)?;
             match name {
                 "module-path" => {
                     if !v.starts_with('/') {
@@ -118,12 +127,16 @@ impl TokenKey {
                 }
                 "pin-source" => {
                     let file = v.strip_prefix("file:").unwrap_or(&v);
-                    if !file.starts_with('/') {
+                    // `file:/p` or `file:///p`; `file://host/p` names
+                    // another machine.
+                    let file = file
+                        .strip_prefix("//")
+                        .map_or(Some(file), |rest| rest.starts_with('/').then_some(rest));
+                    let Some(file) = file.filter(|f| f.starts_with('/')) else {
                         return Err(TokenUriError::BadPinSource(v));
-                    }
+                    };
                     set(&mut pin_file, PathBuf::from(file), name)?
                 }
-                "pin-value" => return Err(TokenUriError::PinInUri),
                 other => return Err(TokenUriError::Unknown(other.to_string())),
             }
         }
@@ -152,13 +165,27 @@ fn set<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<(), TokenUriError> {
     Ok(())
 }
 
-fn utf8(raw: Vec<u8>, value: &str) -> Result<String, TokenUriError> {
-    String::from_utf8(raw).map_err(|_| TokenUriError::BadEncoding(value.to_string()))
+/// The decoded, non-empty UTF-8 value of attribute `name`.
+fn value_text(value: &str, name: &str) -> Result<String, TokenUriError> {
+    let v = String::from_utf8(decode(value, name)?)
+        .map_err(|_| TokenUriError::BadEncoding(name.to_string()))?;
+    if v.is_empty() {
+        let name = match name {
+            "token" => "token",
+            "object" => "object",
+            "type" => "type",
+            "module-path" => "module-path",
+            "pin-source" => "pin-source",
+            _ => "(an attribute)",
+        };
+        return Err(TokenUriError::Empty(name));
+    }
+    Ok(v)
 }
 
-/// RFC 3986 percent-decoding.
-fn decode(value: &str) -> Result<Vec<u8>, TokenUriError> {
-    let bad = || TokenUriError::BadEncoding(value.to_string());
+/// RFC 3986 percent-decoding of attribute `name`'s value.
+fn decode(value: &str, name: &str) -> Result<Vec<u8>, TokenUriError> {
+    let bad = || TokenUriError::BadEncoding(name.to_string());
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -238,7 +265,41 @@ mod tests {
         );
         assert_eq!(
             e(&format!("pkcs11:token=%zz;object=o?{MODULE}")),
-            TokenUriError::BadEncoding("%zz".into())
+            TokenUriError::BadEncoding("token".into())
+        );
+        // A malformed PIN is refused as a PIN, and never echoed.
+        let pin = e(&format!("pkcs11:token=t;object=o;pin-value=12%4?{MODULE}"));
+        assert_eq!(pin, TokenUriError::PinInUri);
+        assert!(!pin.to_string().contains("12"), "{pin}");
+        let pin = e(&format!("pkcs11:token=t;object=o?{MODULE}&pin-value=12%4"));
+        assert_eq!(pin, TokenUriError::PinInUri);
+        assert_eq!(
+            e(&format!("pkcs11:token=;object=o?{MODULE}")),
+            TokenUriError::Empty("token")
+        );
+        assert_eq!(
+            e(&format!("pkcs11:token=t;object?{MODULE}")),
+            TokenUriError::Empty("object")
+        );
+        assert_eq!(
+            e(&format!(
+                "pkcs11:token=t;object=o?{MODULE}&pin-source=file://host/p"
+            )),
+            TokenUriError::BadPinSource("file://host/p".into())
+        );
+        assert_eq!(
+            TokenKey::parse(&format!(
+                "pkcs11:token=t;object=o?{MODULE}&pin-source=file:///etc/p"
+            ))
+            .unwrap()
+            .pin_file,
+            Some(PathBuf::from("/etc/p"))
+        );
+        assert_eq!(
+            e(&format!(
+                "pkcs11:token=t;object=o;type=private;type=private?{MODULE}"
+            )),
+            TokenUriError::Duplicate("type".into())
         );
         assert_eq!(e("/etc/comity/node.key"), TokenUriError::NotPkcs11);
     }

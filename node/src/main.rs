@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("comityd: {e}");
-                ExitCode::from(1)
+                exit_code(&anyhow::Error::from(e))
             }
         };
     }
@@ -76,9 +76,22 @@ fn main() -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             eprintln!("comityd: {e:#}");
-            ExitCode::from(1)
+            exit_code(&e)
         }
     }
+}
+
+/// 3 when the identity key's token refused the PIN (the unit does not
+/// restart then: every try would count against the token's PIN, which
+/// locks after a few), 1 for any other failure.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let pin_refused = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<comity_token::TokenError>(),
+            Some(comity_token::TokenError::PinRefused(_))
+        )
+    });
+    ExitCode::from(if pin_refused { 3 } else { 1 })
 }
 
 fn init_logging(level: &str, json: bool) {

@@ -31,3 +31,42 @@ pub const RESTORATION_STATEMENT_SIGNATURE: &[u8] = b"comity/v1/restoration-state
 pub const ATTACHMENT_CHUNK_AAD: &[u8] = b"comity/v1/attachment-chunk\0";
 /// Signatures of an identity transition (both keys sign the same bytes).
 pub const IDENTITY_TRANSITION_SIGNATURE: &[u8] = b"comity/v1/identity-transition-signature\0";
+/// Signed (never sent) to derive the node's QUIC stateless-reset key
+/// (docs/protocol.md §8.5).
+pub const QUIC_STATELESS_RESET_KEY: &[u8] = b"comity/v1/quic-stateless-reset-key\0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No domain string is a prefix of another (each ends in NUL and they
+    /// differ), so no input signed under one can be read as one under
+    /// another.
+    #[test]
+    fn no_domain_is_a_prefix_of_another() {
+        let all = [
+            ENVELOPE_SIGNATURE,
+            HPKE_INFO,
+            ENVELOPE_AAD,
+            BODY_COMMITMENT,
+            CIPHERTEXT_DIGEST,
+            ENVELOPE_DIGEST,
+            RECEIPT_SIGNATURE,
+            ENCRYPTION_KEY_SIGNATURE,
+            NODE_ID_CHECKSUM,
+            RESEND_NOTICE_SIGNATURE,
+            RESTORATION_STATEMENT_SIGNATURE,
+            ATTACHMENT_CHUNK_AAD,
+            IDENTITY_TRANSITION_SIGNATURE,
+            QUIC_STATELESS_RESET_KEY,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(a.last(), Some(&0), "{}", String::from_utf8_lossy(a));
+            for (j, b) in all.iter().enumerate() {
+                if i != j {
+                    assert!(!b.starts_with(a), "{:?} is a prefix of {:?}", a, b);
+                }
+            }
+        }
+    }
+}

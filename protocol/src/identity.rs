@@ -249,7 +249,7 @@ impl Identity {
         encryption_seed: &[u8; 32],
         created_at: Timestamp,
     ) -> Result<Self, SignError> {
-        let identity = Self::certify(IdentityKey::External(signer), encryption_seed, created_at)?;
+        let identity = Self::certify(IdentityKey::external(signer)?, encryption_seed, created_at)?;
         identity
             .cert
             .verify()
@@ -396,7 +396,7 @@ impl Identity {
     pub fn ed25519_secret(&self) -> Option<Zeroizing<[u8; 32]>> {
         match &self.key {
             IdentityKey::Seed(k) => Some(Zeroizing::new(k.to_bytes())),
-            IdentityKey::External(_) => None,
+            IdentityKey::External(..) => None,
         }
     }
 
@@ -405,7 +405,7 @@ impl Identity {
     pub fn key_location(&self) -> String {
         match &self.key {
             IdentityKey::Seed(_) => "key file".to_string(),
-            IdentityKey::External(s) => s.describe(),
+            IdentityKey::External(s, _) => s.describe(),
         }
     }
 }

@@ -40,6 +40,12 @@ pub enum TokenError {
     },
     #[error("PIN: {0}")]
     Pin(#[from] PinError),
+    /// Never retried by this process: a token locks its PIN after a few
+    /// wrong ones.
+    #[error("PIN: {0}")]
+    PinRefused(&'static str),
+    #[error("the token was reopened {0:?} ago; not again so soon")]
+    Backoff(std::time::Duration),
     #[error("no token labelled {0:?} is present in the module's slots")]
     NoToken(String),
     #[error("the token {token:?} has no Ed25519 {what} labelled {object:?}{}", id_note(.id))]
@@ -109,7 +115,14 @@ pub struct TokenSigner {
     connection: Mutex<Option<Connection>>,
     signatures: AtomicU64,
     facts: KeyFacts,
+    /// When the session was last opened again, to space reopenings out.
+    reopened: Mutex<Option<std::time::Instant>>,
+    /// Set once the token refused the PIN: no further login from here.
+    pin_refused: std::sync::atomic::AtomicBool,
 }
+
+/// At most one reopening of the session in this long.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +153,8 @@ impl TokenSigner {
             connection: Mutex::new(Some(connection)),
             signatures: AtomicU64::new(0),
             facts,
+            reopened: Mutex::new(None),
+            pin_refused: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -174,13 +189,39 @@ impl TokenSigner {
             }
         }
         *slot = None;
-        let fresh = Connection::open(&self.key)?;
+        if self.pin_refused.load(Ordering::Relaxed) {
+            return Err(TokenError::PinRefused(
+                "the token refused the user PIN earlier: correct it and restart the node",
+            ));
+        }
+        {
+            let mut last = self.reopened.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = *last {
+                if at.elapsed() < REOPEN_EVERY {
+                    return Err(TokenError::Backoff(at.elapsed()));
+                }
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let fresh = Connection::open(&self.key).inspect_err(|e| {
+            if matches!(e, TokenError::PinRefused(_)) {
+                self.pin_refused.store(true, Ordering::Relaxed);
+            }
+        })?;
+        // The same key, and still one that cannot leave the token.
         if fresh.node_id() != self.node {
             return Err(TokenError::NoKey {
                 token: self.key.token.clone(),
                 object: self.key.object.clone(),
                 id: self.key.id.clone(),
                 what: "key with this node's id",
+            });
+        }
+        if let Some(why) = leaves_the_token(&fresh.facts()?) {
+            return Err(TokenError::Extractable {
+                token: self.key.token.clone(),
+                object: self.key.object.clone(),
+                why,
             });
         }
         let v = op(&fresh)

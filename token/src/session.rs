@@ -19,11 +19,31 @@ const EDWARDS25519_PARAMS: [u8; 14] = [
 ];
 
 pub(crate) struct Connection {
-    // Field order: the session closes before the module is finalized.
     session: Session,
     private: ObjectHandle,
     node: NodeId,
-    _module: Pkcs11,
+}
+
+/// One loaded and initialised module per path for the whole process: the
+/// module's state (its login, its threads) is per process, so loading it
+/// again per session would only unload it under the other sessions' feet.
+fn module(path: &std::path::Path) -> Result<Pkcs11, TokenError> {
+    static MODULES: std::sync::Mutex<Vec<(std::path::PathBuf, Pkcs11)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut modules = MODULES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, m)) = modules.iter().find(|(p, _)| p == path) {
+        return Ok(m.clone());
+    }
+    let m = Pkcs11::new(path).map_err(|source| TokenError::Module {
+        module: path.display().to_string(),
+        source,
+    })?;
+    match m.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(step("initialize the module")(e)),
+    }
+    modules.push((path.to_path_buf(), m.clone()));
+    Ok(m)
 }
 
 fn step(step: &'static str) -> impl FnOnce(CkError) -> TokenError {
@@ -31,16 +51,26 @@ fn step(step: &'static str) -> impl FnOnce(CkError) -> TokenError {
 }
 
 /// Loads the module and logs in to the token of `key`'s label.
-fn login(key: &TokenKey, rw: bool) -> Result<(Pkcs11, Session, Slot), TokenError> {
-    let module = Pkcs11::new(&key.module).map_err(|source| TokenError::Module {
-        module: key.module.display().to_string(),
-        source,
-    })?;
-    match module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(step("initialize the module")(e)),
-    }
+/// Logs in at most once per try: a token counts wrong PINs and locks the
+/// PIN after a few (then only its security officer can unlock it), so the
+/// node never tries when the token says the next try is the last, and a
+/// refused PIN is never tried again by this process ([`TokenError::PinRefused`]).
+fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
+    let module = module(&key.module)?;
     let slot = find_slot(&module, &key.token)?;
+    let info = module
+        .get_token_info(slot)
+        .map_err(step("read the token's information"))?;
+    if info.user_pin_locked() {
+        return Err(TokenError::PinRefused(
+            "the token says the user PIN is locked: its security officer must unlock it",
+        ));
+    }
+    if info.user_pin_final_try() {
+        return Err(TokenError::PinRefused(
+            "the token says one wrong PIN more locks it: check the PIN by hand (e.g. pkcs11-tool --login --test) before starting the node",
+        ));
+    }
     let pin = pin::read(key)?;
     let session = if rw {
         module.open_rw_session(slot)
@@ -51,9 +81,17 @@ fn login(key: &TokenKey, rw: bool) -> Result<(Pkcs11, Session, Slot), TokenError
     let auth = AuthPin::new(pin.as_str().into());
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(CkError::Pkcs11(
+            RvError::PinIncorrect | RvError::PinLocked | RvError::PinExpired | RvError::PinLenRange,
+            _,
+        )) => {
+            return Err(TokenError::PinRefused(
+                "the token refused the user PIN: correct the PIN file (or COMITY_PKCS11_PIN) and start the node again",
+            ))
+        }
         Err(e) => return Err(step("log in with the user PIN")(e)),
     }
-    Ok((module, session, slot))
+    Ok((session, slot))
 }
 
 fn find_slot(module: &Pkcs11, label: &str) -> Result<Slot, TokenError> {
@@ -139,14 +177,13 @@ fn public_key(session: &Session, key: &TokenKey) -> Result<NodeId, TokenError> {
 
 impl Connection {
     pub(crate) fn open(key: &TokenKey) -> Result<Connection, TokenError> {
-        let (module, session, _) = login(key, false)?;
+        let (session, _) = login(key, false)?;
         let private = find_one(&session, key, ObjectClass::PRIVATE_KEY, "private key")?;
         let node = public_key(&session, key)?;
         Ok(Connection {
             session,
             private,
             node,
-            _module: module,
         })
     }
 
@@ -197,7 +234,7 @@ impl Connection {
 }
 
 pub(crate) fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
-    let (_module, session, _) = login(key, true)?;
+    let (session, _) = login(key, true)?;
     let existing = session
         .find_objects(&[Attribute::Label(key.object.as_bytes().to_vec())])
         .map_err(step("look for an existing key"))?;

@@ -47,6 +47,15 @@ pub(crate) fn peer_keys(ctx: &Context, peer: &Peer, keys: &PeerKeys) -> Result<(
     Ok(())
 }
 
+/// Why an envelope could not be prepared now (it stays queued).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrepareError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sign(comity_protocol::identity::SignError),
+}
+
 /// An envelope ready to write.
 pub(crate) struct Prepared {
     pub bytes: Vec<u8>,
@@ -64,7 +73,7 @@ pub(crate) async fn prepare(
     peer: &Peer,
     keys: &PeerKeys,
     id: MessageId,
-) -> Result<Option<Prepared>, StoreError> {
+) -> Result<Option<Prepared>, PrepareError> {
     let Some((mut msg, mut status)) = ctx.store.outbound(&id)? else {
         warn!(%id, "queued message missing from the store");
         return Ok(None);
@@ -93,6 +102,14 @@ pub(crate) async fn prepare(
                         format!("sealed envelope is {len} bytes, above limits.max_message_bytes");
                     fail(ctx, peer, &mut status, id, why)?;
                     return Ok(None);
+                }
+                // The identity key's token did not sign: a passing fault,
+                // not the message's. The session ends and the message goes
+                // back to the queue, to be sealed on the next.
+                Err(SealError::Sign(e)) => {
+                    status.retry_later(format!("cannot seal now: {e}"));
+                    ctx.store.put_outbound_status(&id, &status)?;
+                    return Err(PrepareError::Sign(e));
                 }
                 Err(e) => {
                     fail(ctx, peer, &mut status, id, format!("cannot seal: {e}"))?;

@@ -216,19 +216,18 @@ fn receive(
         }
     }
     let with_attachments = !opened.attachments.is_empty();
-    // A token that cannot sign now is a passing fault: the sender retries.
+    // A token that cannot sign now is our passing fault, not the peer's:
+    // deferred as for a full disk (not recorded, not counted against the
+    // peer, nothing of the token's error told), and the sender retries.
     let receipt = match Receipt::sign(me, &opened, now) {
         Ok(r) => r,
         Err(e) => {
-            let detail = e.to_string();
-            return reject(
-                ctx,
-                peer,
-                Some(opened.header.id),
-                bytes,
-                RejectReason::Unavailable,
-                detail,
-            );
+            warn!(error = %e, id = %opened.header.id, "cannot sign a receipt: the identity key did not sign");
+            return SessionFrame::Rejected {
+                id: Some(opened.header.id),
+                reason: RejectReason::Unavailable,
+                detail: "the receiver cannot sign receipts now; try again later".into(),
+            };
         }
     };
     let receipt_bytes = match receipt.to_bytes() {

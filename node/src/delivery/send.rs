@@ -59,6 +59,15 @@ pub(crate) enum SessionError {
     Sign(#[from] comity_protocol::identity::SignError),
 }
 
+impl From<outcome::PrepareError> for SessionError {
+    fn from(e: outcome::PrepareError) -> Self {
+        match e {
+            outcome::PrepareError::Store(e) => SessionError::Store(e),
+            outcome::PrepareError::Sign(e) => SessionError::Sign(e),
+        }
+    }
+}
+
 /// Runs until shutdown: the life of one peer's outgoing traffic.
 pub async fn run(ctx: Arc<Context>, peer: Arc<Peer>, mut stop: ShutdownSignal) {
     let mut failures: u32 = 0;
@@ -314,7 +323,7 @@ async fn into_flight<F, Fut>(
 ) -> Result<Option<(MessageId, outcome::Prepared)>, SessionError>
 where
     F: FnOnce(MessageId) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<outcome::Prepared>, crate::store::StoreError>>,
+    Fut: std::future::Future<Output = Result<Option<outcome::Prepared>, outcome::PrepareError>>,
 {
     let Some(id) = taken.id else {
         return Ok(None);

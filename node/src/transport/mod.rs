@@ -17,7 +17,7 @@ use comity_protocol::Identity;
 /// domain (Ed25519 is deterministic; nothing else signs this input), which
 /// works where the key cannot be read, on a token.
 pub fn stateless_reset_key(identity: &Identity) -> Result<[u8; 32], SignError> {
-    const INPUT: &[u8] = b"comity/v1/quic-stateless-reset-key\0";
+    const INPUT: &[u8] = comity_protocol::domain::QUIC_STATELESS_RESET_KEY;
     let signature = identity.signer().sign(INPUT)?;
     Ok(comity_protocol::Digest::of(INPUT, &[&signature[..]]).0)
 }

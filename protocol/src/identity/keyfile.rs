@@ -83,7 +83,7 @@ impl Identity {
         let enc_seed = Zeroizing::new(STANDARD.encode(&self.encryption_seed[..]));
         let signing = match &self.key {
             IdentityKey::Seed(k) => k,
-            IdentityKey::External(_) => {
+            IdentityKey::External(..) => {
                 return Zeroizing::new(format!(
                     "# Comity node encryption key (the identity key is on a token). SECRET: mode 0600.\n\
                      {ENCRYPTION_ONLY_HEADER}\n\

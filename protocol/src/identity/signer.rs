@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use super::NodeId;
 
@@ -40,22 +40,78 @@ pub trait ExternalSigner: Send + Sync {
 pub(crate) enum IdentityKey {
     /// A seed from the key file, in (zeroized-on-drop) memory.
     Seed(Arc<SigningKey>),
-    /// A key that signs elsewhere and cannot be exported.
-    External(Arc<dyn ExternalSigner>),
+    /// A key that signs elsewhere and cannot be exported; every signature
+    /// it returns is checked under its public key before use.
+    External(Arc<dyn ExternalSigner>, VerifyingKey),
 }
 
 impl IdentityKey {
+    pub(crate) fn external(signer: Arc<dyn ExternalSigner>) -> Result<IdentityKey, SignError> {
+        let public = signer
+            .node_id()
+            .verifying_key()
+            .map_err(|_| SignError::BadSignature)?;
+        Ok(IdentityKey::External(signer, public))
+    }
+
     pub(crate) fn node_id(&self) -> NodeId {
         match self {
             IdentityKey::Seed(k) => NodeId(k.verifying_key().to_bytes()),
-            IdentityKey::External(s) => s.node_id(),
+            IdentityKey::External(s, _) => s.node_id(),
         }
     }
 
     pub(crate) fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignError> {
         match self {
             IdentityKey::Seed(k) => Ok(k.sign(input).to_bytes()),
-            IdentityKey::External(s) => s.sign(input),
+            // A wrong signature would be stored (a receipt, an envelope, a
+            // checkpoint) and refused by peers for good: never let one out.
+            IdentityKey::External(s, public) => {
+                let signature = s.sign(input)?;
+                if !super::verify_signature(public, input, &signature) {
+                    return Err(SignError::BadSignature);
+                }
+                Ok(signature)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::time::Timestamp;
+
+    /// A token that answers with someone else's signatures.
+    struct Wrong {
+        claimed: SigningKey,
+        actual: SigningKey,
+    }
+
+    impl ExternalSigner for Wrong {
+        fn node_id(&self) -> NodeId {
+            NodeId(self.claimed.verifying_key().to_bytes())
+        }
+        fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignError> {
+            Ok(self.actual.sign(input).to_bytes())
+        }
+        fn describe(&self) -> String {
+            "a wrong token".into()
+        }
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_never_leaves() {
+        let wrong = Arc::new(Wrong {
+            claimed: SigningKey::from_bytes(&[1; 32]),
+            actual: SigningKey::from_bytes(&[2; 32]),
+        });
+        assert_eq!(
+            Identity::with_external_key(wrong.clone(), &[3; 32], Timestamp(0)).unwrap_err(),
+            SignError::BadSignature
+        );
+        let key = IdentityKey::external(wrong).unwrap();
+        assert_eq!(key.sign(b"x").unwrap_err(), SignError::BadSignature);
     }
 }
