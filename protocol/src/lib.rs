@@ -59,6 +59,7 @@ pub mod ids;
 pub mod message;
 pub mod receipt;
 pub mod resend;
+pub mod rotation;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod session;
