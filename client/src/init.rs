@@ -89,7 +89,14 @@ pub fn create_node(
         None => Identity::generate(Timestamp::now()),
         Some(token) => on_token(token)?,
     };
-    write_new_key_file(&key_path, &identity)?;
+    if let Err(e) = write_new_key_file(&key_path, &identity) {
+        // A key on the token that no node uses would block the retry
+        // (`init` refuses a label the token holds).
+        if let Some(token) = &config.node.identity_token {
+            let _ = comity_token::destroy_unused(token);
+        }
+        return Err(e.into());
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -115,13 +122,22 @@ fn on_token(token: &comity_config::TokenKey) -> Result<Identity, LocalError> {
         source,
     };
     comity_token::generate(token).map_err(failed)?;
-    let signer = comity_token::TokenSigner::open(token).map_err(failed)?;
-    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
-    Identity::with_external_key(signer, &seed, Timestamp::now()).map_err(|e| LocalError::Token {
-        uri: token.uri().to_string(),
-        source: comity_token::TokenError::Signature(e),
-    })
+    let made = comity_token::TokenSigner::open(token)
+        .and_then(|signer| {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
+            Ok(Identity::with_external_key(
+                signer,
+                &seed,
+                Timestamp::now(),
+            )?)
+        })
+        .map_err(failed);
+    if made.is_err() {
+        // Made but not usable: not left on the token to block a retry.
+        let _ = comity_token::destroy_unused(token);
+    }
+    made
 }
 
 #[cfg(test)]

@@ -273,3 +273,10 @@ impl ExternalSigner for TokenSigner {
 pub fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
     session::generate(key)
 }
+
+/// Destroys the key pair of `key` on the token. For `comity init` undoing
+/// a key it made and could not use (its files could not be written): a
+/// node's key in use is never destroyed by this.
+pub fn destroy_unused(key: &TokenKey) -> Result<(), TokenError> {
+    session::destroy(key)
+}

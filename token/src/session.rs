@@ -272,6 +272,23 @@ pub(crate) fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
     public_key(&session, key)
 }
 
+/// Destroys the key pair `key` names (both objects of its label and id):
+/// only for a key this process just made and could not put to use.
+pub(crate) fn destroy(key: &TokenKey) -> Result<(), TokenError> {
+    let (session, _) = login(key, true)?;
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        for object in session
+            .find_objects(&template(key, class))
+            .map_err(step("find the key"))?
+        {
+            session
+                .destroy_object(object)
+                .map_err(step("destroy the key"))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,15 @@ fn a_token_key_signs_never_leaves_and_is_refused_when_it_could() {
 
     // The open signer still signs: its session is its own.
     assert!(identity.signer().sign(b"after").is_ok());
+
+    // A key made and not used (comity init could not write its files) is
+    // destroyed, and its label is free again.
+    comity_token::destroy_unused(&key(&hsm, "loose")).unwrap();
+    assert!(matches!(
+        TokenSigner::open(&key(&hsm, "loose")),
+        Err(TokenError::NoKey { .. })
+    ));
+    assert!(generate(&key(&hsm, "loose")).is_ok());
 }
 
 /// An Ed25519 key made with CKA_EXTRACTABLE true, as a careless recipe
