@@ -26,16 +26,6 @@ fn pair() -> (TestNode, TestNode) {
     (a, b)
 }
 
-fn cosigned_by(node: &TestNode, witness: &TestNode) -> u64 {
-    node.get("/v1/node")["audit"]["witnesses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["peer"] == witness.id.to_string())
-        .and_then(|w| w["cosigned_size"].as_u64())
-        .unwrap_or(0)
-}
-
 fn alarms(node: &TestNode) -> Vec<String> {
     node.get("/v1/node")["audit"]["alarms"]
         .as_array()
@@ -85,12 +75,8 @@ fn peers_cosign_checkpoints_and_an_export_verifies_and_exposes_any_tampering() {
     let ids = a.send_many(&b, 30, 2);
     b.send_many(&a, 30, 2);
     a.wait_until(LONG, "delivered", || a.outbox_count("delivered") == 30);
-    a.wait_until(LONG, "B's cosignature on A's log", || {
-        cosigned_by(&a, &b) > 0
-    });
-    b.wait_until(LONG, "A's cosignature on B's log", || {
-        cosigned_by(&b, &a) > 0
-    });
+    a.wait_until(LONG, "B's cosignature on A's log", || a.cosigned_by(&b) > 0);
+    b.wait_until(LONG, "A's cosignature on B's log", || b.cosigned_by(&a) > 0);
 
     let bundle = a.get_text("/v1/audit/export");
     // The export ends with a fresh checkpoint covering every entry, and it
@@ -271,17 +257,17 @@ fn a_node_rolled_back_to_an_old_database_is_refused_by_its_witness() {
     a.start();
     b.start();
     a.send_many(&b, 10, 1);
-    a.wait_until(LONG, "first cosignature", || cosigned_by(&a, &b) > 0);
+    a.wait_until(LONG, "first cosignature", || a.cosigned_by(&b) > 0);
     assert!(a.sigterm().success());
     let backup = tempfile::tempdir().unwrap();
     copy_dir(&a.dir().join("data"), &backup.path().join("data"));
 
     // A goes on; B cosigns a larger log.
     a.start();
-    let before = cosigned_by(&a, &b);
+    let before = a.cosigned_by(&b);
     a.send_many(&b, 60, 2);
     a.wait_until(LONG, "a newer cosignature", || {
-        cosigned_by(&a, &b) > before + 60
+        a.cosigned_by(&b) > before + 60
     });
     assert!(a.sigterm().success());
 

@@ -5,30 +5,11 @@
 //! delivered once.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use comity_tests::{assert_logs_verify, comityd_beside, pair, TestNode};
-use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
-
-fn keys(node: &TestNode, args: &[&str]) -> Value {
-    let out = Command::new(COMITY)
-        .arg("--config")
-        .arg(node.config_path())
-        .arg("keys")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "comity keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn previous_files(node: &TestNode) -> usize {
     std::fs::read_dir(node.dir().join("data/keys/previous"))
@@ -52,7 +33,7 @@ fn sealed_to_a_superseded_key_opens_in_grace_and_is_sealed_again_after() {
     a.wait_until(Duration::from_secs(30), "first delivered", || {
         a.outbox_count("delivered") == 1
     });
-    let k1 = keys(&b, &[])["encryption_key"]
+    let k1 = b.keys(COMITY, &[])["encryption_key"]
         .as_str()
         .unwrap()
         .to_string();
@@ -61,7 +42,7 @@ fn sealed_to_a_superseded_key_opens_in_grace_and_is_sealed_again_after() {
     b.sigterm();
     queued_while_b_is_down(&mut a, &b, 3);
     b.start();
-    let rotated = keys(&b, &["rotate-encryption"]);
+    let rotated = b.keys(COMITY, &["rotate-encryption"]);
     let k2 = rotated["encryption_key"].as_str().unwrap().to_string();
     assert_ne!(k1, k2);
     assert_eq!(rotated["previous"][0]["encryption_key"], k1.as_str());
@@ -86,7 +67,7 @@ fn sealed_to_a_superseded_key_opens_in_grace_and_is_sealed_again_after() {
     b.sigterm();
     queued_while_b_is_down(&mut a, &b, 3);
     b.start();
-    let k3 = keys(&b, &["rotate-encryption"])["encryption_key"]
+    let k3 = b.keys(COMITY, &["rotate-encryption"])["encryption_key"]
         .as_str()
         .unwrap()
         .to_string();
@@ -110,7 +91,10 @@ fn sealed_to_a_superseded_key_opens_in_grace_and_is_sealed_again_after() {
             == 2
     });
     assert_eq!(previous_files(&b), 0, "the superseded keys' files are gone");
-    assert!(keys(&b, &[])["previous"].as_array().unwrap().is_empty());
+    assert!(b.keys(COMITY, &[])["previous"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     a.start();
     a.wait_until(
         Duration::from_secs(60),

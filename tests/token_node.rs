@@ -5,32 +5,13 @@
 //! encryption key rotates as a file node's does.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use comity_config::TokenKey;
 use comity_tests::softhsm::SoftHsm;
 use comity_tests::{assert_logs_verify, comityd_beside, test_settings, Settings, TestNode};
-use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
-
-fn keys(node: &TestNode, args: &[&str]) -> Value {
-    let out = Command::new(COMITY)
-        .arg("--config")
-        .arg(node.config_path())
-        .arg("keys")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "comity keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Every file under `dir`, with its contents.
 fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
@@ -45,16 +26,6 @@ fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         }
     }
     out
-}
-
-fn cosigned_by(node: &TestNode, witness: &TestNode) -> u64 {
-    node.get("/v1/node")["audit"]["witnesses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["peer"] == witness.id.to_string())
-        .and_then(|w| w["cosigned_size"].as_u64())
-        .unwrap_or(0)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -95,7 +66,7 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
 
     a.start();
     b.start();
-    let shown = keys(&a, &[]);
+    let shown = a.keys(COMITY, &[]);
     assert_eq!(shown["identity"]["node_id"], a.id.to_string().as_str());
     assert!(
         shown["identity"]["location"]
@@ -129,7 +100,7 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
 
     // Handshakes: each of A's connections is signed by the token. B
     // restarting makes new ones.
-    let before = keys(&a, &[])["identity"].clone();
+    let before = a.keys(COMITY, &[])["identity"].clone();
     let tls_before = before["tls_handshake_signatures"].as_u64().unwrap();
     assert!(tls_before >= 1, "{before}");
     b.sigterm();
@@ -140,13 +111,13 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
         "a new handshake, signed by the token",
         || {
             a.inbox_count() == 6
-                && keys(&a, &[])["identity"]["tls_handshake_signatures"]
+                && a.keys(COMITY, &[])["identity"]["tls_handshake_signatures"]
                     .as_u64()
                     .unwrap()
                     > tls_before
         },
     );
-    let after = keys(&a, &[])["identity"].clone();
+    let after = a.keys(COMITY, &[])["identity"].clone();
     let (tls, token) = (
         after["tls_handshake_signatures"].as_u64().unwrap(),
         after["token_signatures"].as_u64().unwrap(),
@@ -157,11 +128,11 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
 
     // The encryption key rotates with the identity key on the token: the
     // new certificate is the token's signature.
-    let old = keys(&a, &[])["encryption_key"]
+    let old = a.keys(COMITY, &[])["encryption_key"]
         .as_str()
         .unwrap()
         .to_string();
-    let rotated = keys(&a, &["rotate-encryption"]);
+    let rotated = a.keys(COMITY, &["rotate-encryption"]);
     assert_ne!(rotated["encryption_key"], old.as_str());
     let key_file_after = std::fs::read_to_string(a.dir().join("keys/encryption.key")).unwrap();
     assert!(key_file_after.contains("comity-encryption-key v1"));
@@ -176,7 +147,7 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
     // Checkpoints signed by the token and cosigned by B, and B's log
     // cosigned by the token, verify offline.
     a.wait_until(Duration::from_secs(30), "both logs witnessed", || {
-        cosigned_by(&a, &b) > 0 && cosigned_by(&b, &a) > 0
+        a.cosigned_by(&b) > 0 && b.cosigned_by(&a) > 0
     });
     assert_logs_verify(&a, &b);
 

@@ -177,6 +177,36 @@ impl TestNode {
         self.node.identity().unwrap()
     }
 
+    /// `comity keys ARGS --json` of this node, run with the `comity`
+    /// binary at `comity`.
+    pub fn keys(&self, comity: &str, args: &[&str]) -> Value {
+        let out = std::process::Command::new(comity)
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("keys")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "comity keys {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The size of this node's log that `witness` has cosigned (0: none).
+    pub fn cosigned_by(&self, witness: &TestNode) -> u64 {
+        self.get("/v1/node")["audit"]["witnesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["peer"] == witness.id.to_string())
+            .and_then(|w| w["cosigned_size"].as_u64())
+            .unwrap_or(0)
+    }
+
     /// The body of a GET as text (for the audit export).
     pub fn get_text(&self, path: &str) -> String {
         self.node.client().get_text(path).unwrap()
