@@ -38,7 +38,7 @@ pub enum LocalError {
         dir.display()
     )]
     Exists { path: PathBuf, dir: PathBuf },
-    #[error("the identity key on the token {uri}: {source}")]
+    #[error("the identity key on the token {uri}")]
     Token {
         uri: String,
         source: comity_token::TokenError,

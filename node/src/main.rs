@@ -40,6 +40,30 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log.level, json);
     if args.check {
+        // A token is checked without logging in: the start logs in, and
+        // each login with a wrong PIN counts towards locking it.
+        if let Some(token) = &config.node.identity_token {
+            let checked = comity_token::check_without_login(token)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    Ok(comity_config::node_id_in_key_file(
+                        &config.node.identity_key,
+                    )?)
+                });
+            return match checked {
+                Ok(id) => {
+                    println!(
+                        "configuration and keys are valid; node id {id} (identity key on the PKCS#11 token {:?}, present and not locked; the PIN is read, not tried: the start logs in)",
+                        token.token
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("comityd: {e:#}");
+                    exit_code(&e)
+                }
+            };
+        }
         return match comity_token::load(&config) {
             Ok(keys) => {
                 println!(
@@ -81,14 +105,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// 3 when the identity key's token refused the PIN (the unit does not
+/// 3 when the identity key's token refused the PIN, or says it is locked
+/// or on its last try (the unit does not
 /// restart then: every try would count against the token's PIN, which
 /// locks after a few), 1 for any other failure.
 fn exit_code(e: &anyhow::Error) -> ExitCode {
     let pin_refused = e.chain().any(|c| {
         matches!(
             c.downcast_ref::<comity_token::TokenError>(),
-            Some(comity_token::TokenError::PinRefused(_))
+            Some(comity_token::TokenError::PinRefused(_) | comity_token::TokenError::PinLocked(_))
         )
     });
     ExitCode::from(if pin_refused { 3 } else { 1 })

@@ -44,6 +44,10 @@ pub enum TokenError {
     /// wrong ones.
     #[error("PIN: {0}")]
     PinRefused(&'static str),
+    /// The token's flags say the PIN is locked or on its last try: no
+    /// login is attempted (nothing was counted against it).
+    #[error("PIN: {0}")]
+    PinLocked(&'static str),
     #[error("the token was reopened {0:?} ago; not again so soon")]
     Backoff(std::time::Duration),
     #[error("no token labelled {0:?} is present in the module's slots")]
@@ -117,8 +121,6 @@ pub struct TokenSigner {
     facts: KeyFacts,
     /// When the session was last opened again, to space reopenings out.
     reopened: Mutex<Option<std::time::Instant>>,
-    /// Set once the token refused the PIN: no further login from here.
-    pin_refused: std::sync::atomic::AtomicBool,
 }
 
 /// At most one reopening of the session in this long.
@@ -154,7 +156,6 @@ impl TokenSigner {
             signatures: AtomicU64::new(0),
             facts,
             reopened: Mutex::new(None),
-            pin_refused: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -185,15 +186,15 @@ impl TokenSigner {
         if let Some(c) = slot.as_ref() {
             match op(c) {
                 Ok(v) => return Ok(v),
-                Err(e) => tracing::warn!(error = %e, "the token failed; opening its session again"),
+                // A refusal of this input (a length, a mechanism) leaves the
+                // session as good as it was.
+                Err(e) if !session::lost(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the token's session is gone; opening it again")
+                }
             }
         }
         *slot = None;
-        if self.pin_refused.load(Ordering::Relaxed) {
-            return Err(TokenError::PinRefused(
-                "the token refused the user PIN earlier: correct it and restart the node",
-            ));
-        }
         {
             let mut last = self.reopened.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(at) = *last {
@@ -203,11 +204,7 @@ impl TokenSigner {
             }
             *last = Some(std::time::Instant::now());
         }
-        let fresh = Connection::open(&self.key).inspect_err(|e| {
-            if matches!(e, TokenError::PinRefused(_)) {
-                self.pin_refused.store(true, Ordering::Relaxed);
-            }
-        })?;
+        let fresh = Connection::open(&self.key)?;
         // The same key, and still one that cannot leave the token.
         if fresh.node_id() != self.node {
             return Err(TokenError::NoKey {
@@ -266,6 +263,13 @@ impl ExternalSigner for TokenSigner {
             self.key.token, self.key.object
         )
     }
+}
+
+/// What `comityd --check` can say without logging in (a login costs a try
+/// of a wrong PIN): the module loads, the token is present, its PIN is not
+/// locked or on its last try, and the PIN can be read.
+pub fn check_without_login(key: &TokenKey) -> Result<(), TokenError> {
+    session::check_without_login(key)
 }
 
 /// Makes the identity key on the token: Ed25519, sensitive, never

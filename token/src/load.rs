@@ -14,7 +14,7 @@ use crate::{TokenError, TokenSigner};
 pub enum LoadError {
     #[error(transparent)]
     KeyFile(#[from] KeyFileIoError),
-    #[error("identity key on the token {uri}: {source}")]
+    #[error("identity key on the token {uri}")]
     Token { uri: String, source: TokenError },
 }
 

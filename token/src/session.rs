@@ -51,26 +51,81 @@ fn step(step: &'static str) -> impl FnOnce(CkError) -> TokenError {
 }
 
 /// Loads the module and logs in to the token of `key`'s label.
-/// Logs in at most once per try: a token counts wrong PINs and locks the
-/// PIN after a few (then only its security officer can unlock it), so the
-/// node never tries when the token says the next try is the last, and a
-/// refused PIN is never tried again by this process ([`TokenError::PinRefused`]).
-fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
+/// Tokens (module and label) whose user PIN was refused by `C_Login` in
+/// this process: never tried again by it, whichever signer asks.
+static PIN_REFUSED: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn refused_before(key: &TokenKey) -> bool {
+    PIN_REFUSED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(m, t)| *m == key.module && *t == key.token)
+}
+
+/// The token, found and willing to take a login: not locked, not on its
+/// last try, and its PIN not refused before by this process.
+fn ready_for_login(key: &TokenKey) -> Result<(Pkcs11, Slot), TokenError> {
+    if refused_before(key) {
+        return Err(TokenError::PinRefused(
+            "the token refused the user PIN earlier in this process: correct it and start the node again",
+        ));
+    }
     let module = module(&key.module)?;
     let slot = find_slot(&module, &key.token)?;
     let info = module
         .get_token_info(slot)
         .map_err(step("read the token's information"))?;
     if info.user_pin_locked() {
-        return Err(TokenError::PinRefused(
+        return Err(TokenError::PinLocked(
             "the token says the user PIN is locked: its security officer must unlock it",
         ));
     }
     if info.user_pin_final_try() {
-        return Err(TokenError::PinRefused(
+        return Err(TokenError::PinLocked(
             "the token says one wrong PIN more locks it: check the PIN by hand (e.g. pkcs11-tool --login --test) before starting the node",
         ));
     }
+    Ok((module, slot))
+}
+
+pub(crate) fn check_without_login(key: &TokenKey) -> Result<(), TokenError> {
+    ready_for_login(key)?;
+    pin::read(key)?;
+    Ok(())
+}
+
+/// Whether `e` means the session is gone (reopen it), rather than a
+/// refusal of one operation.
+pub(crate) fn lost(e: &TokenError) -> bool {
+    matches!(
+        e,
+        TokenError::Pkcs11 {
+            source: CkError::Pkcs11(
+                RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::UserNotLoggedIn
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceError
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::CryptokiNotInitialized
+                    | RvError::GeneralError,
+                _,
+            ),
+            ..
+        }
+    )
+}
+
+/// Logs in at most once per try: a token counts wrong PINs and locks the
+/// PIN after a few (then only its security officer can unlock it), so the
+/// node never tries when the token says the next try is the last, and a
+/// PIN `C_Login` refused is never tried again by this process
+/// ([`TokenError::PinRefused`]).
+fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
+    let (module, slot) = ready_for_login(key)?;
     let pin = pin::read(key)?;
     let session = if rw {
         module.open_rw_session(slot)
@@ -82,12 +137,20 @@ fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
     match session.login(UserType::User, Some(&auth)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
         Err(CkError::Pkcs11(
-            RvError::PinIncorrect | RvError::PinLocked | RvError::PinExpired | RvError::PinLenRange,
+            RvError::PinIncorrect
+            | RvError::PinInvalid
+            | RvError::PinLocked
+            | RvError::PinExpired
+            | RvError::PinLenRange,
             _,
         )) => {
+            PIN_REFUSED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key.module.clone(), key.token.clone()));
             return Err(TokenError::PinRefused(
                 "the token refused the user PIN: correct the PIN file (or COMITY_PKCS11_PIN) and start the node again",
-            ))
+            ));
         }
         Err(e) => return Err(step("log in with the user PIN")(e)),
     }

@@ -28,17 +28,11 @@ fn a_token_key_signs_never_leaves_and_is_refused_when_it_could() {
         return;
     };
     let k = key(&hsm, "identity");
-    // A readable PIN file is refused; a wrong PIN is an error that does
-    // not echo it. First, before anything logs in: login is per process.
+    // A readable PIN file is refused.
     std::fs::set_permissions(hsm.pin_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let loose_pin = TokenSigner::open(&k).unwrap_err().to_string();
     assert!(loose_pin.contains("chmod 600"), "{loose_pin}");
     std::fs::set_permissions(hsm.pin_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(hsm.pin_file(), "999999\n").unwrap();
-    let wrong = TokenSigner::open(&k).unwrap_err();
-    assert!(matches!(wrong, TokenError::PinRefused(_)), "{wrong}");
-    assert!(!wrong.to_string().contains("999999"), "{wrong}");
-    std::fs::write(hsm.pin_file(), format!("{PIN}\n")).unwrap();
 
     let id = generate(&k).unwrap();
     let signer = TokenSigner::open(&k).unwrap();
@@ -81,6 +75,23 @@ fn a_token_key_signs_never_leaves_and_is_refused_when_it_could() {
         Err(TokenError::NoKey { .. })
     ));
     assert!(generate(&key(&hsm, "loose")).is_ok());
+
+    // Last, with every session closed (a login lasts while the process
+    // has one): a wrong PIN is refused once, without echoing it, and this
+    // process never tries that token's PIN again, not even the right one
+    // (each try counts towards locking the token).
+    drop(identity);
+    drop(signer);
+    std::fs::write(hsm.pin_file(), "999999\n").unwrap();
+    comity_token::check_without_login(&k).unwrap();
+    let wrong = TokenSigner::open(&key(&hsm, "fresh")).unwrap_err();
+    assert!(matches!(wrong, TokenError::PinRefused(_)), "{wrong}");
+    assert!(!wrong.to_string().contains("999999"), "{wrong}");
+    std::fs::write(hsm.pin_file(), format!("{PIN}\n")).unwrap();
+    assert!(matches!(
+        TokenSigner::open(&k),
+        Err(TokenError::PinRefused(_))
+    ));
 }
 
 /// An Ed25519 key made with CKA_EXTRACTABLE true, as a careless recipe
