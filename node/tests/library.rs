@@ -145,11 +145,14 @@ async fn a_configuration_pinning_the_node_itself_is_refused_at_start() {
 }
 
 /// An identity key held "elsewhere" (as on a token) that can be made to
-/// stop signing, as a token that is removed or stops answering does.
+/// stop signing — everything, as a token that is pulled out, or only the
+/// inputs that start with a given prefix.
 struct Flaky {
     key: ed25519_dalek::SigningKey,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failing: Failing,
 }
+
+type Failing = std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>;
 
 impl comity_protocol::identity::ExternalSigner for Flaky {
     fn node_id(&self) -> comity_protocol::NodeId {
@@ -157,10 +160,12 @@ impl comity_protocol::identity::ExternalSigner for Flaky {
     }
     fn sign(&self, input: &[u8]) -> Result<[u8; 64], comity_protocol::identity::SignError> {
         use ed25519_dalek::Signer as _;
-        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(comity_protocol::identity::SignError::Token(
-                "CKR_DEVICE_REMOVED".into(),
-            ));
+        if let Some(prefix) = *self.failing.lock().unwrap() {
+            if input.starts_with(prefix) {
+                return Err(comity_protocol::identity::SignError::Token(
+                    "CKR_DEVICE_REMOVED".into(),
+                ));
+            }
         }
         Ok(self.key.sign(input).to_bytes())
     }
@@ -169,20 +174,36 @@ impl comity_protocol::identity::ExternalSigner for Flaky {
     }
 }
 
+/// `identity` with its key moved to a [`Flaky`] token.
+fn on_flaky_token(identity: Identity) -> (Identity, Failing) {
+    let failing: Failing = std::sync::Arc::default();
+    let token = std::sync::Arc::new(Flaky {
+        key: ed25519_dalek::SigningKey::from_bytes(&identity.ed25519_secret().unwrap()),
+        failing: failing.clone(),
+    });
+    let on_token = Identity::with_external_key(
+        token,
+        identity.encryption_seed(),
+        identity.encryption_cert().created_at,
+    )
+    .unwrap();
+    (on_token, failing)
+}
+
+fn delivered(n: &Node) -> usize {
+    n.outbox()
+        .unwrap()
+        .iter()
+        .filter(|m| m.state == OutboundState::Delivered)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_stops_signing_loses_and_duplicates_nothing() {
     let (sa, sb) = (spec(), spec());
     let (ca, ia) = config(&sa, "AR", &sb, "BO");
     let (cb, ib) = config(&sb, "BO", &sa, "AR");
-    let seed = ib.ed25519_secret().unwrap();
-    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let token = std::sync::Arc::new(Flaky {
-        key: ed25519_dalek::SigningKey::from_bytes(&seed),
-        failing: failing.clone(),
-    });
-    let ib =
-        Identity::with_external_key(token, ib.encryption_seed(), ib.encryption_cert().created_at)
-            .unwrap();
+    let (ib, failing) = on_flaky_token(ib);
     let b_id = ib.id();
     let a = Node::start_with(ca, ia).await.unwrap();
     let b = Node::start_with(cb, ib).await.unwrap();
@@ -191,20 +212,13 @@ async fn a_token_that_stops_signing_loses_and_duplicates_nothing() {
     next_delivered(&mut a_events).await;
 
     // The token stops: B can neither sign a receipt nor a new handshake.
-    failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    *failing.lock().unwrap() = Some(b"");
     for i in 0..3 {
         a.submit(b_id, request_body(&format!("while it is out {i}")), None)
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let delivered = |n: &Node| {
-        n.outbox()
-            .unwrap()
-            .iter()
-            .filter(|m| m.state == OutboundState::Delivered)
-            .count()
-    };
     assert_eq!(delivered(&a), 1, "no receipt without a signature");
     assert_eq!(
         b.inbox().unwrap().len(),
@@ -213,12 +227,45 @@ async fn a_token_that_stops_signing_loses_and_duplicates_nothing() {
     );
 
     // Back: each delivered, once.
-    failing.store(false, std::sync::atomic::Ordering::Relaxed);
+    *failing.lock().unwrap() = None;
     for _ in 0..3 {
         next_delivered(&mut a_events).await;
     }
     assert_eq!(delivered(&a), 4);
     assert_eq!(b.inbox().unwrap().len(), 4);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_its_senders_token_could_not_seal_stays_queued() {
+    let (sa, sb) = (spec(), spec());
+    let (ca, ia) = config(&sa, "AR", &sb, "BO");
+    let (cb, ib) = config(&sb, "BO", &sa, "AR");
+    let (ia, failing) = on_flaky_token(ia);
+    let b_id = ib.id();
+    // Submitted before A has ever met B: sealed when the session starts.
+    let a = Node::start_with(ca, ia).await.unwrap();
+    let mut a_events = a.subscribe();
+    let id = a
+        .submit(b_id, request_body("sealed late"), None)
+        .await
+        .unwrap()
+        .id;
+    // A's token signs handshakes and everything else, but no envelope.
+    *failing.lock().unwrap() = Some(comity_protocol::domain::ENVELOPE_SIGNATURE);
+    let b = Node::start_with(cb, ib).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state = |n: &Node| n.outbox().unwrap()[0].state;
+    assert_eq!(state(&a), OutboundState::Queued, "kept, not failed");
+    assert!(b.inbox().unwrap().is_empty());
+
+    *failing.lock().unwrap() = None;
+    assert_eq!(
+        next_delivered(&mut a_events).await,
+        Event::Delivered { id, peer: b_id }
+    );
+    assert_eq!(b.inbox().unwrap().len(), 1);
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
