@@ -38,9 +38,10 @@ pub enum Command {
         /// QUIC address peers will connect to.
         #[arg(long, value_name = "ADDR:PORT")]
         listen: SocketAddr,
-        /// Make the identity key on this PKCS#11 token instead of in a key
-        /// file (e.g. "pkcs11:token=comity;object=comity-identity?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/comity/token.pin"); the PIN comes
-        /// from the pin-source file or COMITY_PKCS11_PIN.
+        /// Make the identity key on a PKCS#11 token instead of in a key
+        /// file: a "pkcs11:" URI naming the token (token=LABEL), the key
+        /// (object=LABEL), the module (module-path=PATH) and the PIN file
+        /// (pin-source=file:PATH; or the PIN in COMITY_PKCS11_PIN).
         #[arg(long, value_name = "URI")]
         pkcs11: Option<String>,
         #[arg(long)]

@@ -52,8 +52,9 @@ fn main() -> ExitCode {
                 });
             return match checked {
                 Ok(id) => {
+                    println!("configuration and keys are valid; node id {id}");
                     println!(
-                        "configuration and keys are valid; node id {id} (identity key on the PKCS#11 token {:?}, present and not locked; the PIN is read, not tried: the start logs in)",
+                        "identity key on the PKCS#11 token {:?}: present and not locked; the PIN is read, not tried (the start logs in)",
                         token.token
                     );
                     ExitCode::SUCCESS
@@ -67,9 +68,8 @@ fn main() -> ExitCode {
         return match comity_token::load(&config) {
             Ok(keys) => {
                 println!(
-                    "configuration and keys are valid; node id {} (identity key: {})",
-                    keys.identity.id(),
-                    keys.identity.key_location()
+                    "configuration and keys are valid; node id {}",
+                    keys.identity.id()
                 );
                 ExitCode::SUCCESS
             }
