@@ -953,3 +953,79 @@ fn no_receipt_for_an_attachment_whose_file_is_no_longer_whole() {
     });
     assert_eq!(a.inbox_count(), 1);
 }
+
+/// A peer that begins messages with attachments and finishes none takes
+/// at most its share of the disk: past
+/// `limits.max_incomplete_attachment_bytes_per_peer` its next message is
+/// deferred (retriable, nothing held for it), and taken once one of the
+/// earlier ones is complete.
+#[test]
+fn a_peer_that_finishes_no_attachment_gets_only_its_share() {
+    let (a, h) = node_with_hostile(
+        "max_attachment_bytes = 1048576\nmax_message_attachment_bytes = 1048576\n\
+         max_incomplete_attachment_bytes_per_peer = 1048576",
+    );
+    let rt = Runtime::new().unwrap();
+    let files: Vec<File> = (0..3)
+        .map(|i| File::new(&format!("part-{i}.bin"), 400 << 10))
+        .collect();
+    rt.block_on(async {
+        let (_ep, conn) = connect(&h, &a).await;
+        let (mut s, mut r, keys) = stream(&conn, &h, a.id).await;
+        let envs: Vec<SealedEnvelope> = files
+            .iter()
+            .map(|f| sealed_request(&h, &keys, MessageId::random(), &[f]))
+            .collect();
+        // Two held: 800 KiB of the 1 MiB share.
+        for env in &envs[..2] {
+            assert_eq!(
+                wanted(&offer_envelope(&mut s, &mut r, env).await, env_id(env)),
+                vec![0]
+            );
+        }
+        // The third would pass it: deferred, not refused for good.
+        match offer_envelope(&mut s, &mut r, &envs[2]).await {
+            SessionFrame::Rejected { id, reason, detail } => {
+                assert_eq!(
+                    (id, reason),
+                    (Some(env_id(&envs[2])), RejectReason::Unavailable)
+                );
+                assert!(!reason.is_permanent());
+                assert!(
+                    detail.contains("max_incomplete_attachment_bytes_per_peer"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected a deferral, got {other:?}"),
+        }
+        let (_, _, first) = offer(&conn, env_id(&envs[2]), 0).await;
+        assert_refused(&first, AttachmentRefusal::NotAwaited, 0);
+
+        // The first completes and is receipted: the third is taken now.
+        let first_id = env_id(&envs[0]);
+        let (mut as_, mut ar, _) = offer(&conn, first_id, 0).await;
+        send(&mut as_, &SessionFrame::AttachmentTable(files[0].table())).await;
+        for i in 0..files[0].chunks.len() {
+            send(&mut as_, &files[0].chunk(i)).await;
+        }
+        assert_eq!(
+            answer(&mut ar).await,
+            SessionFrame::AttachmentComplete {
+                id: first_id,
+                index: 0
+            }
+        );
+        assert!(matches!(
+            offer_envelope(&mut s, &mut r, &envs[0]).await,
+            SessionFrame::Receipt(_)
+        ));
+        assert_eq!(
+            wanted(
+                &offer_envelope(&mut s, &mut r, &envs[2]).await,
+                env_id(&envs[2])
+            ),
+            vec![0]
+        );
+    });
+    assert_eq!(a.inbox_count(), 1);
+}

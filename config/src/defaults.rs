@@ -46,6 +46,7 @@ pub const DISK_RESERVE_CEILING_PERCENT: u32 = 50;
 pub const MAX_ATTACHMENT_BYTES: u64 = 64 << 30;
 pub const MAX_MESSAGE_ATTACHMENT_BYTES: u64 = 256 << 30;
 pub const MAX_ATTACHMENTS_PER_MESSAGE: u32 = 64;
+pub const MAX_INCOMPLETE_ATTACHMENT_BYTES_PER_PEER: u64 = 512 << 30;
 /// An uploaded file not attached to a message within a day is removed.
 pub const STAGED_ATTACHMENT_SECS: u32 = 86_400;
 /// A week: long enough for any upload followed by its submission.

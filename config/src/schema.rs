@@ -104,6 +104,12 @@ pub struct Limits {
     /// Most attachments on one message. Default 64; 0 refuses attachments;
     /// at most 1024.
     pub max_attachments_per_message: u32,
+    /// Most bytes (their full declared sizes, as stored) of the attachments
+    /// of one peer's messages received but still incomplete: a peer that
+    /// starts many and finishes none cannot take the disk from the others.
+    /// A message over it is deferred (the peer retries later). Default
+    /// 512 GiB; at least `max_message_attachment_bytes`.
+    pub max_incomplete_attachment_bytes_per_peer: u64,
     /// An uploaded file not attached to a message within this long is
     /// removed (file and record). Default 86400 s (24 h); 1 s to 7 days.
     pub staged_attachment_secs: u32,
@@ -284,6 +290,8 @@ impl Default for Limits {
             max_attachment_bytes: defaults::MAX_ATTACHMENT_BYTES,
             max_message_attachment_bytes: defaults::MAX_MESSAGE_ATTACHMENT_BYTES,
             max_attachments_per_message: defaults::MAX_ATTACHMENTS_PER_MESSAGE,
+            max_incomplete_attachment_bytes_per_peer:
+                defaults::MAX_INCOMPLETE_ATTACHMENT_BYTES_PER_PEER,
             staged_attachment_secs: defaults::STAGED_ATTACHMENT_SECS,
         }
     }

@@ -250,6 +250,21 @@ impl Config {
                 ),
             ));
         }
+        if l.max_incomplete_attachment_bytes_per_peer < l.max_message_attachment_bytes {
+            return Err(invalid(
+                self.label("limits.max_incomplete_attachment_bytes_per_peer"),
+                format!(
+                    "{} is below limits.max_message_attachment_bytes ({}): a message with \
+                     the most attachments allowed could never be received",
+                    l.max_incomplete_attachment_bytes_per_peer, l.max_message_attachment_bytes
+                ),
+                format!(
+                    "use at least {} (default {})",
+                    l.max_message_attachment_bytes,
+                    d::MAX_INCOMPLETE_ATTACHMENT_BYTES_PER_PEER
+                ),
+            ));
+        }
         check_range(
             &self.label("limits.staged_attachment_secs"),
             l.staged_attachment_secs.into(),

@@ -220,6 +220,11 @@ fn attachment_limits_have_defaults_and_bounds() {
         "use at least 1000",
     );
     assert_key(
+        &lim("max_message_attachment_bytes = 2000\nmax_attachment_bytes = 1000\nmax_incomplete_attachment_bytes_per_peer = 1999"),
+        "limits.max_incomplete_attachment_bytes_per_peer",
+        "use at least 2000",
+    );
+    assert_key(
         &lim("max_attachments_per_message = 1025"),
         "limits.max_attachments_per_message",
         "above the maximum of 1024",

@@ -134,6 +134,21 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
                 .attachments
                 .iter()
                 .fold(0u64, |n, a| n.saturating_add(stored_len(a.size())));
+            // Nor over this peer's share: what its messages awaiting their
+            // attachments may still grow to.
+            let quota = ctx.config.limits.max_incomplete_attachment_bytes_per_peer;
+            match ctx.store.awaited_attachment_bytes(&peer, stored_len) {
+                Ok(held) if held.saturating_add(need) > quota => {
+                    return unavailable(format!(
+                        "this peer's incomplete attachments already take {held} bytes; with this message's {need} they would pass limits.max_incomplete_attachment_bytes_per_peer ({quota}): sent again once some are complete"
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot read awaited messages");
+                    return unavailable("store read failed".into());
+                }
+            }
             if let Err(e) = ensure_room(&ctx.disk, need) {
                 return unavailable(format!("its attachments do not fit now: {e}"));
             }

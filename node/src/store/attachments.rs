@@ -189,6 +189,24 @@ impl Store {
         Ok(n)
     }
 
+    /// The stored sizes, by `size_of` of each manifest, of the attachments
+    /// of `sender`'s messages awaiting them.
+    pub fn awaited_attachment_bytes(
+        &self,
+        sender: &NodeId,
+        size_of: impl Fn(u64) -> u64,
+    ) -> Result<u64> {
+        let mut total = 0u64;
+        for item in self.attachments.scan_prefix(key(b'w', &[&sender.0])) {
+            let (k, _) = item?;
+            let id = super::message_id_at(&k, 33)?;
+            for held in self.inbound_attachments(sender, &id)? {
+                total = total.saturating_add(size_of(held.sealed.manifest.size));
+            }
+        }
+        Ok(total)
+    }
+
     /// Every message awaiting its attachments: (sender, id, record).
     pub fn all_awaited(&self) -> Result<Vec<(NodeId, MessageId, AwaitedMessage)>> {
         let mut all = Vec::new();
