@@ -102,6 +102,7 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
     // restarting makes new ones.
     let before = a.keys(COMITY, &[])["identity"].clone();
     let tls_before = before["tls_handshake_signatures"].as_u64().unwrap();
+    assert_eq!(before["token_pin_refused"], false, "{before}");
     assert!(tls_before >= 1, "{before}");
     b.sigterm();
     b.start();

@@ -325,6 +325,13 @@ async fn metrics(State(s): State<MetricsState>) -> impl IntoResponse {
                 "# HELP comity_token_signatures_total Signatures the PKCS#11 token made for this node since it started.\n# TYPE comity_token_signatures_total counter\ncomity_token_signatures_total {n}"
             );
         }
+        if let Some(refused) = k.identity.token_pin_refused {
+            let _ = writeln!(
+                out,
+                "# HELP comity_token_pin_refused 1 once the token refused the PIN: nothing is signed until a restart with the right one.\n# TYPE comity_token_pin_refused gauge\ncomity_token_pin_refused {}",
+                u8::from(refused)
+            );
+        }
     }
     alarm_metrics(&mut out, &audit.alarm_counts().unwrap_or_default(), &peers);
     attachment_metrics(&mut out, node.progress(), &peers);

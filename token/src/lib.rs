@@ -169,6 +169,12 @@ impl TokenSigner {
         self.facts
     }
 
+    /// Whether the token refused this node's PIN in this process: then
+    /// nothing more is signed until the node restarts with the right one.
+    pub fn pin_refused(&self) -> bool {
+        session::refused_before(&self.key)
+    }
+
     /// Signatures the token made for this process.
     pub fn signatures(&self) -> u64 {
         self.signatures.load(Ordering::Relaxed)

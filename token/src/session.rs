@@ -56,7 +56,7 @@ fn step(step: &'static str) -> impl FnOnce(CkError) -> TokenError {
 static PIN_REFUSED: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
     std::sync::Mutex::new(Vec::new());
 
-fn refused_before(key: &TokenKey) -> bool {
+pub(crate) fn refused_before(key: &TokenKey) -> bool {
     PIN_REFUSED
         .lock()
         .unwrap_or_else(|p| p.into_inner())

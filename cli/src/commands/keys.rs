@@ -51,6 +51,9 @@ fn print(v: &Value) {
             text(&id["token_signatures"]),
             text(&id["tls_handshake_signatures"])
         );
+        if id["token_pin_refused"].as_bool() == Some(true) {
+            println!("  THE TOKEN REFUSED THE PIN: nothing is signed until comityd restarts with the right PIN");
+        }
     }
     println!(
         "encryption key {}: made {} ({} days old){}",

@@ -60,6 +60,9 @@ pub struct IdentityKeyStatus {
     pub token_key: Option<comity_token::KeyFacts>,
     /// Signatures the token made since the node started.
     pub token_signatures: Option<u64>,
+    /// The token refused the PIN while the node ran: it signs nothing more
+    /// until restarted with the right one.
+    pub token_pin_refused: Option<bool>,
     /// TLS handshakes this node signed since it started (either side).
     pub tls_handshake_signatures: u64,
 }
@@ -114,6 +117,7 @@ impl KeyStatus {
                     .map(|t| t.uri().to_string()),
                 token_key: ctx.token.as_ref().map(|t| t.facts_at_open()),
                 token_signatures: ctx.token.as_ref().map(|t| t.signatures()),
+                token_pin_refused: ctx.token.as_ref().map(|t| t.pin_refused()),
                 tls_handshake_signatures: ctx.tls.signatures(),
             },
         }
