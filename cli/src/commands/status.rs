@@ -186,6 +186,12 @@ pub fn overview(client: &Client, json: bool) -> Result<()> {
             t(&k["age_days"]),
             k["previous"].as_array().map_or(0, |p| p.len())
         );
+        let id = &k["identity"];
+        if id["token_pin_refused"].as_bool() == Some(true) {
+            println!("IDENTITY KEY: THE TOKEN REFUSED THE PIN; nothing is signed until comityd restarts with the right PIN");
+        } else if !id.is_null() {
+            println!("identity key: {}", t(&id["location"]));
+        }
     }
     let a = &v["audit"];
     println!(
