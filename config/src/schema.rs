@@ -105,11 +105,13 @@ pub struct Limits {
     /// at most 1024.
     pub max_attachments_per_message: u32,
     /// Most bytes (their full declared sizes, as stored) of the attachments
-    /// of one peer's messages received but still incomplete: a peer that
-    /// starts many and finishes none cannot take the disk from the others.
-    /// A message over it is deferred (the peer retries later). Default
-    /// 512 GiB; at least `max_message_attachment_bytes`.
-    pub max_incomplete_attachment_bytes_per_peer: u64,
+    /// of one peer's messages held until they are received: a peer that
+    /// starts many transfers and finishes none cannot take the disk from
+    /// the others. A message over it is deferred (the peer retries later);
+    /// a message alone always fits. Unset: 512 GiB, or
+    /// `max_message_attachment_bytes` if larger (see
+    /// [`Limits::incomplete_attachment_share`]); set: at least that.
+    pub max_incomplete_attachment_bytes_per_peer: Option<u64>,
     /// An uploaded file not attached to a message within this long is
     /// removed (file and record). Default 86400 s (24 h); 1 s to 7 days.
     pub staged_attachment_secs: u32,
@@ -290,8 +292,7 @@ impl Default for Limits {
             max_attachment_bytes: defaults::MAX_ATTACHMENT_BYTES,
             max_message_attachment_bytes: defaults::MAX_MESSAGE_ATTACHMENT_BYTES,
             max_attachments_per_message: defaults::MAX_ATTACHMENTS_PER_MESSAGE,
-            max_incomplete_attachment_bytes_per_peer:
-                defaults::MAX_INCOMPLETE_ATTACHMENT_BYTES_PER_PEER,
+            max_incomplete_attachment_bytes_per_peer: None,
             staged_attachment_secs: defaults::STAGED_ATTACHMENT_SECS,
         }
     }
@@ -320,6 +321,14 @@ impl Limits {
         let bytes = u64::from(self.disk_reserve_mib).saturating_mul(1024 * 1024);
         let percent = total / 100 * u64::from(self.disk_reserve_percent);
         bytes.max(percent)
+    }
+
+    /// One peer's share of attachments held until received (bytes).
+    pub fn incomplete_attachment_share(&self) -> u64 {
+        self.max_incomplete_attachment_bytes_per_peer.unwrap_or(
+            defaults::MAX_INCOMPLETE_ATTACHMENT_BYTES_PER_PEER
+                .max(self.max_message_attachment_bytes),
+        )
     }
 
     /// The attachment limits as the protocol checks them.

@@ -250,13 +250,14 @@ impl Config {
                 ),
             ));
         }
-        if l.max_incomplete_attachment_bytes_per_peer < l.max_message_attachment_bytes {
+        let share = l.max_incomplete_attachment_bytes_per_peer;
+        if let Some(share) = share.filter(|s| *s < l.max_message_attachment_bytes) {
             return Err(invalid(
                 self.label("limits.max_incomplete_attachment_bytes_per_peer"),
                 format!(
-                    "{} is below limits.max_message_attachment_bytes ({}): a message with \
-                     the most attachments allowed could never be received",
-                    l.max_incomplete_attachment_bytes_per_peer, l.max_message_attachment_bytes
+                    "{share} is below limits.max_message_attachment_bytes ({}): a second \
+                     message with the most attachments allowed would always wait",
+                    l.max_message_attachment_bytes
                 ),
                 format!(
                     "use at least {} (default {})",

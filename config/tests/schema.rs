@@ -224,6 +224,19 @@ fn attachment_limits_have_defaults_and_bounds() {
         "limits.max_incomplete_attachment_bytes_per_peer",
         "use at least 2000",
     );
+    // Unset, the share follows a larger message limit (an older config
+    // with one keeps loading); set, it is taken as it is.
+    let big = parse(&lim("max_message_attachment_bytes = 1099511627776")).unwrap();
+    assert_eq!(big.limits.incomplete_attachment_share(), 1 << 40);
+    assert_eq!(
+        parse(MINIMAL).unwrap().limits.incomplete_attachment_share(),
+        512 << 30
+    );
+    let set = parse(&lim(
+        "max_incomplete_attachment_bytes_per_peer = 300000000000",
+    ))
+    .unwrap();
+    assert_eq!(set.limits.incomplete_attachment_share(), 300_000_000_000);
     assert_key(
         &lim("max_attachments_per_message = 1025"),
         "limits.max_attachments_per_message",

@@ -65,6 +65,9 @@ pub(crate) struct Context {
     /// as expired, so that no staged file goes to two messages, or to one
     /// and the bin.
     pub staged_gate: Mutex<()>,
+    /// Held while an envelope with attachments is checked against the
+    /// bounds on what a peer may have held (count, bytes) and recorded.
+    pub awaited_gate: Mutex<()>,
     /// Our restoration statement, if this node was restored from a backup:
     /// presented to each witness until it cosigns the continuation.
     pub restoration: Option<crate::restoration::PendingRestoration>,
@@ -130,6 +133,7 @@ impl Context {
             attachments,
             uploads: UploadClaims::default(),
             staged_gate: Mutex::new(()),
+            awaited_gate: Mutex::new(()),
             restoration: None,
             attachment_intakes: Arc::default(),
             progress: Arc::default(),

@@ -101,6 +101,10 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
             detail,
         })
     };
+    // One peer's envelopes are checked on several streams at once: the
+    // checks of the bounds below and the records they count are made
+    // under one lock, or envelopes checked together would all pass.
+    let gate = ctx.awaited_gate.lock().unwrap_or_else(|p| p.into_inner());
     match ctx.store.awaited(&peer, &id) {
         Ok(Some(a)) if a.digest != opened.envelope_digest => {
             let detail = "another envelope with this id is awaiting its attachments".into();
@@ -136,11 +140,13 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
                 .fold(0u64, |n, a| n.saturating_add(stored_len(a.size())));
             // Nor over this peer's share: what its messages awaiting their
             // attachments may still grow to.
-            let quota = ctx.config.limits.max_incomplete_attachment_bytes_per_peer;
+            // A message alone always fits (its size is bounded by the
+            // message limits): the share only keeps a peer from piling up.
+            let quota = ctx.config.limits.incomplete_attachment_share();
             match ctx.store.awaited_attachment_bytes(&peer, stored_len) {
-                Ok(held) if held.saturating_add(need) > quota => {
+                Ok(held) if held > 0 && held.saturating_add(need) > quota => {
                     return unavailable(format!(
-                        "this peer's incomplete attachments already take {held} bytes; with this message's {need} they would pass limits.max_incomplete_attachment_bytes_per_peer ({quota}): sent again once some are complete"
+                        "this peer's messages held until their attachments are received already take {held} bytes; with this message's {need} they would pass limits.max_incomplete_attachment_bytes_per_peer ({quota}): send it again once one of them is received"
                     ))
                 }
                 Ok(_) => {}
@@ -180,6 +186,7 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
             return unavailable("store read failed".into());
         }
     }
+    drop(gate);
     let mut next = Vec::with_capacity(opened.attachments.len());
     let mut complete = true;
     for a in &opened.attachments {
