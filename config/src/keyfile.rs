@@ -2,8 +2,8 @@
 //! refused when group or others can read it (as ssh does).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use comity_protocol::identity::KeyFileError;
@@ -151,43 +151,21 @@ pub fn node_id_in_key_file(path: &Path) -> Result<NodeId, KeyFileIoError> {
 }
 
 fn read_key_text(path: &Path) -> Result<Zeroizing<String>, KeyFileIoError> {
-    // O_NONBLOCK: opening a FIFO planted at the path must not hang; it is
-    // refused below as not a regular file. No effect on regular files.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    // The opened file's metadata, not the path's: no check-then-swap race.
-    let meta = file.metadata().map_err(io_err("inspect", path))?;
-    if !meta.is_file() {
-        return Err(KeyFileIoError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileIoError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let max = MAX_KEY_FILE_BYTES as u64;
-    let too_large = |len| KeyFileIoError::TooLarge {
-        path: path.to_path_buf(),
-        len,
-    };
-    if meta.len() > max {
-        return Err(too_large(meta.len()));
-    }
-    // Capacity up front so no reallocation leaves unzeroized copies.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES + 1));
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err("read", path))?;
-    if bytes.len() > MAX_KEY_FILE_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
+    use crate::PrivateFileError as E;
+    let bytes = crate::read_private_file(path, MAX_KEY_FILE_BYTES as u64).map_err(|e| match e {
+        E::Io {
+            action,
+            path,
+            source,
+        } => KeyFileIoError::Io {
+            action,
+            path,
+            source,
+        },
+        E::NotRegular { path } => KeyFileIoError::NotRegular { path },
+        E::Permissions { path, mode } => KeyFileIoError::Permissions { path, mode },
+        E::TooLarge { path, len, .. } => KeyFileIoError::TooLarge { path, len },
+    })?;
     let text = std::str::from_utf8(&bytes).map_err(|_| KeyFileIoError::NotUtf8 {
         path: path.to_path_buf(),
     })?;

@@ -52,6 +52,7 @@ mod error;
 pub mod keyfile;
 mod load;
 pub mod pkcs11;
+mod private_file;
 mod raw;
 mod retry;
 mod schema;
@@ -68,6 +69,7 @@ pub use keyfile::{
     write_new_key_file, KeyFileIoError,
 };
 pub use pkcs11::{TokenKey, TokenUriError, PIN_ENV};
+pub use private_file::{read_private_file, PrivateFileError};
 pub use schema::{
     AuditSection, Config, KeysSection, Limits, LogFormat, LogSection, NodeSection, PeerConfig,
     RetryPolicy,

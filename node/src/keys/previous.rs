@@ -12,8 +12,8 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -35,8 +35,8 @@ pub enum PreviousKeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} has mode {mode:04o}; a key file must be private (chmod 600)", path.display())]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error("superseded encryption key: {0}")]
+    File(#[from] comity_config::PrivateFileError),
     #[error("{} is not a superseded encryption key file: {problem}", path.display())]
     Malformed {
         path: PathBuf,
@@ -127,26 +127,11 @@ pub fn load(dir: &Path) -> Result<Vec<PreviousEncryptionKey>, PreviousKeyError> 
 }
 
 fn read(path: &Path) -> Result<PreviousEncryptionKey, PreviousKeyError> {
-    let file = File::open(path).map_err(io("open", path))?;
-    let meta = file.metadata().map_err(io("inspect", path))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(PreviousKeyError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
     let malformed = |problem| PreviousKeyError::Malformed {
         path: path.to_path_buf(),
         problem,
     };
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BYTES as usize + 1));
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io("read", path))?;
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(malformed("too large"));
-    }
+    let bytes = comity_config::read_private_file(path, MAX_BYTES)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not UTF-8"))?;
     let mut lines = text
         .lines()
