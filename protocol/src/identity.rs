@@ -242,19 +242,15 @@ impl Identity {
 
     /// An identity whose key is held by `signer` (a hardware token), with
     /// the encryption key made from `encryption_seed` at `created_at`. The
-    /// certificate is signed by the token and verified under its public key
-    /// here, so a token that signs wrongly is found now, not by peers.
+    /// certificate is the token's signature, checked under its public key
+    /// (as every signature it makes is), so a token that signs wrongly is
+    /// found now, not by peers.
     pub fn with_external_key(
         signer: Arc<dyn ExternalSigner>,
         encryption_seed: &[u8; 32],
         created_at: Timestamp,
     ) -> Result<Self, SignError> {
-        let identity = Self::certify(IdentityKey::external(signer)?, encryption_seed, created_at)?;
-        identity
-            .cert
-            .verify()
-            .map_err(|_| SignError::BadSignature)?;
-        Ok(identity)
+        Self::certify(IdentityKey::external(signer)?, encryption_seed, created_at)
     }
 
     fn certify(
@@ -271,10 +267,9 @@ impl Identity {
             signature: [0u8; 64],
         };
         cert.signature = key.sign(&cert.signed_bytes())?;
-        let verifying = node.verifying_key().map_err(|_| SignError::BadSignature)?;
         let peer_keys = PeerKeys {
             id: node,
-            verifying,
+            verifying: key.verifying_key(),
             encryption: enc_pub,
             cert: cert.clone(),
         };

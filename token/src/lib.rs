@@ -139,15 +139,7 @@ impl TokenSigner {
     /// Loads the module, logs in and finds the key; refuses a key that can
     /// leave the token.
     pub fn open(key: &TokenKey) -> Result<Arc<TokenSigner>, TokenError> {
-        let connection = Connection::open(key)?;
-        let facts = connection.facts()?;
-        if let Some(why) = leaves_the_token(&facts) {
-            return Err(TokenError::Extractable {
-                token: key.token.clone(),
-                object: key.object.clone(),
-                why,
-            });
-        }
+        let (connection, facts) = open_kept_key(key)?;
         let node = connection.node_id();
         Ok(Arc::new(TokenSigner {
             key: key.clone(),
@@ -180,9 +172,9 @@ impl TokenSigner {
         self.signatures.load(Ordering::Relaxed)
     }
 
-    /// Runs `op` on the open session; if it fails, opens the session again
-    /// (the token may have been reset or the session dropped) and retries
-    /// once.
+    /// Runs `op` on the open session; if the session is gone (the token was
+    /// reset or removed), opens it again, at most every [`REOPEN_EVERY`],
+    /// and retries once.
     fn with_connection<T>(
         &self,
         step: &'static str,
@@ -210,21 +202,14 @@ impl TokenSigner {
             }
             *last = Some(std::time::Instant::now());
         }
-        let fresh = Connection::open(&self.key)?;
-        // The same key, and still one that cannot leave the token.
+        // Still a key that cannot leave the token, and the same one.
+        let (fresh, _) = open_kept_key(&self.key)?;
         if fresh.node_id() != self.node {
             return Err(TokenError::NoKey {
                 token: self.key.token.clone(),
                 object: self.key.object.clone(),
                 id: self.key.id.clone(),
                 what: "key with this node's id",
-            });
-        }
-        if let Some(why) = leaves_the_token(&fresh.facts()?) {
-            return Err(TokenError::Extractable {
-                token: self.key.token.clone(),
-                object: self.key.object.clone(),
-                why,
             });
         }
         let v = op(&fresh)
@@ -234,15 +219,23 @@ impl TokenSigner {
     }
 }
 
-/// Why a key with these attributes could leave the token, if it could.
-fn leaves_the_token(f: &KeyFacts) -> Option<&'static str> {
-    if f.extractable {
-        Some("CKA_EXTRACTABLE is true")
-    } else if !f.sensitive {
-        Some("CKA_SENSITIVE is false")
+/// A session with `key`'s token and its attributes, refused when the key
+/// could leave the token (CKA_EXTRACTABLE, or not CKA_SENSITIVE).
+fn open_kept_key(key: &TokenKey) -> Result<(Connection, KeyFacts), TokenError> {
+    let connection = Connection::open(key)?;
+    let facts = connection.facts()?;
+    let why = if facts.extractable {
+        "CKA_EXTRACTABLE is true"
+    } else if !facts.sensitive {
+        "CKA_SENSITIVE is false"
     } else {
-        None
-    }
+        return Ok((connection, facts));
+    };
+    Err(TokenError::Extractable {
+        token: key.token.clone(),
+        object: key.object.clone(),
+        why,
+    })
 }
 
 impl ExternalSigner for TokenSigner {

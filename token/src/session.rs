@@ -50,7 +50,6 @@ fn step(step: &'static str) -> impl FnOnce(CkError) -> TokenError {
     move |source| TokenError::Pkcs11 { step, source }
 }
 
-/// Loads the module and logs in to the token of `key`'s label.
 /// Tokens (module and label) whose user PIN was refused by `C_Login` in
 /// this process: never tried again by it, whichever signer asks.
 static PIN_REFUSED: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
@@ -124,7 +123,7 @@ pub(crate) fn lost(e: &TokenError) -> bool {
 /// node never tries when the token says the next try is the last, and a
 /// PIN `C_Login` refused is never tried again by this process
 /// ([`TokenError::PinRefused`]).
-fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
+fn login(key: &TokenKey, rw: bool) -> Result<Session, TokenError> {
     let (module, slot) = ready_for_login(key)?;
     let pin = pin::read(key)?;
     let session = if rw {
@@ -154,7 +153,7 @@ fn login(key: &TokenKey, rw: bool) -> Result<(Session, Slot), TokenError> {
         }
         Err(e) => return Err(step("log in with the user PIN")(e)),
     }
-    Ok((session, slot))
+    Ok(session)
 }
 
 fn find_slot(module: &Pkcs11, label: &str) -> Result<Slot, TokenError> {
@@ -240,7 +239,7 @@ fn public_key(session: &Session, key: &TokenKey) -> Result<NodeId, TokenError> {
 
 impl Connection {
     pub(crate) fn open(key: &TokenKey) -> Result<Connection, TokenError> {
-        let (session, _) = login(key, false)?;
+        let session = login(key, false)?;
         let private = find_one(&session, key, ObjectClass::PRIVATE_KEY, "private key")?;
         let node = public_key(&session, key)?;
         Ok(Connection {
@@ -297,7 +296,7 @@ impl Connection {
 }
 
 pub(crate) fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
-    let (session, _) = login(key, true)?;
+    let session = login(key, true)?;
     let existing = session
         .find_objects(&[Attribute::Label(key.object.as_bytes().to_vec())])
         .map_err(step("look for an existing key"))?;
@@ -338,7 +337,7 @@ pub(crate) fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
 /// Destroys the key pair `key` names (both objects of its label and id):
 /// only for a key this process just made and could not put to use.
 pub(crate) fn destroy(key: &TokenKey) -> Result<(), TokenError> {
-    let (session, _) = login(key, true)?;
+    let session = login(key, true)?;
     for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
         for object in session
             .find_objects(&template(key, class))

@@ -54,11 +54,15 @@ impl IdentityKey {
         Ok(IdentityKey::External(signer, public))
     }
 
-    pub(crate) fn node_id(&self) -> NodeId {
+    pub(crate) fn verifying_key(&self) -> VerifyingKey {
         match self {
-            IdentityKey::Seed(k) => NodeId(k.verifying_key().to_bytes()),
-            IdentityKey::External(s, _) => s.node_id(),
+            IdentityKey::Seed(k) => k.verifying_key(),
+            IdentityKey::External(_, public) => *public,
         }
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        NodeId(self.verifying_key().to_bytes())
     }
 
     pub(crate) fn sign(&self, input: &[u8]) -> Result<[u8; 64], SignError> {
