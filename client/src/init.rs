@@ -48,18 +48,6 @@ pub fn create_node(
     let country: CountryCode = country.parse()?;
     let node = NodeSection::new(name, country, listen);
     let config_path = dir.join(CONFIG_FILE);
-    let key_path = dir.join(match settings.identity_token {
-        Some(_) => Path::new(comity_config::defaults::TOKEN_ENCRYPTION_KEY),
-        None => &node.identity_key,
-    });
-    for existing in [&config_path, &key_path] {
-        if existing.exists() {
-            return Err(LocalError::Exists {
-                path: existing.clone(),
-                dir: dir.to_path_buf(),
-            });
-        }
-    }
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| LocalError::Io {
@@ -79,6 +67,17 @@ pub fn create_node(
             path: config_path.clone(),
             source,
         })?;
+    // Where the daemon will look for it: the key file, or a token node's
+    // encryption-key file (the configuration decides which).
+    let key_path = config.node.identity_key.clone();
+    for existing in [&config_path, &key_path] {
+        if existing.exists() {
+            return Err(LocalError::Exists {
+                path: existing.clone(),
+                dir: dir.to_path_buf(),
+            });
+        }
+    }
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)

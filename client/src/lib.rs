@@ -102,3 +102,12 @@ pub enum LocalError {
         log: String,
     },
 }
+
+impl From<comity_token::LoadError> for LocalError {
+    fn from(e: comity_token::LoadError) -> Self {
+        match e {
+            comity_token::LoadError::KeyFile(e) => LocalError::from(e),
+            comity_token::LoadError::Token { uri, source } => LocalError::Token { uri, source },
+        }
+    }
+}

@@ -253,12 +253,7 @@ impl LocalNode {
         config: Config,
         env: Vec<(String, String)>,
     ) -> Result<LocalNode, LocalError> {
-        let identity = comity_token::load(&config)
-            .map_err(|e| match e {
-                comity_token::LoadError::KeyFile(e) => LocalError::from(e),
-                comity_token::LoadError::Token { uri, source } => LocalError::Token { uri, source },
-            })?
-            .identity;
+        let identity = comity_token::load(&config)?.identity;
         let dir = config.base_dir().to_path_buf();
         Ok(LocalNode {
             name: config.node.name.clone(),

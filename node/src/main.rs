@@ -65,17 +65,17 @@ fn main() -> ExitCode {
                 }
             };
         }
-        return match comity_token::load(&config) {
-            Ok(keys) => {
+        return match comity_config::load_key_file(&config.node.identity_key) {
+            Ok(identity) => {
                 println!(
                     "configuration and keys are valid; node id {}",
-                    keys.identity.id()
+                    identity.id()
                 );
                 ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("comityd: {e}");
-                exit_code(&anyhow::Error::from(e))
+                ExitCode::from(1)
             }
         };
     }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use comity_protocol::identity::{IdentitySigner, SignError};
+use comity_protocol::identity::IdentitySigner;
 use comity_protocol::{Identity, NodeId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -135,14 +135,6 @@ impl std::fmt::Debug for HandshakeKey {
     }
 }
 
-impl HandshakeKey {
-    fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let signature = self.signer.sign(message)?;
-        self.signatures.fetch_add(1, Ordering::Relaxed);
-        Ok(signature.to_vec())
-    }
-}
-
 impl rcgen::PublicKeyData for HandshakeKey {
     fn der_bytes(&self) -> &[u8] {
         &self.public
@@ -184,10 +176,12 @@ impl rustls::sign::SigningKey for HandshakeKey {
 
 impl rustls::sign::Signer for HandshakeKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        self.sign_bytes(message).map_err(|e| {
+        let signature = self.signer.sign(message).map_err(|e| {
             tracing::error!(error = %e, "the identity key did not sign a TLS handshake");
             rustls::Error::General(e.to_string())
-        })
+        })?;
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+        Ok(signature.to_vec())
     }
 
     fn scheme(&self) -> SignatureScheme {
