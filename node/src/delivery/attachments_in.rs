@@ -101,6 +101,10 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
             detail,
         })
     };
+    let read_failed = |e: crate::store::StoreError| {
+        warn!(error = %e, "cannot read awaited messages");
+        unavailable("store read failed".into())
+    };
     // One peer's envelopes are checked on several streams at once: the
     // checks of the bounds below and the records they count are made
     // under one lock, or envelopes checked together would all pass.
@@ -120,41 +124,34 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
         Ok(Some(_)) => {}
         Ok(None) => {
             // Bounded: a peer that never sends the attachments cannot make
-            // us hold its envelopes without end.
-            match ctx.store.awaited_from(&peer, MAX_AWAITED_PER_PEER) {
-                Ok(n) if n >= MAX_AWAITED_PER_PEER => {
-                    return unavailable(format!(
-                        "{MAX_AWAITED_PER_PEER} messages from this peer already await their attachments"
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "cannot read awaited messages");
-                    return unavailable("store read failed".into());
-                }
+            // us hold its envelopes without end, nor their files take more
+            // than its share of the disk (what they may still grow to; a
+            // message alone always fits, its size bounded by the message
+            // limits).
+            let held = match ctx
+                .store
+                .awaited_from(&peer, MAX_AWAITED_PER_PEER, stored_len)
+            {
+                Ok(h) => h,
+                Err(e) => return read_failed(e),
+            };
+            if held.messages >= MAX_AWAITED_PER_PEER {
+                return unavailable(format!(
+                    "{MAX_AWAITED_PER_PEER} messages from this peer already await their attachments"
+                ));
             }
-            // Deferred, not refused, when the whole would not fit now.
             let need = opened
                 .attachments
                 .iter()
                 .fold(0u64, |n, a| n.saturating_add(stored_len(a.size())));
-            // Nor over this peer's share: what its messages awaiting their
-            // attachments may still grow to.
-            // A message alone always fits (its size is bounded by the
-            // message limits): the share only keeps a peer from piling up.
             let quota = ctx.config.limits.incomplete_attachment_share();
-            match ctx.store.awaited_attachment_bytes(&peer, stored_len) {
-                Ok(held) if held > 0 && held.saturating_add(need) > quota => {
-                    return unavailable(format!(
-                        "this peer's messages held until their attachments are received already take {held} bytes; with this message's {need} they would pass limits.max_incomplete_attachment_bytes_per_peer ({quota}): send it again once one of them is received"
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "cannot read awaited messages");
-                    return unavailable("store read failed".into());
-                }
+            if held.bytes > 0 && held.bytes.saturating_add(need) > quota {
+                return unavailable(format!(
+                    "this peer's messages held until their attachments are received already take {} bytes; with this message's {need} they would pass limits.max_incomplete_attachment_bytes_per_peer ({quota}): send it again once one of them is received",
+                    held.bytes
+                ));
             }
+            // Deferred, not refused, when the whole would not fit now.
             if let Err(e) = ensure_room(&ctx.disk, need) {
                 return unavailable(format!("its attachments do not fit now: {e}"));
             }
@@ -181,10 +178,7 @@ pub(crate) fn hold(ctx: &Context, peer: NodeId, opened: &OpenedMessage, bytes: &
             }
             info!(peer = %peer.short(), %id, attachments = held.len(), "message held until its attachments arrive");
         }
-        Err(e) => {
-            warn!(error = %e, "cannot read awaited messages");
-            return unavailable("store read failed".into());
-        }
+        Err(e) => return read_failed(e),
     }
     drop(gate);
     let mut next = Vec::with_capacity(opened.attachments.len());

@@ -50,6 +50,13 @@ pub struct AwaitedMessage {
     pub since: Timestamp,
 }
 
+/// What one peer's messages awaiting their attachments hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Awaiting {
+    pub messages: usize,
+    pub bytes: u64,
+}
+
 impl Store {
     /// Records a copied-in file as staged. Not flushed: the caller commits
     /// before it answers.
@@ -175,36 +182,28 @@ impl Store {
         Ok(())
     }
 
-    /// How many of `sender`'s messages await their attachments, counting
-    /// up to `stop` (a cap needs no more).
-    pub fn awaited_from(&self, sender: &NodeId, stop: usize) -> Result<usize> {
-        let mut n = 0;
-        for item in self.attachments.scan_prefix(key(b'w', &[&sender.0])) {
-            item?;
-            n += 1;
-            if n >= stop {
-                break;
-            }
-        }
-        Ok(n)
-    }
-
-    /// The stored sizes, by `size_of` of each manifest, of the attachments
-    /// of `sender`'s messages awaiting them.
-    pub fn awaited_attachment_bytes(
+    /// What `sender`'s messages awaiting their attachments hold: how many,
+    /// counting up to `stop` (a cap needs no more), and the sum of
+    /// `size_of` each of their attachments' sizes (of those counted).
+    pub fn awaited_from(
         &self,
         sender: &NodeId,
+        stop: usize,
         size_of: impl Fn(u64) -> u64,
-    ) -> Result<u64> {
-        let mut total = 0u64;
+    ) -> Result<Awaiting> {
+        let mut held = Awaiting::default();
         for item in self.attachments.scan_prefix(key(b'w', &[&sender.0])) {
             let (k, _) = item?;
             let id = super::message_id_at(&k, 33)?;
-            for held in self.inbound_attachments(sender, &id)? {
-                total = total.saturating_add(size_of(held.sealed.manifest.size));
+            for a in self.inbound_attachments(sender, &id)? {
+                held.bytes = held.bytes.saturating_add(size_of(a.sealed.manifest.size));
+            }
+            held.messages += 1;
+            if held.messages >= stop {
+                break;
             }
         }
-        Ok(total)
+        Ok(held)
     }
 
     /// Every message awaiting its attachments: (sender, id, record).

@@ -49,7 +49,7 @@ use bincode::{Decode, Encode};
 use comity_protocol::codec;
 use comity_protocol::{EncryptionKeyCert, MessageId, NodeId};
 
-pub use attachments::{AwaitedMessage, HeldAttachment, StagedAttachment};
+pub use attachments::{AwaitedMessage, Awaiting, HeldAttachment, StagedAttachment};
 use audit_files::{AuditFileError, AuditFiles};
 use barrier::{Tree, WriteBarrier};
 pub use commit::CommitError;
