@@ -30,19 +30,29 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// `n` UDP sockets on 127.0.0.1 for [`flood`]. Bound before a node of
+/// the test stops, so that none of them can take its port while it is
+/// down (they are ephemeral ports, as the nodes' are).
+fn flood_sockets(n: usize) -> Vec<UdpSocket> {
+    (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect()
+}
+
 /// Sends `initials` first flights of new connections to `target`, spread
-/// evenly over `over`, round-robin from `sockets` UDP sockets; returns how
-/// many were sent. Each socket has its own client endpoint, so every
-/// Initial is a fresh connection (new connection IDs) from its port.
-fn flood(target: SocketAddr, initials: usize, over: Duration, sockets: usize) -> usize {
+/// evenly over `over`, round-robin from `sockets`; returns how many were
+/// sent. Each socket has its own client endpoint, so every Initial is a
+/// fresh connection (new connection IDs) from its port.
+fn flood(target: SocketAddr, initials: usize, over: Duration, sockets: Vec<UdpSocket>) -> usize {
     let me = Identity::from_seeds(&[7; 32], &[8; 32], Timestamp(0));
     let tls = TlsIdentity::new(&me).unwrap();
     // The server's answer is never read, so whom we "expect" is moot.
     let crypto = client_crypto(&tls, me.id()).unwrap();
     let config = quinn_proto::ClientConfig::new(Arc::new(crypto));
-    let mut attackers: Vec<(UdpSocket, quinn_proto::Endpoint)> = (0..sockets)
-        .map(|_| {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = sockets.len();
+    let mut attackers: Vec<(UdpSocket, quinn_proto::Endpoint)> = sockets
+        .into_iter()
+        .map(|socket| {
             let endpoint = quinn_proto::Endpoint::new(Default::default(), None, false, None);
             (socket, endpoint)
         })
@@ -56,7 +66,7 @@ fn flood(target: SocketAddr, initials: usize, over: Duration, sockets: usize) ->
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             std::thread::sleep(wait);
         }
-        let (socket, endpoint) = &mut attackers[i % sockets];
+        let (socket, endpoint) = &mut attackers[i % n];
         let now = Instant::now();
         let Ok((_, mut conn)) = endpoint.connect(now, config.clone(), target, SERVER_NAME) else {
             continue;
@@ -113,13 +123,14 @@ fn initial_flood_costs_no_lasting_memory_and_a_pinned_peer_gets_in() {
     a.wait_until(Duration::from_secs(20), "first delivery", || {
         a.inbox_count() == 1
     });
+    let sockets = flood_sockets(100);
     b.sigterm();
     std::thread::sleep(Duration::from_secs(1));
     let pid = a.pid().unwrap();
     let before = rss_kib(pid);
 
     let target: SocketAddr = ([127, 0, 0, 1], a.port).into();
-    let flooder = std::thread::spawn(move || flood(target, INITIALS, FLOOD_FOR, 100));
+    let flooder = std::thread::spawn(move || flood(target, INITIALS, FLOOD_FOR, sockets));
     // The pinned peer dials in while the flood is under way.
     std::thread::sleep(Duration::from_millis(1500));
     b.start();
@@ -197,7 +208,8 @@ fn review_scenario() {
     let before = rss_kib(pid);
     let target: SocketAddr = ([127, 0, 0, 1], a.port).into();
     let over = Duration::from_secs(secs);
-    let flooder = std::thread::spawn(move || flood(target, initials, over, 100));
+    let sockets = flood_sockets(100);
+    let flooder = std::thread::spawn(move || flood(target, initials, over, sockets));
     let peak = sample_until(pid, || !flooder.is_finished());
     let sent = flooder.join().unwrap();
     let mut after = Vec::new();
