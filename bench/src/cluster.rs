@@ -183,6 +183,7 @@ pub fn peer(id: &NodeId, port: u16, name: &str, country: &str) -> Result<PeerCon
         address: format!("127.0.0.1:{port}"),
         name: name.into(),
         country: country.parse()?,
+        repinned_from: Vec::new(),
     })
 }
 

@@ -332,6 +332,7 @@ impl LocalNode {
             address: format!("127.0.0.1:{}", self.port),
             name: self.name.clone(),
             country: self.country.parse()?,
+            repinned_from: Vec::new(),
         })
     }
 

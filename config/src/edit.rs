@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use comity_protocol::NodeId;
-use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table, Value};
+use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
 
 use crate::env;
 use crate::error::{invalid, ConfigError};
@@ -97,6 +97,62 @@ pub fn remove_peer(text: &str, id: &NodeId) -> Result<String, ConfigError> {
     Ok(doc.to_string())
 }
 
+/// `text` with the `[[peer]]` whose id is `old` now pinned to `new`, and
+/// `old` appended to its `repinned_from` (the table's comments and other
+/// keys kept).
+pub fn repin_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, ConfigError> {
+    let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
+    let is_old = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|s| s.parse::<NodeId>().ok())
+            .is_some_and(|parsed| &parsed == old)
+    };
+    let table: Option<&mut dyn TableLike> = match doc.get_mut("peer") {
+        Some(Item::ArrayOfTables(aot)) => aot
+            .iter_mut()
+            .find(|t| is_old(t.get("id").and_then(Item::as_value)))
+            .map(|t| t as &mut dyn TableLike),
+        Some(Item::Value(Value::Array(arr))) => arr
+            .iter_mut()
+            .filter_map(Value::as_inline_table_mut)
+            .find(|t| is_old(t.get("id")))
+            .map(|t| t as &mut dyn TableLike),
+        None => None,
+        Some(_) => return Err(not_a_peer_list()),
+    };
+    let Some(t) = table else {
+        return Err(invalid(
+            "peer",
+            format!("no [[peer]] has id {old}"),
+            "check the id against `comity peer list`",
+        ));
+    };
+    match t.get_mut("repinned_from") {
+        None => {
+            t.insert("repinned_from", value(Array::from_iter([old.to_string()])));
+        }
+        Some(item) => match item.as_array_mut() {
+            Some(a) => a.push(old.to_string()),
+            None => return Err(not_an_id_list()),
+        },
+    }
+    if let Some(id) = t.get_mut("id").and_then(Item::as_value_mut) {
+        // The operator's spacing and comment around the value stay.
+        let decor = id.decor().clone();
+        *id = Value::from(new.to_string());
+        *id.decor_mut() = decor;
+    }
+    Ok(doc.to_string())
+}
+
+fn not_an_id_list() -> ConfigError {
+    invalid(
+        "peer.repinned_from",
+        "is not a list of node ids",
+        "write it as repinned_from = [\"…\"]",
+    )
+}
+
 /// Document positions of the top-level tables (the schema has no nested
 /// ones), array-of-tables entries included.
 fn table_positions(doc: &DocumentMut) -> impl Iterator<Item = isize> + '_ {
@@ -161,6 +217,16 @@ impl Config {
     /// [`Config::add_peer_to_file`].
     pub fn remove_peer_from_file(path: &Path, id: &NodeId) -> Result<Config, ConfigError> {
         edit_file(path, |text| remove_peer(text, id))
+    }
+
+    /// Pins the peer whose id is `old` to `new` in the file at `path`,
+    /// `old` kept in its `repinned_from`, like [`Config::add_peer_to_file`].
+    pub fn repin_peer_in_file(
+        path: &Path,
+        old: &NodeId,
+        new: &NodeId,
+    ) -> Result<Config, ConfigError> {
+        edit_file(path, |text| repin_peer(text, old, new))
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct RawPeer {
     pub address: Option<String>,
     pub name: Option<String>,
     pub country: Option<String>,
+    #[serde(default)]
+    pub repinned_from: Vec<String>,
 }
 
 const LISTEN_FIX: &str =
@@ -181,11 +183,22 @@ impl RawPeer {
             })?
             .parse::<CountryCode>()
             .map_err(|e| invalid(key("country"), e.to_string(), COUNTRY_FIX))?;
+        let repinned_from = self
+            .repinned_from
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: comity_protocol::identity::ParseNodeIdError| {
+                        invalid(key("repinned_from"), e.to_string(), ID_FIX)
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(PeerConfig {
             id,
             address,
             name: self.name.unwrap_or_default(),
             country,
+            repinned_from,
         })
     }
 }

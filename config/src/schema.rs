@@ -234,6 +234,18 @@ pub struct PeerConfig {
     pub name: String,
     /// Unique among peers: the CLI addresses peers by it (`--to CC`).
     pub country: CountryCode,
+    /// Ids this peer had before `comity peer repin` cut them out (a key
+    /// presumed stolen, or lost), oldest first: refused on every path,
+    /// whatever they sign, and never pinned again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repinned_from: Vec<NodeId>,
+}
+
+impl PeerConfig {
+    /// Whether `id` is one this peer's operator cut out.
+    pub fn cut_out(&self, id: &NodeId) -> bool {
+        self.repinned_from.contains(id)
+    }
 }
 
 impl Config {

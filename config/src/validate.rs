@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use comity_protocol::attachment::AttachmentLimits;
 use comity_protocol::codec::MAX_FRAME_BYTES;
+use comity_protocol::NodeId;
 
 use crate::address::{parse_host_port, ADDRESS_FIX};
 use crate::defaults as d;
@@ -332,6 +333,12 @@ impl Config {
     fn validate_peers(&self) -> Result<(), ConfigError> {
         let mut ids = HashMap::new();
         let mut countries = HashMap::new();
+        let cut_out: HashMap<NodeId, usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.repinned_from.iter().map(move |id| (*id, i)))
+            .collect();
         for (i, p) in self.peers.iter().enumerate() {
             let key = |k: &str| format!("peer[{i}].{k}");
             parse_host_port(&p.address)
@@ -349,6 +356,21 @@ impl Config {
                     key("id"),
                     format!("is the same node id as peer[{j}].id"),
                     "each peer is pinned once: remove one of the two [[peer]] tables",
+                ));
+            }
+            if let Some(j) = cut_out.get(&p.id) {
+                return Err(invalid(
+                    key("id"),
+                    format!("is in peer[{j}].repinned_from: a key cut out by `comity peer repin`"),
+                    "a key cut out is never pinned again: pin the peer's new id",
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = p.repinned_from.iter().find(|id| !seen.insert(**id)) {
+                return Err(invalid(
+                    key("repinned_from"),
+                    format!("lists {} twice", dup.short()),
+                    "list each id cut out once",
                 ));
             }
             if let Some(j) = countries.insert(p.country, i) {

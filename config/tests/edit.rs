@@ -5,7 +5,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use comity_config::{add_peer, remove_peer, Config, CountryCode, PeerConfig, EXAMPLE_TOML};
+use comity_config::{
+    add_peer, remove_peer, repin_peer, Config, CountryCode, PeerConfig, EXAMPLE_TOML,
+};
 use common::*;
 
 fn peer(seed: u8, cc: &str) -> PeerConfig {
@@ -14,6 +16,7 @@ fn peer(seed: u8, cc: &str) -> PeerConfig {
         address: format!("{}.example:7400", cc.to_lowercase()),
         name: format!("Ministry of Justice of {cc}"),
         country: cc.parse::<CountryCode>().unwrap(),
+        repinned_from: Vec::new(),
     }
 }
 
@@ -85,4 +88,51 @@ fn peers_in_the_middle_of_the_file() {
     let removed = remove_peer(&added, &node_id(1)).unwrap();
     assert!(removed.contains("# first peer"));
     assert_eq!(parse(&removed).unwrap().peers, vec![peer(2, "SY")]);
+}
+
+#[test]
+fn a_repin_moves_the_id_keeps_the_comments_and_remembers_the_key_cut_out() {
+    let text = format!(
+        "{MINIMAL}\n# Bolivia: repinned after the call of 2026-12-01\n[[peer]]\nid = \"{}\" # read out by phone\naddress = \"bo:1\"\ncountry = \"BO\"\n",
+        node_id(1)
+    );
+    let once = repin_peer(&text, &node_id(1), &node_id(2)).unwrap();
+    assert!(once.contains("# Bolivia: repinned after the call of 2026-12-01"));
+    assert!(once.contains("# read out by phone"));
+    let c = parse(&once).unwrap();
+    assert_eq!(c.peers[0].id, node_id(2));
+    assert_eq!(c.peers[0].repinned_from, vec![node_id(1)]);
+    let twice = repin_peer(&once, &node_id(2), &node_id(3)).unwrap();
+    let c = parse(&twice).unwrap();
+    assert_eq!(c.peers[0].id, node_id(3));
+    assert_eq!(c.peers[0].repinned_from, vec![node_id(1), node_id(2)]);
+    assert!(c.peers[0].cut_out(&node_id(1)) && !c.peers[0].cut_out(&node_id(3)));
+    let e = repin_peer(&twice, &node_id(1), &node_id(4)).unwrap_err();
+    assert_eq!(e.key(), Some("peer"), "{e}");
+
+    // Inline arrays of peers too.
+    let inline = format!(
+        "peer = [{{ id = \"{}\", address = \"bo:1\", country = \"BO\" }}]\n{MINIMAL}",
+        node_id(1)
+    );
+    let c = parse(&repin_peer(&inline, &node_id(1), &node_id(2)).unwrap()).unwrap();
+    assert_eq!(c.peers[0].repinned_from, vec![node_id(1)]);
+}
+
+#[test]
+fn a_key_cut_out_is_never_pinned_again() {
+    let one = repin_peer(
+        &add_peer(MINIMAL, &peer(1, "BO")).unwrap(),
+        &node_id(1),
+        &node_id(2),
+    )
+    .unwrap();
+    // Back to the cut-out key, or another peer with it: both refused.
+    let back = repin_peer(&one, &node_id(2), &node_id(1)).unwrap();
+    let e = parse(&back).unwrap_err();
+    assert_eq!(e.key(), Some("peer[0].id"), "{e}");
+    let other = add_peer(&one, &peer(1, "SY")).unwrap();
+    let e = parse(&other).unwrap_err();
+    assert_eq!(e.key(), Some("peer[1].id"), "{e}");
+    assert!(e.to_string().contains("repinned_from"), "{e}");
 }

@@ -272,6 +272,7 @@ mod tests {
             address: "127.0.0.1:7400".into(),
             name: String::new(),
             country: country.parse().unwrap(),
+            repinned_from: Vec::new(),
         }
     }
 

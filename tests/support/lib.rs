@@ -142,6 +142,7 @@ impl TestNode {
             address: format!("127.0.0.1:{port}"),
             name: name.into(),
             country: country.parse().unwrap(),
+            repinned_from: Vec::new(),
         };
         self.node.pin(&peer).unwrap();
     }

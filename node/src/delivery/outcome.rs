@@ -118,7 +118,11 @@ pub(crate) async fn prepare(
             };
             msg.envelope = Some(sealed.bytes.clone());
             msg.digest = Some(sealed.digest);
-            ctx.store.put_outbound_message(&msg)?;
+            // Moved to its peer's new id while this (old) session sealed:
+            // the new id's sender seals it again.
+            if !ctx.store.put_sealed_outbound(&msg)? {
+                return Ok(None);
+            }
             // Once sent, this exact envelope must be what is re-sent after a
             // crash: make it durable first.
             ctx.store.commit().await?;

@@ -538,6 +538,7 @@ mod tests {
             address: "127.0.0.1:7400".into(),
             name: String::new(),
             country: "BO".parse().expect("a country code"),
+            repinned_from: Vec::new(),
         });
         for n in 1..=3 {
             peer.queue.push(id(n));

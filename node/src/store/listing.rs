@@ -502,6 +502,28 @@ impl Listing {
         Ok(())
     }
 
+    /// Files sent message `id` under peer id `to` (a repin moved it);
+    /// counts do not depend on the peer.
+    pub(super) fn change_peer(&self, id: &MessageId, to: NodeId) -> Result<()> {
+        let _book = self.lock();
+        let Some(p) = self.tree.get(sent_key(id))? else {
+            return Ok(());
+        };
+        let pos = Position::from_bytes(&p).ok_or_else(|| StoreError::Corrupt {
+            key: hex_key(&sent_key(id)),
+            why: "not a listing position".into(),
+        })?;
+        let k = pos.key();
+        if let Some(v) = self.tree.get(&k)? {
+            let mut s: Summary = decode(&k, &v)?;
+            if s.peer != to {
+                s.peer = to;
+                self.tree.insert(&k, encode(&s)?)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn counts(&self) -> Counts {
         self.lock().counts.clone()
     }

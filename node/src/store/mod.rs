@@ -130,6 +130,9 @@ pub struct Store {
     /// Serialises "is this (sender, id) new? then insert it", so two copies
     /// of one message arriving at once cannot both be taken as new.
     inbound_gate: Arc<Mutex<()>>,
+    /// Serialises a message's first sealing with its move to a repinned
+    /// peer's new id (see [`Store::retarget_outbound`]).
+    seal_gate: Arc<Mutex<()>>,
 }
 
 fn encode<T: Encode>(v: &T) -> Result<Vec<u8>> {
@@ -254,6 +257,7 @@ impl Store {
             barrier,
             flush_gate,
             inbound_gate: Arc::new(Mutex::new(())),
+            seal_gate: Arc::new(Mutex::new(())),
             dir: dir.to_path_buf(),
             db,
         })
@@ -343,6 +347,49 @@ impl Store {
     pub fn put_outbound_message(&self, msg: &OutboundMessage) -> Result<()> {
         self.outbox.insert(key(b'm', &[&msg.id.0]), encode(msg)?)?;
         Ok(())
+    }
+
+    /// Writes `msg` with the envelope just sealed for it, unless it was
+    /// moved to another peer id meanwhile (a repin, while an old session
+    /// was sealing): then nothing is written and `false` returned.
+    pub fn put_sealed_outbound(&self, msg: &OutboundMessage) -> Result<bool> {
+        let _gate = self.seal_gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mk = key(b'm', &[&msg.id.0]);
+        let Some(stored) = self.outbox.get(&mk)? else {
+            return Ok(false);
+        };
+        if decode::<OutboundMessage>(&mk, &stored)?.peer != msg.peer {
+            return Ok(false);
+        }
+        self.put_outbound_message(msg)?;
+        Ok(true)
+    }
+
+    /// Moves a message not yet delivered to `to`, the new id of its peer
+    /// (whose old key was cut out by a repin). Its envelope is dropped, to
+    /// be sealed again for the new key: the same id and body, so the same
+    /// message. Each write is idempotent, so a move interrupted by a crash
+    /// is finished by doing it again (the node does at start). `false` if
+    /// there was nothing to move (delivered, failed or unknown).
+    pub fn retarget_outbound(&self, id: &MessageId, to: NodeId, why: &str) -> Result<bool> {
+        let _gate = self.seal_gate.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((mut msg, mut status)) = self.outbound(id)? else {
+            return Ok(false);
+        };
+        if status.state.is_final() {
+            return Ok(false);
+        }
+        // The message first (a sender that reads it seals for `to`), then
+        // its summary (which queue it goes to at start), then its status.
+        msg.peer = to;
+        msg.envelope = None;
+        msg.digest = None;
+        self.put_outbound_message(&msg)?;
+        self.listing.change_peer(id, to)?;
+        status.state = OutboundState::Queued;
+        status.last_error = Some(why.to_string());
+        self.put_outbound_status(id, &status)?;
+        Ok(true)
     }
 
     /// The message's summary follows (see [`listing`]).

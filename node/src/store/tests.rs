@@ -211,3 +211,69 @@ async fn a_store_of_a_newer_format_is_refused_and_an_unmarked_one_is_marked() {
     let fresh = sled::open(dir.path().join("fresh")).unwrap();
     assert_eq!(version::check(&fresh).unwrap(), version::Opened::Created);
 }
+
+#[tokio::test]
+async fn a_retargeted_message_is_sealed_again_for_the_new_id_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (NodeId([2; 32]), NodeId([3; 32]));
+    let sent = |n: u8| OutboundMessage {
+        id: MessageId([n; 16]),
+        peer: old,
+        kind: MessageKind::Consultation,
+        body: body(),
+        created_at: Timestamp(u64::from(n)),
+        envelope: Some(vec![n; 8]),
+        digest: Some(Digest([n; 32])),
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for n in 1..=3 {
+            store
+                .insert_outbound(&sent(n), &OutboundStatus::queued())
+                .unwrap();
+        }
+        let mut delivered = OutboundStatus::queued();
+        delivered.state = OutboundState::Delivered;
+        store
+            .put_outbound_status(&MessageId([3; 16]), &delivered)
+            .unwrap();
+        let mut sending = OutboundStatus::queued();
+        sending.sent(Timestamp(9));
+        store
+            .put_outbound_status(&MessageId([2; 16]), &sending)
+            .unwrap();
+
+        for n in 1..=3 {
+            let moved = store
+                .retarget_outbound(&MessageId([n; 16]), new, "repinned")
+                .unwrap();
+            assert_eq!(moved, n != 3, "message {n}");
+        }
+        // An old session that sealed message 1 for the old id meanwhile
+        // does not write its envelope back.
+        assert!(!store.put_sealed_outbound(&sent(1)).unwrap());
+        let (m, s) = store.outbound(&MessageId([1; 16])).unwrap().unwrap();
+        assert_eq!((m.peer, &m.envelope, m.digest), (new, &None, None));
+        assert_eq!(s.state, OutboundState::Queued);
+        assert_eq!(s.last_error.as_deref(), Some("repinned"));
+        let mut sealed = m.clone();
+        sealed.envelope = Some(vec![7; 8]);
+        assert!(store.put_sealed_outbound(&sealed).unwrap());
+        // The delivered one stays where it was.
+        let (m, _) = store.outbound(&MessageId([3; 16])).unwrap().unwrap();
+        assert_eq!(m.peer, old);
+        assert_eq!(store.pending_outbound(Some(&old)).unwrap(), vec![]);
+        assert_eq!(store.pending_outbound(Some(&new)).unwrap().len(), 2);
+        store.commit().await.unwrap();
+        store.close().await.unwrap();
+    }
+    // The listing a restart reads queues them for the new id.
+    let store = Store::open(dir.path()).unwrap();
+    let mut pending: Vec<_> = store.take_opened().pending;
+    pending.sort();
+    let peers: Vec<_> = pending
+        .iter()
+        .map(|(_, id, peer)| (id.0[0], *peer))
+        .collect();
+    assert_eq!(peers, vec![(1, new), (2, new)]);
+}

@@ -40,6 +40,7 @@ pub(super) async fn add(
         address: req.address,
         name: req.name,
         country,
+        repinned_from: Vec::new(),
     };
     // The node's checks first, so that a refused peer never reaches the file.
     state.check_new_peer(&peer).map_err(peer_error)?;
