@@ -54,11 +54,7 @@ pub fn add_peer(text: &str, peer: &PeerConfig) -> Result<String, ConfigError> {
 /// `text` without the `[[peer]]` whose id is `id` (however it was spelt).
 pub fn remove_peer(text: &str, id: &NodeId) -> Result<String, ConfigError> {
     let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
-    let matches = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .and_then(|s| s.parse::<NodeId>().ok())
-            .is_some_and(|parsed| &parsed == id)
-    };
+    let matches = |v: Option<&Value>| is_id(v, id);
     let mut orphaned = None;
     let removed = match doc.get_mut("peer") {
         Some(Item::ArrayOfTables(aot)) => {
@@ -102,11 +98,7 @@ pub fn remove_peer(text: &str, id: &NodeId) -> Result<String, ConfigError> {
 /// keys kept).
 pub fn repin_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, ConfigError> {
     let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
-    let is_old = |v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .and_then(|s| s.parse::<NodeId>().ok())
-            .is_some_and(|parsed| &parsed == old)
-    };
+    let is_old = |v: Option<&Value>| is_id(v, old);
     let table: Option<&mut dyn TableLike> = match doc.get_mut("peer") {
         Some(Item::ArrayOfTables(aot)) => aot
             .iter_mut()
@@ -143,6 +135,13 @@ pub fn repin_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, Conf
         *id.decor_mut() = decor;
     }
     Ok(doc.to_string())
+}
+
+/// Whether a peer table's `id` value is `id`, however it was spelt.
+fn is_id(v: Option<&Value>, id: &NodeId) -> bool {
+    v.and_then(Value::as_str)
+        .and_then(|s| s.parse::<NodeId>().ok())
+        .is_some_and(|parsed| &parsed == id)
 }
 
 fn not_an_id_list() -> ConfigError {

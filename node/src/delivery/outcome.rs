@@ -118,11 +118,7 @@ pub(crate) async fn prepare(
             };
             msg.envelope = Some(sealed.bytes.clone());
             msg.digest = Some(sealed.digest);
-            // Moved to its peer's new id while this (old) session sealed:
-            // the new id's sender seals it again.
-            if !ctx.store.put_sealed_outbound(&msg)? {
-                return Ok(None);
-            }
+            ctx.store.put_outbound_message(&msg)?;
             // Once sent, this exact envelope must be what is re-sent after a
             // crash: make it durable first.
             ctx.store.commit().await?;

@@ -130,9 +130,6 @@ pub struct Store {
     /// Serialises "is this (sender, id) new? then insert it", so two copies
     /// of one message arriving at once cannot both be taken as new.
     inbound_gate: Arc<Mutex<()>>,
-    /// Serialises a message's first sealing with its move to a repinned
-    /// peer's new id (see [`Store::retarget_outbound`]).
-    seal_gate: Arc<Mutex<()>>,
 }
 
 fn encode<T: Encode>(v: &T) -> Result<Vec<u8>> {
@@ -257,7 +254,6 @@ impl Store {
             barrier,
             flush_gate,
             inbound_gate: Arc::new(Mutex::new(())),
-            seal_gate: Arc::new(Mutex::new(())),
             dir: dir.to_path_buf(),
             db,
         })
@@ -349,30 +345,16 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `msg` with the envelope just sealed for it, unless it was
-    /// moved to another peer id meanwhile (a repin, while an old session
-    /// was sealing): then nothing is written and `false` returned.
-    pub fn put_sealed_outbound(&self, msg: &OutboundMessage) -> Result<bool> {
-        let _gate = self.seal_gate.lock().unwrap_or_else(|p| p.into_inner());
-        let mk = key(b'm', &[&msg.id.0]);
-        let Some(stored) = self.outbox.get(&mk)? else {
-            return Ok(false);
-        };
-        if decode::<OutboundMessage>(&mk, &stored)?.peer != msg.peer {
-            return Ok(false);
-        }
-        self.put_outbound_message(msg)?;
-        Ok(true)
-    }
-
     /// Moves a message not yet delivered to `to`, the new id of its peer
     /// (whose old key was cut out by a repin). Its envelope is dropped, to
     /// be sealed again for the new key: the same id and body, so the same
     /// message. Each write is idempotent, so a move interrupted by a crash
     /// is finished by doing it again (the node does at start). `false` if
     /// there was nothing to move (delivered, failed or unknown).
+    ///
+    /// The caller stops the old id's sender first: a session still sealing
+    /// for the old key would write its envelope back over the move.
     pub fn retarget_outbound(&self, id: &MessageId, to: NodeId, why: &str) -> Result<bool> {
-        let _gate = self.seal_gate.lock().unwrap_or_else(|p| p.into_inner());
         let Some((mut msg, mut status)) = self.outbound(id)? else {
             return Ok(false);
         };
