@@ -244,6 +244,26 @@ pub enum PeerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a peer to its new node id when its old key is stolen or lost,
+    /// after its operator has read the new id to you out of band (a call).
+    /// The old key is refused from now on, on every path, even if it signs
+    /// a transition; messages not yet delivered are sealed again for the
+    /// new key. Persisted in the configuration, effective at once.
+    Repin {
+        /// Node id or country code of the peer as pinned now.
+        peer: String,
+        /// The peer's new node id, as its operator reads it from `comity id`.
+        #[arg(long)]
+        id: String,
+        /// Its new address, if it changed too.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Why, for the audit log: who confirmed the new id, and how.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Unpin a peer (by node id or country code).
     Remove {
         /// Node id or country code.

@@ -94,9 +94,14 @@ pub fn remove_peer(text: &str, id: &NodeId) -> Result<String, ConfigError> {
 }
 
 /// `text` with the `[[peer]]` whose id is `old` now pinned to `new`, and
-/// `old` appended to its `repinned_from` (the table's comments and other
-/// keys kept).
-pub fn repin_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, ConfigError> {
+/// `old` appended to its `repinned_from`; its `address` replaced when one
+/// is given (the table's comments and other keys kept).
+pub fn repin_peer(
+    text: &str,
+    old: &NodeId,
+    new: &NodeId,
+    address: Option<&str>,
+) -> Result<String, ConfigError> {
     let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
     let is_old = |v: Option<&Value>| is_id(v, old);
     let table: Option<&mut dyn TableLike> = match doc.get_mut("peer") {
@@ -128,13 +133,26 @@ pub fn repin_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, Conf
             None => return Err(not_an_id_list()),
         },
     }
-    if let Some(id) = t.get_mut("id").and_then(Item::as_value_mut) {
-        // The operator's spacing and comment around the value stay.
-        let decor = id.decor().clone();
-        *id = Value::from(new.to_string());
-        *id.decor_mut() = decor;
+    set_keeping_decor(t, "id", new.to_string());
+    if let Some(address) = address {
+        set_keeping_decor(t, "address", address.to_string());
     }
     Ok(doc.to_string())
+}
+
+/// Sets `key` in `t` to `v`, keeping the operator's spacing and comment
+/// around the old value.
+fn set_keeping_decor(t: &mut dyn TableLike, key: &str, v: String) {
+    match t.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = Value::from(v);
+            *old.decor_mut() = decor;
+        }
+        None => {
+            t.insert(key, value(v));
+        }
+    }
 }
 
 /// Whether a peer table's `id` value is `id`, however it was spelt.
@@ -219,13 +237,15 @@ impl Config {
     }
 
     /// Pins the peer whose id is `old` to `new` in the file at `path`,
-    /// `old` kept in its `repinned_from`, like [`Config::add_peer_to_file`].
+    /// `old` kept in its `repinned_from` (and its address replaced if
+    /// `address` is given), like [`Config::add_peer_to_file`].
     pub fn repin_peer_in_file(
         path: &Path,
         old: &NodeId,
         new: &NodeId,
+        address: Option<&str>,
     ) -> Result<Config, ConfigError> {
-        edit_file(path, |text| repin_peer(text, old, new))
+        edit_file(path, |text| repin_peer(text, old, new, address))
     }
 }
 

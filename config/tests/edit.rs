@@ -96,18 +96,20 @@ fn a_repin_moves_the_id_keeps_the_comments_and_remembers_the_key_cut_out() {
         "{MINIMAL}\n# Bolivia: repinned after the call of 2026-12-01\n[[peer]]\nid = \"{}\" # read out by phone\naddress = \"bo:1\"\ncountry = \"BO\"\n",
         node_id(1)
     );
-    let once = repin_peer(&text, &node_id(1), &node_id(2)).unwrap();
+    let once = repin_peer(&text, &node_id(1), &node_id(2), None).unwrap();
     assert!(once.contains("# Bolivia: repinned after the call of 2026-12-01"));
     assert!(once.contains("# read out by phone"));
     let c = parse(&once).unwrap();
     assert_eq!(c.peers[0].id, node_id(2));
     assert_eq!(c.peers[0].repinned_from, vec![node_id(1)]);
-    let twice = repin_peer(&once, &node_id(2), &node_id(3)).unwrap();
+    let twice = repin_peer(&once, &node_id(2), &node_id(3), Some("bo.new:4433")).unwrap();
     let c = parse(&twice).unwrap();
     assert_eq!(c.peers[0].id, node_id(3));
     assert_eq!(c.peers[0].repinned_from, vec![node_id(1), node_id(2)]);
+    assert_eq!(c.peers[0].address, "bo.new:4433");
+    assert_eq!(parse(&once).unwrap().peers[0].address, "bo:1");
     assert!(c.peers[0].cut_out(&node_id(1)) && !c.peers[0].cut_out(&node_id(3)));
-    let e = repin_peer(&twice, &node_id(1), &node_id(4)).unwrap_err();
+    let e = repin_peer(&twice, &node_id(1), &node_id(4), None).unwrap_err();
     assert_eq!(e.key(), Some("peer"), "{e}");
 
     // Inline arrays of peers too.
@@ -115,7 +117,7 @@ fn a_repin_moves_the_id_keeps_the_comments_and_remembers_the_key_cut_out() {
         "peer = [{{ id = \"{}\", address = \"bo:1\", country = \"BO\" }}]\n{MINIMAL}",
         node_id(1)
     );
-    let c = parse(&repin_peer(&inline, &node_id(1), &node_id(2)).unwrap()).unwrap();
+    let c = parse(&repin_peer(&inline, &node_id(1), &node_id(2), None).unwrap()).unwrap();
     assert_eq!(c.peers[0].repinned_from, vec![node_id(1)]);
 }
 
@@ -125,10 +127,11 @@ fn a_key_cut_out_is_never_pinned_again() {
         &add_peer(MINIMAL, &peer(1, "BO")).unwrap(),
         &node_id(1),
         &node_id(2),
+        None,
     )
     .unwrap();
     // Back to the cut-out key, or another peer with it: both refused.
-    let back = repin_peer(&one, &node_id(2), &node_id(1)).unwrap();
+    let back = repin_peer(&one, &node_id(2), &node_id(1), None).unwrap();
     let e = parse(&back).unwrap_err();
     assert_eq!(e.key(), Some("peer[0].id"), "{e}");
     let other = add_peer(&one, &peer(1, "SY")).unwrap();

@@ -26,7 +26,7 @@ use crate::idempotency::IdempotencyKey;
 use crate::listing::{self, Listed};
 use crate::lookup::{self, FindError, Found, MessageRef};
 use crate::outbox::{self, Accepted, OutboxEntry, SubmitError};
-use crate::peers::{PeerError, PeerStatus};
+use crate::peers::{Peer, PeerError, PeerStatus};
 use crate::resend::{self, ResendError};
 use crate::shutdown::Shutdown;
 use crate::staged::{self, Upload, UploadError};
@@ -217,8 +217,7 @@ impl Node {
             node.tasks.clone(),
         ));
         for peer in node.ctx.peers.all() {
-            let stop = peer.stop.signal();
-            node.tasks.spawn(send::run(node.ctx.clone(), peer, stop));
+            node.start_sender(peer);
         }
         info!(
             id = %node.id(),
@@ -250,9 +249,19 @@ impl Node {
         pending.sort();
         let n = pending.len();
         for (_, id, peer_id) in pending {
-            match self.ctx.peer(&peer_id) {
-                Some(peer) => peer.queue.push(id),
-                None => warn!(%id, peer = %peer_id, "pending message for a peer no longer pinned"),
+            if let Some(peer) = self.ctx.peer(&peer_id) {
+                peer.queue.push(id);
+            } else if let Some(peer) = self.ctx.peers.repinned_from(&peer_id) {
+                // A repin interrupted after the configuration was written.
+                let why = format!(
+                    "repinned: {peer_id} was cut out, to be sealed for {}",
+                    peer.id()
+                );
+                if self.ctx.store.retarget_outbound(&id, peer.id(), &why)? {
+                    peer.queue.push(id);
+                }
+            } else {
+                warn!(%id, peer = %peer_id, "pending message for a peer no longer pinned");
             }
         }
         if n > 0 {
@@ -578,10 +587,80 @@ impl Node {
         let peer = self.ctx.peers.add(&self.id(), config)?;
         let id = peer.id();
         self.ctx.pins.insert(id);
+        self.queue_pending(&peer)?;
+        self.start_sender(peer);
+        self.ctx
+            .audit
+            .note(Fact::new(AuditKind::PeerAdded, Actor::Operator).peer(id));
+        info!(peer = %id, "peer pinned");
+        Ok(())
+    }
+
+    fn start_sender(&self, peer: Arc<Peer>) {
+        let stop = peer.stop.signal();
+        let task = self
+            .tasks
+            .spawn(send::run(self.ctx.clone(), peer.clone(), stop));
+        peer.sender_started(task);
+    }
+
+    /// Moves peer `old` to its new key `new`, when its operator reports the
+    /// old one stolen or lost (out of band, never on the old key's word):
+    /// the old key is unpinned on every path at once (as
+    /// [`Node::remove_peer`]) and stays refused; `persist` writes the change
+    /// to the configuration (its error is returned as a warning: the key is
+    /// cut out all the same); then the messages not yet delivered to the old
+    /// key are moved to the new one, to be sealed again for it, and the new
+    /// key is pinned. A crash after `persist` is finished at the next start
+    /// (see [`Node::requeue_pending`]).
+    pub async fn repin_peer<E: std::fmt::Display>(
+        &self,
+        old: &NodeId,
+        new: NodeId,
+        address: Option<String>,
+        reason: &str,
+        persist: impl FnOnce(&PeerConfig) -> Result<(), E>,
+    ) -> Result<Repinned, AddPeerError> {
+        let (gone, peer) = self.ctx.peers.repin(&self.id(), old, new, address)?;
+        self.ctx.pins.remove(old);
+        self.ctx.close_connections(old);
+        // Nothing the old sender sealed may be written after the move.
+        gone.sender_stopped(SENDER_STOP_GRACE).await;
+        let warning = persist(&peer.config).err().map(|e| e.to_string());
+        let why = format!("repinned: {old} was cut out, to be sealed for {new}");
+        let moved = self.retarget_pending(old, new, &why)?;
+        self.ctx.store.commit().await?;
+        self.ctx.pins.insert(new);
+        self.queue_pending(&peer)?;
+        self.start_sender(peer);
+        let detail = format!("repinned from {old}: {reason}; {moved} pending to be sealed again");
+        self.ctx.audit.note(
+            Fact::new(AuditKind::KeyChanged, Actor::Operator)
+                .peer(new)
+                .detail(&detail),
+        );
+        warn!(peer = %new, old = %old, moved, "peer repinned: its old key is cut out");
+        Ok(Repinned { moved, warning })
+    }
+
+    /// Moves what is pending for `old` to `new` (see
+    /// [`crate::store::Store::retarget_outbound`]).
+    fn retarget_pending(&self, old: &NodeId, new: NodeId, why: &str) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for s in self.ctx.store.pending_outbound(Some(old))? {
+            if self.ctx.store.retarget_outbound(&s.id, new, why)? {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Queues every message pending for `peer`, oldest first.
+    fn queue_pending(&self, peer: &Peer) -> Result<(), StoreError> {
         let mut pending: Vec<_> = self
             .ctx
             .store
-            .pending_outbound(Some(&id))?
+            .pending_outbound(Some(&peer.id()))?
             .into_iter()
             .map(|s| (s.created_at, s.id))
             .collect();
@@ -589,12 +668,6 @@ impl Node {
         for (_, msg) in pending {
             peer.queue.push(msg);
         }
-        let stop = peer.stop.signal();
-        self.tasks.spawn(send::run(self.ctx.clone(), peer, stop));
-        self.ctx
-            .audit
-            .note(Fact::new(AuditKind::PeerAdded, Actor::Operator).peer(id));
-        info!(peer = %id, "peer pinned");
         Ok(())
     }
 
@@ -683,6 +756,19 @@ impl Node {
         let closed = store.close().await;
         stopped.and(closed)
     }
+}
+
+/// How long a repinned peer's sender may take to stop (its connections are
+/// closed, so it ends at once unless a store write holds it).
+const SENDER_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What [`Node::repin_peer`] did.
+#[derive(Debug)]
+pub struct Repinned {
+    /// Messages moved from the old key to the new one.
+    pub moved: usize,
+    /// Why the configuration file was not changed, if it was not.
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -74,6 +74,10 @@ pub struct PeerStatus {
     pub rejections_suppressed: u64,
     /// Whether its inbound connections are refused now (over its budget).
     pub over_budget: bool,
+    /// The keys this peer was pinned with before, cut out by its operator
+    /// (`peer repin`), oldest first: refused like any unpinned key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repinned_from: Vec<NodeId>,
 }
 
 #[derive(Debug)]
@@ -82,6 +86,9 @@ pub struct Peer {
     pub queue: SendQueue,
     /// Stops this peer's sender (when the peer is removed, or at shutdown).
     pub stop: crate::shutdown::Shutdown,
+    /// The sender's task, once started: awaited when the peer is repinned,
+    /// so that nothing it sealed for the old key is written after the move.
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
     state: Mutex<PeerState>,
 }
 
@@ -100,12 +107,32 @@ impl Peer {
             config,
             queue: SendQueue::default(),
             stop: crate::shutdown::Shutdown::new(),
+            sender: Mutex::new(None),
             state: Mutex::new(PeerState::default()),
         }
     }
 
     pub fn id(&self) -> NodeId {
         self.config.id
+    }
+
+    /// Keeps the handle of the sender started for this peer.
+    pub fn sender_started(&self, task: tokio::task::JoinHandle<()>) {
+        *self.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// Stops the sender and waits until its task has ended (aborted at its
+    /// next await after `grace`: store writes are not awaits, so none is
+    /// cut in half).
+    pub async fn sender_stopped(&self, grace: std::time::Duration) {
+        self.stop.trigger();
+        let task = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PeerState> {
@@ -157,6 +184,7 @@ impl Peer {
             pending: s.in_flight + self.queue.len(),
             rejections_suppressed: 0,
             over_budget: false,
+            repinned_from: self.config.repinned_from.clone(),
         }
     }
 }
@@ -172,6 +200,12 @@ pub enum PeerError {
     CountryTaken(String),
     #[error("address {address:?}: {why}")]
     BadAddress { address: String, why: String },
+    #[error(
+        "node {id} is the key {country} was repinned from (cut out); it is never pinned again"
+    )]
+    CutOut { id: NodeId, country: String },
+    #[error("node {0} is not pinned")]
+    NotPinned(NodeId),
 }
 
 /// The pinned peers, by node id.
@@ -238,6 +272,64 @@ impl Peers {
     pub fn remove(&self, id: &NodeId) -> Option<Arc<Peer>> {
         self.0.write().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
+
+    /// The peer whose earlier key `id` was (see [`PeerConfig::cut_out`]).
+    pub fn repinned_from(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|p| p.config.cut_out(id))
+            .cloned()
+    }
+
+    /// Replaces peer `old` by the same peer under its new key `new` (at
+    /// `address` if given), under one lock, after the same checks as a new
+    /// peer (not this node, not pinned, not cut out of any peer): the old
+    /// entry and the new one, whose sender is not started yet.
+    pub fn repin(
+        &self,
+        me: &NodeId,
+        old: &NodeId,
+        new: NodeId,
+        address: Option<String>,
+    ) -> Result<(Arc<Peer>, Arc<Peer>), PeerError> {
+        let mut peers = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let config = repinned(&peers, me, old, new, address)?;
+        let gone = peers.remove(old).ok_or(PeerError::NotPinned(*old))?;
+        let peer = Arc::new(Peer::new(config));
+        peers.insert(new, peer.clone());
+        Ok((gone, peer))
+    }
+}
+
+fn repinned(
+    peers: &HashMap<NodeId, Arc<Peer>>,
+    me: &NodeId,
+    old: &NodeId,
+    new: NodeId,
+    address: Option<String>,
+) -> Result<PeerConfig, PeerError> {
+    let current = peers.get(old).ok_or(PeerError::NotPinned(*old))?;
+    let mut config = current.config.clone();
+    config.id = new;
+    config.repinned_from.push(*old);
+    if let Some(a) = address {
+        config.address = a;
+    }
+    let others: HashMap<_, _> = peers
+        .iter()
+        .filter(|(id, _)| *id != old)
+        .map(|(id, p)| (*id, p.clone()))
+        .collect();
+    if config.cut_out(&new) {
+        return Err(PeerError::CutOut {
+            id: new,
+            country: config.country.to_string(),
+        });
+    }
+    check(&others, me, &config)?;
+    Ok(config)
 }
 
 fn check(
@@ -250,6 +342,12 @@ fn check(
     }
     if peers.contains_key(&config.id) {
         return Err(PeerError::AlreadyPinned(config.id));
+    }
+    if let Some(p) = peers.values().find(|p| p.config.cut_out(&config.id)) {
+        return Err(PeerError::CutOut {
+            id: config.id,
+            country: p.config.country.to_string(),
+        });
     }
     if peers.values().any(|p| p.config.country == config.country) {
         return Err(PeerError::CountryTaken(config.country.to_string()));
@@ -307,5 +405,63 @@ mod tests {
         );
         assert!(peers.remove(&bo.id).is_some());
         assert!(peers.add(&me, bo).is_ok());
+    }
+
+    #[test]
+    fn a_repin_keeps_the_peer_under_its_new_key_and_the_old_one_is_never_pinned_again() {
+        let me = config(1, "AR").id;
+        let peers = Peers::default();
+        let bo = config(2, "BO");
+        let ca = config(3, "CA");
+        peers.add(&me, bo.clone()).unwrap();
+        peers.add(&me, ca.clone()).unwrap();
+        let new = config(4, "BO").id;
+        assert_eq!(
+            peers.repin(&me, &bo.id, ca.id, None).unwrap_err(),
+            PeerError::AlreadyPinned(ca.id)
+        );
+        assert_eq!(
+            peers.repin(&me, &bo.id, me, None).unwrap_err(),
+            PeerError::OwnId
+        );
+        assert!(matches!(
+            peers.repin(&me, &bo.id, bo.id, None).unwrap_err(),
+            PeerError::CutOut { .. }
+        ));
+        assert_eq!(
+            peers
+                .repin(&me, &new, config(5, "BO").id, None)
+                .unwrap_err(),
+            PeerError::NotPinned(new)
+        );
+        let (gone, peer) = peers
+            .repin(&me, &bo.id, new, Some("127.0.0.1:7500".into()))
+            .unwrap();
+        assert_eq!(gone.id(), bo.id);
+        assert_eq!(peer.id(), new);
+        assert_eq!(peer.config.country.as_str(), "BO");
+        assert_eq!(peer.config.address, "127.0.0.1:7500");
+        assert_eq!(peer.config.repinned_from, vec![bo.id]);
+        assert!(peers.get(&bo.id).is_none());
+        assert_eq!(peers.repinned_from(&bo.id).map(|p| p.id()), Some(new));
+        // The cut-out key, under any country, is never pinned again.
+        let mut again = bo.clone();
+        again.country = "DE".parse().unwrap();
+        assert_eq!(
+            peers.add(&me, again).unwrap_err(),
+            PeerError::CutOut {
+                id: bo.id,
+                country: "BO".into()
+            }
+        );
+        assert!(matches!(
+            peers.repin(&me, &ca.id, bo.id, None).unwrap_err(),
+            PeerError::CutOut { .. }
+        ));
+        assert!(matches!(
+            peers.repin(&me, &new, bo.id, None).unwrap_err(),
+            PeerError::CutOut { .. }
+        ));
+        assert_eq!(peers.all().len(), 2);
     }
 }

@@ -61,6 +61,21 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                     ]
                 })
                 .collect();
+            let history: Vec<String> = v
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| {
+                    let old = p["repinned_from"].as_array().filter(|a| !a.is_empty())?;
+                    let old: Vec<String> = old.iter().map(short_id).collect();
+                    Some(format!(
+                        "{}: repinned from {} (cut out, refused)",
+                        text(&p["country"]),
+                        old.join(", ")
+                    ))
+                })
+                .collect();
             output::table(
                 &[
                     "cc",
@@ -75,6 +90,38 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                 ],
                 &rows,
             );
+            for line in history {
+                println!("{line}");
+            }
+        }
+        PeerCommand::Repin {
+            peer,
+            id,
+            addr,
+            reason,
+            json,
+        } => {
+            let id: comity_protocol::NodeId = id.parse()?;
+            let v = client.post(
+                &format!("/v1/peers/{peer}/repin"),
+                &json!({"id": id, "address": addr, "reason": reason}),
+            )?;
+            if json {
+                output::json(&v);
+            } else {
+                println!(
+                    "repinned {peer} to {id}; {} cut out; {} pending message(s) to be sealed again",
+                    text(&v["old"]),
+                    text(&v["moved"])
+                );
+                if let Some(w) = v["warning"].as_str() {
+                    println!("warning: {w}");
+                } else if v["persisted"] == false {
+                    println!(
+                        "note: not written to the configuration; it lasts until comityd restarts"
+                    );
+                }
+            }
         }
         PeerCommand::Remove { peer, json } => {
             let v = client.delete(&format!("/v1/peers/{peer}"))?;

@@ -40,6 +40,9 @@ pub struct AppState {
     config_path: Option<PathBuf>,
     /// Held while a backup is written (one at a time).
     backup_running: Arc<tokio::sync::Mutex<()>>,
+    /// Held while the peer table and its file change (one edit at a time:
+    /// the file edits read, check and replace the whole file).
+    peer_edit: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,6 +57,7 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{id}", delete(peers::remove))
+        .route("/v1/peers/{id}/repin", post(peers::repin))
         // The body streams to disk: no body limit applies (the size is
         // checked against limits.max_attachment_bytes before it is read).
         .route("/v1/attachments", post(attachments::upload))
@@ -82,6 +86,7 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
             node,
             config_path,
             backup_running: Arc::default(),
+            peer_edit: Arc::default(),
         })
 }
 

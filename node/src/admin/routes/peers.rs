@@ -35,6 +35,7 @@ pub(super) async fn add(
         .country
         .parse()
         .map_err(|e: comity_config::ParseCountryError| invalid(e.to_string()))?;
+    let _edit = state.peer_edit.lock().await;
     let peer = comity_config::PeerConfig {
         id: req.id,
         address: req.address,
@@ -62,6 +63,12 @@ fn peer_error(e: PeerError) -> ApiError {
         PeerError::AlreadyPinned(_) | PeerError::CountryTaken(_) => {
             ApiError::new(StatusCode::CONFLICT, "peer-exists", e.to_string())
         }
+        PeerError::CutOut { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "key-cut-out", e.to_string())
+        }
+        PeerError::NotPinned(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
+        }
         PeerError::OwnId | PeerError::BadAddress { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-peer",
@@ -75,6 +82,7 @@ pub(super) async fn remove(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = super::messages::resolve_peer(&state, &path_param(id)?)?;
+    let _edit = state.peer_edit.lock().await;
     // Revoke first: a configuration file that cannot be written must not
     // keep a peer pinned (and its connections open).
     if !state.remove_peer(&id) {
@@ -111,6 +119,80 @@ pub(super) async fn remove(
     Ok(Json(
         json!({"id": id, "removed": true, "persisted": persisted}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RepinRequest {
+    /// The peer's new node id, read out by its operator out of band.
+    id: NodeId,
+    /// Its new address, if that changed too.
+    address: Option<String>,
+    /// Why (e.g. "key presumed stolen, call of 2026-12-03 with J. Doe").
+    reason: String,
+}
+
+/// The most a repin's reason may hold (it goes into the audit log).
+const MAX_REASON: usize = 1000;
+
+/// `POST /v1/peers/{peer}/repin`: the peer's old key is cut out and its
+/// pending messages are sealed again for the new key (see
+/// [`crate::node::Node::repin_peer`]).
+pub(super) async fn repin(
+    State(state): State<AppState>,
+    peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<RepinRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let old = super::messages::resolve_peer(&state, &path_param(peer)?)?;
+    let req = parse_json(body)?;
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-repin", m);
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(invalid(
+            "give a reason: auditors read it (e.g. who confirmed the new id, and how)",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(invalid("the reason is one line of at most 1000 characters"));
+    }
+    let _edit = state.peer_edit.lock().await;
+    let path = state.config_path.clone();
+    let mut persisted = false;
+    let persist = |p: &comity_config::PeerConfig| -> Result<(), comity_config::ConfigError> {
+        let Some(path) = &path else { return Ok(()) };
+        // Only if the file lists it (it may have been pinned at run time).
+        if comity_config::Config::load(path)?
+            .peer_by_id(&old)
+            .is_some()
+        {
+            comity_config::Config::repin_peer_in_file(path, &old, &p.id, req.address.as_deref())?;
+            persisted = true;
+        }
+        Ok(())
+    };
+    let done = state
+        .repin_peer(&old, req.id, req.address.clone(), reason, persist)
+        .await
+        .map_err(|e| match e {
+            AddPeerError::Invalid(e) => peer_error(e),
+            AddPeerError::Store(e) => ApiError::internal(e),
+        })?;
+    let mut answer = json!({
+        "id": req.id,
+        "old": old,
+        "moved": done.moved,
+        "persisted": persisted,
+    });
+    if let Some(w) = done.warning {
+        warn!(peer = %req.id, old = %old, error = %w, "peer repinned, but the configuration file still names the old key");
+        answer["warning"] = json!(format!(
+            "repinned now, but the configuration file could not be changed ({w}): \
+             in its [[peer]] table set id = \"{}\" and add \"{old}\" to repinned_from, \
+             or the old key is pinned again at the next start",
+            req.id
+        ));
+    }
+    Ok(Json(answer))
 }
 
 pub(super) async fn list(State(node): State<AppState>) -> Json<serde_json::Value> {
