@@ -181,9 +181,11 @@ fn a_repinned_peer_gets_what_was_queued_for_its_stolen_key_and_the_old_key_stays
     b.start();
     b.send(&a, "from the stolen key");
     a.wait_until(Duration::from_secs(30), "the old key refused", || {
-        a.get_text("/v1/audit/export")
-            .lines()
-            .any(|l| l.contains("peer-refused") && l.contains(&b.id.to_string()))
+        a.get_text("/v1/audit/export").lines().any(|l| {
+            l.contains("peer-refused")
+                && l.contains(&b.id.to_string())
+                && l.contains("key cut out of BO by a repin")
+        })
     });
     assert_eq!(a.inbox_count(), 0, "nothing from the old key accepted");
     let export = a.get_text("/v1/audit/export");

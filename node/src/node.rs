@@ -152,8 +152,13 @@ impl Node {
         let pins = Pins::new(config.peers.iter().map(|p| p.id));
         let (events, _) = broadcast::channel(4096);
         let handshakes_refused = Arc::new(AtomicU64::new(0));
-        let on_refused =
-            refusal_recorder(audit.clone(), events.clone(), handshakes_refused.clone());
+        let refusing = Arc::new(std::sync::OnceLock::new());
+        let on_refused = refusal_recorder(
+            audit.clone(),
+            events.clone(),
+            handshakes_refused.clone(),
+            refusing.clone(),
+        );
         let reset_key = crate::transport::stateless_reset_key(&identity)?;
         let socket = bind_udp(config.node.listen, patience).await?;
         let endpoint = server_endpoint(
@@ -180,6 +185,7 @@ impl Node {
         ctx.restoration = restoration;
         ctx.token = token;
         let ctx = Arc::new(ctx);
+        let _ = refusing.set(Arc::downgrade(&ctx));
         let node = Node {
             ctx,
             shutdown: Shutdown::new(),
@@ -780,21 +786,38 @@ pub enum AddPeerError {
 }
 
 /// What happens on a handshake refused for an unpinned key: counted every
-/// time; logged and audited within [`crate::refusals::RefusalLimit`].
+/// time; logged and audited within [`crate::refusals::RefusalLimit`],
+/// naming the peer when the key is one cut out of it by a repin (`node`,
+/// set once the node's context exists, has the peer table).
 fn refusal_recorder(
     audit: Arc<AuditLog>,
     events: broadcast::Sender<Event>,
     count: Arc<AtomicU64>,
+    node: Arc<std::sync::OnceLock<std::sync::Weak<Context>>>,
 ) -> crate::transport::tls::OnRefused {
     let limit = crate::refusals::RefusalLimit::new(std::time::Instant::now());
     Arc::new(move |key: NodeId| {
         count.fetch_add(1, Ordering::Relaxed);
         if limit.admit(&key, std::time::Instant::now()) {
-            warn!(key = %key, "refused a connection from a key that is not pinned");
+            let cut_out_of = node
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .and_then(|ctx| ctx.peers.repinned_from(&key))
+                .map(|p| p.config.country.to_string());
+            let detail = match &cut_out_of {
+                Some(cc) => {
+                    warn!(key = %key, country = %cc, "refused a connection from a key cut out by a repin");
+                    format!("key cut out of {cc} by a repin, presented in a TLS certificate (possession not proven)")
+                }
+                None => {
+                    warn!(key = %key, "refused a connection from a key that is not pinned");
+                    "key presented in a TLS certificate (possession not proven)".to_string()
+                }
+            };
             audit.note(
                 Fact::new(AuditKind::PeerRefused, Actor::Node)
                     .peer(key)
-                    .detail("key presented in a TLS certificate (possession not proven)"),
+                    .detail(&detail),
             );
         }
         let _ = events.send(Event::PeerRefused { key });
