@@ -63,6 +63,8 @@ pub(crate) enum TransferError {
     Stalled(Duration),
     #[error("the peer ended the attachment stream")]
     Ended,
+    #[error("the peer is no longer pinned")]
+    Unpinned,
     #[error("our stored copy of attachment {index} is damaged: {problem}")]
     Damaged { index: u32, problem: String },
 }
@@ -259,6 +261,7 @@ async fn attachment(
     let _ = send.set_priority(-1);
     wire::write_frame(&mut send, &offer).await?;
     let answer = read_answer(&mut recv, timeout).await?;
+    unless_unpinned(ctx, peer)?;
     let (from_chunk, table) = match outlet.on_frame(answer, false)? {
         OutletAction::Complete => return Ok(Offer::Done),
         OutletAction::Refused { reason, detail, .. } if reason.is_permanent() => {
@@ -330,6 +333,7 @@ async fn attachment(
         ms = started.elapsed().as_millis() as u64,
         "attachment stream ended"
     );
+    unless_unpinned(ctx, peer)?;
     match outlet.on_frame(answer, all_sent)? {
         OutletAction::Complete => {
             ctx.progress.finished(progress_key);
@@ -356,6 +360,16 @@ async fn attachment(
 /// Writes `frame`, giving up if the peer takes none of it for `stall`: an
 /// acceptor that stops reading would otherwise hold this transfer, and one
 /// of the session's slots for them, for as long as the connection lives.
+/// Every answer on an attachment stream is taken only from a peer pinned
+/// now (its pin may have gone while the file was being sent).
+fn unless_unpinned(ctx: &Context, peer: &Peer) -> Result<(), TransferError> {
+    if ctx.is_pinned(&peer.id()) {
+        Ok(())
+    } else {
+        Err(TransferError::Unpinned)
+    }
+}
+
 async fn write_within(
     send: &mut quinn::SendStream,
     frame: &SessionFrame,

@@ -188,7 +188,9 @@ async fn session(
     .await
     .map_err(|_| SessionError::Timeout)??
     .ok_or(SenderError::ExpectedHello("the end of the stream"))?;
-    let action = core.lock().on_frame(answer, || ctx.audit.size())?;
+    let action = core
+        .lock()
+        .on_frame(answer, ctx.is_pinned(&peer.id()), || ctx.audit.size())?;
     let Action::Hello(keys) = action else {
         return Err(SenderError::ExpectedHello("another frame").into());
     };
@@ -240,6 +242,11 @@ async fn session(
             // Back in the queue if this future is dropped (the reader ended
             // the session) before the message is recorded as in flight.
             let mut taken = Taken { peer, id: Some(id) };
+            // Checked again before anything is sealed for the peer: its pin
+            // may have gone since the handshake.
+            if !ctx.is_pinned(&peer.id()) {
+                return Err(SessionError::Unpinned);
+            }
             write_envelope(ctx, peer, &core, &keys, version, &mut taken, &mut send).await?;
         }
         // Shutting down: stop sending; give receipts of what was sent a
@@ -475,7 +482,8 @@ async fn read_answers(
         };
         peer.contact();
         let mut log_size = 0;
-        let action = core.lock().on_frame(frame, || {
+        let pinned = ctx.is_pinned(&peer.id());
+        let action = core.lock().on_frame(frame, pinned, || {
             log_size = ctx.audit.size();
             log_size
         })?;
@@ -547,7 +555,10 @@ mod tests {
         let hello = SessionFrame::Hello {
             cert: remote.encryption_cert().clone(),
         };
-        assert!(matches!(sender.on_frame(hello, || 0), Ok(Action::Hello(_))));
+        assert!(matches!(
+            sender.on_frame(hello, true, || 0),
+            Ok(Action::Hello(_))
+        ));
         let core = Core {
             sender: Mutex::new(sender),
             wake: Notify::new(),

@@ -93,6 +93,8 @@ pub enum SenderError {
     NotOpen,
     #[error("the session has ended")]
     Ended,
+    #[error("the peer is no longer pinned")]
+    Unpinned,
     #[error("the window of {0} envelopes in flight is full")]
     WindowFull(usize),
     #[error("message {0} is already in flight")]
@@ -314,7 +316,9 @@ impl Sender {
         self.in_flight.digest(id).is_some()
     }
 
-    /// A frame from the peer.
+    /// A frame from the peer. `pinned` says whether the peer is pinned
+    /// *now*: a frame that arrives after it was unpinned (or repinned away
+    /// from) ends the session unread, whatever it says.
     ///
     /// `log_size` tells our audit log's size now, asked only for a
     /// witness's refusal: a witness saying it cosigned more than that is
@@ -322,8 +326,13 @@ impl Sender {
     pub fn on_frame(
         &mut self,
         frame: SessionFrame,
+        pinned: bool,
         log_size: impl FnOnce() -> u64,
     ) -> Result<Action, SenderError> {
+        if !pinned {
+            self.state = State::Ended;
+            return Err(SenderError::Unpinned);
+        }
         let keys = match &self.state {
             State::Ended => return Err(SenderError::Ended),
             State::AwaitingHello => return self.on_hello(frame),

@@ -21,7 +21,7 @@ fn wanted_attachments_free_the_window_and_come_back_when_the_session_ends() {
     let mut s = open_sender(1, 0);
     s.sent(id(1), Digest([1; 32])).unwrap();
     assert!(!s.can_send());
-    let a = s.on_frame(wanted(1, vec![0, 3]), || 0).unwrap();
+    let a = s.on_frame(wanted(1, vec![0, 3]), true, || 0).unwrap();
     assert!(
         matches!(a, Action::SendAttachments { id: i, ref next } if i == id(1) && next == &[0, 3])
     );
@@ -38,7 +38,7 @@ fn wanted_attachments_free_the_window_and_come_back_when_the_session_ends() {
 fn a_finished_transfer_is_taken_once() {
     let mut s = open_sender(4, 0);
     s.sent(id(1), Digest([1; 32])).unwrap();
-    s.on_frame(wanted(1, vec![0]), || 0).unwrap();
+    s.on_frame(wanted(1, vec![0]), true, || 0).unwrap();
     assert!(s.attachments_sent(&id(1)));
     assert!(!s.attachments_sent(&id(1)));
     assert!(s.take_unanswered().is_empty());
@@ -57,7 +57,7 @@ fn an_acceptor_that_wants_the_attachments_without_end_ends_the_session() {
         rounds += 1;
         assert!(rounds <= 100, "still going round after 100 rounds");
         s.sent(id(1), Digest([1; 32])).unwrap();
-        match s.on_frame(wanted(1, vec![3]), || 0) {
+        match s.on_frame(wanted(1, vec![3]), true, || 0) {
             Ok(Action::SendAttachments { .. }) => assert!(s.attachments_sent(&id(1))),
             Ok(other) => panic!("{other:?}"),
             Err(e) => break e,
@@ -75,7 +75,7 @@ fn an_acceptor_that_wants_the_attachments_without_end_ends_the_session() {
 #[test]
 fn attachments_wanted_for_a_message_not_in_flight_are_ignored() {
     let mut s = open_sender(4, 0);
-    let a = s.on_frame(wanted(9, vec![0]), || 0).unwrap();
+    let a = s.on_frame(wanted(9, vec![0]), true, || 0).unwrap();
     assert!(matches!(a, Action::Ignore(_)), "{a:?}");
     assert_eq!(s.awaiting_attachments(), 0);
 }
@@ -83,10 +83,10 @@ fn attachments_wanted_for_a_message_not_in_flight_are_ignored() {
 #[test]
 fn attachments_wanted_on_an_older_version_break_the_session() {
     let mut s = Sender::new(arcadia().id(), borduria().id(), 4, 0).speaking(SessionVersion::V4);
-    s.on_frame(hello(&borduria()), || 0).unwrap();
+    s.on_frame(hello(&borduria()), true, || 0).unwrap();
     s.sent(id(1), Digest([1; 32])).unwrap();
     assert!(!s.carries_attachments());
-    let e = s.on_frame(wanted(1, vec![0]), || 0).unwrap_err();
+    let e = s.on_frame(wanted(1, vec![0]), true, || 0).unwrap_err();
     assert_eq!(e, SenderError::Unexpected("attachments-wanted"));
 }
 

@@ -82,7 +82,7 @@ pub(super) fn delivered(
 /// A sender from Arcadia to Borduria past the hello.
 pub(super) fn open_sender(window: usize, cosigned: u64) -> Sender {
     let mut s = Sender::new(arcadia().id(), borduria().id(), window, cosigned);
-    let a = s.on_frame(hello(&borduria()), || 0).unwrap();
+    let a = s.on_frame(hello(&borduria()), true, || 0).unwrap();
     assert!(matches!(a, Action::Hello(k) if *k.id() == borduria().id()));
     s
 }

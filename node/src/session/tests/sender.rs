@@ -16,7 +16,7 @@ fn the_peers_hello_opens_the_session_with_its_keys() {
     let mut s = Sender::new(arcadia().id(), borduria().id(), 8, 0);
     assert!(!s.can_send());
     assert!(s.keys().is_none());
-    let a = s.on_frame(hello(&borduria()), || 0).unwrap();
+    let a = s.on_frame(hello(&borduria()), true, || 0).unwrap();
     assert!(matches!(a, Action::Hello(_)));
     assert!(s.can_send());
     assert_eq!(s.keys().map(|k| *k.id()), Some(borduria().id()));
@@ -26,7 +26,7 @@ fn the_peers_hello_opens_the_session_with_its_keys() {
 fn a_first_frame_other_than_hello_ends_the_session() {
     let mut s = Sender::new(arcadia().id(), borduria().id(), 8, 0);
     let e = s
-        .on_frame(SessionFrame::Receipt(vec![1, 2, 3]), || 0)
+        .on_frame(SessionFrame::Receipt(vec![1, 2, 3]), true, || 0)
         .unwrap_err();
     assert_eq!(e, SenderError::ExpectedHello("receipt"));
 }
@@ -34,7 +34,7 @@ fn a_first_frame_other_than_hello_ends_the_session() {
 #[test]
 fn a_hello_with_another_nodes_key_is_refused() {
     let mut s = Sender::new(arcadia().id(), borduria().id(), 8, 0);
-    let e = s.on_frame(hello(&carpania()), || 0).unwrap_err();
+    let e = s.on_frame(hello(&carpania()), true, || 0).unwrap_err();
     assert!(
         matches!(e, SenderError::BadKey(KeyError::CertForOtherNode { .. })),
         "{e:?}"
@@ -61,7 +61,7 @@ fn frames_only_a_dialler_sends_end_the_session() {
     ] {
         let mut s = open_sender(8, 0);
         assert!(matches!(
-            s.on_frame(frame, || 0),
+            s.on_frame(frame, true, || 0),
             Err(SenderError::Unexpected(_))
         ));
     }
@@ -80,12 +80,34 @@ fn the_window_fills_and_empties() {
     s.sent(id(2), d2).unwrap();
     assert!(!s.can_send());
     assert_eq!(s.sent(id(3), d2), Err(SenderError::WindowFull(2)));
-    let a1 = s.on_frame(SessionFrame::Receipt(r1.clone()), || 0).unwrap();
+    let a1 = s
+        .on_frame(SessionFrame::Receipt(r1.clone()), true, || 0)
+        .unwrap();
     assert!(
         matches!(a1, Action::Delivered { id: i, digest, receipt } if i == id(1) && digest == d1 && receipt == r1)
     );
     assert!(s.can_send());
     assert_eq!(s.in_flight(), 1);
+}
+
+#[test]
+fn a_receipt_that_arrives_after_the_peer_was_unpinned_is_not_taken() {
+    let (a, b) = (arcadia(), borduria());
+    let mut s = open_sender(8, 0);
+    let (d1, r1) = delivered(&a, &b, &b, id(1));
+    s.sent(id(1), d1).unwrap();
+    // A valid receipt, but the pin is gone: the session ends unread and
+    // the message is not delivered; it goes back to the queue.
+    assert!(matches!(
+        s.on_frame(SessionFrame::Receipt(r1.clone()), false, || 0),
+        Err(SenderError::Unpinned)
+    ));
+    assert!(matches!(
+        s.on_frame(SessionFrame::Receipt(r1), true, || 0),
+        Err(SenderError::Ended)
+    ));
+    assert_eq!(s.sent(id(2), d1), Err(SenderError::Ended));
+    assert_eq!(s.take_unanswered(), vec![id(1)]);
 }
 
 #[test]
@@ -100,7 +122,10 @@ fn answers_out_of_order_are_matched_to_what_was_sent() {
     }
     for k in [2, 0, 1] {
         let (i, (d, r)) = &msgs[k];
-        match s.on_frame(SessionFrame::Receipt(r.clone()), || 0).unwrap() {
+        match s
+            .on_frame(SessionFrame::Receipt(r.clone()), true, || 0)
+            .unwrap()
+        {
             Action::Delivered {
                 id: got, digest, ..
             } => {
@@ -118,7 +143,7 @@ fn a_receipt_for_something_never_sent_is_ignored() {
     let (a, b) = (arcadia(), borduria());
     let mut s = open_sender(8, 0);
     let (_, r) = delivered(&a, &b, &b, id(9));
-    let action = s.on_frame(SessionFrame::Receipt(r), || 0).unwrap();
+    let action = s.on_frame(SessionFrame::Receipt(r), true, || 0).unwrap();
     assert!(matches!(action, Action::Ignore(_)), "{action:?}");
     assert!(s.can_send());
 }
@@ -130,7 +155,7 @@ fn a_receipt_naming_another_envelope_is_refused_and_ends_the_session() {
     let (_, r) = delivered(&a, &b, &b, id(1));
     // What was written had another digest than what the peer receipted.
     s.sent(id(1), Digest([7; 32])).unwrap();
-    let action = s.on_frame(SessionFrame::Receipt(r), || 0).unwrap();
+    let action = s.on_frame(SessionFrame::Receipt(r), true, || 0).unwrap();
     assert!(
         matches!(action, Action::ReceiptRefused { id: i, error: ReceiptError::DigestMismatch { .. } } if i == id(1)),
         "{action:?}"
@@ -146,7 +171,9 @@ fn a_receipt_signed_by_another_node_is_refused() {
     let mut s = open_sender(8, 0);
     let (d, forged) = delivered(&a, &b, &c, id(1));
     s.sent(id(1), d).unwrap();
-    let action = s.on_frame(SessionFrame::Receipt(forged), || 0).unwrap();
+    let action = s
+        .on_frame(SessionFrame::Receipt(forged), true, || 0)
+        .unwrap();
     assert!(
         matches!(
             action,
@@ -164,7 +191,7 @@ fn an_undecodable_receipt_ends_the_session_without_touching_the_message() {
     let mut s = open_sender(8, 0);
     s.sent(id(1), Digest([1; 32])).unwrap();
     let e = s
-        .on_frame(SessionFrame::Receipt(vec![0xff; 20]), || 0)
+        .on_frame(SessionFrame::Receipt(vec![0xff; 20]), true, || 0)
         .unwrap_err();
     assert!(matches!(e, SenderError::UndecodableReceipt(_)), "{e:?}");
     assert_eq!(s.take_unanswered(), vec![id(1)]);
@@ -178,6 +205,7 @@ fn a_permanent_rejection_fails_the_message_and_frees_its_slot() {
     let action = s
         .on_frame(
             rejected(Some(id(1)), RejectReason::IdReused, "id reused"),
+            true,
             || 0,
         )
         .unwrap();
@@ -199,6 +227,7 @@ fn a_transient_rejection_keeps_the_message_for_a_retry() {
     let action = s
         .on_frame(
             rejected(Some(id(2)), RejectReason::Unavailable, "disk"),
+            true,
             || 0,
         )
         .unwrap();
@@ -218,6 +247,7 @@ fn an_unknown_encryption_key_asks_for_resealing() {
     let action = s
         .on_frame(
             rejected(Some(id(1)), RejectReason::UnknownEncryptionKey, "old key"),
+            true,
             || 0,
         )
         .unwrap();
@@ -235,7 +265,7 @@ fn a_rejection_of_nothing_in_flight_is_ignored() {
         rejected(None, RejectReason::Malformed, "bad frame"),
         rejected(Some(id(9)), RejectReason::IdReused, "?"),
     ] {
-        let action = s.on_frame(frame, || 0).unwrap();
+        let action = s.on_frame(frame, true, || 0).unwrap();
         assert!(matches!(action, Action::Ignore(_)), "{action:?}");
     }
     assert_eq!(s.in_flight(), 1);
@@ -247,7 +277,11 @@ fn a_peers_refusal_text_is_bounded() {
     s.sent(id(1), Digest([1; 32])).unwrap();
     let long = "é".repeat(10_000);
     let Action::Failed { error, .. } = s
-        .on_frame(rejected(Some(id(1)), RejectReason::Invalid, &long), || 0)
+        .on_frame(
+            rejected(Some(id(1)), RejectReason::Invalid, &long),
+            true,
+            || 0,
+        )
         .unwrap()
     else {
         panic!("not failed")
@@ -279,13 +313,13 @@ fn after_a_reconnect_mid_window_the_unanswered_come_back_in_order() {
         s.sent(id(n), d).unwrap();
         receipts.push(r);
     }
-    s.on_frame(SessionFrame::Receipt(receipts[1].clone()), || 0)
+    s.on_frame(SessionFrame::Receipt(receipts[1].clone()), true, || 0)
         .unwrap();
     // The connection drops: what was not answered goes back, oldest first.
     assert_eq!(s.take_unanswered(), vec![id(1), id(3), id(4)]);
     // A late receipt on the old session is not acted on.
     assert_eq!(
-        s.on_frame(SessionFrame::Receipt(receipts[0].clone()), || 0)
+        s.on_frame(SessionFrame::Receipt(receipts[0].clone()), true, || 0)
             .unwrap_err(),
         SenderError::Ended
     );
@@ -327,7 +361,7 @@ fn a_checkpoint_is_offered_once_from_what_the_witness_cosigned() {
 fn a_cosignature_of_the_offer_is_checked_and_moves_the_next_proof() {
     let mut s = open_sender(8, 5);
     s.offered(5, 10);
-    let action = s.on_frame(cosigned(10), || 10).unwrap();
+    let action = s.on_frame(cosigned(10), true, || 10).unwrap();
     assert!(
         matches!(&action, Action::CheckCosignature { size: 10, line } if line == "— witness 10"),
         "{action:?}"
@@ -342,19 +376,19 @@ fn a_cosignature_of_the_offer_is_checked_and_moves_the_next_proof() {
 fn a_duplicate_cosignature_is_ignored() {
     let mut s = open_sender(8, 5);
     s.offered(5, 10);
-    s.on_frame(cosigned(10), || 10).unwrap();
+    s.on_frame(cosigned(10), true, || 10).unwrap();
     s.cosignature_stored(10);
-    let again = s.on_frame(cosigned(10), || 10).unwrap();
+    let again = s.on_frame(cosigned(10), true, || 10).unwrap();
     assert!(matches!(again, Action::Ignore(_)), "{again:?}");
 }
 
 #[test]
 fn a_cosignature_not_asked_for_is_ignored() {
     let mut s = open_sender(8, 5);
-    let action = s.on_frame(cosigned(10), || 10).unwrap();
+    let action = s.on_frame(cosigned(10), true, || 10).unwrap();
     assert!(matches!(action, Action::Ignore(_)), "{action:?}");
     s.offered(5, 10);
-    let other = s.on_frame(cosigned(11), || 11).unwrap();
+    let other = s.on_frame(cosigned(11), true, || 11).unwrap();
     assert!(matches!(other, Action::Ignore(_)), "{other:?}");
 }
 
@@ -363,7 +397,7 @@ fn an_old_size_mismatch_restarts_the_proof_where_the_witness_is() {
     let mut s = open_sender(8, 5);
     s.offered(5, 10);
     let action = s
-        .on_frame(refused(10, 7, WitnessRefusal::OldSizeMismatch), || 10)
+        .on_frame(refused(10, 7, WitnessRefusal::OldSizeMismatch), true, || 10)
         .unwrap();
     assert!(matches!(action, Action::OfferAgain), "{action:?}");
     assert_eq!(s.checkpoint_to_offer(10, 0), Some((7, 10)));
@@ -374,7 +408,11 @@ fn a_witness_claiming_more_than_our_log_holds_raises_an_alarm() {
     let mut s = open_sender(8, 5);
     s.offered(5, 10);
     let action = s
-        .on_frame(refused(10, 50, WitnessRefusal::OldSizeMismatch), || 12)
+        .on_frame(
+            refused(10, 50, WitnessRefusal::OldSizeMismatch),
+            true,
+            || 12,
+        )
         .unwrap();
     assert!(
         matches!(
@@ -393,10 +431,10 @@ fn a_witness_claiming_more_than_our_log_holds_raises_an_alarm() {
 fn a_refusal_after_a_cosignature_raises_its_alarm_once() {
     let mut s = open_sender(8, 5);
     s.offered(5, 10);
-    s.on_frame(cosigned(10), || 10).unwrap();
+    s.on_frame(cosigned(10), true, || 10).unwrap();
     s.cosignature_stored(10);
     let action = s
-        .on_frame(refused(10, 10, WitnessRefusal::Fork), || 10)
+        .on_frame(refused(10, 10, WitnessRefusal::Fork), true, || 10)
         .unwrap();
     assert!(
         matches!(
@@ -409,7 +447,7 @@ fn a_refusal_after_a_cosignature_raises_its_alarm_once() {
         "{action:?}"
     );
     let again = s
-        .on_frame(refused(10, 10, WitnessRefusal::Fork), || 10)
+        .on_frame(refused(10, 10, WitnessRefusal::Fork), true, || 10)
         .unwrap();
     assert!(matches!(again, Action::Ignore(_)), "{again:?}");
 }
@@ -433,7 +471,7 @@ fn a_restoration_is_presented_first_and_checkpoints_wait_for_its_answer() {
         "nothing until it is answered"
     );
     // The cosignature of the continuation is the acknowledgement.
-    let action = s.on_frame(cosigned(22), || 25).unwrap();
+    let action = s.on_frame(cosigned(22), true, || 25).unwrap();
     assert!(
         matches!(action, Action::CheckCosignature { size: 22, .. }),
         "{action:?}"
@@ -450,7 +488,11 @@ fn a_witness_that_saw_nothing_rolled_back_gets_an_ordinary_proof() {
     s.restoration_presented();
     // It cosigned only 15 (< 20): prove from there.
     let action = s
-        .on_frame(refused(22, 15, WitnessRefusal::OldSizeMismatch), || 25)
+        .on_frame(
+            refused(22, 15, WitnessRefusal::OldSizeMismatch),
+            true,
+            || 25,
+        )
         .unwrap();
     assert!(matches!(action, Action::OfferAgain), "{action:?}");
     assert_eq!(s.checkpoint_to_offer(25, 0), Some((15, 25)));
@@ -463,7 +505,7 @@ fn a_refused_restoration_raises_an_alarm_and_is_not_presented_again() {
     s.restoration_to_present(0);
     s.restoration_presented();
     let action = s
-        .on_frame(refused(22, 30, WitnessRefusal::Shrank), || 25)
+        .on_frame(refused(22, 30, WitnessRefusal::Shrank), true, || 25)
         .unwrap();
     assert!(
         matches!(
@@ -490,7 +532,7 @@ fn a_witness_that_cosigned_the_continuation_is_not_shown_the_statement() {
 fn a_refusal_of_nothing_offered_is_ignored() {
     let mut s = open_sender(8, 5);
     let action = s
-        .on_frame(refused(10, 5, WitnessRefusal::Inconsistent), || 10)
+        .on_frame(refused(10, 5, WitnessRefusal::Inconsistent), true, || 10)
         .unwrap();
     assert!(matches!(action, Action::Ignore(_)), "{action:?}");
 }
