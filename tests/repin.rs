@@ -206,6 +206,32 @@ fn a_repinned_peer_gets_what_was_queued_for_its_stolen_key_and_the_old_key_stays
         a.cosigned_by(&b2) > 0
     });
     assert_logs_verify(&a, &b2);
+
+    // Removing the peer does not forget its stolen key: it is not pinned
+    // back, through the API or through the file.
+    let removed = comity(&a, &["peer", "remove", "BO"]);
+    assert!(removed.status.success(), "{removed:?}");
+    let again = comity(
+        &a,
+        &[
+            "peer",
+            "add",
+            "--id",
+            &b.id.to_string(),
+            "--addr",
+            "127.0.0.1:1",
+            "--country",
+            "XX",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("cut out"),
+        "{again:?}"
+    );
     a.sigterm();
+    a.pin_as(b.id, b.port, "Thief", "XX");
+    let local: &mut comity_client::local::LocalNode = &mut a;
+    let refused = local.start_with_env(&[]).unwrap_err().to_string();
+    assert!(refused.contains("cut out of BO"), "{refused}");
     b2.sigterm();
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use comity_config::{Config, KeyFileIoError, PeerConfig};
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::message::{Body, BusinessStatus};
-use comity_protocol::{Identity, MessageId, NodeId};
+use comity_protocol::{Identity, MessageId, NodeId, Timestamp};
 use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -32,6 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::staged::{self, Upload, UploadError};
 use crate::stats::{self, Stats};
 use crate::storage::Storage;
+use crate::store::cut_out::CutOut;
 use crate::store::{
     BusinessEvent, HeldAttachment, InboundMessage, OutboundMessage, OutboundStatus, Store, Way,
 };
@@ -59,6 +60,17 @@ pub enum StartError {
         "the configuration pins this node's own id {0} as a peer (a [[peer]] table): remove it"
     )]
     SelfPinned(NodeId),
+    #[error(
+        "the configuration pins {id} as a peer, a key cut out of {country} by `comity peer repin` \
+         (replaced by {replaced_by}): it is never pinned again. In that [[peer]] table set \
+         id = \"{replaced_by}\" and add \"{id}\" to repinned_from (a repin interrupted before \
+         the file was written), or remove the table"
+    )]
+    CutOutPinned {
+        id: NodeId,
+        country: String,
+        replaced_by: NodeId,
+    },
     #[error(transparent)]
     DataDir(#[from] crate::files::DataDirError),
     #[error("attachment files: {0}")]
@@ -69,6 +81,35 @@ pub enum StartError {
     PreviousKeys(#[from] crate::keys::PreviousKeyError),
     #[error(transparent)]
     Sign(#[from] comity_protocol::identity::SignError),
+}
+
+/// The keys cut out by repins, as the store remembers them (also of peers
+/// removed since), with those the file names in `repinned_from` recorded
+/// too. A file that pins one of them is refused.
+fn remembered_cut_out(store: &Store, config: &Config) -> Result<Vec<(NodeId, String)>, StartError> {
+    let known = store.cut_out_keys()?;
+    for p in &config.peers {
+        if let Some((id, c)) = known.iter().find(|(id, _)| *id == p.id) {
+            return Err(StartError::CutOutPinned {
+                id: *id,
+                country: c.country.clone(),
+                replaced_by: c.replaced_by,
+            });
+        }
+        for old in &p.repinned_from {
+            let record = CutOut {
+                country: p.country.to_string(),
+                replaced_by: p.id,
+                at: Timestamp::now(),
+            };
+            store.record_cut_out(old, &record)?;
+        }
+    }
+    Ok(store
+        .cut_out_keys()?
+        .into_iter()
+        .map(|(id, c)| (id, c.country))
+        .collect())
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing
@@ -137,6 +178,7 @@ impl Node {
             crate::keys::previous::load(&crate::keys::previous::dir(&config.node.data_dir))?;
         let identity = Arc::new(identity.with_previous_keys(superseded));
         let store = Store::open(&config.node.data_dir.join("store"))?;
+        let cut_out = remembered_cut_out(&store, &config)?;
         let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let audit = Arc::new(AuditLog::open(
             store.clone(),
@@ -184,6 +226,7 @@ impl Node {
         );
         ctx.restoration = restoration;
         ctx.token = token;
+        ctx.peers.remember_cut_out(cut_out);
         let ctx = Arc::new(ctx);
         let _ = refusing.set(Arc::downgrade(&ctx));
         let node = Node {
@@ -632,21 +675,64 @@ impl Node {
         self.ctx.close_connections(old);
         // Nothing the old sender sealed may be written after the move.
         gone.sender_stopped(SENDER_STOP_GRACE).await;
-        let warning = persist(&peer.config).err().map(|e| e.to_string());
-        let why = format!("repinned: {old} was cut out, to be sealed for {new}");
-        let moved = self.retarget_pending(old, new, &why)?;
-        self.ctx.store.commit().await?;
+        // From here on the old key is cut: whatever fails below, the new key
+        // is pinned and its sender started (what was not moved is moved at
+        // the next start), and the answer says what failed.
+        let mut warnings = Vec::new();
+        let moved = match self.repin_store(old, &peer, reason).await {
+            Ok(moved) => moved,
+            Err(e) => {
+                warnings.push(format!(
+                    "the store: {e}; what is pending for the old key moves at the next start"
+                ));
+                0
+            }
+        };
+        if let Err(e) = persist(&peer.config) {
+            warnings.push(e.to_string());
+        }
         self.ctx.pins.insert(new);
-        self.queue_pending(&peer)?;
+        if let Err(e) = self.queue_pending(&peer) {
+            warnings.push(format!("queueing for the new key: {e}"));
+        }
         self.start_sender(peer);
-        let detail = format!("repinned from {old}: {reason}; {moved} pending to be sealed again");
+        warn!(peer = %new, old = %old, moved, "peer repinned: its old key is cut out");
+        Ok(Repinned {
+            moved,
+            warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+        })
+    }
+
+    /// A repin's durable part, before the file is written: the cut-out key
+    /// remembered and the `key-changed` entry, committed first (a crash
+    /// after it leaves a store that refuses the old key and a log that says
+    /// so); then what was pending for the old key moved to the new one.
+    async fn repin_store(
+        &self,
+        old: &NodeId,
+        peer: &Peer,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        let new = peer.id();
+        let record = CutOut {
+            country: peer.config.country.to_string(),
+            replaced_by: new,
+            at: Timestamp::now(),
+        };
+        self.ctx.store.record_cut_out(old, &record)?;
+        let pending = self.ctx.store.pending_outbound(Some(old))?.len();
+        let detail =
+            format!("repinned from {old} ({pending} pending to be sealed again): {reason}");
         self.ctx.audit.note(
             Fact::new(AuditKind::KeyChanged, Actor::Operator)
                 .peer(new)
                 .detail(&detail),
         );
-        warn!(peer = %new, old = %old, moved, "peer repinned: its old key is cut out");
-        Ok(Repinned { moved, warning })
+        self.ctx.store.commit().await?;
+        let why = format!("repinned: {old} was cut out, to be sealed for {new}");
+        let moved = self.retarget_pending(old, new, &why)?;
+        self.ctx.store.commit().await?;
+        Ok(moved)
     }
 
     /// Moves what is pending for `old` to `new` (see
@@ -802,8 +888,7 @@ fn refusal_recorder(
             let cut_out_of = node
                 .get()
                 .and_then(std::sync::Weak::upgrade)
-                .and_then(|ctx| ctx.peers.repinned_from(&key))
-                .map(|p| p.config.country.to_string());
+                .and_then(|ctx| ctx.peers.cut_out_of(&key));
             let detail = match &cut_out_of {
                 Some(cc) => {
                     warn!(key = %key, country = %cc, "refused a connection from a key cut out by a repin");

@@ -3,6 +3,8 @@
 //! flushed — then it will not be lost. Also what operators see of the
 //! outbox.
 
+use std::sync::Arc;
+
 use comity_protocol::attachment::{ContentKey, SealedAttachment};
 use comity_protocol::envelope::{seal_with_attachments, SealError, SealedEnvelope};
 use comity_protocol::message::{Body, InvalidMessage, MessageKind};
@@ -15,6 +17,7 @@ use crate::context::{Context, PeerKeyError};
 use crate::disk::Claim;
 use crate::events::Event;
 use crate::idempotency::{self, IdempotencyKey, KeyError, KeyedRequest, Operation};
+use crate::peers::Peer;
 use crate::staged::{self, AttachError};
 use crate::store::{
     HeldAttachment, OutboundMessage, OutboundState, OutboundStatus, Store, StoreError,
@@ -359,13 +362,48 @@ fn within_reserve(ctx: &Context, record_len: u64) -> Result<Claim<'_>, SubmitErr
 /// Flushes a staged message; from then on it is accepted and queued.
 pub(crate) async fn commit(ctx: &Context, staged: Staged) -> Result<MessageId, SubmitError> {
     ctx.store.commit().await?;
-    let (id, peer) = (staged.id, staged.peer);
+    let id = staged.id;
+    let peer = current_peer(ctx, staged.peer, &id).await?;
     ctx.emit(Event::Accepted {
         id,
         peer: peer.id(),
     });
     peer.queue.push(id);
     Ok(id)
+}
+
+/// The peer to queue a just-recorded message for. A repin may have moved
+/// the peer to a new key while the message was being sealed for the old
+/// one, after the repin moved what was pending: then it is moved here (the
+/// move is idempotent, so both may do it). The repin changes the peer table
+/// before it looks for pending messages, and this looks at the table after
+/// the message is recorded, so one of the two always sees the other.
+async fn current_peer(
+    ctx: &Context,
+    staged_for: Arc<Peer>,
+    id: &MessageId,
+) -> Result<Arc<Peer>, SubmitError> {
+    let old = staged_for.id();
+    if let Some(peer) = ctx.peer(&old) {
+        return Ok(peer);
+    }
+    let Some(peer) = ctx.peers.repinned_from(&old) else {
+        // Removed meanwhile: it stays in the outbox, as anything pending
+        // for a removed peer does.
+        return Ok(staged_for);
+    };
+    let why = format!(
+        "repinned: {old} was cut out, to be sealed for {}",
+        peer.id()
+    );
+    if ctx.store.retarget_outbound(id, peer.id(), &why)? {
+        // The message itself is durable; a move that is not is made again
+        // at the next start.
+        if let Err(e) = ctx.store.commit().await {
+            tracing::warn!(%id, error = %e, "a message moved to a repinned key is not flushed yet");
+        }
+    }
+    Ok(peer)
 }
 
 /// An outgoing message as operators list it.

@@ -208,42 +208,60 @@ pub enum PeerError {
     NotPinned(NodeId),
 }
 
-/// The pinned peers, by node id.
+/// The pinned peers, by node id, and every key ever cut out of one.
 #[derive(Debug, Default)]
-pub struct Peers(RwLock<HashMap<NodeId, Arc<Peer>>>);
+pub struct Peers {
+    peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    /// Cut-out key → the country of the peer it was cut out of. Kept when
+    /// the peer is removed (taken with `peers`, after it).
+    cut_out: RwLock<HashMap<NodeId, String>>,
+}
 
 impl Peers {
     pub fn new(configs: impl IntoIterator<Item = PeerConfig>) -> Peers {
-        Peers(RwLock::new(
-            configs
-                .into_iter()
-                .map(|c| (c.id, Arc::new(Peer::new(c))))
-                .collect(),
-        ))
+        let peers: HashMap<_, _> = configs
+            .into_iter()
+            .map(|c| (c.id, Arc::new(Peer::new(c))))
+            .collect();
+        let cut_out = peers
+            .values()
+            .flat_map(|p| {
+                let country = p.config.country.to_string();
+                p.config
+                    .repinned_from
+                    .iter()
+                    .map(move |id| (*id, country.clone()))
+            })
+            .collect();
+        Peers {
+            peers: RwLock::new(peers),
+            cut_out: RwLock::new(cut_out),
+        }
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, Arc<Peer>>> {
+        self.peers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, Arc<Peer>>> {
+        self.peers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cut(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, String>> {
+        self.cut_out.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, id: &NodeId) -> Option<Arc<Peer>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.table().get(id).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Peer>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.table().values().cloned().collect()
     }
 
     /// The pinned peer for a country, if any.
     pub fn by_country(&self, country: &str) -> Option<Arc<Peer>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.table()
             .values()
             .find(|p| p.config.country.as_str() == country)
             .cloned()
@@ -252,35 +270,44 @@ impl Peers {
     /// Whether `config` may be pinned beside the peers pinned now, by
     /// node `me`.
     pub fn check_new(&self, me: &NodeId, config: &PeerConfig) -> Result<(), PeerError> {
-        check(
-            &self.0.read().unwrap_or_else(|p| p.into_inner()),
-            me,
-            config,
-        )
+        check(&self.table(), &self.cut(), me, config)
     }
 
     /// Checks `config` and adds it, under one lock: two additions at once
     /// cannot both take the same id or country.
     pub fn add(&self, me: &NodeId, config: PeerConfig) -> Result<Arc<Peer>, PeerError> {
-        let mut peers = self.0.write().unwrap_or_else(|p| p.into_inner());
-        check(&peers, me, &config)?;
+        let mut peers = self.table_mut();
+        check(&peers, &self.cut(), me, &config)?;
         let peer = Arc::new(Peer::new(config));
         peers.insert(peer.id(), peer.clone());
         Ok(peer)
     }
 
+    /// Unpins `id`. The keys it was repinned from stay cut out.
     pub fn remove(&self, id: &NodeId) -> Option<Arc<Peer>> {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.table_mut().remove(id)
     }
 
     /// The peer whose earlier key `id` was (see [`PeerConfig::cut_out`]).
     pub fn repinned_from(&self, id: &NodeId) -> Option<Arc<Peer>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.table()
             .values()
             .find(|p| p.config.cut_out(id))
             .cloned()
+    }
+
+    /// The country `id` was cut out of, if it was (also of a peer removed
+    /// since, or recorded in the store only).
+    pub fn cut_out_of(&self, id: &NodeId) -> Option<String> {
+        self.cut().get(id).cloned()
+    }
+
+    /// Keys cut out earlier, as the store remembers them.
+    pub fn remember_cut_out(&self, keys: impl IntoIterator<Item = (NodeId, String)>) {
+        let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
+        for (id, country) in keys {
+            cut.entry(id).or_insert(country);
+        }
     }
 
     /// Replaces peer `old` by the same peer under its new key `new` (at
@@ -294,9 +321,11 @@ impl Peers {
         new: NodeId,
         address: Option<String>,
     ) -> Result<(Arc<Peer>, Arc<Peer>), PeerError> {
-        let mut peers = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let config = repinned(&peers, me, old, new, address)?;
+        let mut peers = self.table_mut();
+        let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
+        let config = repinned(&peers, &cut, me, old, new, address)?;
         let gone = peers.remove(old).ok_or(PeerError::NotPinned(*old))?;
+        cut.insert(*old, config.country.to_string());
         let peer = Arc::new(Peer::new(config));
         peers.insert(new, peer.clone());
         Ok((gone, peer))
@@ -305,6 +334,7 @@ impl Peers {
 
 fn repinned(
     peers: &HashMap<NodeId, Arc<Peer>>,
+    cut: &HashMap<NodeId, String>,
     me: &NodeId,
     old: &NodeId,
     new: NodeId,
@@ -328,12 +358,13 @@ fn repinned(
             country: config.country.to_string(),
         });
     }
-    check(&others, me, &config)?;
+    check(&others, cut, me, &config)?;
     Ok(config)
 }
 
 fn check(
     peers: &HashMap<NodeId, Arc<Peer>>,
+    cut: &HashMap<NodeId, String>,
     me: &NodeId,
     config: &PeerConfig,
 ) -> Result<(), PeerError> {
@@ -343,10 +374,10 @@ fn check(
     if peers.contains_key(&config.id) {
         return Err(PeerError::AlreadyPinned(config.id));
     }
-    if let Some(p) = peers.values().find(|p| p.config.cut_out(&config.id)) {
+    if let Some(country) = cut.get(&config.id) {
         return Err(PeerError::CutOut {
             id: config.id,
-            country: p.config.country.to_string(),
+            country: country.clone(),
         });
     }
     if peers.values().any(|p| p.config.country == config.country) {
@@ -463,5 +494,38 @@ mod tests {
             PeerError::CutOut { .. }
         ));
         assert_eq!(peers.all().len(), 2);
+    }
+
+    #[test]
+    fn a_key_cut_out_stays_cut_out_when_its_peer_is_removed() {
+        let me = config(1, "AR").id;
+        let peers = Peers::default();
+        let bo = config(2, "BO");
+        peers.add(&me, bo.clone()).unwrap();
+        let new = config(4, "BO");
+        peers.repin(&me, &bo.id, new.id, None).unwrap();
+        assert!(peers.remove(&new.id).is_some());
+        // Neither under its country nor under another one.
+        for cc in ["BO", "XX"] {
+            let mut again = bo.clone();
+            again.country = cc.parse().unwrap();
+            assert_eq!(
+                peers.add(&me, again).unwrap_err(),
+                PeerError::CutOut {
+                    id: bo.id,
+                    country: "BO".into()
+                }
+            );
+        }
+        assert_eq!(peers.cut_out_of(&bo.id).as_deref(), Some("BO"));
+        // The new key may come back (it was never cut out).
+        peers.add(&me, new.clone()).unwrap();
+        // Keys the store remembers (a peer removed in an earlier run).
+        let peers = Peers::new([new]);
+        peers.remember_cut_out([(bo.id, "BO".to_string())]);
+        assert!(matches!(
+            peers.add(&me, config(2, "XX")).unwrap_err(),
+            PeerError::CutOut { .. }
+        ));
     }
 }

@@ -23,6 +23,7 @@
 //!   (see [`alarms`])
 //! * `idempotency`: idempotency key → the message it produced (see [`idempotency`])
 //! * `resends`: a failed message ↔ the message that resent it (see [`resends`])
+//! * `cut_out`: keys cut out of a peer by a repin (see [`cut_out`])
 //!
 //! The audit log's entries and tree are files in `audit/` beside sled's
 //! `sled/` (see [`audit_files`]); the group commit syncs them first.
@@ -33,6 +34,7 @@ pub mod audit;
 pub mod audit_files;
 mod barrier;
 mod commit;
+pub mod cut_out;
 mod fault;
 pub mod idempotency;
 pub mod listing;
@@ -109,6 +111,7 @@ pub struct Store {
     idempotency: Tree,
     resends: Tree,
     attachments: Tree,
+    cut_out: Tree,
     listing: Arc<Listing>,
     /// What opening the listing did (its pending list taken once, by
     /// [`Store::take_opened`]).
@@ -243,6 +246,7 @@ impl Store {
             idempotency: Tree::open(&db, "idempotency", &barrier)?,
             resends: Tree::open(&db, "resends", &barrier)?,
             attachments: Tree::open(&db, "attachments", &barrier)?,
+            cut_out: Tree::open(&db, "cut_out", &barrier)?,
             listing: Arc::new(listing),
             opened: Arc::new(Mutex::new(opened)),
             rejections_held: Arc::new(AtomicU64::new(rejections_held)),

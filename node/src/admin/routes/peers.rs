@@ -132,8 +132,10 @@ pub(super) struct RepinRequest {
     reason: String,
 }
 
-/// The most a repin's reason may hold (it goes into the audit log).
-const MAX_REASON: usize = 1000;
+/// The most a repin's reason may hold, in bytes: it goes into the audit
+/// entry whole, beside the keys and the count (an entry's detail is at most
+/// 1024 bytes).
+const MAX_REASON: usize = 800;
 
 /// `POST /v1/peers/{peer}/repin`: the peer's old key is cut out and its
 /// pending messages are sealed again for the new key (see
@@ -152,8 +154,8 @@ pub(super) async fn repin(
             "give a reason: auditors read it (e.g. who confirmed the new id, and how)",
         ));
     }
-    if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
-        return Err(invalid("the reason is one line of at most 1000 characters"));
+    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(invalid("the reason is one line of at most 800 bytes"));
     }
     let _edit = state.peer_edit.lock().await;
     let path = state.config_path.clone();
