@@ -26,6 +26,25 @@ fn comity(node: &TestNode, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `peer add` of `old`'s key under `country` fails, saying it is cut out.
+fn assert_add_refused_as_cut_out(node: &TestNode, old: &TestNode, country: &str) {
+    let id = old.id.to_string();
+    let args = [
+        "peer",
+        "add",
+        "--id",
+        &id,
+        "--addr",
+        "127.0.0.1:1",
+        "--country",
+        country,
+    ];
+    let again = comity(node, &args);
+    assert!(!again.status.success(), "{again:?}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("cut out"), "{stderr}");
+}
+
 fn json_of(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -154,25 +173,7 @@ fn a_repinned_peer_gets_what_was_queued_for_its_stolen_key_and_the_old_key_stays
     assert!(list.contains("BO: repinned from"), "{list}");
 
     // The old key may not be pinned back, under any country.
-    let again = comity(
-        &a,
-        &[
-            "peer",
-            "add",
-            "--id",
-            &b.id.to_string(),
-            "--addr",
-            "127.0.0.1:1",
-            "--country",
-            "DE",
-        ],
-    );
-    assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("cut out"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert_add_refused_as_cut_out(&a, &b, "DE");
 
     // The thief's node (the old key) calls, after A restarts too: refused,
     // and the refusal is in A's audit log.
@@ -211,23 +212,7 @@ fn a_repinned_peer_gets_what_was_queued_for_its_stolen_key_and_the_old_key_stays
     // back, through the API or through the file.
     let removed = comity(&a, &["peer", "remove", "BO"]);
     assert!(removed.status.success(), "{removed:?}");
-    let again = comity(
-        &a,
-        &[
-            "peer",
-            "add",
-            "--id",
-            &b.id.to_string(),
-            "--addr",
-            "127.0.0.1:1",
-            "--country",
-            "XX",
-        ],
-    );
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("cut out"),
-        "{again:?}"
-    );
+    assert_add_refused_as_cut_out(&a, &b, "XX");
     a.sigterm();
     a.pin_as(b.id, b.port, "Thief", "XX");
     let local: &mut comity_client::local::LocalNode = &mut a;

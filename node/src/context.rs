@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use comity_config::Config;
 use comity_protocol::identity::KeyError;
-use comity_protocol::{Identity, NodeId, PeerKeys};
+use comity_protocol::{Identity, MessageId, NodeId, PeerKeys};
 use tokio::sync::broadcast;
 
 use crate::attachments::{AttachmentDir, IncomingKey, Progress, UploadClaims};
@@ -184,6 +184,20 @@ impl Context {
 
     pub fn peer(&self, id: &NodeId) -> Option<Arc<Peer>> {
         self.peers.get(id)
+    }
+
+    /// Moves message `id`, pending for the cut-out key `old`, to `new`, the
+    /// key the repin pinned instead (see [`Store::retarget_outbound`]):
+    /// whether it moved. The repin, the start after an interrupted one and
+    /// a submission that raced one all move messages through here.
+    pub fn move_to_repinned(
+        &self,
+        id: &MessageId,
+        old: &NodeId,
+        new: NodeId,
+    ) -> Result<bool, StoreError> {
+        let why = format!("repinned: {old} was cut out, to be sealed for {new}");
+        self.store.retarget_outbound(id, new, &why)
     }
 
     pub fn handshakes_refused(&self) -> u64 {

@@ -302,11 +302,7 @@ impl Node {
                 peer.queue.push(id);
             } else if let Some(peer) = self.ctx.peers.repinned_from(&peer_id) {
                 // A repin interrupted after the configuration was written.
-                let why = format!(
-                    "repinned: {peer_id} was cut out, to be sealed for {}",
-                    peer.id()
-                );
-                if self.ctx.store.retarget_outbound(&id, peer.id(), &why)? {
+                if self.ctx.move_to_repinned(&id, &peer_id, peer.id())? {
                     peer.queue.push(id);
                 }
             } else {
@@ -729,18 +725,17 @@ impl Node {
                 .detail(&detail),
         );
         self.ctx.store.commit().await?;
-        let why = format!("repinned: {old} was cut out, to be sealed for {new}");
-        let moved = self.retarget_pending(old, new, &why)?;
+        let moved = self.retarget_pending(old, new)?;
         self.ctx.store.commit().await?;
         Ok(moved)
     }
 
     /// Moves what is pending for `old` to `new` (see
-    /// [`crate::store::Store::retarget_outbound`]).
-    fn retarget_pending(&self, old: &NodeId, new: NodeId, why: &str) -> Result<usize, StoreError> {
+    /// [`Context::move_to_repinned`]).
+    fn retarget_pending(&self, old: &NodeId, new: NodeId) -> Result<usize, StoreError> {
         let mut moved = 0;
         for s in self.ctx.store.pending_outbound(Some(old))? {
-            if self.ctx.store.retarget_outbound(&s.id, new, why)? {
+            if self.ctx.move_to_repinned(&s.id, old, new)? {
                 moved += 1;
             }
         }

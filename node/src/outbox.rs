@@ -392,11 +392,7 @@ async fn current_peer(
         // for a removed peer does.
         return Ok(staged_for);
     };
-    let why = format!(
-        "repinned: {old} was cut out, to be sealed for {}",
-        peer.id()
-    );
-    if ctx.store.retarget_outbound(id, peer.id(), &why)? {
+    if ctx.move_to_repinned(id, &old, peer.id())? {
         // The message itself is durable; a move that is not is made again
         // at the next start.
         if let Err(e) = ctx.store.commit().await {
