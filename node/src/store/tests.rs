@@ -183,7 +183,7 @@ async fn a_store_held_by_another_handle_is_reported_as_locked() {
     }
     held.close().await.unwrap();
     // Released: it opens again.
-    Store::open(dir.path()).unwrap().close().await.unwrap();
+    reopen(dir.path()).await.unwrap().close().await.unwrap();
 }
 
 #[tokio::test]
