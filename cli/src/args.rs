@@ -236,6 +236,10 @@ pub enum PeerCommand {
         name: String,
         #[arg(long, value_name = "CC")]
         country: String,
+        /// Apply an identity transition this peer announces only when you
+        /// accept it (`peer accept-rotation`), never after the notice alone.
+        #[arg(long)]
+        confirm_rotation: bool,
         #[arg(long)]
         json: bool,
     },
@@ -259,6 +263,27 @@ pub enum PeerCommand {
         #[arg(long, value_name = "HOST:PORT")]
         addr: Option<String>,
         /// Why, for the audit log: who confirmed the new id, and how.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept the identity transition a peer announced, after its operator
+    /// confirmed the new id to you out of band (a call): it applies as soon
+    /// as it is effective, without waiting out the notice period.
+    AcceptRotation {
+        /// Node id or country code of the peer as pinned now.
+        peer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the identity transition a peer announced (its operator did not
+    /// confirm it: the old key may be stolen). The successor it names is
+    /// never accepted; if the key is stolen, `peer repin` next.
+    RefuseRotation {
+        /// Node id or country code of the peer as pinned now.
+        peer: String,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: String,
         #[arg(long)]

@@ -77,3 +77,5 @@ pub const CHECKPOINT_INTERVAL_SECS: u32 = 60;
 pub const ENCRYPTION_ROTATION_DAYS: u32 = 90;
 /// A superseded encryption key is still opened this long, then destroyed.
 pub const ENCRYPTION_GRACE_DAYS: u32 = 14;
+/// A peer's announced identity transition waits this long unless refused.
+pub const PEER_ROTATION_NOTICE_HOURS: u32 = 72;

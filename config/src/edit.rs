@@ -24,6 +24,9 @@ pub fn add_peer(text: &str, peer: &PeerConfig) -> Result<String, ConfigError> {
         t["name"] = value(peer.name.as_str());
     }
     t["country"] = value(peer.country.as_str());
+    if peer.confirm_rotation {
+        t["confirm_rotation"] = value(true);
+    }
     // Comments after the last table are the document's trailing text. When
     // the new table goes at the very end, put it after them.
     let last = table_positions(&doc).max();

@@ -56,6 +56,8 @@ pub(crate) struct RawPeer {
     pub country: Option<String>,
     #[serde(default)]
     pub repinned_from: Vec<String>,
+    #[serde(default)]
+    pub confirm_rotation: bool,
 }
 
 const LISTEN_FIX: &str =
@@ -199,6 +201,7 @@ impl RawPeer {
             name: self.name.unwrap_or_default(),
             country,
             repinned_from,
+            confirm_rotation: self.confirm_rotation,
         })
     }
 }

@@ -198,6 +198,12 @@ pub struct KeysSection {
     /// retriable error that makes the sender seal again to the current
     /// key. Default 14.
     pub encryption_grace_days: u32,
+    /// Hours a peer's announced identity transition waits before this node
+    /// moves its pin, unless its operator refuses it first (`comity peer
+    /// refuse-rotation`) or accepts it sooner. A statement signed by a
+    /// stolen key is what a thief would send first: the notice is the
+    /// operators' time to call each other. Default 72.
+    pub peer_rotation_notice_hours: u32,
 }
 
 impl Default for KeysSection {
@@ -205,6 +211,7 @@ impl Default for KeysSection {
         KeysSection {
             encryption_rotation_days: defaults::ENCRYPTION_ROTATION_DAYS,
             encryption_grace_days: defaults::ENCRYPTION_GRACE_DAYS,
+            peer_rotation_notice_hours: defaults::PEER_ROTATION_NOTICE_HOURS,
         }
     }
 }
@@ -218,6 +225,10 @@ impl KeysSection {
 
     pub fn encryption_grace(&self) -> Duration {
         Duration::from_secs(u64::from(self.encryption_grace_days) * 86_400)
+    }
+
+    pub fn peer_rotation_notice(&self) -> Duration {
+        Duration::from_secs(u64::from(self.peer_rotation_notice_hours) * 3600)
     }
 }
 
@@ -239,6 +250,11 @@ pub struct PeerConfig {
     /// whatever they sign, and never pinned again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repinned_from: Vec<NodeId>,
+    /// An identity transition this peer announces is applied only when
+    /// the operator accepts it (`comity peer accept-rotation`), never after
+    /// the notice period alone. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm_rotation: bool,
 }
 
 impl PeerConfig {

@@ -79,6 +79,8 @@ pub(crate) struct Context {
     pub key_rotation: tokio::sync::Mutex<()>,
     /// The token holding the identity key, if it is on one.
     pub token: Option<Arc<comity_token::TokenSigner>>,
+    /// One decision about a peer's identity transition at a time.
+    pub transition_gate: Mutex<()>,
 }
 
 /// A stored peer key that no longer verifies.
@@ -139,6 +141,7 @@ impl Context {
             progress: Arc::default(),
             key_rotation: tokio::sync::Mutex::new(()),
             token: None,
+            transition_gate: Mutex::new(()),
         }
     }
 

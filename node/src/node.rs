@@ -190,7 +190,10 @@ impl Node {
         let restoration =
             crate::restoration::on_start(&config.node.data_dir, &audit, &identity).await?;
         audit.note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(&started));
-        let tls = TlsIdentity::new(&identity).map_err(EndpointError::from)?;
+        let (on_statement, statements_heard) = crate::transitions::queue();
+        let tls = TlsIdentity::new(&identity)
+            .map_err(EndpointError::from)?
+            .with_peer_statements(on_statement);
         let pins = Pins::new(config.peers.iter().map(|p| p.id));
         let (events, _) = broadcast::channel(4096);
         let handshakes_refused = Arc::new(AtomicU64::new(0));
@@ -258,6 +261,11 @@ impl Node {
         ));
         node.tasks.spawn(crate::keys::schedule(
             node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
+        node.tasks.spawn(crate::transitions::run(
+            node.ctx.clone(),
+            statements_heard,
             node.shutdown.signal(),
         ));
         node.tasks.spawn(accept::accept_loop(
@@ -599,6 +607,13 @@ impl Node {
             .iter()
             .map(|p| {
                 let mut s = p.status();
+                s.rotation = match crate::transitions::pending_for(&self.ctx, &p.id()) {
+                    Ok(r) => r.as_ref().map(Into::into),
+                    Err(e) => {
+                        warn!(peer = %p.id(), error = %e, "cannot read a pending identity transition");
+                        None
+                    }
+                };
                 let b = self.ctx.budgets.status(&p.id(), now);
                 s.rejections_suppressed = b.suppressed;
                 s.over_budget = b.backing_off;
@@ -607,6 +622,25 @@ impl Node {
             .collect();
         v.sort_by(|a, b| a.country.cmp(&b.country));
         v
+    }
+
+    /// The operator accepts `peer`'s pending identity transition (see
+    /// `transitions`).
+    pub async fn accept_rotation(
+        &self,
+        peer: &NodeId,
+    ) -> Result<crate::store::transitions::PendingView, crate::transitions::DecisionError> {
+        crate::transitions::accept(&self.ctx, peer, Timestamp::now()).await
+    }
+
+    /// The operator refuses `peer`'s pending identity transition: the
+    /// successor it named is never accepted.
+    pub async fn refuse_rotation(
+        &self,
+        peer: &NodeId,
+        reason: &str,
+    ) -> Result<NodeId, crate::transitions::DecisionError> {
+        crate::transitions::refuse(&self.ctx, peer, reason, Timestamp::now()).await
     }
 
     /// The pinned peer for `to`: a node id, or a pinned peer's country code.
@@ -716,6 +750,8 @@ impl Node {
             at: Timestamp::now(),
         };
         self.ctx.store.record_cut_out(old, &record)?;
+        // A transition the cut-out key announced is void with it.
+        self.ctx.store.remove_pending_transition(old)?;
         let pending = self.ctx.store.pending_outbound(Some(old))?.len();
         let detail =
             format!("repinned from {old} ({pending} pending to be sealed again): {reason}");
@@ -770,6 +806,10 @@ impl Node {
         match removed {
             Some(peer) => {
                 peer.stop.trigger();
+                // Not carried over to a later `peer add` of the same key.
+                if let Err(e) = self.ctx.store.remove_pending_transition(id) {
+                    warn!(peer = %id, error = %e, "cannot drop the peer's pending identity transition");
+                }
                 self.ctx
                     .audit
                     .note(Fact::new(AuditKind::PeerRemoved, Actor::Operator).peer(*id));
@@ -909,4 +949,4 @@ mod awaited_tests;
 #[cfg(test)]
 mod staged_tests;
 #[cfg(test)]
-mod test_node;
+pub(crate) mod test_node;

@@ -78,6 +78,12 @@ pub struct PeerStatus {
     /// (`peer repin`), oldest first: refused like any unpinned key.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repinned_from: Vec<NodeId>,
+    /// Its identity transitions wait for the operator's accept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub confirm_rotation: bool,
+    /// The identity transition it announced, not applied yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::store::transitions::PendingView>,
 }
 
 #[derive(Debug)]
@@ -185,6 +191,8 @@ impl Peer {
             rejections_suppressed: 0,
             over_budget: false,
             repinned_from: self.config.repinned_from.clone(),
+            confirm_rotation: self.config.confirm_rotation,
+            rotation: None,
         }
     }
 }
@@ -303,6 +311,16 @@ impl Peers {
     }
 
     /// Keys cut out earlier, as the store remembers them.
+    /// Every key cut out so far.
+    pub fn cut_out_ids(&self) -> Vec<NodeId> {
+        self.cut_out
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     pub fn remember_cut_out(&self, keys: impl IntoIterator<Item = (NodeId, String)>) {
         let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
         for (id, country) in keys {
@@ -402,6 +420,7 @@ mod tests {
             name: String::new(),
             country: country.parse().unwrap(),
             repinned_from: Vec::new(),
+            confirm_rotation: false,
         }
     }
 

@@ -15,19 +15,21 @@ const PER_KEY: Duration = Duration::from_secs(3600);
 /// Keys recorded per hour at most.
 pub const PER_HOUR: u32 = 60;
 
+/// Keyed by what is refused: a key (the default), or anything else a
+/// stranger chooses, such as a statement's digest.
 #[derive(Debug)]
-pub struct RefusalLimit {
-    state: Mutex<State>,
+pub struct RefusalLimit<K = NodeId> {
+    state: Mutex<State<K>>,
 }
 
 #[derive(Debug)]
-struct State {
-    recorded: HashMap<NodeId, Instant>,
+struct State<K> {
+    recorded: HashMap<K, Instant>,
     window_start: Instant,
     in_window: u32,
 }
 
-impl RefusalLimit {
+impl<K: std::hash::Hash + Eq + Copy> RefusalLimit<K> {
     pub fn new(now: Instant) -> Self {
         RefusalLimit {
             state: Mutex::new(State {
@@ -39,7 +41,7 @@ impl RefusalLimit {
     }
 
     /// Whether a refusal of `key` at `now` is to be logged and audited.
-    pub fn admit(&self, key: &NodeId, now: Instant) -> bool {
+    pub fn admit(&self, key: &K, now: Instant) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now.duration_since(s.window_start) >= PER_KEY {
             s.window_start = now;

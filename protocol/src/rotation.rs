@@ -17,8 +17,9 @@
 //!   (two successors named by one key means the key is in two hands), and
 //!   the pending one is kept for the operator to decide.
 //!
-//! Not wired into the node yet: the session frames that carry statements,
-//! the stored state and the operator's commands are being built (issue 15).
+//! The node applies it to every statement a peer's certificate carries
+//! (`node/src/transitions.rs`); [`RotationState::apply`] waits for the
+//! rotating node's switch to its new key, being built (issue 15).
 
 use std::time::Duration;
 

@@ -30,7 +30,16 @@ pub async fn try_connect(
     h: &Identity,
     a: &TestNode,
 ) -> Result<Connection, quinn::ConnectionError> {
-    let config = client_config(&TlsIdentity::new(h).unwrap(), a.id, &Limits::default()).unwrap();
+    try_connect_as(endpoint, &TlsIdentity::new(h).unwrap(), a).await
+}
+
+/// [`try_connect`] presenting `tls` (a key, and maybe a transition statement).
+pub async fn try_connect_as(
+    endpoint: &Endpoint,
+    tls: &TlsIdentity,
+    a: &TestNode,
+) -> Result<Connection, quinn::ConnectionError> {
+    let config = client_config(tls, a.id, &Limits::default()).unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
     timeout(
         ANSWER,

@@ -12,13 +12,15 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
             addr,
             name,
             country,
+            confirm_rotation,
             json,
         } => {
             // Parse here for an operator-friendly message on a typo.
             let id: comity_protocol::NodeId = id.parse()?;
             let v = client.post(
                 "/v1/peers",
-                &json!({"id": id, "address": addr, "name": name, "country": country}),
+                &json!({"id": id, "address": addr, "name": name, "country": country,
+                        "confirm_rotation": confirm_rotation}),
             )?;
             if json {
                 output::json(&v);
@@ -66,14 +68,36 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                 .map(|a| a.as_slice())
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|p| {
-                    let old = p["repinned_from"].as_array().filter(|a| !a.is_empty())?;
-                    let old: Vec<String> = old.iter().map(short_id).collect();
-                    Some(format!(
-                        "{}: repinned from {} (cut out, refused)",
-                        text(&p["country"]),
-                        old.join(", ")
-                    ))
+                .flat_map(|p| {
+                    let cc = text(&p["country"]);
+                    let repinned =
+                        p["repinned_from"]
+                            .as_array()
+                            .filter(|a| !a.is_empty())
+                            .map(|old| {
+                                let old: Vec<String> = old.iter().map(short_id).collect();
+                                format!("{cc}: repinned from {} (cut out, refused)", old.join(", "))
+                            });
+                    let r = &p["rotation"];
+                    let rotation = r.is_object().then(|| {
+                        let applies =
+                            if r["applies_at"].is_null() {
+                                format!("applies when accepted (comity peer accept-rotation {cc})")
+                            } else {
+                                format!(
+                                "applies at {}{} unless refused (comity peer refuse-rotation {cc})",
+                                time(&r["applies_at"]),
+                                if r["accepted_at"].is_null() { "" } else { ", accepted" }
+                            )
+                            };
+                        format!(
+                            "{cc}: ROTATION PENDING to {} (\"{}\"), effective after {}; {applies}",
+                            text(&r["new"]),
+                            text(&r["reason"]),
+                            time(&r["effective_after"]),
+                        )
+                    });
+                    repinned.into_iter().chain(rotation)
                 })
                 .collect();
             output::table(
@@ -121,6 +145,33 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                         "note: not written to the configuration; it lasts until comityd restarts"
                     );
                 }
+            }
+        }
+        PeerCommand::AcceptRotation { peer, json } => {
+            let v = client.post(&format!("/v1/peers/{peer}/rotation/accept"), &json!({}))?;
+            if json {
+                output::json(&v);
+            } else {
+                println!(
+                    "accepted {peer}'s identity transition to {}: applies from {}",
+                    text(&v["rotation"]["new"]),
+                    time(&v["rotation"]["applies_at"])
+                );
+            }
+        }
+        PeerCommand::RefuseRotation { peer, reason, json } => {
+            let v = client.post(
+                &format!("/v1/peers/{peer}/rotation/refuse"),
+                &json!({"reason": reason}),
+            )?;
+            if json {
+                output::json(&v);
+            } else {
+                println!(
+                    "refused {peer}'s identity transition: {} is never accepted; \
+                     if its old key may be stolen, repin it (comity peer repin {peer} --id NEW --reason ...)",
+                    text(&v["refused"])
+                );
             }
         }
         PeerCommand::Remove { peer, json } => {

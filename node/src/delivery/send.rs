@@ -547,6 +547,7 @@ mod tests {
             name: String::new(),
             country: "BO".parse().expect("a country code"),
             repinned_from: Vec::new(),
+            confirm_rotation: false,
         });
         for n in 1..=3 {
             peer.queue.push(id(n));

@@ -11,14 +11,14 @@ use std::io::Cursor;
 use crate::node::Node;
 use crate::store::StagedAttachment;
 
-pub(super) struct Pair {
+pub(crate) struct Pair {
     /// Holds the node's directory until the test ends.
     pub _dir: tempfile::TempDir,
     pub node: Node,
     pub peer: Identity,
 }
 
-pub(super) async fn node_with_peer(extra_limits: &str) -> Pair {
+pub(crate) async fn node_with_peer(extra_limits: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let me = Identity::generate(Timestamp::now());
     let peer = Identity::generate(Timestamp::now());

@@ -41,6 +41,9 @@ pub enum AlarmKind {
     /// the statement when raised (the gap is the peer's signed word and in
     /// both logs); kept so that operators see it.
     Restored,
+    /// A pinned peer announced an identity transition: it applies after
+    /// the notice period unless the operator refuses it.
+    PeerTransition,
 }
 
 impl AlarmKind {
@@ -50,6 +53,7 @@ impl AlarmKind {
             AlarmKind::CheckpointRefused => "checkpoint-refused",
             AlarmKind::Legacy => "legacy",
             AlarmKind::Restored => "restored",
+            AlarmKind::PeerTransition => "peer-transition",
         }
     }
 }

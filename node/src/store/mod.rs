@@ -24,6 +24,8 @@
 //! * `idempotency`: idempotency key → the message it produced (see [`idempotency`])
 //! * `resends`: a failed message ↔ the message that resent it (see [`resends`])
 //! * `cut_out`: keys cut out of a peer by a repin (see [`cut_out`])
+//! * `transitions`: identity transitions, peers' pending ones and our own
+//!   (see [`transitions`])
 //!
 //! The audit log's entries and tree are files in `audit/` beside sled's
 //! `sled/` (see [`audit_files`]); the group commit syncs them first.
@@ -41,6 +43,7 @@ pub mod listing;
 pub mod records;
 mod resends;
 mod snapshot;
+pub mod transitions;
 pub mod version;
 
 use std::path::Path;
@@ -112,6 +115,7 @@ pub struct Store {
     resends: Tree,
     attachments: Tree,
     cut_out: Tree,
+    transitions: Tree,
     listing: Arc<Listing>,
     /// What opening the listing did (its pending list taken once, by
     /// [`Store::take_opened`]).
@@ -247,6 +251,7 @@ impl Store {
             resends: Tree::open(&db, "resends", &barrier)?,
             attachments: Tree::open(&db, "attachments", &barrier)?,
             cut_out: Tree::open(&db, "cut_out", &barrier)?,
+            transitions: Tree::open(&db, "transitions", &barrier)?,
             listing: Arc::new(listing),
             opened: Arc::new(Mutex::new(opened)),
             rejections_held: Arc::new(AtomicU64::new(rejections_held)),

@@ -7,17 +7,28 @@
 //! handshake, the client refuses a server whose key is not the one it
 //! dialled — and rustls checks that the peer holds the private key
 //! (the TLS 1.3 CertificateVerify signature).
+//!
+//! A node that announced an identity transition carries the statement in
+//! its certificate (extension [`TRANSITION_OID`]): certificates are the one
+//! thing a peer reads before it decides whether to talk at all, so a peer
+//! whose pin no longer matches still receives it. The verifiers hand every
+//! statement they find to [`OnStatement`]; what it is worth is decided
+//! there (a statement is self-authenticating, and at this point the
+//! presenter has not yet proved it holds the certificate's key).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use comity_protocol::identity::IdentitySigner;
+use comity_protocol::transition::TransitionStatement;
 use comity_protocol::{Identity, NodeId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -31,6 +42,12 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 pub const ALPNS: [&[u8]; 4] = [b"comity/5", b"comity/4", b"comity/3", b"comity/2"];
 /// The name the client asks for; certificates carry it, nobody checks it.
 pub const SERVER_NAME: &str = "comity";
+
+/// The certificate extension that carries a node's identity transition
+/// statement (its framed bytes, frame type 7), not critical. The arc is
+/// IANA's enterprise number for documentation (RFC 5612), a placeholder
+/// until Comity has its own.
+pub const TRANSITION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 32473, 7];
 
 /// SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix and the key.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -77,37 +94,66 @@ impl Pins {
 /// log and the audit trail).
 pub type OnRefused = Arc<dyn Fn(NodeId) + Send + Sync>;
 
+/// Called with every identity transition statement a peer's certificate
+/// carries, and the key that certificate presents (not yet proven held).
+pub type OnStatement = Arc<dyn Fn(NodeId, TransitionStatement) + Send + Sync>;
+
+/// The statement a certificate carries, if it carries one that decodes
+/// (a malformed one is as good as none: it could not be applied).
+pub fn statement_of(cert: &CertificateDer<'_>) -> Option<TransitionStatement> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let ext = parsed.iter_extensions().find(|e| {
+        e.oid
+            .iter()
+            .is_some_and(|arcs| arcs.eq(TRANSITION_OID.iter().copied()))
+    })?;
+    TransitionStatement::from_bytes(ext.value).ok()
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The node's certificate and the key that signs its handshakes: the
 /// identity key wherever it is (in memory, or on a token, where the
-/// CertificateVerify signature of every handshake is made).
+/// CertificateVerify signature of every handshake is made). Replaced whole
+/// by [`TlsIdentity::present`]; handshakes under way keep the one they took.
 pub struct TlsIdentity {
-    certified: Arc<CertifiedKey>,
+    current: Arc<RwLock<Arc<CertifiedKey>>>,
     signatures: Arc<AtomicU64>,
+    /// Where both verifiers send the statements peers present.
+    peer_statements: OnStatement,
 }
 
 impl TlsIdentity {
+    /// `identity`'s key, no statement; peers' statements are ignored until
+    /// [`TlsIdentity::with_peer_statements`].
     pub fn new(identity: &Identity) -> Result<TlsIdentity, TlsSetupError> {
         let signatures = Arc::new(AtomicU64::new(0));
-        let key = HandshakeKey {
-            signer: identity.signer(),
-            public: identity.id().as_bytes().to_vec(),
-            signatures: signatures.clone(),
-        };
-        let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, identity.id().to_string());
-        let cert = params.self_signed(&key)?;
-        let certified = CertifiedKey::new(vec![cert.der().clone()], Arc::new(key));
+        let certified = certify(identity, None, &signatures)?;
         Ok(TlsIdentity {
-            certified: Arc::new(certified),
+            current: Arc::new(RwLock::new(Arc::new(certified))),
             signatures,
+            peer_statements: Arc::new(|_, _| {}),
         })
+    }
+
+    /// Peers' statements go to `on_statement` (configurations made after).
+    pub fn with_peer_statements(mut self, on_statement: OnStatement) -> Self {
+        self.peer_statements = on_statement;
+        self
+    }
+
+    /// From the next handshake on, present `identity`'s key with
+    /// `statement` in the certificate (or none).
+    pub fn present(
+        &self,
+        identity: &Identity,
+        statement: Option<&TransitionStatement>,
+    ) -> Result<(), TlsSetupError> {
+        let certified = Arc::new(certify(identity, statement, &self.signatures)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = certified;
+        Ok(())
     }
 
     /// Handshake signatures made with this identity so far (metrics, and
@@ -116,8 +162,70 @@ impl TlsIdentity {
         self.signatures.load(Ordering::Relaxed)
     }
 
-    fn resolver(&self) -> Arc<SingleCertAndKey> {
-        Arc::new(SingleCertAndKey::from(self.certified.clone()))
+    fn resolver(&self) -> Arc<Presented> {
+        Arc::new(Presented(self.current.clone()))
+    }
+
+    #[cfg(test)]
+    fn certificate(&self) -> CertificateDer<'static> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).cert[0].clone()
+    }
+}
+
+fn certify(
+    identity: &Identity,
+    statement: Option<&TransitionStatement>,
+    signatures: &Arc<AtomicU64>,
+) -> Result<CertifiedKey, TlsSetupError> {
+    let key = HandshakeKey {
+        signer: identity.signer(),
+        public: identity.id().as_bytes().to_vec(),
+        signatures: signatures.clone(),
+    };
+    let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, identity.id().to_string());
+    if let Some(s) = statement {
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                TRANSITION_OID,
+                s.to_bytes(),
+            ));
+    }
+    let cert = params.self_signed(&key)?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], Arc::new(key)))
+}
+
+/// The certificate presented now, to servers and clients alike.
+#[derive(Debug)]
+struct Presented(Arc<RwLock<Arc<CertifiedKey>>>);
+
+impl Presented {
+    fn now(&self) -> Arc<CertifiedKey> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ResolvesServerCert for Presented {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.now())
+    }
+}
+
+impl ResolvesClientCert for Presented {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.now())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -248,15 +356,28 @@ fn not_pinned() -> rustls::Error {
 struct PinnedClients {
     pins: Pins,
     provider: Arc<CryptoProvider>,
-    on_refused: OnRefusedDebug,
+    on_refused: Callback<OnRefused>,
+    on_statement: Callback<OnStatement>,
 }
 
-struct OnRefusedDebug(OnRefused);
+struct Callback<F>(F);
 
-impl std::fmt::Debug for OnRefusedDebug {
+impl<F> std::fmt::Debug for Callback<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OnRefused")
+        f.write_str("Callback")
     }
+}
+
+/// The certificate's key, after its statement (if any) went to `on_statement`.
+fn presented(
+    cert: &CertificateDer<'_>,
+    on_statement: &OnStatement,
+) -> Result<NodeId, rustls::Error> {
+    let id = node_id_of(cert)?;
+    if let Some(statement) = statement_of(cert) {
+        on_statement(id, statement);
+    }
+    Ok(id)
 }
 
 impl ClientCertVerifier for PinnedClients {
@@ -270,7 +391,7 @@ impl ClientCertVerifier for PinnedClients {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = node_id_of(end_entity)?;
+        let id = presented(end_entity, &self.on_statement.0)?;
         if self.pins.contains(&id) {
             Ok(ClientCertVerified::assertion())
         } else {
@@ -306,6 +427,7 @@ impl ClientCertVerifier for PinnedClients {
 struct PinnedServer {
     expected: NodeId,
     provider: Arc<CryptoProvider>,
+    on_statement: Callback<OnStatement>,
 }
 
 impl ServerCertVerifier for PinnedServer {
@@ -317,7 +439,7 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if node_id_of(end_entity)? == self.expected {
+        if presented(end_entity, &self.on_statement.0)? == self.expected {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(not_pinned())
@@ -361,7 +483,8 @@ pub fn server_crypto(
     let verifier = Arc::new(PinnedClients {
         pins,
         provider: provider.clone(),
-        on_refused: OnRefusedDebug(on_refused),
+        on_refused: Callback(on_refused),
+        on_statement: Callback(me.peer_statements.clone()),
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -393,6 +516,7 @@ pub fn client_tls(
     let verifier = Arc::new(PinnedServer {
         expected,
         provider: provider.clone(),
+        on_statement: Callback(me.peer_statements.clone()),
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -409,16 +533,48 @@ mod tests {
     use super::*;
     use comity_protocol::Timestamp;
 
+    fn id(seed: u8) -> Identity {
+        Identity::from_seeds(&[seed; 32], &[seed ^ 0xff; 32], Timestamp(0))
+    }
+
     #[test]
     fn certificate_carries_the_identity_key() {
-        let id = Identity::from_seeds(&[1; 32], &[2; 32], Timestamp(0));
+        let id = id(1);
         let tls = TlsIdentity::new(&id).unwrap();
-        assert_eq!(node_id_of(&tls.certified.cert[0]).unwrap(), id.id());
+        assert_eq!(node_id_of(&tls.certificate()).unwrap(), id.id());
+        assert_eq!(statement_of(&tls.certificate()), None);
+    }
+
+    #[test]
+    fn a_presented_statement_rides_in_the_certificate_until_replaced() {
+        use comity_protocol::transition::IdentityTransition;
+        let (old, new) = (id(1), id(2));
+        let statement = IdentityTransition {
+            old: old.id(),
+            new: new.id(),
+            created_at: Timestamp(1_000),
+            effective_after: Timestamp(2_000),
+            reason: "routine".into(),
+        }
+        .sign(&old, &new)
+        .unwrap();
+        let tls = TlsIdentity::new(&old).unwrap();
+        tls.present(&old, Some(&statement)).unwrap();
+        let cert = tls.certificate();
+        assert_eq!(node_id_of(&cert).unwrap(), old.id());
+        assert_eq!(statement_of(&cert), Some(statement.clone()));
+        // After the switch: the new key, still with the statement.
+        tls.present(&new, Some(&statement)).unwrap();
+        assert_eq!(node_id_of(&tls.certificate()).unwrap(), new.id());
+        assert_eq!(statement_of(&tls.certificate()), Some(statement));
+        tls.present(&new, None).unwrap();
+        assert_eq!(statement_of(&tls.certificate()), None);
     }
 
     #[test]
     fn garbage_certificate_is_an_error() {
         let junk = CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01, 0xff]);
         assert!(node_id_of(&junk).is_err());
+        assert_eq!(statement_of(&junk), None);
     }
 }

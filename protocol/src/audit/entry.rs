@@ -74,11 +74,15 @@ pub enum AuditKind {
     AttachmentReceived,
     /// The operator retrieved an attachment's plaintext (evidence read out).
     AttachmentRetrieved,
+    /// An identity transition: this node announced one, or a pinned peer
+    /// did, or an operator accepted or refused a peer's, or one was
+    /// refused as forged or signed by a cut-out key.
+    IdentityTransition,
 }
 
 impl AuditKind {
     /// Every kind, in wire order.
-    pub const ALL: [AuditKind; 23] = [
+    pub const ALL: [AuditKind; 24] = [
         AuditKind::MessageAccepted,
         AuditKind::MessageSent,
         AuditKind::MessageReceived,
@@ -102,6 +106,7 @@ impl AuditKind {
         AuditKind::AttachmentSent,
         AuditKind::AttachmentReceived,
         AuditKind::AttachmentRetrieved,
+        AuditKind::IdentityTransition,
     ];
 
     /// The JSON name (kebab-case), for tables and filters.
@@ -130,6 +135,7 @@ impl AuditKind {
             AuditKind::AttachmentSent => "attachment-sent",
             AuditKind::AttachmentReceived => "attachment-received",
             AuditKind::AttachmentRetrieved => "attachment-retrieved",
+            AuditKind::IdentityTransition => "identity-transition",
         }
     }
 }

@@ -58,6 +58,14 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{id}", delete(peers::remove))
         .route("/v1/peers/{id}/repin", post(peers::repin))
+        .route(
+            "/v1/peers/{id}/rotation/accept",
+            post(peers::accept_rotation),
+        )
+        .route(
+            "/v1/peers/{id}/rotation/refuse",
+            post(peers::refuse_rotation),
+        )
         // The body streams to disk: no body limit applies (the size is
         // checked against limits.max_attachment_bytes before it is read).
         .route("/v1/attachments", post(attachments::upload))

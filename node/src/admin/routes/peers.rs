@@ -14,6 +14,7 @@ use tracing::warn;
 use super::{config_error, parse_json, path_param, ApiError, AppState};
 use crate::node::AddPeerError;
 use crate::peers::PeerError;
+use crate::transitions::DecisionError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,9 @@ pub(super) struct PeerRequest {
     #[serde(default)]
     name: String,
     country: String,
+    /// Its identity transitions wait for the operator (never the notice alone).
+    #[serde(default)]
+    confirm_rotation: bool,
 }
 
 pub(super) async fn add(
@@ -42,6 +46,7 @@ pub(super) async fn add(
         name: req.name,
         country,
         repinned_from: Vec::new(),
+        confirm_rotation: req.confirm_rotation,
     };
     // The node's checks first, so that a refused peer never reaches the file.
     state.check_new_peer(&peer).map_err(peer_error)?;
@@ -137,6 +142,22 @@ pub(super) struct RepinRequest {
 /// 1024 bytes).
 const MAX_REASON: usize = 800;
 
+/// An operator's reason, trimmed: one line of at most [`MAX_REASON`]
+/// bytes, not blank (422 `code` otherwise).
+fn checked_reason<'a>(reason: &'a str, code: &'static str) -> Result<&'a str, ApiError> {
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, m);
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(invalid(
+            "give a reason: auditors read it (e.g. who confirmed the new id, and how)",
+        ));
+    }
+    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(invalid("the reason is one line of at most 800 bytes"));
+    }
+    Ok(reason)
+}
+
 /// `POST /v1/peers/{peer}/repin`: the peer's old key is cut out and its
 /// pending messages are sealed again for the new key (see
 /// [`crate::node::Node::repin_peer`]).
@@ -147,16 +168,7 @@ pub(super) async fn repin(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let old = super::messages::resolve_peer(&state, &path_param(peer)?)?;
     let req = parse_json(body)?;
-    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-repin", m);
-    let reason = req.reason.trim();
-    if reason.is_empty() {
-        return Err(invalid(
-            "give a reason: auditors read it (e.g. who confirmed the new id, and how)",
-        ));
-    }
-    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
-        return Err(invalid("the reason is one line of at most 800 bytes"));
-    }
+    let reason = checked_reason(&req.reason, "invalid-repin")?;
     let _edit = state.peer_edit.lock().await;
     let path = state.config_path.clone();
     let mut persisted = false;
@@ -195,6 +207,52 @@ pub(super) async fn repin(
         ));
     }
     Ok(Json(answer))
+}
+
+fn decision_error(e: DecisionError) -> ApiError {
+    match e {
+        DecisionError::NotPinned(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-peer", e.to_string())
+        }
+        DecisionError::NonePending(_) => {
+            ApiError::new(StatusCode::CONFLICT, "no-rotation-pending", e.to_string())
+        }
+        DecisionError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// `POST /v1/peers/{peer}/rotation/accept`: the operator confirms the
+/// peer's pending identity transition (after calling its operator).
+pub(super) async fn accept_rotation(
+    State(state): State<AppState>,
+    peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = super::messages::resolve_peer(&state, &path_param(peer)?)?;
+    let view = state.accept_rotation(&id).await.map_err(decision_error)?;
+    Ok(Json(json!({"id": id, "rotation": view})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RefuseRequest {
+    reason: String,
+}
+
+/// `POST /v1/peers/{peer}/rotation/refuse`: the successor the peer's
+/// pending transition names is never accepted.
+pub(super) async fn refuse_rotation(
+    State(state): State<AppState>,
+    peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<RefuseRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = super::messages::resolve_peer(&state, &path_param(peer)?)?;
+    let req = parse_json(body)?;
+    let reason = checked_reason(&req.reason, "invalid-reason")?;
+    let refused = state
+        .refuse_rotation(&id, reason)
+        .await
+        .map_err(decision_error)?;
+    Ok(Json(json!({"id": id, "refused": refused})))
 }
 
 pub(super) async fn list(State(node): State<AppState>) -> Json<serde_json::Value> {

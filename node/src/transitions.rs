@@ -1,0 +1,357 @@
+//! Pinned peers' identity transitions: the statements their certificates
+//! carry (see `transport::tls`), checked against the *current* pins by the
+//! protocol's [`RotationState`], held until the notice period is over or
+//! an operator decides, and recorded in the store, the audit log and an
+//! alarm.
+//!
+//! The TLS verifiers only hand statements over, without waiting (a bounded
+//! queue; a statement dropped when it is full comes again with the peer's
+//! next handshake): [`run`] does the checking and the writing, so that no
+//! handshake waits for the store.
+//!
+//! Moving the pin to the successor, once a transition applies, comes with
+//! the rotating node's switch to its new key (being built, issue 15): until
+//! then an applicable transition stays pending, shown as such.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use comity_protocol::audit::{Actor, AuditKind};
+use comity_protocol::rotation::{Announced, PendingRotation, RotationPolicy, RotationState};
+use comity_protocol::transition::TransitionStatement;
+use comity_protocol::{NodeId, Timestamp};
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::audit::Fact;
+use crate::context::Context;
+use crate::peers::Peer;
+use crate::refusals::RefusalLimit;
+use crate::shutdown::ShutdownSignal;
+use crate::store::alarms::AlarmKind;
+use crate::store::transitions::{PendingTransition, PendingView, RefusedSuccessor};
+use crate::store::StoreError;
+use crate::transport::tls::OnStatement;
+
+/// Statements heard and not yet looked at, at most.
+const QUEUE: usize = 64;
+
+/// A statement a certificate carried, and the key it presented.
+type Heard = (NodeId, TransitionStatement);
+
+/// The verifiers' end of the queue, and [`run`]'s.
+pub(crate) fn queue() -> (OnStatement, mpsc::Receiver<Heard>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let on_statement: OnStatement = Arc::new(move |presented, statement| {
+        // Full: the peer presents it again at its next handshake.
+        let _ = tx.try_send((presented, statement));
+    });
+    (on_statement, rx)
+}
+
+/// Looks at every statement heard until shutdown.
+pub(crate) async fn run(
+    ctx: Arc<Context>,
+    mut heard: mpsc::Receiver<Heard>,
+    mut stop: ShutdownSignal,
+) {
+    // Each refused statement is recorded at most once an hour (and a
+    // bounded number an hour in all): its presenter has proved nothing.
+    let limit = RefusalLimit::new(Instant::now());
+    loop {
+        let (presented, statement) = tokio::select! {
+            h = heard.recv() => match h {
+                Some(h) => h,
+                None => return,
+            },
+            _ = stop.triggered() => return,
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(statement.to_bytes()).into();
+        match hear(&ctx, presented, &statement, Timestamp::now()) {
+            Ok(outcome) => record(&ctx, outcome, &limit, digest).await,
+            Err(e) => warn!(error = %e, "cannot record a peer's identity transition"),
+        }
+    }
+}
+
+/// What a statement was found to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Not about a pinned or cut-out key, or relayed by a third key.
+    Ignored,
+    /// New, and pending now.
+    Pending {
+        country: String,
+        pending: Box<PendingTransition>,
+    },
+    /// The one pending already.
+    Again,
+    Refused {
+        /// The key that signed it as the old one.
+        key: NodeId,
+        country: String,
+        why: String,
+    },
+}
+
+/// Checks `statement`, presented at `now` in a certificate of `presented`,
+/// against the pins of this moment, and records it if it is a new pending
+/// transition.
+pub(crate) fn hear(
+    ctx: &Context,
+    presented: NodeId,
+    statement: &TransitionStatement,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let t = &statement.transition;
+    // A third key carrying someone's statement proves nothing of its own;
+    // the peer presents its statement itself.
+    if presented != t.old && presented != t.new {
+        return Ok(Outcome::Ignored);
+    }
+    let Some(peer) = ctx.peer(&t.old) else {
+        return Ok(match ctx.peers.cut_out_of(&t.old) {
+            Some(country) => Outcome::Refused {
+                key: t.old,
+                country,
+                why: "signed by a key cut out by a repin (presumed stolen)".into(),
+            },
+            None => Outcome::Ignored,
+        });
+    };
+    let country = peer.config.country.to_string();
+    let refused = |why: String| Outcome::Refused {
+        key: t.old,
+        country: country.clone(),
+        why,
+    };
+    if t.new == ctx.id() {
+        return Ok(refused(
+            "it names this node's own key as the successor".into(),
+        ));
+    }
+    if let Some(other) = ctx.peer(&t.new) {
+        return Ok(refused(format!(
+            "it names the key pinned for {} as the successor",
+            other.config.country
+        )));
+    }
+    let _one = ctx
+        .transition_gate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut state = rotation_state(ctx, &peer)?;
+    match state.announce(statement, now, policy(ctx, &peer)) {
+        Announced::Pending(p) => {
+            let pending = PendingTransition {
+                statement: p.statement,
+                received_at: p.received_at,
+                applies_at: p.applies_at,
+                accepted_at: None,
+            };
+            ctx.store.record_pending_transition(&t.old, &pending)?;
+            Ok(Outcome::Pending {
+                country,
+                pending: Box::new(pending),
+            })
+        }
+        Announced::AlreadyPending => Ok(Outcome::Again),
+        Announced::Refused(r) => Ok(refused(r.to_string())),
+    }
+}
+
+fn policy(ctx: &Context, peer: &Peer) -> RotationPolicy {
+    if peer.config.confirm_rotation {
+        RotationPolicy::OnConfirmation
+    } else {
+        RotationPolicy::AfterNotice(ctx.config.keys.peer_rotation_notice())
+    }
+}
+
+/// The peer's pin, what is pending for it, and the keys never to accept
+/// as its successor (cut out by a repin, or refused by an operator).
+fn rotation_state(ctx: &Context, peer: &Peer) -> Result<RotationState, StoreError> {
+    let mut state = RotationState::new(peer.id());
+    state.refused = ctx
+        .store
+        .refused_successors()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .chain(ctx.peers.cut_out_ids())
+        .collect();
+    state.pending = ctx
+        .store
+        .pending_transitions()?
+        .into_iter()
+        .find(|(old, _)| *old == peer.id())
+        .map(|(_, p)| PendingRotation {
+            statement: p.statement,
+            received_at: p.received_at,
+            applies_at: p.applies_at,
+        });
+    Ok(state)
+}
+
+async fn record(ctx: &Context, outcome: Outcome, limit: &RefusalLimit<[u8; 32]>, digest: [u8; 32]) {
+    match outcome {
+        Outcome::Ignored | Outcome::Again => return,
+        Outcome::Pending { country, pending } => {
+            let t = &pending.statement.transition;
+            let applies = match pending.applies_at {
+                Some(at) => format!(
+                    "applies at {} ms unless refused (`comity peer refuse-rotation {country}`)",
+                    at.0
+                ),
+                None => {
+                    format!("applies only when accepted (`comity peer accept-rotation {country}`)")
+                }
+            };
+            let detail = format!(
+                "{country} announced an identity transition from {} to {}, effective after {} ms: {}; {applies}",
+                t.old, t.new, t.effective_after.0, t.reason
+            );
+            warn!(peer = %t.old, new = %t.new, country = %country, "a peer announced an identity transition");
+            ctx.audit.note(
+                Fact::new(AuditKind::IdentityTransition, Actor::Peer)
+                    .peer(t.old)
+                    .detail(&detail),
+            );
+            ctx.audit
+                .alarm(t.old, AlarmKind::PeerTransition, "announced", &detail);
+        }
+        Outcome::Refused { key, country, why } => {
+            if !limit.admit(&digest, Instant::now()) {
+                return;
+            }
+            warn!(key = %key, country = %country, why = %why, "refused a peer's identity transition");
+            let detail = format!(
+                "refused an identity transition statement of {country}'s key {key}, presented in a TLS certificate: {why}"
+            );
+            ctx.audit.note(
+                Fact::new(AuditKind::IdentityTransition, Actor::Node)
+                    .peer(key)
+                    .detail(&detail),
+            );
+        }
+    }
+    if let Err(e) = ctx.store.commit().await {
+        warn!(error = %e, "cannot make a peer's identity transition durable");
+    }
+}
+
+/// The transition pending for the pinned key `peer`, if any.
+pub(crate) fn pending_for(
+    ctx: &Context,
+    peer: &NodeId,
+) -> Result<Option<PendingTransition>, StoreError> {
+    Ok(ctx
+        .store
+        .pending_transitions()?
+        .into_iter()
+        .find(|(old, _)| old == peer)
+        .map(|(_, p)| p))
+}
+
+/// Why an operator's decision was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("{0} is not pinned")]
+    NotPinned(NodeId),
+    #[error("no identity transition of {0} is pending")]
+    NonePending(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<crate::store::CommitError> for DecisionError {
+    fn from(e: crate::store::CommitError) -> Self {
+        DecisionError::Store(e.into())
+    }
+}
+
+/// The operator confirms the peer's pending transition (after a call to
+/// its operator): it applies as soon as it is effective, without waiting
+/// for the rest of the notice. Durable when this returns.
+pub(crate) async fn accept(
+    ctx: &Context,
+    peer: &NodeId,
+    now: Timestamp,
+) -> Result<PendingView, DecisionError> {
+    let (country, accepted) = {
+        let p = ctx.peer(peer).ok_or(DecisionError::NotPinned(*peer))?;
+        let country = p.config.country.to_string();
+        let _one = ctx
+            .transition_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pending =
+            pending_for(ctx, peer)?.ok_or_else(|| DecisionError::NonePending(country.clone()))?;
+        if pending.accepted_at.is_some() {
+            // Accepted before: nothing new to record.
+            return Ok(PendingView::from(&pending));
+        }
+        pending.accepted_at = Some(now);
+        let effective = pending.statement.transition.effective_after;
+        pending.applies_at = Some(now.max(effective));
+        ctx.store.record_pending_transition(peer, &pending)?;
+        (country, pending)
+    };
+    let t = &accepted.statement.transition;
+    ctx.audit.note(
+        Fact::new(AuditKind::IdentityTransition, Actor::Operator)
+            .peer(*peer)
+            .detail(&format!(
+                "accepted {country}'s identity transition from {} to {}: applies from {} ms",
+                t.old,
+                t.new,
+                accepted.applies_at.map_or(0, |a| a.0)
+            )),
+    );
+    ctx.store.commit().await?;
+    Ok(PendingView::from(&accepted))
+}
+
+/// The operator refuses the peer's pending transition: its successor is
+/// never accepted, from this peer or any other. Durable when this returns.
+pub(crate) async fn refuse(
+    ctx: &Context,
+    peer: &NodeId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<NodeId, DecisionError> {
+    let (country, new) = {
+        let p = ctx.peer(peer).ok_or(DecisionError::NotPinned(*peer))?;
+        let country = p.config.country.to_string();
+        let _one = ctx
+            .transition_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pending =
+            pending_for(ctx, peer)?.ok_or_else(|| DecisionError::NonePending(country.clone()))?;
+        let new = pending.statement.transition.new;
+        ctx.store.record_refused_successor(
+            &new,
+            &RefusedSuccessor {
+                old: *peer,
+                country: country.clone(),
+                at: now,
+            },
+        )?;
+        ctx.store.remove_pending_transition(peer)?;
+        (country, new)
+    };
+    ctx.audit.note(
+        Fact::new(AuditKind::IdentityTransition, Actor::Operator)
+            .peer(*peer)
+            .detail(&format!(
+                "refused {country}'s identity transition from {peer} to {new}: {reason}"
+            )),
+    );
+    ctx.store.commit().await?;
+    Ok(new)
+}
+
+#[cfg(test)]
+#[path = "transitions_tests.rs"]
+mod tests;
