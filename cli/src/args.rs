@@ -487,6 +487,21 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Announce a new identity key: a new key is made, and a statement
+    /// signed by the current and the new key is presented to every peer,
+    /// who apply it after their notice period or their operator's accept.
+    /// Tell each peer's operator the new id (`comity keys`) by phone. The
+    /// switch to the new key itself is not built yet.
+    RotateIdentity {
+        /// Why, for the peers' operators (one line, at most 200 bytes).
+        #[arg(long)]
+        reason: String,
+        /// Hours from now until peers may take the new key.
+        #[arg(long, value_name = "HOURS", default_value_t = 72)]
+        effective_in_hours: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,6 +81,8 @@ pub enum StartError {
     PreviousKeys(#[from] crate::keys::PreviousKeyError),
     #[error(transparent)]
     Sign(#[from] comity_protocol::identity::SignError),
+    #[error("the announced identity transition: {0}")]
+    IdentityTransition(#[from] crate::keys::IdentityRotationError),
 }
 
 /// The keys cut out by repins, as the store remembers them (also of peers
@@ -230,6 +232,7 @@ impl Node {
         ctx.restoration = restoration;
         ctx.token = token;
         ctx.peers.remember_cut_out(cut_out);
+        crate::keys::identity::present_at_start(&ctx)?;
         let ctx = Arc::new(ctx);
         let _ = refusing.set(Arc::downgrade(&ctx));
         let node = Node {
@@ -329,6 +332,16 @@ impl Node {
     /// scheduled rotation, the superseded ones and when each is destroyed.
     pub fn key_status(&self) -> crate::keys::KeyStatus {
         crate::keys::KeyStatus::of(&self.ctx)
+    }
+
+    /// Announces a new identity key, effective `effective_in` from now
+    /// (see `keys::identity`).
+    pub async fn rotate_identity(
+        &self,
+        reason: &str,
+        effective_in: std::time::Duration,
+    ) -> Result<crate::keys::OwnTransition, crate::keys::IdentityRotationError> {
+        crate::keys::identity::announce(&self.ctx, reason, effective_in).await
     }
 
     /// A new encryption key now, by the operator (see `keys`).

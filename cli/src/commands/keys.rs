@@ -13,6 +13,27 @@ pub fn run(client: &Client, cmd: Option<KeysCommand>, json: bool) -> Result<()> 
         Some(KeysCommand::RotateEncryption { json }) => {
             (client.post("/v1/keys/rotate-encryption", &json!({}))?, json)
         }
+        Some(KeysCommand::RotateIdentity {
+            reason,
+            effective_in_hours,
+            json,
+        }) => {
+            let v = client.post(
+                "/v1/keys/rotate-identity",
+                &json!({"reason": reason,
+                        "effective_in_secs": effective_in_hours.saturating_mul(3600)}),
+            )?;
+            if json {
+                output::json(&v);
+            } else {
+                print_transition(&v);
+                println!(
+                    "read the new id to each peer's operator by phone: they accept it with \
+                     `comity peer accept-rotation`, or it applies after their notice period"
+                );
+            }
+            return Ok(());
+        }
     };
     if json {
         output::json(&v);
@@ -20,6 +41,18 @@ pub fn run(client: &Client, cmd: Option<KeysCommand>, json: bool) -> Result<()> 
         print(&v);
     }
     Ok(())
+}
+
+/// This node's announced identity transition.
+fn print_transition(t: &Value) {
+    println!(
+        "identity transition announced: {} -> {} (\"{}\"), effective after {}; new key in {}",
+        text(&t["old"]),
+        text(&t["new"]),
+        text(&t["reason"]),
+        time(&t["effective_after"]),
+        text(&t["next_key_file"])
+    );
 }
 
 fn print(v: &Value) {
@@ -54,6 +87,9 @@ fn print(v: &Value) {
         if id["token_pin_refused"].as_bool() == Some(true) {
             println!("  THE TOKEN REFUSED THE PIN: nothing is signed until comityd restarts with the right PIN");
         }
+    }
+    if v["identity_transition"].is_object() {
+        print_transition(&v["identity_transition"]);
     }
     println!(
         "encryption key {}: made {} ({} days old){}",

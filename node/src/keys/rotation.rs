@@ -47,6 +47,9 @@ pub struct KeyStatus {
     pub previous: Vec<PreviousStatus>,
     /// Where the identity key is, and how much it has signed.
     pub identity: IdentityKeyStatus,
+    /// The transition to a new identity key this node announced, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_transition: Option<super::OwnTransition>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,7 +80,7 @@ pub struct PreviousStatus {
 }
 
 impl KeyStatus {
-    /// From the keys in memory: no file is read.
+    /// From the keys in memory and the store: no file is read.
     pub(crate) fn of(ctx: &Context) -> KeyStatus {
         let me = ctx.identity();
         let keys = &ctx.config.keys;
@@ -119,6 +122,13 @@ impl KeyStatus {
                 token_signatures: ctx.token.as_ref().map(|t| t.signatures()),
                 token_pin_refused: ctx.token.as_ref().map(|t| t.pin_refused()),
                 tls_handshake_signatures: ctx.tls.signatures(),
+            },
+            identity_transition: match ctx.store.own_transition() {
+                Ok(s) => s.map(|s| super::OwnTransition::of(ctx, &s)),
+                Err(e) => {
+                    warn!(error = %e, "cannot read this node's announced identity transition");
+                    None
+                }
             },
         }
     }
