@@ -1369,3 +1369,142 @@ fn a_log_restored_entry_is_checked_against_the_entries_before_it() {
     let no_detail = verify(&restored_log_bundle(|_| "restored".to_string()));
     assert!(mismatch(&no_detail), "{:?}", no_detail.findings);
 }
+
+/// A 10-entry log of `old`'s whose entry 5 records its switch to `new` by
+/// `statement`; checkpoints at 5 (signed by `signers.0`) and 10 (by
+/// `signers.1`), both under `old`'s origin and cosigned by witness W, and
+/// `extra` cosignature lines on the checkpoint at 10.
+fn switched_log(
+    old: &Identity,
+    statement: &comity_protocol::transition::TransitionStatement,
+    signers: (&Identity, &Identity),
+    extra: &[&Identity],
+) -> String {
+    use comity_protocol::audit::switch::switch_detail;
+    let peer = ident(9).id();
+    let leaves: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            let mut e = entry(i, peer);
+            if i == 5 {
+                e.kind = AuditKind::IdentityTransition;
+                e.actor = Actor::Node;
+                e.detail = switch_detail(statement);
+            }
+            e.to_leaf().unwrap()
+        })
+        .collect();
+    let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|l| merkle::leaf_hash(l)).collect());
+    let witness = ident(3);
+    let mut w = BundleWriter::new(Vec::new(), &old.id()).unwrap();
+    for l in &leaves {
+        w.write_entry(l).unwrap();
+    }
+    let mut lines = Vec::new();
+    for (size, signer) in [(5u64, signers.0), (10, signers.1)] {
+        let cp = Checkpoint {
+            origin: origin_for(&old.id()),
+            size,
+            root: tree.root_at(size).unwrap(),
+        };
+        let text = sign_checkpoint(signer, &cp).unwrap();
+        let body = Note::parse(&text).unwrap().text().to_string();
+        let wl = cosign(&witness, &origin_for(&witness.id()), &body, 1000 + size).unwrap();
+        w.write_checkpoint(&format!("{text}{wl}\n")).unwrap();
+        if size == 10 {
+            for x in extra {
+                lines.push(cosign(x, &origin_for(&x.id()), &body, 2000).unwrap());
+            }
+        }
+    }
+    for (x, l) in extra.iter().zip(&lines) {
+        w.write_cosignature(10, &x.id(), &origin_for(&x.id()), l)
+            .unwrap();
+    }
+    String::from_utf8(w.finish().unwrap()).unwrap()
+}
+
+fn switch_statement(
+    old: &Identity,
+    new: &Identity,
+) -> comity_protocol::transition::TransitionStatement {
+    comity_protocol::transition::IdentityTransition {
+        old: old.id(),
+        new: new.id(),
+        created_at: Timestamp(1_700_000_000_000),
+        effective_after: Timestamp(1_700_000_000_000),
+        reason: "scheduled rotation".into(),
+    }
+    .sign(old, new)
+    .unwrap()
+}
+
+#[test]
+fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
+    let (old, new, thief) = (ident(1), ident(2), ident(5));
+    let witness = ident(3).id();
+    let options = || VerifyOptions {
+        expected_node: Some(old.id()),
+        required_witnesses: vec![witness],
+        ..VerifyOptions::default()
+    };
+    let good = switch_statement(&old, &new);
+
+    // The log of the first key, its second checkpoint signed by the new key.
+    let r = verify_with(&switched_log(&old, &good, (&old, &new), &[]), options());
+    assert!(r.is_valid(), "{:?}", r.findings);
+    assert_eq!(r.node_id, Some(old.id()));
+    assert_eq!(r.key_switches.len(), 1);
+    assert_eq!(
+        (
+            r.key_switches[0].entry,
+            r.key_switches[0].old,
+            r.key_switches[0].new
+        ),
+        (5, old.id(), new.id())
+    );
+
+    // After the switch the old key signs nothing more; before it the new
+    // key signed nothing.
+    let r = verify_with(&switched_log(&old, &good, (&old, &old), &[]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::CheckpointSignatureInvalid { size: 10, .. }
+    )));
+    let r = verify_with(&switched_log(&old, &good, (&new, &new), &[]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::CheckpointSignatureInvalid { size: 5, .. }
+    )));
+
+    // A forged switch (the old key's signature replaced) moves nothing:
+    // the checkpoint signed by the key it names is refused.
+    let mut forged = good.clone();
+    forged.old_signature = forged.new_signature;
+    let r = verify_with(&switched_log(&old, &forged, (&old, &new), &[]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::SwitchInvalid { entry: 5, .. }
+    )));
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::CheckpointSignatureInvalid { size: 10, .. }
+    )));
+    assert!(r.key_switches.is_empty());
+
+    // A statement signed by another key (a thief's, for its own successor).
+    let by_thief = switch_statement(&thief, &new);
+    let r = verify_with(&switched_log(&old, &by_thief, (&old, &new), &[]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::SwitchInvalid { entry: 5, .. }
+    )));
+
+    // The old key cosigning the new key's checkpoint is the node witnessing
+    // itself: not counted.
+    let r = verify_with(&switched_log(&old, &good, (&old, &new), &[&old]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::NodeAsWitness { size: 10, .. }
+    )));
+    assert!(!r.witnesses.iter().any(|w| w.witness == old.id()));
+}

@@ -197,6 +197,12 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
             ),
         }
     }
+    for k in &r.key_switches {
+        println!(
+            "  entry {}: the node switched its identity key from {} to {} (\"{}\"); later checkpoints are signed by the new key",
+            k.entry, k.old, k.new, k.reason
+        );
+    }
     for f in &r.findings {
         println!("  PROBLEM: {f}");
     }

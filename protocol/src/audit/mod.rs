@@ -12,6 +12,8 @@
 //! * [`custody`]: an attachment's chain of custody, from its entries.
 //! * [`restoration`]: a restored node's signed statement of the entries
 //!   its witnesses saw that the backup lost.
+//! * [`switch`]: the entry by which a log moves to its node's new
+//!   identity key.
 //!
 //! Storage is the node's business: it implements [`SubtreeHashes`] over
 //! its store. The formats are specified in `docs/audit.md`.
@@ -24,6 +26,7 @@ pub mod merkle;
 pub mod note;
 pub mod proof_file;
 pub mod restoration;
+pub mod switch;
 
 pub use bundle::{verify_bundle, BundleWriter, Finding, Report, VerifyOptions};
 pub use checkpoint::{

@@ -145,8 +145,14 @@ pub enum Finding {
         size: u64,
         entries: u64,
     },
-    #[error("line {line}: a cosignature by the node itself on the checkpoint at size {size}: a node cannot witness its own log (not counted)")]
+    #[error("line {line}: a cosignature by the node itself (one of the log's keys) on the checkpoint at size {size}: a node cannot witness its own log (not counted)")]
     NodeAsWitness { line: u64, size: u64 },
+    #[error("entry {entry}: a switch to a new identity key that does not hold: {why}; the log's key stays {current}")]
+    SwitchInvalid {
+        entry: u64,
+        current: NodeId,
+        why: String,
+    },
 }
 
 /// Entries `from..to` (0-based, `to` excluded).
@@ -198,6 +204,20 @@ pub struct Report {
     /// Restorations the log records (the first [`MAX_RESTORATIONS`]): its
     /// own from a backup, and peers' it accepted as their witness.
     pub restorations: Vec<Restoration>,
+    /// The node's switches to a new identity key that hold, in order:
+    /// checkpoints after each are signed by its `new` key.
+    pub key_switches: Vec<KeySwitch>,
+}
+
+/// A switch entry whose statement verifies against the key current at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeySwitch {
+    /// The entry's position: checkpoints of a larger size are signed by `new`.
+    pub entry: u64,
+    pub old: NodeId,
+    pub new: NodeId,
+    pub effective_after: crate::time::Timestamp,
+    pub reason: String,
 }
 
 /// Restoration entries a report lists.

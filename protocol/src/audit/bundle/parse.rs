@@ -83,6 +83,8 @@ pub(super) enum Item {
         problem: Option<EntryProblem>,
         /// A restoration the entry records, own or a peer's.
         restoration: Option<Box<super::Restoration>>,
+        /// The node's switch to a new identity key it records, if it is one.
+        switch: Option<Box<Result<crate::transition::TransitionStatement, String>>>,
     },
     Checkpoint(String),
     Cosignature(CosignatureIn),
@@ -206,6 +208,7 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                     seq: Some(entry.seq),
                     problem: (!same).then_some(EntryProblem::FieldsMismatch),
                     restoration: super::Restoration::of(&entry).map(Box::new),
+                    switch: crate::audit::switch::switch_of(&entry).map(Box::new),
                 }
             }
             Err(e) => Item::Entry {
@@ -213,6 +216,7 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                 seq: None,
                 problem: Some(EntryProblem::Undecodable(e.to_string())),
                 restoration: None,
+                switch: None,
             },
         };
     }

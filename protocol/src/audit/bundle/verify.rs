@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::parse::{BatchOut, CosignatureIn, EntryProblem, HeaderIn, Item};
 use super::{
-    CheckpointSummary, EntryRange, Finding, Report, Restoration, VerifyOptions, WitnessSummary,
-    FORMAT, MAX_FINDINGS, MAX_RESTORATIONS,
+    CheckpointSummary, EntryRange, Finding, KeySwitch, Report, Restoration, VerifyOptions,
+    WitnessSummary, FORMAT, MAX_FINDINGS, MAX_RESTORATIONS,
 };
 use crate::audit::checkpoint::{
     cosigners, open_checkpoint, origin_for, verify_cosignature_sig, Checkpoint, CheckpointError,
@@ -17,6 +17,11 @@ use crate::audit::merkle::{self, MemoryTree};
 use crate::audit::note::{Note, NoteError, NoteSignature};
 use crate::digest::Digest;
 use crate::identity::NodeId;
+use crate::transition::TransitionStatement;
+
+/// Switch entries a log may hold: one key change a year for a long life is
+/// a handful; more is a log built to make the verifier work.
+const MAX_SWITCHES: usize = 1000;
 
 #[derive(PartialEq)]
 enum Phase {
@@ -37,6 +42,8 @@ pub(super) struct Assembler {
     lines: u64,
     findings: Findings,
     restorations: Vec<Restoration>,
+    /// Switch entries, by entry position.
+    switches: Vec<(u64, Result<TransitionStatement, String>)>,
 }
 
 struct Findings {
@@ -67,6 +74,7 @@ impl Assembler {
             cosignatures: Vec::new(),
             lines: 0,
             restorations: Vec::new(),
+            switches: Vec::new(),
             findings: Findings {
                 kept: Vec::new(),
                 omitted: 0,
@@ -112,6 +120,7 @@ impl Assembler {
                 seq,
                 problem,
                 restoration,
+                switch,
             } => {
                 if let Some(r) = restoration {
                     if self.restorations.len() < MAX_RESTORATIONS {
@@ -127,6 +136,17 @@ impl Assembler {
                 }
                 let entry = self.leaf_hashes.len() as u64;
                 self.leaf_hashes.push(hash);
+                if let Some(sw) = switch {
+                    if self.switches.len() < MAX_SWITCHES {
+                        self.switches.push((entry, *sw));
+                    } else {
+                        self.findings.push(Finding::SwitchInvalid {
+                            entry,
+                            current: NodeId([0; 32]),
+                            why: format!("more than {MAX_SWITCHES} switches in one log"),
+                        });
+                    }
+                }
                 match problem {
                     Some(EntryProblem::Undecodable(why)) => self
                         .findings
@@ -178,6 +198,7 @@ impl Assembler {
             findings: Vec::new(),
             findings_omitted: 0,
             restorations: std::mem::take(&mut self.restorations),
+            key_switches: Vec::new(),
         };
         if self.phase == Phase::Start {
             // An empty file.
@@ -277,6 +298,17 @@ impl Assembler {
         report: &mut Report,
     ) {
         let entries = tree.size();
+        let chain = self.key_chain(node, report);
+        // The key that signs a checkpoint of `size`: the last one switched
+        // to by an entry inside it.
+        let key_for = |size: u64| {
+            chain
+                .iter()
+                .rev()
+                .find(|(from, _)| from.is_none_or(|at| at < size))
+                .map_or(*node, |(_, k)| *k)
+        };
+        let own_key = |k: &NodeId| chain.iter().any(|(_, c)| c == k);
         let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
         let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
@@ -290,7 +322,12 @@ impl Assembler {
             if !seen_lines.insert(text.as_str()) {
                 continue;
             }
-            let (cp, note) = match open_checkpoint(text, origin, node) {
+            let claimed_size = Note::parse(text)
+                .ok()
+                .and_then(|n| Checkpoint::parse_body(n.text()).ok())
+                .map(|c| c.size);
+            let signer = claimed_size.map_or(*node, key_for);
+            let (cp, note) = match open_checkpoint(text, origin, &signer) {
                 Ok(v) => v,
                 Err(CheckpointError::WrongOrigin { expected, found }) => {
                     self.findings.push(Finding::WrongOrigin {
@@ -303,12 +340,10 @@ impl Assembler {
                 Err(CheckpointError::Note(
                     NoteError::NoSignatureByKey { .. } | NoteError::BadSignature { .. },
                 )) => {
-                    let size = Note::parse(text)
-                        .ok()
-                        .and_then(|n| Checkpoint::parse_body(n.text()).ok())
-                        .map_or(0, |c| c.size);
-                    self.findings
-                        .push(Finding::CheckpointSignatureInvalid { line: *line, size });
+                    self.findings.push(Finding::CheckpointSignatureInvalid {
+                        line: *line,
+                        size: claimed_size.unwrap_or(0),
+                    });
                     continue;
                 }
                 Err(e) => {
@@ -343,9 +378,17 @@ impl Assembler {
                     });
                 }
             }
-            let (signers, ignored) = cosigners(&note, origin, node);
+            let (signers, ignored) = cosigners(&note, origin, &signer);
             report.ignored_signatures += ignored;
             for (witness, verified) in signers {
+                // An earlier (or later) key of the node is the node.
+                if own_key(&witness) {
+                    self.findings.push(Finding::NodeAsWitness {
+                        line: *line,
+                        size: cp.size,
+                    });
+                    continue;
+                }
                 match verified {
                     Ok(ts) => record_cosignature(&mut cosigned, witness, cp.size, ts),
                     Err(_) => self.findings.push(Finding::CosignatureInvalid {
@@ -373,7 +416,7 @@ impl Assembler {
             };
             // Wherever it is placed, the node's own signature is no
             // witness's (inside a note, `cosigners` skips it).
-            if witness == *node {
+            if own_key(&witness) {
                 self.findings.push(Finding::NodeAsWitness {
                     line: *line,
                     size: c.checkpoint_size,
@@ -469,6 +512,45 @@ impl Assembler {
                 newest_timestamp: ts,
             })
             .collect();
+    }
+
+    /// The log's keys: its first (`from` = `None`), then each successor a
+    /// switch entry names whose statement verifies against the key current
+    /// at that entry (`from` = the entry: checkpoints larger than it are
+    /// signed by the successor). A switch that does not hold moves nothing.
+    fn key_chain(&mut self, node: &NodeId, report: &mut Report) -> Vec<(Option<u64>, NodeId)> {
+        let mut chain = vec![(None, *node)];
+        let mut current = *node;
+        for (entry, sw) in std::mem::take(&mut self.switches) {
+            let why = match sw {
+                Err(why) => why,
+                Ok(s) => match s.verify(&current) {
+                    Err(e) => e.to_string(),
+                    Ok(()) if chain.iter().any(|(_, k)| *k == s.transition.new) => {
+                        "it names one of the log's earlier keys".to_string()
+                    }
+                    Ok(()) => {
+                        let t = s.transition;
+                        report.key_switches.push(KeySwitch {
+                            entry,
+                            old: t.old,
+                            new: t.new,
+                            effective_after: t.effective_after,
+                            reason: t.reason,
+                        });
+                        chain.push((Some(entry), t.new));
+                        current = t.new;
+                        continue;
+                    }
+                },
+            };
+            self.findings.push(Finding::SwitchInvalid {
+                entry,
+                current,
+                why: why.chars().take(300).collect(),
+            });
+        }
+        chain
     }
 
     /// Successive checkpoints must be consistent. Where both lie within
