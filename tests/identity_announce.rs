@@ -9,32 +9,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use comity_tests::{assert_logs_verify, comityd_beside, pair, TestNode};
+use comity_tests::{assert_logs_verify, comityd_beside, pair, succeeded, TestNode};
 use serde_json::Value;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
 
 fn comity(node: &TestNode, args: &[&str]) -> Output {
-    Command::new(COMITY)
-        .arg("--config")
-        .arg(node.config_path())
-        .args(args)
-        .env_remove("COMITY_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    node.cli(std::path::Path::new(COMITY), args)
 }
 
 /// What A shows of BO's pending transition (null: none).
@@ -57,7 +41,7 @@ fn an_announced_identity_reaches_the_peer_at_once_and_again_after_a_restart() {
         a.outbox_count("delivered") == 1
     });
 
-    let out = ok(&comity(
+    let out = succeeded(&comity(
         &b,
         &[
             "keys",
@@ -79,7 +63,7 @@ fn an_announced_identity_reaches_the_peer_at_once_and_again_after_a_restart() {
     let file = std::path::PathBuf::from(t["next_key_file"].as_str().unwrap());
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", file.display());
-    let keys = ok(&comity(&b, &["keys"]));
+    let keys = succeeded(&comity(&b, &["keys"]));
     assert!(keys.contains("identity transition announced"), "{keys}");
 
     // A hears it at the next handshake, whichever side dials.
@@ -89,7 +73,7 @@ fn an_announced_identity_reaches_the_peer_at_once_and_again_after_a_restart() {
     let r = rotation_of_bo(&a);
     assert_eq!(r["reason"], "scheduled identity rotation");
     assert_eq!(r["effective_after"].as_u64().unwrap(), effective);
-    let list = ok(&comity(&a, &["peer", "list"]));
+    let list = succeeded(&comity(&a, &["peer", "list"]));
     assert!(list.contains("BO: ROTATION PENDING to"), "{list}");
 
     // One at a time.
@@ -108,11 +92,11 @@ fn an_announced_identity_reaches_the_peer_at_once_and_again_after_a_restart() {
     // hears it anew once B is pinned again.
     b.sigterm();
     b.start();
-    ok(&comity(&a, &["peer", "remove", "BO"]));
+    succeeded(&comity(&a, &["peer", "remove", "BO"]));
     assert!(rotation_of_bo(&a).is_null());
     let port = b.port.to_string();
     let addr = format!("127.0.0.1:{port}");
-    ok(&comity(
+    succeeded(&comity(
         &a,
         &[
             "peer",

@@ -9,8 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use comity_node::transport::{wire, TlsIdentity};
@@ -18,7 +17,7 @@ use comity_protocol::session::SessionFrame;
 use comity_protocol::transition::{IdentityTransition, TransitionStatement};
 use comity_protocol::{Identity, Timestamp};
 use comity_tests::peer::try_connect_as;
-use comity_tests::{free_port, TestNode};
+use comity_tests::{free_port, succeeded, TestNode};
 use serde_json::Value;
 use tokio::time::timeout;
 
@@ -26,24 +25,11 @@ const COMITYD: &str = env!("CARGO_BIN_EXE_comityd");
 const HOUR_MS: u64 = 3_600_000;
 
 fn comity(node: &TestNode, args: &[&str]) -> Output {
-    let bin: PathBuf = comity_tests::comityd_beside(COMITYD).with_file_name("comity");
-    Command::new(bin)
-        .arg("--config")
-        .arg(node.config_path())
-        .args(args)
-        .env_remove("COMITY_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    // Built beside comityd by `cargo build --workspace`.
+    node.cli(
+        &std::path::Path::new(COMITYD).with_file_name("comity"),
+        args,
+    )
 }
 
 fn statement(old: &Identity, new: &Identity, reason: &str) -> TransitionStatement {
@@ -157,9 +143,9 @@ fn a_peers_transition_is_checked_held_for_notice_decided_by_the_operator_and_ref
     let received = r["received_at"].as_u64().unwrap();
     assert_eq!(r["applies_at"].as_u64().unwrap(), received + 72 * HOUR_MS);
     assert!(present(&rt, &h, &genuine, &a), "presented again");
-    let list = ok(&comity(&a, &["peer", "list"]));
+    let list = succeeded(&comity(&a, &["peer", "list"]));
     assert!(list.contains("HO: ROTATION PENDING to"), "{list}");
-    let alarms = ok(&comity(&a, &["alarms", "--json"]));
+    let alarms = succeeded(&comity(&a, &["alarms", "--json"]));
     assert!(alarms.contains("peer-transition"), "{alarms}");
 
     // The same key names a second successor: refused as a conflict, and
@@ -170,8 +156,8 @@ fn a_peers_transition_is_checked_held_for_notice_decided_by_the_operator_and_ref
 
     // The operator accepts (after a call): the notice ends; it applies
     // once effective.
-    ok(&comity(&a, &["peer", "accept-rotation", "HO"]));
-    ok(&comity(&a, &["peer", "accept-rotation", "HO"]));
+    succeeded(&comity(&a, &["peer", "accept-rotation", "HO"]));
+    succeeded(&comity(&a, &["peer", "accept-rotation", "HO"]));
     let r = rotation_of_ho(&a);
     assert_eq!(
         r["applies_at"].as_u64().unwrap(),
@@ -179,7 +165,7 @@ fn a_peers_transition_is_checked_held_for_notice_decided_by_the_operator_and_ref
     );
 
     // Then refuses it after all: the successor is never taken again.
-    ok(&comity(
+    succeeded(&comity(
         &a,
         &[
             "peer",
@@ -206,7 +192,7 @@ fn a_peers_transition_is_checked_held_for_notice_decided_by_the_operator_and_ref
     // handshake is refused, and so is the statement.
     let k = Identity::generate(Timestamp::now());
     let kid = k.id().to_string();
-    ok(&comity(
+    succeeded(&comity(
         &a,
         &[
             "peer",

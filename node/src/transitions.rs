@@ -270,6 +270,19 @@ impl From<crate::store::CommitError> for DecisionError {
     }
 }
 
+/// The pinned peer's country and its pending transition (taken under the
+/// gate, for an operator's decision).
+fn pinned_pending(
+    ctx: &Context,
+    peer: &NodeId,
+) -> Result<(String, PendingTransition), DecisionError> {
+    let p = ctx.peer(peer).ok_or(DecisionError::NotPinned(*peer))?;
+    let country = p.config.country.to_string();
+    let pending =
+        pending_for(ctx, peer)?.ok_or_else(|| DecisionError::NonePending(country.clone()))?;
+    Ok((country, pending))
+}
+
 /// The operator confirms the peer's pending transition (after a call to
 /// its operator): it applies as soon as it is effective, without waiting
 /// for the rest of the notice. Durable when this returns.
@@ -279,14 +292,11 @@ pub(crate) async fn accept(
     now: Timestamp,
 ) -> Result<PendingView, DecisionError> {
     let (country, accepted) = {
-        let p = ctx.peer(peer).ok_or(DecisionError::NotPinned(*peer))?;
-        let country = p.config.country.to_string();
         let _one = ctx
             .transition_gate
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut pending =
-            pending_for(ctx, peer)?.ok_or_else(|| DecisionError::NonePending(country.clone()))?;
+        let (country, mut pending) = pinned_pending(ctx, peer)?;
         if pending.accepted_at.is_some() {
             // Accepted before: nothing new to record.
             return Ok(PendingView::from(&pending));
@@ -321,14 +331,11 @@ pub(crate) async fn refuse(
     now: Timestamp,
 ) -> Result<NodeId, DecisionError> {
     let (country, new) = {
-        let p = ctx.peer(peer).ok_or(DecisionError::NotPinned(*peer))?;
-        let country = p.config.country.to_string();
         let _one = ctx
             .transition_gate
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let pending =
-            pending_for(ctx, peer)?.ok_or_else(|| DecisionError::NonePending(country.clone()))?;
+        let (country, pending) = pinned_pending(ctx, peer)?;
         let new = pending.statement.transition.new;
         ctx.store.record_refused_successor(
             &new,

@@ -209,6 +209,18 @@ impl TestNode {
             .unwrap_or(0)
     }
 
+    /// `comity --config <this node's file> ARGS`, run with the CLI binary
+    /// `comity` (the environment's `COMITY_CONFIG` removed).
+    pub fn cli(&self, comity: &std::path::Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(comity)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("COMITY_CONFIG")
+            .output()
+            .unwrap()
+    }
+
     /// The body of a GET as text (for the audit export).
     pub fn get_text(&self, path: &str) -> String {
         self.node.client().get_text(path).unwrap()
@@ -319,6 +331,18 @@ pub fn request_body(subject: &str) -> Body {
         body: "Please provide the bank records described in the annex.".into(),
         thread: Thread::default(),
     })
+}
+
+/// A command's stdout, once it is known to have succeeded (both streams
+/// are the failure report).
+pub fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Two nodes of `comityd`, each pinning the other, started.
