@@ -274,6 +274,9 @@ pub enum PeerCommand {
     AcceptRotation {
         /// Node id or country code of the peer as pinned now.
         peer: String,
+        /// Why, for the audit log: who confirmed the new id, and how.
+        #[arg(long)]
+        reason: String,
         #[arg(long)]
         json: bool,
     },

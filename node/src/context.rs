@@ -81,6 +81,11 @@ pub(crate) struct Context {
     pub token: Option<Arc<comity_token::TokenSigner>>,
     /// One decision about a peer's identity transition at a time.
     pub transition_gate: Mutex<()>,
+    /// Transition statements of pinned or cut-out keys whose signatures do
+    /// not verify (never recorded: their presenter proved nothing).
+    pub statements_unverified: AtomicU64,
+    /// Verified statements dropped because the queue was full.
+    pub statements_dropped: AtomicU64,
 }
 
 /// A stored peer key that no longer verifies.
@@ -142,6 +147,8 @@ impl Context {
             key_rotation: tokio::sync::Mutex::new(()),
             token: None,
             transition_gate: Mutex::new(()),
+            statements_unverified: AtomicU64::new(0),
+            statements_dropped: AtomicU64::new(0),
         }
     }
 

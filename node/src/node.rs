@@ -192,7 +192,8 @@ impl Node {
         let restoration =
             crate::restoration::on_start(&config.node.data_dir, &audit, &identity).await?;
         audit.note(Fact::new(AuditKind::NodeStarted, Actor::Node).detail(&started));
-        let (on_statement, statements_heard) = crate::transitions::queue();
+        let hearing = Arc::new(std::sync::OnceLock::new());
+        let (on_statement, statements_heard) = crate::transitions::queue(hearing.clone());
         let tls = TlsIdentity::new(&identity)
             .map_err(EndpointError::from)?
             .with_peer_statements(on_statement);
@@ -235,12 +236,20 @@ impl Node {
         crate::keys::identity::present_at_start(&ctx)?;
         let ctx = Arc::new(ctx);
         let _ = refusing.set(Arc::downgrade(&ctx));
+        let _ = hearing.set(Arc::downgrade(&ctx));
         let node = Node {
             ctx,
             shutdown: Shutdown::new(),
             tasks: TaskTracker::new(),
         };
         node.requeue_pending()?;
+        let pruned = crate::transitions::prune_at_start(&node.ctx)?;
+        if pruned > 0 {
+            info!(
+                count = pruned,
+                "dropped identity transitions pending for peers no longer pinned"
+            );
+        }
         node.tasks.spawn(crate::checkpoints::run(
             node.ctx.clone(),
             node.shutdown.signal(),
@@ -601,6 +610,15 @@ impl Node {
         self.ctx.handshakes_refused()
     }
 
+    /// Peers' transition statements never looked at: their signatures did
+    /// not verify, or the queue was full (see `transitions`).
+    pub fn statements_not_heard(&self) -> (u64, u64) {
+        (
+            self.ctx.statements_unverified.load(Ordering::Relaxed),
+            self.ctx.statements_dropped.load(Ordering::Relaxed),
+        )
+    }
+
     /// Incoming handshakes in progress, and those answered with a Retry,
     /// refused or ignored since start (a flood shows here).
     pub fn incoming_handshakes(&self) -> HandshakeCounts {
@@ -642,8 +660,9 @@ impl Node {
     pub async fn accept_rotation(
         &self,
         peer: &NodeId,
+        reason: &str,
     ) -> Result<crate::store::transitions::PendingView, crate::transitions::DecisionError> {
-        crate::transitions::accept(&self.ctx, peer, Timestamp::now()).await
+        crate::transitions::accept(&self.ctx, peer, reason, Timestamp::now()).await
     }
 
     /// The operator refuses `peer`'s pending identity transition: the
@@ -764,7 +783,7 @@ impl Node {
         };
         self.ctx.store.record_cut_out(old, &record)?;
         // A transition the cut-out key announced is void with it.
-        self.ctx.store.remove_pending_transition(old)?;
+        crate::transitions::drop_pending(&self.ctx, old)?;
         let pending = self.ctx.store.pending_outbound(Some(old))?.len();
         let detail =
             format!("repinned from {old} ({pending} pending to be sealed again): {reason}");
@@ -820,7 +839,7 @@ impl Node {
             Some(peer) => {
                 peer.stop.trigger();
                 // Not carried over to a later `peer add` of the same key.
-                if let Err(e) = self.ctx.store.remove_pending_transition(id) {
+                if let Err(e) = crate::transitions::drop_pending(&self.ctx, id) {
                     warn!(peer = %id, error = %e, "cannot drop the peer's pending identity transition");
                 }
                 self.ctx

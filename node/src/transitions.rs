@@ -4,20 +4,28 @@
 //! an operator decides, and recorded in the store, the audit log and an
 //! alarm.
 //!
-//! The TLS verifiers only hand statements over, without waiting (a bounded
-//! queue; a statement dropped when it is full comes again with the peer's
-//! next handshake): [`run`] does the checking and the writing, so that no
-//! handshake waits for the store.
+//! Whoever presents a certificate has not yet proven it holds its key when
+//! the verifiers see it, so nothing here trusts the presenter: only a
+//! statement whose own two signatures verify, and whose old key is pinned
+//! or was cut out by a repin, is looked at at all (the rest are counted);
+//! the verifiers hand those over without waiting (a bounded queue; one
+//! dropped when it is full comes again with the peer's next handshake, and
+//! is counted), and [`run`] does the checking against the pins and the
+//! writing, so that no handshake waits for the store.
 //!
 //! Moving the pin to the successor, once a transition applies, comes with
 //! the rotating node's switch to its new key (being built, issue 15): until
 //! then an applicable transition stays pending, shown as such.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use comity_protocol::audit::{Actor, AuditKind};
-use comity_protocol::rotation::{Announced, PendingRotation, RotationPolicy, RotationState};
+use comity_protocol::rotation::{
+    Announced, PendingRotation, RotationPolicy, RotationRefusal, RotationState,
+};
 use comity_protocol::transition::TransitionStatement;
 use comity_protocol::{NodeId, Timestamp};
 use sha2::Digest as _;
@@ -37,15 +45,31 @@ use crate::transport::tls::OnStatement;
 /// Statements heard and not yet looked at, at most.
 const QUEUE: usize = 64;
 
-/// A statement a certificate carried, and the key it presented.
-type Heard = (NodeId, TransitionStatement);
+/// Refused statements remembered as recorded, at most (beyond, each is
+/// recorded again within [`RefusalLimit`]).
+const REMEMBERED: usize = 4096;
 
-/// The verifiers' end of the queue, and [`run`]'s.
-pub(crate) fn queue() -> (OnStatement, mpsc::Receiver<Heard>) {
+/// The verifiers' end of the queue, and [`run`]'s. `node` is set once the
+/// node's context exists (before any handshake is accepted).
+pub(crate) fn queue(
+    node: Arc<OnceLock<Weak<Context>>>,
+) -> (OnStatement, mpsc::Receiver<TransitionStatement>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let on_statement: OnStatement = Arc::new(move |presented, statement| {
-        // Full: the peer presents it again at its next handshake.
-        let _ = tx.try_send((presented, statement));
+    let on_statement: OnStatement = Arc::new(move |_presented, statement| {
+        let Some(ctx) = node.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let old = statement.transition.old;
+        if !ctx.pins.contains(&old) && ctx.peers.cut_out_of(&old).is_none() {
+            return;
+        }
+        if statement.verify(&old).is_err() {
+            ctx.statements_unverified.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if tx.try_send(statement).is_err() {
+            ctx.statements_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     });
     (on_statement, rx)
 }
@@ -53,24 +77,47 @@ pub(crate) fn queue() -> (OnStatement, mpsc::Receiver<Heard>) {
 /// Looks at every statement heard until shutdown.
 pub(crate) async fn run(
     ctx: Arc<Context>,
-    mut heard: mpsc::Receiver<Heard>,
+    mut heard: mpsc::Receiver<TransitionStatement>,
     mut stop: ShutdownSignal,
 ) {
-    // Each refused statement is recorded at most once an hour (and a
-    // bounded number an hour in all): its presenter has proved nothing.
+    // Each refused statement is recorded once (a peer presents its
+    // statement at every handshake), and at most 60 an hour in all.
     let limit = RefusalLimit::new(Instant::now());
+    let mut recorded: HashSet<[u8; 32]> = HashSet::new();
     loop {
-        let (presented, statement) = tokio::select! {
+        let statement = tokio::select! {
             h = heard.recv() => match h {
                 Some(h) => h,
                 None => return,
             },
             _ = stop.triggered() => return,
         };
-        let digest: [u8; 32] = sha2::Sha256::digest(statement.to_bytes()).into();
-        match hear(&ctx, presented, &statement, Timestamp::now()) {
-            Ok(outcome) => record(&ctx, outcome, &limit, digest).await,
+        let outcome = hear(&ctx, &statement, Timestamp::now());
+        let written = matches!(
+            outcome,
+            Ok(Outcome::Pending { .. } | Outcome::Refused { .. })
+        );
+        match outcome {
+            Ok(Outcome::Refused {
+                key,
+                country,
+                why,
+                alarm,
+            }) => {
+                let digest: [u8; 32] = sha2::Sha256::digest(statement.to_bytes()).into();
+                let new = recorded.len() < REMEMBERED && recorded.insert(digest);
+                let again = recorded.len() >= REMEMBERED && !recorded.contains(&digest);
+                if (new || again) && limit.admit(&digest, Instant::now()) {
+                    record_refusal(&ctx, key, &country, &why, alarm);
+                }
+            }
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot record a peer's identity transition"),
+        }
+        if written {
+            if let Err(e) = ctx.store.commit().await {
+                warn!(error = %e, "cannot make a peer's identity transition durable");
+            }
         }
     }
 }
@@ -78,69 +125,78 @@ pub(crate) async fn run(
 /// What a statement was found to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Not about a pinned or cut-out key, or relayed by a third key.
+    /// Its signatures do not verify: nothing is recorded (counted only).
+    Unverified,
+    /// Not about a pinned or cut-out key.
     Ignored,
-    /// New, and pending now.
+    /// New, pending now: recorded, audited, alarmed.
     Pending {
         country: String,
         pending: Box<PendingTransition>,
     },
     /// The one pending already.
     Again,
+    /// A genuine statement (both its keys signed it) that is refused.
     Refused {
         /// The key that signed it as the old one.
         key: NodeId,
         country: String,
         why: String,
+        /// Worth an operator's attention: the key may be in other hands.
+        alarm: bool,
     },
 }
 
-/// Checks `statement`, presented at `now` in a certificate of `presented`,
-/// against the pins of this moment, and records it if it is a new pending
-/// transition.
+/// Checks `statement`, heard at `now`, against the pins of this moment,
+/// and records it if it is a new pending transition (store, audit log,
+/// alarm: under the gate, so that no decision comes between).
 pub(crate) fn hear(
     ctx: &Context,
-    presented: NodeId,
     statement: &TransitionStatement,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     let t = &statement.transition;
-    // A third key carrying someone's statement proves nothing of its own;
-    // the peer presents its statement itself.
-    if presented != t.old && presented != t.new {
-        return Ok(Outcome::Ignored);
+    if statement.verify(&t.old).is_err() {
+        ctx.statements_unverified.fetch_add(1, Ordering::Relaxed);
+        return Ok(Outcome::Unverified);
     }
+    let _one = ctx
+        .transition_gate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let Some(peer) = ctx.peer(&t.old) else {
         return Ok(match ctx.peers.cut_out_of(&t.old) {
             Some(country) => Outcome::Refused {
                 key: t.old,
                 country,
                 why: "signed by a key cut out by a repin (presumed stolen)".into(),
+                alarm: true,
             },
             None => Outcome::Ignored,
         });
     };
     let country = peer.config.country.to_string();
-    let refused = |why: String| Outcome::Refused {
+    let refused = |why: String, alarm: bool| Outcome::Refused {
         key: t.old,
         country: country.clone(),
         why,
+        alarm,
     };
     if t.new == ctx.id() {
         return Ok(refused(
             "it names this node's own key as the successor".into(),
+            true,
         ));
     }
     if let Some(other) = ctx.peer(&t.new) {
-        return Ok(refused(format!(
-            "it names the key pinned for {} as the successor",
-            other.config.country
-        )));
+        return Ok(refused(
+            format!(
+                "it names the key pinned for {} as the successor",
+                other.config.country
+            ),
+            true,
+        ));
     }
-    let _one = ctx
-        .transition_gate
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
     let mut state = rotation_state(ctx, &peer)?;
     match state.announce(statement, now, policy(ctx, &peer)) {
         Announced::Pending(p) => {
@@ -151,13 +207,17 @@ pub(crate) fn hear(
                 accepted_at: None,
             };
             ctx.store.record_pending_transition(&t.old, &pending)?;
+            record_pending(ctx, &country, &pending);
             Ok(Outcome::Pending {
                 country,
                 pending: Box::new(pending),
             })
         }
         Announced::AlreadyPending => Ok(Outcome::Again),
-        Announced::Refused(r) => Ok(refused(r.to_string())),
+        Announced::Refused(r) => {
+            let alarm = matches!(r, RotationRefusal::Conflict { .. });
+            Ok(refused(r.to_string(), alarm))
+        }
     }
 }
 
@@ -182,10 +242,8 @@ fn rotation_state(ctx: &Context, peer: &Peer) -> Result<RotationState, StoreErro
         .collect();
     state.pending = ctx
         .store
-        .pending_transitions()?
-        .into_iter()
-        .find(|(old, _)| *old == peer.id())
-        .map(|(_, p)| PendingRotation {
+        .pending_transition(&peer.id())?
+        .map(|p| PendingRotation {
             statement: p.statement,
             received_at: p.received_at,
             applies_at: p.applies_at,
@@ -193,51 +251,69 @@ fn rotation_state(ctx: &Context, peer: &Peer) -> Result<RotationState, StoreErro
     Ok(state)
 }
 
-async fn record(ctx: &Context, outcome: Outcome, limit: &RefusalLimit<[u8; 32]>, digest: [u8; 32]) {
-    match outcome {
-        Outcome::Ignored | Outcome::Again => return,
-        Outcome::Pending { country, pending } => {
-            let t = &pending.statement.transition;
-            let applies = match pending.applies_at {
-                Some(at) => format!(
-                    "applies at {} ms unless refused (`comity peer refuse-rotation {country}`)",
-                    at.0
-                ),
-                None => {
-                    format!("applies only when accepted (`comity peer accept-rotation {country}`)")
-                }
-            };
-            let detail = format!(
-                "{country} announced an identity transition from {} to {}, effective after {} ms: {}; {applies}",
-                t.old, t.new, t.effective_after.0, t.reason
-            );
-            warn!(peer = %t.old, new = %t.new, country = %country, "a peer announced an identity transition");
-            ctx.audit.note(
-                Fact::new(AuditKind::IdentityTransition, Actor::Peer)
-                    .peer(t.old)
-                    .detail(&detail),
-            );
-            ctx.audit
-                .alarm(t.old, AlarmKind::PeerTransition, "announced", &detail);
-        }
-        Outcome::Refused { key, country, why } => {
-            if !limit.admit(&digest, Instant::now()) {
-                return;
-            }
-            warn!(key = %key, country = %country, why = %why, "refused a peer's identity transition");
-            let detail = format!(
-                "refused an identity transition statement of {country}'s key {key}, presented in a TLS certificate: {why}"
-            );
-            ctx.audit.note(
-                Fact::new(AuditKind::IdentityTransition, Actor::Node)
-                    .peer(key)
-                    .detail(&detail),
-            );
+/// A new pending transition in the audit log and an alarm.
+fn record_pending(ctx: &Context, country: &str, pending: &PendingTransition) {
+    let t = &pending.statement.transition;
+    let applies = match pending.applies_at {
+        Some(at) => format!(
+            "applies at {} ms unless refused (`comity peer refuse-rotation {country}`)",
+            at.0
+        ),
+        None => format!("applies only when accepted (`comity peer accept-rotation {country}`)"),
+    };
+    let detail = format!(
+        "{country} announced an identity transition from {} to {}, effective after {} ms: {}; {applies}",
+        t.old, t.new, t.effective_after.0, t.reason
+    );
+    warn!(peer = %t.old, new = %t.new, country = %country, "a peer announced an identity transition");
+    ctx.audit.note(
+        Fact::new(AuditKind::IdentityTransition, Actor::Peer)
+            .peer(t.old)
+            .detail(&detail),
+    );
+    ctx.audit
+        .alarm(t.old, AlarmKind::PeerTransition, "announced", &detail);
+}
+
+/// A refused genuine statement in the audit log (and an alarm if `alarm`).
+fn record_refusal(ctx: &Context, key: NodeId, country: &str, why: &str, alarm: bool) {
+    warn!(key = %key, country = %country, why = %why, "refused a peer's identity transition");
+    let detail = format!(
+        "refused an identity transition statement signed by {country}'s key {key}, presented in a TLS certificate: {why}"
+    );
+    ctx.audit.note(
+        Fact::new(AuditKind::IdentityTransition, Actor::Node)
+            .peer(key)
+            .detail(&detail),
+    );
+    if alarm {
+        ctx.audit
+            .alarm(key, AlarmKind::PeerTransition, "refused", &detail);
+    }
+}
+
+/// Drops the transition pending for `key` (a peer removed, or repinned
+/// away from), under the gate so that no decision or new statement about
+/// it comes between.
+pub(crate) fn drop_pending(ctx: &Context, key: &NodeId) -> Result<(), StoreError> {
+    let _one = ctx
+        .transition_gate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    ctx.store.remove_pending_transition(key)
+}
+
+/// At start: transitions pending for keys no longer pinned (a peer taken
+/// out of the file by hand) are dropped.
+pub(crate) fn prune_at_start(ctx: &Context) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    for (old, _) in ctx.store.pending_transitions()? {
+        if ctx.peer(&old).is_none() {
+            ctx.store.remove_pending_transition(&old)?;
+            dropped += 1;
         }
     }
-    if let Err(e) = ctx.store.commit().await {
-        warn!(error = %e, "cannot make a peer's identity transition durable");
-    }
+    Ok(dropped)
 }
 
 /// The transition pending for the pinned key `peer`, if any.
@@ -245,12 +321,7 @@ pub(crate) fn pending_for(
     ctx: &Context,
     peer: &NodeId,
 ) -> Result<Option<PendingTransition>, StoreError> {
-    Ok(ctx
-        .store
-        .pending_transitions()?
-        .into_iter()
-        .find(|(old, _)| old == peer)
-        .map(|(_, p)| p))
+    ctx.store.pending_transition(peer)
 }
 
 /// Why an operator's decision was not taken.
@@ -289,6 +360,7 @@ fn pinned_pending(
 pub(crate) async fn accept(
     ctx: &Context,
     peer: &NodeId,
+    reason: &str,
     now: Timestamp,
 ) -> Result<PendingView, DecisionError> {
     let (country, accepted) = {
@@ -312,7 +384,7 @@ pub(crate) async fn accept(
         Fact::new(AuditKind::IdentityTransition, Actor::Operator)
             .peer(*peer)
             .detail(&format!(
-                "accepted {country}'s identity transition from {} to {}: applies from {} ms",
+                "accepted {country}'s identity transition from {} to {}: applies from {} ms: {reason}",
                 t.old,
                 t.new,
                 accepted.applies_at.map_or(0, |a| a.0)

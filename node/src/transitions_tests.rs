@@ -2,6 +2,7 @@
 
 use comity_protocol::transition::IdentityTransition;
 use comity_protocol::Identity;
+use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::node::test_node::node_with_peer;
@@ -30,45 +31,35 @@ async fn a_pinned_peers_statement_is_pending_once_and_checked_against_the_pin() 
     );
     let now = Timestamp::now();
     let s = statement(old, &new, "routine");
-    // Carried by a third key's certificate: ignored (the peer presents it).
-    assert_eq!(hear(ctx, third.id(), &s, now).unwrap(), Outcome::Ignored);
-    assert_eq!(pending_for(ctx, &old.id()).unwrap(), None);
-    // Forged: the new key's signature in the old one's place.
+    // Forged: the new key's signature in the old one's place. Counted,
+    // never recorded.
     let mut forged = s.clone();
     forged.old_signature = forged.new_signature;
-    let Outcome::Refused { why, .. } = hear(ctx, old.id(), &forged, now).unwrap() else {
-        panic!("a forged statement is refused");
+    assert_eq!(hear(ctx, &forged, now).unwrap(), Outcome::Unverified);
+    assert_eq!(ctx.statements_unverified.load(Ordering::Relaxed), 1);
+    assert_eq!(pending_for(ctx, &old.id()).unwrap(), None);
+    // Genuine, but naming this node's own key as the successor.
+    let mine = statement(old, &ctx.identity(), "take over");
+    let Outcome::Refused { why, alarm, .. } = hear(ctx, &mine, now).unwrap() else {
+        panic!("a statement naming this node is refused");
     };
-    assert!(why.contains("old key's signature"), "{why}");
-    // Naming this node's own key.
-    let mine = IdentityTransition {
-        new: ctx.id(),
-        ..s.transition.clone()
-    };
-    let mine = TransitionStatement {
-        transition: mine,
-        ..s.clone()
-    };
-    assert!(matches!(
-        hear(ctx, old.id(), &mine, now).unwrap(),
-        Outcome::Refused { .. }
-    ));
+    assert!(why.contains("own key") && alarm, "{why}");
     // The genuine one: pending, with the notice period of the config.
-    let Outcome::Pending { pending, country } = hear(ctx, old.id(), &s, now).unwrap() else {
+    let Outcome::Pending { pending, country } = hear(ctx, &s, now).unwrap() else {
         panic!("pending expected");
     };
     assert_eq!(country, "BO");
     let notice = ctx.config.keys.peer_rotation_notice();
     assert_eq!(pending.applies_at, Some(now.saturating_add(notice)));
     assert_eq!(pending_for(ctx, &old.id()).unwrap(), Some(*pending));
-    // Again, also presented by the new key: nothing new.
-    assert_eq!(hear(ctx, new.id(), &s, now).unwrap(), Outcome::Again);
+    // Again: nothing new.
+    assert_eq!(hear(ctx, &s, now).unwrap(), Outcome::Again);
     // A second successor named by the same key: a conflict.
     let other = statement(old, &third, "other");
-    let Outcome::Refused { why, .. } = hear(ctx, old.id(), &other, now).unwrap() else {
+    let Outcome::Refused { why, alarm, .. } = hear(ctx, &other, now).unwrap() else {
         panic!("a conflicting statement is refused");
     };
-    assert!(why.contains("two successors"), "{why}");
+    assert!(why.contains("two successors") && alarm, "{why}");
 }
 
 #[tokio::test]
@@ -78,8 +69,10 @@ async fn accepting_ends_the_notice_and_a_refused_successor_is_never_taken_again(
     let new = Identity::generate(Timestamp::now());
     let s = statement(&p.peer, &new, "routine");
     let now = Timestamp::now();
-    hear(ctx, p.peer.id(), &s, now).unwrap();
-    let view = accept(ctx, &p.peer.id(), now).await.unwrap();
+    hear(ctx, &s, now).unwrap();
+    let view = accept(ctx, &p.peer.id(), "new id read out by phone", now)
+        .await
+        .unwrap();
     assert_eq!(view.accepted_at, Some(now));
     assert_eq!(view.applies_at, Some(now.max(s.transition.effective_after)));
 
@@ -94,19 +87,16 @@ async fn accepting_ends_the_notice_and_a_refused_successor_is_never_taken_again(
         refuse(ctx, &p.peer.id(), "again", now).await,
         Err(DecisionError::NonePending(_))
     ));
-    let Outcome::Refused { why, .. } = hear(ctx, p.peer.id(), &s, now).unwrap() else {
+    let Outcome::Refused { why, .. } = hear(ctx, &s, now).unwrap() else {
         panic!("a refused successor is refused");
     };
     assert!(why.contains("refused"), "{why}");
     // A stranger's statement: nothing to decide.
     let stranger = Identity::generate(Timestamp::now());
     let theirs = statement(&stranger, &new, "x");
-    assert_eq!(
-        hear(ctx, stranger.id(), &theirs, now).unwrap(),
-        Outcome::Ignored
-    );
+    assert_eq!(hear(ctx, &theirs, now).unwrap(), Outcome::Ignored);
     assert!(matches!(
-        accept(ctx, &stranger.id(), now).await,
+        accept(ctx, &stranger.id(), "x", now).await,
         Err(DecisionError::NotPinned(_))
     ));
 }

@@ -82,7 +82,7 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                     let rotation = r.is_object().then(|| {
                         let applies =
                             if r["applies_at"].is_null() {
-                                format!("applies when accepted (comity peer accept-rotation {cc})")
+                                format!("applies when accepted (comity peer accept-rotation {cc} --reason ...)")
                             } else {
                                 format!(
                                 "applies at {}{} unless refused (comity peer refuse-rotation {cc})",
@@ -147,8 +147,11 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                 }
             }
         }
-        PeerCommand::AcceptRotation { peer, json } => {
-            let v = client.post(&format!("/v1/peers/{peer}/rotation/accept"), &json!({}))?;
+        PeerCommand::AcceptRotation { peer, reason, json } => {
+            let v = client.post(
+                &format!("/v1/peers/{peer}/rotation/accept"),
+                &json!({"reason": reason}),
+            )?;
             if json {
                 output::json(&v);
             } else {

@@ -79,6 +79,15 @@ impl Store {
         Ok(())
     }
 
+    /// The transition pending for the pinned key `old`, if any.
+    pub fn pending_transition(&self, old: &NodeId) -> Result<Option<PendingTransition>> {
+        let k = key(PENDING, &[&old.0]);
+        match self.transitions.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     pub fn remove_pending_transition(&self, old: &NodeId) -> Result<()> {
         self.transitions.remove(key(PENDING, &[&old.0]))?;
         Ok(())

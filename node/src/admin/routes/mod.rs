@@ -230,6 +230,8 @@ async fn node_info(State(node): State<AppState>) -> Result<Json<serde_json::Valu
         "inbox": counts.inbound(),
         "rejected": node.rejection_count(),
         "handshakes_refused": node.handshakes_refused(),
+        "transition_statements_unverified": node.statements_not_heard().0,
+        "transition_statements_dropped": node.statements_not_heard().1,
         "incoming_handshakes": node.incoming_handshakes(),
         "audit": audit_status(&node)?,
         "storage": node.storage(),

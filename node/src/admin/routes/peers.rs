@@ -149,7 +149,7 @@ fn checked_reason<'a>(reason: &'a str, code: &'static str) -> Result<&'a str, Ap
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(invalid(
-            "give a reason: auditors read it (e.g. who confirmed the new id, and how)",
+            "give a reason: auditors read it (e.g. who told you what, and how)",
         ));
     }
     if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
@@ -226,15 +226,22 @@ fn decision_error(e: DecisionError) -> ApiError {
 pub(super) async fn accept_rotation(
     State(state): State<AppState>,
     peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = super::messages::resolve_peer(&state, &path_param(peer)?)?;
-    let view = state.accept_rotation(&id).await.map_err(decision_error)?;
+    let req = parse_json(body)?;
+    let reason = checked_reason(&req.reason, "invalid-reason")?;
+    let view = state
+        .accept_rotation(&id, reason)
+        .await
+        .map_err(decision_error)?;
     Ok(Json(json!({"id": id, "rotation": view})))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RefuseRequest {
+pub(super) struct DecisionRequest {
+    /// Who confirmed (or did not confirm) the new id, and how.
     reason: String,
 }
 
@@ -243,7 +250,7 @@ pub(super) struct RefuseRequest {
 pub(super) async fn refuse_rotation(
     State(state): State<AppState>,
     peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Result<Json<RefuseRequest>, JsonRejection>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = super::messages::resolve_peer(&state, &path_param(peer)?)?;
     let req = parse_json(body)?;
