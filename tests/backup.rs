@@ -425,3 +425,61 @@ fn a_backup_holds_the_evidence_and_a_restore_reads_it_out() {
     assert!(out == evidence, "the restored node reads out other bytes");
     restored.sigterm(Duration::from_secs(30)).unwrap();
 }
+
+/// An announced identity transition survives a backup and a restore: the
+/// new key's file is in the backup and put back beside the key file, so
+/// the restored node presents the statement again.
+#[test]
+fn an_announced_identity_key_is_backed_up_and_restored() {
+    let (_a, mut b) = pair();
+    let work = tempfile::tempdir().unwrap();
+    let config = b.config_path().to_str().unwrap().to_string();
+    let o = comity(&[
+        "--config",
+        &config,
+        "keys",
+        "rotate-identity",
+        "--reason",
+        "scheduled",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let new = serde_json::from_slice::<Value>(&o.stdout).unwrap()["new"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pf = write_passphrase(work.path(), "pass", "correct horse battery staple");
+    let v = backup(&b, work.path(), &["--passphrase-file", &pf]);
+    b.sigterm();
+
+    let fresh = work.path().join("restored");
+    let config = fresh_config(&b, &fresh);
+    let o = restore(
+        &config,
+        v["path"].as_str().unwrap(),
+        &["--passphrase-file", &pf],
+    );
+    assert!(o.status.success(), "restore failed: {}", text(&o.stderr));
+    let mut restored = LocalNode::open(comityd_beside(COMITY), &config).unwrap();
+    restored.start().unwrap();
+    let keys = restored.client().get("/v1/keys").unwrap();
+    assert_eq!(keys["identity_transition"]["new"], new.as_str());
+    let next = PathBuf::from(
+        keys["identity_transition"]["next_key_file"]
+            .as_str()
+            .unwrap(),
+    );
+    let held = comity_config::load_key_file(&next)
+        .unwrap()
+        .id()
+        .to_string();
+    assert_eq!(held, new, "the restored file holds the announced key");
+    assert!(
+        restored
+            .log()
+            .contains("presenting the announced identity transition"),
+        "{}",
+        restored.log()
+    );
+    restored.sigterm(Duration::from_secs(30)).unwrap();
+}

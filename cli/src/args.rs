@@ -518,7 +518,9 @@ pub enum AuditCommand {
     Verify {
         path: PathBuf,
         /// The node id the log must belong to, as known independently of
-        /// the bundle (otherwise the bundle's own key is believed).
+        /// the bundle (otherwise the bundle's own key is believed): its
+        /// first id, also after the node switched to a new identity key
+        /// (the verifier follows the switches the log records).
         #[arg(long, value_name = "NODEID")]
         node: Option<String>,
         /// A witness whose cosignatures must cover the whole log; repeat.

@@ -300,6 +300,14 @@ fn place(
         }
         fs::rename(&key_src, &key_path).map_err(io_err(&key_path))?;
     }
+    // The new key of an identity transition announced before the backup.
+    let next_src = staging.join(comity_protocol::backup::NEXT_IDENTITY_KEY_MEMBER);
+    if next_src.exists() {
+        let to = comity_config::next_key_path(&key_path);
+        if !to.exists() {
+            fs::rename(&next_src, &to).map_err(io_err(&to))?;
+        }
+    }
     let store = data_dir.join("store");
     fs::rename(staging.join("store"), &store).map_err(io_err(&store))?;
     // The superseded encryption keys of the backup's day.

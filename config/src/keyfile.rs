@@ -50,6 +50,15 @@ fn io_err<'a>(
     }
 }
 
+/// Where a node keeps the new identity key it announced (`comity keys
+/// rotate-identity`) until it switches to it: beside its key file, with
+/// `.next` appended.
+pub fn next_key_path(identity_key: &Path) -> PathBuf {
+    let mut p = identity_key.as_os_str().to_owned();
+    p.push(".next");
+    PathBuf::from(p)
+}
+
 /// Writes `identity` to a new file at `path` with mode 0600, creating
 /// missing parent directories with mode 0700. Refuses to overwrite. The
 /// file and its directory are fsynced, so a crash right after this returns

@@ -65,7 +65,7 @@ pub use edit::{add_peer, remove_peer, repin_peer};
 pub use env::{EnvOverride, ENV_OVERRIDES};
 pub use error::ConfigError;
 pub use keyfile::{
-    load_key_file, load_key_file_with_signer, node_id_in_key_file, replace_key_file,
+    load_key_file, load_key_file_with_signer, next_key_path, node_id_in_key_file, replace_key_file,
     write_new_key_file, KeyFileIoError,
 };
 pub use pkcs11::{TokenKey, TokenUriError, PIN_ENV};

@@ -202,7 +202,8 @@ pub struct KeysSection {
     /// moves its pin, unless its operator refuses it first (`comity peer
     /// refuse-rotation`) or accepts it sooner. A statement signed by a
     /// stolen key is what a thief would send first: the notice is the
-    /// operators' time to call each other. Default 72.
+    /// operators' time to call each other. Default 72; 0 means no notice
+    /// (a transition applies once effective): not for production.
     pub peer_rotation_notice_hours: u32,
 }
 

@@ -114,6 +114,17 @@ pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared
         link_attachments(&attachments, &root, &mut members)?;
         copy_small(&key, &root, "keys/identity.key")?;
         members.push("keys/identity.key".into());
+        // The new identity key of an announced transition, which the
+        // store's statement names.
+        let next = comity_config::next_key_path(&key);
+        if next.exists() {
+            copy_small(
+                &next,
+                &root,
+                comity_protocol::backup::NEXT_IDENTITY_KEY_MEMBER,
+            )?;
+            members.push(comity_protocol::backup::NEXT_IDENTITY_KEY_MEMBER.into());
+        }
         // The superseded encryption keys still in their grace period, so
         // that a restored node opens what peers sealed to them.
         for (name, path) in crate::keys::previous::files(&previous)? {

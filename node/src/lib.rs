@@ -10,7 +10,7 @@
 //! `delivery/receive.rs` (check, open, store, flush, receipt) → its inbox.
 //!
 //! Modules depend downward only: `node` (the facade) on the rest;
-//! `delivery`, `business`, `outbox`, `stats` on `context`; `transitions` on `context`; `context` on
+//! `delivery`, `business`, `outbox`, `stats` on `context`; `transitions` on `context`, `peers`, `refusals`, `transport`; `context` on
 //! `store`, `audit`, `peers`, `transport`; `session` on nothing but the
 //! protocol crate.
 //!

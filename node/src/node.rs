@@ -81,8 +81,6 @@ pub enum StartError {
     PreviousKeys(#[from] crate::keys::PreviousKeyError),
     #[error(transparent)]
     Sign(#[from] comity_protocol::identity::SignError),
-    #[error("the announced identity transition: {0}")]
-    IdentityTransition(#[from] crate::keys::IdentityRotationError),
 }
 
 /// The keys cut out by repins, as the store remembers them (also of peers
@@ -233,7 +231,7 @@ impl Node {
         ctx.restoration = restoration;
         ctx.token = token;
         ctx.peers.remember_cut_out(cut_out);
-        crate::keys::identity::present_at_start(&ctx)?;
+        crate::keys::identity::present_at_start(&ctx);
         let ctx = Arc::new(ctx);
         let _ = refusing.set(Arc::downgrade(&ctx));
         let _ = hearing.set(Arc::downgrade(&ctx));

@@ -310,7 +310,6 @@ impl Peers {
         self.cut().get(id).cloned()
     }
 
-    /// Keys cut out earlier, as the store remembers them.
     /// Every key cut out so far.
     pub fn cut_out_ids(&self) -> Vec<NodeId> {
         self.cut_out
@@ -321,6 +320,7 @@ impl Peers {
             .collect()
     }
 
+    /// Keys cut out earlier, as the store remembers them.
     pub fn remember_cut_out(&self, keys: impl IntoIterator<Item = (NodeId, String)>) {
         let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
         for (id, country) in keys {

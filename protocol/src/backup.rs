@@ -89,6 +89,10 @@ impl RestoreMarker {
 
 /// Whether `path` is a safe relative member name: `/`-separated plain
 /// components under one of the archive's three top directories.
+/// The member holding the new identity key of a transition the node had
+/// announced, when there is one (beside `keys/identity.key`).
+pub const NEXT_IDENTITY_KEY_MEMBER: &str = "keys/identity.next.key";
+
 pub fn member_path_ok(path: &str) -> bool {
     let mut parts = path.split('/');
     let top_ok = matches!(

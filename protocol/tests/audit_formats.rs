@@ -1373,7 +1373,7 @@ fn a_log_restored_entry_is_checked_against_the_entries_before_it() {
 /// A 10-entry log of `old`'s whose entry 5 records its switch to `new` by
 /// `statement`; checkpoints at 5 (signed by `signers.0`) and 10 (by
 /// `signers.1`), both under `old`'s origin and cosigned by witness W, and
-/// `extra` cosignature lines on the checkpoint at 10.
+/// `extra` cosignatures on the checkpoint at 10, in its note and as lines.
 fn switched_log(
     old: &Identity,
     statement: &comity_protocol::transition::TransitionStatement,
@@ -1409,12 +1409,17 @@ fn switched_log(
         let text = sign_checkpoint(signer, &cp).unwrap();
         let body = Note::parse(&text).unwrap().text().to_string();
         let wl = cosign(&witness, &origin_for(&witness.id()), &body, 1000 + size).unwrap();
-        w.write_checkpoint(&format!("{text}{wl}\n")).unwrap();
+        let mut embedded = String::new();
         if size == 10 {
             for x in extra {
-                lines.push(cosign(x, &origin_for(&x.id()), &body, 2000).unwrap());
+                let l = cosign(x, &origin_for(&x.id()), &body, 2000).unwrap();
+                embedded.push_str(&l);
+                embedded.push('\n');
+                lines.push(l);
             }
         }
+        w.write_checkpoint(&format!("{text}{wl}\n{embedded}"))
+            .unwrap();
     }
     for (x, l) in extra.iter().zip(&lines) {
         w.write_cosignature(10, &x.id(), &origin_for(&x.id()), l)
@@ -1475,6 +1480,24 @@ fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
         f,
         Finding::CheckpointSignatureInvalid { size: 5, .. }
     )));
+    // And without the old key's checkpoint of the history before it, the
+    // switch does not hold: a holder of the new key (and of the public
+    // statement) cannot re-sign the log's past.
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::SwitchInvalid { entry: 5, .. }
+    )));
+    assert!(r.key_switches.is_empty());
+
+    // A switch recorded before the statement is effective does not hold.
+    let mut early = switch_statement(&old, &new);
+    early.transition.effective_after = Timestamp(1_800_000_000_000);
+    let early = early.transition.clone().sign(&old, &new).unwrap();
+    let r = verify_with(&switched_log(&old, &early, (&old, &new), &[]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::SwitchInvalid { entry: 5, .. }
+    )));
 
     // A forged switch (the old key's signature replaced) moves nothing:
     // the checkpoint signed by the key it names is refused.
@@ -1502,9 +1525,11 @@ fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
     // The old key cosigning the new key's checkpoint is the node witnessing
     // itself: not counted.
     let r = verify_with(&switched_log(&old, &good, (&old, &new), &[&old]), options());
-    assert!(has(&r, |f| matches!(
-        f,
-        Finding::NodeAsWitness { size: 10, .. }
-    )));
+    let as_witness = r
+        .findings
+        .iter()
+        .filter(|f| matches!(f, Finding::NodeAsWitness { size: 10, .. }))
+        .count();
+    assert_eq!(as_witness, 2, "in the note and as a line: {:?}", r.findings);
     assert!(!r.witnesses.iter().any(|w| w.witness == old.id()));
 }

@@ -82,9 +82,7 @@ impl OwnTransition {
 
 /// Where the announced new identity key is kept until the switch.
 pub(crate) fn next_key_file(ctx: &Context) -> PathBuf {
-    let mut p = ctx.config.node.identity_key.clone().into_os_string();
-    p.push(".next");
-    PathBuf::from(p)
+    comity_config::next_key_path(&ctx.config.node.identity_key)
 }
 
 /// Announces a new identity, effective `effective_in` from now (see the
@@ -144,15 +142,39 @@ pub(crate) async fn announce(
     Ok(OwnTransition::of(ctx, &statement))
 }
 
-/// At start: the announced transition, if any, is presented again.
-pub(crate) fn present_at_start(ctx: &Context) -> Result<(), IdentityRotationError> {
-    if let Some(s) = ctx.store.own_transition()? {
-        if s.transition.old != ctx.id() {
-            warn!(old = %s.transition.old, "an announced identity transition is not from this node's key; not presented");
-            return Ok(());
+/// At start: the announced transition, if any, is presented again — if
+/// its new key is still at hand (a statement naming a successor nobody
+/// holds would lead peers to a key that never answers). A record that
+/// cannot be read, or a key file that is missing or holds another key, is
+/// logged and not presented: the node starts under its current key.
+pub(crate) fn present_at_start(ctx: &Context) {
+    let s = match ctx.store.own_transition() {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "cannot read this node's announced identity transition; not presented");
+            return;
         }
-        ctx.tls.present(&ctx.identity(), Some(&s))?;
-        info!(new = %s.transition.new, "presenting the announced identity transition");
+    };
+    let t = &s.transition;
+    if t.old != ctx.id() {
+        warn!(old = %t.old, "an announced identity transition is not from this node's key; not presented");
+        return;
     }
-    Ok(())
+    let path = next_key_file(ctx);
+    match comity_config::load_key_file(&path) {
+        Ok(next) if next.id() == t.new => {}
+        Ok(next) => {
+            warn!(file = %path.display(), holds = %next.id(), new = %t.new, "the announced new identity key file holds another key; the transition is not presented");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, new = %t.new, "the announced new identity key cannot be loaded; the transition is not presented");
+            return;
+        }
+    }
+    match ctx.tls.present(&ctx.identity(), Some(&s)) {
+        Ok(()) => info!(new = %t.new, "presenting the announced identity transition"),
+        Err(e) => warn!(error = %e, "cannot present the announced identity transition"),
+    }
 }

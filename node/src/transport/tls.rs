@@ -255,8 +255,9 @@ impl rcgen::PublicKeyData for HandshakeKey {
 
 impl rcgen::SigningKey for HandshakeKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        // The certificate is signed once at start; its signature carries
-        // no trust (the pin does), but a token that cannot sign is an error.
+        // The certificate is signed at start and whenever what it carries
+        // changes; its signature carries no trust (the pin does), but a
+        // token that cannot sign is an error.
         self.signer
             .sign(msg)
             .map(|s| s.to_vec())

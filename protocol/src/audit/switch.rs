@@ -7,7 +7,7 @@
 //! standard base64 (with padding). A verifier that knows the log's first
 //! key follows these entries to the key that signs each checkpoint; a
 //! statement that does not verify against the key current at its entry
-//! moves nothing (docs/audit.md §3.6).
+//! moves nothing (docs/audit.md §5.6, step 6a).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -18,8 +18,8 @@ use crate::transition::TransitionStatement;
 /// How a switch entry's detail begins.
 pub const SWITCH_PREFIX: &str = "switched to a new identity key by transition statement ";
 
-/// The detail of the switch entry for `statement` (at most 704 bytes: a
-/// statement is at most 422 bytes framed).
+/// The detail of the switch entry for `statement` (at most 739 bytes: a
+/// framed statement is at most 512).
 pub fn switch_detail(statement: &TransitionStatement) -> String {
     format!("{SWITCH_PREFIX}{}", BASE64.encode(statement.to_bytes()))
 }

@@ -60,9 +60,11 @@ struct CosignatureRecord<'a> {
 /// What the auditor knows independently of the bundle.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
-    /// The node whose log this must be, as pinned out of band. Without it
-    /// the header's key is believed, which proves only that the bundle is
-    /// self-consistent: require witnesses too.
+    /// The node whose log this must be, as pinned out of band: the log's
+    /// *first* key, which names it for life (after the node switched to a
+    /// new identity key too). Without it the header's key is believed,
+    /// which proves only that the bundle is self-consistent: require
+    /// witnesses too.
     pub expected_node: Option<NodeId>,
     /// Witnesses whose cosignatures must cover the whole log (less
     /// `allow_unwitnessed_tail` entries at its end).
@@ -208,6 +210,12 @@ pub struct Report {
     /// checkpoints after each are signed by its `new` key.
     pub key_switches: Vec<KeySwitch>,
 }
+
+/// A switch entry as parsed: its time, and its statement (or why not).
+type SwitchIn = (
+    crate::time::Timestamp,
+    Result<crate::transition::TransitionStatement, String>,
+);
 
 /// A switch entry whose statement verifies against the key current at it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -83,8 +83,9 @@ pub(super) enum Item {
         problem: Option<EntryProblem>,
         /// A restoration the entry records, own or a peer's.
         restoration: Option<Box<super::Restoration>>,
-        /// The node's switch to a new identity key it records, if it is one.
-        switch: Option<Box<Result<crate::transition::TransitionStatement, String>>>,
+        /// The node's switch to a new identity key it records, if it is
+        /// one: the entry's time and its statement.
+        switch: Option<Box<super::SwitchIn>>,
     },
     Checkpoint(String),
     Cosignature(CosignatureIn),
@@ -208,7 +209,8 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                     seq: Some(entry.seq),
                     problem: (!same).then_some(EntryProblem::FieldsMismatch),
                     restoration: super::Restoration::of(&entry).map(Box::new),
-                    switch: crate::audit::switch::switch_of(&entry).map(Box::new),
+                    switch: crate::audit::switch::switch_of(&entry)
+                        .map(|statement| Box::new((entry.time, statement))),
                 }
             }
             Err(e) => Item::Entry {

@@ -17,7 +17,6 @@ use crate::audit::merkle::{self, MemoryTree};
 use crate::audit::note::{Note, NoteError, NoteSignature};
 use crate::digest::Digest;
 use crate::identity::NodeId;
-use crate::transition::TransitionStatement;
 
 /// Switch entries a log may hold: one key change a year for a long life is
 /// a handful; more is a log built to make the verifier work.
@@ -42,8 +41,10 @@ pub(super) struct Assembler {
     lines: u64,
     findings: Findings,
     restorations: Vec<Restoration>,
-    /// Switch entries, by entry position.
-    switches: Vec<(u64, Result<TransitionStatement, String>)>,
+    /// Switch entries, by entry position (the first [`MAX_SWITCHES`]).
+    switches: Vec<(u64, super::SwitchIn)>,
+    /// The position of the first switch entry beyond [`MAX_SWITCHES`].
+    switches_beyond: Option<u64>,
 }
 
 struct Findings {
@@ -75,6 +76,7 @@ impl Assembler {
             lines: 0,
             restorations: Vec::new(),
             switches: Vec::new(),
+            switches_beyond: None,
             findings: Findings {
                 kept: Vec::new(),
                 omitted: 0,
@@ -140,11 +142,7 @@ impl Assembler {
                     if self.switches.len() < MAX_SWITCHES {
                         self.switches.push((entry, *sw));
                     } else {
-                        self.findings.push(Finding::SwitchInvalid {
-                            entry,
-                            current: NodeId([0; 32]),
-                            why: format!("more than {MAX_SWITCHES} switches in one log"),
-                        });
+                        self.switches_beyond.get_or_insert(entry);
                     }
                 }
                 match problem {
@@ -298,7 +296,7 @@ impl Assembler {
         report: &mut Report,
     ) {
         let entries = tree.size();
-        let chain = self.key_chain(node, report);
+        let chain = self.key_chain(node, origin, tree, report);
         // The key that signs a checkpoint of `size`: the last one switched
         // to by an entry inside it.
         let key_for = |size: u64| {
@@ -515,13 +513,44 @@ impl Assembler {
     }
 
     /// The log's keys: its first (`from` = `None`), then each successor a
-    /// switch entry names whose statement verifies against the key current
-    /// at that entry (`from` = the entry: checkpoints larger than it are
-    /// signed by the successor). A switch that does not hold moves nothing.
-    fn key_chain(&mut self, node: &NodeId, report: &mut Report) -> Vec<(Option<u64>, NodeId)> {
+    /// switch entry names (`from` = the entry: checkpoints larger than it
+    /// are signed by the successor), if the switch holds: its statement
+    /// verifies against the key current at the entry, names a key not in
+    /// the chain yet, is effective by the entry's time, and the current key
+    /// signed a checkpoint of the log up to the entry (size = its position)
+    /// with the entries' root — so that the history before a switch rests
+    /// on the key it switched from. A switch that does not hold moves
+    /// nothing.
+    fn key_chain(
+        &mut self,
+        node: &NodeId,
+        origin: &str,
+        tree: &MemoryTree,
+        report: &mut Report,
+    ) -> Vec<(Option<u64>, NodeId)> {
+        // The checkpoints by size, parsed once.
+        let mut by_size: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        for (_, text) in &self.checkpoints {
+            if let Some(size) = Note::parse(text)
+                .ok()
+                .and_then(|n| Checkpoint::parse_body(n.text()).ok())
+                .map(|c| c.size)
+            {
+                by_size.entry(size).or_default().push(text.as_str());
+            }
+        }
+        let signed_at = |key: &NodeId, size: u64| {
+            let root = tree.root_at(size).ok();
+            by_size.get(&size).is_some_and(|texts| {
+                texts.iter().any(|t| {
+                    open_checkpoint(t, origin, key).is_ok_and(|(cp, _)| Some(cp.root) == root)
+                })
+            })
+        };
         let mut chain = vec![(None, *node)];
         let mut current = *node;
-        for (entry, sw) in std::mem::take(&mut self.switches) {
+        let mut findings = Vec::new();
+        for (entry, (time, sw)) in std::mem::take(&mut self.switches) {
             let why = match sw {
                 Err(why) => why,
                 Ok(s) => match s.verify(&current) {
@@ -529,6 +558,13 @@ impl Assembler {
                     Ok(()) if chain.iter().any(|(_, k)| *k == s.transition.new) => {
                         "it names one of the log's earlier keys".to_string()
                     }
+                    Ok(()) if time < s.transition.effective_after => format!(
+                        "the entry's time {} ms is before the statement's effective_after {} ms",
+                        time.0, s.transition.effective_after.0
+                    ),
+                    Ok(()) if !signed_at(&current, entry) => format!(
+                        "no checkpoint of size {entry} signed by {current}: the history before the switch must be signed by the key it switches from"
+                    ),
                     Ok(()) => {
                         let t = s.transition;
                         report.key_switches.push(KeySwitch {
@@ -544,11 +580,23 @@ impl Assembler {
                     }
                 },
             };
-            self.findings.push(Finding::SwitchInvalid {
+            findings.push(Finding::SwitchInvalid {
                 entry,
                 current,
                 why: why.chars().take(300).collect(),
             });
+        }
+        if let Some(entry) = self.switches_beyond {
+            findings.push(Finding::SwitchInvalid {
+                entry,
+                current,
+                why: format!(
+                    "more than {MAX_SWITCHES} switch entries in one log; the rest are not followed"
+                ),
+            });
+        }
+        for f in findings {
+            self.findings.push(f);
         }
         chain
     }
