@@ -92,28 +92,33 @@ pub(crate) async fn run(
             },
             _ = stop.triggered() => return,
         };
-        let outcome = hear(&ctx, &statement, Timestamp::now());
-        let written = matches!(
-            outcome,
-            Ok(Outcome::Pending { .. } | Outcome::Refused { .. })
-        );
-        match outcome {
+        let written = match hear(&ctx, &statement, Timestamp::now()) {
+            Ok(Outcome::Pending { .. }) => true,
             Ok(Outcome::Refused {
                 key,
                 country,
                 why,
                 alarm,
             }) => {
+                // Remembered only once recorded: a refusal the hourly
+                // budget held back is recorded when the peer presents it
+                // again.
                 let digest: [u8; 32] = sha2::Sha256::digest(statement.to_bytes()).into();
-                let new = recorded.len() < REMEMBERED && recorded.insert(digest);
-                let again = recorded.len() >= REMEMBERED && !recorded.contains(&digest);
-                if (new || again) && limit.admit(&digest, Instant::now()) {
+                let fresh = !recorded.contains(&digest) && limit.admit(&digest, Instant::now());
+                if fresh {
+                    if recorded.len() < REMEMBERED {
+                        recorded.insert(digest);
+                    }
                     record_refusal(&ctx, key, &country, &why, alarm);
                 }
+                fresh
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot record a peer's identity transition"),
-        }
+            Ok(_) => false,
+            Err(e) => {
+                warn!(error = %e, "cannot record a peer's identity transition");
+                false
+            }
+        };
         if written {
             if let Err(e) = ctx.store.commit().await {
                 warn!(error = %e, "cannot make a peer's identity transition durable");
