@@ -184,6 +184,7 @@ pub fn peer(id: &NodeId, port: u16, name: &str, country: &str) -> Result<PeerCon
         name: name.into(),
         country: country.parse()?,
         repinned_from: Vec::new(),
+        rotated_from: Vec::new(),
         confirm_rotation: false,
     })
 }

@@ -333,6 +333,7 @@ impl LocalNode {
             name: self.name.clone(),
             country: self.country.parse()?,
             repinned_from: Vec::new(),
+            rotated_from: Vec::new(),
             confirm_rotation: false,
         })
     }

@@ -55,6 +55,8 @@ pub struct Settings {
     /// log costs: the daemon then needs `COMITY_ALLOW_AUDIT_OFF=1`, which
     /// [`crate::local::LocalNode`] sets.
     pub audit_enabled: Option<bool>,
+    /// `[keys] peer_rotation_notice_hours`.
+    pub peer_rotation_notice_hours: Option<u32>,
 }
 
 impl Settings {
@@ -75,7 +77,7 @@ impl Settings {
         let int = |v: u32| toml_edit::value(i64::from(v));
         // TOML integers are i64: a larger value is written as the largest.
         let big = |v: u64| toml_edit::value(i64::try_from(v).unwrap_or(i64::MAX));
-        let edits: [(&str, &str, Option<Item>); 18] = [
+        let edits: [(&str, &str, Option<Item>); 19] = [
             (
                 "node",
                 "identity_key",
@@ -152,6 +154,11 @@ impl Settings {
                 self.checkpoint_interval_secs.map(int),
             ),
             ("audit", "enabled", self.audit_enabled.map(toml_edit::value)),
+            (
+                "keys",
+                "peer_rotation_notice_hours",
+                self.peer_rotation_notice_hours.map(int),
+            ),
         ];
         for (section, key, item) in edits {
             if let Some(item) = item {
@@ -238,6 +245,7 @@ mod tests {
             checkpoint_entries: Some(10),
             checkpoint_interval_secs: Some(1),
             audit_enabled: Some(false),
+            peer_rotation_notice_hours: Some(0),
         }
     }
 
@@ -265,6 +273,7 @@ mod tests {
         assert_eq!(c.audit.checkpoint_entries, 10);
         assert_eq!(c.audit.checkpoint_interval_secs, 1);
         assert!(!c.audit.enabled);
+        assert_eq!(c.keys.peer_rotation_notice_hours, 0);
         // The rest is the template's, comments included.
         assert_eq!(c.node.name, "Ministry of Justice of Arcadia");
         assert_eq!(c.node.listen.port(), 7401);

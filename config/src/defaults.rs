@@ -79,3 +79,4 @@ pub const ENCRYPTION_ROTATION_DAYS: u32 = 90;
 pub const ENCRYPTION_GRACE_DAYS: u32 = 14;
 /// A peer's announced identity transition waits this long unless refused.
 pub const PEER_ROTATION_NOTICE_HOURS: u32 = 72;
+pub const TRANSITION_PRESENTED_DAYS: u32 = 30;

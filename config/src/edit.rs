@@ -105,6 +105,23 @@ pub fn repin_peer(
     new: &NodeId,
     address: Option<&str>,
 ) -> Result<String, ConfigError> {
+    move_peer(text, old, new, address, "repinned_from")
+}
+
+/// `text` with the `[[peer]]` whose id is `old` now pinned to `new` by
+/// the peer's identity transition, and `old` appended to its
+/// `rotated_from` (the table's comments and other keys kept).
+pub fn rotate_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, ConfigError> {
+    move_peer(text, old, new, None, "rotated_from")
+}
+
+fn move_peer(
+    text: &str,
+    old: &NodeId,
+    new: &NodeId,
+    address: Option<&str>,
+    list: &str,
+) -> Result<String, ConfigError> {
     let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
     let is_old = |v: Option<&Value>| is_id(v, old);
     let table: Option<&mut dyn TableLike> = match doc.get_mut("peer") {
@@ -127,9 +144,9 @@ pub fn repin_peer(
             "check the id against `comity peer list`",
         ));
     };
-    match t.get_mut("repinned_from") {
+    match t.get_mut(list) {
         None => {
-            t.insert("repinned_from", value(Array::from_iter([old.to_string()])));
+            t.insert(list, value(Array::from_iter([old.to_string()])));
         }
         Some(item) => match item.as_array_mut() {
             Some(a) => a.push(old.to_string()),
@@ -249,6 +266,16 @@ impl Config {
         address: Option<&str>,
     ) -> Result<Config, ConfigError> {
         edit_file(path, |text| repin_peer(text, old, new, address))
+    }
+
+    /// Moves the peer whose id is `old` to `new` in the file at `path` by
+    /// its identity transition, `old` kept in its `rotated_from`.
+    pub fn rotate_peer_in_file(
+        path: &Path,
+        old: &NodeId,
+        new: &NodeId,
+    ) -> Result<Config, ConfigError> {
+        edit_file(path, |text| rotate_peer(text, old, new))
     }
 }
 

@@ -57,6 +57,8 @@ pub(crate) struct RawPeer {
     #[serde(default)]
     pub repinned_from: Vec<String>,
     #[serde(default)]
+    pub rotated_from: Vec<String>,
+    #[serde(default)]
     pub confirm_rotation: bool,
 }
 
@@ -185,22 +187,25 @@ impl RawPeer {
             })?
             .parse::<CountryCode>()
             .map_err(|e| invalid(key("country"), e.to_string(), COUNTRY_FIX))?;
-        let repinned_from = self
-            .repinned_from
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e: comity_protocol::identity::ParseNodeIdError| {
-                        invalid(key("repinned_from"), e.to_string(), ID_FIX)
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let ids = |list: &[String], name: &str| {
+            list.iter()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: comity_protocol::identity::ParseNodeIdError| {
+                            invalid(key(name), e.to_string(), ID_FIX)
+                        })
+                })
+                .collect::<Result<Vec<comity_protocol::NodeId>, _>>()
+        };
+        let repinned_from = ids(&self.repinned_from, "repinned_from")?;
+        let rotated_from = ids(&self.rotated_from, "rotated_from")?;
         Ok(PeerConfig {
             id,
             address,
             name: self.name.unwrap_or_default(),
             country,
             repinned_from,
+            rotated_from,
             confirm_rotation: self.confirm_rotation,
         })
     }

@@ -205,6 +205,11 @@ pub struct KeysSection {
     /// operators' time to call each other. Default 72; 0 means no notice
     /// (a transition applies once effective): not for production.
     pub peer_rotation_notice_hours: u32,
+    /// Days this node keeps presenting its own transition statement after
+    /// it switched to the new identity key, so that a peer offline at the
+    /// time still learns of it (and moves its pin after its own notice).
+    /// Default 30.
+    pub transition_presented_days: u32,
 }
 
 impl Default for KeysSection {
@@ -213,6 +218,7 @@ impl Default for KeysSection {
             encryption_rotation_days: defaults::ENCRYPTION_ROTATION_DAYS,
             encryption_grace_days: defaults::ENCRYPTION_GRACE_DAYS,
             peer_rotation_notice_hours: defaults::PEER_ROTATION_NOTICE_HOURS,
+            transition_presented_days: defaults::TRANSITION_PRESENTED_DAYS,
         }
     }
 }
@@ -226,6 +232,10 @@ impl KeysSection {
 
     pub fn encryption_grace(&self) -> Duration {
         Duration::from_secs(u64::from(self.encryption_grace_days) * 86_400)
+    }
+
+    pub fn transition_presented(&self) -> Duration {
+        Duration::from_secs(u64::from(self.transition_presented_days) * 86_400)
     }
 
     pub fn peer_rotation_notice(&self) -> Duration {
@@ -251,6 +261,12 @@ pub struct PeerConfig {
     /// whatever they sign, and never pinned again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repinned_from: Vec<NodeId>,
+    /// Ids this peer had before an identity transition it announced moved
+    /// the pin (`comity peer list` shows "rotated from …"), oldest first:
+    /// no longer pinned, but what they signed before still verifies and
+    /// the messages exchanged with them are still this peer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated_from: Vec<NodeId>,
     /// An identity transition this peer announces is applied only when
     /// the operator accepts it (`comity peer accept-rotation`), never after
     /// the notice period alone. Default false.
@@ -262,6 +278,12 @@ impl PeerConfig {
     /// Whether `id` is one this peer's operator cut out.
     pub fn cut_out(&self, id: &NodeId) -> bool {
         self.repinned_from.contains(id)
+    }
+
+    /// Whether `id` is a key this peer had before: cut out by a repin, or
+    /// left by an identity transition.
+    pub fn had(&self, id: &NodeId) -> bool {
+        self.repinned_from.contains(id) || self.rotated_from.contains(id)
     }
 }
 

@@ -339,6 +339,12 @@ impl Config {
             .enumerate()
             .flat_map(|(i, p)| p.repinned_from.iter().map(move |id| (*id, i)))
             .collect();
+        let rotated: HashMap<NodeId, usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.rotated_from.iter().map(move |id| (*id, i)))
+            .collect();
         for (i, p) in self.peers.iter().enumerate() {
             let key = |k: &str| format!("peer[{i}].{k}");
             parse_host_port(&p.address)
@@ -365,8 +371,20 @@ impl Config {
                     "a key cut out is never pinned again: pin the peer's new id",
                 ));
             }
+            if let Some(j) = rotated.get(&p.id) {
+                return Err(invalid(
+                    key("id"),
+                    format!("is in peer[{j}].rotated_from: a key that peer left by an identity transition"),
+                    "pin the peer's current id, or remove the id from rotated_from",
+                ));
+            }
             let mut seen = std::collections::HashSet::new();
-            if let Some(dup) = p.repinned_from.iter().find(|id| !seen.insert(**id)) {
+            if let Some(dup) = p
+                .repinned_from
+                .iter()
+                .chain(&p.rotated_from)
+                .find(|id| !seen.insert(**id))
+            {
                 return Err(invalid(
                     key("repinned_from"),
                     format!("lists {} twice", dup.short()),

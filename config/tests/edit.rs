@@ -17,6 +17,7 @@ fn peer(seed: u8, cc: &str) -> PeerConfig {
         name: format!("Ministry of Justice of {cc}"),
         country: cc.parse::<CountryCode>().unwrap(),
         repinned_from: Vec::new(),
+        rotated_from: Vec::new(),
         confirm_rotation: false,
     }
 }

@@ -222,33 +222,52 @@ pub(crate) async fn reply(
 /// its sender rather than corrupting history.
 pub(crate) fn incoming_target(
     store: &Store,
-    from: NodeId,
+    from: &[NodeId],
     update: &StatusUpdate,
-) -> Result<(Way, MessageKind, Side), IncomingStatusError> {
+) -> Result<(Way, MessageKind, Side, NodeId), IncomingStatusError> {
     let regarding = update.regarding;
     let sent = store
         .outbound(&regarding)?
-        .filter(|(m, _)| m.peer == from)
-        .map(|(m, _)| m.kind);
-    let received = store.inbound(&from, &regarding)?.map(|m| m.kind);
+        .filter(|(m, _)| from.contains(&m.peer))
+        .map(|(m, _)| (m.kind, m.peer));
+    let mut received = None;
+    for peer in from {
+        if let Some(m) = store.inbound(peer, &regarding)? {
+            received = Some((m.kind, *peer));
+            break;
+        }
+    }
     Ok(match (sent, received) {
-        (Some(k), None) => (Way::Sent, k, Side::Recipient),
-        (None, Some(k)) => (Way::Received, k, Side::Sender),
-        (Some(_), Some(k)) if update.status.sent_by_requester() => (Way::Received, k, Side::Sender),
-        (Some(k), Some(_)) => (Way::Sent, k, Side::Recipient),
+        (Some((k, p)), None) => (Way::Sent, k, Side::Recipient, p),
+        (None, Some((k, p))) => (Way::Received, k, Side::Sender, p),
+        (Some(_), Some((k, p))) if update.status.sent_by_requester() => {
+            (Way::Received, k, Side::Sender, p)
+        }
+        (Some((k, p)), Some(_)) => (Way::Sent, k, Side::Recipient, p),
         (None, None) => return Err(IncomingStatusError::NotExchanged(regarding)),
     })
 }
 
-/// A reply from `from` must answer a request we sent it; a consultation
-/// about a message must be about one exchanged with it.
+/// A reply from `from` (the peer's keys, now and before) must answer a
+/// request we sent it; a consultation about a message must be about one
+/// exchanged with it.
 pub(crate) fn check_refers_to_peer(
     store: &Store,
-    from: NodeId,
+    from: &[NodeId],
     body: &Body,
 ) -> Result<(), IncomingStatusError> {
     let sent_to = |id: &MessageId| -> Result<bool, StoreError> {
-        Ok(store.outbound(id)?.is_some_and(|(m, _)| m.peer == from))
+        Ok(store
+            .outbound(id)?
+            .is_some_and(|(m, _)| from.contains(&m.peer)))
+    };
+    let received_from = |id: &MessageId| -> Result<bool, StoreError> {
+        for peer in from {
+            if store.inbound(peer, id)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     };
     match body {
         Body::Reply(r) if !sent_to(&r.in_reply_to)? => {
@@ -256,25 +275,26 @@ pub(crate) fn check_refers_to_peer(
         }
         Body::Consultation(Consultation {
             regarding: Some(x), ..
-        }) if !sent_to(x)? && store.inbound(&from, x)?.is_none() => {
-            Err(IncomingStatusError::NotExchanged(*x))
-        }
+        }) if !sent_to(x)? && !received_from(x)? => Err(IncomingStatusError::NotExchanged(*x)),
         _ => Ok(()),
     }
 }
 
 /// Records a status update received from `from`, already checked (the
-/// one rule, [`check_status`], for `from`'s side of [`incoming_target`]).
+/// one rule, [`check_status`], for `from`'s side of [`incoming_target`]),
+/// on the message exchanged with `with` (`from`, or a key it had before).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn on_status_received(
     store: &Store,
     from: NodeId,
+    with: NodeId,
     way: Way,
     update_id: MessageId,
     update: &StatusUpdate,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     store.append_business(
-        &from,
+        &with,
         &update.regarding,
         way,
         &BusinessEvent {

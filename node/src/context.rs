@@ -86,6 +86,12 @@ pub(crate) struct Context {
     pub statements_unverified: AtomicU64,
     /// Verified statements dropped because the queue was full.
     pub statements_dropped: AtomicU64,
+    /// Woken when this node announces a transition of its own (the task
+    /// that switches at its effective time waits on it).
+    pub own_transition_announced: tokio::sync::Notify,
+    /// Woken when a peer's transition is recorded as pending or accepted
+    /// (the task that applies them waits on it).
+    pub transitions_changed: tokio::sync::Notify,
 }
 
 /// A stored peer key that no longer verifies.
@@ -149,6 +155,8 @@ impl Context {
             transition_gate: Mutex::new(()),
             statements_unverified: AtomicU64::new(0),
             statements_dropped: AtomicU64::new(0),
+            own_transition_announced: tokio::sync::Notify::new(),
+            transitions_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -206,6 +214,13 @@ impl Context {
         old: &NodeId,
         new: NodeId,
     ) -> Result<bool, StoreError> {
+        let rotated = self
+            .peer(&new)
+            .is_some_and(|p| p.config.rotated_from.contains(old));
+        if rotated {
+            let why = format!("the peer's identity moved from {old} to {new}");
+            return self.store.move_outbound(id, new, &why, false);
+        }
         let why = format!("repinned: {old} was cut out, to be sealed for {new}");
         self.store.retarget_outbound(id, new, &why)
     }

@@ -81,6 +81,14 @@ pub enum StartError {
     PreviousKeys(#[from] crate::keys::PreviousKeyError),
     #[error(transparent)]
     Sign(#[from] comity_protocol::identity::SignError),
+    #[error("identity switch: {0}")]
+    Switch(#[from] crate::keys::identity::SwitchError),
+    #[error(
+        "the configuration pins {id}, a key its peer left by an identity transition this node \
+         applied (to {new}): in that [[peer]] table set id = \"{new}\" and add \"{id}\" to \
+         rotated_from (a move interrupted before the file was written)"
+    )]
+    RotatedPinned { id: NodeId, new: NodeId },
 }
 
 /// The keys cut out by repins, as the store remembers them (also of peers
@@ -176,9 +184,18 @@ impl Node {
         // The keys a rotation superseded, still opened in their grace period.
         let superseded =
             crate::keys::previous::load(&crate::keys::previous::dir(&config.node.data_dir))?;
-        let identity = Arc::new(identity.with_previous_keys(superseded));
+        let identity = identity.with_previous_keys(superseded);
         let store = Store::open(&config.node.data_dir.join("store"))?;
+        let identity = Arc::new(crate::keys::identity::at_start(&config, &store, identity)?);
         let cut_out = remembered_cut_out(&store, &config)?;
+        for p in &config.peers {
+            if let Some(a) = store.applied_transition(&p.id)? {
+                return Err(StartError::RotatedPinned {
+                    id: p.id,
+                    new: a.statement.transition.new,
+                });
+            }
+        }
         let attachments = crate::attachments::AttachmentDir::open(&config.node.data_dir)?;
         let audit = Arc::new(AuditLog::open(
             store.clone(),
@@ -186,6 +203,8 @@ impl Node {
             config.audit.checkpoint_entries.into(),
             config.audit.enabled,
         )?);
+        let identity =
+            crate::keys::identity::finish_interrupted(&config, &store, &audit, identity).await?;
         // First: the restoration entry follows the backup's last one.
         let restoration =
             crate::restoration::on_start(&config.node.data_dir, &audit, &identity).await?;
@@ -273,6 +292,10 @@ impl Node {
             node.ctx.clone(),
             node.shutdown.signal(),
         ));
+        node.tasks.spawn(crate::keys::identity::watch(
+            node.ctx.clone(),
+            node.shutdown.signal(),
+        ));
         node.tasks.spawn(crate::transitions::run(
             node.ctx.clone(),
             statements_heard,
@@ -318,7 +341,7 @@ impl Node {
         for (_, id, peer_id) in pending {
             if let Some(peer) = self.ctx.peer(&peer_id) {
                 peer.queue.push(id);
-            } else if let Some(peer) = self.ctx.peers.repinned_from(&peer_id) {
+            } else if let Some(peer) = self.ctx.peers.pinned_instead_of(&peer_id) {
                 // A repin interrupted after the configuration was written.
                 if self.ctx.move_to_repinned(&id, &peer_id, peer.id())? {
                     peer.queue.push(id);
@@ -794,6 +817,118 @@ impl Node {
         let moved = self.retarget_pending(old, new)?;
         self.ctx.store.commit().await?;
         Ok(moved)
+    }
+
+    /// Moves peer `old` to the successor its pending identity transition
+    /// names, if the transition applies now (its effective time and its
+    /// notice period or the operator's accept are past): under the
+    /// transitions' gate, so that no refusal comes between, the peer table
+    /// moves (the old key joins `rotated_from` and is no longer pinned),
+    /// the transition is recorded as applied and audited; then, as for a
+    /// repin, the old key's connections close, what was pending for it
+    /// moves to the new one (kept as sealed: the peer still opens it), and
+    /// `persist` writes the change to the configuration. `None`: nothing
+    /// applied.
+    pub async fn apply_transition<E: std::fmt::Display>(
+        &self,
+        old: &NodeId,
+        now: Timestamp,
+        persist: impl FnOnce(&PeerConfig) -> Result<(), E>,
+    ) -> Result<Option<Repinned>, AddPeerError> {
+        let (gone, peer) = {
+            let _one = self
+                .ctx
+                .transition_gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Some(pending) = self.ctx.store.pending_transition(old)? else {
+                return Ok(None);
+            };
+            let t = &pending.statement.transition;
+            let due = pending.applies_at.is_some_and(|at| at <= now) && t.effective_after <= now;
+            if !due {
+                return Ok(None);
+            }
+            let (gone, peer) = self.ctx.peers.rotate(&self.id(), old, t.new)?;
+            self.ctx.pins.remove(old);
+            self.ctx.store.record_applied_transition(
+                &crate::store::transitions::AppliedTransition {
+                    statement: pending.statement.clone(),
+                    applied_at: now,
+                },
+            )?;
+            self.ctx.store.remove_pending_transition(old)?;
+            let pending_out = self.ctx.store.pending_outbound(Some(old))?.len();
+            let detail = format!(
+                "moved {}'s pin from {} to {} by its identity transition ({pending_out} pending moved to the new key): {}",
+                peer.config.country, t.old, t.new, t.reason
+            );
+            self.ctx.audit.note(
+                Fact::new(AuditKind::IdentityTransition, Actor::Node)
+                    .peer(t.new)
+                    .detail(&detail),
+            );
+            (gone, peer)
+        };
+        self.ctx.close_connections(old);
+        gone.sender_stopped(SENDER_STOP_GRACE).await;
+        let mut warnings = Vec::new();
+        if let Err(e) = self.ctx.store.commit().await {
+            warnings.push(format!("the store: {e}"));
+        }
+        let new = peer.id();
+        let moved = match self.retarget_pending(old, new) {
+            Ok(n) => n,
+            Err(e) => {
+                warnings.push(format!(
+                    "the store: {e}; what is pending for the old key moves at the next start"
+                ));
+                0
+            }
+        };
+        if let Err(e) = self.ctx.store.commit().await {
+            warnings.push(format!("the store: {e}"));
+        }
+        if let Err(e) = persist(&peer.config) {
+            warnings.push(e.to_string());
+        }
+        self.ctx.pins.insert(new);
+        if let Err(e) = self.queue_pending(&peer) {
+            warnings.push(format!("queueing for the new key: {e}"));
+        }
+        self.start_sender(peer);
+        warn!(peer = %new, old = %old, moved, "a peer's identity transition applied: its pin moved to the new key");
+        Ok(Some(Repinned {
+            moved,
+            warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+        }))
+    }
+
+    /// Resolves when a peer's transition was recorded or accepted.
+    pub async fn transitions_changed(&self) {
+        self.ctx.transitions_changed.notified().await
+    }
+
+    /// The peers whose identity transitions apply at `now` (see
+    /// [`Node::apply_transition`]), and the earliest time one will.
+    pub fn transitions_due(&self, now: Timestamp) -> (Vec<NodeId>, Option<Timestamp>) {
+        let mut due = Vec::new();
+        let mut next: Option<Timestamp> = None;
+        match self.ctx.store.pending_transitions() {
+            Ok(all) => {
+                for (old, p) in all {
+                    let Some(at) = p.applies_at else { continue };
+                    let at = at.max(p.statement.transition.effective_after);
+                    if at <= now {
+                        due.push(old);
+                    } else {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the peers' pending identity transitions"),
+        }
+        (due, next)
     }
 
     /// Moves what is pending for `old` to `new` (see

@@ -227,7 +227,13 @@ pub(crate) fn stage(
     also: impl FnOnce(&Store, MessageId) -> Result<(), StoreError>,
 ) -> Result<Staged, SubmitError> {
     body.validate()?;
-    let peer = ctx.peer(&to).ok_or(SubmitError::UnknownPeer(to))?;
+    // A reply or status about a message exchanged with a key the peer had
+    // before (a transition or repin moved it) goes to the key pinned now.
+    let peer = ctx
+        .peer(&to)
+        .or_else(|| ctx.peers.pinned_instead_of(&to))
+        .ok_or(SubmitError::UnknownPeer(to))?;
+    let to = peer.id();
     if let Some(f) = ctx.store.fault() {
         return Err(SubmitError::StoreUnwritable(f.reason));
     }
@@ -387,7 +393,7 @@ async fn current_peer(
     if let Some(peer) = ctx.peer(&old) {
         return Ok(peer);
     }
-    let Some(peer) = ctx.peers.repinned_from(&old) else {
+    let Some(peer) = ctx.peers.pinned_instead_of(&old) else {
         // Removed meanwhile: it stays in the outbox, as anything pending
         // for a removed peer does.
         return Ok(staged_for);

@@ -78,6 +78,10 @@ pub struct PeerStatus {
     /// (`peer repin`), oldest first: refused like any unpinned key.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repinned_from: Vec<NodeId>,
+    /// The keys this peer had before its identity transitions moved the
+    /// pin, oldest first: shown as "rotated from".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rotated_from: Vec<NodeId>,
     /// Its identity transitions wait for the operator's accept.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub confirm_rotation: bool,
@@ -191,6 +195,7 @@ impl Peer {
             rejections_suppressed: 0,
             over_budget: false,
             repinned_from: self.config.repinned_from.clone(),
+            rotated_from: self.config.rotated_from.clone(),
             confirm_rotation: self.config.confirm_rotation,
             rotation: None,
         }
@@ -296,12 +301,10 @@ impl Peers {
         self.table_mut().remove(id)
     }
 
-    /// The peer whose earlier key `id` was (see [`PeerConfig::cut_out`]).
-    pub fn repinned_from(&self, id: &NodeId) -> Option<Arc<Peer>> {
-        self.table()
-            .values()
-            .find(|p| p.config.cut_out(id))
-            .cloned()
+    /// The peer whose earlier key `id` was: cut out by a repin, or left by
+    /// an identity transition (see [`PeerConfig::had`]).
+    pub fn pinned_instead_of(&self, id: &NodeId) -> Option<Arc<Peer>> {
+        self.table().values().find(|p| p.config.had(id)).cloned()
     }
 
     /// The country `id` was cut out of, if it was (also of a peer removed
@@ -341,13 +344,40 @@ impl Peers {
     ) -> Result<(Arc<Peer>, Arc<Peer>), PeerError> {
         let mut peers = self.table_mut();
         let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
-        let config = repinned(&peers, &cut, me, old, new, address)?;
+        let config = repinned(&peers, &cut, me, old, new, address, Move::Repin)?;
         let gone = peers.remove(old).ok_or(PeerError::NotPinned(*old))?;
         cut.insert(*old, config.country.to_string());
         let peer = Arc::new(Peer::new(config));
         peers.insert(new, peer.clone());
         Ok((gone, peer))
     }
+
+    /// Replaces peer `old` by the same peer under `new`, the successor its
+    /// identity transition names, like [`Peers::repin`] except that `old`
+    /// joins the peer's `rotated_from` and is not cut out.
+    pub fn rotate(
+        &self,
+        me: &NodeId,
+        old: &NodeId,
+        new: NodeId,
+    ) -> Result<(Arc<Peer>, Arc<Peer>), PeerError> {
+        let mut peers = self.table_mut();
+        let cut = self.cut();
+        let config = repinned(&peers, &cut, me, old, new, None, Move::Rotation)?;
+        let gone = peers.remove(old).ok_or(PeerError::NotPinned(*old))?;
+        let peer = Arc::new(Peer::new(config));
+        peers.insert(new, peer.clone());
+        Ok((gone, peer))
+    }
+}
+
+/// How a peer's pin moves to a new key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// By its operator's word out of band: the old key is cut out.
+    Repin,
+    /// By the peer's identity transition: the old key is left.
+    Rotation,
 }
 
 fn repinned(
@@ -357,11 +387,15 @@ fn repinned(
     old: &NodeId,
     new: NodeId,
     address: Option<String>,
+    how: Move,
 ) -> Result<PeerConfig, PeerError> {
     let current = peers.get(old).ok_or(PeerError::NotPinned(*old))?;
     let mut config = current.config.clone();
     config.id = new;
-    config.repinned_from.push(*old);
+    match how {
+        Move::Repin => config.repinned_from.push(*old),
+        Move::Rotation => config.rotated_from.push(*old),
+    }
     if let Some(a) = address {
         config.address = a;
     }
@@ -370,7 +404,7 @@ fn repinned(
         .filter(|(id, _)| *id != old)
         .map(|(id, p)| (*id, p.clone()))
         .collect();
-    if config.cut_out(&new) {
+    if config.had(&new) {
         return Err(PeerError::CutOut {
             id: new,
             country: config.country.to_string(),
@@ -420,6 +454,7 @@ mod tests {
             name: String::new(),
             country: country.parse().unwrap(),
             repinned_from: Vec::new(),
+            rotated_from: Vec::new(),
             confirm_rotation: false,
         }
     }
@@ -493,7 +528,7 @@ mod tests {
         assert_eq!(peer.config.address, "127.0.0.1:7500");
         assert_eq!(peer.config.repinned_from, vec![bo.id]);
         assert!(peers.get(&bo.id).is_none());
-        assert_eq!(peers.repinned_from(&bo.id).map(|p| p.id()), Some(new));
+        assert_eq!(peers.pinned_instead_of(&bo.id).map(|p| p.id()), Some(new));
         // The cut-out key, under any country, is never pinned again.
         let mut again = bo.clone();
         again.country = "DE".parse().unwrap();

@@ -13,9 +13,9 @@
 //! is counted), and [`run`] does the checking against the pins and the
 //! writing, so that no handshake waits for the store.
 //!
-//! Moving the pin to the successor, once a transition applies, comes with
-//! the rotating node's switch to its new key (being built, issue 15): until
-//! then an applicable transition stays pending, shown as such.
+//! Once a transition applies, the node moves the pin to the successor
+//! (`Node::apply_transition`, driven by the admin layer, which also writes
+//! the configuration file).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -213,6 +213,7 @@ pub(crate) fn hear(
             };
             ctx.store.record_pending_transition(&t.old, &pending)?;
             record_pending(ctx, &country, &pending);
+            ctx.transitions_changed.notify_one();
             Ok(Outcome::Pending {
                 country,
                 pending: Box::new(pending),
@@ -368,7 +369,7 @@ pub(crate) async fn accept(
     reason: &str,
     now: Timestamp,
 ) -> Result<PendingView, DecisionError> {
-    let (country, accepted) = {
+    let accepted = {
         let _one = ctx
             .transition_gate
             .lock()
@@ -382,20 +383,21 @@ pub(crate) async fn accept(
         let effective = pending.statement.transition.effective_after;
         pending.applies_at = Some(now.max(effective));
         ctx.store.record_pending_transition(peer, &pending)?;
-        (country, pending)
+        let t = &pending.statement.transition;
+        ctx.audit.note(
+            Fact::new(AuditKind::IdentityTransition, Actor::Operator)
+                .peer(*peer)
+                .detail(&format!(
+                    "accepted {country}'s identity transition from {} to {}: applies from {} ms: {reason}",
+                    t.old,
+                    t.new,
+                    pending.applies_at.map_or(0, |a| a.0)
+                )),
+        );
+        pending
     };
-    let t = &accepted.statement.transition;
-    ctx.audit.note(
-        Fact::new(AuditKind::IdentityTransition, Actor::Operator)
-            .peer(*peer)
-            .detail(&format!(
-                "accepted {country}'s identity transition from {} to {}: applies from {} ms: {reason}",
-                t.old,
-                t.new,
-                accepted.applies_at.map_or(0, |a| a.0)
-            )),
-    );
     ctx.store.commit().await?;
+    ctx.transitions_changed.notify_one();
     Ok(PendingView::from(&accepted))
 }
 
@@ -407,7 +409,7 @@ pub(crate) async fn refuse(
     reason: &str,
     now: Timestamp,
 ) -> Result<NodeId, DecisionError> {
-    let (country, new) = {
+    let new = {
         let _one = ctx
             .transition_gate
             .lock()
@@ -423,15 +425,15 @@ pub(crate) async fn refuse(
             },
         )?;
         ctx.store.remove_pending_transition(peer)?;
-        (country, new)
+        ctx.audit.note(
+            Fact::new(AuditKind::IdentityTransition, Actor::Operator)
+                .peer(*peer)
+                .detail(&format!(
+                    "refused {country}'s identity transition from {peer} to {new}: {reason}"
+                )),
+        );
+        new
     };
-    ctx.audit.note(
-        Fact::new(AuditKind::IdentityTransition, Actor::Operator)
-            .peer(*peer)
-            .detail(&format!(
-                "refused {country}'s identity transition from {peer} to {new}: {reason}"
-            )),
-    );
     ctx.store.commit().await?;
     Ok(new)
 }

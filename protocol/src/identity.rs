@@ -156,6 +156,10 @@ pub struct Identity {
     /// Encryption keys superseded by a rotation and still opened (the
     /// grace period is the node's to enforce), newest first.
     previous: Vec<PreviousEncryptionKey>,
+    /// This node's earlier identity keys, left by identity transitions:
+    /// envelopes addressed to them (sealed before the peer moved its pin)
+    /// are still this node's.
+    earlier_ids: Vec<NodeId>,
 }
 
 /// An encryption key superseded by a rotation: envelopes sealed to it are
@@ -280,6 +284,7 @@ impl Identity {
             cert,
             peer_keys,
             previous: Vec::new(),
+            earlier_ids: Vec::new(),
         })
     }
 
@@ -297,6 +302,7 @@ impl Identity {
             self.cert.created_at,
         ));
         next.previous.extend(self.previous.iter().cloned());
+        next.earlier_ids = self.earlier_ids.clone();
         Ok(next)
     }
 
@@ -324,7 +330,48 @@ impl Identity {
             cert: self.cert.clone(),
             peer_keys: self.peer_keys.clone(),
             previous: self.previous.iter().filter(|p| !drop(p)).cloned().collect(),
+            earlier_ids: self.earlier_ids.clone(),
         }
+    }
+
+    /// `next`, a new identity key this one hands over to, taking along
+    /// what is still this node's: this identity's id (and its earlier
+    /// ones) as earlier ids, and its encryption keys as previous keys
+    /// (opened until the node drops them), so that what peers sealed
+    /// before they moved their pin is still opened.
+    pub fn handed_over_to(&self, next: Identity) -> Identity {
+        let mut previous = vec![PreviousEncryptionKey::from_seed(
+            &self.encryption_seed,
+            self.cert.created_at,
+        )];
+        previous.extend(self.previous.iter().cloned());
+        let next = next.with_previous_keys(previous);
+        let mut earlier = vec![self.id()];
+        earlier.extend(self.earlier_ids.iter().copied());
+        next.with_earlier_ids(earlier)
+    }
+
+    /// The same identity also answering to `ids`, earlier identity keys of
+    /// this node (its own id is ignored).
+    pub fn with_earlier_ids(mut self, ids: Vec<NodeId>) -> Identity {
+        let me = self.id();
+        for id in ids {
+            if id != me && !self.earlier_ids.contains(&id) {
+                self.earlier_ids.push(id);
+            }
+        }
+        self
+    }
+
+    /// This node's earlier identity keys, newest first.
+    pub fn earlier_ids(&self) -> &[NodeId] {
+        &self.earlier_ids
+    }
+
+    /// Whether an envelope addressed to `id` is this node's: its id now or
+    /// an earlier one.
+    pub fn answers_to(&self, id: &NodeId) -> bool {
+        *id == self.id() || self.earlier_ids.contains(id)
     }
 
     /// The encryption keys superseded and still opened, newest first.

@@ -143,6 +143,7 @@ impl TestNode {
             name: name.into(),
             country: country.parse().unwrap(),
             repinned_from: Vec::new(),
+            rotated_from: Vec::new(),
             confirm_rotation: false,
         };
         self.node.pin(&peer).unwrap();

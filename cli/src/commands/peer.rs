@@ -78,6 +78,13 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                                 let old: Vec<String> = old.iter().map(short_id).collect();
                                 format!("{cc}: repinned from {} (cut out, refused)", old.join(", "))
                             });
+                    let rotated = p["rotated_from"]
+                        .as_array()
+                        .filter(|a| !a.is_empty())
+                        .map(|old| {
+                            let old: Vec<String> = old.iter().map(short_id).collect();
+                            format!("{cc}: rotated from {} (by its identity transition)", old.join(", "))
+                        });
                     let r = &p["rotation"];
                     let rotation = r.is_object().then(|| {
                         let applies =
@@ -97,7 +104,7 @@ pub fn run(client: &Client, cmd: PeerCommand) -> Result<()> {
                             time(&r["effective_after"]),
                         )
                     });
-                    repinned.into_iter().chain(rotation)
+                    repinned.into_iter().chain(rotated).chain(rotation)
                 })
                 .collect();
             output::table(

@@ -45,7 +45,11 @@ pub async fn serve(
     let path = path.as_path();
     info!(socket = %path.display(), "admin API listening");
     let body_limit = node.config().limits.max_message_len() * 2 + 64 * 1024;
-    let app = routes::router(node, config_path, body_limit);
+    let state = routes::state(node, config_path);
+    // Peers' identity transitions move their pins as they apply, and the
+    // file with them (under the same lock as the API's peer edits).
+    let applying = tokio::spawn(routes::apply_transitions(state.clone(), stop.clone()));
+    let app = routes::router_for(state, body_limit);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
     loop {
@@ -93,6 +97,7 @@ pub async fn serve(
         });
     }
     connections.close();
+    let _ = applying.await;
     if tokio::time::timeout(Duration::from_secs(10), connections.wait())
         .await
         .is_err()

@@ -26,6 +26,8 @@ use comity_protocol::audit::checkpoint::{
 use comity_protocol::audit::entry::{Actor, AuditEntry, AuditKind};
 use comity_protocol::audit::merkle::{SubtreeHashes, TreeError};
 use comity_protocol::audit::proof_file::ProofBuildError;
+use comity_protocol::audit::switch::switch_detail;
+use comity_protocol::transition::TransitionStatement;
 use comity_protocol::{Digest, Identity, NodeId, Timestamp};
 use tokio::sync::{watch, Notify};
 use tracing::warn;
@@ -86,9 +88,13 @@ impl SubtreeHashes for StoredHashes<'_> {
 
 pub struct AuditLog {
     store: Store,
-    /// Signs checkpoints and, as a witness, cosignatures.
-    signer: Arc<Identity>,
+    /// Signs checkpoints and, as a witness, cosignatures: the node's
+    /// identity key now (an identity switch replaces it, see
+    /// [`AuditLog::switch`]).
+    signer: std::sync::RwLock<Arc<Identity>>,
+    /// Named by the log's first key, for life.
     origin: String,
+    first_key: NodeId,
     enabled: bool,
     checkpoint_every: u64,
     /// Woken when enough entries were added for a checkpoint.
@@ -157,10 +163,20 @@ impl AuditLog {
         // Entries replayed after the last checkpoint may be of any kind:
         // all of them call for one.
         let wanted = store.audit_size();
+        // Recorded from the first start of a build that switches keys: a
+        // node that never switched is named by its key now.
+        let first = match store.log_first_key()? {
+            Some(first) => first,
+            None => {
+                store.set_log_first_key(&signer.id())?;
+                signer.id()
+            }
+        };
         Ok(AuditLog {
             store,
-            origin: origin_for(&signer.id()),
-            signer,
+            origin: origin_for(&first),
+            first_key: first,
+            signer: std::sync::RwLock::new(signer),
             enabled,
             checkpoint_every: checkpoint_every.max(1),
             due: Notify::new(),
@@ -183,6 +199,132 @@ impl AuditLog {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The key the log was begun under, which names it for life (an
+    /// export names it, and a verifier follows the switches from it).
+    pub fn first_key(&self) -> NodeId {
+        self.first_key
+    }
+
+    /// The key that signs checkpoints now.
+    pub fn signer(&self) -> Arc<Identity> {
+        self.signer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches the log to `next`, the new key of `statement`: signs a
+    /// checkpoint of everything so far with the key now, appends the
+    /// switch entry right after it (no other entry between them), marks
+    /// the switch in the store, and from then on signs with `next`. Not
+    /// durable until the caller's commit; a crash before it is finished at
+    /// the next start ([`AuditLog::finish_switch`]). Returns the entry's
+    /// sequence number.
+    pub fn switch(
+        &self,
+        statement: &TransitionStatement,
+        next: Arc<Identity>,
+    ) -> Result<u64, AuditError> {
+        if !self.enabled {
+            return Err(AuditError::Disabled);
+        }
+        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        let detail = switch_detail(statement);
+        let (mark, root) = self.store.audit_seal_and_append(|seq| {
+            AuditEntry {
+                seq,
+                time: Timestamp::now(),
+                kind: AuditKind::IdentityTransition,
+                actor: Actor::Node,
+                peer: None,
+                message_id: None,
+                envelope_digest: None,
+                detail: detail.clone(),
+            }
+            .to_leaf()
+            .map(|leaf| (leaf, None))
+        })?;
+        let seq = mark.size;
+        self.sign_switch_checkpoint(mark, root)?;
+        self.store.set_own_switch(statement, seq)?;
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
+        self.due.notify_one();
+        Ok(seq)
+    }
+
+    /// The old key's checkpoint just before the switch entry.
+    fn sign_switch_checkpoint(
+        &self,
+        mark: crate::store::audit::Mark,
+        root: Digest,
+    ) -> Result<(), AuditError> {
+        let size = mark.size;
+        let note = sign_checkpoint(
+            &self.signer(),
+            &Checkpoint {
+                origin: self.origin.clone(),
+                size,
+                root,
+            },
+        )?;
+        self.store.put_checkpoint(mark, &note)?;
+        self.signed.fetch_max(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// At start, for a node still on the old key of its own `statement`:
+    /// the switch entry, if a crash left it in the log without the mark
+    /// (the entry reached the file, the store's records of it did not).
+    /// Returns its sequence number; the caller then finishes the switch.
+    pub fn interrupted_switch(
+        &self,
+        statement: &TransitionStatement,
+    ) -> Result<Option<u64>, AuditError> {
+        let detail = switch_detail(statement);
+        let from = self.signed.load(Ordering::Relaxed);
+        for seq in from..self.size() {
+            if let Some(e) = self.entry(seq)? {
+                if e.kind == AuditKind::IdentityTransition
+                    && e.actor == Actor::Node
+                    && e.detail == detail
+                {
+                    return Ok(Some(seq));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Finishes a switch whose entry is at `seq` but whose checkpoint and
+    /// mark were lost to a crash: the old key (still this process's)
+    /// signs the checkpoint of size `seq`, then the log moves to `next`.
+    pub fn finish_switch(
+        &self,
+        statement: &TransitionStatement,
+        seq: u64,
+        next: Arc<Identity>,
+    ) -> Result<(), AuditError> {
+        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store.checkpoint_at(seq)?.is_none() {
+            let root = comity_protocol::audit::merkle::root(&StoredHashes(&self.store), seq)?;
+            let note = sign_checkpoint(
+                &self.signer(),
+                &Checkpoint {
+                    origin: self.origin.clone(),
+                    size: seq,
+                    root,
+                },
+            )?;
+            self.store.put_checkpoint_only(seq, &note)?;
+        }
+        self.store.set_own_switch(statement, seq)?;
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
+        self.due.notify_one();
+        Ok(())
     }
 
     /// Our signed checkpoint of `size`, if there is one.
@@ -256,7 +398,7 @@ impl AuditLog {
         let (mark, root) = self.store.audit_seal()?;
         let size = mark.size;
         let note = sign_checkpoint(
-            &self.signer,
+            &self.signer(),
             &Checkpoint {
                 origin: self.origin.clone(),
                 size,
@@ -305,7 +447,7 @@ impl AuditLog {
             let _one = log.signing.lock().unwrap_or_else(|p| p.into_inner());
             let snapshot = log.store.snapshot(&into, |size, root| {
                 sign_checkpoint(
-                    &log.signer,
+                    &log.signer(),
                     &Checkpoint {
                         origin: log.origin.clone(),
                         size,

@@ -37,10 +37,10 @@ async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
     };
     tree.push(leaf_hash(b"one")).unwrap();
     let first = note_at(&tree);
-    let w = log.witness(&peer.id(), &first, 0, &[]).unwrap();
+    let w = log.witness(&peer.id(), &[], &first, 0, &[]).unwrap();
     assert!(w.new && w.size == 1);
     // The same note again (from any old size): cosigned, not stored anew.
-    let again = log.witness(&peer.id(), &first, 0, &[]).unwrap();
+    let again = log.witness(&peer.id(), &[], &first, 0, &[]).unwrap();
     assert!(!again.new && again.size == 1);
     assert_eq!(
         store.witnessed(&peer.id()).unwrap().as_deref(),
@@ -50,7 +50,7 @@ async fn the_checkpoint_cosigned_last_is_cosigned_again_without_a_new_record() {
     tree.push(leaf_hash(b"two")).unwrap();
     let second = note_at(&tree);
     let proof = vec![leaf_hash(b"two")];
-    let w = log.witness(&peer.id(), &second, 1, &proof).unwrap();
+    let w = log.witness(&peer.id(), &[], &second, 1, &proof).unwrap();
     assert!(w.new && w.size == 2);
 }
 
@@ -74,12 +74,12 @@ async fn a_checkpoint_with_extension_lines_is_not_cosigned() {
     );
     let note = signed_by(&peer, &origin, &body);
     assert!(Note::parse(&note).is_ok(), "{note}");
-    let refused = log.witness(&peer.id(), &note, 0, &[]).unwrap_err();
+    let refused = log.witness(&peer.id(), &[], &note, 0, &[]).unwrap_err();
     assert_eq!(refused.reason, WitnessRefusal::UnknownForm);
     assert_eq!(store.witnessed(&peer.id()).unwrap(), None, "nothing kept");
     // The plain form of the same checkpoint is cosigned.
     let plain = sign_checkpoint(&peer, &checkpoint).unwrap();
-    assert!(log.witness(&peer.id(), &plain, 0, &[]).unwrap().new);
+    assert!(log.witness(&peer.id(), &[], &plain, 0, &[]).unwrap().new);
 }
 
 /// `text` as a signed note by `who` under key name `name` (C2SP signed
@@ -238,7 +238,7 @@ mod restoration {
         let mut old = 0;
         for &size in sizes {
             let proof = t.consistency_proof(old, size).unwrap();
-            log.witness(&peer.id(), &note(peer, t, size), old, &proof)
+            log.witness(&peer.id(), &[], &note(peer, t, size), old, &proof)
                 .unwrap();
             old = size;
         }
@@ -310,7 +310,7 @@ mod restoration {
         let mut on = tree(&["a", "b", "c", "d", "restored", "g"]);
         let proof = on.consistency_proof(5, 6).unwrap();
         let w = log
-            .witness(&peer.id(), &note(&peer, &on, 6), 5, &proof)
+            .witness(&peer.id(), &[], &note(&peer, &on, 6), 5, &proof)
             .unwrap();
         assert!(w.new && w.size == 6);
 
@@ -434,7 +434,7 @@ mod restoration {
         // backup at 6 was taken and the node restarted before offering it).
         let on = tree(&["a", "b", "c", "d", "restored", "g", "h", "i"]);
         let proof = on.consistency_proof(5, 8).unwrap();
-        log.witness(&peer.id(), &note(&peer, &on, 8), 5, &proof)
+        log.witness(&peer.id(), &[], &note(&peer, &on, 8), 5, &proof)
             .unwrap();
         // Restored again, from that backup at 6 of the new history.
         let mut again = tree(&["a", "b", "c", "d", "restored", "g"]);

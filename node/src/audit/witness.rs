@@ -132,21 +132,36 @@ impl AuditLog {
     /// The witness's side: checks `peer`'s checkpoint against the last one
     /// cosigned for it, persists it, and returns the cosignature line. The
     /// caller commits before sending the line.
+    ///
+    /// `earlier`: the keys `peer` had before its identity transitions moved
+    /// its pin, oldest first. Its log is still the one they signed: named
+    /// by the first, and continued from the last checkpoint cosigned under
+    /// any of them — so the new key is taken for the same log only by way
+    /// of the transition this node applied, never as a fresh log.
     pub fn witness(
         &self,
         peer: &NodeId,
+        earlier: &[NodeId],
         note_text: &str,
         old_size: u64,
         proof: &[Digest],
     ) -> Result<Witnessed, Refused> {
-        let me = &self.signer;
-        let origin = origin_for(peer);
-        let stored = self.store.witnessed(peer).map_err(|e| {
-            Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}"))
-        })?;
-        let previous = stored
-            .as_deref()
-            .and_then(|t| open_checkpoint(t, &origin, peer).ok());
+        let me = &*self.signer();
+        let origin = origin_for(earlier.first().unwrap_or(peer));
+        let store_err =
+            |e| Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}"));
+        let mut stored = self.store.witnessed(peer).map_err(store_err)?;
+        for old in earlier.iter().rev() {
+            if stored.is_some() {
+                break;
+            }
+            stored = self.store.witnessed(old).map_err(store_err)?;
+        }
+        let previous = stored.as_deref().and_then(|t| {
+            std::iter::once(peer)
+                .chain(earlier.iter().rev())
+                .find_map(|key| open_checkpoint(t, &origin, key).ok())
+        });
         if let Some((prev, prev_note)) = &previous {
             // The one cosigned last, again: sign it again, store nothing —
             // if it is of our form (one stored by an older build may not be).
@@ -323,8 +338,8 @@ impl AuditLog {
         };
         let now_secs = Timestamp::now().as_millis() / 1000;
         let line = cosign(
-            &self.signer,
-            &origin_for(&self.signer.id()),
+            &self.signer(),
+            &origin_for(&self.signer().id()),
             note.text(),
             now_secs,
         )

@@ -121,14 +121,16 @@ fn receive(
     };
     let me = ctx.identity();
     let me = &*me;
-    let result = check(
-        bytes,
-        me,
-        std::slice::from_ref(keys),
-        &SeenIn(&ctx.store),
-        &policy,
-    )
-    .and_then(|checked| checked.open_with_limits(me, &limits.attachment_limits()));
+    // The peer's keys now and those its identity transitions left: what
+    // it signed before it switched is still its own (a key cut out by a
+    // repin is not among them). Only the holder of the key pinned now can
+    // hand such an envelope over (the connection is authenticated by it),
+    // so a thief of a key left behind cannot.
+    let earlier = earlier_keys(ctx, &peer);
+    let signers: Vec<PeerKeys> = std::iter::once(keys.clone()).chain(earlier).collect();
+    let ids: Vec<NodeId> = signers.iter().map(|k| *k.id()).collect();
+    let result = check(bytes, me, &signers[..], &SeenIn(&ctx.store), &policy)
+        .and_then(|checked| checked.open_with_limits(me, &limits.attachment_limits()));
     let opened = match result {
         Ok(o) => o,
         Err(EnvelopeError::AlreadyReceived { id, digest }) => {
@@ -139,7 +141,7 @@ fn receive(
                 }
                 *verified = Some((id, claim));
             }
-            return match ctx.store.seen(&peer, &id) {
+            return match seen_by_any(ctx, &ids, &id) {
                 Ok(Some(entry)) => {
                     // Always answered; recorded within the peer's budget (a
                     // replay loop must not grow the log without bound).
@@ -192,7 +194,7 @@ fn receive(
     // with this peer: ids are per peer, and another peer's message is not
     // this one's to answer. Checked before any attachment is asked for:
     // refused after them, they stayed on disk until given up.
-    if let Err(why) = business::check_refers_to_peer(&ctx.store, peer, &opened.body) {
+    if let Err(why) = business::check_refers_to_peer(&ctx.store, &ids, &opened.body) {
         return reject(
             ctx,
             peer,
@@ -272,11 +274,11 @@ fn receive(
         // receipt above (AlreadyReceived); this is a new one, checked and
         // stored under the gate that local updates take too.
         Some(update) => {
-            let stored = business::incoming_target(&ctx.store, peer, update).and_then(
-                |(way, kind, side)| {
+            let stored = business::incoming_target(&ctx.store, &ids, update).and_then(
+                |(way, kind, side, with)| {
                     ctx.status_gate.update(
                         &ctx.store,
-                        &peer,
+                        &with,
                         &update.regarding,
                         way,
                         |previous| Ok(check_status(kind, side, previous, &update.status)?),
@@ -285,7 +287,7 @@ fn receive(
                                 ctx,
                                 peer,
                                 record,
-                                Some((update, way)),
+                                Some((update, way, with)),
                                 bytes,
                                 now,
                             ))
@@ -313,7 +315,7 @@ fn store_received(
     ctx: &Context,
     peer: NodeId,
     record: InboundMessage,
-    status_update: Option<(&StatusUpdate, Way)>,
+    status_update: Option<(&StatusUpdate, Way, NodeId)>,
     bytes: &[u8],
     now: Timestamp,
 ) -> SessionFrame {
@@ -334,14 +336,15 @@ fn store_received(
     );
     match ctx.store.insert_inbound_if_new(&record) {
         Ok(None) => {
-            if let Some((update, way)) = status_update {
+            if let Some((update, way, with)) = status_update {
                 ctx.audit.note(
                     Fact::new(AuditKind::StatusChanged, Actor::Peer)
                         .peer(peer)
                         .message(update.regarding)
                         .detail(update.status.name()),
                 );
-                if let Err(e) = business::on_status_received(&ctx.store, peer, way, id, update, now)
+                if let Err(e) =
+                    business::on_status_received(&ctx.store, peer, with, way, id, update, now)
                 {
                     warn!(error = %e, "cannot record a status update");
                 }
@@ -379,6 +382,40 @@ fn store_received(
     }
 }
 
+/// The keys `peer` had before its identity transitions moved the pin,
+/// newest first (those this node recorded applying).
+fn earlier_keys(ctx: &Context, peer: &NodeId) -> Vec<PeerKeys> {
+    let Some(p) = ctx.peer(peer) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for old in p.config.rotated_from.iter().rev() {
+        if !matches!(ctx.store.applied_transition(old), Ok(Some(_))) {
+            continue;
+        }
+        match ctx.peer_keys(old) {
+            Ok(Some(k)) => out.push(k),
+            Ok(None) => {}
+            Err(e) => warn!(key = %old, error = %e, "a peer's earlier key does not verify"),
+        }
+    }
+    out
+}
+
+/// The record of a message already received under one of `ids`.
+fn seen_by_any(
+    ctx: &Context,
+    ids: &[NodeId],
+    id: &MessageId,
+) -> Result<Option<crate::store::SeenEntry>, crate::store::StoreError> {
+    for peer in ids {
+        if let Some(e) = ctx.store.seen(peer, id)? {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
 /// The message id, if the bytes decode far enough to say (for the sender's
 /// bookkeeping; it is not trusted for anything else).
 fn envelope_id(bytes: &[u8]) -> Option<MessageId> {
@@ -397,7 +434,11 @@ pub(crate) fn witness(
     old_size: u64,
     proof: &[Digest],
 ) -> SessionFrame {
-    match ctx.audit.witness(&peer, note, old_size, proof) {
+    let earlier = ctx
+        .peer(&peer)
+        .map(|p| p.config.rotated_from.clone())
+        .unwrap_or_default();
+    match ctx.audit.witness(&peer, &earlier, note, old_size, proof) {
         Ok(w) => {
             // The witness duty done, in our own log (the cosignature itself
             // is the peer's to keep). It does not call for a checkpoint of

@@ -160,13 +160,17 @@ async fn session(
 
     let version = SessionVersion::of_alpn(alpn_of(&conn).as_deref());
     let window = usize::try_from(limits.delivery_window).unwrap_or(usize::MAX);
-    let mut sender = Sender::new(
-        ctx.id(),
-        peer.id(),
-        window,
-        ctx.audit.cosigned_by(&peer.id()),
-    )
-    .speaking(version);
+    let me = ctx.identity();
+    // A witness that changed keys by a transition cosigned our log under
+    // its earlier ones: it continues from there.
+    let cosigned = std::iter::once(peer.id())
+        .chain(peer.config.rotated_from.iter().copied())
+        .map(|w| ctx.audit.cosigned_by(&w))
+        .max()
+        .unwrap_or(0);
+    let mut sender = Sender::new(me.id(), peer.id(), window, cosigned)
+        .with_earlier_ids(me.earlier_ids())
+        .speaking(version);
     // A peer of an older version cannot read the statement: it gets our
     // checkpoints as usual (and refuses them for the rollback).
     if let (Some(r), true) = (&ctx.restoration, version >= SessionVersion::V4) {
@@ -547,6 +551,7 @@ mod tests {
             name: String::new(),
             country: "BO".parse().expect("a country code"),
             repinned_from: Vec::new(),
+            rotated_from: Vec::new(),
             confirm_rotation: false,
         });
         for n in 1..=3 {

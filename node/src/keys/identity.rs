@@ -6,9 +6,13 @@
 //! once). Peers apply it after their notice period or their operator's
 //! confirmation (see `transitions`).
 //!
-//! The switch to the new key (TLS, envelopes, receipts, the audit log's
-//! checkpoints) is being built (issue 15): until it is, the node keeps
-//! using its current key and keeps presenting the statement.
+//! At `effective_after` the node switches ([`switch`]): the old key signs
+//! a last checkpoint, the switch entry follows it in the log, and from
+//! then on the new key signs checkpoints, envelopes, receipts and TLS
+//! handshakes; the key file is replaced by the new key. The old id and
+//! encryption keys stay this node's (envelopes peers sealed before they
+//! moved their pin are still opened), and the statement is presented for
+//! `[keys] transition_presented_days` more, for peers offline meanwhile.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,10 +104,12 @@ pub(crate) async fn announce(
         return Err(IdentityRotationError::TooFar);
     }
     if let Some(s) = ctx.store.own_transition()? {
-        return Err(IdentityRotationError::AlreadyAnnounced {
-            new: s.transition.new,
-            effective_after: s.transition.effective_after,
-        });
+        if ctx.store.own_switch()?.is_none() {
+            return Err(IdentityRotationError::AlreadyAnnounced {
+                new: s.transition.new,
+                effective_after: s.transition.effective_after,
+            });
+        }
     }
     let me = ctx.identity();
     let now = Timestamp::now();
@@ -126,6 +132,9 @@ pub(crate) async fn announce(
         Ok(r) => r?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+    // A switched earlier transition is in the log and among the earlier
+    // ids; this one takes its place.
+    ctx.store.clear_own_transition()?;
     ctx.store.set_own_transition(&statement)?;
     let t = &statement.transition;
     let detail = format!(
@@ -135,6 +144,7 @@ pub(crate) async fn announce(
     ctx.audit
         .note(Fact::new(AuditKind::IdentityTransition, Actor::Operator).detail(&detail));
     ctx.store.commit().await?;
+    ctx.own_transition_announced.notify_one();
     ctx.tls.present(&me, Some(&statement))?;
     info!(new = %t.new, effective_after = t.effective_after.0, "identity transition announced; presenting it to every peer");
     // Every peer hears it at once, on the handshake of its next session.
@@ -142,11 +152,13 @@ pub(crate) async fn announce(
     Ok(OwnTransition::of(ctx, &statement))
 }
 
-/// At start: the announced transition, if any, is presented again — if
-/// its new key is still at hand (a statement naming a successor nobody
-/// holds would lead peers to a key that never answers). A record that
-/// cannot be read, or a key file that is missing or holds another key, is
-/// logged and not presented: the node starts under its current key.
+/// At start: this node's own transition, if any, is presented again —
+/// before the switch if its new key is still at hand (a statement naming
+/// a successor nobody holds would lead peers to a key that never
+/// answers), after it for `[keys] transition_presented_days`. A record
+/// that cannot be read, or a key file that is missing or holds another
+/// key, is logged and not presented: the node starts under its current
+/// key.
 pub(crate) fn present_at_start(ctx: &Context) {
     let s = match ctx.store.own_transition() {
         Ok(Some(s)) => s,
@@ -157,6 +169,17 @@ pub(crate) fn present_at_start(ctx: &Context) {
         }
     };
     let t = &s.transition;
+    if t.new == ctx.id() {
+        if presented_until(ctx, &s) > Timestamp::now() {
+            match ctx.tls.present(&ctx.identity(), Some(&s)) {
+                Ok(()) => {
+                    info!(old = %t.old, "presenting the identity transition this node switched by")
+                }
+                Err(e) => warn!(error = %e, "cannot present the identity transition"),
+            }
+        }
+        return;
+    }
     if t.old != ctx.id() {
         warn!(old = %t.old, "an announced identity transition is not from this node's key; not presented");
         return;
@@ -177,4 +200,244 @@ pub(crate) fn present_at_start(ctx: &Context) {
         Ok(()) => info!(new = %t.new, "presenting the announced identity transition"),
         Err(e) => warn!(error = %e, "cannot present the announced identity transition"),
     }
+}
+
+/// Until when a switched node presents its statement.
+fn presented_until(ctx: &Context, s: &TransitionStatement) -> Timestamp {
+    s.transition
+        .effective_after
+        .saturating_add(ctx.config.keys.transition_presented())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("the announced new identity key cannot be loaded from {}: {source}", path.display())]
+    NextKey {
+        path: PathBuf,
+        source: comity_config::KeyFileIoError,
+    },
+    #[error("{} holds {found}, not the announced new key {expected}", path.display())]
+    OtherKey {
+        path: PathBuf,
+        found: NodeId,
+        expected: NodeId,
+    },
+    #[error("the audit log cannot switch: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the identity key file cannot be replaced: {0}")]
+    KeyFile(#[from] comity_config::KeyFileIoError),
+    #[error("the superseded encryption key cannot be kept: {0}")]
+    Previous(#[from] crate::keys::PreviousKeyError),
+    #[error("the certificate of the new key cannot be made: {0}")]
+    Tls(#[from] crate::transport::tls::TlsSetupError),
+}
+
+impl From<crate::store::CommitError> for SwitchError {
+    fn from(e: crate::store::CommitError) -> Self {
+        SwitchError::Store(e.into())
+    }
+}
+
+/// The announced new key, from `IDENTITY_KEY.next`, checked to be `t.new`.
+fn load_next(
+    identity_key: &std::path::Path,
+    t: &IdentityTransition,
+) -> Result<Identity, SwitchError> {
+    let path = comity_config::next_key_path(identity_key);
+    let next = comity_config::load_key_file(&path).map_err(|source| SwitchError::NextKey {
+        path: path.clone(),
+        source,
+    })?;
+    if next.id() != t.new {
+        return Err(SwitchError::OtherKey {
+            path,
+            found: next.id(),
+            expected: t.new,
+        });
+    }
+    Ok(next)
+}
+
+/// The switch's last, file-level step: the identity key file now holds
+/// the new key, and the `.next` file is gone. Done again at start if a
+/// crash interrupted it (the store's mark says the switch happened).
+fn replace_key_files(identity_key: &std::path::Path, next: &Identity) -> Result<(), SwitchError> {
+    comity_config::replace_key_file(identity_key, next)?;
+    let path = comity_config::next_key_path(identity_key);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "cannot remove the announced key's file after the switch")
+        }
+    }
+    Ok(())
+}
+
+/// Switches this node to the new key of its own transition, if it is
+/// effective and not switched yet (see the module's documentation).
+/// In order, each step durable before the next: the superseded encryption
+/// key is kept in `keys/previous`; the log switches (the old key's last
+/// checkpoint, then the switch entry, and the store's mark, in one
+/// commit: the point of no return); the key file is replaced. Then the
+/// node signs, seals and handshakes with the new key, and every
+/// connection is closed so that each peer meets it at once. Returns the
+/// new id, or `None` if there was nothing to switch.
+pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchError> {
+    let _one = ctx.key_rotation.lock().await;
+    let Some(s) = ctx.store.own_transition()? else {
+        return Ok(None);
+    };
+    if ctx.store.own_switch()?.is_some() || s.transition.old != ctx.id() {
+        return Ok(None);
+    }
+    if s.transition.effective_after > Timestamp::now() {
+        return Ok(None);
+    }
+    let key_path = ctx.config.node.identity_key.clone();
+    let me = ctx.identity();
+    let ctx2 = ctx.clone();
+    let s2 = s.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let next = load_next(&key_path, &s2.transition)?;
+        // The old encryption key is kept (and destroyed after its grace
+        // period) as a rotation's is: a restart after the switch still
+        // opens what peers sealed to it.
+        let new = Arc::new(me.handed_over_to(next));
+        if let Some(old_key) = new.previous_keys().first() {
+            crate::keys::previous::write(
+                &crate::keys::previous::dir(&ctx2.config.node.data_dir),
+                old_key,
+            )?;
+        }
+        let seq = ctx2.audit.switch(&s2, new.clone())?;
+        Ok::<_, SwitchError>((new, seq))
+    })
+    .await;
+    let (new, seq) = match done {
+        Ok(r) => r?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    ctx.store.commit().await?;
+    let key_path = ctx.config.node.identity_key.clone();
+    let file = new.clone();
+    let replaced = tokio::task::spawn_blocking(move || replace_key_files(&key_path, &file)).await;
+    let replaced = match replaced {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    // The switch is made: a file not replaced now is replaced at the next
+    // start (the mark says so), and this process goes on with the new key.
+    if let Err(e) = &replaced {
+        warn!(error = %e, "the identity key file still holds the old key; it is replaced at the next start");
+    }
+    ctx.set_identity(new.clone());
+    let t = &s.transition;
+    let presented = (presented_until(ctx, &s) > Timestamp::now()).then_some(&s);
+    ctx.tls.present(&new, presented)?;
+    info!(old = %t.old, new = %t.new, entry = seq, "switched to the new identity key; reconnecting to every peer");
+    ctx.close_all_connections();
+    Ok(Some(t.new))
+}
+
+/// Until `stop`: switches to the announced key once it is effective,
+/// looking when one is announced, at its effective time, and hourly
+/// after a failure.
+pub(crate) async fn watch(ctx: Arc<Context>, mut stop: crate::shutdown::ShutdownSignal) {
+    const RETRY: Duration = Duration::from_secs(3600);
+    loop {
+        let wait = match ctx.store.own_transition() {
+            Ok(Some(s)) if matches!(ctx.store.own_switch(), Ok(None)) => {
+                let at = s.transition.effective_after;
+                let now = Timestamp::now();
+                if at <= now {
+                    match switch(&ctx).await {
+                        Ok(_) => None,
+                        Err(e) => {
+                            warn!(error = %e, "cannot switch to the announced identity key; trying again in an hour");
+                            Some(RETRY)
+                        }
+                    }
+                } else {
+                    Some(Duration::from_millis(at.0.saturating_sub(now.0)))
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, "cannot read this node's announced identity transition");
+                Some(RETRY)
+            }
+        };
+        let sleep = async {
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = ctx.own_transition_announced.notified() => {}
+            _ = stop.triggered() => return,
+        }
+    }
+}
+
+/// At start, before the audit log opens: the identity this node runs
+/// under, given what its store says of its own transitions. A switch that
+/// a crash interrupted after its mark but before the key file was
+/// replaced is finished here (the `.next` file still holds the new key).
+/// The earlier ids of every switch made are this identity's too.
+pub(crate) fn at_start(
+    config: &comity_config::Config,
+    store: &crate::store::Store,
+    identity: Identity,
+) -> Result<Identity, SwitchError> {
+    let mut identity = identity;
+    if let (Some(s), Some(_)) = (store.own_transition()?, store.own_switch()?) {
+        if identity.id() == s.transition.old {
+            let next = load_next(&config.node.identity_key, &s.transition)?;
+            replace_key_files(&config.node.identity_key, &next)?;
+            info!(new = %next.id(), "finished an identity switch interrupted before the key file was replaced");
+            identity = next.with_previous_keys(identity.previous_keys().to_vec());
+        }
+    }
+    let earlier: Vec<NodeId> = store
+        .earlier_switches()?
+        .into_iter()
+        .map(|(old, _)| old)
+        .collect();
+    Ok(identity.with_earlier_ids(earlier))
+}
+
+/// At start, after the audit log opened: a switch whose entry reached the
+/// log but whose mark a crash lost is finished (the old key, still this
+/// process's, signs its checkpoint; then the key file is replaced).
+/// Returns the identity to run under.
+pub(crate) async fn finish_interrupted(
+    config: &comity_config::Config,
+    store: &crate::store::Store,
+    audit: &crate::audit::AuditLog,
+    identity: Arc<Identity>,
+) -> Result<Arc<Identity>, SwitchError> {
+    let Some(s) = store.own_transition()? else {
+        return Ok(identity);
+    };
+    if store.own_switch()?.is_some() || identity.id() != s.transition.old {
+        return Ok(identity);
+    }
+    let Some(seq) = audit.interrupted_switch(&s)? else {
+        return Ok(identity);
+    };
+    let next = load_next(&config.node.identity_key, &s.transition)?;
+    let new = Arc::new(identity.handed_over_to(next));
+    if let Some(old_key) = new.previous_keys().first() {
+        crate::keys::previous::write(&crate::keys::previous::dir(&config.node.data_dir), old_key)?;
+    }
+    audit.finish_switch(&s, seq, new.clone())?;
+    store.commit().await?;
+    replace_key_files(&config.node.identity_key, &new)?;
+    warn!(entry = seq, new = %new.id(), "finished an identity switch a crash interrupted");
+    Ok(new)
 }

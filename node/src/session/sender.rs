@@ -119,6 +119,10 @@ enum State {
 /// One connection's sending side.
 pub struct Sender {
     me: NodeId,
+    /// Our earlier ids (identity transitions): envelopes we signed under
+    /// one of them before the switch are still ours, and so are receipts
+    /// addressed to it.
+    earlier: Vec<NodeId>,
     peer: NodeId,
     state: State,
     window: usize,
@@ -164,6 +168,7 @@ impl Sender {
     pub fn new(me: NodeId, peer: NodeId, window: usize, cosigned: u64) -> Sender {
         Sender {
             me,
+            earlier: Vec::new(),
             peer,
             state: State::AwaitingHello,
             window: window.max(1),
@@ -178,6 +183,12 @@ impl Sender {
             aside: Vec::new(),
             version: SessionVersion::V5,
         }
+    }
+
+    /// Also ours: `ids`, the keys this node had before (see `earlier`).
+    pub fn with_earlier_ids(mut self, ids: &[NodeId]) -> Sender {
+        self.earlier = ids.to_vec();
+        self
     }
 
     /// On a connection that settled on `version` (the newest by default).
@@ -346,7 +357,16 @@ impl Sender {
                 let Some(digest) = self.in_flight.digest(&id) else {
                     return Ok(Action::Ignore("receipt for a message not in flight"));
                 };
-                match receipt.verify(&self.me, keys, &id, &digest) {
+                // Addressed to the id that signed the envelope: an earlier
+                // one of ours if it was sealed before our switch (the
+                // digest ties the receipt to our envelope all the same).
+                let sender = receipt.statement.sender;
+                let me = if self.earlier.contains(&sender) {
+                    sender
+                } else {
+                    self.me
+                };
+                match receipt.verify(&me, keys, &id, &digest) {
                     Ok(()) => {
                         self.in_flight.answered(&id);
                         self.wanted_rounds.remove(&id);

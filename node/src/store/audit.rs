@@ -70,6 +70,21 @@ impl Store {
         Ok(self.audit_files.seal()?)
     }
 
+    /// Syncs the log, then appends `build(size)` before any other entry
+    /// (see [`super::audit_files::AuditFiles::seal_and_append`]); returns
+    /// the mark and root of the log before it.
+    pub fn audit_seal_and_append<F>(&self, build: F) -> Result<(Mark, Digest)>
+    where
+        F: FnOnce(
+            u64,
+        ) -> std::result::Result<
+            (Vec<u8>, Option<MessageId>),
+            comity_protocol::audit::EntryError,
+        >,
+    {
+        Ok(self.audit_files.seal_and_append(build)?)
+    }
+
     pub fn audit_leaf(&self, seq: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.audit_files.leaf(seq)?)
     }
@@ -101,6 +116,15 @@ impl Store {
         self.audit
             .insert(key(b'c', &[&mark.size.to_be_bytes()]), note.as_bytes())?;
         self.audit.insert(&b"k"[..], &mark.to_bytes()[..])?;
+        Ok(())
+    }
+
+    /// Stores a checkpoint of a size below the mark's (the old key's last,
+    /// signed again at start after a crash lost it: see
+    /// `AuditLog::finish_switch`).
+    pub fn put_checkpoint_only(&self, size: u64, note: &str) -> Result<()> {
+        self.audit
+            .insert(key(b'c', &[&size.to_be_bytes()]), note.as_bytes())?;
         Ok(())
     }
 

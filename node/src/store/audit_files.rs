@@ -673,6 +673,58 @@ impl AuditFiles {
         Ok((mark, root))
     }
 
+    /// [`AuditFiles::seal`], and then, before any other entry can be
+    /// written, appends the entry `build(size)` returns (at sequence number
+    /// `size`): a checkpoint of the returned size is then of everything
+    /// before that entry and nothing else. The identity switch needs this.
+    pub fn seal_and_append<F>(&self, build: F) -> Result<(Mark, Digest)>
+    where
+        F: FnOnce(
+            u64,
+        ) -> std::result::Result<
+            (Vec<u8>, Option<MessageId>),
+            comity_protocol::audit::EntryError,
+        >,
+    {
+        let (mark, root) = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            if let Some(why) = &inner.broken {
+                return Err(AuditFileError::Broken(why.clone()));
+            }
+            inner.flush_derived(&self.dir)?;
+            let mark = Mark {
+                size: inner.frontier.size(),
+                leaves_len: inner.leaves_len,
+                messages_len: inner.derived.messages.flushed,
+            };
+            let root = inner.frontier.root();
+            let (leaf, message) = build(mark.size)?;
+            if leaf.is_empty() || leaf.len() > MAX_LEAF_BYTES {
+                return Err(AuditFileError::LeafSize(leaf.len()));
+            }
+            let rec = record_bytes(&leaf);
+            if let Err(e) = inner.leaves.write_all(&rec) {
+                inner.broken = Some(e.to_string());
+                return Err(io_err(&self.path("leaves"))(e));
+            }
+            let offset = inner.leaves_len;
+            inner.leaves_len += rec.len() as u64;
+            if let Err(why) =
+                inner
+                    .derived
+                    .add(&mut inner.frontier, mark.size, offset, &leaf, message)
+            {
+                inner.broken = Some(why.clone());
+                return Err(AuditFileError::Broken(why));
+            }
+            (mark, root)
+        };
+        // What the mark covers was written before it; syncing now covers it.
+        self.seal()?;
+        Ok((mark, root))
+    }
+
     /// Writes buffered derived records so reads see every entry so far.
     fn readable(&self) -> Result<u64> {
         let mut inner = self.lock();

@@ -364,6 +364,21 @@ impl Store {
     /// The caller stops the old id's sender first: a session still sealing
     /// for the old key would write its envelope back over the move.
     pub fn retarget_outbound(&self, id: &MessageId, to: NodeId, why: &str) -> Result<bool> {
+        self.move_outbound(id, to, why, true)
+    }
+
+    /// Moves an outgoing message not yet final to `to`; `reseal`: its
+    /// envelope is dropped, to be sealed again for `to` (a repin), else it
+    /// is kept (an identity transition: the peer still opens what was
+    /// sealed to its old key, and the same bytes keep a copy it already
+    /// holds from being taken for an id reused).
+    pub fn move_outbound(
+        &self,
+        id: &MessageId,
+        to: NodeId,
+        why: &str,
+        reseal: bool,
+    ) -> Result<bool> {
         let Some((mut msg, mut status)) = self.outbound(id)? else {
             return Ok(false);
         };
@@ -373,8 +388,10 @@ impl Store {
         // The message first (a sender that reads it seals for `to`), then
         // its summary (which queue it goes to at start), then its status.
         msg.peer = to;
-        msg.envelope = None;
-        msg.digest = None;
+        if reseal {
+            msg.envelope = None;
+            msg.digest = None;
+        }
         self.put_outbound_message(&msg)?;
         self.listing.change_peer(id, to)?;
         status.state = OutboundState::Queued;

@@ -97,7 +97,7 @@ pub fn check(
     }
     let envelope = Envelope::from_bytes(bytes)?;
     let h = &envelope.header;
-    if h.recipient != me.id() {
+    if !me.answers_to(&h.recipient) {
         return Err(EnvelopeError::WrongRecipient {
             recipient: h.recipient,
         });

@@ -64,7 +64,7 @@ pub(super) async fn export(State(node): State<AppState>) -> Result<Response, Api
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
         let result = node
             .audit()
-            .export_up_to(&node.id(), size, &mut w)
+            .export_up_to(&node.audit().first_key(), size, &mut w)
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|_| std::io::Write::flush(&mut w));
         if let Err(e) = result {

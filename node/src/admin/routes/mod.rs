@@ -52,7 +52,19 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) -> Router {
+/// What every route shares.
+pub fn state(node: Arc<Node>, config_path: Option<PathBuf>) -> AppState {
+    AppState {
+        node,
+        config_path,
+        backup_running: Arc::default(),
+        peer_edit: Arc::default(),
+    }
+}
+
+pub use peers::apply_transitions;
+
+pub fn router_for(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/peers", get(peers::list).post(peers::add))
@@ -91,12 +103,7 @@ pub fn router(node: Arc<Node>, config_path: Option<PathBuf>, body_limit: usize) 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(AppState {
-            node,
-            config_path,
-            backup_running: Arc::default(),
-            peer_edit: Arc::default(),
-        })
+        .with_state(state)
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -46,6 +46,7 @@ pub(super) async fn add(
         name: req.name,
         country,
         repinned_from: Vec::new(),
+        rotated_from: Vec::new(),
         confirm_rotation: req.confirm_rotation,
     };
     // The node's checks first, so that a refused peer never reaches the file.
@@ -264,4 +265,50 @@ pub(super) async fn refuse_rotation(
 
 pub(super) async fn list(State(node): State<AppState>) -> Json<serde_json::Value> {
     Json(json!(node.peers()))
+}
+
+/// Until `stop`: applies the peers' identity transitions as they fall due
+/// (see [`crate::node::Node::apply_transition`]), writing each move to the
+/// configuration file if it lists the peer; looks when a transition is
+/// heard or accepted, when the next one is due, and each minute.
+pub async fn apply_transitions(state: AppState, mut stop: crate::shutdown::ShutdownSignal) {
+    const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    loop {
+        let now = comity_protocol::Timestamp::now();
+        let (due, next) = state.transitions_due(now);
+        for old in due {
+            let _edit = state.peer_edit.lock().await;
+            let path = state.config_path.clone();
+            let persist =
+                |p: &comity_config::PeerConfig| -> Result<(), comity_config::ConfigError> {
+                    let Some(path) = &path else { return Ok(()) };
+                    if comity_config::Config::load(path)?
+                        .peer_by_id(&old)
+                        .is_some()
+                    {
+                        comity_config::Config::rotate_peer_in_file(path, &old, &p.id)?;
+                    }
+                    Ok(())
+                };
+            match state.apply_transition(&old, now, persist).await {
+                Ok(Some(done)) => {
+                    if let Some(w) = done.warning {
+                        warn!(old = %old, error = %w, "a peer's pin moved by its identity transition, but not everything was written: in its [[peer]] table set id to the new key and add the old one to rotated_from");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(old = %old, error = %e, "cannot apply a peer's identity transition")
+                }
+            }
+        }
+        let wait = next
+            .map(|at| std::time::Duration::from_millis(at.0.saturating_sub(now.0)))
+            .map_or(LOOK_EVERY, |d| d.min(LOOK_EVERY));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.transitions_changed() => {}
+            _ = stop.triggered() => return,
+        }
+    }
 }

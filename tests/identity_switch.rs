@@ -1,0 +1,181 @@
+//! An identity switch between real nodes on 127.0.0.1. Borduria announces
+//! a new identity key effective in a few seconds while messages flow both
+//! ways; at its effective time B switches (a last checkpoint under the old
+//! key, the switch entry, the key file replaced) and Arcadia, whose notice
+//! is 0 h here, moves its pin (the configuration file too). Every message
+//! is delivered exactly once — those sealed or signed under the old keys
+//! included — replies and status updates about messages of before the
+//! switch are taken, B's log verifies as one log from its first key with
+//! one switch, and B carries on under the new key after a restart.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Output;
+use std::time::Duration;
+
+use comity_client::Settings;
+use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
+use comity_tests::{comityd_beside, succeeded, test_settings, TestNode};
+use serde_json::{json, Value};
+
+const COMITY: &str = env!("CARGO_BIN_EXE_comity");
+const LONG: Duration = Duration::from_secs(60);
+
+fn comity(node: &TestNode, args: &[&str]) -> Output {
+    node.cli(std::path::Path::new(COMITY), args)
+}
+
+fn node_id(n: &TestNode) -> String {
+    n.get("/v1/keys")["identity"]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn bo(a: &TestNode) -> Value {
+    a.get("/v1/peers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["country"] == "BO")
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_message() {
+    let comityd = comityd_beside(COMITY);
+    let comityd = comityd.to_str().unwrap();
+    let no_notice = Settings {
+        peer_rotation_notice_hours: Some(0),
+        ..test_settings()
+    };
+    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
+    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    let old = b.id.to_string();
+
+    // Before: one request each way, delivered.
+    let to_b = a.send(&b, "before, to B");
+    let to_a = b.send(&a, "before, to A");
+    a.wait_until(LONG, "the first two delivered", || {
+        a.outbox_count("delivered") == 1 && b.outbox_count("delivered") == 1
+    });
+
+    // B announces a switch 3 s ahead; both go on sending through it.
+    let t = b
+        .client()
+        .post(
+            "/v1/keys/rotate-identity",
+            &json!({"reason": "scheduled identity rotation", "effective_in_secs": 3}),
+        )
+        .unwrap();
+    let new = t["new"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    const N: usize = 40;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                a.send(&b, &format!("during, to B {i}"));
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        for i in 0..N {
+            b.send(&a, &format!("during, to A {i}"));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+
+    b.wait_until(LONG, "B to switch", || node_id(&b) == new);
+    a.wait_until(LONG, "A to move its pin", || bo(&a)["id"] == new.as_str());
+    assert_eq!(bo(&a)["rotated_from"], json!([old]));
+    assert!(bo(&a)["rotation"].is_null());
+
+    // Replies and status updates about messages of before the switch.
+    let reply = b
+        .client()
+        .post(
+            &format!("/v1/messages/{to_b}/reply"),
+            &json!({"subject": "Bank records", "body": "Attached."}),
+        )
+        .unwrap();
+    assert!(reply["id"].is_string(), "{reply}");
+    let status = a
+        .client()
+        .post(
+            &format!("/v1/messages/{to_a}/status"),
+            &json!({"status": {"status": "registered", "reference": "AR-2026-17"}}),
+        )
+        .unwrap();
+    assert!(status["id"].is_string(), "{status}");
+    let total = 1 + N as u64 + 1;
+    a.wait_until(LONG, "everything delivered both ways", || {
+        a.outbox_count("delivered") == total && b.outbox_count("delivered") == total
+    });
+    // Exactly once: each side received what the other delivered.
+    assert_eq!(a.inbox_count(), total);
+    assert_eq!(b.inbox_count(), total);
+    assert_eq!(a.outbox_count("failed") + b.outbox_count("failed"), 0);
+
+    // A's file follows; `peer list` says so.
+    let file = std::fs::read_to_string(a.config_path()).unwrap();
+    assert!(file.contains(&format!("id = \"{new}\"")), "{file}");
+    assert!(file.contains("rotated_from"), "{file}");
+    let list = succeeded(&comity(&a, &["peer", "list"]));
+    assert!(list.contains("BO: rotated from"), "{list}");
+
+    // B's key file holds the new key; the announced one's file is gone.
+    let key_file = comity_config::Config::load(b.config_path())
+        .unwrap()
+        .node
+        .identity_key;
+    let next = comity_config::next_key_path(&key_file);
+    assert!(!next.exists(), "{}", next.display());
+    assert_eq!(b.identity().id().to_string(), new);
+
+    // After a restart B is its new self, and delivery goes on.
+    b.sigterm();
+    b.start();
+    assert_eq!(node_id(&b), new);
+    b.send(&a, "after the restart");
+    b.wait_until(LONG, "delivered after the restart", || {
+        b.outbox_count("delivered") == total + 1
+    });
+
+    // B's log: one log from its first key, one switch, checkpoints after it
+    // under the new key, and A (pinned to both keys in turn) a witness.
+    let bundle = b.get_text("/v1/audit/export");
+    let report = verify_bundle(
+        std::io::Cursor::new(bundle.as_bytes()),
+        &VerifyOptions {
+            expected_node: Some(old.parse().unwrap()),
+            required_witnesses: vec![a.id],
+            allow_unwitnessed_tail: 0,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(report.is_valid(), "{:?}", report.findings);
+    assert_eq!(report.key_switches.len(), 1, "{:?}", report.key_switches);
+    let path = b.dir().join("bo.bundle");
+    std::fs::write(&path, &bundle).unwrap();
+    let out = succeeded(&comity(
+        &b,
+        &["audit", "verify", path.to_str().unwrap(), "--node", &old],
+    ));
+    assert!(out.contains(&format!("from {old} to {new}")), "{out}");
+    // A's own log verifies, cosigned by B under both keys in turn.
+    let report = verify_bundle(
+        std::io::Cursor::new(a.get_text("/v1/audit/export").as_bytes()),
+        &VerifyOptions {
+            expected_node: Some(a.id),
+            required_witnesses: vec![new.parse().unwrap()],
+            allow_unwitnessed_tail: 0,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(report.is_valid(), "{:?}", report.findings);
+}
