@@ -454,6 +454,27 @@ fn an_announced_identity_key_is_backed_up_and_restored() {
 
     let fresh = work.path().join("restored");
     let config = fresh_config(&b, &fresh);
+    // Another key where the announced one goes: refused, nothing moved.
+    let key_file = comity_config::Config::load(&config)
+        .unwrap()
+        .node
+        .identity_key;
+    let next = comity_config::next_key_path(&key_file);
+    let foreign = comity_protocol::Identity::generate(comity_protocol::Timestamp::now());
+    comity_config::write_new_key_file(&next, &foreign).unwrap();
+    let o = restore(
+        &config,
+        v["path"].as_str().unwrap(),
+        &["--passphrase-file", &pf],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("holds another key"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!key_file.exists(), "nothing restored");
+    std::fs::remove_file(&next).unwrap();
     let o = restore(
         &config,
         v["path"].as_str().unwrap(),

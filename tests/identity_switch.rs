@@ -179,3 +179,62 @@ fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_mes
     .unwrap();
     assert!(report.is_valid(), "{:?}", report.findings);
 }
+
+#[test]
+fn messages_sealed_and_signed_under_the_old_keys_are_delivered_after_the_switch() {
+    let comityd = comityd_beside(COMITY);
+    let comityd = comityd.to_str().unwrap();
+    let no_notice = Settings {
+        peer_rotation_notice_hours: Some(0),
+        ..test_settings()
+    };
+    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
+    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    let old = b.id.to_string();
+    a.send(&b, "first contact");
+    a.wait_until(LONG, "first contact", || a.outbox_count("delivered") == 1);
+
+    // A is down while B accepts messages for it (sealed and signed with
+    // B's old key) and switches.
+    a.sigterm();
+    for i in 0..5 {
+        b.send(&a, &format!("signed by the old key {i}"));
+    }
+    let t = b
+        .client()
+        .post(
+            "/v1/keys/rotate-identity",
+            &json!({"reason": "scheduled identity rotation", "effective_in_secs": 1}),
+        )
+        .unwrap();
+    let new = t["new"].as_str().unwrap().to_string();
+    b.wait_until(LONG, "B to switch", || node_id(&b) == new);
+
+    // A comes back still pinning the old key and accepts messages for B
+    // (sealed to B's old encryption key, addressed to its old id); it
+    // learns of the switch from B's certificate and moves its pin.
+    a.start();
+    for i in 0..5 {
+        a.send(&b, &format!("sealed for the old key {i}"));
+    }
+    a.wait_until(LONG, "A to move its pin", || bo(&a)["id"] == new.as_str());
+    a.wait_until(LONG, "all delivered both ways", || {
+        a.outbox_count("delivered") == 6 && b.outbox_count("delivered") == 5
+    });
+    assert_eq!(a.inbox_count(), 5);
+    assert_eq!(b.inbox_count(), 6);
+    // What B signed before its switch is filed under the key that signed
+    // it.
+    let listed = a.get(&format!("/v1/messages?peer={old}"));
+    let from_old = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "inbound" && m["peer"] == old.as_str())
+        .count();
+    assert_eq!(from_old, 5, "{listed}");
+}

@@ -288,6 +288,17 @@ fn place(
         });
     }
     let key_path = config.node.identity_key.clone();
+    // The new key of an identity transition announced before the backup:
+    // another one in its place is a key this restore must not hide.
+    let next_src = staging.join(comity_protocol::backup::NEXT_IDENTITY_KEY_MEMBER);
+    let next_path = comity_config::next_key_path(&key_path);
+    let next_kept = next_src.exists() && next_path.exists();
+    if next_kept
+        && fs::read(&next_path).map_err(io_err(&next_path))?
+            != fs::read(&next_src).map_err(io_err(&next_src))?
+    {
+        return Err(RestoreError::KeyExists { path: next_path });
+    }
     if key_path.exists() {
         let same = fs::read(&key_path).map_err(io_err(&key_path))?
             == fs::read(&key_src).map_err(io_err(&key_src))?;
@@ -300,13 +311,8 @@ fn place(
         }
         fs::rename(&key_src, &key_path).map_err(io_err(&key_path))?;
     }
-    // The new key of an identity transition announced before the backup.
-    let next_src = staging.join(comity_protocol::backup::NEXT_IDENTITY_KEY_MEMBER);
-    if next_src.exists() {
-        let to = comity_config::next_key_path(&key_path);
-        if !to.exists() {
-            fs::rename(&next_src, &to).map_err(io_err(&to))?;
-        }
+    if next_src.exists() && !next_kept {
+        fs::rename(&next_src, &next_path).map_err(io_err(&next_path))?;
     }
     let store = data_dir.join("store");
     fs::rename(staging.join("store"), &store).map_err(io_err(&store))?;

@@ -171,11 +171,13 @@ pub(crate) fn hear(
         .unwrap_or_else(|p| p.into_inner());
     let Some(peer) = ctx.peer(&t.old) else {
         return Ok(match ctx.peers.cut_out_of(&t.old) {
+            // Signed after the repin, it is new evidence that the key is
+            // in use by someone (an alarm); one signed before is not.
             Some(country) => Outcome::Refused {
                 key: t.old,
                 country,
                 why: "signed by a key cut out by a repin (presumed stolen)".into(),
-                alarm: true,
+                alarm: cut_out_at(ctx, &t.old)?.is_none_or(|at| t.created_at > at),
             },
             None => Outcome::Ignored,
         });
@@ -279,6 +281,16 @@ fn record_pending(ctx: &Context, country: &str, pending: &PendingTransition) {
     );
     ctx.audit
         .alarm(t.old, AlarmKind::PeerTransition, "announced", &detail);
+}
+
+/// When `key` was cut out, if the store remembers.
+fn cut_out_at(ctx: &Context, key: &NodeId) -> Result<Option<Timestamp>, StoreError> {
+    Ok(ctx
+        .store
+        .cut_out_keys()?
+        .into_iter()
+        .find(|(id, _)| id == key)
+        .map(|(_, c)| c.at))
 }
 
 /// A refused genuine statement in the audit log (and an alarm if `alarm`).

@@ -45,6 +45,21 @@ pub fn run(client: &Client, cmd: Option<KeysCommand>, json: bool) -> Result<()> 
 
 /// This node's announced identity transition.
 fn print_transition(t: &Value) {
+    if t["switched"] == Value::Bool(true) {
+        println!(
+            "identity switched: {} -> {} (\"{}\"), effective after {}; {}",
+            text(&t["old"]),
+            text(&t["new"]),
+            text(&t["reason"]),
+            time(&t["effective_after"]),
+            if t["presented"] == Value::Bool(true) {
+                "the statement is still presented to peers"
+            } else {
+                "the statement is no longer presented"
+            }
+        );
+        return;
+    }
     println!(
         "identity transition announced: {} -> {} (\"{}\"), effective after {}; new key in {}",
         text(&t["old"]),
@@ -53,6 +68,11 @@ fn print_transition(t: &Value) {
         time(&t["effective_after"]),
         text(&t["next_key_file"])
     );
+    if t["presented"] == Value::Bool(false) {
+        println!(
+            "  NOT PRESENTED to peers: the new key's file is missing or holds another key (see the daemon's log); put it back from a backup, or restart after fixing it"
+        );
+    }
 }
 
 fn print(v: &Value) {

@@ -12,6 +12,8 @@
 mod export;
 mod fact;
 #[cfg(test)]
+mod switch_tests;
+#[cfg(test)]
 mod tests;
 mod witness;
 

@@ -66,8 +66,14 @@ pub struct OwnTransition {
     pub created_at: Timestamp,
     pub effective_after: Timestamp,
     pub reason: String,
-    /// Where the new key waits.
+    /// Where the new key waits (until the switch).
     pub next_key_file: PathBuf,
+    /// Whether the node's certificate carries the statement now (not if
+    /// the new key's file was missing at start, nor once the presentation
+    /// period after the switch is over).
+    pub presented: bool,
+    /// Whether the node has switched to the new key.
+    pub switched: bool,
 }
 
 impl OwnTransition {
@@ -80,6 +86,8 @@ impl OwnTransition {
             effective_after: t.effective_after,
             reason: t.reason.clone(),
             next_key_file: next_key_file(ctx),
+            presented: ctx.tls.presents_statement(),
+            switched: t.new == ctx.id(),
         }
     }
 }
@@ -441,3 +449,7 @@ pub(crate) async fn finish_interrupted(
     warn!(entry = seq, new = %new.id(), "finished an identity switch a crash interrupted");
     Ok(new)
 }
+
+#[cfg(test)]
+#[path = "identity_tests.rs"]
+mod tests;

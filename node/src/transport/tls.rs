@@ -156,6 +156,17 @@ impl TlsIdentity {
         Ok(())
     }
 
+    /// Whether the certificate presented now carries a transition
+    /// statement.
+    pub fn presents_statement(&self) -> bool {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        current.cert.first().and_then(statement_of).is_some()
+    }
+
     /// Handshake signatures made with this identity so far (metrics, and
     /// the token test's proof that handshakes are signed by the token).
     pub fn signatures(&self) -> u64 {

@@ -1,0 +1,64 @@
+#![allow(clippy::unwrap_used)]
+
+use comity_config::Config;
+use comity_protocol::transition::IdentityTransition;
+use comity_protocol::{Identity, Timestamp};
+
+use super::at_start;
+use crate::store::Store;
+
+fn config(dir: &std::path::Path) -> Config {
+    let text = "[node]\nname = \"AR\"\ncountry = \"AR\"\nlisten = \"127.0.0.1:7401\"\n";
+    Config::from_toml_str(text, dir, &|_| None).unwrap()
+}
+
+#[tokio::test]
+async fn a_switch_marked_in_the_store_whose_key_file_was_not_replaced_is_finished_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let key_file = config.node.identity_key.clone();
+    let old = Identity::generate(Timestamp::now());
+    let new = Identity::generate(Timestamp::now());
+    comity_config::write_new_key_file(&key_file, &old).unwrap();
+    let next = comity_config::next_key_path(&key_file);
+    comity_config::write_new_key_file(&next, &new).unwrap();
+    let now = Timestamp::now();
+    let statement = IdentityTransition {
+        old: old.id(),
+        new: new.id(),
+        created_at: now,
+        effective_after: now,
+        reason: "scheduled identity rotation".into(),
+    }
+    .sign(&old, &new)
+    .unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    store.set_own_transition(&statement).unwrap();
+
+    // Announced, not switched: the node is its old self.
+    let loaded = comity_config::load_key_file(&key_file).unwrap();
+    let me = at_start(&config, &store, loaded).unwrap();
+    assert_eq!(me.id(), old.id());
+    assert!(me.earlier_ids().is_empty());
+    assert!(next.exists());
+
+    // Switched (the mark is the point of no return), key file not yet
+    // replaced: start finishes it.
+    store.set_own_switch(&statement, 5).unwrap();
+    let loaded = comity_config::load_key_file(&key_file).unwrap();
+    let me = at_start(&config, &store, loaded).unwrap();
+    assert_eq!(me.id(), new.id());
+    assert_eq!(me.earlier_ids(), &[old.id()]);
+    assert!(me.answers_to(&old.id()));
+    assert_eq!(
+        comity_config::load_key_file(&key_file).unwrap().id(),
+        new.id()
+    );
+    assert!(!next.exists());
+
+    // And again at the next start: nothing more to do.
+    let loaded = comity_config::load_key_file(&key_file).unwrap();
+    let me = at_start(&config, &store, loaded).unwrap();
+    assert_eq!(me.id(), new.id());
+    assert_eq!(me.earlier_ids(), &[old.id()]);
+}
