@@ -238,3 +238,102 @@ fn messages_sealed_and_signed_under_the_old_keys_are_delivered_after_the_switch(
         .count();
     assert_eq!(from_old, 5, "{listed}");
 }
+
+/// The must-show run: 1,000 messages (500 each way) while A rotates its
+/// encryption key twice and B its identity, B killed with `kill -9` at the
+/// moment its switch is due.
+#[test]
+fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_with_a_kill() {
+    let comityd = comityd_beside(COMITY);
+    let comityd = comityd.to_str().unwrap();
+    let no_notice = Settings {
+        peer_rotation_notice_hours: Some(0),
+        ..test_settings()
+    };
+    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
+    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
+    a.pin(&b);
+    b.pin(&a);
+    a.start();
+    b.start();
+    let old = b.id.to_string();
+    let mut new = String::new();
+    const EACH: usize = 500;
+    // In batches, so that sending spans the rotations: B's before its
+    // switch is due, A's through it and the kill.
+    let batches = |from: &TestNode, to: &TestNode, gap: Duration| {
+        let mut n = 0;
+        for _ in 0..10 {
+            n += from.send_many(to, EACH / 10, 2).len();
+            std::thread::sleep(gap);
+        }
+        n
+    };
+    std::thread::scope(|s| {
+        let to_b = s.spawn(|| batches(&a, &b, Duration::from_millis(400)));
+        let to_a = s.spawn(|| batches(&b, &a, Duration::from_millis(100)));
+        std::thread::sleep(Duration::from_millis(300));
+        a.keys(COMITY, &["rotate-encryption"]);
+        let t = b
+            .client()
+            .post(
+                "/v1/keys/rotate-identity",
+                &json!({"reason": "scheduled identity rotation", "effective_in_secs": 2}),
+            )
+            .unwrap();
+        let due = t["effective_after"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        a.keys(COMITY, &["rotate-encryption"]);
+        assert_eq!(to_a.join().unwrap(), EACH);
+        // kill -9 at the switch's due time, wherever the switch has got to.
+        let now = comity_protocol::Timestamp::now().0;
+        std::thread::sleep(Duration::from_millis(due.saturating_sub(now)));
+        let pid = b.pid().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        assert!(killed.unwrap().success());
+        assert_eq!(to_b.join().unwrap(), EACH);
+        new = t["new"].as_str().unwrap().to_string();
+    });
+    b.kill9(); // reaps it
+    b.start();
+    b.wait_until(LONG, "B to be its new self", || node_id(&b) == new);
+    a.wait_until(LONG, "A to move its pin", || bo(&a)["id"] == new.as_str());
+    a.wait_until(LONG, "1,000 delivered", || {
+        a.outbox_count("delivered") == EACH as u64 && b.outbox_count("delivered") == EACH as u64
+    });
+    assert_eq!(a.inbox_count(), EACH as u64);
+    assert_eq!(b.inbox_count(), EACH as u64);
+    assert_eq!(a.outbox_count("failed") + b.outbox_count("failed"), 0);
+    assert_eq!(
+        a.get("/v1/keys")["previous"].as_array().map(Vec::len),
+        Some(2),
+        "A's two superseded encryption keys"
+    );
+
+    // Both logs verify: B's from its first key with one switch.
+    let report = verify_bundle(
+        std::io::Cursor::new(b.get_text("/v1/audit/export").as_bytes()),
+        &VerifyOptions {
+            expected_node: Some(old.parse().unwrap()),
+            required_witnesses: vec![a.id],
+            allow_unwitnessed_tail: 0,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(report.is_valid(), "{:?}", report.findings);
+    assert_eq!(report.key_switches.len(), 1, "{:?}", report.key_switches);
+    let report = verify_bundle(
+        std::io::Cursor::new(a.get_text("/v1/audit/export").as_bytes()),
+        &VerifyOptions {
+            expected_node: Some(a.id),
+            required_witnesses: vec![new.parse().unwrap()],
+            allow_unwitnessed_tail: 0,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(report.is_valid(), "{:?}", report.findings);
+}

@@ -195,6 +195,29 @@ impl Context {
         Ok(Some(keys))
     }
 
+    /// The keys `peer` had before its identity transitions moved the pin
+    /// (those this node recorded applying), newest first: what they signed
+    /// before the peer's switch is the peer's still.
+    pub fn earlier_keys(&self, peer: &NodeId) -> Vec<PeerKeys> {
+        let Some(p) = self.peer(peer) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for old in p.config.rotated_from.iter().rev() {
+            if !matches!(self.store.applied_transition(old), Ok(Some(_))) {
+                continue;
+            }
+            match self.peer_keys(old) {
+                Ok(Some(k)) => out.push(k),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key = %old, error = %e, "a peer's earlier key does not verify")
+                }
+            }
+        }
+        out
+    }
+
     pub fn emit(&self, event: Event) {
         // No subscribers is fine.
         let _ = self.events.send(event);

@@ -126,7 +126,7 @@ fn receive(
     // repin is not among them). Only the holder of the key pinned now can
     // hand such an envelope over (the connection is authenticated by it),
     // so a thief of a key left behind cannot.
-    let earlier = earlier_keys(ctx, &peer);
+    let earlier = ctx.earlier_keys(&peer);
     let signers: Vec<PeerKeys> = std::iter::once(keys.clone()).chain(earlier).collect();
     let ids: Vec<NodeId> = signers.iter().map(|k| *k.id()).collect();
     let result = check(bytes, me, &signers[..], &SeenIn(&ctx.store), &policy)
@@ -380,26 +380,6 @@ fn store_received(
             )
         }
     }
-}
-
-/// The keys `peer` had before its identity transitions moved the pin,
-/// newest first (those this node recorded applying).
-fn earlier_keys(ctx: &Context, peer: &NodeId) -> Vec<PeerKeys> {
-    let Some(p) = ctx.peer(peer) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for old in p.config.rotated_from.iter().rev() {
-        if !matches!(ctx.store.applied_transition(old), Ok(Some(_))) {
-            continue;
-        }
-        match ctx.peer_keys(old) {
-            Ok(Some(k)) => out.push(k),
-            Ok(None) => {}
-            Err(e) => warn!(key = %old, error = %e, "a peer's earlier key does not verify"),
-        }
-    }
-    out
 }
 
 /// The record of a message already received under one of `ids`.

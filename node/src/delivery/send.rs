@@ -170,6 +170,7 @@ async fn session(
         .unwrap_or(0);
     let mut sender = Sender::new(me.id(), peer.id(), window, cosigned)
         .with_earlier_ids(me.earlier_ids())
+        .with_peer_earlier_keys(ctx.earlier_keys(&peer.id()))
         .speaking(version);
     // A peer of an older version cannot read the statement: it gets our
     // checkpoints as usual (and refuses them for the rollback).

@@ -124,6 +124,11 @@ pub struct Sender {
     /// addressed to it.
     earlier: Vec<NodeId>,
     peer: NodeId,
+    /// The peer's earlier keys (its identity transitions): a receipt it
+    /// signed under one of them, for an envelope it took before its switch,
+    /// is its receipt still (it answers a duplicate with the receipt it
+    /// gave first).
+    peer_earlier: Vec<PeerKeys>,
     state: State,
     window: usize,
     in_flight: InFlight,
@@ -170,6 +175,7 @@ impl Sender {
             me,
             earlier: Vec::new(),
             peer,
+            peer_earlier: Vec::new(),
             state: State::AwaitingHello,
             window: window.max(1),
             in_flight: InFlight::default(),
@@ -188,6 +194,13 @@ impl Sender {
     /// Also ours: `ids`, the keys this node had before (see `earlier`).
     pub fn with_earlier_ids(mut self, ids: &[NodeId]) -> Sender {
         self.earlier = ids.to_vec();
+        self
+    }
+
+    /// The peer's keys before its identity transitions (see
+    /// `peer_earlier`).
+    pub fn with_peer_earlier_keys(mut self, keys: Vec<PeerKeys>) -> Sender {
+        self.peer_earlier = keys;
         self
     }
 
@@ -366,7 +379,12 @@ impl Sender {
                 } else {
                     self.me
                 };
-                match receipt.verify(&me, keys, &id, &digest) {
+                let signer = self
+                    .peer_earlier
+                    .iter()
+                    .find(|k| *k.id() == receipt.statement.recipient)
+                    .unwrap_or(keys);
+                match receipt.verify(&me, signer, &id, &digest) {
                     Ok(()) => {
                         self.in_flight.answered(&id);
                         self.wanted_rounds.remove(&id);

@@ -187,6 +187,22 @@ fn a_receipt_signed_by_another_node_is_refused() {
 }
 
 #[test]
+fn a_receipt_signed_by_a_key_the_peer_left_by_its_transition_is_taken() {
+    // Carpania's key is the one Borduria had before its identity switch:
+    // the envelope went to it, and a duplicate is answered with the
+    // receipt it signed then.
+    let (a, b, c) = (arcadia(), borduria(), carpania());
+    let mut s = Sender::new(a.id(), b.id(), 8, 0).with_peer_earlier_keys(vec![c.public().clone()]);
+    s.on_frame(hello(&b), true, || 0).unwrap();
+    let (d, receipt) = delivered(&a, &c, &c, id(1));
+    s.sent(id(1), d).unwrap();
+    let action = s
+        .on_frame(SessionFrame::Receipt(receipt), true, || 0)
+        .unwrap();
+    assert!(matches!(action, Action::Delivered { .. }), "{action:?}");
+}
+
+#[test]
 fn an_undecodable_receipt_ends_the_session_without_touching_the_message() {
     let mut s = open_sender(8, 0);
     s.sent(id(1), Digest([1; 32])).unwrap();
