@@ -239,11 +239,13 @@ fn messages_sealed_and_signed_under_the_old_keys_are_delivered_after_the_switch(
     assert_eq!(from_old, 5, "{listed}");
 }
 
-/// The must-show run: 1,000 messages (500 each way) while A rotates its
-/// encryption key twice and B its identity, B killed with `kill -9` at the
-/// moment its switch is due.
+/// The must-show run: 1,000 messages A→B (and 200 back) while A rotates
+/// its encryption key twice and B its identity, B killed with `kill -9` at
+/// the moment its switch is due. Every receipt verifies, under B's old key
+/// or its new one.
 #[test]
 fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_with_a_kill() {
+    use comity_protocol::receipt::Receipt;
     let comityd = comityd_beside(COMITY);
     let comityd = comityd.to_str().unwrap();
     let no_notice = Settings {
@@ -258,20 +260,23 @@ fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_wit
     b.start();
     let old = b.id.to_string();
     let mut new = String::new();
-    const EACH: usize = 500;
+    let mut sent_to_b = Vec::new();
+    const TO_B: usize = 1000;
+    const TO_A: usize = 200;
     // In batches, so that sending spans the rotations: B's before its
     // switch is due, A's through it and the kill.
-    let batches = |from: &TestNode, to: &TestNode, gap: Duration| {
-        let mut n = 0;
+    let batches = |from: &TestNode, to: &TestNode, n: usize, gap: Duration| {
+        let mut ids = Vec::new();
         for _ in 0..10 {
-            n += from.send_many(to, EACH / 10, 2).len();
+            ids.extend(from.send_many(to, n / 10, 2));
             std::thread::sleep(gap);
         }
-        n
+        ids
     };
+    let old_keys = b.identity().public().clone();
     std::thread::scope(|s| {
-        let to_b = s.spawn(|| batches(&a, &b, Duration::from_millis(400)));
-        let to_a = s.spawn(|| batches(&b, &a, Duration::from_millis(100)));
+        let to_b = s.spawn(|| batches(&a, &b, TO_B, Duration::from_millis(400)));
+        let to_a = s.spawn(|| batches(&b, &a, TO_A, Duration::from_millis(100)));
         std::thread::sleep(Duration::from_millis(300));
         a.keys(COMITY, &["rotate-encryption"]);
         let t = b
@@ -284,7 +289,7 @@ fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_wit
         let due = t["effective_after"].as_u64().unwrap();
         std::thread::sleep(Duration::from_millis(500));
         a.keys(COMITY, &["rotate-encryption"]);
-        assert_eq!(to_a.join().unwrap(), EACH);
+        assert_eq!(to_a.join().unwrap().len(), TO_A);
         // kill -9 at the switch's due time, wherever the switch has got to.
         let now = comity_protocol::Timestamp::now().0;
         std::thread::sleep(Duration::from_millis(due.saturating_sub(now)));
@@ -293,7 +298,7 @@ fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_wit
             .args(["-9", &pid])
             .status();
         assert!(killed.unwrap().success());
-        assert_eq!(to_b.join().unwrap(), EACH);
+        sent_to_b = to_b.join().unwrap();
         new = t["new"].as_str().unwrap().to_string();
     });
     b.kill9(); // reaps it
@@ -301,16 +306,35 @@ fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_wit
     b.wait_until(LONG, "B to be its new self", || node_id(&b) == new);
     a.wait_until(LONG, "A to move its pin", || bo(&a)["id"] == new.as_str());
     a.wait_until(LONG, "1,000 delivered", || {
-        a.outbox_count("delivered") == EACH as u64 && b.outbox_count("delivered") == EACH as u64
+        a.outbox_count("delivered") == TO_B as u64 && b.outbox_count("delivered") == TO_A as u64
     });
-    assert_eq!(a.inbox_count(), EACH as u64);
-    assert_eq!(b.inbox_count(), EACH as u64);
+    assert_eq!(sent_to_b.len(), TO_B);
+    assert_eq!(a.inbox_count(), TO_A as u64);
+    assert_eq!(b.inbox_count(), TO_B as u64);
     assert_eq!(a.outbox_count("failed") + b.outbox_count("failed"), 0);
     assert_eq!(
         a.get("/v1/keys")["previous"].as_array().map(Vec::len),
         Some(2),
         "A's two superseded encryption keys"
     );
+
+    // Every receipt A holds verifies, under the key B had when it took
+    // the envelope.
+    let new_keys = b.identity().public().clone();
+    let (mut by_old, mut by_new) = (0, 0);
+    for id in &sent_to_b {
+        let m = a.get(&format!("/v1/messages/{id}"));
+        let bytes = hex::decode(m["receipt"].as_str().unwrap()).unwrap();
+        let r = Receipt::from_bytes(&bytes).unwrap();
+        if r.verify_signature_only(&old_keys).is_ok() {
+            by_old += 1;
+        } else {
+            r.verify_signature_only(&new_keys).unwrap();
+            by_new += 1;
+        }
+    }
+    assert_eq!(by_old + by_new, TO_B);
+    assert!(by_old > 0 && by_new > 0, "old {by_old}, new {by_new}");
 
     // Both logs verify: B's from its first key with one switch.
     let report = verify_bundle(
