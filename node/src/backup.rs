@@ -90,6 +90,9 @@ fn remove_stale(data_dir: &Path) {
 /// configuration file (`config_path`, if the node has one) and hashes them.
 /// Only one backup at a time: the caller serialises.
 pub async fn prepare(node: &Node, config_path: Option<&Path>) -> Result<Prepared, BackupError> {
+    // The store, the key file and the announced key's file as of one
+    // moment: no rotation or identity switch between them.
+    let _keys = node.keys_steady().await;
     let data_dir = node.config().node.data_dir.clone();
     remove_stale(&data_dir);
     let dir = tempfile::Builder::new()

@@ -567,6 +567,12 @@ impl Node {
         &self.ctx
     }
 
+    /// Held while the node's keys change (a rotation, an identity switch):
+    /// a backup takes it so that its files are of one moment.
+    pub async fn keys_steady(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ctx.key_rotation.lock().await
+    }
+
     /// What the evidence functions work with, for one call.
     fn with_evidence<T>(&self, f: impl FnOnce(Evidence<'_>) -> T) -> T {
         let peers: Vec<NodeId> = self.ctx.peers.all().iter().map(|p| p.id()).collect();

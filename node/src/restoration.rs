@@ -12,7 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use comity_protocol::audit::checkpoint::{open_checkpoint, origin_for, Checkpoint};
+use comity_protocol::audit::checkpoint::{open_checkpoint, Checkpoint};
 use comity_protocol::audit::entry::{Actor, AuditKind};
 use comity_protocol::audit::note::Note;
 use comity_protocol::audit::restoration::RestorationStatement;
@@ -132,7 +132,8 @@ fn restored_checkpoint(
     let not_the_store = RestorationStartError::NotTheStore {
         size: marker.audit_size,
     };
-    let checkpoint = open_checkpoint(&marker.checkpoint, &origin_for(&me), &me)
+    // Named by the log's first key (the node may have switched since).
+    let checkpoint = open_checkpoint(&marker.checkpoint, audit.origin(), &me)
         .map(|(c, _)| c)
         .map_err(|_| RestorationStartError::NotTheStore {
             size: marker.audit_size,

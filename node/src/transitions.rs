@@ -204,6 +204,30 @@ pub(crate) fn hear(
             true,
         ));
     }
+    // A key some pinned peer had before, or this node had: never another
+    // peer's successor (whoever holds a copy of it, an old backup say,
+    // would take over what was exchanged under it).
+    if ctx.identity().answers_to(&t.new) {
+        return Ok(refused(
+            "it names a key this node had before as the successor".into(),
+            true,
+        ));
+    }
+    if let Some(other) = ctx.peers.pinned_instead_of(&t.new) {
+        return Ok(refused(
+            format!(
+                "it names a key {} had before as the successor",
+                other.config.country
+            ),
+            true,
+        ));
+    }
+    if ctx.store.applied_transition(&t.new)?.is_some() {
+        return Ok(refused(
+            "it names a key a peer left by an identity transition as the successor".into(),
+            true,
+        ));
+    }
     let mut state = rotation_state(ctx, &peer)?;
     match state.announce(statement, now, policy(ctx, &peer)) {
         Announced::Pending(p) => {

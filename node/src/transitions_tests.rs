@@ -100,3 +100,36 @@ async fn accepting_ends_the_notice_and_a_refused_successor_is_never_taken_again(
         Err(DecisionError::NotPinned(_))
     ));
 }
+
+#[tokio::test]
+async fn a_key_this_node_or_a_peer_had_before_is_never_a_successor() {
+    let p = node_with_peer("").await;
+    let ctx = p.node.context();
+    let now = Timestamp::now();
+    // This node switched from a key it had: never a peer's successor.
+    let had = Identity::generate(now);
+    ctx.set_identity(Arc::new(had.handed_over_to(Identity::generate(now))));
+    let s = statement(&p.peer, &had, "take over the key it had");
+    let Outcome::Refused { why, alarm, .. } = hear(ctx, &s, now).unwrap() else {
+        panic!("a key this node had is refused as a successor");
+    };
+    assert!(why.contains("this node had before") && alarm, "{why}");
+    // A key another peer left by an identity transition.
+    let left = Identity::generate(now);
+    let successor = Identity::generate(now);
+    ctx.store
+        .record_applied_transition(&crate::store::transitions::AppliedTransition {
+            statement: statement(&left, &successor, "routine"),
+            applied_at: now,
+        })
+        .unwrap();
+    let s = statement(&p.peer, &left, "take over the key it left");
+    let Outcome::Refused { why, alarm, .. } = hear(ctx, &s, now).unwrap() else {
+        panic!("a key a peer left is refused as a successor");
+    };
+    assert!(
+        why.contains("left by an identity transition") && alarm,
+        "{why}"
+    );
+    assert_eq!(pending_for(ctx, &p.peer.id()).unwrap(), None);
+}

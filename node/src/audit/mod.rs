@@ -64,6 +64,8 @@ pub enum AuditError {
     Snapshot(#[from] crate::store::SnapshotError),
     #[error("the audit log is disabled: a backup ends at a checkpoint")]
     Disabled,
+    #[error("the node is switching to its new identity key; try again in a moment")]
+    Switching,
 }
 
 /// Why a subtree hash could not be read.
@@ -109,6 +111,11 @@ pub struct AuditLog {
     wanted: AtomicU64,
     /// Held while a checkpoint is signed and stored.
     signing: Mutex<()>,
+    /// Set from the switch entry until the new key signs
+    /// ([`AuditLog::sign_with`]): no checkpoint is signed meanwhile, since
+    /// neither key may sign one after the entry before the switch is
+    /// durable.
+    switching: std::sync::atomic::AtomicBool,
     /// When this process last signed one (for the checkpoint-age metric).
     signed_at: Mutex<Option<Timestamp>>,
     /// The newest checkpoint known to be on disk, for senders to offer to
@@ -185,6 +192,7 @@ impl AuditLog {
             signed: AtomicU64::new(latest),
             wanted: AtomicU64::new(wanted),
             signing: Mutex::new(()),
+            switching: std::sync::atomic::AtomicBool::new(false),
             signed_at: Mutex::new(None),
             latest: watch::channel(latest).0,
             cosigned: Mutex::new(cosigned),
@@ -217,18 +225,15 @@ impl AuditLog {
             .clone()
     }
 
-    /// Switches the log to `next`, the new key of `statement`: signs a
-    /// checkpoint of everything so far with the key now, appends the
-    /// switch entry right after it (no other entry between them), marks
-    /// the switch in the store, and from then on signs with `next`. Not
-    /// durable until the caller's commit; a crash before it is finished at
+    /// Switches the log to the new key of `statement`: signs a checkpoint
+    /// of everything so far with the key now, appends the switch entry
+    /// right after it (no other entry between them) and marks the switch
+    /// in the store; no checkpoint is signed then until the caller, once
+    /// its commit made this durable, hands the log to the new key
+    /// ([`AuditLog::sign_with`]). A crash before the commit is finished at
     /// the next start ([`AuditLog::finish_switch`]). Returns the entry's
     /// sequence number.
-    pub fn switch(
-        &self,
-        statement: &TransitionStatement,
-        next: Arc<Identity>,
-    ) -> Result<u64, AuditError> {
+    pub fn switch(&self, statement: &TransitionStatement) -> Result<u64, AuditError> {
         if !self.enabled {
             return Err(AuditError::Disabled);
         }
@@ -249,12 +254,22 @@ impl AuditLog {
             .map(|leaf| (leaf, None))
         })?;
         let seq = mark.size;
+        self.switching.store(true, Ordering::Relaxed);
         self.sign_switch_checkpoint(mark, root)?;
         self.store.set_own_switch(statement, seq)?;
-        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = next;
-        self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
-        self.due.notify_one();
         Ok(seq)
+    }
+
+    /// From now on `next` signs checkpoints and cosignatures: called once
+    /// the switch ([`AuditLog::switch`] or [`AuditLog::finish_switch`]) is
+    /// durable.
+    pub fn sign_with(&self, next: Arc<Identity>) {
+        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.switching.store(false, Ordering::Relaxed);
+        let size = self.size();
+        self.wanted.fetch_max(size, Ordering::Relaxed);
+        self.due.notify_one();
     }
 
     /// The old key's checkpoint just before the switch entry.
@@ -301,15 +316,16 @@ impl AuditLog {
     }
 
     /// Finishes a switch whose entry is at `seq` but whose checkpoint and
-    /// mark were lost to a crash: the old key (still this process's)
-    /// signs the checkpoint of size `seq`, then the log moves to `next`.
+    /// mark were lost to a crash (or a failed write): the old key (still
+    /// this process's) signs the checkpoint of size `seq` and the switch is
+    /// marked; then, once durable, [`AuditLog::sign_with`].
     pub fn finish_switch(
         &self,
         statement: &TransitionStatement,
         seq: u64,
-        next: Arc<Identity>,
     ) -> Result<(), AuditError> {
         let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        self.switching.store(true, Ordering::Relaxed);
         if self.store.checkpoint_at(seq)?.is_none() {
             let root = comity_protocol::audit::merkle::root(&StoredHashes(&self.store), seq)?;
             let note = sign_checkpoint(
@@ -323,9 +339,6 @@ impl AuditLog {
             self.store.put_checkpoint_only(seq, &note)?;
         }
         self.store.set_own_switch(statement, seq)?;
-        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = next;
-        self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
-        self.due.notify_one();
         Ok(())
     }
 
@@ -392,7 +405,9 @@ impl AuditLog {
         // One at a time (timer, export, proof, shutdown): the stored mark
         // and `signed` only ever grow.
         let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
-        if self.wanted.load(Ordering::Relaxed) <= self.signed.load(Ordering::Relaxed) {
+        if self.switching.load(Ordering::Relaxed)
+            || self.wanted.load(Ordering::Relaxed) <= self.signed.load(Ordering::Relaxed)
+        {
             return Ok(None);
         }
         // Sealing syncs the files up to the size it returns, which may have
@@ -441,6 +456,9 @@ impl AuditLog {
     ) -> Result<crate::store::Snapshot, AuditError> {
         if !self.enabled {
             return Err(AuditError::Disabled);
+        }
+        if self.switching.load(Ordering::Relaxed) {
+            return Err(AuditError::Switching);
         }
         let log = self.clone();
         let snapshot = tokio::task::spawn_blocking(move || {

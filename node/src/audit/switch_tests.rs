@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use comity_protocol::audit::bundle::{verify_bundle, Report, VerifyOptions};
-use comity_protocol::audit::checkpoint::{open_checkpoint, origin_for};
+use comity_protocol::audit::checkpoint::{
+    open_checkpoint, origin_for, sign_checkpoint, Checkpoint,
+};
 use comity_protocol::audit::entry::{Actor, AuditKind};
+use comity_protocol::audit::merkle::{leaf_hash, Frontier};
 use comity_protocol::audit::switch::switch_detail;
 use comity_protocol::transition::{IdentityTransition, TransitionStatement};
 use comity_protocol::{Identity, NodeId, Timestamp};
@@ -60,9 +63,13 @@ async fn a_switched_log_is_one_log_its_history_signed_by_the_old_key_and_what_fo
     log.durable_checkpoint().await.unwrap();
     some_entries(&log, 2);
 
-    let k = log.switch(&statement, new.clone()).unwrap();
-    store.commit().await.unwrap();
+    let k = log.switch(&statement).unwrap();
     assert_eq!(k, 5);
+    // Until the switch is durable and the new key takes over, neither key
+    // signs a checkpoint after the entry.
+    some_entries(&log, 1);
+    assert_eq!(log.durable_checkpoint().await.unwrap(), 5);
+    log.sign_with(new.clone());
     assert_eq!(store.own_switch().unwrap(), Some(5));
     let origin = origin_for(&old.id());
     let before = store.checkpoint_at(5).unwrap().unwrap();
@@ -70,7 +77,7 @@ async fn a_switched_log_is_one_log_its_history_signed_by_the_old_key_and_what_fo
         open_checkpoint(&before, &origin, &old.id()).unwrap().0.size,
         5
     );
-    some_entries(&log, 2);
+    some_entries(&log, 1);
     let size = log.durable_checkpoint().await.unwrap();
     assert_eq!(size, 8);
     let after = store.checkpoint_at(8).unwrap().unwrap();
@@ -105,8 +112,9 @@ async fn a_switch_entry_a_crash_left_without_its_checkpoint_is_finished_under_th
     assert_eq!(store.own_switch().unwrap(), None);
     assert_eq!(log.interrupted_switch(&statement).unwrap(), Some(k));
 
-    log.finish_switch(&statement, k, new.clone()).unwrap();
+    log.finish_switch(&statement, k).unwrap();
     store.commit().await.unwrap();
+    log.sign_with(new.clone());
     assert_eq!(store.own_switch().unwrap(), Some(k));
     some_entries(&log, 1);
     log.durable_checkpoint().await.unwrap();
@@ -123,4 +131,73 @@ async fn no_switch_is_found_where_the_log_has_none() {
     let log = AuditLog::open(store, old, 1000, true).unwrap();
     some_entries(&log, 4);
     assert_eq!(log.interrupted_switch(&statement).unwrap(), None);
+}
+
+/// A witness's view: checkpoints of `signer` under `named`'s name.
+fn note_of(signer: &Identity, named: &NodeId, tree: &Frontier) -> String {
+    sign_checkpoint(
+        signer,
+        &Checkpoint {
+            origin: origin_for(named),
+            size: tree.size(),
+            root: tree.root(),
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_witness_follows_its_peers_log_across_the_peers_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[7; 32], &[8; 32], Timestamp(0)));
+    let log = AuditLog::open(Store::open(dir.path()).unwrap(), me, 1000, true).unwrap();
+    let (old, new, _) = keys();
+    let mut tree = Frontier::new();
+    tree.push(leaf_hash(b"one")).unwrap();
+    assert!(log
+        .witness(&old.id(), &[], &note_of(&old, &old.id(), &tree), 0, &[])
+        .is_ok());
+    // After the move: the new key's checkpoints of the same log, from where
+    // the old key's stopped.
+    tree.push(leaf_hash(b"two")).unwrap();
+    let proof = vec![leaf_hash(b"two")];
+    let earlier = [old.id()];
+    let second = note_of(&new, &old.id(), &tree);
+    let w = log
+        .witness(&new.id(), &earlier, &second, 1, &proof)
+        .unwrap();
+    assert!(w.new && w.size == 2);
+    // A fresh log under the new key, dropping the history: refused.
+    let mut fresh = Frontier::new();
+    fresh.push(leaf_hash(b"other")).unwrap();
+    fresh.push(leaf_hash(b"history")).unwrap();
+    fresh.push(leaf_hash(b"entirely")).unwrap();
+    let forked = note_of(&new, &new.id(), &fresh);
+    assert!(log.witness(&new.id(), &earlier, &forked, 2, &[]).is_err());
+}
+
+#[tokio::test]
+async fn a_peer_first_pinned_after_its_switch_is_witnessed_under_its_logs_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = Arc::new(Identity::from_seeds(&[7; 32], &[8; 32], Timestamp(0)));
+    let log = AuditLog::open(Store::open(dir.path()).unwrap(), me, 1000, true).unwrap();
+    let (old, new, _) = keys();
+    let mut tree = Frontier::new();
+    for leaf in [b"one", b"two", b"six"] {
+        tree.push(leaf_hash(leaf)).unwrap();
+    }
+    let first = note_of(&new, &old.id(), &tree);
+    assert!(log.witness(&new.id(), &[], &first, 0, &[]).is_ok());
+    // From then on under that name only.
+    tree.push(leaf_hash(b"ten")).unwrap();
+    let hashes: Vec<_> = [&b"one"[..], b"two", b"six", b"ten"]
+        .iter()
+        .map(|l| leaf_hash(l))
+        .collect();
+    let memory = comity_protocol::audit::merkle::MemoryTree::from_leaf_hashes(hashes);
+    let proof = comity_protocol::audit::merkle::consistency_proof(&memory, 3, 4).unwrap();
+    let renamed = note_of(&new, &new.id(), &tree);
+    assert!(log.witness(&new.id(), &[], &renamed, 3, &proof).is_err());
+    let same = note_of(&new, &old.id(), &tree);
+    assert!(log.witness(&new.id(), &[], &same, 3, &proof).is_ok());
 }

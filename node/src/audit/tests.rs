@@ -269,6 +269,7 @@ mod restoration {
             .unwrap();
         log.witness_restoration(
             &peer.id(),
+            &[],
             s,
             &s.sign(signer).unwrap(),
             &note(peer, t, s.continuation_size),

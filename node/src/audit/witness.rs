@@ -3,7 +3,8 @@
 //! last one we cosigned for them.
 
 use comity_protocol::audit::checkpoint::{
-    check_witness_update, cosign, open_checkpoint, origin_for, verify_cosignature, WitnessError,
+    check_witness_update, cosign, node_for_origin, open_checkpoint, origin_for, verify_cosignature,
+    WitnessError,
 };
 use comity_protocol::audit::merkle::consistency_proof;
 use comity_protocol::audit::note::Note;
@@ -147,21 +148,19 @@ impl AuditLog {
         proof: &[Digest],
     ) -> Result<Witnessed, Refused> {
         let me = &*self.signer();
-        let origin = origin_for(earlier.first().unwrap_or(peer));
         let store_err =
             |e| Refused::new(WitnessRefusal::BadCheckpoint, 0, 0, format!("store: {e}"));
-        let mut stored = self.store.witnessed(peer).map_err(store_err)?;
-        for old in earlier.iter().rev() {
-            if stored.is_some() {
-                break;
+        let (origin, stored, previous) = self.witnessed_log(peer, earlier).map_err(store_err)?;
+        // A peer first pinned after it switched keys names its log by a key
+        // this node never knew: with nothing witnessed for it yet, the
+        // first checkpoint's own name is taken (as its first size is) if it
+        // is a node's name; from then on it must stay.
+        let origin = match (&stored, note_text.lines().next()) {
+            (None, Some(named)) if earlier.is_empty() && node_for_origin(named).is_some() => {
+                named.to_string()
             }
-            stored = self.store.witnessed(old).map_err(store_err)?;
-        }
-        let previous = stored.as_deref().and_then(|t| {
-            std::iter::once(peer)
-                .chain(earlier.iter().rev())
-                .find_map(|key| open_checkpoint(t, &origin, key).ok())
-        });
+            _ => origin,
+        };
         if let Some((prev, prev_note)) = &previous {
             // The one cosigned last, again: sign it again, store nothing —
             // if it is of our form (one stored by an older build may not be).
@@ -233,6 +232,47 @@ impl AuditLog {
 }
 
 impl AuditLog {
+    /// `peer`'s log as this node witnessed it: its origin (the name it was
+    /// cosigned under, or else its first key's, `earlier` oldest first),
+    /// the note cosigned last under any of its keys, and that note opened
+    /// under the key that signed it.
+    #[allow(clippy::type_complexity)]
+    fn witnessed_log(
+        &self,
+        peer: &NodeId,
+        earlier: &[NodeId],
+    ) -> Result<
+        (
+            String,
+            Option<String>,
+            Option<(comity_protocol::audit::checkpoint::Checkpoint, Note)>,
+        ),
+        crate::store::StoreError,
+    > {
+        let mut stored = self.store.witnessed(peer)?;
+        for old in earlier.iter().rev() {
+            if stored.is_some() {
+                break;
+            }
+            stored = self.store.witnessed(old)?;
+        }
+        // The name the log was witnessed under, once it was.
+        let origin = stored
+            .as_deref()
+            .and_then(|t| t.lines().next())
+            .filter(|named| node_for_origin(named).is_some())
+            .map_or_else(
+                || origin_for(earlier.first().unwrap_or(peer)),
+                str::to_string,
+            );
+        let previous = stored.as_deref().and_then(|t| {
+            std::iter::once(peer)
+                .chain(earlier.iter().rev())
+                .find_map(|key| open_checkpoint(t, &origin, key).ok())
+        });
+        Ok((origin, stored, previous))
+    }
+
     /// The witness's side of a restoration: checks `peer`'s statement
     /// against what this node cosigned for it ([`check_restoration`]); if
     /// it holds, persists the continuation as the last checkpoint cosigned
@@ -243,13 +283,13 @@ impl AuditLog {
     pub fn witness_restoration(
         &self,
         peer: &NodeId,
+        earlier: &[NodeId],
         statement: &RestorationStatement,
         signature: &[u8; 64],
         continuation: &str,
         proof: &[Digest],
     ) -> Result<RestorationWitnessed, Refused> {
         let size = statement.continuation_size;
-        let origin = origin_for(peer);
         let store_error = |e: crate::store::StoreError| {
             Refused::new(
                 WitnessRefusal::BadCheckpoint,
@@ -258,12 +298,8 @@ impl AuditLog {
                 format!("store: {e}"),
             )
         };
-        let previous = self
-            .store
-            .witnessed(peer)
-            .map_err(store_error)?
-            .and_then(|t| open_checkpoint(&t, &origin, peer).ok())
-            .map(|(c, _)| c);
+        let (origin, _, previous) = self.witnessed_log(peer, earlier).map_err(store_error)?;
+        let previous = previous.map(|(c, _)| c);
         let witnessed = previous.as_ref().map(|c| c.size).unwrap_or(0);
         let refused = |r: WitnessRefusal, detail: String| Refused::new(r, size, witnessed, detail);
         statement

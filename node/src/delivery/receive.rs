@@ -483,8 +483,13 @@ pub(crate) fn witness_restoration(
     claim: &RestorationClaim,
 ) -> SessionFrame {
     let s = &claim.statement;
+    let earlier = ctx
+        .peer(&peer)
+        .map(|p| p.config.rotated_from.clone())
+        .unwrap_or_default();
     match ctx.audit.witness_restoration(
         &peer,
+        &earlier,
         s,
         &claim.signature,
         &claim.continuation,

@@ -112,7 +112,12 @@ pub(crate) async fn announce(
         return Err(IdentityRotationError::TooFar);
     }
     if let Some(s) = ctx.store.own_transition()? {
-        if ctx.store.own_switch()?.is_none() {
+        // Until the switch is made and finished here (the new key in use,
+        // its `.next` file gone), the announced key must stay where it is.
+        let finished = ctx.store.own_switch()?.is_some()
+            && s.transition.new == ctx.id()
+            && !next_key_file(ctx).exists();
+        if !finished {
             return Err(IdentityRotationError::AlreadyAnnounced {
                 new: s.transition.new,
                 effective_after: s.transition.effective_after,
@@ -298,10 +303,13 @@ pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchE
     let Some(s) = ctx.store.own_transition()? else {
         return Ok(None);
     };
-    if ctx.store.own_switch()?.is_some() || s.transition.old != ctx.id() {
+    // Marked: the switch was made, and only this process's part of it may
+    // be left (a commit or the key file that failed before).
+    let marked = ctx.store.own_switch()?;
+    if s.transition.old != ctx.id() {
         return Ok(None);
     }
-    if s.transition.effective_after > Timestamp::now() {
+    if marked.is_none() && s.transition.effective_after > Timestamp::now() {
         return Ok(None);
     }
     let key_path = ctx.config.node.identity_key.clone();
@@ -320,7 +328,18 @@ pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchE
                 old_key,
             )?;
         }
-        let seq = ctx2.audit.switch(&s2, new.clone())?;
+        let seq = match marked {
+            Some(seq) => seq,
+            // An entry a failed write left without its mark is finished,
+            // never written twice.
+            None => match ctx2.audit.interrupted_switch(&s2)? {
+                Some(seq) => {
+                    ctx2.audit.finish_switch(&s2, seq)?;
+                    seq
+                }
+                None => ctx2.audit.switch(&s2)?,
+            },
+        };
         Ok::<_, SwitchError>((new, seq))
     })
     .await;
@@ -328,6 +347,8 @@ pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchE
         Ok(r) => r?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
+    // The point of no return. If it fails, the log signs nothing until
+    // the next attempt (or start) makes it.
     ctx.store.commit().await?;
     let key_path = ctx.config.node.identity_key.clone();
     let file = new.clone();
@@ -341,10 +362,11 @@ pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchE
     if let Err(e) = &replaced {
         warn!(error = %e, "the identity key file still holds the old key; it is replaced at the next start");
     }
-    ctx.set_identity(new.clone());
     let t = &s.transition;
     let presented = (presented_until(ctx, &s) > Timestamp::now()).then_some(&s);
     ctx.tls.present(&new, presented)?;
+    ctx.set_identity(new.clone());
+    ctx.audit.sign_with(new);
     info!(old = %t.old, new = %t.new, entry = seq, "switched to the new identity key; reconnecting to every peer");
     ctx.close_all_connections();
     Ok(Some(t.new))
@@ -357,7 +379,7 @@ pub(crate) async fn watch(ctx: Arc<Context>, mut stop: crate::shutdown::Shutdown
     const RETRY: Duration = Duration::from_secs(3600);
     loop {
         let wait = match ctx.store.own_transition() {
-            Ok(Some(s)) if matches!(ctx.store.own_switch(), Ok(None)) => {
+            Ok(Some(s)) if s.transition.old == ctx.id() => {
                 let at = s.transition.effective_after;
                 let now = Timestamp::now();
                 if at <= now {
@@ -408,7 +430,9 @@ pub(crate) fn at_start(
             let next = load_next(&config.node.identity_key, &s.transition)?;
             replace_key_files(&config.node.identity_key, &next)?;
             info!(new = %next.id(), "finished an identity switch interrupted before the key file was replaced");
-            identity = next.with_previous_keys(identity.previous_keys().to_vec());
+            // The old encryption key too, which the loaded list left out as
+            // the current one then.
+            identity = identity.handed_over_to(next);
         }
     }
     let earlier: Vec<NodeId> = store
@@ -443,8 +467,9 @@ pub(crate) async fn finish_interrupted(
     if let Some(old_key) = new.previous_keys().first() {
         crate::keys::previous::write(&crate::keys::previous::dir(&config.node.data_dir), old_key)?;
     }
-    audit.finish_switch(&s, seq, new.clone())?;
+    audit.finish_switch(&s, seq)?;
     store.commit().await?;
+    audit.sign_with(new.clone());
     replace_key_files(&config.node.identity_key, &new)?;
     warn!(entry = seq, new = %new.id(), "finished an identity switch a crash interrupted");
     Ok(new)

@@ -86,6 +86,16 @@ pub(super) async fn proof(
     use crate::audit::Proof;
     let r = message_ref(&node, id, q)?;
     let id = r.id;
+    // A proof file names one key for the log and its checkpoint; after a
+    // switch the checkpoint is the new key's under the first key's name,
+    // which the format cannot carry yet. The bundle can.
+    if node.audit().first_key() != node.id() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "proof-unavailable",
+            "this node switched its identity key: inclusion proofs are not made for a log that changed keys yet; export the bundle (`comity audit export`) and verify it with --node FIRST_ID",
+        ));
+    }
     // The message's peer, when the node holds it (ids are per peer);
     // otherwise the entries alone, as named.
     let peer = match node.find(&r) {
