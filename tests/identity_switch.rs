@@ -41,8 +41,9 @@ fn bo(a: &TestNode) -> Value {
         .unwrap()
 }
 
-#[test]
-fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_message() {
+/// Arcadia (no notice for a peer's transition: a test) and Borduria,
+/// each pinning the other, started.
+fn switching_pair() -> (TestNode, TestNode) {
     let comityd = comityd_beside(COMITY);
     let comityd = comityd.to_str().unwrap();
     let no_notice = Settings {
@@ -55,6 +56,12 @@ fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_mes
     b.pin(&a);
     a.start();
     b.start();
+    (a, b)
+}
+
+#[test]
+fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_message() {
+    let (a, mut b) = switching_pair();
     let old = b.id.to_string();
 
     // Before: one request each way, delivered.
@@ -182,18 +189,7 @@ fn a_node_switches_to_its_new_identity_and_its_peer_follows_without_losing_a_mes
 
 #[test]
 fn messages_sealed_and_signed_under_the_old_keys_are_delivered_after_the_switch() {
-    let comityd = comityd_beside(COMITY);
-    let comityd = comityd.to_str().unwrap();
-    let no_notice = Settings {
-        peer_rotation_notice_hours: Some(0),
-        ..test_settings()
-    };
-    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
-    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
+    let (mut a, b) = switching_pair();
     let old = b.id.to_string();
     a.send(&b, "first contact");
     a.wait_until(LONG, "first contact", || a.outbox_count("delivered") == 1);
@@ -246,18 +242,7 @@ fn messages_sealed_and_signed_under_the_old_keys_are_delivered_after_the_switch(
 #[test]
 fn a_thousand_messages_cross_two_encryption_rotations_and_an_identity_switch_with_a_kill() {
     use comity_protocol::receipt::Receipt;
-    let comityd = comityd_beside(COMITY);
-    let comityd = comityd.to_str().unwrap();
-    let no_notice = Settings {
-        peer_rotation_notice_hours: Some(0),
-        ..test_settings()
-    };
-    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
-    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
+    let (a, mut b) = switching_pair();
     let old = b.id.to_string();
     let mut new = String::new();
     let mut sent_to_b = Vec::new();

@@ -272,23 +272,27 @@ impl AuditLog {
         self.due.notify_one();
     }
 
-    /// The old key's checkpoint just before the switch entry.
-    fn sign_switch_checkpoint(
-        &self,
-        mark: crate::store::audit::Mark,
-        root: Digest,
-    ) -> Result<(), AuditError> {
-        let size = mark.size;
-        let note = sign_checkpoint(
+    /// The checkpoint note of `size` and `root`, signed by the key now.
+    fn signed_note(&self, size: u64, root: Digest) -> Result<String, AuditError> {
+        Ok(sign_checkpoint(
             &self.signer(),
             &Checkpoint {
                 origin: self.origin.clone(),
                 size,
                 root,
             },
-        )?;
+        )?)
+    }
+
+    /// The old key's checkpoint just before the switch entry.
+    fn sign_switch_checkpoint(
+        &self,
+        mark: crate::store::audit::Mark,
+        root: Digest,
+    ) -> Result<(), AuditError> {
+        let note = self.signed_note(mark.size, root)?;
         self.store.put_checkpoint(mark, &note)?;
-        self.signed.fetch_max(size, Ordering::Relaxed);
+        self.signed.fetch_max(mark.size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -328,14 +332,7 @@ impl AuditLog {
         self.switching.store(true, Ordering::Relaxed);
         if self.store.checkpoint_at(seq)?.is_none() {
             let root = comity_protocol::audit::merkle::root(&StoredHashes(&self.store), seq)?;
-            let note = sign_checkpoint(
-                &self.signer(),
-                &Checkpoint {
-                    origin: self.origin.clone(),
-                    size: seq,
-                    root,
-                },
-            )?;
+            let note = self.signed_note(seq, root)?;
             self.store.put_checkpoint_only(seq, &note)?;
         }
         self.store.set_own_switch(statement, seq)?;
@@ -414,14 +411,7 @@ impl AuditLog {
         // grown since: the checkpoint is of that size.
         let (mark, root) = self.store.audit_seal()?;
         let size = mark.size;
-        let note = sign_checkpoint(
-            &self.signer(),
-            &Checkpoint {
-                origin: self.origin.clone(),
-                size,
-                root,
-            },
-        )?;
+        let note = self.signed_note(size, root)?;
         self.store.put_checkpoint(mark, &note)?;
         self.signed.store(size, Ordering::Relaxed);
         *self.signed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Timestamp::now());

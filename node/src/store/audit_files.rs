@@ -587,10 +587,22 @@ impl AuditFiles {
         }
         let seq = inner.frontier.size();
         let (leaf, message) = build(seq)?;
+        self.write_leaf(inner, seq, &leaf, message)?;
+        Ok(seq)
+    }
+
+    /// Writes entry `seq` (the next) and what derives from it.
+    fn write_leaf(
+        &self,
+        inner: &mut Inner,
+        seq: u64,
+        leaf: &[u8],
+        message: Option<MessageId>,
+    ) -> Result<()> {
         if leaf.is_empty() || leaf.len() > MAX_LEAF_BYTES {
             return Err(AuditFileError::LeafSize(leaf.len()));
         }
-        let rec = record_bytes(&leaf);
+        let rec = record_bytes(leaf);
         if let Err(e) = inner.leaves.write_all(&rec) {
             // Part of the record may be in the file: appending after it
             // would hide the next entries from recovery.
@@ -601,12 +613,12 @@ impl AuditFiles {
         inner.leaves_len += rec.len() as u64;
         if let Err(why) = inner
             .derived
-            .add(&mut inner.frontier, seq, offset, &leaf, message)
+            .add(&mut inner.frontier, seq, offset, leaf, message)
         {
             inner.broken = Some(why.clone());
             return Err(AuditFileError::Broken(why));
         }
-        Ok(seq)
+        Ok(())
     }
 
     pub fn size(&self) -> u64 {
@@ -700,24 +712,7 @@ impl AuditFiles {
             };
             let root = inner.frontier.root();
             let (leaf, message) = build(mark.size)?;
-            if leaf.is_empty() || leaf.len() > MAX_LEAF_BYTES {
-                return Err(AuditFileError::LeafSize(leaf.len()));
-            }
-            let rec = record_bytes(&leaf);
-            if let Err(e) = inner.leaves.write_all(&rec) {
-                inner.broken = Some(e.to_string());
-                return Err(io_err(&self.path("leaves"))(e));
-            }
-            let offset = inner.leaves_len;
-            inner.leaves_len += rec.len() as u64;
-            if let Err(why) =
-                inner
-                    .derived
-                    .add(&mut inner.frontier, mark.size, offset, &leaf, message)
-            {
-                inner.broken = Some(why.clone());
-                return Err(AuditFileError::Broken(why));
-            }
+            self.write_leaf(inner, mark.size, &leaf, message)?;
             (mark, root)
         };
         // What the mark covers was written before it; syncing now covers it.
