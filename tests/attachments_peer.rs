@@ -896,6 +896,14 @@ fn an_acceptor_that_stops_reading_an_attachment_is_given_up_on() {
         since.elapsed()
     });
     println!("A ended the session {stall:?} after the offer was taken");
+    // Logged once the session has returned, a moment after it closed the
+    // connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !a.log().contains("the peer stopped taking the attachment")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = a.log();
     assert!(
         log.contains("the peer stopped taking the attachment"),
