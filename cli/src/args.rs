@@ -493,8 +493,8 @@ pub enum KeysCommand {
     /// Announce a new identity key: a new key is made, and a statement
     /// signed by the current and the new key is presented to every peer,
     /// who apply it after their notice period or their operator's accept.
-    /// Tell each peer's operator the new id (`comity keys`) by phone. The
-    /// switch to the new key itself is not built yet.
+    /// Tell each peer's operator the new id (`comity keys`) by phone. At
+    /// the effective time the node switches to the new key by itself.
     RotateIdentity {
         /// Why, for the peers' operators (one line, at most 200 bytes).
         #[arg(long)]

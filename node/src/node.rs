@@ -847,19 +847,18 @@ impl Node {
                 .transition_gate
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let Some(pending) = self.ctx.store.pending_transition(old)? else {
+            let Some(current) = self.ctx.peer(old) else {
                 return Ok(None);
             };
-            let t = &pending.statement.transition;
-            let due = pending.applies_at.is_some_and(|at| at <= now) && t.effective_after <= now;
-            if !due {
+            let Some(statement) = crate::transitions::due_now(&self.ctx, &current, now)? else {
                 return Ok(None);
-            }
+            };
+            let t = &statement.transition;
             let (gone, peer) = self.ctx.peers.rotate(&self.id(), old, t.new)?;
             self.ctx.pins.remove(old);
             self.ctx.store.record_applied_transition(
                 &crate::store::transitions::AppliedTransition {
-                    statement: pending.statement.clone(),
+                    statement: statement.clone(),
                     applied_at: now,
                 },
             )?;

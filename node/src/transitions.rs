@@ -283,6 +283,18 @@ fn rotation_state(ctx: &Context, peer: &Peer) -> Result<RotationState, StoreErro
     Ok(state)
 }
 
+/// The statement of `peer`'s pending transition if it applies at `now`
+/// (the protocol's [`RotationState::apply`]). The caller holds the gate.
+pub(crate) fn due_now(
+    ctx: &Context,
+    peer: &Peer,
+    now: Timestamp,
+) -> Result<Option<TransitionStatement>, StoreError> {
+    let mut state = rotation_state(ctx, peer)?;
+    let statement = state.pending.as_ref().map(|p| p.statement.clone());
+    Ok(state.apply(now, false).and(statement))
+}
+
 /// A new pending transition in the audit log and an alarm.
 fn record_pending(ctx: &Context, country: &str, pending: &PendingTransition) {
     let t = &pending.statement.transition;

@@ -18,8 +18,8 @@
 //!   the pending one is kept for the operator to decide.
 //!
 //! The node applies it to every statement a peer's certificate carries
-//! (`node/src/transitions.rs`); [`RotationState::apply`] waits for the
-//! rotating node's switch to its new key, being built (issue 15).
+//! (`node/src/transitions.rs`), which moves the pin when
+//! [`RotationState::apply`] says the transition applies.
 
 use std::time::Duration;
 
