@@ -44,6 +44,11 @@ pub enum Command {
         /// (pin-source=file:PATH; or the PIN in COMITY_PKCS11_PIN).
         #[arg(long, value_name = "URI")]
         pkcs11: Option<String>,
+        /// This node replaces one whose identity key was lost: FILE is the
+        /// old log's last cosigned checkpoint (from a peer's `comity audit
+        /// witnessed OLD_ID`), which the new log's first entry names.
+        #[arg(long, value_name = "FILE")]
+        predecessor_checkpoint: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -509,6 +514,15 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Write the last checkpoint this node cosigned of a peer's log, by
+    /// the peer's country code or a node id (also a key cut out by a
+    /// repin): what a node replacing one whose key was lost names at
+    /// `comity init --predecessor-checkpoint` (daemon running).
+    Witnessed {
+        peer: String,
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
     /// Write this node's audit log as a self-contained bundle (daemon running).
     Export {
         #[arg(long, value_name = "PATH")]

@@ -78,3 +78,8 @@ pub use template::commented_config;
 
 /// The fully commented example configuration.
 pub const EXAMPLE_TOML: &str = include_str!("../comity.example.toml");
+
+/// In the data directory of a node made to replace one whose key was lost
+/// (`comity init --predecessor-checkpoint`): the old log's last cosigned
+/// checkpoint, which the new log's first entry names.
+pub const PREDECESSOR_FILE: &str = "predecessor.checkpoint";

@@ -205,6 +205,11 @@ impl Node {
         )?);
         let identity =
             crate::keys::identity::finish_interrupted(&config, &store, &audit, identity).await?;
+        // A node replacing one whose key was lost: its log begins by
+        // naming the old one.
+        if let Some(p) = audit.begin_after_predecessor(&config.node.data_dir)? {
+            info!(node = %p.node, size = p.size, "this log begins after the log of a lost key");
+        }
         // First: the restoration entry follows the backup's last one.
         let restoration =
             crate::restoration::on_start(&config.node.data_dir, &audit, &identity).await?;
@@ -618,6 +623,11 @@ impl Node {
 
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.ctx.audit
+    }
+
+    /// The last checkpoint this node cosigned of `peer`'s log, if any.
+    pub fn witnessed_checkpoint(&self, peer: &NodeId) -> Result<Option<String>, StoreError> {
+        self.ctx.store.witnessed(peer)
     }
 
     /// Every message received, bodies included (its cost grows with the

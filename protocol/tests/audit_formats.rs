@@ -1533,3 +1533,103 @@ fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
     assert_eq!(as_witness, 2, "in the note and as a line: {:?}", r.findings);
     assert!(!r.witnesses.iter().any(|w| w.witness == old.id()));
 }
+
+/// A 4-entry log of `node`'s, entry `at` replaced by `predecessor` (as
+/// `log-predecessor`, actor operator), checkpoint at 4 cosigned by W.
+fn log_naming(node: &Identity, at: u64, detail: &str) -> String {
+    let peer = ident(9).id();
+    let leaves: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let mut e = entry(i, peer);
+            if i == at {
+                e.kind = AuditKind::LogPredecessor;
+                e.actor = Actor::Operator;
+                e.peer = None;
+                e.message_id = None;
+                e.envelope_digest = None;
+                e.detail = detail.to_string();
+            }
+            e.to_leaf().unwrap()
+        })
+        .collect();
+    let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|l| merkle::leaf_hash(l)).collect());
+    let mut w = BundleWriter::new(Vec::new(), &node.id()).unwrap();
+    for l in &leaves {
+        w.write_entry(l).unwrap();
+    }
+    let cp = Checkpoint {
+        origin: origin_for(&node.id()),
+        size: 4,
+        root: tree.root_at(4).unwrap(),
+    };
+    let text = sign_checkpoint(node, &cp).unwrap();
+    let body = Note::parse(&text).unwrap().text().to_string();
+    let witness = ident(3);
+    let wl = cosign(&witness, &origin_for(&witness.id()), &body, 1004).unwrap();
+    w.write_checkpoint(&format!("{text}{wl}\n")).unwrap();
+    String::from_utf8(w.finish().unwrap()).unwrap()
+}
+
+#[test]
+fn a_new_log_names_its_lost_predecessor_only_in_its_first_entry_and_only_by_a_checkpoint_its_key_signed(
+) {
+    use comity_protocol::audit::predecessor::{predecessor_detail, PredecessorError};
+    let (old, new) = (ident(1), ident(2));
+    let options = || VerifyOptions {
+        expected_node: Some(new.id()),
+        required_witnesses: vec![ident(3).id()],
+        ..VerifyOptions::default()
+    };
+    let old_cp = Checkpoint {
+        origin: origin_for(&old.id()),
+        size: 77,
+        root: Digest([7; 32]),
+    };
+    let note = sign_checkpoint(&old, &old_cp).unwrap();
+    let detail = predecessor_detail(&note).unwrap();
+
+    let r = verify_with(&log_naming(&new, 0, &detail), options());
+    assert!(r.is_valid(), "{:?}", r.findings);
+    let p = r.predecessor.unwrap();
+    assert_eq!((p.node, p.size, p.root), (old.id(), 77, Digest([7; 32])));
+
+    // Anywhere but first: a finding, and no link reported.
+    let r = verify_with(&log_naming(&new, 2, &detail), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 2, .. }
+    )));
+    assert!(r.predecessor.is_none());
+
+    // A checkpoint under the old log's name signed by another key (the
+    // new one, say): refused at `init` and by the verifier.
+    let by_new = sign_checkpoint(&new, &old_cp).unwrap();
+    assert!(matches!(
+        predecessor_detail(&by_new),
+        Err(PredecessorError::BadSignature(_))
+    ));
+    let prefix = comity_protocol::audit::predecessor::PREDECESSOR_PREFIX;
+    let forged = format!("{prefix}{}", BASE64.encode(&by_new));
+    let r = verify_with(&log_naming(&new, 0, &forged), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 0, .. }
+    )));
+    assert!(r.predecessor.is_none());
+    // Its size changed after signing; not base64.
+    let changed = note.replacen("\n77\n", "\n78\n", 1);
+    assert_ne!(changed, note);
+    for bad in [
+        format!("{prefix}{}", BASE64.encode(&changed)),
+        format!("{prefix}not base64!"),
+    ] {
+        let r = verify_with(&log_naming(&new, 0, &bad), options());
+        assert!(
+            has(&r, |f| matches!(
+                f,
+                Finding::PredecessorInvalid { entry: 0, .. }
+            )),
+            "{bad}"
+        );
+    }
+}

@@ -120,6 +120,16 @@ impl TestNode {
         TestNode { node }
     }
 
+    /// The node `comity init` made at `config_path`, given
+    /// [`test_settings`] (written into its file).
+    pub fn open(comityd: &str, config_path: &std::path::Path) -> TestNode {
+        let text = std::fs::read_to_string(config_path).unwrap();
+        std::fs::write(config_path, test_settings().apply(&text).unwrap()).unwrap();
+        let mut node = LocalNode::open(comityd, config_path).unwrap();
+        node.set_log_filter(Some("info,comity_node=debug"));
+        TestNode { node }
+    }
+
     /// A node with the production defaults of `comity init` (e.g. the
     /// 10 s handshake timeout) and info logging, for measurements.
     pub fn production(comityd: &str, name: &str, country: &str) -> TestNode {

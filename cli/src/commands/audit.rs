@@ -83,6 +83,18 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 );
             }
         }
+        AuditCommand::Witnessed { peer, out } => {
+            let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
+            let v = client.get(&format!("/v1/audit/witnessed/{peer}"))?;
+            let note = v["note"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("the node's answer has no checkpoint"))?;
+            super::write_new_file(&out, |file| Ok(file.write_all(note.as_bytes())?))?;
+            println!(
+                "the checkpoint of size {} of {}'s log, as this node cosigned it last, written to {}",
+                v["size"], v["node"].as_str().unwrap_or_default(), out.display()
+            );
+        }
         AuditCommand::Proof { id, out } => {
             let arg = super::MessageArg::parse(&id)?;
             let id = arg.id();
@@ -196,6 +208,12 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
                 size(x.restored_size),
             ),
         }
+    }
+    if let Some(p) = &r.predecessor {
+        println!(
+            "  entry 0: this log begins after the log of {} (a lost key), at its checkpoint of size {}, root {}; the two are linked by the operators' repin, not by a key",
+            p.node, p.size, p.root
+        );
     }
     for k in &r.key_switches {
         println!(

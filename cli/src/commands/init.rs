@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use anyhow::Result;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+use anyhow::{Context as _, Result};
 use comity_client::init::create_node;
 use comity_client::Settings;
 
@@ -13,8 +15,20 @@ pub fn run(
     country: &str,
     listen: SocketAddr,
     pkcs11: Option<String>,
+    predecessor: Option<&Path>,
     json: bool,
 ) -> Result<()> {
+    // Checked before anything is created.
+    let predecessor = match predecessor {
+        Some(path) => {
+            let note = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let p = comity_protocol::audit::predecessor::predecessor_in(&note)
+                .with_context(|| format!("{} does not name a predecessor log", path.display()))?;
+            Some((note, p))
+        }
+        None => None,
+    };
     let on_token = pkcs11.is_some();
     let settings = Settings {
         identity_token: pkcs11,
@@ -24,6 +38,24 @@ pub fn run(
     // environment (which the daemon may not share).
     let new = create_node(dir, name, country, listen, &settings, &|_| None)?;
     let (id, config_path, key_path) = (new.id, new.config_path.clone(), new.key_path.clone());
+    if let Some((note, _)) = &predecessor {
+        let data_dir = &new.config.node.data_dir;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let path = data_dir.join(comity_config::PREDECESSOR_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, note.as_bytes()).and_then(|()| f.sync_all())
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let country = new.config.node.country.as_str();
     // Pasted into another operator's shell: the name goes in single quotes
     // (nothing expands in them), each `'` written as `'\''`.
@@ -71,6 +103,12 @@ pub fn run(
             println!("  (replace {} with an address they can reach)", listen.ip());
         }
         println!();
+        if let Some((_, p)) = &predecessor {
+            println!(
+                "Its log begins by naming the log of {} (checkpoint of size {}), whose key was lost.",
+                p.node, p.size
+            );
+        }
         println!("Start it with: comityd --config {}", config_path.display());
     }
     Ok(())

@@ -66,6 +66,11 @@ pub enum AuditError {
     Disabled,
     #[error("the node is switching to its new identity key; try again in a moment")]
     Switching,
+    #[error("the predecessor checkpoint {}: {why}", path.display())]
+    Predecessor {
+        path: std::path::PathBuf,
+        why: String,
+    },
 }
 
 /// Why a subtree hash could not be read.
@@ -209,6 +214,35 @@ impl AuditLog {
 
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// At a new node's first start (an empty log): the old log named by
+    /// the predecessor file `comity init --predecessor-checkpoint` left in
+    /// `data_dir`, as the log's first entry (`log-predecessor`). Returns
+    /// the old log, if one was named now.
+    pub fn begin_after_predecessor(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<comity_protocol::audit::predecessor::Predecessor>, AuditError> {
+        use comity_protocol::audit::predecessor::{predecessor_detail, predecessor_in};
+        if self.size() > 0 || !self.enabled {
+            return Ok(None);
+        }
+        let path = data_dir.join(comity_config::PREDECESSOR_FILE);
+        let failed = |why: String| AuditError::Predecessor {
+            path: path.clone(),
+            why,
+        };
+        let note = match std::fs::read_to_string(&path) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let detail = predecessor_detail(&note).map_err(|e| failed(e.to_string()))?;
+        self.record(Fact::new(AuditKind::LogPredecessor, Actor::Operator).detail(&detail))?;
+        predecessor_in(&note)
+            .map(Some)
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The key the log was begun under, which names it for life (an

@@ -78,11 +78,15 @@ pub enum AuditKind {
     /// did, or an operator accepted or refused a peer's, or one was
     /// refused as forged or signed by a cut-out key.
     IdentityTransition,
+    /// The first entry of a log begun under a new identity after a lost
+    /// key: it names the old log's last cosigned checkpoint
+    /// ([`super::predecessor`]).
+    LogPredecessor,
 }
 
 impl AuditKind {
     /// Every kind, in wire order.
-    pub const ALL: [AuditKind; 24] = [
+    pub const ALL: [AuditKind; 25] = [
         AuditKind::MessageAccepted,
         AuditKind::MessageSent,
         AuditKind::MessageReceived,
@@ -107,6 +111,7 @@ impl AuditKind {
         AuditKind::AttachmentReceived,
         AuditKind::AttachmentRetrieved,
         AuditKind::IdentityTransition,
+        AuditKind::LogPredecessor,
     ];
 
     /// The JSON name (kebab-case), for tables and filters.
@@ -136,6 +141,7 @@ impl AuditKind {
             AuditKind::AttachmentReceived => "attachment-received",
             AuditKind::AttachmentRetrieved => "attachment-retrieved",
             AuditKind::IdentityTransition => "identity-transition",
+            AuditKind::LogPredecessor => "log-predecessor",
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod custody;
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod predecessor;
 pub mod proof_file;
 pub mod restoration;
 pub mod switch;

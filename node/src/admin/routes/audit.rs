@@ -143,3 +143,52 @@ pub(super) async fn proof(
         .body(axum::body::Body::from(json))
         .map_err(ApiError::internal)
 }
+
+/// `GET /v1/audit/witnessed/{peer}`: the last checkpoint this node
+/// cosigned of `peer`'s log (a pinned peer's country code or node id, or
+/// any node id, a key cut out by a repin say), as the peer signed it.
+pub(super) async fn witnessed(
+    State(node): State<AppState>,
+    peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let peer = super::path_param(peer)?;
+    // A peer that rotated its key is witnessed under its log's first key:
+    // its current id first, then the keys it rotated from.
+    let ids: Vec<comity_protocol::NodeId> = match peer.parse::<comity_protocol::NodeId>() {
+        Ok(id) => vec![id],
+        Err(_) => {
+            let id = super::messages::resolve_peer(&node, &peer)?;
+            let earlier = node
+                .peers()
+                .into_iter()
+                .find(|p| p.id == id)
+                .map(|p| p.rotated_from)
+                .unwrap_or_default();
+            std::iter::once(id)
+                .chain(earlier.into_iter().rev())
+                .collect()
+        }
+    };
+    let mut found = None;
+    for id in &ids {
+        if let Some(note) = node.witnessed_checkpoint(id).map_err(ApiError::internal)? {
+            found = Some((*id, note));
+            break;
+        }
+    }
+    let id = ids[0];
+    let (id, note) = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("this node has cosigned no checkpoint of {id}'s log"),
+        )
+    })?;
+    let size = comity_protocol::audit::note::Note::parse(&note)
+        .ok()
+        .and_then(|n| comity_protocol::audit::checkpoint::Checkpoint::parse_body(n.text()).ok())
+        .map(|c| c.size);
+    Ok(axum::Json(
+        serde_json::json!({ "node": id, "size": size, "note": note }),
+    ))
+}

@@ -94,6 +94,7 @@ pub fn router_for(state: AppState, body_limit: usize) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{id}", get(audit::proof))
+        .route("/v1/audit/witnessed/{peer}", get(audit::witnessed))
         .route("/v1/backup", post(backup::backup))
         .route("/v1/keys", get(keys::status))
         .route("/v1/keys/rotate-encryption", post(keys::rotate_encryption))

@@ -155,6 +155,8 @@ pub enum Finding {
         current: NodeId,
         why: String,
     },
+    #[error("entry {entry}: a predecessor entry that does not hold: {why}")]
+    PredecessorInvalid { entry: u64, why: String },
 }
 
 /// Entries `from..to` (0-based, `to` excluded).
@@ -209,6 +211,10 @@ pub struct Report {
     /// The node's switches to a new identity key that hold, in order:
     /// checkpoints after each are signed by its `new` key.
     pub key_switches: Vec<KeySwitch>,
+    /// The log this one follows after a lost key, as its first entry names
+    /// it (its checkpoint's signature checked): linked by the operators'
+    /// repin, not by a key.
+    pub predecessor: Option<crate::audit::predecessor::Predecessor>,
 }
 
 /// A switch entry as parsed: its time, and its statement (or why not).

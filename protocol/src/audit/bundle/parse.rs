@@ -86,6 +86,8 @@ pub(super) enum Item {
         /// The node's switch to a new identity key it records, if it is
         /// one: the entry's time and its statement.
         switch: Option<Box<super::SwitchIn>>,
+        /// The old log it names, if it is a predecessor entry.
+        predecessor: Option<Box<Result<crate::audit::predecessor::Predecessor, String>>>,
     },
     Checkpoint(String),
     Cosignature(CosignatureIn),
@@ -211,6 +213,7 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                     restoration: super::Restoration::of(&entry).map(Box::new),
                     switch: crate::audit::switch::switch_of(&entry)
                         .map(|statement| Box::new((entry.time, statement))),
+                    predecessor: crate::audit::predecessor::predecessor_of(&entry).map(Box::new),
                 }
             }
             Err(e) => Item::Entry {
@@ -219,6 +222,7 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                 problem: Some(EntryProblem::Undecodable(e.to_string())),
                 restoration: None,
                 switch: None,
+                predecessor: None,
             },
         };
     }

@@ -45,6 +45,8 @@ pub(super) struct Assembler {
     switches: Vec<(u64, super::SwitchIn)>,
     /// The position of the first switch entry beyond [`MAX_SWITCHES`].
     switches_beyond: Option<u64>,
+    /// The old log the first entry names, if it is a predecessor entry.
+    predecessor: Option<crate::audit::predecessor::Predecessor>,
 }
 
 struct Findings {
@@ -77,6 +79,7 @@ impl Assembler {
             restorations: Vec::new(),
             switches: Vec::new(),
             switches_beyond: None,
+            predecessor: None,
             findings: Findings {
                 kept: Vec::new(),
                 omitted: 0,
@@ -123,6 +126,7 @@ impl Assembler {
                 problem,
                 restoration,
                 switch,
+                predecessor,
             } => {
                 if let Some(r) = restoration {
                     if self.restorations.len() < MAX_RESTORATIONS {
@@ -138,6 +142,18 @@ impl Assembler {
                 }
                 let entry = self.leaf_hashes.len() as u64;
                 self.leaf_hashes.push(hash);
+                match predecessor.map(|p| *p) {
+                    Some(Ok(p)) if entry == 0 => self.predecessor = Some(p),
+                    Some(Ok(_)) => self.findings.push(Finding::PredecessorInvalid {
+                        entry,
+                        why: "a predecessor entry must be the log's first".into(),
+                    }),
+                    Some(Err(why)) => self.findings.push(Finding::PredecessorInvalid {
+                        entry,
+                        why: why.chars().take(300).collect(),
+                    }),
+                    None => {}
+                }
                 if let Some(sw) = switch {
                     if self.switches.len() < MAX_SWITCHES {
                         self.switches.push((entry, *sw));
@@ -197,6 +213,7 @@ impl Assembler {
             findings_omitted: 0,
             restorations: std::mem::take(&mut self.restorations),
             key_switches: Vec::new(),
+            predecessor: self.predecessor.take(),
         };
         if self.phase == Phase::Start {
             // An empty file.
