@@ -97,8 +97,10 @@ pub fn remove_peer(text: &str, id: &NodeId) -> Result<String, ConfigError> {
 }
 
 /// `text` with the `[[peer]]` whose id is `old` now pinned to `new`, and
-/// `old` appended to its `repinned_from`; its `address` replaced when one
-/// is given (the table's comments and other keys kept).
+/// `old` appended to its `repinned_from` after the keys of its
+/// `rotated_from` (the whole key history of the identity cut out, which
+/// leaves `rotated_from`); its `address` replaced when one is given (the
+/// table's comments and other keys kept).
 pub fn repin_peer(
     text: &str,
     old: &NodeId,
@@ -144,12 +146,22 @@ fn move_peer(
             "check the id against `comity peer list`",
         ));
     };
+    let mut moved = Vec::new();
+    if list == "repinned_from" {
+        if let Some(item) = t.remove("rotated_from") {
+            let earlier = item.as_array().ok_or_else(not_an_id_list)?;
+            for v in earlier {
+                moved.push(v.as_str().ok_or_else(not_an_id_list)?.to_string());
+            }
+        }
+    }
+    moved.push(old.to_string());
     match t.get_mut(list) {
         None => {
-            t.insert(list, value(Array::from_iter([old.to_string()])));
+            t.insert(list, value(Array::from_iter(moved)));
         }
         Some(item) => match item.as_array_mut() {
-            Some(a) => a.push(old.to_string()),
+            Some(a) => a.extend(moved),
             None => return Err(not_an_id_list()),
         },
     }

@@ -61,7 +61,7 @@ mod validate;
 
 pub use address::{parse_host_port, AddressError};
 pub use country::{CountryCode, ParseCountryError};
-pub use edit::{add_peer, remove_peer, repin_peer};
+pub use edit::{add_peer, remove_peer, repin_peer, rotate_peer};
 pub use env::{EnvOverride, ENV_OVERRIDES};
 pub use error::ConfigError;
 pub use keyfile::{

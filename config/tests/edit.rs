@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use comity_config::{
-    add_peer, remove_peer, repin_peer, Config, CountryCode, PeerConfig, EXAMPLE_TOML,
+    add_peer, remove_peer, repin_peer, rotate_peer, Config, CountryCode, PeerConfig, EXAMPLE_TOML,
 };
 use common::*;
 
@@ -121,6 +121,25 @@ fn a_repin_moves_the_id_keeps_the_comments_and_remembers_the_key_cut_out() {
     );
     let c = parse(&repin_peer(&inline, &node_id(1), &node_id(2), None).unwrap()).unwrap();
     assert_eq!(c.peers[0].repinned_from, vec![node_id(1)]);
+}
+
+#[test]
+fn a_repin_cuts_out_the_keys_the_peer_rotated_from_too() {
+    let rotated = rotate_peer(
+        &add_peer(MINIMAL, &peer(1, "BO")).unwrap(),
+        &node_id(1),
+        &node_id(2),
+    )
+    .unwrap();
+    assert_eq!(
+        parse(&rotated).unwrap().peers[0].rotated_from,
+        vec![node_id(1)]
+    );
+    let c = parse(&repin_peer(&rotated, &node_id(2), &node_id(3), None).unwrap()).unwrap();
+    assert_eq!(c.peers[0].id, node_id(3));
+    assert_eq!(c.peers[0].repinned_from, vec![node_id(1), node_id(2)]);
+    assert!(c.peers[0].rotated_from.is_empty());
+    assert!(c.peers[0].cut_out(&node_id(1)) && c.peers[0].cut_out(&node_id(2)));
 }
 
 #[test]

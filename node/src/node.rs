@@ -630,6 +630,32 @@ impl Node {
         self.ctx.store.witnessed(peer)
     }
 
+    /// `note` (a checkpoint cosigned here) with the switches of its log
+    /// this node applied, in order, from the key its origin names up to the
+    /// key that signed it: what a predecessor file holds.
+    pub fn predecessor_file(
+        &self,
+        note: String,
+    ) -> Result<comity_protocol::audit::predecessor::PredecessorFile, StoreError> {
+        use comity_protocol::audit::checkpoint::{node_for_origin, open_checkpoint};
+        use comity_protocol::audit::predecessor::MAX_PREDECESSOR_SWITCHES;
+        let origin = note.lines().next().unwrap_or_default().to_string();
+        let mut switches = Vec::new();
+        let Some(mut key) = node_for_origin(&origin) else {
+            return Ok(comity_protocol::audit::predecessor::PredecessorFile { note, switches });
+        };
+        while open_checkpoint(&note, &origin, &key).is_err()
+            && switches.len() < MAX_PREDECESSOR_SWITCHES
+        {
+            let Some(a) = self.ctx.store.applied_transition(&key)? else {
+                break;
+            };
+            key = a.statement.transition.new;
+            switches.push(a.statement);
+        }
+        Ok(comity_protocol::audit::predecessor::PredecessorFile { note, switches })
+    }
+
     /// Every message received, bodies included (its cost grows with the
     /// store: see [`Node::list_messages`]).
     pub fn inbox(&self) -> Result<Vec<InboundMessage>, StoreError> {

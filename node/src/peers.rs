@@ -346,7 +346,10 @@ impl Peers {
         let mut cut = self.cut_out.write().unwrap_or_else(|p| p.into_inner());
         let config = repinned(&peers, &cut, me, old, new, address, Move::Repin)?;
         let gone = peers.remove(old).ok_or(PeerError::NotPinned(*old))?;
-        cut.insert(*old, config.country.to_string());
+        // The keys it rotated from go with it (`repinned` moved them).
+        for id in &config.repinned_from {
+            cut.insert(*id, config.country.to_string());
+        }
         let peer = Arc::new(Peer::new(config));
         peers.insert(new, peer.clone());
         Ok((gone, peer))
@@ -393,7 +396,13 @@ fn repinned(
     let mut config = current.config.clone();
     config.id = new;
     match how {
-        Move::Repin => config.repinned_from.push(*old),
+        // The identity's whole key history is cut out: a key it rotated
+        // from must not speak for the new node (nor name its log).
+        Move::Repin => {
+            let earlier = std::mem::take(&mut config.rotated_from);
+            config.repinned_from.extend(earlier);
+            config.repinned_from.push(*old);
+        }
         Move::Rotation => config.rotated_from.push(*old),
     }
     if let Some(a) = address {

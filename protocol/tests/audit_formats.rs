@@ -1534,20 +1534,20 @@ fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
     assert!(!r.witnesses.iter().any(|w| w.witness == old.id()));
 }
 
-/// A 4-entry log of `node`'s, entry `at` replaced by `predecessor` (as
-/// `log-predecessor`, actor operator), checkpoint at 4 cosigned by W.
-fn log_naming(node: &Identity, at: u64, detail: &str) -> String {
+/// A 6-entry log of `node`'s, entries `at..` replaced by `details` (as
+/// `log-predecessor`, actor operator), checkpoint at 6 cosigned by W.
+fn log_naming(node: &Identity, at: u64, details: &[String]) -> String {
     let peer = ident(9).id();
-    let leaves: Vec<Vec<u8>> = (0..4)
+    let leaves: Vec<Vec<u8>> = (0..6)
         .map(|i| {
             let mut e = entry(i, peer);
-            if i == at {
+            if let Some(d) = i.checked_sub(at).and_then(|k| details.get(k as usize)) {
                 e.kind = AuditKind::LogPredecessor;
                 e.actor = Actor::Operator;
                 e.peer = None;
                 e.message_id = None;
                 e.envelope_digest = None;
-                e.detail = detail.to_string();
+                e.detail = d.clone();
             }
             e.to_leaf().unwrap()
         })
@@ -1559,22 +1559,24 @@ fn log_naming(node: &Identity, at: u64, detail: &str) -> String {
     }
     let cp = Checkpoint {
         origin: origin_for(&node.id()),
-        size: 4,
-        root: tree.root_at(4).unwrap(),
+        size: 6,
+        root: tree.root_at(6).unwrap(),
     };
     let text = sign_checkpoint(node, &cp).unwrap();
     let body = Note::parse(&text).unwrap().text().to_string();
     let witness = ident(3);
-    let wl = cosign(&witness, &origin_for(&witness.id()), &body, 1004).unwrap();
+    let wl = cosign(&witness, &origin_for(&witness.id()), &body, 1006).unwrap();
     w.write_checkpoint(&format!("{text}{wl}\n")).unwrap();
     String::from_utf8(w.finish().unwrap()).unwrap()
 }
 
 #[test]
-fn a_new_log_names_its_lost_predecessor_only_in_its_first_entry_and_only_by_a_checkpoint_its_key_signed(
+fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the_old_logs_key_signed(
 ) {
-    use comity_protocol::audit::predecessor::{predecessor_detail, PredecessorError};
-    let (old, new) = (ident(1), ident(2));
+    use comity_protocol::audit::predecessor::{
+        PredecessorError, PredecessorFile, PREDECESSOR_PREFIX, PREDECESSOR_SWITCH_PREFIX,
+    };
+    let (old, later, new) = (ident(1), ident(4), ident(2));
     let options = || VerifyOptions {
         expected_node: Some(new.id()),
         required_witnesses: vec![ident(3).id()],
@@ -1585,16 +1587,63 @@ fn a_new_log_names_its_lost_predecessor_only_in_its_first_entry_and_only_by_a_ch
         size: 77,
         root: Digest([7; 32]),
     };
-    let note = sign_checkpoint(&old, &old_cp).unwrap();
-    let detail = predecessor_detail(&note).unwrap();
+    let file = |signer: &Identity, switches| PredecessorFile {
+        note: sign_checkpoint(signer, &old_cp).unwrap(),
+        switches,
+    };
+    let plain = file(&old, vec![]).entry_details().unwrap();
 
-    let r = verify_with(&log_naming(&new, 0, &detail), options());
+    let r = verify_with(&log_naming(&new, 0, &plain), options());
     assert!(r.is_valid(), "{:?}", r.findings);
     let p = r.predecessor.unwrap();
     assert_eq!((p.node, p.size, p.root), (old.id(), 77, Digest([7; 32])));
+    assert!(p.later_keys.is_empty());
+
+    // The old log had switched to `later`, which signed the checkpoint.
+    let switched = file(&later, vec![switch_statement(&old, &later)]);
+    let details = switched.entry_details().unwrap();
+    assert_eq!(details.len(), 2);
+    let r = verify_with(&log_naming(&new, 0, &details), options());
+    assert!(r.is_valid(), "{:?}", r.findings);
+    let p = r.predecessor.unwrap();
+    assert_eq!((p.node, p.later_keys), (old.id(), vec![later.id()]));
+    // The switch left out: the checkpoint is not the first key's.
+    let r = verify_with(&log_naming(&new, 0, &details[..1]), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 0, .. }
+    )));
+    assert!(r.predecessor.is_none());
+    // A gap between the checkpoint and its switch.
+    let gapped = log_naming(
+        &new,
+        0,
+        &[details[0].clone(), "x".into(), details[1].clone()],
+    );
+    let r = verify_with(&gapped, options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 2, .. }
+    )));
+    assert!(r.predecessor.is_none());
+    // A switch by a key the old log did not have (a thief's statement).
+    let thief = ident(5);
+    let forged = [
+        details[0].clone(),
+        format!(
+            "{PREDECESSOR_SWITCH_PREFIX}{}",
+            BASE64.encode(switch_statement(&thief, &later).to_bytes())
+        ),
+    ];
+    let r = verify_with(&log_naming(&new, 0, &forged), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 1, .. }
+    )));
+    assert!(r.predecessor.is_none());
 
     // Anywhere but first: a finding, and no link reported.
-    let r = verify_with(&log_naming(&new, 2, &detail), options());
+    let r = verify_with(&log_naming(&new, 2, &plain), options());
     assert!(has(&r, |f| matches!(
         f,
         Finding::PredecessorInvalid { entry: 2, .. }
@@ -1603,13 +1652,15 @@ fn a_new_log_names_its_lost_predecessor_only_in_its_first_entry_and_only_by_a_ch
 
     // A checkpoint under the old log's name signed by another key (the
     // new one, say): refused at `init` and by the verifier.
-    let by_new = sign_checkpoint(&new, &old_cp).unwrap();
+    let by_new = file(&new, vec![]);
     assert!(matches!(
-        predecessor_detail(&by_new),
+        by_new.check(),
         Err(PredecessorError::BadSignature(_))
     ));
-    let prefix = comity_protocol::audit::predecessor::PREDECESSOR_PREFIX;
-    let forged = format!("{prefix}{}", BASE64.encode(&by_new));
+    let forged = [format!(
+        "{PREDECESSOR_PREFIX}{}",
+        BASE64.encode(&by_new.note)
+    )];
     let r = verify_with(&log_naming(&new, 0, &forged), options());
     assert!(has(&r, |f| matches!(
         f,
@@ -1617,13 +1668,14 @@ fn a_new_log_names_its_lost_predecessor_only_in_its_first_entry_and_only_by_a_ch
     )));
     assert!(r.predecessor.is_none());
     // Its size changed after signing; not base64.
+    let note = file(&old, vec![]).note;
     let changed = note.replacen("\n77\n", "\n78\n", 1);
     assert_ne!(changed, note);
     for bad in [
-        format!("{prefix}{}", BASE64.encode(&changed)),
-        format!("{prefix}not base64!"),
+        format!("{PREDECESSOR_PREFIX}{}", BASE64.encode(&changed)),
+        format!("{PREDECESSOR_PREFIX}not base64!"),
     ] {
-        let r = verify_with(&log_naming(&new, 0, &bad), options());
+        let r = verify_with(&log_naming(&new, 0, std::slice::from_ref(&bad)), options());
         assert!(
             has(&r, |f| matches!(
                 f,

@@ -86,13 +86,19 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Witnessed { peer, out } => {
             let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
             let v = client.get(&format!("/v1/audit/witnessed/{peer}"))?;
-            let note = v["note"]
+            let text = v["file"]
                 .as_str()
                 .ok_or_else(|| anyhow::anyhow!("the node's answer has no checkpoint"))?;
-            super::write_new_file(&out, |file| Ok(file.write_all(note.as_bytes())?))?;
+            super::write_new_file(&out, |file| Ok(file.write_all(text.as_bytes())?))?;
+            let switches = match v["switches"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!(" with the {n} switch(es) of its key that lead to its signer"),
+            };
             println!(
-                "the checkpoint of size {} of {}'s log, as this node cosigned it last, written to {}",
-                v["size"], v["node"].as_str().unwrap_or_default(), out.display()
+                "the checkpoint of size {} of {}'s log, as this node cosigned it last{switches}, written to {}",
+                v["size"],
+                v["node"].as_str().unwrap_or_default(),
+                out.display()
             );
         }
         AuditCommand::Proof { id, out } => {

@@ -21,11 +21,22 @@ pub fn run(
     // Checked before anything is created.
     let predecessor = match predecessor {
         Some(path) => {
-            let note = std::fs::read_to_string(path)
+            use comity_protocol::audit::predecessor::PredecessorFile;
+            // A checkpoint and a few statements: a few KiB.
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            anyhow::ensure!(
+                len <= 64 << 10,
+                "{} is {len} bytes: not a predecessor checkpoint",
+                path.display()
+            );
+            let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let p = comity_protocol::audit::predecessor::predecessor_in(&note)
+            let p = PredecessorFile::parse(&text)
+                .and_then(|f| f.check())
                 .with_context(|| format!("{} does not name a predecessor log", path.display()))?;
-            Some((note, p))
+            Some((text, p))
         }
         None => None,
     };

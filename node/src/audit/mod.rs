@@ -12,6 +12,8 @@
 mod export;
 mod fact;
 #[cfg(test)]
+mod predecessor_tests;
+#[cfg(test)]
 mod switch_tests;
 #[cfg(test)]
 mod tests;
@@ -216,16 +218,17 @@ impl AuditLog {
         &self.origin
     }
 
-    /// At a new node's first start (an empty log): the old log named by
-    /// the predecessor file `comity init --predecessor-checkpoint` left in
-    /// `data_dir`, as the log's first entry (`log-predecessor`). Returns
-    /// the old log, if one was named now.
+    /// At a new node's first start: the old log named by the predecessor
+    /// file `comity init --predecessor-checkpoint` left in `data_dir`, as
+    /// the log's first entries (`log-predecessor`). A start that crashed
+    /// part way through them finishes them; a log that began otherwise is
+    /// left alone. Returns the old log, if the entries were written now.
     pub fn begin_after_predecessor(
         &self,
         data_dir: &std::path::Path,
     ) -> Result<Option<comity_protocol::audit::predecessor::Predecessor>, AuditError> {
-        use comity_protocol::audit::predecessor::{predecessor_detail, predecessor_in};
-        if self.size() > 0 || !self.enabled {
+        use comity_protocol::audit::predecessor::PredecessorFile;
+        if !self.enabled {
             return Ok(None);
         }
         let path = data_dir.join(comity_config::PREDECESSOR_FILE);
@@ -233,16 +236,26 @@ impl AuditLog {
             path: path.clone(),
             why,
         };
-        let note = match std::fs::read_to_string(&path) {
+        let text = match std::fs::read_to_string(&path) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed(e.to_string())),
         };
-        let detail = predecessor_detail(&note).map_err(|e| failed(e.to_string()))?;
-        self.record(Fact::new(AuditKind::LogPredecessor, Actor::Operator).detail(&detail))?;
-        predecessor_in(&note)
-            .map(Some)
-            .map_err(|e| failed(e.to_string()))
+        let file = PredecessorFile::parse(&text).map_err(|e| failed(e.to_string()))?;
+        let old = file.check().map_err(|e| failed(e.to_string()))?;
+        let details = file.entry_details().map_err(|e| failed(e.to_string()))?;
+        let size = self.size();
+        let begun_so = (0..size).all(|seq| {
+            let d = details.get(seq as usize);
+            matches!(self.entry(seq), Ok(Some(e)) if e.kind == AuditKind::LogPredecessor && Some(&e.detail) == d)
+        });
+        if size as usize >= details.len() || !begun_so {
+            return Ok(None);
+        }
+        for d in &details[size as usize..] {
+            self.record(Fact::new(AuditKind::LogPredecessor, Actor::Operator).detail(d))?;
+        }
+        Ok(Some(old))
     }
 
     /// The key the log was begun under, which names it for life (an

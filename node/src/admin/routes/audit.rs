@@ -184,11 +184,14 @@ pub(super) async fn witnessed(
             format!("this node has cosigned no checkpoint of {id}'s log"),
         )
     })?;
-    let size = comity_protocol::audit::note::Note::parse(&note)
-        .ok()
-        .and_then(|n| comity_protocol::audit::checkpoint::Checkpoint::parse_body(n.text()).ok())
-        .map(|c| c.size);
-    Ok(axum::Json(
-        serde_json::json!({ "node": id, "size": size, "note": note }),
-    ))
+    // After a switch the peer's checkpoints are signed by a later key:
+    // the switches this node applied lead to it from the log's name.
+    let file = node.predecessor_file(note).map_err(ApiError::internal)?;
+    let checked = file.check();
+    Ok(axum::Json(serde_json::json!({
+        "node": checked.as_ref().map(|p| p.node).unwrap_or(id),
+        "size": checked.as_ref().ok().map(|p| p.size),
+        "switches": file.switches.len(),
+        "file": file.to_text(),
+    })))
 }

@@ -27,6 +27,7 @@ use crate::identity::NodeId;
 // them, `driver` reads the input and runs the workers.
 mod driver;
 mod parse;
+mod predecessor;
 mod verify;
 mod write;
 

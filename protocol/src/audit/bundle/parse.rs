@@ -87,7 +87,7 @@ pub(super) enum Item {
         /// one: the entry's time and its statement.
         switch: Option<Box<super::SwitchIn>>,
         /// The old log it names, if it is a predecessor entry.
-        predecessor: Option<Box<Result<crate::audit::predecessor::Predecessor, String>>>,
+        predecessor: Option<Box<Result<crate::audit::predecessor::PredecessorPart, String>>>,
     },
     Checkpoint(String),
     Cosignature(CosignatureIn),
@@ -213,7 +213,7 @@ fn process_line(bytes: &[u8], scratch: &mut Scratch) -> Item {
                     restoration: super::Restoration::of(&entry).map(Box::new),
                     switch: crate::audit::switch::switch_of(&entry)
                         .map(|statement| Box::new((entry.time, statement))),
-                    predecessor: crate::audit::predecessor::predecessor_of(&entry).map(Box::new),
+                    predecessor: crate::audit::predecessor::predecessor_part(&entry).map(Box::new),
                 }
             }
             Err(e) => Item::Entry {

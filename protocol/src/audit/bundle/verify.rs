@@ -45,8 +45,8 @@ pub(super) struct Assembler {
     switches: Vec<(u64, super::SwitchIn)>,
     /// The position of the first switch entry beyond [`MAX_SWITCHES`].
     switches_beyond: Option<u64>,
-    /// The old log the first entry names, if it is a predecessor entry.
-    predecessor: Option<crate::audit::predecessor::Predecessor>,
+    /// The old log the first entries name, if they are predecessor entries.
+    predecessor: super::predecessor::Follower,
 }
 
 struct Findings {
@@ -79,7 +79,7 @@ impl Assembler {
             restorations: Vec::new(),
             switches: Vec::new(),
             switches_beyond: None,
-            predecessor: None,
+            predecessor: super::predecessor::Follower::default(),
             findings: Findings {
                 kept: Vec::new(),
                 omitted: 0,
@@ -142,17 +142,8 @@ impl Assembler {
                 }
                 let entry = self.leaf_hashes.len() as u64;
                 self.leaf_hashes.push(hash);
-                match predecessor.map(|p| *p) {
-                    Some(Ok(p)) if entry == 0 => self.predecessor = Some(p),
-                    Some(Ok(_)) => self.findings.push(Finding::PredecessorInvalid {
-                        entry,
-                        why: "a predecessor entry must be the log's first".into(),
-                    }),
-                    Some(Err(why)) => self.findings.push(Finding::PredecessorInvalid {
-                        entry,
-                        why: why.chars().take(300).collect(),
-                    }),
-                    None => {}
+                for f in self.predecessor.on_entry(entry, predecessor.map(|p| *p)) {
+                    self.findings.push(f);
                 }
                 if let Some(sw) = switch {
                     if self.switches.len() < MAX_SWITCHES {
@@ -198,6 +189,10 @@ impl Assembler {
 
     pub(super) fn finish(mut self, options: &VerifyOptions) -> Report {
         let entries = self.leaf_hashes.len() as u64;
+        let (predecessor, finding) = std::mem::take(&mut self.predecessor).finish();
+        if let Some(f) = finding {
+            self.findings.push(f);
+        }
         let mut report = Report {
             origin: None,
             node_id: None,
@@ -213,7 +208,7 @@ impl Assembler {
             findings_omitted: 0,
             restorations: std::mem::take(&mut self.restorations),
             key_switches: Vec::new(),
-            predecessor: self.predecessor.take(),
+            predecessor,
         };
         if self.phase == Phase::Start {
             // An empty file.
