@@ -151,9 +151,13 @@ fn replace_lost(
         &id,
     ]));
     assert!(
-        shown.contains("linked by the operators' repin, not by a key"),
+        shown.contains("linked by the operators' repin, not by a key")
+            && shown.contains(&format!("that checkpoint is cosigned by {}", a.id)),
         "{shown}"
     );
+    // A, which handed the checkpoint over, cosigned it (again).
+    let named = report.predecessor.as_ref().unwrap();
+    assert_eq!(named.cosigned_by, vec![a.id]);
     assert!(said.contains("written to"), "{said}");
     (b2, file, report)
 }
@@ -243,6 +247,26 @@ fn a_log_that_switched_keys_before_its_key_was_lost_is_named_through_its_switch(
     assert_eq!(pinned.repinned_from, vec![first, new]);
     assert!(pinned.rotated_from.is_empty());
     let first_s = first.to_string();
+    let again = a.cli(
+        Path::new(COMITY),
+        &[
+            "peer",
+            "add",
+            "--id",
+            &first_s,
+            "--addr",
+            "127.0.0.1:1",
+            "--country",
+            "XX",
+        ],
+    );
+    assert!(!again.status.success(), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cut out"));
+    // Also once BO is unpinned and A restarted: the store remembers every
+    // key cut out.
+    ok(a.cli(Path::new(COMITY), &["peer", "remove", "BO"]));
+    a.sigterm();
+    a.start();
     let again = a.cli(
         Path::new(COMITY),
         &[

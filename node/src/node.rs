@@ -63,8 +63,9 @@ pub enum StartError {
     #[error(
         "the configuration pins {id} as a peer, a key cut out of {country} by `comity peer repin` \
          (replaced by {replaced_by}): it is never pinned again. In that [[peer]] table set \
-         id = \"{replaced_by}\" and add \"{id}\" to repinned_from (a repin interrupted before \
-         the file was written), or remove the table"
+         id = \"{replaced_by}\" and add \"{id}\" to repinned_from, after the keys of its \
+         rotated_from, which it leaves (a repin interrupted before the file was written), or \
+         remove the table"
     )]
     CutOutPinned {
         id: NodeId,
@@ -625,15 +626,61 @@ impl Node {
         &self.ctx.audit
     }
 
-    /// The last checkpoint this node cosigned of `peer`'s log, if any.
-    pub fn witnessed_checkpoint(&self, peer: &NodeId) -> Result<Option<String>, StoreError> {
-        self.ctx.store.witnessed(peer)
+    /// The last checkpoint this node cosigned of a log, as a predecessor
+    /// file: `keys` are where to look (oldest first), followed by the
+    /// switches this node applied to the newest key it witnessed; the
+    /// checkpoint gets this node's cosignature (now), then the switches
+    /// that lead to its signer.
+    pub fn witnessed_as_predecessor(
+        &self,
+        keys: &[NodeId],
+    ) -> Result<Option<comity_protocol::audit::predecessor::PredecessorFile>, StoreError> {
+        use comity_protocol::audit::predecessor::MAX_PREDECESSOR_SWITCHES;
+        let mut keys = keys.to_vec();
+        while let Some(last) = keys.last() {
+            if keys.len() > 2 * MAX_PREDECESSOR_SWITCHES {
+                break;
+            }
+            match self.ctx.store.applied_transition(last)? {
+                Some(a) if !keys.contains(&a.statement.transition.new) => {
+                    keys.push(a.statement.transition.new)
+                }
+                _ => break,
+            }
+        }
+        for key in keys.iter().rev() {
+            if let Some(note) = self.ctx.store.witnessed(key)? {
+                return self.predecessor_file(self.cosigned_again(note)).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// `note` with this node's cosignature of it, made now (as it was
+    /// when it was witnessed), if it still fits a predecessor file.
+    fn cosigned_again(&self, note: String) -> String {
+        use comity_protocol::audit::checkpoint::{cosign, origin_for};
+        use comity_protocol::audit::note::Note;
+        let me = self.ctx.audit.signer();
+        let now = Timestamp::now().as_millis() / 1000;
+        let line = Note::parse(&note)
+            .ok()
+            .and_then(|n| cosign(&me, &origin_for(&me.id()), n.text(), now).ok());
+        match line {
+            Some(l)
+                if note.len() + l.len()
+                    < comity_protocol::audit::predecessor::MAX_PREDECESSOR_NOTE =>
+            {
+                format!("{note}{l}\n")
+            }
+            _ => note,
+        }
     }
 
     /// `note` (a checkpoint cosigned here) with the switches of its log
     /// this node applied, in order, from the key its origin names up to the
     /// key that signed it: what a predecessor file holds.
-    pub fn predecessor_file(
+    fn predecessor_file(
         &self,
         note: String,
     ) -> Result<comity_protocol::audit::predecessor::PredecessorFile, StoreError> {
@@ -844,7 +891,11 @@ impl Node {
             replaced_by: new,
             at: Timestamp::now(),
         };
+        // With it, the keys it rotated from (`Peers::repin` moved them).
         self.ctx.store.record_cut_out(old, &record)?;
+        for earlier in &peer.config.repinned_from {
+            self.ctx.store.record_cut_out(earlier, &record)?;
+        }
         // A transition the cut-out key announced is void with it.
         crate::transitions::drop_pending(&self.ctx, old)?;
         let pending = self.ctx.store.pending_outbound(Some(old))?.len();

@@ -1642,6 +1642,82 @@ fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the
     )));
     assert!(r.predecessor.is_none());
 
+    // A witness's cosignature on the named checkpoint is reported.
+    let w = ident(6);
+    let mut cosigned = file(&old, vec![]);
+    let body = Note::parse(&cosigned.note).unwrap().text().to_string();
+    let line = cosign(&w, &origin_for(&w.id()), &body, 1_700_000_000).unwrap();
+    cosigned.note.push_str(&format!("{line}\n"));
+    let r = verify_with(
+        &log_naming(&new, 0, &cosigned.entry_details().unwrap()),
+        options(),
+    );
+    assert!(r.is_valid(), "{:?}", r.findings);
+    assert_eq!(r.predecessor.unwrap().cosigned_by, vec![w.id()]);
+
+    // More switches than a file may carry: refused, however genuine.
+    let keys: Vec<Identity> = (20..38).map(ident).collect();
+    let mut long = vec![details[0].clone()];
+    let mut prev = &old;
+    for k in &keys {
+        long.push(format!(
+            "{PREDECESSOR_SWITCH_PREFIX}{}",
+            BASE64.encode(switch_statement(prev, k).to_bytes())
+        ));
+        prev = k;
+    }
+    let mut w = BundleWriter::new(Vec::new(), &new.id()).unwrap();
+    for (i, d) in long.iter().enumerate() {
+        let mut e = entry(i as u64, ident(9).id());
+        e.kind = AuditKind::LogPredecessor;
+        e.actor = Actor::Operator;
+        e.peer = None;
+        e.message_id = None;
+        e.envelope_digest = None;
+        e.detail = d.clone();
+        w.write_entry(&e.to_leaf().unwrap()).unwrap();
+    }
+    let text = String::from_utf8(w.finish().unwrap()).unwrap();
+    let r = verify_with(&text, VerifyOptions::default());
+    assert!(
+        has(&r, |f| matches!(
+            f,
+            Finding::PredecessorInvalid { entry: 17, .. }
+        )),
+        "{:?}",
+        r.findings
+    );
+    assert!(r.predecessor.is_none());
+
+    // A valid link, then a stray predecessor entry: no link reported.
+    let mut stray = plain.clone();
+    stray.extend(["x".to_string(), plain[0].clone()]);
+    let r = verify_with(&log_naming(&new, 0, &stray), options());
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 1, .. }
+    )));
+    assert!(r.predecessor.is_none());
+
+    // A log naming a log of its own key.
+    let own_cp = Checkpoint {
+        origin: origin_for(&new.id()),
+        ..old_cp.clone()
+    };
+    let own = PredecessorFile {
+        note: sign_checkpoint(&new, &own_cp).unwrap(),
+        switches: vec![],
+    };
+    let r = verify_with(
+        &log_naming(&new, 0, &own.entry_details().unwrap()),
+        options(),
+    );
+    assert!(has(&r, |f| matches!(
+        f,
+        Finding::PredecessorInvalid { entry: 0, .. }
+    )));
+    assert!(r.predecessor.is_none());
+
     // Anywhere but first: a finding, and no link reported.
     let r = verify_with(&log_naming(&new, 2, &plain), options());
     assert!(has(&r, |f| matches!(

@@ -86,6 +86,9 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Witnessed { peer, out } => {
             let client = super::client_for(&super::config_path(config.map(Path::to_path_buf))?)?;
             let v = client.get(&format!("/v1/audit/witnessed/{peer}"))?;
+            if let Some(why) = v["problem"].as_str() {
+                bail!("the checkpoint this node cosigned last does not name its log: {why} (ask a peer that followed the log's switches)");
+            }
             let text = v["file"]
                 .as_str()
                 .ok_or_else(|| anyhow::anyhow!("the node's answer has no checkpoint"))?;
@@ -95,7 +98,7 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 n => format!(" with the {n} switch(es) of its key that lead to its signer"),
             };
             println!(
-                "the checkpoint of size {} of {}'s log, as this node cosigned it last{switches}, written to {}",
+                "the checkpoint of size {} of {}'s log, as this node cosigned it last (cosigned again now){switches}, written to {}",
                 v["size"],
                 v["node"].as_str().unwrap_or_default(),
                 out.display()
@@ -220,6 +223,14 @@ fn print_report(r: &comity_protocol::audit::bundle::Report) {
             "  entry 0: this log begins after the log of {} (a lost key), at its checkpoint of size {}, root {}; the two are linked by the operators' repin, not by a key",
             p.node, p.size, p.root
         );
+        for k in &p.later_keys {
+            println!("    the old log had switched to {k} before that checkpoint");
+        }
+        let by: Vec<String> = p.cosigned_by.iter().map(ToString::to_string).collect();
+        match by.is_empty() {
+            true => println!("    no witness's cosignature of that checkpoint is carried: it rests on the old key"),
+            false => println!("    that checkpoint is cosigned by {}", by.join(", ")),
+        }
     }
     for k in &r.key_switches {
         println!(

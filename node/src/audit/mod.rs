@@ -231,6 +231,13 @@ impl AuditLog {
         if !self.enabled {
             return Ok(None);
         }
+        // Once the log holds anything else, the file is no longer read.
+        let size = self.size();
+        if size > 0
+            && !matches!(self.entry(size - 1), Ok(Some(e)) if e.kind == AuditKind::LogPredecessor)
+        {
+            return Ok(None);
+        }
         let path = data_dir.join(comity_config::PREDECESSOR_FILE);
         let failed = |why: String| AuditError::Predecessor {
             path: path.clone(),
@@ -244,7 +251,6 @@ impl AuditLog {
         let file = PredecessorFile::parse(&text).map_err(|e| failed(e.to_string()))?;
         let old = file.check().map_err(|e| failed(e.to_string()))?;
         let details = file.entry_details().map_err(|e| failed(e.to_string()))?;
-        let size = self.size();
         let begun_so = (0..size).all(|seq| {
             let d = details.get(seq as usize);
             matches!(self.entry(seq), Ok(Some(e)) if e.kind == AuditKind::LogPredecessor && Some(&e.detail) == d)

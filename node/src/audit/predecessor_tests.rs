@@ -70,6 +70,11 @@ async fn a_start_cut_short_finishes_the_entries_and_a_log_begun_otherwise_is_lef
         .unwrap();
     assert!(log.begin_after_predecessor(&data).unwrap().is_none());
     assert_eq!(log.size(), 3);
+    // Nor read: a file damaged since does not stop a start.
+    let kept = data.join(comity_config::PREDECESSOR_FILE);
+    std::fs::write(&kept, "damaged").unwrap();
+    assert!(log.begin_after_predecessor(&data).unwrap().is_none());
+    std::fs::write(&kept, f.to_text()).unwrap();
 
     // A log that began with anything else is not given them.
     let dir2 = tempfile::tempdir().unwrap();

@@ -22,8 +22,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::checkpoint::{node_for_origin, open_checkpoint, Checkpoint};
-use super::entry::{AuditEntry, AuditKind};
+use super::checkpoint::{cosigners, node_for_origin, open_checkpoint, Checkpoint};
+use super::entry::{Actor, AuditEntry, AuditKind};
 use super::note::Note;
 use crate::transition::TransitionStatement;
 use crate::{Digest, NodeId};
@@ -57,6 +57,10 @@ pub struct Predecessor {
     /// The keys the old log switched to before the checkpoint, in order;
     /// the last signed it (empty: the first key did).
     pub later_keys: Vec<NodeId>,
+    /// The witnesses whose valid cosignature the checkpoint carries (the
+    /// peer that handed it over adds its own): pin them to know whose word
+    /// "last cosigned" is.
+    pub cosigned_by: Vec<NodeId>,
 }
 
 /// Why a checkpoint cannot name a predecessor.
@@ -130,15 +134,7 @@ impl PredecessorFile {
             chain
                 .push(follow(&chain, s).map_err(|why| PredecessorError::BadSwitch { index, why })?);
         }
-        let signer = chain.last().copied().unwrap_or(node);
-        let (c, _) = open_checkpoint(&self.note, &body.origin, &signer)
-            .map_err(|e| PredecessorError::BadSignature(e.to_string()))?;
-        Ok(Predecessor {
-            node,
-            size: c.size,
-            root: c.root,
-            later_keys: chain.split_off(1),
-        })
+        settle(&self.note, &body.origin, chain).map_err(PredecessorError::BadSignature)
     }
 
     /// The details of the new log's first entries (checked first).
@@ -172,9 +168,38 @@ pub(crate) fn checkpoint_named(note: &str) -> Result<(NodeId, Checkpoint), Prede
     Ok((node, body))
 }
 
+/// The old log `note` names, if its chain's last key signed it under
+/// `origin` (`chain`: the log's first key, then the keys its switches led
+/// to); the witnesses' valid cosignatures it carries are listed.
+pub(crate) fn settle(
+    note: &str,
+    origin: &str,
+    mut chain: Vec<NodeId>,
+) -> Result<Predecessor, String> {
+    let signer = *chain.last().ok_or("an empty chain")?;
+    let (c, parsed) = open_checkpoint(note, origin, &signer).map_err(|e| e.to_string())?;
+    let cosigned_by = cosigners(&parsed, origin, &signer)
+        .0
+        .into_iter()
+        .filter(|(w, ok)| ok.is_ok() && !chain.contains(w))
+        .map(|(w, _)| w)
+        .collect();
+    let later_keys = chain.split_off(1);
+    Ok(Predecessor {
+        node: chain[0],
+        size: c.size,
+        root: c.root,
+        later_keys,
+        cosigned_by,
+    })
+}
+
 /// The key `s` leads to from the chain's last: it must verify against
 /// that key and name a key the chain did not have.
 pub(crate) fn follow(chain: &[NodeId], s: &TransitionStatement) -> Result<NodeId, String> {
+    if chain.len() > MAX_PREDECESSOR_SWITCHES {
+        return Err(format!("more than {MAX_PREDECESSOR_SWITCHES} switches"));
+    }
     let current = chain.last().ok_or("an empty chain")?;
     s.verify(current).map_err(|e| e.to_string())?;
     let new = s.transition.new;
@@ -207,6 +232,15 @@ pub enum PredecessorPart {
 pub fn predecessor_part(entry: &AuditEntry) -> Option<Result<PredecessorPart, String>> {
     if entry.kind != AuditKind::LogPredecessor {
         return None;
+    }
+    if entry.actor != Actor::Operator
+        || entry.peer.is_some()
+        || entry.message_id.is_some()
+        || entry.envelope_digest.is_some()
+    {
+        return Some(Err(
+            "a predecessor entry has actor operator and names no peer or message".into(),
+        ));
     }
     let d = &entry.detail;
     Some(if let Some(b64) = d.strip_prefix(PREDECESSOR_PREFIX) {

@@ -152,9 +152,10 @@ pub(super) async fn witnessed(
     peer: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let peer = super::path_param(peer)?;
-    // A peer that rotated its key is witnessed under its log's first key:
-    // its current id first, then the keys it rotated from.
-    let ids: Vec<comity_protocol::NodeId> = match peer.parse::<comity_protocol::NodeId>() {
+    // Where to look: a node id as given; a pinned peer under the keys it
+    // rotated from and its current one. The node follows the switches it
+    // applied from there to the newest key it witnessed.
+    let keys: Vec<comity_protocol::NodeId> = match peer.parse::<comity_protocol::NodeId>() {
         Ok(id) => vec![id],
         Err(_) => {
             let id = super::messages::resolve_peer(&node, &peer)?;
@@ -164,34 +165,25 @@ pub(super) async fn witnessed(
                 .find(|p| p.id == id)
                 .map(|p| p.rotated_from)
                 .unwrap_or_default();
-            std::iter::once(id)
-                .chain(earlier.into_iter().rev())
-                .collect()
+            earlier.into_iter().chain(std::iter::once(id)).collect()
         }
     };
-    let mut found = None;
-    for id in &ids {
-        if let Some(note) = node.witnessed_checkpoint(id).map_err(ApiError::internal)? {
-            found = Some((*id, note));
-            break;
-        }
-    }
-    let id = ids[0];
-    let (id, note) = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("this node has cosigned no checkpoint of {id}'s log"),
-        )
-    })?;
-    // After a switch the peer's checkpoints are signed by a later key:
-    // the switches this node applied lead to it from the log's name.
-    let file = node.predecessor_file(note).map_err(ApiError::internal)?;
+    let file = node
+        .witnessed_as_predecessor(&keys)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("this node has cosigned no checkpoint of {peer}'s log"),
+            )
+        })?;
     let checked = file.check();
     Ok(axum::Json(serde_json::json!({
-        "node": checked.as_ref().map(|p| p.node).unwrap_or(id),
+        "node": checked.as_ref().ok().map(|p| p.node),
         "size": checked.as_ref().ok().map(|p| p.size),
         "switches": file.switches.len(),
+        "problem": checked.as_ref().err().map(ToString::to_string),
         "file": file.to_text(),
     })))
 }

@@ -202,7 +202,8 @@ pub(super) async fn repin(
         warn!(peer = %req.id, old = %old, error = %w, "peer repinned, but the configuration file still names the old key");
         answer["warning"] = json!(format!(
             "repinned now, but the configuration file could not be changed ({w}): \
-             in its [[peer]] table set id = \"{}\" and add \"{old}\" to repinned_from, \
+             in its [[peer]] table set id = \"{}\" and add \"{old}\" to repinned_from \
+             (after the keys of its rotated_from, which it leaves), \
              or the old key is pinned again at the next start",
             req.id
         ));

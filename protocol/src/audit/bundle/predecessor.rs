@@ -4,8 +4,7 @@
 //! checkpoint's signer).
 
 use super::Finding;
-use crate::audit::checkpoint::open_checkpoint;
-use crate::audit::predecessor::{checkpoint_named, follow, Predecessor, PredecessorPart};
+use crate::audit::predecessor::{checkpoint_named, follow, settle, Predecessor, PredecessorPart};
 use crate::NodeId;
 
 /// The old log's checkpoint, with the keys followed so far.
@@ -20,6 +19,8 @@ struct Pending {
 pub(super) struct Follower {
     pending: Option<Pending>,
     settled: Option<Predecessor>,
+    /// A predecessor entry did not hold: no link is reported.
+    failed: bool,
 }
 
 fn invalid(entry: u64, why: impl Into<String>) -> Finding {
@@ -46,6 +47,7 @@ impl Follower {
         if !is_next_switch {
             found.extend(self.settle());
         }
+        let before = found.len();
         match part {
             None => {}
             Some(Err(why)) => {
@@ -80,21 +82,19 @@ impl Follower {
                 "predecessor entries are the log's first: its checkpoint, then its switches",
             )),
         }
+        if found.len() > before {
+            self.pending = None;
+        }
+        self.failed |= !found.is_empty();
         found
     }
 
     /// The checkpoint's signature by the last key followed.
     fn settle(&mut self) -> Option<Finding> {
         let p = self.pending.take()?;
-        let signer = *p.chain.last()?;
-        match open_checkpoint(&p.note, &p.origin, &signer) {
-            Ok((c, _)) => {
-                self.settled = Some(Predecessor {
-                    node: p.chain[0],
-                    size: c.size,
-                    root: c.root,
-                    later_keys: p.chain[1..].to_vec(),
-                });
+        match settle(&p.note, &p.origin, p.chain) {
+            Ok(named) => {
+                self.settled = Some(named);
                 None
             }
             Err(e) => Some(invalid(
@@ -107,6 +107,7 @@ impl Follower {
     /// The old log named, once every entry is seen.
     pub(super) fn finish(mut self) -> (Option<Predecessor>, Option<Finding>) {
         let finding = self.settle();
-        (self.settled, finding)
+        let failed = self.failed || finding.is_some();
+        (self.settled.filter(|_| !failed), finding)
     }
 }

@@ -319,6 +319,16 @@ impl Assembler {
                 .map_or(*node, |(_, k)| *k)
         };
         let own_key = |k: &NodeId| chain.iter().any(|(_, c)| c == k);
+        // A log cannot be its own predecessor: its key would vouch for it.
+        if let Some(p) = &report.predecessor {
+            if std::iter::once(&p.node).chain(&p.later_keys).any(own_key) {
+                self.findings.push(Finding::PredecessorInvalid {
+                    entry: 0,
+                    why: "it names a log of this node's own keys".into(),
+                });
+                report.predecessor = None;
+            }
+        }
         let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
         let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
