@@ -158,7 +158,7 @@ fn replace_lost(
     // A, which handed the checkpoint over, cosigned it (again).
     let named = report.predecessor.as_ref().unwrap();
     assert_eq!(named.cosigned_by, vec![a.id]);
-    assert!(said.contains("written to"), "{said}");
+    assert!(said.contains("(cosigned again now)"), "{said}");
     (b2, file, report)
 }
 

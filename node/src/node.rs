@@ -634,7 +634,8 @@ impl Node {
     pub fn witnessed_as_predecessor(
         &self,
         keys: &[NodeId],
-    ) -> Result<Option<comity_protocol::audit::predecessor::PredecessorFile>, StoreError> {
+    ) -> Result<Option<(comity_protocol::audit::predecessor::PredecessorFile, bool)>, StoreError>
+    {
         use comity_protocol::audit::predecessor::MAX_PREDECESSOR_SWITCHES;
         let mut keys = keys.to_vec();
         while let Some(last) = keys.last() {
@@ -650,15 +651,17 @@ impl Node {
         }
         for key in keys.iter().rev() {
             if let Some(note) = self.ctx.store.witnessed(key)? {
-                return self.predecessor_file(self.cosigned_again(note)).map(Some);
+                let (note, cosigned) = self.cosigned_again(note);
+                return self.predecessor_file(note).map(|f| Some((f, cosigned)));
             }
         }
         Ok(None)
     }
 
     /// `note` with this node's cosignature of it, made now (as it was
-    /// when it was witnessed), if it still fits a predecessor file.
-    fn cosigned_again(&self, note: String) -> String {
+    /// when it was witnessed), if it still fits a predecessor file; and
+    /// whether it does.
+    fn cosigned_again(&self, note: String) -> (String, bool) {
         use comity_protocol::audit::checkpoint::{cosign, origin_for};
         use comity_protocol::audit::note::Note;
         let me = self.ctx.audit.signer();
@@ -671,9 +674,9 @@ impl Node {
                 if note.len() + l.len()
                     < comity_protocol::audit::predecessor::MAX_PREDECESSOR_NOTE =>
             {
-                format!("{note}{l}\n")
+                (format!("{note}{l}\n"), true)
             }
-            _ => note,
+            _ => (note, false),
         }
     }
 

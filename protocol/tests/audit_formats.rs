@@ -1655,8 +1655,9 @@ fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the
     assert!(r.is_valid(), "{:?}", r.findings);
     assert_eq!(r.predecessor.unwrap().cosigned_by, vec![w.id()]);
 
-    // More switches than a file may carry: refused, however genuine.
-    let keys: Vec<Identity> = (20..38).map(ident).collect();
+    // More switches than a file may carry: refused, however genuine (16
+    // are followed: see the unit test; here the 17th is entry 17).
+    let keys: Vec<Identity> = (20..37).map(ident).collect();
     let mut long = vec![details[0].clone()];
     let mut prev = &old;
     for k in &keys {
@@ -1698,6 +1699,49 @@ fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the
         Finding::PredecessorInvalid { entry: 1, .. }
     )));
     assert!(r.predecessor.is_none());
+
+    // Exactly 16: followed, in a bundle too.
+    let sixteen: Vec<Identity> = (40..56).map(ident).collect();
+    let mut chain = vec![];
+    let mut prev = &old;
+    for k in &sixteen {
+        chain.push(switch_statement(prev, k));
+        prev = k;
+    }
+    let full = file(prev, chain).entry_details().unwrap();
+    assert_eq!(full.len(), 17);
+    let mut w16 = BundleWriter::new(Vec::new(), &new.id()).unwrap();
+    for (i, d) in full.iter().enumerate() {
+        let mut e = entry(i as u64, ident(9).id());
+        e.kind = AuditKind::LogPredecessor;
+        e.actor = Actor::Operator;
+        e.peer = None;
+        e.message_id = None;
+        e.envelope_digest = None;
+        e.detail = d.clone();
+        w16.write_entry(&e.to_leaf().unwrap()).unwrap();
+    }
+    let text = String::from_utf8(w16.finish().unwrap()).unwrap();
+    let r = verify_with(&text, VerifyOptions::default());
+    assert!(
+        !has(&r, |f| matches!(f, Finding::PredecessorInvalid { .. })),
+        "{:?}",
+        r.findings
+    );
+    assert_eq!(r.predecessor.unwrap().later_keys.len(), 16);
+
+    // The new log's own key cosigning the named checkpoint is not a
+    // witness of it.
+    let mut self_cosigned = file(&old, vec![]);
+    let body = Note::parse(&self_cosigned.note).unwrap().text().to_string();
+    let line = cosign(&new, &origin_for(&new.id()), &body, 1_700_000_000).unwrap();
+    self_cosigned.note.push_str(&format!("{line}\n"));
+    let r = verify_with(
+        &log_naming(&new, 0, &self_cosigned.entry_details().unwrap()),
+        options(),
+    );
+    assert!(r.is_valid(), "{:?}", r.findings);
+    assert!(r.predecessor.unwrap().cosigned_by.is_empty());
 
     // A log naming a log of its own key.
     let own_cp = Checkpoint {

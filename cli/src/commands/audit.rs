@@ -97,8 +97,12 @@ pub fn run(config: Option<&Path>, cmd: AuditCommand) -> Result<()> {
                 0 => String::new(),
                 n => format!(" with the {n} switch(es) of its key that lead to its signer"),
             };
+            let again = match v["cosigned"].as_bool() {
+                Some(true) => " (cosigned again now)",
+                _ => " (not cosigned again: the note is too long)",
+            };
             println!(
-                "the checkpoint of size {} of {}'s log, as this node cosigned it last (cosigned again now){switches}, written to {}",
+                "the checkpoint of size {} of {}'s log, as this node cosigned it last{again}{switches}, written to {}",
                 v["size"],
                 v["node"].as_str().unwrap_or_default(),
                 out.display()

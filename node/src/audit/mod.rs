@@ -233,10 +233,11 @@ impl AuditLog {
         }
         // Once the log holds anything else, the file is no longer read.
         let size = self.size();
-        if size > 0
-            && !matches!(self.entry(size - 1), Ok(Some(e)) if e.kind == AuditKind::LogPredecessor)
-        {
-            return Ok(None);
+        if size > 0 {
+            let last = self.entry(size - 1)?;
+            if last.is_none_or(|e| e.kind != AuditKind::LogPredecessor) {
+                return Ok(None);
+            }
         }
         let path = data_dir.join(comity_config::PREDECESSOR_FILE);
         let failed = |why: String| AuditError::Predecessor {

@@ -345,6 +345,27 @@ mod tests {
     }
 
     #[test]
+    fn sixteen_switches_are_followed_and_a_seventeenth_refused() {
+        let keys: Vec<Identity> = (10..28).map(ident).collect();
+        let chained = |n: usize| PredecessorFile {
+            note: note_of(&keys[0], &keys[n]),
+            switches: (0..n).map(|i| switch(&keys[i], &keys[i + 1])).collect(),
+        };
+        let sixteen = chained(16);
+        let again = PredecessorFile::parse(&sixteen.to_text()).unwrap();
+        assert_eq!(again.check().unwrap().later_keys.len(), 16);
+        let seventeen = chained(17);
+        assert_eq!(
+            PredecessorFile::parse(&seventeen.to_text()),
+            Err(PredecessorError::TooManySwitches)
+        );
+        assert!(matches!(
+            seventeen.check(),
+            Err(PredecessorError::BadSwitch { index: 16, .. })
+        ));
+    }
+
+    #[test]
     fn every_detail_fits_an_entry() {
         use crate::audit::entry::MAX_DETAIL_BYTES;
         let (a, b) = (ident(1), ident(2));

@@ -168,7 +168,7 @@ pub(super) async fn witnessed(
             earlier.into_iter().chain(std::iter::once(id)).collect()
         }
     };
-    let file = node
+    let (file, cosigned) = node
         .witnessed_as_predecessor(&keys)
         .map_err(ApiError::internal)?
         .ok_or_else(|| {
@@ -183,6 +183,7 @@ pub(super) async fn witnessed(
         "node": checked.as_ref().ok().map(|p| p.node),
         "size": checked.as_ref().ok().map(|p| p.size),
         "switches": file.switches.len(),
+        "cosigned": cosigned,
         "problem": checked.as_ref().err().map(ToString::to_string),
         "file": file.to_text(),
     })))

@@ -234,6 +234,9 @@ impl Assembler {
             self.check_log(&node, &origin, &tree, options, &mut report);
             report.origin = Some(origin);
             report.node_id = Some(node);
+        } else {
+            // Whether it names a log of this log's keys is unknown.
+            report.predecessor = None;
         }
         report.findings = self.findings.kept;
         report.findings_omitted = self.findings.omitted;
@@ -328,6 +331,10 @@ impl Assembler {
                 });
                 report.predecessor = None;
             }
+        }
+        // Nor do they count as its witnesses.
+        if let Some(p) = &mut report.predecessor {
+            p.cosigned_by.retain(|w| !own_key(w));
         }
         let mut valid: Vec<(Checkpoint, Note)> = Vec::new();
         let mut cosigned: BTreeMap<NodeId, (BTreeSet<u64>, u64)> = BTreeMap::new();
