@@ -277,6 +277,17 @@ pub fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
     session::generate(key)
 }
 
+/// Gives the key pair of `key` (both its objects) the label `object`, on
+/// the token; refuses when another key has that label. A relabel cut
+/// short is finished by calling again (a call after it was done changes
+/// nothing: check the key's id under its new label). For an identity
+/// rotation on the token: the successor is made under a second label and
+/// takes the first at the switch, the key it replaces moving aside (not
+/// destroyed: what it signed must stay attributable to it).
+pub fn relabel(key: &TokenKey, object: &str) -> Result<(), TokenError> {
+    session::relabel(key, object)
+}
+
 /// Destroys the key pair of `key` on the token. For `comity init` undoing
 /// a key it made and could not use (its files could not be written): a
 /// node's key in use is never destroyed by this.

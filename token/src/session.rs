@@ -334,6 +334,43 @@ pub(crate) fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
     public_key(&session, key)
 }
 
+pub(crate) fn relabel(key: &TokenKey, object: &str) -> Result<(), TokenError> {
+    let session = login(key, true)?;
+    // The same key but for its label (only the label and id are looked at).
+    let mut to = key.clone();
+    to.object = object.to_string();
+    // Each half moves once: a relabel cut short (one half moved) is
+    // finished by the next call.
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        let find = |k: &TokenKey| {
+            session
+                .find_objects(&template(k, class))
+                .map_err(step("find the key"))
+        };
+        match (find(key)?.as_slice(), find(&to)?.len()) {
+            ([one], 0) => session
+                .update_attributes(*one, &[Attribute::Label(object.as_bytes().to_vec())])
+                .map_err(step("relabel the key"))?,
+            ([], 1) => {}
+            ([], 0) => {
+                return Err(TokenError::NoKey {
+                    token: key.token.clone(),
+                    object: key.object.clone(),
+                    id: key.id.clone(),
+                    what: "key pair",
+                })
+            }
+            _ => {
+                return Err(TokenError::Exists {
+                    token: key.token.clone(),
+                    object: object.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Destroys the key pair `key` names (both objects of its label and id):
 /// only for a key this process just made and could not put to use.
 pub(crate) fn destroy(key: &TokenKey) -> Result<(), TokenError> {

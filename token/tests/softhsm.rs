@@ -76,6 +76,36 @@ fn a_token_key_signs_never_leaves_and_is_refused_when_it_could() {
     ));
     assert!(generate(&key(&hsm, "loose")).is_ok());
 
+    // Relabelling (an identity rotation on the token): the successor
+    // made under a second label takes the first, the key it replaces
+    // moves aside; both keep their ids and stay non-extractable.
+    let next = key(&hsm, "identity.next");
+    let next_id = generate(&next).unwrap();
+    assert!(matches!(
+        comity_token::relabel(&next, "identity"),
+        Err(TokenError::Exists { .. })
+    ));
+    comity_token::relabel(&k, "identity.left").unwrap();
+    comity_token::relabel(&next, "identity").unwrap();
+    let moved = TokenSigner::open(&k).unwrap();
+    assert_eq!(moved.node_id(), next_id);
+    let facts = moved.facts().unwrap();
+    assert!(facts.sensitive && !facts.extractable, "{facts:?}");
+    assert_eq!(
+        TokenSigner::open(&key(&hsm, "identity.left"))
+            .unwrap()
+            .node_id(),
+        id
+    );
+    // Again (a switch retried after a crash): nothing changes.
+    comity_token::relabel(&next, "identity").unwrap();
+    assert_eq!(TokenSigner::open(&k).unwrap().node_id(), next_id);
+    assert!(matches!(
+        comity_token::relabel(&key(&hsm, "absent"), "elsewhere"),
+        Err(TokenError::NoKey { .. })
+    ));
+    drop(moved);
+
     // Last, with every session closed (a login lasts while the process
     // has one): a wrong PIN is refused once, without echoing it, and this
     // process never tries that token's PIN again, not even the right one
