@@ -1,8 +1,9 @@
 //! A node whose identity key is on a PKCS#11 token (SoftHSM2) exchanges
 //! messages, receipts and cosignatures with a node whose key is in a file;
 //! no identity key is in any of its files; the token says the key cannot
-//! leave it; its TLS handshakes are signed by the token; and its
-//! encryption key rotates as a file node's does.
+//! leave it; its TLS handshakes are signed by the token; its encryption
+//! key rotates as a file node's does; and its identity key rotates on the
+//! token.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -151,6 +152,102 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
         a.cosigned_by(&b) > 0 && b.cosigned_by(&a) > 0
     });
     assert_logs_verify(&a, &b);
+
+    // The identity key rotates on the token: the new key is made there
+    // (non-extractable, under its own label), B's operator accepts the
+    // transition, A switches and B follows; messages flow both ways under
+    // the new key, also after A restarts.
+    let old_id = a.id.to_string();
+    let t = a
+        .client()
+        .post(
+            "/v1/keys/rotate-identity",
+            &serde_json::json!({"reason": "scheduled identity rotation", "effective_in_secs": 1}),
+        )
+        .unwrap();
+    let new = t["new"].as_str().unwrap().to_string();
+    assert_ne!(new, old_id);
+    let ar = |b: &TestNode| b.get("/v1/peers")[0].clone();
+    b.wait_until(
+        Duration::from_secs(30),
+        "B to hear of A's transition",
+        || !ar(&b)["rotation"].is_null(),
+    );
+    let accepted = b.cli(
+        std::path::Path::new(COMITY),
+        &[
+            "peer",
+            "accept-rotation",
+            "AR",
+            "--reason",
+            "confirmed by phone",
+        ],
+    );
+    assert!(accepted.status.success(), "{accepted:?}");
+    let node_id = |a: &TestNode| a.keys(COMITY, &[])["identity"]["node_id"].clone();
+    a.wait_until(Duration::from_secs(30), "A to switch", || {
+        node_id(&a) == new.as_str()
+    });
+    b.wait_until(Duration::from_secs(30), "B to follow", || {
+        ar(&b)["id"] == new.as_str()
+    });
+    b.send(&a, "to the new key");
+    a.wait_until(Duration::from_secs(30), "delivered to the new key", || {
+        a.inbox_count() == 8
+    });
+    a.sigterm();
+    a.start();
+    let keys = a.keys(COMITY, &[])["identity"].clone();
+    assert_eq!(keys["node_id"], new.as_str(), "{keys}");
+    assert!(
+        keys["location"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("comity-identity-{new}")),
+        "{keys}"
+    );
+    assert_eq!(keys["token_key"]["extractable"], false, "{keys}");
+    assert_eq!(keys["token_key"]["local"], true, "{keys}");
+    let sent = a.outbox_count("delivered");
+    a.send(&b, "signed on the token by the new key");
+    a.wait_until(
+        Duration::from_secs(30),
+        "delivered after the restart",
+        || a.outbox_count("delivered") == sent + 1,
+    );
+    // (B names its witness by A's current id.)
+    let by_new = |b: &TestNode| {
+        b.get("/v1/node")["audit"]["witnesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["peer"] == new.as_str())
+            .and_then(|w| w["cosigned_size"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = b.get("/v1/node")["audit"]["entries"].as_u64().unwrap();
+    a.wait_until(
+        Duration::from_secs(30),
+        "A's new key cosigns B's log",
+        || by_new(&b) >= before,
+    );
+    a.wait_until(Duration::from_secs(30), "B cosigns past A's switch", || {
+        a.cosigned_by(&b) >= a.get("/v1/node")["audit"]["entries"].as_u64().unwrap() - 3
+    });
+    let bundle = a.get_text("/v1/audit/export");
+    let report = comity_protocol::audit::bundle::verify_bundle(
+        std::io::Cursor::new(bundle.as_bytes()),
+        &comity_protocol::audit::bundle::VerifyOptions {
+            expected_node: Some(old_id.parse().unwrap()),
+            required_witnesses: vec![b.id],
+            allow_unwitnessed_tail: 10,
+            threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(report.is_valid(), "{:?}", report.findings);
+    assert_eq!(report.key_switches.len(), 1);
+    assert_eq!(report.key_switches[0].new.to_string(), new);
 
     a.sigterm();
     b.sigterm();

@@ -277,6 +277,38 @@ pub fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
     session::generate(key)
 }
 
+/// The label of the key made on the token for identity `id` by an
+/// identity rotation (the key made at `comity init` keeps the label the
+/// URI names): the encryption-key file names the identity in use, and its
+/// key is found under this label when the URI's key is another.
+pub fn successor_key(base: &TokenKey, id: &NodeId) -> TokenKey {
+    let mut key = base.clone();
+    key.object = format!("comity-identity-{id}");
+    key.id = None;
+    key
+}
+
+/// Where a rotation makes its new key before its id (and so its label)
+/// is known.
+pub fn pending_key(base: &TokenKey) -> TokenKey {
+    let mut key = base.clone();
+    key.object = format!("{}.next", base.object);
+    key.id = None;
+    key
+}
+
+/// Makes the key for an identity rotation: generated under
+/// [`pending_key`] (one left by an attempt that crashed is destroyed
+/// first), then relabelled to its [`successor_key`]. Returns the new key.
+pub fn generate_successor(base: &TokenKey) -> Result<(TokenKey, NodeId), TokenError> {
+    let pending = pending_key(base);
+    session::destroy(&pending)?;
+    let id = session::generate(&pending)?;
+    let key = successor_key(base, &id);
+    session::relabel(&pending, &key.object)?;
+    Ok((key, id))
+}
+
 /// Gives the key pair of `key` (both its objects) the label `object`, on
 /// the token; refuses when another key has that label. A relabel cut
 /// short is finished by calling again (a call after it was done changes

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use comity_config::{Config, KeyFileIoError};
+use comity_protocol::identity::ExternalSigner as _;
 use comity_protocol::Identity;
 
 use crate::{TokenError, TokenSigner};
@@ -32,10 +33,20 @@ pub fn load(config: &Config) -> Result<LoadedKeys, LoadError> {
             token: None,
         });
     };
-    let token = TokenSigner::open(token_key).map_err(|source| LoadError::Token {
+    let failed = |source| LoadError::Token {
         uri: token_key.uri().to_string(),
         source,
-    })?;
+    };
+    // The encryption-key file names the identity in use: after an
+    // identity rotation its key is the successor's, not the URI's.
+    let id = comity_config::node_id_in_key_file(key_file)?;
+    let token = match TokenSigner::open(token_key) {
+        Ok(t) if t.node_id() == id => t,
+        Ok(_) | Err(TokenError::NoKey { .. }) => {
+            TokenSigner::open(&crate::successor_key(token_key, &id)).map_err(failed)?
+        }
+        Err(e) => return Err(failed(e)),
+    };
     let identity = comity_config::load_key_file_with_signer(key_file, token.clone())?;
     Ok(LoadedKeys {
         identity,

@@ -33,8 +33,10 @@ pub const MAX_EFFECTIVE_IN: Duration = Duration::from_secs(90 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityRotationError {
-    #[error("the identity key is on a token: rotating it there is not supported yet; make a new identity and have every peer repin (docs/operations.md)")]
-    OnToken,
+    #[error("the new identity key cannot be made on the token: {0}")]
+    Token(#[from] comity_token::TokenError),
+    #[error("the new identity cannot be certified by its key on the token: {0}")]
+    Certify(#[from] comity_protocol::identity::SignError),
     #[error("a transition to {new} is announced already (effective after {effective_after} ms); one at a time")]
     AlreadyAnnounced {
         new: NodeId,
@@ -105,9 +107,6 @@ pub(crate) async fn announce(
     effective_in: Duration,
 ) -> Result<OwnTransition, IdentityRotationError> {
     let _one = ctx.key_rotation.lock().await;
-    if ctx.token.is_some() {
-        return Err(IdentityRotationError::OnToken);
-    }
     if effective_in > MAX_EFFECTIVE_IN {
         return Err(IdentityRotationError::TooFar);
     }
@@ -126,7 +125,18 @@ pub(crate) async fn announce(
     }
     let me = ctx.identity();
     let now = Timestamp::now();
-    let new = Identity::generate(now);
+    let new = match ctx.config.node.identity_token.clone() {
+        None => Identity::generate(now),
+        // On the token, as the first key was: only its encryption key
+        // goes to the `.next` file.
+        Some(token) => {
+            let made = tokio::task::spawn_blocking(move || new_on_token(&token, now)).await;
+            match made {
+                Ok(r) => r?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+    };
     let statement = IdentityTransition {
         old: me.id(),
         new: new.id(),
@@ -165,6 +175,19 @@ pub(crate) async fn announce(
     Ok(OwnTransition::of(ctx, &statement))
 }
 
+/// A new identity whose key is made on the token (non-extractable, under
+/// its successor label), with a fresh encryption key.
+fn new_on_token(
+    token: &comity_config::TokenKey,
+    now: Timestamp,
+) -> Result<Identity, IdentityRotationError> {
+    let (key, _) = comity_token::generate_successor(token)?;
+    let signer = comity_token::TokenSigner::open(&key)?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
+    Ok(Identity::with_external_key(signer, &seed, now)?)
+}
+
 /// At start: this node's own transition, if any, is presented again —
 /// before the switch if its new key is still at hand (a statement naming
 /// a successor nobody holds would lead peers to a key that never
@@ -198,10 +221,11 @@ pub(crate) fn present_at_start(ctx: &Context) {
         return;
     }
     let path = next_key_file(ctx);
-    match comity_config::load_key_file(&path) {
-        Ok(next) if next.id() == t.new => {}
-        Ok(next) => {
-            warn!(file = %path.display(), holds = %next.id(), new = %t.new, "the announced new identity key file holds another key; the transition is not presented");
+    // The id only: a token node's file holds the encryption key alone.
+    match comity_config::node_id_in_key_file(&path) {
+        Ok(id) if id == t.new => {}
+        Ok(id) => {
+            warn!(file = %path.display(), holds = %id, new = %t.new, "the announced new identity key file holds another key; the transition is not presented");
             return;
         }
         Err(e) => {
@@ -235,6 +259,8 @@ pub enum SwitchError {
         found: NodeId,
         expected: NodeId,
     },
+    #[error("the announced new identity key cannot be opened on the token: {0}")]
+    Token(comity_token::TokenError),
     #[error("the audit log cannot switch: {0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
@@ -253,13 +279,23 @@ impl From<crate::store::CommitError> for SwitchError {
     }
 }
 
-/// The announced new key, from `IDENTITY_KEY.next`, checked to be `t.new`.
+/// The announced new key, from `IDENTITY_KEY.next` (on a token node, its
+/// encryption key there and its identity key on the token under its
+/// successor label), checked to be `t.new`.
 fn load_next(
-    identity_key: &std::path::Path,
+    config: &comity_config::Config,
     t: &IdentityTransition,
 ) -> Result<Identity, SwitchError> {
-    let path = comity_config::next_key_path(identity_key);
-    let next = comity_config::load_key_file(&path).map_err(|source| SwitchError::NextKey {
+    let path = comity_config::next_key_path(&config.node.identity_key);
+    let loaded = match &config.node.identity_token {
+        None => comity_config::load_key_file(&path),
+        Some(token) => {
+            let key = comity_token::successor_key(token, &t.new);
+            let signer = comity_token::TokenSigner::open(&key).map_err(SwitchError::Token)?;
+            comity_config::load_key_file_with_signer(&path, signer)
+        }
+    };
+    let next = loaded.map_err(|source| SwitchError::NextKey {
         path: path.clone(),
         source,
     })?;
@@ -312,12 +348,11 @@ pub(crate) async fn switch(ctx: &Arc<Context>) -> Result<Option<NodeId>, SwitchE
     if marked.is_none() && s.transition.effective_after > Timestamp::now() {
         return Ok(None);
     }
-    let key_path = ctx.config.node.identity_key.clone();
     let me = ctx.identity();
     let ctx2 = ctx.clone();
     let s2 = s.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let next = load_next(&key_path, &s2.transition)?;
+        let next = load_next(&ctx2.config, &s2.transition)?;
         // The old encryption key is kept (and destroyed after its grace
         // period) as a rotation's is: a restart after the switch still
         // opens what peers sealed to it.
@@ -427,7 +462,7 @@ pub(crate) fn at_start(
     let mut identity = identity;
     if let (Some(s), Some(_)) = (store.own_transition()?, store.own_switch()?) {
         if identity.id() == s.transition.old {
-            let next = load_next(&config.node.identity_key, &s.transition)?;
+            let next = load_next(config, &s.transition)?;
             replace_key_files(&config.node.identity_key, &next)?;
             info!(new = %next.id(), "finished an identity switch interrupted before the key file was replaced");
             // The old encryption key too, which the loaded list left out as
@@ -462,7 +497,7 @@ pub(crate) async fn finish_interrupted(
     let Some(seq) = audit.interrupted_switch(&s)? else {
         return Ok(identity);
     };
-    let next = load_next(&config.node.identity_key, &s.transition)?;
+    let next = load_next(config, &s.transition)?;
     let new = Arc::new(identity.handed_over_to(next));
     if let Some(old_key) = new.previous_keys().first() {
         crate::keys::previous::write(&crate::keys::previous::dir(&config.node.data_dir), old_key)?;

@@ -63,13 +63,11 @@ pub(super) async fn rotate_identity(
             "already-announced",
             e.to_string(),
         )),
-        Err(e @ (IdentityRotationError::OnToken | IdentityRotationError::TooFar)) => {
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-rotation",
-                e.to_string(),
-            ))
-        }
+        Err(e @ IdentityRotationError::TooFar) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-rotation",
+            e.to_string(),
+        )),
         Err(e) => Err(ApiError::internal(e)),
     }
 }
