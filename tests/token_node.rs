@@ -251,6 +251,27 @@ fn a_node_with_its_identity_key_on_a_token_exchanges_with_a_file_key_node() {
 
     a.sigterm();
     b.sigterm();
+    // On the token: the first key kept under the URI's label, the new one
+    // under its own, never extractable; nothing left half made.
+    let base = TokenKey::parse(&uri).unwrap();
+    let first = comity_token::TokenSigner::open(&base).unwrap();
+    assert_eq!(
+        comity_protocol::identity::ExternalSigner::node_id(&*first).to_string(),
+        old_id
+    );
+    let successor = new.parse().unwrap();
+    let second =
+        comity_token::TokenSigner::open(&comity_token::successor_key(&base, &successor)).unwrap();
+    let facts = second.facts().unwrap();
+    assert!(
+        facts.sensitive && !facts.extractable && facts.never_extractable && facts.local,
+        "{facts:?}"
+    );
+    assert!(matches!(
+        comity_token::TokenSigner::open(&comity_token::pending_key(&base)),
+        Err(comity_token::TokenError::NoKey { .. })
+    ));
+    drop((first, second));
     let seedless = files(a.dir());
     assert!(seedless.len() > 3);
     for (path, bytes) in &seedless {

@@ -283,7 +283,7 @@ pub fn generate(key: &TokenKey) -> Result<NodeId, TokenError> {
 /// key is found under this label when the URI's key is another.
 pub fn successor_key(base: &TokenKey, id: &NodeId) -> TokenKey {
     let mut key = base.clone();
-    key.object = format!("comity-identity-{id}");
+    key.object = format!("{}-{id}", base.object);
     key.id = None;
     key
 }
@@ -312,10 +312,9 @@ pub fn generate_successor(base: &TokenKey) -> Result<(TokenKey, NodeId), TokenEr
 /// Gives the key pair of `key` (both its objects) the label `object`, on
 /// the token; refuses when another key has that label. A relabel cut
 /// short is finished by calling again (a call after it was done changes
-/// nothing: check the key's id under its new label). For an identity
-/// rotation on the token: the successor is made under a second label and
-/// takes the first at the switch, the key it replaces moving aside (not
-/// destroyed: what it signed must stay attributable to it).
+/// nothing: check the key's id under its new label). An identity
+/// rotation makes its new key under [`pending_key`] and relabels it to
+/// its [`successor_key`] once its id is known.
 pub fn relabel(key: &TokenKey, object: &str) -> Result<(), TokenError> {
     session::relabel(key, object)
 }

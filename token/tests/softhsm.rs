@@ -106,6 +106,20 @@ fn a_token_key_signs_never_leaves_and_is_refused_when_it_could() {
     ));
     drop(moved);
 
+    // A rotation's successor: made under the pending label (a leftover
+    // there is destroyed first), then labelled by its id.
+    generate(&comity_token::pending_key(&k)).unwrap();
+    let (successor, successor_id) = comity_token::generate_successor(&k).unwrap();
+    assert_eq!(successor.object, format!("identity-{successor_id}"));
+    let opened = TokenSigner::open(&successor).unwrap();
+    assert_eq!(opened.node_id(), successor_id);
+    assert!(!opened.facts().unwrap().extractable);
+    assert!(matches!(
+        TokenSigner::open(&comity_token::pending_key(&k)),
+        Err(TokenError::NoKey { .. })
+    ));
+    drop(opened);
+
     // Last, with every session closed (a login lasts while the process
     // has one): a wrong PIN is refused once, without echoing it, and this
     // process never tries that token's PIN again, not even the right one

@@ -149,11 +149,19 @@ pub(crate) async fn announce(
     // successor nobody holds. A file left by an attempt that crashed
     // before the statement was recorded was never announced: replaced.
     let path = next_key_file(ctx);
+    let new_id = new.id();
     let written =
         tokio::task::spawn_blocking(move || comity_config::replace_key_file(&path, &new)).await;
-    match written {
-        Ok(r) => r?,
+    let written = match written {
+        Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    if let Err(e) = written {
+        // Its key on the token would never be used.
+        if let Some(token) = &ctx.config.node.identity_token {
+            let _ = comity_token::destroy_unused(&comity_token::successor_key(token, &new_id));
+        }
+        return Err(e.into());
     }
     // A switched earlier transition is in the log and among the earlier
     // ids; this one takes its place.
@@ -182,10 +190,18 @@ fn new_on_token(
     now: Timestamp,
 ) -> Result<Identity, IdentityRotationError> {
     let (key, _) = comity_token::generate_successor(token)?;
-    let signer = comity_token::TokenSigner::open(&key)?;
-    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
-    Ok(Identity::with_external_key(signer, &seed, now)?)
+    let made = comity_token::TokenSigner::open(&key)
+        .map_err(IdentityRotationError::from)
+        .and_then(|signer| {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed[..]);
+            Ok(Identity::with_external_key(signer, &seed, now)?)
+        });
+    if made.is_err() {
+        // Made but not usable: not left on the token.
+        let _ = comity_token::destroy_unused(&key);
+    }
+    made
 }
 
 /// At start: this node's own transition, if any, is presented again —
@@ -220,18 +236,11 @@ pub(crate) fn present_at_start(ctx: &Context) {
         warn!(old = %t.old, "an announced identity transition is not from this node's key; not presented");
         return;
     }
-    let path = next_key_file(ctx);
-    // The id only: a token node's file holds the encryption key alone.
-    match comity_config::node_id_in_key_file(&path) {
-        Ok(id) if id == t.new => {}
-        Ok(id) => {
-            warn!(file = %path.display(), holds = %id, new = %t.new, "the announced new identity key file holds another key; the transition is not presented");
-            return;
-        }
-        Err(e) => {
-            warn!(error = %e, new = %t.new, "the announced new identity key cannot be loaded; the transition is not presented");
-            return;
-        }
+    // The new key whole (on a token node, on the token too), as the
+    // switch will need it.
+    if let Err(e) = load_next(&ctx.config, t) {
+        warn!(error = %e, new = %t.new, "the announced new identity key cannot be loaded; the transition is not presented");
+        return;
     }
     match ctx.tls.present(&ctx.identity(), Some(&s)) {
         Ok(()) => info!(new = %t.new, "presenting the announced identity transition"),
@@ -461,6 +470,16 @@ pub(crate) fn at_start(
 ) -> Result<Identity, SwitchError> {
     let mut identity = identity;
     if let (Some(s), Some(_)) = (store.own_transition()?, store.own_switch()?) {
+        let next = comity_config::next_key_path(&config.node.identity_key);
+        if identity.id() == s.transition.new
+            && comity_config::node_id_in_key_file(&next).is_ok_and(|id| id == s.transition.new)
+        {
+            // A switch whose key file was replaced but whose `.next` a
+            // crash left: it would block the next announcement.
+            if let Err(e) = std::fs::remove_file(&next) {
+                warn!(file = %next.display(), error = %e, "cannot remove the announced key's file after the switch");
+            }
+        }
         if identity.id() == s.transition.old {
             let next = load_next(config, &s.transition)?;
             replace_key_files(&config.node.identity_key, &next)?;

@@ -61,4 +61,12 @@ async fn a_switch_marked_in_the_store_whose_key_file_was_not_replaced_is_finishe
     let me = at_start(&config, &store, loaded).unwrap();
     assert_eq!(me.id(), new.id());
     assert_eq!(me.earlier_ids(), &[old.id()]);
+
+    // A crash after the key file was replaced but before the `.next` file
+    // went: start removes it (it would block the next announcement).
+    comity_config::write_new_key_file(&next, &new).unwrap();
+    let loaded = comity_config::load_key_file(&key_file).unwrap();
+    let me = at_start(&config, &store, loaded).unwrap();
+    assert_eq!(me.id(), new.id());
+    assert!(!next.exists());
 }
