@@ -268,6 +268,8 @@ pub enum SwitchError {
         found: NodeId,
         expected: NodeId,
     },
+    #[error("the identity key is {found}, but this node's audit log is signed by {expected} now: the key file (or, on a token, the key it names) is not this node's current key; put the right one back, or make a new node")]
+    NotThisLog { found: NodeId, expected: NodeId },
     #[error("the announced new identity key cannot be opened on the token: {0}")]
     Token(comity_token::TokenError),
     #[error("the audit log cannot switch: {0}")]
@@ -489,11 +491,26 @@ pub(crate) fn at_start(
             identity = identity.handed_over_to(next);
         }
     }
-    let earlier: Vec<NodeId> = store
-        .earlier_switches()?
-        .into_iter()
-        .map(|(old, _)| old)
-        .collect();
+    let switches = store.earlier_switches()?;
+    // The log is signed by its first key, then by each key it switched
+    // to: a key file naming another key (an earlier one of this node's,
+    // or a stranger's) is not this node's identity now.
+    if let Some(first) = store.log_first_key()? {
+        let mut current = first;
+        for _ in 0..switches.len() {
+            match switches.iter().find(|(old, _)| *old == current) {
+                Some((_, s)) => current = s.transition.new,
+                None => break,
+            }
+        }
+        if identity.id() != current {
+            return Err(SwitchError::NotThisLog {
+                found: identity.id(),
+                expected: current,
+            });
+        }
+    }
+    let earlier: Vec<NodeId> = switches.into_iter().map(|(old, _)| old).collect();
     Ok(identity.with_earlier_ids(earlier))
 }
 

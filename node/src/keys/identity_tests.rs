@@ -69,4 +69,16 @@ async fn a_switch_marked_in_the_store_whose_key_file_was_not_replaced_is_finishe
     let me = at_start(&config, &store, loaded).unwrap();
     assert_eq!(me.id(), new.id());
     assert!(!next.exists());
+
+    // A key file put back to the old key (a rollback: the switch would be
+    // finished, but its new key is not at hand), or a stranger's: the log
+    // is the new key's now, and start refuses.
+    store.set_log_first_key(&old.id()).unwrap();
+    let back = Identity::from_key_file(&old.to_key_file()).unwrap();
+    assert!(at_start(&config, &store, back).is_err());
+    let stranger = Identity::generate(Timestamp::now());
+    let e = at_start(&config, &store, stranger).unwrap_err();
+    assert!(matches!(e, super::SwitchError::NotThisLog { .. }), "{e}");
+    let loaded = comity_config::load_key_file(&key_file).unwrap();
+    assert_eq!(at_start(&config, &store, loaded).unwrap().id(), new.id());
 }
