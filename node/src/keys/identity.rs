@@ -492,12 +492,22 @@ pub(crate) fn at_start(
         }
     }
     let switches = store.earlier_switches()?;
+    // A switch not marked yet (its entry may be in the log, to be finished
+    // once the log opens) leaves the log's key the old one; a store of an
+    // earlier build may hold its earlier-id record without the mark.
+    let unmarked_old = match (store.own_transition()?, store.own_switch()?) {
+        (Some(s), None) => Some(s.transition.old),
+        _ => None,
+    };
     // The log is signed by its first key, then by each key it switched
     // to: a key file naming another key (an earlier one of this node's,
     // or a stranger's) is not this node's identity now.
     if let Some(first) = store.log_first_key()? {
         let mut current = first;
         for _ in 0..switches.len() {
+            if Some(current) == unmarked_old {
+                break;
+            }
             match switches.iter().find(|(old, _)| *old == current) {
                 Some((_, s)) => current = s.transition.new,
                 None => break,

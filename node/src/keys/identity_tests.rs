@@ -82,3 +82,33 @@ async fn a_switch_marked_in_the_store_whose_key_file_was_not_replaced_is_finishe
     let loaded = comity_config::load_key_file(&key_file).unwrap();
     assert_eq!(at_start(&config, &store, loaded).unwrap().id(), new.id());
 }
+
+#[tokio::test]
+async fn a_switch_whose_earlier_id_record_outlived_its_mark_still_starts_under_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let old = Identity::generate(Timestamp::now());
+    let new = Identity::generate(Timestamp::now());
+    let now = Timestamp::now();
+    let statement = IdentityTransition {
+        old: old.id(),
+        new: new.id(),
+        created_at: now,
+        effective_after: now,
+        reason: "scheduled identity rotation".into(),
+    }
+    .sign(&old, &new)
+    .unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    store.set_log_first_key(&old.id()).unwrap();
+    store.set_own_transition(&statement).unwrap();
+    // The earlier-id record without the mark (as two separate writes of
+    // an earlier build could leave them): the log is still the old key's.
+    store.set_own_switch(&statement, 5).unwrap();
+    store.clear_own_transition().unwrap();
+    store.set_own_transition(&statement).unwrap();
+    assert_eq!(store.own_switch().unwrap(), None);
+    assert_eq!(store.earlier_switches().unwrap().len(), 1);
+    let me = at_start(&config, &store, old).unwrap();
+    assert_eq!(me.id(), statement.transition.old);
+}

@@ -165,9 +165,12 @@ impl Store {
     /// `seq`, and keeps its statement among the earlier ids' (in the same
     /// commit).
     pub fn set_own_switch(&self, s: &TransitionStatement, seq: u64) -> Result<()> {
-        self.transitions
-            .insert(key(EARLIER, &[&s.transition.old.0]), encode(s)?)?;
-        self.transitions.insert(SWITCHED, &seq.to_be_bytes()[..])?;
+        // One batch: another task's commit between the two must not make
+        // one durable without the other.
+        let mut batch = sled::Batch::default();
+        batch.insert(key(EARLIER, &[&s.transition.old.0]), encode(s)?);
+        batch.insert(SWITCHED, &seq.to_be_bytes()[..]);
+        self.transitions.apply_batch(batch)?;
         Ok(())
     }
 
