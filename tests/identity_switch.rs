@@ -12,9 +12,8 @@
 use std::process::Output;
 use std::time::Duration;
 
-use comity_client::Settings;
 use comity_protocol::audit::bundle::{verify_bundle, VerifyOptions};
-use comity_tests::{comityd_beside, succeeded, test_settings, TestNode};
+use comity_tests::{comityd_beside, pair_without_notice, succeeded, TestNode};
 use serde_json::{json, Value};
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -45,18 +44,7 @@ fn bo(a: &TestNode) -> Value {
 /// each pinning the other, started.
 fn switching_pair() -> (TestNode, TestNode) {
     let comityd = comityd_beside(COMITY);
-    let comityd = comityd.to_str().unwrap();
-    let no_notice = Settings {
-        peer_rotation_notice_hours: Some(0),
-        ..test_settings()
-    };
-    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
-    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
-    (a, b)
+    pair_without_notice(comityd.to_str().unwrap())
 }
 
 #[test]

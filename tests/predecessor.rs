@@ -14,13 +14,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use comity_client::Settings;
 use comity_protocol::audit::bundle::{verify_bundle, Report, VerifyOptions};
 use comity_protocol::audit::checkpoint::Checkpoint;
 use comity_protocol::audit::note::Note;
 use comity_protocol::audit::predecessor::PredecessorFile;
 use comity_protocol::NodeId;
-use comity_tests::{comityd_beside, free_port, test_settings, TestNode};
+use comity_tests::{comityd_beside, free_port, pair_without_notice, TestNode};
 use serde_json::json;
 
 const COMITY: &str = env!("CARGO_BIN_EXE_comity");
@@ -46,16 +45,7 @@ fn ok(out: Output) -> String {
 /// Arcadia (no notice for a peer's transition) and Borduria, each
 /// pinning the other, started, one message delivered.
 fn pair(comityd: &str) -> (TestNode, TestNode) {
-    let no_notice = Settings {
-        peer_rotation_notice_hours: Some(0),
-        ..test_settings()
-    };
-    let mut a = TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", no_notice);
-    let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
-    a.pin(&b);
-    b.pin(&a);
-    a.start();
-    b.start();
+    let (a, b) = pair_without_notice(comityd);
     a.send(&b, "before");
     a.wait_until(LONG, "delivered", || a.outbox_count("delivered") == 1);
     (a, b)
@@ -247,9 +237,8 @@ fn a_log_that_switched_keys_before_its_key_was_lost_is_named_through_its_switch(
     assert_eq!(pinned.repinned_from, vec![first, new]);
     assert!(pinned.rotated_from.is_empty());
     let first_s = first.to_string();
-    let again = a.cli(
-        Path::new(COMITY),
-        &[
+    let add_first_is_refused = |a: &TestNode| {
+        let args = [
             "peer",
             "add",
             "--id",
@@ -258,30 +247,18 @@ fn a_log_that_switched_keys_before_its_key_was_lost_is_named_through_its_switch(
             "127.0.0.1:1",
             "--country",
             "XX",
-        ],
-    );
-    assert!(!again.status.success(), "{again:?}");
-    assert!(String::from_utf8_lossy(&again.stderr).contains("cut out"));
+        ];
+        let again = a.cli(Path::new(COMITY), &args);
+        assert!(!again.status.success(), "{again:?}");
+        assert!(String::from_utf8_lossy(&again.stderr).contains("cut out"));
+    };
+    add_first_is_refused(&a);
     // Also once BO is unpinned and A restarted: the store remembers every
     // key cut out.
     ok(a.cli(Path::new(COMITY), &["peer", "remove", "BO"]));
     a.sigterm();
     a.start();
-    let again = a.cli(
-        Path::new(COMITY),
-        &[
-            "peer",
-            "add",
-            "--id",
-            &first_s,
-            "--addr",
-            "127.0.0.1:1",
-            "--country",
-            "XX",
-        ],
-    );
-    assert!(!again.status.success(), "{again:?}");
-    assert!(String::from_utf8_lossy(&again.stderr).contains("cut out"));
+    add_first_is_refused(&a);
     drop(b2);
     a.sigterm();
 }

@@ -107,14 +107,21 @@ pub fn repin_peer(
     new: &NodeId,
     address: Option<&str>,
 ) -> Result<String, ConfigError> {
-    move_peer(text, old, new, address, "repinned_from")
+    move_peer(
+        text,
+        old,
+        new,
+        address,
+        "repinned_from",
+        Some("rotated_from"),
+    )
 }
 
 /// `text` with the `[[peer]]` whose id is `old` now pinned to `new` by
 /// the peer's identity transition, and `old` appended to its
 /// `rotated_from` (the table's comments and other keys kept).
 pub fn rotate_peer(text: &str, old: &NodeId, new: &NodeId) -> Result<String, ConfigError> {
-    move_peer(text, old, new, None, "rotated_from")
+    move_peer(text, old, new, None, "rotated_from", None)
 }
 
 fn move_peer(
@@ -123,6 +130,8 @@ fn move_peer(
     new: &NodeId,
     address: Option<&str>,
     list: &str,
+    // A list whose keys move to `list` ahead of `old` (and which goes).
+    absorbed: Option<&str>,
 ) -> Result<String, ConfigError> {
     let mut doc: DocumentMut = text.parse().map_err(ConfigError::syntax)?;
     let is_old = |v: Option<&Value>| is_id(v, old);
@@ -147,12 +156,9 @@ fn move_peer(
         ));
     };
     let mut moved = Vec::new();
-    if list == "repinned_from" {
-        if let Some(item) = t.remove("rotated_from") {
-            let earlier = item.as_array().ok_or_else(not_an_id_list)?;
-            for v in earlier {
-                moved.push(v.as_str().ok_or_else(not_an_id_list)?.to_string());
-            }
+    if let Some(item) = absorbed.and_then(|a| t.remove(a)) {
+        for v in item.as_array().ok_or_else(not_an_id_list)? {
+            moved.push(v.as_str().ok_or_else(not_an_id_list)?.to_string());
         }
     }
     moved.push(old.to_string());

@@ -894,8 +894,8 @@ impl Node {
             replaced_by: new,
             at: Timestamp::now(),
         };
-        // With it, the keys it rotated from (`Peers::repin` moved them).
-        self.ctx.store.record_cut_out(old, &record)?;
+        // `old` and, with it, the keys it rotated from (`Peers::repin`
+        // moved them all to `repinned_from`).
         for earlier in &peer.config.repinned_from {
             self.ctx.store.record_cut_out(earlier, &record)?;
         }

@@ -1534,22 +1534,53 @@ fn a_log_follows_its_switch_to_a_new_key_and_a_forged_switch_moves_nothing() {
     assert!(!r.witnesses.iter().any(|w| w.witness == old.id()));
 }
 
+/// Entry `seq` as a predecessor entry with `detail`.
+fn predecessor_entry(seq: u64, detail: &str) -> AuditEntry {
+    AuditEntry {
+        kind: AuditKind::LogPredecessor,
+        actor: Actor::Operator,
+        peer: None,
+        message_id: None,
+        envelope_digest: None,
+        detail: detail.to_string(),
+        ..entry(seq, ident(9).id())
+    }
+}
+
+/// A bundle of `node`'s holding only `details` as predecessor entries.
+fn only_predecessor_entries(node: &Identity, details: &[String]) -> String {
+    let mut w = BundleWriter::new(Vec::new(), &node.id()).unwrap();
+    for (i, d) in details.iter().enumerate() {
+        w.write_entry(&predecessor_entry(i as u64, d).to_leaf().unwrap())
+            .unwrap();
+    }
+    String::from_utf8(w.finish().unwrap()).unwrap()
+}
+
+/// The switches from `first` through each of `keys` in turn.
+fn chain_from(
+    first: &Identity,
+    keys: &[Identity],
+) -> Vec<comity_protocol::transition::TransitionStatement> {
+    std::iter::once(first)
+        .chain(keys)
+        .zip(keys)
+        .map(|(a, b)| switch_statement(a, b))
+        .collect()
+}
+
 /// A 6-entry log of `node`'s, entries `at..` replaced by `details` (as
 /// `log-predecessor`, actor operator), checkpoint at 6 cosigned by W.
 fn log_naming(node: &Identity, at: u64, details: &[String]) -> String {
     let peer = ident(9).id();
-    let leaves: Vec<Vec<u8>> = (0..6)
+    let leaves: Vec<Vec<u8>> = (0..6u64)
         .map(|i| {
-            let mut e = entry(i, peer);
-            if let Some(d) = i.checked_sub(at).and_then(|k| details.get(k as usize)) {
-                e.kind = AuditKind::LogPredecessor;
-                e.actor = Actor::Operator;
-                e.peer = None;
-                e.message_id = None;
-                e.envelope_digest = None;
-                e.detail = d.clone();
+            match i.checked_sub(at).and_then(|k| details.get(k as usize)) {
+                Some(d) => predecessor_entry(i, d),
+                None => entry(i, peer),
             }
-            e.to_leaf().unwrap()
+            .to_leaf()
+            .unwrap()
         })
         .collect();
     let tree = MemoryTree::from_leaf_hashes(leaves.iter().map(|l| merkle::leaf_hash(l)).collect());
@@ -1659,27 +1690,16 @@ fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the
     // are followed: see the unit test; here the 17th is entry 17).
     let keys: Vec<Identity> = (20..37).map(ident).collect();
     let mut long = vec![details[0].clone()];
-    let mut prev = &old;
-    for k in &keys {
+    for s in chain_from(&old, &keys) {
         long.push(format!(
             "{PREDECESSOR_SWITCH_PREFIX}{}",
-            BASE64.encode(switch_statement(prev, k).to_bytes())
+            BASE64.encode(s.to_bytes())
         ));
-        prev = k;
     }
-    let mut w = BundleWriter::new(Vec::new(), &new.id()).unwrap();
-    for (i, d) in long.iter().enumerate() {
-        let mut e = entry(i as u64, ident(9).id());
-        e.kind = AuditKind::LogPredecessor;
-        e.actor = Actor::Operator;
-        e.peer = None;
-        e.message_id = None;
-        e.envelope_digest = None;
-        e.detail = d.clone();
-        w.write_entry(&e.to_leaf().unwrap()).unwrap();
-    }
-    let text = String::from_utf8(w.finish().unwrap()).unwrap();
-    let r = verify_with(&text, VerifyOptions::default());
+    let r = verify_with(
+        &only_predecessor_entries(&new, &long),
+        VerifyOptions::default(),
+    );
     assert!(
         has(&r, |f| matches!(
             f,
@@ -1702,27 +1722,14 @@ fn a_new_log_names_its_lost_predecessor_in_its_first_entries_by_a_checkpoint_the
 
     // Exactly 16: followed, in a bundle too.
     let sixteen: Vec<Identity> = (40..56).map(ident).collect();
-    let mut chain = vec![];
-    let mut prev = &old;
-    for k in &sixteen {
-        chain.push(switch_statement(prev, k));
-        prev = k;
-    }
-    let full = file(prev, chain).entry_details().unwrap();
+    let full = file(&sixteen[15], chain_from(&old, &sixteen))
+        .entry_details()
+        .unwrap();
     assert_eq!(full.len(), 17);
-    let mut w16 = BundleWriter::new(Vec::new(), &new.id()).unwrap();
-    for (i, d) in full.iter().enumerate() {
-        let mut e = entry(i as u64, ident(9).id());
-        e.kind = AuditKind::LogPredecessor;
-        e.actor = Actor::Operator;
-        e.peer = None;
-        e.message_id = None;
-        e.envelope_digest = None;
-        e.detail = d.clone();
-        w16.write_entry(&e.to_leaf().unwrap()).unwrap();
-    }
-    let text = String::from_utf8(w16.finish().unwrap()).unwrap();
-    let r = verify_with(&text, VerifyOptions::default());
+    let r = verify_with(
+        &only_predecessor_entries(&new, &full),
+        VerifyOptions::default(),
+    );
     assert!(
         !has(&r, |f| matches!(f, Finding::PredecessorInvalid { .. })),
         "{:?}",

@@ -358,7 +358,22 @@ pub fn succeeded(out: &std::process::Output) -> String {
 
 /// Two nodes of `comityd`, each pinning the other, started.
 pub fn pair(comityd: &str) -> (TestNode, TestNode) {
-    let mut a = TestNode::new(comityd, "Ministry of Justice of Arcadia", "AR");
+    pair_with(comityd, test_settings())
+}
+
+/// [`pair`], Arcadia taking a peer's identity transition without a notice
+/// period (`[keys] peer_rotation_notice_hours = 0`).
+pub fn pair_without_notice(comityd: &str) -> (TestNode, TestNode) {
+    let no_notice = Settings {
+        peer_rotation_notice_hours: Some(0),
+        ..test_settings()
+    };
+    pair_with(comityd, no_notice)
+}
+
+fn pair_with(comityd: &str, a_settings: Settings) -> (TestNode, TestNode) {
+    let mut a =
+        TestNode::with_settings(comityd, "Ministry of Justice of Arcadia", "AR", a_settings);
     let mut b = TestNode::new(comityd, "Attorney General of Borduria", "BO");
     a.pin(&b);
     b.pin(&a);

@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-
 use anyhow::{Context as _, Result};
 use comity_client::init::create_node;
 use comity_client::Settings;
@@ -27,7 +25,7 @@ pub fn run(
                 .with_context(|| format!("cannot read {}", path.display()))?
                 .len();
             anyhow::ensure!(
-                len <= 64 << 10,
+                len <= comity_protocol::audit::predecessor::MAX_PREDECESSOR_FILE,
                 "{} is {len} bytes: not a predecessor checkpoint",
                 path.display()
             );
@@ -49,23 +47,14 @@ pub fn run(
     // environment (which the daemon may not share).
     let new = create_node(dir, name, country, listen, &settings, &|_| None)?;
     let (id, config_path, key_path) = (new.id, new.config_path.clone(), new.key_path.clone());
+    // In the data directory `create_node` made (0700), as a new 0600 file.
     if let Some((note, _)) = &predecessor {
-        let data_dir = &new.config.node.data_dir;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let path = data_dir.join(comity_config::PREDECESSOR_FILE);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| {
-                std::io::Write::write_all(&mut f, note.as_bytes()).and_then(|()| f.sync_all())
-            })
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let path = new
+            .config
+            .node
+            .data_dir
+            .join(comity_config::PREDECESSOR_FILE);
+        super::write_new_file(&path, |file| Ok(file.write_all(note.as_bytes())?))?;
     }
     let country = new.config.node.country.as_str();
     // Pasted into another operator's shell: the name goes in single quotes

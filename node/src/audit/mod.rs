@@ -227,7 +227,7 @@ impl AuditLog {
         &self,
         data_dir: &std::path::Path,
     ) -> Result<Option<comity_protocol::audit::predecessor::Predecessor>, AuditError> {
-        use comity_protocol::audit::predecessor::PredecessorFile;
+        use comity_protocol::audit::predecessor::{PredecessorFile, MAX_PREDECESSOR_FILE};
         if !self.enabled {
             return Ok(None);
         }
@@ -244,14 +244,22 @@ impl AuditLog {
             path: path.clone(),
             why,
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(n) => n,
+        let mut text = String::new();
+        match std::fs::File::open(&path) {
+            // A few KiB (a signed checkpoint is public: no mode required).
+            Ok(f) => std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, MAX_PREDECESSOR_FILE + 1),
+                &mut text,
+            )
+            .map_err(|e| failed(e.to_string()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed(e.to_string())),
         };
+        if text.len() as u64 > MAX_PREDECESSOR_FILE {
+            return Err(failed(format!("above {MAX_PREDECESSOR_FILE} bytes")));
+        }
         let file = PredecessorFile::parse(&text).map_err(|e| failed(e.to_string()))?;
-        let old = file.check().map_err(|e| failed(e.to_string()))?;
-        let details = file.entry_details().map_err(|e| failed(e.to_string()))?;
+        let (old, details) = file.checked_entries().map_err(|e| failed(e.to_string()))?;
         let begun_so = (0..size).all(|seq| {
             let d = details.get(seq as usize);
             matches!(self.entry(seq), Ok(Some(e)) if e.kind == AuditKind::LogPredecessor && Some(&e.detail) == d)

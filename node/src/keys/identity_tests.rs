@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use comity_config::Config;
-use comity_protocol::transition::IdentityTransition;
+use comity_protocol::transition::{IdentityTransition, TransitionStatement};
 use comity_protocol::{Identity, Timestamp};
 
 use super::at_start;
@@ -10,6 +10,20 @@ use crate::store::Store;
 fn config(dir: &std::path::Path) -> Config {
     let text = "[node]\nname = \"AR\"\ncountry = \"AR\"\nlisten = \"127.0.0.1:7401\"\n";
     Config::from_toml_str(text, dir, &|_| None).unwrap()
+}
+
+/// A transition from `old` to `new`, effective now.
+fn effective_now(old: &Identity, new: &Identity) -> TransitionStatement {
+    let now = Timestamp::now();
+    IdentityTransition {
+        old: old.id(),
+        new: new.id(),
+        created_at: now,
+        effective_after: now,
+        reason: "scheduled identity rotation".into(),
+    }
+    .sign(old, new)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -22,16 +36,7 @@ async fn a_switch_marked_in_the_store_whose_key_file_was_not_replaced_is_finishe
     comity_config::write_new_key_file(&key_file, &old).unwrap();
     let next = comity_config::next_key_path(&key_file);
     comity_config::write_new_key_file(&next, &new).unwrap();
-    let now = Timestamp::now();
-    let statement = IdentityTransition {
-        old: old.id(),
-        new: new.id(),
-        created_at: now,
-        effective_after: now,
-        reason: "scheduled identity rotation".into(),
-    }
-    .sign(&old, &new)
-    .unwrap();
+    let statement = effective_now(&old, &new);
     let store = Store::open(&dir.path().join("store")).unwrap();
     store.set_own_transition(&statement).unwrap();
 
@@ -89,16 +94,7 @@ async fn a_switch_whose_earlier_id_record_outlived_its_mark_still_starts_under_t
     let config = config(dir.path());
     let old = Identity::generate(Timestamp::now());
     let new = Identity::generate(Timestamp::now());
-    let now = Timestamp::now();
-    let statement = IdentityTransition {
-        old: old.id(),
-        new: new.id(),
-        created_at: now,
-        effective_after: now,
-        reason: "scheduled identity rotation".into(),
-    }
-    .sign(&old, &new)
-    .unwrap();
+    let statement = effective_now(&old, &new);
     let store = Store::open(&dir.path().join("store")).unwrap();
     store.set_log_first_key(&old.id()).unwrap();
     store.set_own_transition(&statement).unwrap();

@@ -44,6 +44,10 @@ pub const MAX_PREDECESSOR_NOTE: usize = 600;
 /// The most switches of the old log a predecessor file carries.
 pub const MAX_PREDECESSOR_SWITCHES: usize = 16;
 
+/// The largest predecessor file: its note and its switch lines (each at
+/// most 16 + 684 bytes) fit well within it.
+pub const MAX_PREDECESSOR_FILE: u64 = 64 << 10;
+
 /// How a switch line of a predecessor file begins.
 const SWITCH_LINE: &str = "identity-switch ";
 
@@ -139,8 +143,12 @@ impl PredecessorFile {
 
     /// The details of the new log's first entries (checked first).
     pub fn entry_details(&self) -> Result<Vec<String>, PredecessorError> {
-        self.check()?;
-        Ok(self.details())
+        self.checked_entries().map(|(_, details)| details)
+    }
+
+    /// The old log and the details of the new log's first entries.
+    pub fn checked_entries(&self) -> Result<(Predecessor, Vec<String>), PredecessorError> {
+        Ok((self.check()?, self.details()))
     }
 
     fn details(&self) -> Vec<String> {

@@ -50,10 +50,7 @@ impl Follower {
         let before = found.len();
         match part {
             None => {}
-            Some(Err(why)) => {
-                self.pending = None;
-                found.push(invalid(entry, why));
-            }
+            Some(Err(why)) => found.push(invalid(entry, why)),
             Some(Ok(PredecessorPart::Checkpoint(note))) if entry == 0 => {
                 match checkpoint_named(&note) {
                     Ok((node, body)) => {
@@ -71,8 +68,7 @@ impl Follower {
                     match follow(&p.chain, &s) {
                         Ok(new) => p.chain.push(new),
                         Err(why) => {
-                            self.pending = None;
-                            found.push(invalid(entry, format!("the old log's switch: {why}")));
+                            found.push(invalid(entry, format!("the old log's switch: {why}")))
                         }
                     }
                 }
@@ -82,6 +78,7 @@ impl Follower {
                 "predecessor entries are the log's first: its checkpoint, then its switches",
             )),
         }
+        // A finding here ends the predecessor: nothing more is settled.
         if found.len() > before {
             self.pending = None;
         }
